@@ -1,0 +1,1 @@
+"""agent_client: see DESIGN.md for what this package will hold."""

@@ -1,0 +1,1 @@
+"""field_lab: see DESIGN.md for what this package will hold."""

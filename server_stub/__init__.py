@@ -1,0 +1,1 @@
+"""server_stub: see DESIGN.md for what this package will hold."""
