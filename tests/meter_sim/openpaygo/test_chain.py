@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from openpaygo.token_shared import OpenPAYGOTokenShared
@@ -68,3 +69,17 @@ def test_memo_is_bounded() -> None:
         chain_highs(STANDARD, key, start, 3)
     assert len(chain._chains) == CACHE_CHAINS
     assert chain_highs(STANDARD, key, 0, 3) == first  # evicted, recomputed identically
+
+
+def test_memo_bounds_the_codes_it_holds(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(chain, "CACHE_CODES", 100)
+    clear_chain_cache()
+    key = bytes(range(16))
+    for start in range(10):
+        chain_highs(STANDARD, key, start, 39)
+    assert sum(len(highs) for highs, _ in chain._chains.values()) <= 100
+    assert (STANDARD.name, key, 9) in chain._chains  # the newest stays
+    # A single chain longer than the bound is still kept: it is the one in use.
+    chain_highs(STANDARD, key, 99, 150)
+    assert list(chain._chains) == [(STANDARD.name, key, 99)]
+    clear_chain_cache()
