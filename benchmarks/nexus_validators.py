@@ -66,28 +66,20 @@ def main() -> None:
     ext_type = ExtendedSmallMessageType.SET_CREDIT_WIPE_RESTRICTED_FLAG
     extended = ExtendedSmallMessage(ext_type, id_=41, days=30, secret_key=KEY)
     ext = extended.to_keycode(separator="")[1:]
-    enabled = PaygState.ENABLED
-
-    measure(
-        "full_valid",
-        lambda: process_full(full, secret_key=KEY, state=STATE, payg=enabled),
-    )
-    measure(
-        "full_wrong_key",
-        lambda: process_full(full, secret_key=OTHER_KEY, state=STATE, payg=enabled),
-    )
-    measure(
-        "small_valid",
-        lambda: process_small(small, secret_key=KEY, state=STATE, payg=enabled),
-    )
-    measure(
-        "extended_valid",
-        lambda: process_small(ext, secret_key=KEY, state=STATE, payg=enabled),
-    )
-    measure(
-        "extended_wrong_key_worst_case",
-        lambda: process_small(ext, secret_key=OTHER_KEY, state=STATE, payg=enabled),
-    )
+    cases = [
+        ("full_valid", process_full, full, KEY),
+        ("full_wrong_key", process_full, full, OTHER_KEY),
+        ("small_valid", process_small, small, KEY),
+        ("extended_valid", process_small, ext, KEY),
+        ("extended_wrong_key_worst_case", process_small, ext, OTHER_KEY),
+    ]
+    for case, process, frame, key in cases:
+        measure(
+            case,
+            lambda p=process, f=frame, k=key: p(
+                f, secret_key=k, state=STATE, payg=PaygState.ENABLED
+            ),
+        )
 
 
 if __name__ == "__main__":
