@@ -130,7 +130,7 @@ class Reference:
                 self.credit += code.amount
             return Outcome.APPLIED
         self.mark_through(id_)
-        if code.kind == "set":
+        if code.kind in ("set", "lock"):
             self.set_credit(code.amount)
         elif code.kind == "unlock":
             self.unlock()
@@ -229,8 +229,8 @@ def test_full_codes_match_reference(
     run(unit, Reference(pd), codes, order, small=False)
 
 
-SMALL_KINDS = ["add"] * 3 + ["set", "set", "unlock_add", "unlock", "restricted", "ext", "ext"]
-SMALL_KINDS += ["ext_unlock", "maint0", "maint1", "maint_ids"]
+SMALL_KINDS = ["add"] * 3 + ["set", "set", "lock", "unlock_add", "unlock", "restricted", "ext"]
+SMALL_KINDS += ["ext", "ext_unlock", "maint0", "maint1", "maint_ids"]
 MAINTENANCE = {
     "maint0": MaintenanceSmallMessageType.WIPE_STATE_0,
     "maint1": MaintenanceSmallMessageType.WIPE_STATE_1,
@@ -241,8 +241,8 @@ MAINTENANCE = {
 def small_message(kind: str, id_: int, days: int, key: bytes) -> SmallMessage:
     if kind == "add":
         return AddCreditSmallMessage(id_=id_, days=days, secret_key=key)
-    if kind == "set":
-        return SetCreditSmallMessage(id_=id_, days=days, secret_key=key)
+    if kind in ("set", "lock"):
+        return SetCreditSmallMessage(id_=id_, days=0 if kind == "lock" else days, secret_key=key)
     if kind == "unlock_add":
         return UnlockSmallMessage(id_=id_, secret_key=key)
     if kind == "unlock":
@@ -267,7 +267,7 @@ def extended_auth(id_: int, days: int, kind: str, key: bytes) -> int:
 def credited_days(kind: str, days: int) -> int:
     if kind == "add":
         return bucket(ADD_VALUES, days)
-    return 0 if days == 0 else bucket(SET_VALUES, days)
+    return 0 if days == 0 or kind == "lock" else bucket(SET_VALUES, days)
 
 
 @given(key=keys, run_=id_runs(SMALL_KINDS), days=st.lists(st.integers(0, 960)), order=orders)
