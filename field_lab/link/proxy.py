@@ -23,10 +23,7 @@ from typing import Any
 from field_lab.link.core import DOWN, UP, Arrived, Connection, EofArrived, Event, Reset
 from field_lab.link.outages import Outage
 from field_lab.link.profiles import Profile
-from field_lab.link.scheduler import LinkPort, LinkScheduler
-
-HIGH_WATER = 256 * 1024  # bytes held before the link: stop reading the socket
-LOW_WATER = 64 * 1024  # ... and resume below this
+from field_lab.link.scheduler import LinkPort, LinkScheduler, Valve
 
 
 def _abort_with_rst(transport: asyncio.BaseTransport | None) -> None:
@@ -41,9 +38,13 @@ def _abort_with_rst(transport: asyncio.BaseTransport | None) -> None:
 @dataclass
 class _Side:
     transport: asyncio.Transport | None = None
-    paused: bool = False
+    valve: Valve | None = None  # pauses reading this side's socket
     backlog: bytes = b""  # arrived before the socket existed (upstream still connecting)
     eof_pending: bool = False
+
+    def attach(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+        self.valve = Valve(transport.pause_reading, transport.resume_reading)
 
 
 class _Relay:
@@ -52,7 +53,8 @@ class _Relay:
     def __init__(self, proxy: LinkProxy, client: asyncio.Transport) -> None:
         self.proxy = proxy
         self.port = proxy.port
-        self.sides = {UP: _Side(), DOWN: _Side(transport=client)}  # keyed by who *receives*
+        self.sides = {UP: _Side(), DOWN: _Side()}  # keyed by who *receives*
+        self.sides[DOWN].attach(client)
         self.conn: Connection = self.port.open(self.on_event)
         self.closed = False
 
@@ -73,15 +75,12 @@ class _Relay:
 
     def _flow(self, direction: str) -> None:
         side = self._reader(direction)
-        pending = self.conn.pending_bytes(direction) if self.conn.alive else 0
-        if side.transport is None or side.transport.is_closing():
-            return
-        if not side.paused and pending > HIGH_WATER:
-            side.transport.pause_reading()
-            side.paused = True
-        elif side.paused and pending < LOW_WATER:
-            side.transport.resume_reading()
-            side.paused = False
+        if (
+            side.valve is not None
+            and side.transport is not None
+            and not side.transport.is_closing()
+        ):
+            side.valve.update(self.conn.pending_bytes(direction) if self.conn.alive else 0)
 
     def on_event(self, event: Event) -> None:
         if isinstance(event, Arrived):
@@ -111,7 +110,7 @@ class _Relay:
 
     def upstream_ready(self, transport: asyncio.Transport) -> None:
         side = self.sides[UP]
-        side.transport = transport
+        side.attach(transport)
         if side.backlog:
             transport.write(side.backlog)
             side.backlog = b""

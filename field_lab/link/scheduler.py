@@ -22,6 +22,29 @@ from field_lab.link.profiles import Profile
 
 Sink = Callable[[Event], None]
 
+HIGH_WATER = 256 * 1024  # bytes held in front of the link before the producer is paused
+LOW_WATER = 64 * 1024  # ... and resumed below this
+
+
+class Valve:
+    """Back-pressure with hysteresis: pause a producer when more than HIGH_WATER bytes wait in
+    front of the link, resume it below LOW_WATER (as asyncio's write-buffer limits do)."""
+
+    __slots__ = ("_pause", "_resume", "paused")
+
+    def __init__(self, pause: Callable[[], None], resume: Callable[[], None]) -> None:
+        self._pause = pause
+        self._resume = resume
+        self.paused = False
+
+    def update(self, pending: int) -> None:
+        if not self.paused and pending > HIGH_WATER:
+            self.paused = True
+            self._pause()
+        elif self.paused and pending < LOW_WATER:
+            self.paused = False
+            self._resume()
+
 
 class LinkPort:
     """A link driven by a scheduler, with per-connection event sinks."""
