@@ -208,15 +208,16 @@ class Connection:
                 if direction == UP:
                     self._fire("syn_arrived")
                     down = self._pipes[DOWN]
-                    down.direction.send(now, self.id, 0)  # the SYN-ACK, ahead of any data
+                    at = down.direction.earliest(delivery.at)
+                    down.direction.send(at, self.id, 0)  # the SYN-ACK, ahead of any data
                     down.open = True
-                    down.push(now)
+                    down.push(at)
                     return [Accepted(self)]
                 self._fire("synack_arrived")
                 stats.established_at = delivery.at
                 up = self._pipes[UP]
                 up.open = True
-                up.push(now)
+                up.push(up.direction.earliest(delivery.at))
                 return [Established(self)]
             self._fin_in[direction] = True
             events: list[Event] = [EofArrived(self, direction)]

@@ -169,6 +169,11 @@ class Direction:
         self._last_deliver = packet.deliver
 
     # -- the sans-I/O interface ------------------------------------------------------------
+    def earliest(self, t: float) -> float:
+        """`t`, or the latest time this direction has already been given if that is later:
+        reactions to an arrival happen at the arrival, not at the (later) poll."""
+        return max(t, self._now)
+
     def space(self, now: float) -> int:
         """Bytes the queue can take at `now` (payload of packets not yet fully serialised)."""
         self._advance(now)

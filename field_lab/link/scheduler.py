@@ -85,10 +85,12 @@ class LinkPort:
         self._scheduler._reschedule(self)
 
     def _poll(self, now: float) -> None:
-        for event in self.link.poll(now):
+        events = self.link.poll(now)
+        for event in events:
             sink = self._sinks.get(event.conn.id)
             if sink is not None:
                 sink(event)
+        for event in events:  # only now: a closing connection's last events all reach its sink
             if not event.conn.alive:
                 self._sinks.pop(event.conn.id, None)
 
