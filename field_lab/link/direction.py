@@ -54,6 +54,7 @@ class DirectionStats:
     payload_bytes: int = 0
     wire_bytes: int = 0
     lost_attempts: int = 0
+    retransmit_delay_s: float = 0.0  # time spent on lost attempts and their waits
     dropped_packets: int = 0
 
 
@@ -106,6 +107,8 @@ class Direction:
         self._epoch = epoch
         rate = profile.up_bps if name == "up" else profile.down_bps
         self._seconds_per_byte = 8.0 / rate if rate > 0.0 else math.inf
+        mean_rate = profile.rate_bps(name)  # the trace's mean rate for a trace-driven direction
+        self._mean_seconds_per_byte = 8.0 / mean_rate if mean_rate > 0.0 else math.inf
         trace = profile.trace(name)
         self._cursor = OpportunityCursor(trace) if trace is not None else None
         self._leftover = 0  # unused bytes of the cursor's current opportunity
@@ -198,6 +201,8 @@ class Direction:
             self.stats.payload_bytes += size
             self.stats.wire_bytes += (size + self.profile.header_bytes) * (packet.losses + 1)
             self.stats.lost_attempts += packet.losses
+            serialise = (size + self.profile.header_bytes) * self._mean_seconds_per_byte
+            self.stats.retransmit_delay_s += packet.losses * (self.profile.retransmit_s + serialise)
             out.append(Delivery(packet.deliver, stream, size))
         return tuple(out)
 
