@@ -27,8 +27,8 @@ from field_lab.link import (
 )
 from field_lab.link.core import _TRANSITIONS, Connection
 from field_lab.link.profiles import Profile
-
-from .vtime import Timeline, exchange, run_until_idle
+from field_lab.link.virtual import Timeline, run_until_idle
+from field_lab.link.virtual import exchange_time as exchange
 
 PLAIN = BUILTIN_PROFILES["perfect"].replace(
     name="plain", rtt_s=0.8, down_bps=40_000, up_bps=20_000, queue_bytes=32_000

@@ -8,8 +8,7 @@ from hypothesis import strategies as st
 
 from field_lab.link import BUILTIN_PROFILES, Link, Outage, TraceError, parse_trace
 from field_lab.link.trace import OpportunityCursor, Trace, load_trace, rate_trace
-
-from .vtime import exchange
+from field_lab.link.virtual import exchange_time as exchange
 
 
 def test_parse_a_valid_trace() -> None:
