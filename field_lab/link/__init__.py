@@ -8,6 +8,7 @@ Shells: `LinkScheduler` drives many links from one asyncio task, `LinkProxy` is 
 
 from __future__ import annotations
 
+from field_lab.link.aio import LinkConnector
 from field_lab.link.core import (
     DOWN,
     UP,
@@ -42,7 +43,10 @@ from field_lab.link.profiles import (
     load_profiles,
     parse_profiles,
 )
+from field_lab.link.proxy import LinkProxy
+from field_lab.link.scheduler import LinkPort, LinkScheduler
 from field_lab.link.trace import Trace, load_trace, parse_trace
+from field_lab.link.virtual import exchange_time
 
 __all__ = [
     "BUILTIN_PROFILES",
@@ -60,8 +64,12 @@ __all__ = [
     "GilbertElliott",
     "Link",
     "LinkBroken",
+    "LinkConnector",
     "LinkError",
+    "LinkPort",
+    "LinkProxy",
     "LinkReset",
+    "LinkScheduler",
     "OnOff",
     "Outage",
     "OutageFileError",
@@ -72,6 +80,7 @@ __all__ = [
     "Trace",
     "TraceError",
     "UsageError",
+    "exchange_time",
     "expected_transfer_time",
     "floor_seconds",
     "get_profile",

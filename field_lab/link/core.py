@@ -168,14 +168,14 @@ class Connection:
         """Bytes written at the start of `direction` (UP: by the handset)."""
         pipe = self._pipe_for_writing(direction)
         pipe.pending += data
-        self.link.poll_time_check(now)
+        self.link._advance_clock(now)
         pipe.push(now)
 
     def close(self, now: float, direction: str) -> None:
         """The writer at the start of `direction` is done: a FIN follows its bytes."""
         pipe = self._pipe_for_writing(direction)
         pipe.eof = True
-        self.link.poll_time_check(now)
+        self.link._advance_clock(now)
         pipe.push(now)
 
     def abort(self, now: float) -> None:
@@ -265,14 +265,14 @@ class Link:
         self._scanned_to = epoch
         self.resets = 0
 
-    def poll_time_check(self, now: float) -> None:
+    def _advance_clock(self, now: float) -> None:
         if now < self._now:
             raise UsageError(f"time went backwards: {now} < {self._now}")
         self._now = now
 
     def connect(self, now: float) -> Connection:
         """Open a connection from the handset: its SYN is queued on the uplink at `now`."""
-        self.poll_time_check(now)
+        self._advance_clock(now)
         conn = Connection(self, self._next_id, now)
         self._next_id += 1
         self._connections[conn.id] = conn
@@ -321,7 +321,7 @@ class Link:
 
     def poll(self, now: float) -> list[Event]:
         """Everything that happened by `now`, in time order: arrivals, handshakes, resets."""
-        self.poll_time_check(now)
+        self._advance_clock(now)
         events: list[Event] = []
         while True:
             reset_at, victims = self._due_resets(now)

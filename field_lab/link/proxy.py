@@ -15,6 +15,7 @@ import dataclasses
 import json
 import socket
 import struct
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,8 @@ from field_lab.link.core import DOWN, UP, Arrived, Connection, EofArrived, Event
 from field_lab.link.outages import Outage
 from field_lab.link.profiles import Profile
 from field_lab.link.scheduler import LinkPort, LinkScheduler, Valve
+
+MAX_FINISHED = 10_000  # finished connections kept for stats; a long-running proxy stays bounded
 
 
 def _abort_with_rst(transport: asyncio.BaseTransport | None) -> None:
@@ -204,7 +207,8 @@ class LinkProxy:
         self._server: asyncio.Server | None = None
         self._relays: set[_Relay] = set()
         self._tasks: set[asyncio.Task[None]] = set()
-        self.finished: list[Connection] = []
+        self.finished: deque[Connection] = deque(maxlen=MAX_FINISHED)  # newest, for stats
+        self.connections_total = 0
         self.resets = 0
         self.upstream_failures = 0
 
@@ -225,6 +229,7 @@ class LinkProxy:
 
     def _track(self, relay: _Relay) -> None:
         self._relays.add(relay)
+        self.connections_total += 1
 
     def _retire(self, relay: _Relay) -> None:
         self._relays.discard(relay)
@@ -253,6 +258,7 @@ class LinkProxy:
         return {
             "profile": self.profile.name,
             "seed": self.seed,
+            "connections_total": self.connections_total,
             "resets": self.resets,
             "upstream_failures": self.upstream_failures,
             "radio_wakeups": link.radio.wakeups,

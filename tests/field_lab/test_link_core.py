@@ -280,3 +280,23 @@ def test_same_seed_same_timeline_other_seed_differs() -> None:
 
     assert timeline(3) == timeline(3)
     assert timeline(3) != timeline(4)
+
+
+def test_virtual_exchange_rejects_what_cannot_finish() -> None:
+    with pytest.raises(UsageError, match="never completes a handshake"):
+        exchange(BUILTIN_PROFILES["offline"], 10, 10)
+    with pytest.raises(UsageError, match="at least one byte"):
+        exchange(PLAIN, 0, 10)
+    with pytest.raises(UsageError, match="asleep"):
+        exchange(PLAIN, 10, 10, warm=False, awake=True)
+
+
+def test_public_surface_is_pinned() -> None:
+    import field_lab.link as package
+
+    assert sorted(package.__all__) == sorted(set(package.__all__))
+    for name in package.__all__:
+        assert getattr(package, name) is not None, name
+    assert {"Link", "LinkProxy", "LinkScheduler", "LinkConnector", "floor_seconds"} <= set(
+        package.__all__
+    )
