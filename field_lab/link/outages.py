@@ -12,12 +12,11 @@ import bisect
 import itertools
 import math
 import random
-import tomllib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from field_lab.link.config import load_toml, number, read_text
 from field_lab.link.errors import OutageFileError
 
 MAX_SCRIPTED_OUTAGES = 100_000
@@ -128,23 +127,11 @@ class OutageSchedule:
         return tuple(self._outages)
 
 
-def _number(table: Mapping[str, Any], key: str, where: str) -> float:
-    value = table.get(key)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise OutageFileError(f"{where}.{key}", f"expected a number, got {value!r}")
-    return float(value)
-
-
 def parse_outages(text: str, name: str = "outages") -> list[Outage]:
     """Parse a TOML outage script: `[[outage]]` tables with `start_s` and `duration_s`."""
-    try:
-        document = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise OutageFileError(name, f"invalid TOML: {exc}") from exc
-    unknown = set(document) - {"outage"}
-    if unknown:
-        raise OutageFileError(name, f"unknown top-level keys {sorted(unknown)}; use [[outage]]")
-    tables = document.get("outage", [])
+    tables = load_toml(text, name, OutageFileError, "outage", "[[outage]]")
+    if tables is None:
+        tables = []
     if not isinstance(tables, list):
         raise OutageFileError(name, "`outage` must be an array of tables ([[outage]])")
     if len(tables) > MAX_SCRIPTED_OUTAGES:
@@ -157,8 +144,8 @@ def parse_outages(text: str, name: str = "outages") -> list[Outage]:
         extra = set(table) - {"start_s", "duration_s"}
         if extra:
             raise OutageFileError(where, f"unknown keys {sorted(extra)}")
-        start = _number(table, "start_s", where)
-        duration = _number(table, "duration_s", where)
+        start = number(table, "start_s", where, OutageFileError)
+        duration = number(table, "duration_s", where, OutageFileError)
         if not (math.isfinite(start) and start >= 0.0):
             raise OutageFileError(f"{where}.start_s", f"must be finite and >= 0, got {start}")
         if not duration > 0.0:
@@ -173,8 +160,5 @@ def parse_outages(text: str, name: str = "outages") -> list[Outage]:
 
 
 def load_outages(path: str | Path) -> list[Outage]:
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise OutageFileError(str(path), f"cannot read the outage file: {exc}") from exc
-    return parse_outages(text, str(path))
+    """Read and parse an outage script; unreadable files raise OutageFileError too."""
+    return parse_outages(read_text(path, OutageFileError, "outage file"), str(path))

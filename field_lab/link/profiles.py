@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from field_lab.link.config import load_toml, number, read_text
 from field_lab.link.errors import ProfileError
 from field_lab.link.loss import GilbertElliott
 from field_lab.link.outages import OnOff
@@ -161,10 +161,7 @@ _GE_KEYS = frozenset({"p", "r", "loss_bad", "loss_good"})
 
 
 def _num(table: Mapping[str, Any], key: str, where: str) -> float:
-    value = table[key]
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ProfileError(f"{where}.{key}", f"expected a number, got {value!r}")
-    return float(value)
+    return number(table, key, where, ProfileError)
 
 
 def _profile_from_table(name: str, table: Mapping[str, Any], where: str, base_dir: Path) -> Profile:
@@ -230,14 +227,7 @@ def parse_profiles(
     text: str, name: str = "profiles", base_dir: Path | None = None
 ) -> dict[str, Profile]:
     """Parse `[profile.NAME]` tables from TOML text; trace paths are relative to `base_dir`."""
-    try:
-        document = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ProfileError(name, f"invalid TOML: {exc}") from exc
-    unknown = set(document) - {"profile"}
-    if unknown:
-        raise ProfileError(name, f"unknown top-level keys {sorted(unknown)}; use [profile.NAME]")
-    tables = document.get("profile", {})
+    tables = load_toml(text, name, ProfileError, "profile", "[profile.NAME]")
     if not isinstance(tables, dict) or not tables:
         raise ProfileError(name, "no profiles: add at least one [profile.NAME] table")
     directory = base_dir if base_dir is not None else Path(".")
@@ -250,11 +240,7 @@ def parse_profiles(
 def load_profiles(path: str | Path) -> dict[str, Profile]:
     """Read a TOML profile file; unreadable files raise ProfileError too."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ProfileError(str(path), f"cannot read the profile file: {exc}") from exc
-    return parse_profiles(text, str(path), path.parent)
+    return parse_profiles(read_text(path, ProfileError, "profile file"), str(path), path.parent)
 
 
 def get_profile(name: str, custom: Mapping[str, Profile] | None = None) -> Profile:

@@ -13,6 +13,7 @@ import itertools
 from dataclasses import dataclass
 from pathlib import Path
 
+from field_lab.link.config import read_text
 from field_lab.link.errors import TraceError
 
 OPPORTUNITY_BYTES = 1500
@@ -116,11 +117,7 @@ def parse_trace(text: str, name: str = "trace") -> Trace:
 
 def load_trace(path: str | Path) -> Trace:
     """Read and parse a trace file; unreadable or non-UTF-8 files raise TraceError too."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise TraceError(str(path), f"cannot read the trace: {exc}") from exc
-    return parse_trace(text, str(path))
+    return parse_trace(read_text(path, TraceError, "trace"), str(path))
 
 
 def rate_trace(rate_bps: float, period_ms: int = 12_000) -> Trace:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import random
 from pathlib import Path
@@ -126,6 +127,45 @@ def test_arbitrary_profile_text_gives_profiles_or_a_config_error(text: str) -> N
     except ConfigError:
         return
     assert profiles
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)
+    return repr(value)  # ints and floats, including inf and nan, are TOML as Python prints them
+
+
+toml_values = st.one_of(
+    st.booleans(),
+    st.integers(-(10**6), 10**7),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from(["gprs-typ", "nope", "", "x.trace"]),
+)
+profile_keys = st.sampled_from(
+    ["base", "rtt_ms", "down_kbps", "up_kbps", "jitter_ms", "loss", "loss_burst",
+     "retransmit_ms", "wakeup_ms", "idle_s", "reset_after_s", "queue_bytes", "mtu",
+     "header_bytes", "outage_mean_up_s", "outage_mean_down_s", "bogus"]
+)  # fmt: skip
+
+
+@given(st.dictionaries(profile_keys, toml_values, max_size=8))
+def test_any_profile_table_gives_a_valid_profile_or_a_profile_error(
+    table: dict[str, object],
+) -> None:
+    text = "[profile.p]\n" + "".join(f"{k} = {_toml_value(v)}\n" for k, v in table.items())
+    try:
+        profile = parse_profiles(text, "p.toml")["p"]
+    except ProfileError as exc:
+        where = exc.where
+    else:
+        assert profile.rtt_s >= 0
+        assert profile.jitter_s <= profile.rtt_s
+        assert profile.queue_bytes >= profile.mtu > profile.header_bytes >= 0
+        assert profile.loss is None or 0.0 <= profile.loss.mean_loss < 1.0
+        return
+    assert where.startswith("p.toml") or "profile 'p'" in where  # the error says where
 
 
 def test_get_profile_lists_what_exists() -> None:
