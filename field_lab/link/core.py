@@ -124,13 +124,18 @@ class _Pipe:
             return
         d = self.direction
         mss = d.profile.mss
-        while self.pending:
-            size = min(mss, len(self.pending))
+        pending = self.pending
+        head = 0
+        while head < len(pending):
+            size = min(mss, len(pending) - head)
             if (size < mss and d.busy(now)) or d.space(now) < size:
-                return
+                break
             d.send(now, self.stream, size)
-            self.inflight.append(bytes(self.pending[:size]))
-            del self.pending[:size]
+            self.inflight.append(bytes(pending[head : head + size]))
+            head += size
+        del pending[:head]  # one move per push, not one per packet
+        if pending:
+            return
         if self.eof and not self.fin_sent:
             d.send(now, self.stream, 0)
             self.fin_sent = True
@@ -167,15 +172,15 @@ class Connection:
     def send(self, now: float, direction: str, data: bytes) -> None:
         """Bytes written at the start of `direction` (UP: by the handset)."""
         pipe = self._pipe_for_writing(direction)
-        pipe.pending += data
         self.link._advance_clock(now)
+        pipe.pending += data
         pipe.push(now)
 
     def close(self, now: float, direction: str) -> None:
         """The writer at the start of `direction` is done: a FIN follows its bytes."""
         pipe = self._pipe_for_writing(direction)
-        pipe.eof = True
         self.link._advance_clock(now)
+        pipe.eof = True
         pipe.push(now)
 
     def abort(self, now: float) -> None:

@@ -300,3 +300,18 @@ def test_public_surface_is_pinned() -> None:
     assert {"Link", "LinkProxy", "LinkScheduler", "LinkConnector", "floor_seconds"} <= set(
         package.__all__
     )
+
+
+def test_bad_calls_change_nothing() -> None:
+    link, conn, timeline = _connect(PLAIN)
+    run_until_idle(link, timeline)
+    conn.send(timeline.now, UP, b"a")
+    with pytest.raises(UsageError, match="backwards"):
+        conn.send(timeline.now - 1.0, UP, b"b")
+    with pytest.raises(UsageError, match="backwards"):
+        conn.close(timeline.now - 1.0, UP)
+    with pytest.raises(UsageError, match="direction"):
+        conn.send(timeline.now, "sideways", b"c")
+    run_until_idle(link, timeline)
+    assert conn.stats.bytes[UP] == 1
+    assert not timeline.times(EofArrived)
