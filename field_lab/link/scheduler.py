@@ -152,7 +152,12 @@ class LinkScheduler:
                 continue  # stale entry: the port was rescheduled since
             port._due = None
             self.polls += 1
-            port._poll(now)
+            try:
+                port._poll(now)
+            except Exception as exc:  # one handset's faulty sink must not stall the others
+                self._loop.call_exception_handler(
+                    {"message": "a link event sink raised", "exception": exc, "port": port}
+                )
             self._reschedule(port)
         while heap and heap[0][2]._due != heap[0][0]:
             heapq.heappop(heap)

@@ -117,3 +117,30 @@ async def test_one_scheduler_carries_2000_handsets() -> None:
     assert finished == handsets
     assert len({id(p.link.up) for p in ports}) == handsets
     scheduler.close()
+
+
+async def test_a_faulty_sink_is_reported_and_does_not_stall_the_others() -> None:
+    loop = asyncio.get_running_loop()
+    reported: list[BaseException] = []
+    loop.set_exception_handler(lambda _loop, context: reported.append(context["exception"]))
+    scheduler = LinkScheduler()
+    established: list[int] = []
+
+    def faulty(event: Event) -> None:
+        raise RuntimeError("bug in a handset")
+
+    def fine(event: Event) -> None:
+        if isinstance(event, Established):
+            established.append(event.conn.id)
+
+    bad, good = scheduler.add(FAST), scheduler.add(FAST)
+    bad.open(faulty)
+    good.open(fine)
+    for _ in range(100):
+        if established and reported:
+            break
+        await asyncio.sleep(0.01)
+    loop.set_exception_handler(None)
+    scheduler.close()
+    assert established == [1]
+    assert isinstance(reported[0], RuntimeError)
