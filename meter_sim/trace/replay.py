@@ -241,10 +241,11 @@ class Replayer:
         assert isinstance(item, Line)
         try:
             got = parse_reply(item.text)
-        except ReplyError:
-            got = None
-        if got is None or got.verb != "HELLO":
-            if not self._identified and got is not None and not got.ok:
+        except ReplyError as exc:
+            self._incident("garbage", None, f"{exc} (line {item.text[:64]!r})")
+            return
+        if got.verb != "HELLO":
+            if not self._identified and not got.ok:
                 # A device without HELLO: carry on unidentified rather than wait forever.
                 self._incident("identity", None, f"target does not identify: {item.text[:64]}")
                 self._ready()

@@ -1,0 +1,146 @@
+"""The sans-I/O replayer: no wires, no clocks; a device is a function of the request."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from meter_sim.line_protocol import LineSession
+from meter_sim.trace import Replayer, Status, Timing, load, replay
+from meter_sim.trace.format import Trace
+from meter_sim.trace.replay import PROBE, Phase
+from meter_sim.trace.targets import SimLink
+
+from .test_golden import GOLDEN_DIR
+
+TRACE = load(GOLDEN_DIR / "nexus_small.jsonl")
+BEHAVIOURS = ["ok", "silent", "garbage", "wrong", "late", "split", "junk-line"]
+
+
+def drive(trace: Trace, behaviours: list[str], max_timeouts: int = 3) -> Replayer:
+    """Run the core against a simulated device that misbehaves per request, in order."""
+    core = Replayer(trace, max_timeouts=max_timeouts)
+    device = LineSession(trace.header.device.build())
+    plan = iter(behaviours)
+    held = b""
+    for _ in range(10 * (len(trace.events) + len(behaviours)) + 10):
+        if core.finished:
+            break
+        send = core.next_send()
+        if send is None:
+            continue
+        answer = device.feed(send.data)
+        if held:
+            core.receive(held)
+            held = b""
+        how = next(plan, "ok")
+        if how == "garbage":
+            core.receive(b"\xfe\xff noise\n" + answer)
+        elif how == "wrong":
+            core.receive(answer.replace(b"OK ", b"OK ", 1).replace(b"=", b"=9", 1))
+        elif how == "late":
+            held = answer
+        elif how == "split":
+            for i in range(len(answer)):
+                core.receive(answer[i : i + 1])
+        elif how == "junk-line":
+            core.receive(b"OK FROB 1\n" + answer)
+        elif how == "ok":
+            core.receive(answer)
+        if core.waiting:
+            core.timeout()
+    assert core.finished, "the core must finish within a bounded number of steps"
+    return core
+
+
+def test_a_faithful_device_matches_every_event() -> None:
+    core = drive(TRACE, [])
+    assert core.result.exit_code == 0
+    assert [c.index for c in core.result.checks] == list(range(len(TRACE.events)))
+    assert core.result.count(Status.MATCH) == len(TRACE.events)
+
+
+def test_first_send_is_the_identifying_hello() -> None:
+    core = Replayer(TRACE)
+    send = core.next_send()
+    assert send is not None
+    assert send.index == PROBE
+    assert send.data == b"HELLO\n"
+    assert core.next_send() is None  # nothing more while its answer is awaited
+    assert core.phase is Phase.PROBING
+
+
+def test_a_late_answer_is_never_taken_for_the_next_events() -> None:
+    core = drive(TRACE, ["ok", "late"])
+    first = core.result.checks[0]
+    assert first.status is Status.TIMEOUT
+    assert any(i.kind == "stale" for i in core.result.incidents)
+    # every later event matched: the stale answer was dropped, not shifted onto them
+    assert all(c.status is Status.MATCH for c in core.result.checks[1:])
+
+
+@given(st.lists(st.sampled_from(BEHAVIOURS), max_size=60), st.integers(1, 4))
+def test_any_device_behaviour_ends_with_one_check_per_event_in_order(
+    behaviours: list[str], max_timeouts: int
+) -> None:
+    core = drive(TRACE, behaviours, max_timeouts)
+    result = core.result
+    indices = [c.index for c in result.checks]
+    assert indices == list(range(len(indices)))
+    if result.aborted is None:
+        assert len(indices) == len(TRACE.events)
+    else:
+        assert result.exit_code == 3
+    if all(b in ("ok", "split", "garbage", "junk-line") for b in behaviours):
+        assert result.exit_code == 0
+    if result.exit_code == 0:
+        assert result.count(Status.MATCH) == len(TRACE.events)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def test_recorded_speed_and_n_times_speed_pace_by_the_trace() -> None:
+    ts = [e.t - TRACE.events[0].t for e in TRACE.events]
+    for speed in (1.0, 4.0):
+        clock = FakeClock()
+        timing = Timing()
+        result = replay(
+            TRACE,
+            SimLink.for_device(TRACE.header.device),
+            speed=speed,
+            clock=clock,
+            sleep=clock.sleep,
+            timing=timing,
+        )
+        assert result.exit_code == 0
+        assert abs(sum(clock.sleeps) - ts[-1] / speed) < 1e-9
+        assert abs(timing.elapsed - ts[-1] / speed) < 1e-9
+        assert timing.sent == len(TRACE.events) + 1
+
+
+def test_as_fast_as_possible_never_sleeps() -> None:
+    clock = FakeClock()
+    result = replay(TRACE, SimLink.for_device(TRACE.header.device), clock=clock, sleep=clock.sleep)
+    assert result.exit_code == 0
+    assert clock.sleeps == []
+
+
+def test_bad_settings_are_refused() -> None:
+    with pytest.raises(ValueError):
+        Replayer(TRACE, speed=0)
+    with pytest.raises(ValueError):
+        Replayer(TRACE, max_timeouts=0)
+    with pytest.raises(ValueError):
+        replay(TRACE, SimLink.for_device(TRACE.header.device), timeout=0)
