@@ -69,13 +69,16 @@ def summary_table(result: Result, timing: Timing, *, target: str, events: int) -
     for kind, counts in sorted(kinds.items()):
         table.add_row(kind, *(str(counts[s]) for s in statuses))
     table.add_row("total", *(str(result.count(s)) for s in statuses), end_section=True)
+    return table
+
+
+def summary_line(result: Result, timing: Timing, *, events: int) -> str:
     done = len(result.checks)
     rate = done / timing.elapsed if timing.elapsed > 0 else float("inf")
-    table.caption = (
+    return (
         f"{done}/{events} events replayed in {timing.elapsed:.3f} s ({rate:,.0f} events/s);"
         f" {len(result.incidents) + result.incidents_dropped} wire incidents"
     )
-    return table
 
 
 def print_report(
@@ -85,6 +88,7 @@ def print_report(
         print(line, file=out)
     console = Console(file=out, width=100, no_color=True, highlight=False)
     console.print(summary_table(result, timing, target=target, events=events))
+    print(summary_line(result, timing, events=events), file=out)
 
 
 def to_json(result: Result, timing: Timing, *, source: str, target: str) -> dict[str, Any]:
