@@ -40,6 +40,8 @@ SAMPLE_KEY = "deadbeef1020304004030201feebdaed"
 """The Nexus desktop sample program's key: public, for demos only."""
 
 EXIT_USAGE = 2
+LONG_REPLAY = 60.0
+"""Seconds of pacing past which `replay` says how long it will take."""
 
 
 def _hex_key(text: str) -> bytes:
@@ -325,11 +327,19 @@ def run_replay(args: argparse.Namespace, out: TextIO) -> int:
         print(f"meter-sim: {exc}", file=sys.stderr)
         return EXIT_USAGE
     timing = Timing()
+    speed = None if args.fast else args.speed
+    span = trace.events[-1].t - trace.events[0].t if trace.events else 0.0
+    if speed is not None and span / speed > LONG_REPLAY:
+        print(
+            f"meter-sim: replaying at {speed}x the recorded pace takes {span / speed:,.0f} s;"
+            " --fast replays without waiting",
+            file=sys.stderr,
+        )
     with link:
         result = replay(
             trace,
             link,
-            speed=None if args.fast else args.speed,
+            speed=speed,
             timeout=args.timeout,
             max_timeouts=args.max_timeouts,
             timing=timing,
