@@ -7,6 +7,9 @@ import asyncio
 import concurrent.futures
 import contextlib
 import os
+import select
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
@@ -114,3 +117,23 @@ def tcp_device(meter: Meter, make_session: Callable[[Meter], LineSession]) -> It
         bg.loop.call_soon_threadsafe(stop.set)
         task.result(5)
         bg.close()
+
+
+@contextlib.contextmanager
+def cli_process(*args: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """`meter-sim ARGS` in a subprocess; yields it with the first line it printed."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "meter_sim.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        ready, _, _ = select.select([proc.stdout], [], [], 20)
+        assert ready, f"meter-sim {args[0]} did not start"
+        yield proc, proc.stdout.readline()
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.communicate(timeout=10)

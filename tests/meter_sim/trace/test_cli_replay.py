@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import select
-import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,6 +14,7 @@ from meter_sim.cli import main
 from meter_sim.trace import Timing, load, open_target, replay
 from meter_sim.trace.report import print_report
 
+from .devices import cli_process
 from .test_golden import GOLDEN_DIR
 
 CREDIT = GOLDEN_DIR / "nexus_full_credit.jsonl"
@@ -117,22 +115,9 @@ def test_unreachable_targets_exit_3(capsys: pytest.CaptureFixture[str]) -> None:
 @contextmanager
 def served(*how: str) -> Iterator[str]:
     """`meter-sim serve ...` in a subprocess; yields what it says it serves on."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "meter_sim.cli", "serve", *how, "--key", SAMPLE_KEY],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        ready, _, _ = select.select([proc.stdout], [], [], 20)
-        assert ready, "the server did not start"
-        line = proc.stdout.readline()
+    with cli_process("serve", *how, "--key", SAMPLE_KEY) as (_, line):
         assert line.startswith("serving on "), line
         yield line.removeprefix("serving on ").strip()
-    finally:
-        proc.terminate()
-        proc.communicate(timeout=10)
 
 
 def test_replay_against_served_simulators_over_tcp_and_pty(

@@ -28,7 +28,7 @@ from meter_sim.trace import (
 from meter_sim.trace.tap import header_from_hello, identify, run_tap
 
 from ..helpers import KEY, full_add
-from .devices import Misbehaving, pty_device
+from .devices import Misbehaving, cli_process, pty_device
 
 
 def exchange(fd: int, line: str, timeout: float = 5.0) -> str:
@@ -103,39 +103,16 @@ def test_tap_command_line(tmp_path: Path) -> None:
     jig_fd, jig_path = open_pty()
     record = tmp_path / "tap.jsonl"
     with pty_device(LineSession(Meter.nexus(KEY))) as device_path:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "meter_sim.cli",
-                "tap",
-                "--jig",
-                jig_path,
-                "--device",
-                device_path,
-                "--record",
-                str(record),
-                "--duration",
-                "4",
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        args = ["tap", "--jig", jig_path, "--device", device_path, "--record", str(record)]
         try:
-            assert proc.stdout is not None
-            ready, _, _ = select.select([proc.stdout], [], [], 20)
-            assert ready, "the tap did not start"
-            assert proc.stdout.readline().startswith("tapping")
-            assert exchange(jig_fd, f"CODE {full_add(1, 2)}") == (
-                "OK CODE applied credit=7200 state=enabled"
-            )
-            assert exchange(jig_fd, "STATUS").startswith("OK STATUS time=0 credit=7200")
-            out, err = proc.communicate(timeout=30)
+            with cli_process(*args, "--duration", "4") as (proc, line):
+                assert line.startswith("tapping")
+                assert exchange(jig_fd, f"CODE {full_add(1, 2)}") == (
+                    "OK CODE applied credit=7200 state=enabled"
+                )
+                assert exchange(jig_fd, "STATUS").startswith("OK STATUS time=0 credit=7200")
+                out, err = proc.communicate(timeout=30)
         finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.communicate(timeout=10)
             os.close(jig_fd)
     assert proc.returncode == 0, err
     assert "recorded 2 events" in out
