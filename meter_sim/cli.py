@@ -18,7 +18,6 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
-from importlib import metadata
 from typing import TextIO
 
 from meter_sim.errors import MeterError
@@ -26,7 +25,7 @@ from meter_sim.line_protocol import LineSession, describe, format_seconds
 from meter_sim.meter import Meter
 from meter_sim.serve import open_pty, serve_pty, serve_stdio, serve_tcp
 from meter_sim.storage import FileStorage
-from meter_sim.trace.device import DeviceConfig, load_device
+from meter_sim.trace.device import DeviceConfig, load_device, simulator_version
 from meter_sim.trace.errors import TargetError, TraceError
 from meter_sim.trace.format import Header, TraceWriter, load
 from meter_sim.trace.recorder import RecordingSession, TraceRecorder
@@ -111,13 +110,6 @@ def _record_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--include-secret", action="store_true", help="write the device key into the trace"
     )
-
-
-def _version() -> str:
-    try:
-        return f"meter-sim {metadata.version('payg-field-lab')}"
-    except metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
-        return "meter-sim (source)"
 
 
 def _origin() -> str:
@@ -254,7 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.record:
             header = Header(
                 device_config(args),
-                firmware=_version(),
+                firmware=simulator_version(),
                 recorder=f"meter-sim {command}",
                 origin=_origin(),
             )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,14 @@ from meter_sim.trace.errors import TraceFormatError
 from meter_sim.trace.fields import Fields
 
 PROTOCOLS = ("nexus-full", "nexus-small", "openpaygo", "openpaygo-restricted")
+
+
+def simulator_version() -> str:
+    """What a trace header names as the firmware when the device is this simulator."""
+    try:
+        return f"meter-sim {metadata.version('payg-field-lab')}"
+    except metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "meter-sim (source)"
 
 
 def key_id(key: bytes) -> str:

@@ -14,13 +14,16 @@ import math
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from meter_sim.keypad import Keypad
 from meter_sim.line_protocol import MAX_LINE, LineSession, describe, format_seconds
 from meter_sim.meter import KeyResult, Meter, Result
 from meter_sim.nv import NVStatus, Snapshot
+from meter_sim.storage import Storage
+from meter_sim.trace.device import DeviceConfig, simulator_version
 from meter_sim.trace.errors import RecordError
-from meter_sim.trace.format import Arg, Event
+from meter_sim.trace.format import Arg, Event, Header, TraceWriter
 from meter_sim.trace.lines import Garbage, Line, LineSplitter
 from meter_sim.trace.replies import Reply, ReplyError, parse_reply
 
@@ -55,12 +58,53 @@ class TraceRecorder:
         *,
         start: float = 0.0,
         stamp: Callable[[], float] | None = None,
+        on_close: Callable[[], None] | None = None,
     ) -> None:
         self.meter = meter
         self._sink = sink
         self._start = start
         self._stamp = stamp
         self._clock = 0.0
+        self._on_close = on_close
+
+    @classmethod
+    def open(
+        cls,
+        path: str | Path,
+        device: DeviceConfig,
+        *,
+        now: float = 0.0,
+        include_secret: bool = False,
+        stamp: Callable[[], float] | None = None,
+        storage: Storage | None = None,
+    ) -> TraceRecorder:
+        """A new meter built from `device` at device time `now`, recording into `path`.
+
+        Use it as a context manager (or call `close`). Event times are device seconds unless
+        `stamp` gives them (then the header says `timebase: wall`).
+        """
+        header = Header(
+            device,
+            firmware=simulator_version(),
+            recorder="meter_sim.trace.TraceRecorder",
+            timebase="device" if stamp is None else "wall",
+            device_start=now,
+        )
+        meter = device.build(storage=storage, now=now)
+        stream = open(path, "w", encoding="utf-8")  # noqa: SIM115 - closed by close()
+        writer = TraceWriter(stream, header, include_secret=include_secret)
+        return cls(meter, writer.write, start=now, stamp=stamp, on_close=writer.close)
+
+    def close(self) -> None:
+        if self._on_close is not None:
+            self._on_close()
+            self._on_close = None
+
+    def __enter__(self) -> TraceRecorder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # -- recorded calls (the Meter's mutating API) -----------------------------------------
 

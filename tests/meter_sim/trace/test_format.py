@@ -224,3 +224,31 @@ def test_openpaygo_device_round_trips_with_its_provisioning() -> None:
     meter = back.build()
     assert meter.protocol == "openpaygo-restricted"
     assert math.isfinite(meter.credit_remaining(0))
+
+
+devices = st.builds(
+    DeviceConfig,
+    protocol=st.sampled_from(["nexus-full", "nexus-small", "openpaygo", "openpaygo-restricted"]),
+    key=st.one_of(st.none(), st.binary(min_size=16, max_size=16)),
+    payg_id=st.text(alphabet="0123456789ABC", max_size=12),
+    starting_code=st.integers(0, 999_999_999),
+    count=st.integers(1, 0xFFFF_FFFF),
+    time_divider=st.integers(1, 255),
+    rate_limit=st.booleans(),
+)
+
+
+@given(devices, st.booleans())
+def test_device_configs_round_trip(device: DeviceConfig, secret: bool) -> None:
+    back = loads(dumps(Trace(Header(device)), include_secret=secret)).header.device
+    assert back.protocol == device.protocol
+    assert back.fingerprint == device.fingerprint
+    assert back.key == (device.key if secret else None)
+    assert back.payg_id == device.payg_id
+    assert back.rate_limit == device.rate_limit
+    if device.is_openpaygo:
+        assert (back.starting_code, back.count, back.time_divider) == (
+            device.starting_code,
+            device.count,
+            device.time_divider,
+        )

@@ -29,7 +29,7 @@ from meter_sim.trace import (
 )
 from meter_sim.trace.format import dumps_line, event_to_json, header_to_json
 
-from ..helpers import KEY, full_add
+from ..helpers import KEY, full_add, small_add
 
 CONFIG = DeviceConfig("nexus-full", KEY)
 CODES = [full_add(1, 24), full_add(2, 1), full_add(3, 5), "*123 456 789 012 34#", "*1#", "12"]
@@ -226,3 +226,19 @@ def test_session_record_keeps_the_secret_out_unless_asked(tmp_path: Path) -> Non
     device.write_text(f'{{"protocol": "nexus-full", "key": "{KEY.hex()}"}}')
     with_key = _cli("replay", str(path), "--fast", "--device", str(device))
     assert with_key.returncode == 0, with_key.stdout
+
+
+def test_open_records_a_meter_into_a_file_the_lab_way(tmp_path: Path) -> None:
+    path = tmp_path / "meter-17.jsonl"
+    t0 = 86_400.0
+    with TraceRecorder.open(path, DeviceConfig("nexus-small", KEY), now=t0) as meter:
+        assert meter.enter_keycode(small_add(1, 7), t0 + 5).outcome.value == "applied"
+        meter.power_cycle(t0 + 10)
+        meter.status(t0 + 20)
+    trace = load(path)
+    assert trace.header.timebase == "device"
+    assert trace.header.device_start == t0
+    assert trace.header.device.key is None  # no secret unless asked
+    assert [(e.kind, e.t) for e in trace.events][:2] == [("advance", 5.0), ("code", 5.0)]
+    config = trace.header.device.with_key_from(DeviceConfig("nexus-small", KEY))
+    assert replay(trace, open_target("sim", config)).exit_code == 0

@@ -98,6 +98,15 @@ def test_garbage_bytes_are_set_aside_and_the_answer_still_matches() -> None:
     assert "outside ASCII" in garbage[0].detail
 
 
+def test_a_flood_without_newlines_is_bounded_and_reported() -> None:
+    trace = golden()
+    result = on_pty(trace, {2: "flood"})
+    assert result.exit_code == 1
+    assert [c.index for c in result.checks if c.status is Status.TIMEOUT] == [1]
+    assert any("longer than" in i.detail for i in result.incidents)
+    assert len(result.checks) == len(trace.events)
+
+
 def test_a_device_that_reboots_mid_trace_is_reported_not_hung() -> None:
     trace = golden()
     reboot_at = 10
