@@ -3,9 +3,10 @@
 Sans-I/O and clock-free: the shell (`runner`) asks `next_send()` what to write and when,
 feeds back whatever bytes the device produced with `receive()`, and calls `timeout()` when its
 bounded wait ran out. After a timeout the core resynchronises by sending `HELLO` and discarding
-everything up to its answer, so a late reply is never taken for the next event's.
+everything up to its answer, so a late reply is never taken for the next event's; and an `OK`
+answer whose verb cannot answer the request in flight (say, a late `HELLO` answer) is set aside.
 
-Phases and inputs form the table `_TABLE`; a pair missing from it cannot happen by design.
+Phases and input kinds form the dispatch table built in `__init__`; every pair is in it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 
-from meter_sim.trace.format import Event, Trace
+from meter_sim.trace.format import KINDS, Event, Trace
 from meter_sim.trace.lines import Garbage, Line, LineSplitter
 from meter_sim.trace.replies import FieldDiff, Reply, ReplyError, diff, parse_reply
 
@@ -138,6 +139,14 @@ def nearest(trace: Trace, index: int, got: Reply) -> tuple[Near, ...]:
     return tuple(item[3] for item in scored[:NEAR_COUNT])
 
 
+def answer_verb(event: Event) -> str | None:
+    """The verb an OK answer to `event` carries (None when any may come back)."""
+    verb = KINDS[event.kind].verb
+    if verb is None and event.reply is not None and event.reply.ok:
+        return event.reply.verb  # a verbatim line: trust what it got when recorded
+    return verb
+
+
 class Replayer:
     """Drive one replay of `trace`; `speed` None means as fast as possible."""
 
@@ -226,8 +235,13 @@ class Replayer:
         except ReplyError as exc:
             self._incident("garbage", self._next, f"{exc} (line {item.text[:64]!r})")
             return
-        self._timeouts = 0
         event = self.trace.events[self._next]
+        want = answer_verb(event)
+        if got.ok and want is not None and got.verb != want:
+            # e.g. the answer to a resync HELLO arriving after this request went out
+            self._incident("stale", self._next, f"OK {got.verb} cannot answer {event.label()}")
+            return
+        self._timeouts = 0
         if event.reply is None:
             self._check(Status.UNCHECKED, got)
             return
