@@ -163,6 +163,8 @@ class Replayer:
         self._next = 0
         self._probe_due = True
         self._identified = False
+        self._hello_error: object = None
+        """The error code a device without HELLO answers it with, once seen."""
         self._timeouts = 0
         self._splitter = LineSplitter()
         self._t0 = trace.events[0].t if trace.events else 0.0
@@ -259,15 +261,18 @@ class Replayer:
             self._incident("garbage", None, f"{exc} (line {item.text[:64]!r})")
             return
         if got.verb != "HELLO":
-            if not self._identified and not got.ok:
-                # A device without HELLO: carry on unidentified rather than wait forever.
-                self._incident("identity", None, f"target does not identify: {item.text[:64]}")
+            first = not self._identified and self._hello_error is None
+            if not got.ok and (first or got.get("error") == self._hello_error):
+                # A device without HELLO: carry on unidentified; its error marks resyncs.
+                if first:
+                    self._hello_error = got.get("error")
+                    self._incident("identity", None, f"target does not identify: {item.text[:64]}")
                 self._ready()
                 return
             self._incident("stale", self._next, f"dropped before HELLO: {item.text[:64]}")
             return
         self._timeouts = 0
-        if not self._identified:
+        if not self._identified and self._hello_error is None:
             self._identified = True
             self.result.target = item.text
             protocol = got.get("protocol")

@@ -156,3 +156,30 @@ def test_bad_settings_are_refused() -> None:
         Replayer(TRACE, max_timeouts=0)
     with pytest.raises(ValueError):
         replay(TRACE, SimLink.for_device(TRACE.header.device), timeout=0)
+
+
+class NoHello(LineSession):
+    """A device that predates HELLO: it answers it with ERR unknown-command."""
+
+    def handle_line(self, line: str) -> str:
+        if line.split()[0].upper() == "HELLO":
+            return "ERR unknown-command no HELLO here"
+        return super().handle_line(line)
+
+
+def test_a_device_without_hello_is_replayed_unidentified_and_resyncs_on_its_error() -> None:
+    link = SimLink(NoHello(TRACE.header.device.build()))
+    result = replay(TRACE, link)
+    assert result.exit_code == 0
+    assert result.target is None
+    assert [i.kind for i in result.incidents] == ["identity"]
+    core = Replayer(TRACE)
+    core.next_send()
+    core.receive(b"ERR unknown-command no HELLO here\n")
+    core.next_send()
+    core.timeout()  # the first event got no answer: resynchronise
+    core.next_send()
+    core.receive(b"ERR clock-backwards stale answer\n")  # not the HELLO error: stale
+    assert core.phase is Phase.PROBING
+    core.receive(b"ERR unknown-command no HELLO here\n")
+    assert core.phase is Phase.READY
