@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from meter_sim.line_protocol import LineSession
 from meter_sim.trace import Replayer, Status, Timing, load, replay
@@ -183,3 +184,53 @@ def test_a_device_without_hello_is_replayed_unidentified_and_resyncs_on_its_erro
     assert core.phase is Phase.PROBING
     core.receive(b"ERR unknown-command no HELLO here\n")
     assert core.phase is Phase.READY
+
+
+class ReplayerMachine(RuleBasedStateMachine):
+    """The core under any interleaving of what a wire can do, against a faithful device."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.core = Replayer(TRACE, max_timeouts=3)
+        self.device = LineSession(TRACE.header.device.build())
+        self.outbox: list[bytes] = []
+        self.sent = 0
+
+    @precondition(lambda self: self.core.phase is Phase.READY)
+    @rule()
+    def send(self) -> None:
+        send = self.core.next_send()
+        if send is not None:
+            self.sent += 1
+            self.outbox.append(self.device.feed(send.data))
+
+    @precondition(lambda self: bool(self.outbox))
+    @rule(cut=st.integers(0, 80))
+    def deliver(self, cut: int) -> None:
+        answer = self.outbox.pop(0)
+        self.core.receive(answer[:cut])
+        self.core.receive(answer[cut:])
+
+    @precondition(lambda self: bool(self.outbox))
+    @rule()
+    def lose(self) -> None:
+        self.outbox.pop(0)
+
+    @rule(noise=st.binary(max_size=20))
+    def noise(self, noise: bytes) -> None:
+        self.core.receive(noise + b"\n")
+
+    @rule()
+    def timeout(self) -> None:
+        self.core.timeout()
+
+    @invariant()
+    def checks_are_in_order_and_never_mismatch(self) -> None:
+        result = self.core.result
+        assert [c.index for c in result.checks] == list(range(len(result.checks)))
+        assert result.count(Status.MISMATCH) == 0
+        assert len(result.checks) <= self.sent
+        assert self.core.waiting == (self.core.phase in (Phase.AWAITING, Phase.PROBING))
+
+
+TestReplayerMachine = ReplayerMachine.TestCase

@@ -7,6 +7,8 @@ fail a hang, and the waits are bounded at a fraction of a second.
 from __future__ import annotations
 
 import os
+import socket
+import threading
 
 import pytest
 
@@ -159,3 +161,25 @@ def test_a_closed_pty_is_unreachable() -> None:
     os.close(controller)
     with pytest.raises(Exception, match=path):
         open_target(path)
+
+
+def test_a_tcp_device_that_hangs_up_is_unreachable() -> None:
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+
+    def hang_up() -> None:
+        conn, _ = server.accept()
+        conn.recv(100)
+        conn.close()
+
+    thread = threading.Thread(target=hang_up)
+    thread.start()
+    try:
+        with open_target(f"tcp://127.0.0.1:{port}") as link:
+            result = replay(golden(), link, timeout=WAIT)
+    finally:
+        thread.join(5)
+        server.close()
+    assert result.exit_code == 3
+    assert result.aborted is not None
+    assert "closed" in result.aborted
