@@ -26,7 +26,7 @@ from meter_sim.meter import Meter
 from meter_sim.serve import open_pty, serve_pty, serve_stdio, serve_tcp
 from meter_sim.storage import FileStorage
 from meter_sim.trace.device import DeviceConfig, load_device, simulator_version
-from meter_sim.trace.errors import TargetError, TraceError
+from meter_sim.trace.errors import RecordError, TargetError, TraceError
 from meter_sim.trace.format import Header, TraceWriter, load
 from meter_sim.trace.recorder import RecordingSession, TraceRecorder
 from meter_sim.trace.replay import EXIT_UNREACHABLE
@@ -218,7 +218,11 @@ def interactive(meter: Meter | TraceRecorder) -> int:
         for key in text:
             if key.isspace():
                 continue
-            reply = meter.press_key(key, now)
+            try:
+                reply = meter.press_key(key, now)
+            except RecordError as exc:
+                print(f"key {key!r} not pressed: {exc}")
+                continue
             if reply.result is not None:
                 print(describe(reply.result))
             elif reply.feedback.value == "rejected":

@@ -19,7 +19,7 @@ from enum import Enum
 
 from meter_sim.trace.format import KINDS, Event, Trace
 from meter_sim.trace.lines import Garbage, Line, LineSplitter
-from meter_sim.trace.replies import FieldDiff, Reply, ReplyError, diff, parse_reply
+from meter_sim.trace.replies import FieldDiff, Reply, ReplyError, Value, diff, parse_reply
 
 PROBE = -1
 """`Send.index` of the HELLO probes the replayer adds (identify, resynchronise)."""
@@ -163,7 +163,7 @@ class Replayer:
         self._next = 0
         self._probe_due = True
         self._identified = False
-        self._hello_error: object = None
+        self._hello_error: Value | None = None
         """The error code a device without HELLO answers it with, once seen."""
         self._timeouts = 0
         self._splitter = LineSplitter()

@@ -212,8 +212,11 @@ def test_serve_record_then_replay(tmp_path: Path) -> None:
 def test_session_record_keeps_the_secret_out_unless_asked(tmp_path: Path) -> None:
     path = tmp_path / "session.jsonl"
     keys = full_add(1, 24)
-    done = _cli("--record", str(path), stdin=f"{keys}\n:wait 60\n:status\n:power\n{keys}\n:quit\n")
+    done = _cli(
+        "--record", str(path), stdin=f"{keys}\n:wait 60\n:status\n:power\n\u00e9\n{keys}\n:quit\n"
+    )
     assert done.returncode == 0, done.stderr
+    assert "not pressed" in done.stdout
     text = path.read_text()
     assert KEY.hex() not in text
     trace = load(path)
