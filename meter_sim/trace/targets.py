@@ -8,6 +8,7 @@ anything else is a pyserial port or URL (`/dev/ttyUSB0`, `/dev/pts/3`, `socket:/
 from __future__ import annotations
 
 import socket
+import time
 from abc import ABC, abstractmethod
 from typing import Any
 
@@ -19,6 +20,8 @@ from meter_sim.trace.errors import TargetUnreachable
 
 DEFAULT_BAUD = 115200
 CONNECT_TIMEOUT = 5.0
+POLL = 0.02
+"""Seconds one serial read may block; reads loop on it up to the caller's timeout."""
 
 
 class Link(ABC):
@@ -100,7 +103,7 @@ class SerialLink(Link):
     def __init__(self, url: str, *, baudrate: int = DEFAULT_BAUD) -> None:
         self.name = url
         try:
-            self._port: Any = serial.serial_for_url(url, baudrate=baudrate, timeout=0.1)
+            self._port: Any = serial.serial_for_url(url, baudrate=baudrate, timeout=POLL)
         except (serial.SerialException, OSError, ValueError) as exc:
             raise TargetUnreachable(f"{url}: {exc}") from None
 
@@ -112,13 +115,17 @@ class SerialLink(Link):
             raise TargetUnreachable(f"{self.name}: write failed: {exc}") from None
 
     def read(self, timeout: float) -> bytes:
+        # The port's own timeout stays fixed (changing it reconfigures the port every call);
+        # the wait is bounded by polling up to `timeout`.
+        deadline = time.monotonic() + timeout
         try:
-            self._port.timeout = max(timeout, 0.001)
-            first: bytes = self._port.read(1)
-            if not first:
-                return b""
-            waiting = self._port.in_waiting
-            return first + (self._port.read(waiting) if waiting else b"")
+            while True:
+                first: bytes = self._port.read(1)
+                if first:
+                    waiting = self._port.in_waiting
+                    return first + (self._port.read(waiting) if waiting else b"")
+                if time.monotonic() >= deadline:
+                    return b""
         except (serial.SerialException, OSError) as exc:
             raise TargetUnreachable(f"{self.name}: read failed: {exc}") from None
 
