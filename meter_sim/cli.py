@@ -144,7 +144,14 @@ def _parser() -> argparse.ArgumentParser:
         "--wall-clock", action="store_true", help="device time = seconds since start"
     )
     sub.add_parser("demo", help="enter reference-encoder keycodes into simulated meters")
-    _replay_parser(sub.add_parser("replay", help="replay a trace against a device"))
+    _replay_parser(
+        sub.add_parser(
+            "replay",
+            help="replay a trace against a device",
+            description="Replay a trace and compare every answer (docs/trace-format.md). Exit"
+            " 0 identical, 1 mismatch or timeout, 2 usage or trace error, 3 target unreachable.",
+        )
+    )
     tap = sub.add_parser("tap", help="record a jig talking to a device over serial")
     tap.add_argument("--jig", required=True, metavar="URL", help="port the jig talks to")
     tap.add_argument("--device", required=True, metavar="URL", help="port of the device")
@@ -172,7 +179,9 @@ def _replay_parser(parser: argparse.ArgumentParser) -> None:
         help="sim | tcp://HOST:PORT | /dev/ttyX | any pyserial URL (default sim)",
     )
     pace = parser.add_mutually_exclusive_group()
-    pace.add_argument("--speed", type=_positive, default=1.0, help="N times recorded speed")
+    pace.add_argument(
+        "--speed", type=_positive, default=1.0, help="N times the recorded pace (default 1)"
+    )
     pace.add_argument("--fast", action="store_true", help="as fast as the device answers")
     parser.add_argument(
         "--timeout", type=_positive, default=2.0, help="seconds to wait for each answer"
