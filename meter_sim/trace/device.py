@@ -167,4 +167,6 @@ def load_device(path: str | Path) -> DeviceConfig:
         obj = json.loads(text)
     except json.JSONDecodeError as exc:
         raise TraceFormatError(f"not JSON: {exc.msg}", source=source, line=exc.lineno) from None
+    except (ValueError, RecursionError) as exc:
+        raise TraceFormatError(f"not usable JSON: {exc}", source=source) from None
     return DeviceConfig.from_fields(Fields(obj, path="device", source=source, line=None))

@@ -62,9 +62,13 @@ class Fields:
             return math.inf
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise self.error(f"{self._where(name)} must be a number, got {_kind(value)}")
-        if not math.isfinite(value) or value < 0:
+        try:
+            number = float(value)
+        except OverflowError:
+            number = math.inf
+        if not math.isfinite(number) or number < 0:
             raise self.error(f"{self._where(name)} must be a finite number >= 0")
-        return float(value)
+        return number
 
     def flag(self, name: str) -> bool:
         value = self.raw(name)

@@ -244,6 +244,8 @@ def _json_line(text: str, source: str, number: int) -> object:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise TraceFormatError(f"not JSON: {exc.msg}", source=source, line=number) from None
+    except ValueError as exc:  # e.g. an integer with more digits than Python converts
+        raise TraceFormatError(f"not usable JSON: {exc}", source=source, line=number) from None
     except RecursionError:
         raise TraceFormatError("JSON nested too deeply", source=source, line=number) from None
 

@@ -124,6 +124,8 @@ BAD = [
     (text_of({"t": 5, "event": "power"}, {"t": 4, "event": "power"}), 3, "earlier than"),
     (text_of({"t": 0, "event": "power"}) + "\n", 3, "blank line"),
     (text_of({"t": 0, "event": "code", "code": "9" * 5000}), 2, "longer than 4096"),
+    (text_of({"t": 10**400, "event": "power"}), 2, "t must be a finite number"),
+    (text_of({"t": 0, "event": "advance", "to": 10**400}), 2, "to must be a finite number"),
 ]
 
 
@@ -151,7 +153,11 @@ def test_any_text_loads_or_fails_with_a_trace_error(text: str) -> None:
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**400), 10**400)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=8),
     lambda inner: (
         st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=4)
     ),
@@ -213,6 +219,9 @@ def test_device_files_complete_a_trace_without_its_key(tmp_path: Path) -> None:
     (tmp_path / "bad.json").write_text("{")
     with pytest.raises(TraceFormatError, match="not JSON"):
         load_device(tmp_path / "bad.json")
+    (tmp_path / "huge.json").write_text('{"protocol": "openpaygo", "count": 1' + "0" * 5000 + "}")
+    with pytest.raises(TraceFormatError, match="not usable JSON"):
+        load_device(tmp_path / "huge.json")
 
 
 def test_openpaygo_device_round_trips_with_its_provisioning() -> None:
