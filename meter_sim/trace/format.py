@@ -17,7 +17,19 @@ from meter_sim.line_protocol import MAX_LINE, PROTOCOL_VERSION, format_seconds
 from meter_sim.trace.device import DeviceConfig
 from meter_sim.trace.errors import TraceFormatError
 from meter_sim.trace.fields import Fields
-from meter_sim.trace.replies import ERR, INTEGERS, POSITIONAL, RESERVED, SECONDS, Reply, Value
+from meter_sim.trace.replies import (
+    ERR,
+    INTEGERS,
+    MAX_INTEGER,
+    MAX_MESSAGE,
+    MAX_NAME,
+    MAX_WORD,
+    POSITIONAL,
+    RESERVED,
+    SECONDS,
+    Reply,
+    Value,
+)
 
 FORMAT = "meter-sim-trace"
 VERSION = 1
@@ -153,7 +165,7 @@ def dumps_line(obj: dict[str, Any]) -> str:
 # -- decoding ------------------------------------------------------------------------------------
 
 
-def _word(f: Fields, name: str, limit: int = 64) -> str:
+def _word(f: Fields, name: str, limit: int = MAX_WORD) -> str:
     value = f.text(name, limit=limit)
     if not value or any(ch.isspace() for ch in value) or not value.isascii():
         raise f.error(f"{f.path}.{name} must be one ASCII word, got {value[:40]!r}")
@@ -163,7 +175,7 @@ def _word(f: Fields, name: str, limit: int = 64) -> str:
 def reply_from_fields(f: Fields) -> Reply:
     if f.has("error"):
         code = _word(f, "error")
-        message = f.text("message") if f.has("message") else ""
+        message = f.text("message", limit=MAX_MESSAGE) if f.has("message") else ""
         f.done()
         return Reply(ERR, (("error", code), ("message", message)))
     verb = f.text("verb", choices=POSITIONAL)
@@ -174,10 +186,17 @@ def reply_from_fields(f: Fields) -> Reply:
     for name in [*POSITIONAL[verb], *(k for k in f.obj if k not in POSITIONAL[verb])]:
         if name in RESERVED:
             continue
+        if (
+            not 0 < len(name) <= MAX_NAME
+            or not name.isascii()
+            or not name.isprintable()
+            or any(ch in name for ch in " =\t")
+        ):
+            raise f.error(f"{f.path}: {name[:40]!r} is not a field name (one word, no '=')")
         if name in SECONDS:
             fields.append((name, f.number(name, allow_inf=True)))
         elif name in INTEGERS:
-            fields.append((name, f.integer(name, 0, 2**31)))
+            fields.append((name, f.integer(name, 0, MAX_INTEGER)))
         else:
             fields.append((name, _word(f, name)))
     f.done()

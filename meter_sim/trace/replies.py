@@ -30,6 +30,10 @@ INTEGERS = frozenset({"line-protocol", "restricted", "limited"})
 INFORMATIONAL = frozenset({("HELLO", "device"), ("ERR", "message")})
 """(verb, field) pairs that describe rather than decide: firmware may word them differently."""
 
+MAX_NAME, MAX_WORD, MAX_MESSAGE = 32, 64, 200
+MAX_INTEGER = 2**31
+"""Bounds a trace file holds a field to; an answer beyond them is not well formed."""
+
 ERR = "ERR"
 RESERVED = frozenset({"verb", "error"})
 """Names a field may not take: the trace format uses them to say what kind of answer it is."""
@@ -78,11 +82,13 @@ def _seconds(word: str, name: str) -> float:
 
 def typed(name: str, word: str) -> Value:
     """The typed value of field `name` written as `word` on the wire."""
+    if len(name) > MAX_NAME or len(word) > MAX_WORD:
+        raise ReplyError(f"field {name[:20]!r} is longer than a trace carries")
     if name in SECONDS:
         return _seconds(word, name)
     if name in INTEGERS:
-        if not word.isdigit():
-            raise ReplyError(f"{name}={word!r} is not a non-negative integer")
+        if not word.isdigit() or len(word) > 10 or int(word) > MAX_INTEGER:
+            raise ReplyError(f"{name}={word[:20]!r} is not an integer in 0..{MAX_INTEGER}")
         return int(word)
     return word
 
@@ -95,7 +101,9 @@ def parse_reply(line: str) -> Reply:
     if len(words) < 2:
         raise ReplyError(f"{words[0]} without a verb or code")
     if words[0] == ERR:
-        message = line.split(None, 2)[2] if len(words) > 2 else ""
+        if len(words[1]) > MAX_WORD:
+            raise ReplyError("an ERR code longer than a trace carries")
+        message = " ".join(words[2:])[:MAX_MESSAGE].rstrip()  # informational, not compared
         return Reply(ERR, (("error", words[1]), ("message", message)))
     verb = words[1].upper()
     if verb not in POSITIONAL:

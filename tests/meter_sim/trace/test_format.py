@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from meter_sim.trace import DeviceConfig, Event, Header, Trace, TraceFormatError, dumps, loads
 from meter_sim.trace.device import key_id, load_device
 from meter_sim.trace.format import KINDS
-from meter_sim.trace.replies import parse_reply
+from meter_sim.trace.replies import INTEGERS, SECONDS, ReplyError, parse_reply
 
 from ..helpers import KEY, OTHER_KEY
 
@@ -261,3 +261,25 @@ def test_device_configs_round_trip(device: DeviceConfig, secret: bool) -> None:
             device.count,
             device.time_divider,
         )
+
+
+answer_words = st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126), max_size=80)
+
+
+@given(
+    st.sampled_from(["OK CODE ", "OK KEY ", "OK STATUS ", "OK TIME ", "OK HELLO ", "ERR "]),
+    st.lists(
+        st.one_of(
+            answer_words,
+            st.tuples(st.sampled_from(sorted(INTEGERS | SECONDS)), answer_words).map("=".join),
+        ),
+        max_size=6,
+    ),
+)
+def test_whatever_a_device_answer_parses_to_a_trace_carries(prefix: str, words: list[str]) -> None:
+    try:
+        reply = parse_reply(prefix + " ".join(words))
+    except ReplyError:
+        return
+    trace = Trace(HEADER, (Event("status", 0.0, None, reply),))
+    assert loads(dumps(trace)).events[0].reply == reply
