@@ -253,7 +253,7 @@ class WireRecorder:
 
     def request(self, data: bytes, now: float) -> None:
         for item in self._requests.feed(data):
-            if isinstance(item, Garbage):
+            if isinstance(item, Garbage) or len(item.text) > MAX_LINE:
                 self._pending.append(None)
                 self.skipped += 1
             else:

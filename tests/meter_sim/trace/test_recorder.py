@@ -19,9 +19,11 @@ from meter_sim.trace import (
     Header,
     RecordError,
     Status,
+    Trace,
     TraceRecorder,
     TraceWriter,
     WireRecorder,
+    dumps,
     load,
     loads,
     open_target,
@@ -145,7 +147,7 @@ def test_the_wire_recorder_pairs_requests_with_answers() -> None:
     session = LineSession(Meter.nexus(KEY))
     script = (
         f"HELLO\nCODE {full_add(1, 24)}\n\nKEY 5\nWAIT 10\nTIME 5\nTIME x\nWAIT -1\nPOWER\n"
-        "STATUS\nFLY\n" + "A" * 300 + "\n\xe9\n"
+        "STATUS\nFLY\n" + "A" * 300 + "\n" + "B" * 257 + "\n\xe9\n"
     ).encode("latin-1")
     answers = session.feed(script)
     events = _wire_events([script + b"KEY 1\n"], [answers])
@@ -245,3 +247,22 @@ def test_open_records_a_meter_into_a_file_the_lab_way(tmp_path: Path) -> None:
     assert [(e.kind, e.t) for e in trace.events][:2] == [("advance", 5.0), ("code", 5.0)]
     config = trace.header.device.with_key_from(DeviceConfig("nexus-small", KEY))
     assert replay(trace, open_target("sim", config)).exit_code == 0
+
+
+request_lines = st.one_of(
+    st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=300),
+    st.tuples(
+        st.sampled_from(["KEY", "CODE", "TIME", "WAIT", "POWER", "STATUS", "HELLO", "key"]),
+        st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=12),
+    ).map(" ".join),
+    st.floats(min_value=0, allow_infinity=False).map(lambda x: f"TIME {x!r}"),
+)
+
+
+@given(st.lists(request_lines, max_size=12))
+def test_every_event_the_wire_recorder_writes_loads_back(lines: list[str]) -> None:
+    session = LineSession(Meter.nexus(KEY))
+    data = "".join(line + "\n" for line in lines).encode()
+    events = _wire_events([data], [session.feed(data)])
+    trace = Trace(Header(CONFIG), tuple(events))
+    assert loads(dumps(trace)).events == trace.events
