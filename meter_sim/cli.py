@@ -30,7 +30,6 @@ from meter_sim.trace.errors import RecordError, TargetError, TraceError
 from meter_sim.trace.format import Header, TraceWriter, load
 from meter_sim.trace.recorder import RecordingSession, TraceRecorder
 from meter_sim.trace.replay import EXIT_UNREACHABLE
-from meter_sim.trace.report import print_report, to_json
 from meter_sim.trace.runner import Timing, replay
 from meter_sim.trace.tap import header_from_hello, identify, run_tap
 from meter_sim.trace.targets import SerialLink, open_target
@@ -349,6 +348,8 @@ def run_replay(args: argparse.Namespace, out: TextIO) -> int:
             max_timeouts=args.max_timeouts,
             timing=timing,
         )
+    from meter_sim.trace.report import print_report, to_json  # rich loads only when replaying
+
     if args.json:
         import json
 
