@@ -28,7 +28,7 @@ from meter_sim.storage import FileStorage
 from meter_sim.trace.device import DeviceConfig, load_device, simulator_version
 from meter_sim.trace.errors import RecordError, TargetError, TraceError
 from meter_sim.trace.format import Header, TraceWriter, load
-from meter_sim.trace.recorder import RecordingSession, TraceRecorder
+from meter_sim.trace.recorder import MeterLike, RecordingSession, TraceRecorder
 from meter_sim.trace.replay import EXIT_UNREACHABLE
 from meter_sim.trace.runner import Timing, replay
 from meter_sim.trace.tap import header_from_hello, identify, run_tap
@@ -192,7 +192,7 @@ def _replay_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
-def interactive(meter: Meter | TraceRecorder) -> int:
+def interactive(meter: MeterLike) -> int:
     """Type keys or whole codes; `:wait SECONDS`, `:status`, `:power`, `:quit`."""
     now = 0.0
     print(f"meter-sim {meter.protocol}: keys {meter.keypad.keys}. Type keys, or :help.")

@@ -25,7 +25,7 @@ from meter_sim.trace.errors import (
     TraceFormatError,
 )
 from meter_sim.trace.format import Event, Header, Trace, TraceWriter, dumps, load, loads
-from meter_sim.trace.recorder import RecordingSession, TraceRecorder, WireRecorder
+from meter_sim.trace.recorder import MeterLike, RecordingSession, TraceRecorder, WireRecorder
 from meter_sim.trace.replay import Check, Incident, Replayer, Result, Status
 from meter_sim.trace.replies import Reply, format_reply, parse_reply
 from meter_sim.trace.runner import Timing, replay
@@ -38,6 +38,7 @@ __all__ = [
     "Header",
     "Incident",
     "Link",
+    "MeterLike",
     "RecordError",
     "RecordingSession",
     "Replayer",

@@ -15,6 +15,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from meter_sim.keypad import Keypad
 from meter_sim.line_protocol import MAX_LINE, LineSession, describe, format_seconds
@@ -41,6 +42,26 @@ def _ok(verb: str, text: str) -> Reply:
 
 def _printable_ascii(text: str) -> bool:
     return text.isascii() and text.isprintable()
+
+
+class MeterLike(Protocol):
+    """What `Meter` and `TraceRecorder` share: type a program's meter as this to record it."""
+
+    @property
+    def protocol(self) -> str: ...
+    @property
+    def keypad(self) -> Keypad: ...
+    @property
+    def nv_status(self) -> NVStatus: ...
+    def enter_keycode(self, text: str, now: float) -> Result: ...
+    def press_key(self, key: str, now: float) -> KeyResult: ...
+    def advance(self, now: float) -> None: ...
+    def power_cycle(self, now: float) -> None: ...
+    def credit_remaining(self, now: float) -> float: ...
+    def state(self, now: float) -> str: ...
+    def output_on(self, now: float) -> bool: ...
+    def is_rate_limited(self, now: float) -> bool: ...
+    def snapshot(self, now: float) -> Snapshot: ...
 
 
 class TraceRecorder:
@@ -316,3 +337,8 @@ class RecordingSession(LineSession):
         self.wire.request(data, now)
         self.wire.answer(out, now)
         return out
+
+
+def _both_are_meters(meter: Meter, recorder: TraceRecorder) -> tuple[MeterLike, MeterLike]:
+    """Never called: mypy checks here that the Meter and the recorder stay interchangeable."""
+    return meter, recorder

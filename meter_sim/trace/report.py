@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any, TextIO
 
 from rich.console import Console
@@ -75,9 +76,12 @@ def summary_table(result: Result, timing: Timing, *, target: str, events: int) -
 def summary_line(result: Result, timing: Timing, *, events: int) -> str:
     done = len(result.checks)
     rate = done / timing.elapsed if timing.elapsed > 0 else float("inf")
+    kinds = Counter(i.kind for i in result.incidents)
+    detail = ", ".join(f"{kind} {n}" for kind, n in sorted(kinds.items()))
+    total = len(result.incidents) + result.incidents_dropped
     return (
         f"{done}/{events} events replayed in {timing.elapsed:.3f} s ({rate:,.0f} events/s);"
-        f" {len(result.incidents) + result.incidents_dropped} wire incidents"
+        f" {total} wire incidents" + (f" ({detail})" if detail else "")
     )
 
 
