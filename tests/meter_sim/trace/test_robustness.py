@@ -18,7 +18,8 @@ from meter_sim.trace.format import Trace
 from .devices import Misbehaving, pty_device, tcp_device
 from .test_golden import GOLDEN_DIR
 
-WAIT = 0.3
+WAIT = 1.0
+"""Bounded wait per answer: short, yet long enough for a loaded 2-core machine."""
 
 
 def golden(name: str = "nexus_full_credit.jsonl") -> Trace:
