@@ -23,7 +23,7 @@ BANNER = b"\x00\xff\xfe BOOT fake-meter v0\r\n"
 
 class Misbehaving(LineSession):
     """A line session whose answer to request number n (0 is the replayer's HELLO) follows
-    `plan[n]`: `diverge`, `silent`, `garbage`, `partial`, `flood` or `reboot`."""
+    `plan[n]`: `diverge`, `silent`, `garbage`, `partial`, `echo`, `flood` or `reboot`."""
 
     def __init__(self, meter: Meter, plan: dict[int, str]) -> None:
         super().__init__(meter)
@@ -58,6 +58,8 @@ class Misbehaving(LineSession):
                 answer = b"\x13\x37\xff~~noise~~\n" + answer
             elif action == "partial":
                 answer = answer[: len(answer) // 2]
+            elif action == "echo":
+                answer = line.replace(b"\n", b"\r\n") + answer  # a terminal echoing input
             elif action == "flood":
                 answer = b"x" * 20_000 + answer  # no newline until after the answer
             out += answer

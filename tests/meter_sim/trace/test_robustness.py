@@ -101,6 +101,15 @@ def test_garbage_bytes_are_set_aside_and_the_answer_still_matches() -> None:
     assert "outside ASCII" in garbage[0].detail
 
 
+def test_a_device_echoing_every_request_still_replays_identically() -> None:
+    trace = golden("openpaygo.jsonl")
+    result = on_pty(trace, dict.fromkeys(range(len(trace.events) + 1), "echo"))
+    assert result.exit_code == 0
+    echoes = [i for i in result.incidents if i.kind == "garbage"]
+    assert len(echoes) == len(trace.events) + 1  # and the HELLO
+    assert "starts with OK or ERR" in echoes[0].detail
+
+
 def test_a_flood_without_newlines_is_bounded_and_reported() -> None:
     trace = golden()
     result = on_pty(trace, {2: "flood"})
