@@ -323,6 +323,14 @@ def run_replay(args: argparse.Namespace, out: TextIO) -> int:
         device = trace.header.device
         if args.device:
             device = device.with_key_from(load_device(args.device))
+        speed = None if args.fast else args.speed
+        span = trace.events[-1].t - trace.events[0].t if trace.events else 0.0
+        if speed is not None and span / speed > LONG_REPLAY:
+            print(
+                f"meter-sim: replaying at {speed}x the recorded pace takes {span / speed:,.0f} s;"
+                " --fast replays without waiting",
+                file=sys.stderr,
+            )
         link = open_target(args.target, device)
     except TargetError as exc:
         print(f"meter-sim: {exc}", file=sys.stderr)
@@ -331,14 +339,6 @@ def run_replay(args: argparse.Namespace, out: TextIO) -> int:
         print(f"meter-sim: {exc}", file=sys.stderr)
         return EXIT_USAGE
     timing = Timing()
-    speed = None if args.fast else args.speed
-    span = trace.events[-1].t - trace.events[0].t if trace.events else 0.0
-    if speed is not None and span / speed > LONG_REPLAY:
-        print(
-            f"meter-sim: replaying at {speed}x the recorded pace takes {span / speed:,.0f} s;"
-            " --fast replays without waiting",
-            file=sys.stderr,
-        )
     with link:
         result = replay(
             trace,

@@ -104,6 +104,21 @@ def test_argument_errors_exit_2() -> None:
         main(["replay", str(CREDIT), "--speed", "-1"])
 
 
+def test_a_long_recorded_pace_is_announced(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lines = CREDIT.read_text().splitlines(keepends=True)
+    lines[-1] = lines[-1].replace('"t": ', '"t": 1000', 1)
+    path = tmp_path / "slow.jsonl"
+    path.write_text("".join(lines))
+    code, _, err = run(str(path), "--target", "tcp://127.0.0.1:1", capsys=capsys)
+    assert code == 3
+    assert "1.0x the recorded pace takes 10,002 s" in err
+    assert "--fast" in err
+    code, _, err = run(str(path), "--fast", "--target", "tcp://127.0.0.1:1", capsys=capsys)
+    assert "recorded pace" not in err
+
+
 def test_unreachable_targets_exit_3(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(str(CREDIT), "--target", "tcp://127.0.0.1:1", capsys=capsys)
     assert code == 3
