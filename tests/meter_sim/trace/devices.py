@@ -30,7 +30,6 @@ class Misbehaving(LineSession):
         self.plan = plan
         self.requests = 0
         self._pending = bytearray()
-        self.writes: list[bytes] = []
 
     def feed(self, data: bytes) -> bytes:
         self._pending += data
