@@ -13,7 +13,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from meter_sim.meter import Meter
+from meter_sim.meter import MAX_OPENPAYGO_COUNT, Meter
 from meter_sim.ratelimit import NexusRateLimit, OpenPaygoBlocking
 from meter_sim.storage import Storage
 from meter_sim.trace.errors import TraceFormatError
@@ -131,7 +131,7 @@ class DeviceConfig:
                 if openpaygo and f.has("starting_code")
                 else None
             ),
-            count=f.integer("count", 1, 0xFFFF_FFFF) if openpaygo and f.has("count") else 1,
+            count=f.integer("count", 1, MAX_OPENPAYGO_COUNT) if openpaygo and f.has("count") else 1,
             time_divider=(
                 f.integer("time_divider", 1, 255) if openpaygo and f.has("time_divider") else 1
             ),
