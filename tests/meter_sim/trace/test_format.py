@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from meter_sim.meter import MAX_OPENPAYGO_COUNT
 from meter_sim.trace import DeviceConfig, Event, Header, Trace, TraceFormatError, dumps, loads
 from meter_sim.trace.device import key_id, load_device
 from meter_sim.trace.format import KINDS
@@ -241,7 +242,7 @@ devices = st.builds(
     key=st.one_of(st.none(), st.binary(min_size=16, max_size=16)),
     payg_id=st.text(alphabet="0123456789ABC", max_size=12),
     starting_code=st.integers(0, 999_999_999),
-    count=st.integers(1, 0xFFFF_FFFF),
+    count=st.integers(1, MAX_OPENPAYGO_COUNT),
     time_divider=st.integers(1, 255),
     rate_limit=st.booleans(),
 )
