@@ -192,8 +192,10 @@ class HandsetStore:
         )
         return [Operation.from_content(seq, content) for seq, content in rows]
 
-    async def mark_in_flight(self, seqs: Iterable[int]) -> None:
+    async def mark_in_flight(self, seqs: Iterable[int], **meta: Any) -> None:
+        """Freeze `seqs` for sending (and record `meta`, e.g. the request timestamp)."""
         async with self.transaction() as db:
+            await self._put(db, meta)
             await db.executemany(
                 "UPDATE outbox SET state = 'in_flight', attempts = attempts + 1 "
                 "WHERE seq = ? AND state IN ('pending', 'in_flight')",

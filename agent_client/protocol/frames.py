@@ -236,7 +236,7 @@ def unruns(flat: Sequence[object], what: str) -> list[int]:
     return seqs
 
 
-def _entry_row(entry: Entry) -> list[object]:
+def entry_to_row(entry: Entry) -> list[object]:
     match entry:
         case Keycode():
             return [
@@ -259,7 +259,7 @@ def _fmt(value: object, what: str) -> KeycodeFormat:
     return KeycodeFormat(check_int(value, 0, max(KeycodeFormat), what))
 
 
-def _entry(row: object, what: str) -> Entry:
+def entry_from_row(row: object, what: str = "entry") -> Entry:
     items = _list(row, what, 64, 1)
     kind = EntryKind(check_int(items[0], 0, max(EntryKind), f"{what}.kind"))
     match kind:
@@ -301,7 +301,7 @@ def encode_downlink(frame: DownlinkFrame) -> bytes:
     for seq, reason in sorted(frame.rejected):
         rejected += [seq, int(reason)]
     done = runs([*frame.acked, *(seq for seq, _ in frame.rejected)])
-    rows = [_entry_row(entry) for entry in frame.entries]
+    rows = [entry_to_row(entry) for entry in frame.entries]
     return _seal(
         [VERSION, frame.server_ms, done, rejected, frame.first_entry, rows, int(frame.more)]
     )
@@ -322,7 +322,8 @@ def decode_downlink(body: bytes) -> DownlinkFrame:
     if not set(rejected) <= set(done):
         raise FrameError("rejected seqs missing from done", code="bad_field")
     entries = tuple(
-        _entry(row, f"entries[{i}]") for i, row in enumerate(_list(rows, "entries", MAX_ENTRIES))
+        entry_from_row(row, f"entries[{i}]")
+        for i, row in enumerate(_list(rows, "entries", MAX_ENTRIES))
     )
     return DownlinkFrame(
         check_int(server_ms, 0, MAX_MS, "server_ms"),
