@@ -1,20 +1,37 @@
 """meter_sim: a PAYG meter that validates keycodes as device firmware does.
 
 It imports nothing else of this project: it stands for the firmware.
+
+    from meter_sim import Meter
+    meter = Meter.nexus(secret_key, "full")
+    meter.enter_keycode("*747 951 838 274 41#", now=0.0).outcome   # "applied"
 """
 
 from __future__ import annotations
 
 from meter_sim.errors import ClockError, ConfigError, CorruptStateError, MeterError, NVError
+from meter_sim.meter import KeyResult, Meter, Result
+from meter_sim.nv import NVStatus
 from meter_sim.outcomes import KeyFeedback, Outcome, PaygState
+from meter_sim.ratelimit import NexusRateLimit, OpenPaygoBlocking
+from meter_sim.storage import FileStorage, MemoryStorage, Storage
 
 __all__ = [
     "ClockError",
     "ConfigError",
     "CorruptStateError",
+    "FileStorage",
     "KeyFeedback",
+    "KeyResult",
+    "MemoryStorage",
+    "Meter",
     "MeterError",
     "NVError",
+    "NVStatus",
+    "NexusRateLimit",
+    "OpenPaygoBlocking",
     "Outcome",
     "PaygState",
+    "Result",
+    "Storage",
 ]

@@ -1,0 +1,41 @@
+"""PAYG credit on the device clock.
+
+Credit is held as the clock reading at which it runs out, not as a counter the device
+decrements: the same thing for a monotonic clock, and it needs no periodic writes to survive
+a power cut (the reference product backs its counter up hourly and loses up to an hour).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from meter_sim.actions import Action, AddCredit, SetCredit, Unlock
+from meter_sim.outcomes import PaygState
+
+
+@dataclass(frozen=True, slots=True)
+class Credit:
+    until: float = 0.0
+    """Device-clock second at which credit runs out (meaningless while unlocked)."""
+    unlocked: bool = False
+
+    def remaining(self, now: float) -> float:
+        if self.unlocked:
+            return math.inf
+        return max(0.0, self.until - now)
+
+    def state(self, now: float) -> PaygState:
+        if self.unlocked:
+            return PaygState.UNLOCKED
+        return PaygState.ENABLED if self.until > now else PaygState.DISABLED
+
+    def apply(self, action: Action, now: float) -> Credit:
+        """Nexus product semantics: add keeps an unlock, set relocks, unlock zeroes credit."""
+        match action:
+            case AddCredit(seconds):
+                return Credit(until=max(self.until, now) + seconds, unlocked=self.unlocked)
+            case SetCredit(seconds):
+                return Credit(until=now + seconds, unlocked=False)
+            case Unlock():
+                return Credit(until=now, unlocked=True)

@@ -1,0 +1,308 @@
+"""The Meter: keypad, validator, credit and NV storage put together as one device.
+
+Every method takes `now`, the device clock in seconds; the caller owns the clock (virtual time
+in the lab, wall time at a bench). Mutating calls require `now` never to go backwards.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from meter_sim.credit import Credit
+from meter_sim.engines import Engine, NexusEngine, OpenPaygoEngine
+from meter_sim.errors import ClockError, ConfigError
+from meter_sim.keypad import Entry, Keypad, expire, step
+from meter_sim.nexus.state import NexusState
+from meter_sim.nv import Loaded, NVStatus, NVStore, Snapshot
+from meter_sim.openpaygo.state import TokenState
+from meter_sim.outcomes import KeyFeedback, Outcome, PaygState
+from meter_sim.ratelimit import EntryBlock, NexusBucket, NexusRateLimit, OpenPaygoBlocking
+from meter_sim.storage import MemoryStorage, Storage
+
+_REFERENCE_LIMIT = NexusRateLimit()
+_REFERENCE_BLOCKING = OpenPaygoBlocking()
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """The device's answer to a finished code, with the state it left behind."""
+
+    outcome: Outcome
+    reason: str
+    credit_remaining: float
+    """Seconds of credit after the code (`math.inf` while unlocked)."""
+    state: PaygState
+    payg_id: str | None = None
+    """Set for `display_id`: what the device shows."""
+
+
+@dataclass(frozen=True, slots=True)
+class KeyResult:
+    """Feedback for one key; `result` is set when the key finished a code."""
+
+    feedback: KeyFeedback
+    result: Result | None = None
+
+
+def _check_key(secret_key: bytes) -> bytes:
+    if not isinstance(secret_key, bytes | bytearray) or len(secret_key) != 16:
+        raise ConfigError("secret_key must be 16 bytes")
+    return bytes(secret_key)
+
+
+class Meter:
+    """A simulated PAYG meter. Build one with `Meter.nexus(...)` or `Meter.openpaygo(...)`."""
+
+    def __init__(self, engine: Engine, *, storage: Storage | None, now: float) -> None:
+        self._engine = engine
+        self._store = NVStore(storage if storage is not None else MemoryStorage(), engine.kind)
+        self._credit = Credit(until=now)
+        self._clock = now
+        self._entry = Entry()
+        self.nv_status = NVStatus.FRESH
+        self.nv_problems: tuple[str, ...] = ()
+        self._boot(now, first=True)
+
+    # -- construction -------------------------------------------------------------------
+
+    @classmethod
+    def nexus(
+        cls,
+        secret_key: bytes,
+        protocol: str = "full",
+        *,
+        payg_id: str = "",
+        rate_limit: NexusRateLimit | None = _REFERENCE_LIMIT,
+        allow_demo: bool = False,
+        storage: Storage | None = None,
+        now: float = 0.0,
+    ) -> Meter:
+        """A Nexus meter (`protocol` "full": keys 0-9*#, or "small": keys 1-5).
+
+        `rate_limit=None` turns the keycode rate limit off (for bench work only).
+        With `storage` holding a saved image, the meter boots from it.
+        """
+        if protocol not in ("full", "small"):
+            raise ConfigError(f'protocol must be "full" or "small", got {protocol!r}')
+        engine = NexusEngine(
+            secret_key=_check_key(secret_key),
+            small=protocol == "small",
+            limit=rate_limit,
+            payg_id=str(payg_id),
+            allow_demo=allow_demo,
+            state=NexusState(),
+            bucket=NexusBucket.first_power_up(rate_limit or _REFERENCE_LIMIT, now),
+        )
+        return cls(engine, storage=storage, now=now)
+
+    @classmethod
+    def openpaygo(
+        cls,
+        secret_key: bytes,
+        starting_code: int,
+        *,
+        count: int = 1,
+        restricted_digits: bool = False,
+        time_divider: int = 1,
+        blocking: OpenPaygoBlocking | None = _REFERENCE_BLOCKING,
+        storage: Storage | None = None,
+        now: float = 0.0,
+    ) -> Meter:
+        """An OpenPAYGO Token meter provisioned with `starting_code` and initial `count`.
+
+        `blocking=None` turns the invalid-token entry block off (for bench work only).
+        """
+        if not isinstance(starting_code, int) or not 0 <= starting_code <= 999_999_999:
+            raise ConfigError(f"starting_code must be 0..999999999, got {starting_code!r}")
+        if not isinstance(count, int) or not 1 <= count <= 0xFFFF_FFFF:
+            raise ConfigError(f"count must be a positive integer, got {count!r}")
+        if not isinstance(time_divider, int) or not 1 <= time_divider <= 255:
+            raise ConfigError(f"time_divider must be 1..255, got {time_divider!r}")
+        engine = OpenPaygoEngine(
+            secret_key=_check_key(secret_key),
+            starting_code=starting_code,
+            restricted_digits=bool(restricted_digits),
+            time_divider=time_divider,
+            initial_count=count,
+            blocking=blocking,
+            state=TokenState.initial(count),
+            block=EntryBlock(),
+        )
+        return cls(engine, storage=storage, now=now)
+
+    # -- queries --------------------------------------------------------------------------
+
+    @property
+    def protocol(self) -> str:
+        """`nexus-full`, `nexus-small`, `openpaygo` or `openpaygo-restricted`."""
+        return self._engine.keypad.name
+
+    @property
+    def keypad(self) -> Keypad:
+        return self._engine.keypad
+
+    @property
+    def restricted(self) -> bool:
+        """The product's restricted flag (Nexus custom flag bit 0)."""
+        return isinstance(self._engine, NexusEngine) and self._engine.state.restricted
+
+    def credit_remaining(self, now: float) -> float:
+        """Seconds of credit left at `now`; `math.inf` while unlocked."""
+        return self._credit.remaining(now)
+
+    def state(self, now: float) -> str:
+        """`"disabled"`, `"enabled"` or `"unlocked"` at `now`."""
+        return self._credit.state(now).value
+
+    def output_on(self, now: float) -> bool:
+        return self._credit.state(now) is not PaygState.DISABLED
+
+    def is_rate_limited(self, now: float) -> bool:
+        return self._engine.refusal(now) is not None
+
+    def snapshot(self, now: float) -> Snapshot:
+        """What non-volatile storage holds for this meter at `now`."""
+        return self._snapshot(now)
+
+    # -- input ----------------------------------------------------------------------------
+
+    def enter_keycode(self, text: str, now: float) -> Result:
+        """Enter a whole code at once; spaces and other separators are ignored."""
+        self._tick(now)
+        refusal = self._engine.refusal(now)
+        if refusal is not None:
+            return self._result(Outcome.RATE_LIMITED, refusal, now)
+        keys, problem = self._frame_keys(text)
+        if problem is not None:
+            return self._result(Outcome.INVALID, problem, now)
+        entry = Entry()
+        for key in keys:
+            done = step(self._engine.keypad, entry, key, now)
+            entry = done.entry
+            if done.finished is not None:
+                self._entry = Entry()
+                return self._finish(done.finished, now)
+        raise AssertionError("a framed keycode always finishes")  # pragma: no cover
+
+    def press_key(self, key: str, now: float) -> KeyResult:
+        """Press one key; while rate limited every key is rejected."""
+        self._tick(now)
+        if self._engine.refusal(now) is not None:
+            self._entry = Entry()
+            return KeyResult(KeyFeedback.REJECTED)
+        done = step(self._engine.keypad, self._entry, key, now)
+        self._entry = done.entry
+        if done.finished is None:
+            assert done.feedback is not None
+            return KeyResult(done.feedback)
+        return KeyResult(KeyFeedback.ACCEPTED, self._finish(done.finished, now))
+
+    def advance(self, now: float) -> None:
+        """Move the device clock on without input (credit runs down, entry may time out)."""
+        self._tick(now)
+        self._entry = expire(self._entry, now)
+        self._save(now)
+
+    def set_restricted(self, flag: bool, now: float) -> None:
+        """The product sets its restricted flag; Nexus keycodes can clear it."""
+        self._tick(now)
+        if not isinstance(self._engine, NexusEngine):
+            raise ConfigError("only Nexus meters carry the restricted flag")
+        self._engine.state = replace(self._engine.state, restricted=bool(flag))
+        self._save(now)
+
+    def power_cycle(self, now: float) -> None:
+        """Lose power and boot again from storage at device time `now`."""
+        self._tick(now)
+        self._entry = Entry()
+        self._boot(now, first=False)
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _tick(self, now: float) -> None:
+        if not isinstance(now, int | float) or now != now:
+            raise ClockError(f"now must be a number of seconds, got {now!r}")
+        if now < self._clock:
+            raise ClockError(f"device clock went backwards: {now} after {self._clock}")
+        self._clock = float(now)
+
+    def _boot(self, now: float, *, first: bool) -> None:
+        loaded: Loaded = self._store.load()
+        self.nv_status, self.nv_problems = loaded.status, loaded.problems
+        if loaded.snapshot is None:
+            if first or loaded.status is NVStatus.CORRUPT:
+                self._factory_reset(now)
+            self._save(now)
+            return
+        snap = loaded.snapshot
+        self._credit = snap.credit
+        self._clock = max(self._clock, snap.clock)
+        self._engine.restore(snap, now)
+
+    def _factory_reset(self, now: float) -> None:
+        self._credit = Credit(until=now)
+        engine = self._engine
+        if isinstance(engine, NexusEngine):
+            engine.state = NexusState()
+            engine.bucket = NexusBucket.first_power_up(engine.limit or _REFERENCE_LIMIT, now)
+        else:
+            engine.state = TokenState.initial(engine.initial_count)
+            engine.block = EntryBlock()
+
+    def _snapshot(self, now: float) -> Snapshot:
+        return self._engine.persist(Snapshot(credit=self._credit, clock=now), now)
+
+    def _save(self, now: float) -> None:
+        self._store.save(self._snapshot(now))
+
+    def _frame_keys(self, text: str) -> tuple[str, str | None]:
+        """Normalise whole-code text to the keys to press, or say why it is not a code."""
+        keys = "".join(ch for ch in text if ch not in " \t\r\n-")
+        pad = self._engine.keypad
+        if not keys:
+            return "", "empty keycode"
+        bad = sorted({ch for ch in keys if ch not in pad.keys})
+        if bad:
+            shown = "".join(bad)[:8].encode("unicode_escape").decode()
+            return "", f"keys {shown!r} are not on this keypad ({pad.keys})"
+        if pad.end is not None and keys[0] != pad.start and pad.name.startswith("openpaygo"):
+            keys = pad.start + keys + ("" if keys.endswith(pad.end) else pad.end)
+        if keys[0] != pad.start:
+            return "", f"a keycode starts with {pad.start!r}"
+        body = keys[1:]
+        if pad.end is None:
+            assert pad.fixed_length is not None
+            if len(body) != pad.fixed_length or pad.start in body:
+                return (
+                    "",
+                    f"a keycode is {pad.start!r} and {pad.fixed_length} keys from {pad.symbols}",
+                )
+            return keys, None
+        if not body.endswith(pad.end):
+            return "", f"a keycode ends with {pad.end!r}"
+        inner = body[:-1]
+        if pad.start in inner or pad.end in inner:
+            return "", f"a keycode has one {pad.start!r} and one {pad.end!r}"
+        return keys, None
+
+    def _finish(self, frame: str, now: float) -> Result:
+        before = self._credit.state(now)
+        decision = self._engine.evaluate(frame, before, now)
+        if decision.action is not None:
+            self._credit = self._credit.apply(decision.action, now)
+        self._save(now)
+        payg_id = None
+        if decision.outcome is Outcome.DISPLAY_ID and isinstance(self._engine, NexusEngine):
+            payg_id = self._engine.payg_id
+        return self._result(decision.outcome, decision.reason, now, payg_id)
+
+    def _result(
+        self, outcome: Outcome, reason: str, now: float, payg_id: str | None = None
+    ) -> Result:
+        return Result(
+            outcome=outcome,
+            reason=reason,
+            credit_remaining=self._credit.remaining(now),
+            state=self._credit.state(now),
+            payg_id=payg_id,
+        )

@@ -1,0 +1,155 @@
+"""What a Nexus message does once parsed: the gates and effects both protocols share.
+
+Full and small codes differ in wire format only; the id gate, ADD/SET/WIPE semantics and the
+factory test-code limits are the same firmware paths, so they live here once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from enum import IntEnum
+from typing import NamedTuple
+
+from meter_sim.actions import Action, AddCredit, Decision, SetCredit
+from meter_sim.nexus.state import MAX_MESSAGE_ID, NexusState, is_set, mask_below, set_flag, wipe_ids
+from meter_sim.outcomes import Outcome, PaygState
+
+Verdict = Decision[NexusState]
+
+SHORT_TEST_SECONDS = 127
+"""Universal short test ("allow test"): only when DISABLED, unlimited."""
+QC_LONG_SECONDS = 3600
+"""The one QC length that may stack on an ENABLED unit (small OQC is always this)."""
+QC_SHORT_MAX_SECONDS = 600
+"""QC codes up to 10 minutes count against the short lifetime limit."""
+QC_LIFETIME_MAX = 5
+"""Default NEXUS_KEYCODE_PRO_FACTORY_QC_{SHORT,LONG}_LIFETIME_MAX."""
+
+
+def invalid(state: NexusState, reason: str) -> Verdict:
+    return Decision(Outcome.INVALID, state, None, reason)
+
+
+def duplicate(state: NexusState, reason: str) -> Verdict:
+    return Decision(Outcome.DUPLICATE, state, None, reason)
+
+
+def applied(state: NexusState, action: Action | None, reason: str) -> Verdict:
+    return Decision(Outcome.APPLIED, state, action, reason)
+
+
+def mismatch_reason(id_: int, mac_ok: Callable[[int], bool]) -> str:
+    """Why a MAC failed at the inferred id: a code one window-width away was re-inferred.
+
+    Costs at most two more MACs, and only on a failure; the outcome is INVALID either way.
+    """
+    if id_ >= 64 and mac_ok(id_ - 64):
+        return f"below window (code for id {id_ - 64})"
+    if mac_ok(id_ + 64):
+        return f"above window (code for id {id_ + 64})"
+    return "mac mismatch"
+
+
+def gate(state: NexusState, id_: int, mac_ok: Callable[[int], bool]) -> Verdict | None:
+    """The check every id-carrying activation passes first: range, MAC, then not yet used."""
+    if id_ > MAX_MESSAGE_ID:
+        return invalid(state, f"id {id_} beyond the device's 16-bit id range")
+    if not mac_ok(id_):
+        return invalid(state, mismatch_reason(id_, mac_ok))
+    if is_set(state, id_):
+        return duplicate(state, f"id already used (id {id_})")
+    return None
+
+
+def add_credit(state: NexusState, payg: PaygState, id_: int, action: Action, what: str) -> Verdict:
+    """ADD consumes its id; on an unlocked unit it changes nothing else and answers DUPLICATE."""
+    consumed = set_flag(state, id_)
+    if payg is PaygState.UNLOCKED:
+        return duplicate(consumed, f"unit unlocked: id {id_} consumed without credit")
+    return applied(consumed, action, f"{what}, id {id_}")
+
+
+def set_credit(
+    state: NexusState, id_: int, action: Action | None, what: str, *, clear_restricted: bool
+) -> Verdict:
+    """SET voids every unused id up to its own, then applies even to an unlocked unit."""
+    masked = mask_below(state, id_ + 1)
+    if clear_restricted:
+        masked = replace(masked, restricted=False)
+    return applied(masked, action, f"{what}, id {id_}")
+
+
+class WipeTarget(IntEnum):
+    """Full WIPE target digit; small maintenance functions 0..2 use the same numbers."""
+
+    CREDIT = 0
+    CREDIT_AND_IDS = 1
+    IDS = 2
+    RESTRICTED_FLAG = 3
+
+
+class _WipeEffect(NamedTuple):
+    wipe_ids: bool
+    action: Action | None
+    clear_restricted: bool
+
+
+WIPE_EFFECTS: dict[WipeTarget, _WipeEffect] = {
+    WipeTarget.CREDIT: _WipeEffect(False, SetCredit(0), False),
+    WipeTarget.CREDIT_AND_IDS: _WipeEffect(True, SetCredit(0), False),
+    WipeTarget.IDS: _WipeEffect(True, None, False),
+    WipeTarget.RESTRICTED_FLAG: _WipeEffect(False, None, True),
+}
+
+
+def wipe(state: NexusState, target: WipeTarget, what: str) -> Verdict:
+    """Apply a wipe target (after any mask_below the caller owes)."""
+    effect = WIPE_EFFECTS[target]
+    after = wipe_ids(state) if effect.wipe_ids else state
+    if effect.clear_restricted:
+        after = replace(after, restricted=False)
+    return applied(after, effect.action, f"{what}: wipe {target.name.lower()}")
+
+
+def short_test(state: NexusState, payg: PaygState) -> Verdict:
+    """The universal short test: +127 s on a DISABLED unit, otherwise valid but no effect."""
+    if payg is PaygState.DISABLED:
+        return applied(state, AddCredit(SHORT_TEST_SECONDS), "short test")
+    return duplicate(state, f"short test refused: unit {payg.value}")
+
+
+def qc_test(state: NexusState, payg: PaygState, seconds: int) -> Verdict:
+    """A factory QC code: lifetime-limited, never on an unlocked unit, only 60 min stacks."""
+    if payg is PaygState.UNLOCKED:
+        return duplicate(state, "QC refused: unit unlocked")
+    if seconds != QC_LONG_SECONDS and payg is not PaygState.DISABLED:
+        return duplicate(state, "QC refused: only the 60-minute code applies to an enabled unit")
+    if seconds <= QC_SHORT_MAX_SECONDS:
+        if state.qc_short >= QC_LIFETIME_MAX:
+            return duplicate(state, "QC refused: short QC lifetime limit reached")
+        counted = replace(state, qc_short=state.qc_short + 1)
+    else:
+        if state.qc_long >= QC_LIFETIME_MAX:
+            return duplicate(state, "QC refused: long QC lifetime limit reached")
+        counted = replace(state, qc_long=state.qc_long + 1)
+    return applied(counted, AddCredit(seconds), f"QC test {seconds // 60} min")
+
+
+__all__ = [
+    "QC_LIFETIME_MAX",
+    "QC_LONG_SECONDS",
+    "SHORT_TEST_SECONDS",
+    "WIPE_EFFECTS",
+    "Verdict",
+    "WipeTarget",
+    "add_credit",
+    "applied",
+    "duplicate",
+    "gate",
+    "invalid",
+    "qc_test",
+    "set_credit",
+    "short_test",
+    "wipe",
+]
