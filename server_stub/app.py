@@ -137,12 +137,11 @@ async def one_op(request: web.Request) -> web.Response:
     except (ValueError, UnicodeDecodeError, KeyError, TypeError, AttributeError) as exc:
         raise FrameError(f"not a JSON operation: {exc}", code="malformed_json") from exc
     reply = await run(request.app, Store.exchange, claim, [op], 2**53, now_ms(request.app))
-    result: dict[str, Any] = {"seq": op.seq, "status": "acknowledged"}
     if reply.rejected:
-        result.update(status="rejected", reason=reply.rejected[0][1].name.lower())
-    else:
-        result["keycodes"] = await run(request.app, Store.keycodes_for_op, claim.handset, op.seq)
-    return web.json_response(result)
+        reason = reply.rejected[0][1].name.lower()
+        return refusal(request.app, 422, reason, f"operation {op.seq} refused: {reason}")
+    keycodes = await run(request.app, Store.keycodes_for_op, claim.handset, op.seq)
+    return web.json_response({"seq": op.seq, "status": "acknowledged", "keycodes": keycodes})
 
 
 async def health(request: web.Request) -> web.Response:
