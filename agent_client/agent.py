@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -88,12 +89,13 @@ class Agent:
         code: str,
         *,
         transport: Transport | None = None,
+        ssl_context: ssl.SSLContext | bool = True,
         clock: Clock = time.time,
-        **options: object,
+        config: SyncConfig | None = None,
     ) -> Agent:
         """Create this handset's key pair, register it with the server and store the identity."""
         store = await HandsetStore.open(db_path)
-        transport = transport or Transport(server_url)
+        transport = transport or Transport(server_url, ssl_context=ssl_context)
         try:
             if await store.get("handset") is not None:
                 raise InvalidOperation(f"{db_path} is already provisioned")
@@ -116,7 +118,7 @@ class Agent:
         finally:
             await store.close()
             await transport.close()
-        return await cls.open(db_path, clock=clock, **options)  # type: ignore[arg-type]
+        return await cls.open(db_path, ssl_context=ssl_context, clock=clock, config=config)
 
     @classmethod
     async def open(
@@ -125,6 +127,7 @@ class Agent:
         *,
         server_url: str | None = None,
         transport: Transport | None = None,
+        ssl_context: ssl.SSLContext | bool = True,
         config: SyncConfig | None = None,
         clock: Clock = time.time,
         rng: random.Random | None = None,
@@ -138,7 +141,7 @@ class Agent:
         stamper = Stamper(int(await store.get("offset_ms", 0)), int(await store.get("last_ms", 0)))
         return cls(
             store,
-            transport or Transport(url),
+            transport or Transport(url, ssl_context=ssl_context),
             int(handset),
             HandsetKey.from_seed(bytes(await store.get("key_seed"))),
             cursor=int(await store.get("cursor", 0)),
