@@ -24,7 +24,7 @@ from .protocol.frames import Keycode, Reason
 from .protocol.ops import Kind
 from .protocol.sync import Request, Result, SyncConfig, SyncCore
 from .store import HandsetStore, OpState
-from .transport import Reply, Transport, refusal, server_ms
+from .transport import Reply, Transport, refusal, refusal_int
 
 SYNC_PATH = "/v1/sync"
 PROVISION_PATH = "/v1/provision"
@@ -235,7 +235,10 @@ class Agent:
                     report.last_error = str(exc)
                     continue
                 await self.store.apply(
-                    result, int(self._clock() * 1000), offset_ms=self._stamper.offset_ms
+                    result,
+                    int(self._clock() * 1000),
+                    offset_ms=self._stamper.offset_ms,
+                    last_ms=self._stamper.last_ms,
                 )
                 report.acked += result.acked
                 report.rejected += result.rejected
@@ -252,11 +255,12 @@ class Agent:
             received = int(self._clock() * 1000)
             if reply.status == 200:
                 return self._accept(request, reply, sent, received)
-            stamp = server_ms(reply)
+            stamp = refusal_int(reply, "server_ms")
             if stamp is not None:
                 self._stamper.observe(sent, received, stamp)
             error = refusal(reply)
             if error.code == "stale_timestamp" and attempt == 0:
+                self._stamper.refused_as_stale(ts_ms, refusal_int(reply, "last_ms"))
                 ts_ms = self._stamper.stamp(received)  # clock corrected: one honest retry
                 continue
             self.core.fail(request, self._clock())

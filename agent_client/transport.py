@@ -88,9 +88,10 @@ def refusal(reply: Reply) -> ServerRefused:
         )
 
 
-def server_ms(reply: Reply) -> int | None:
+def refusal_int(reply: Reply, name: str) -> int | None:
+    """An integer field (``server_ms``, ``last_ms``) of a refusal body, if it has one."""
     try:
-        value = json.loads(reply.body)["server_ms"]
+        value = json.loads(reply.body)[name]
     except (ValueError, KeyError, TypeError):
         return None
     return value if type(value) is int else None

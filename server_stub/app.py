@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from agent_client.protocol import auth
-from agent_client.protocol.errors import FrameError, ProtocolError
+from agent_client.protocol.errors import AuthError, FrameError, ProtocolError
 from agent_client.protocol.frames import MAX_BODY_BYTES, decode_uplink, encode_downlink
 from agent_client.protocol.ops import SCHEMAS, Kind, Operation
 
@@ -51,8 +51,10 @@ async def run(app: web.Application, fn: Callable[..., T], *args: Any) -> T:
     return await loop.run_in_executor(app[RUNNER], partial(fn, app[STORE], *args))
 
 
-def refusal(app: web.Application, status: int, code: str, detail: str) -> web.Response:
-    body = {"error": code, "detail": detail, "server_ms": now_ms(app)}
+def refusal(
+    app: web.Application, status: int, code: str, detail: str, **extra: int
+) -> web.Response:
+    body: dict[str, object] = {"error": code, "detail": detail, "server_ms": now_ms(app), **extra}
     return web.json_response(body, status=status)
 
 
@@ -64,7 +66,7 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except RequestError as exc:
-        return refusal(app, exc.status, exc.code, exc.detail)
+        return refusal(app, exc.status, exc.code, exc.detail, **exc.extra)
     except ProtocolError as exc:
         return refusal(app, exc.status, exc.code, exc.detail)
     except web.HTTPRequestEntityTooLarge:
@@ -79,15 +81,21 @@ async def signed_body(request: web.Request) -> tuple[auth.Claim, bytes]:
     body = await request.read()
     claim = auth.parse_claim(request.headers)
     handset = await run(request.app, Store.handset, claim.handset)
-    auth.verify(
-        claim,
-        handset.public_key,
-        request.method,
-        request.path,
-        body,
-        now_ms=now_ms(request.app),
-        last_ms=handset.last_ms,
-    )
+    try:
+        auth.verify(
+            claim,
+            handset.public_key,
+            request.method,
+            request.path,
+            body,
+            now_ms=now_ms(request.app),
+            last_ms=handset.last_ms,
+        )
+    except AuthError as exc:
+        if exc.code != "stale_timestamp":
+            raise
+        # the signature held: tell this handset the last stamp we accepted, so it can recover
+        raise RequestError(exc.status, exc.code, exc.detail, {"last_ms": handset.last_ms}) from exc
     return claim, body
 
 

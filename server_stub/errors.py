@@ -13,11 +13,14 @@ class ServerError(Exception):
 
 
 class RequestError(ServerError):
-    def __init__(self, status: int, code: str, detail: str) -> None:
+    def __init__(
+        self, status: int, code: str, detail: str, extra: dict[str, int] | None = None
+    ) -> None:
         super().__init__(detail)
         self.status = status
         self.code = code
         self.detail = detail
+        self.extra = extra or {}
 
 
 class SetupError(ServerError):

@@ -140,12 +140,23 @@ class Stamper:
     def __init__(self, offset_ms: int = 0, last_ms: int = 0, window: int = 8) -> None:
         self.offset_ms = offset_ms
         self.last_ms = last_ms
+        self._before = last_ms
         self._samples: list[tuple[int, int]] = []  # (round trip, offset)
         self._window = window
 
     def stamp(self, local_ms: int) -> int:
+        self._before = self.last_ms
         self.last_ms = max(local_ms + self.offset_ms, self.last_ms + 1)
         return self.last_ms
+
+    def refused_as_stale(self, ts_ms: int, server_last_ms: int | None = None) -> None:
+        """The server refused `ts_ms` as outside its window, so it never became the last one
+        accepted: forget it (or a clock that ran fast would keep every later stamp too high).
+        The server's own record of the last accepted stamp, when it sends one, is the truth."""
+        if server_last_ms is not None:
+            self.last_ms = server_last_ms
+        elif ts_ms == self.last_ms:
+            self.last_ms = self._before
 
     def observe(self, sent_local_ms: int, recv_local_ms: int, server_ms: int) -> int:
         rtt = max(0, recv_local_ms - sent_local_ms)
