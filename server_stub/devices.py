@@ -68,7 +68,7 @@ def make_devices(
     return [
         DeviceRecord(
             first_serial + i,
-            DeviceSecret(fmt, rng.randbytes(16), rng.randrange(10**9) if opaygo else 0),
+            DeviceSecret(fmt, rng.randbytes(16), rng.randrange(1, 10**9) if opaygo else 0),
         )
         for i in range(count)
     ]

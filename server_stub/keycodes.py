@@ -37,8 +37,11 @@ class DeviceSecret:
             raise SetupError(f"device key must be 16 bytes, got {len(self.key)}")
         if not 1 <= self.time_divider <= 255:
             raise SetupError(f"time divider {self.time_divider} outside 1..255")
-        if not 0 <= self.starting_code < 10**9:
-            raise SetupError(f"starting code {self.starting_code} outside 0..999999999")
+        opaygo = self.format in (KeycodeFormat.OPENPAYGO, KeycodeFormat.OPENPAYGO_RESTRICTED)
+        # openpaygo treats a starting code of 0 as "derive one from the key"; devices do not
+        lowest = 1 if opaygo else 0
+        if not lowest <= self.starting_code < 10**9:
+            raise SetupError(f"starting code {self.starting_code} outside {lowest}..999999999")
 
 
 @dataclass(frozen=True)

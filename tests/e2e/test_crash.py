@@ -21,7 +21,7 @@ from agent_client.agent import Agent
 from agent_client.store import OpState
 from tests.server_stub.fixtures import PRICE_PER_DAY, seed_platform
 
-KILLS = 24
+KILLS = 30
 BIN = Path(sys.executable).parent
 
 
@@ -39,6 +39,27 @@ def wait_listening(port: int, deadline_s: float = 20.0) -> None:
                 return
         time.sleep(0.05)
     raise TimeoutError(f"server-stub did not listen on {port}")
+
+
+def unsettled(db: Path) -> int:
+    with sqlite3.connect(db) as conn:
+        (n,) = conn.execute(
+            "SELECT count(*) FROM outbox WHERE state IN ('pending', 'in_flight')"
+        ).fetchone()
+    return int(n)
+
+
+def sends(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("SELECT coalesce(sum(attempts), 0) FROM outbox").fetchone()[0])
+
+
+def wait_in_flight(db: Path, proc: subprocess.Popen[bytes], deadline_s: float = 10.0) -> None:
+    """Until this client process has frozen a new batch for sending (or exited, or timed out)."""
+    end = time.monotonic() + deadline_s
+    with sqlite3.connect(db) as conn:
+        before = sends(conn)
+        while time.monotonic() < end and proc.poll() is None and sends(conn) == before:
+            time.sleep(0.002)
 
 
 def client(db: Path, *args: str) -> list[str]:
@@ -66,19 +87,23 @@ def test_killed_mid_sync_loses_and_duplicates_nothing(tmp_path: Path) -> None:
         )
         paid = asyncio.run(queue_operations(handset_db, seeded.stock["ama"][:10], seeded.plan))
 
-        started = time.monotonic()
-        subprocess.run(client(handset_db, "status"), check=True, capture_output=True)
-        startup = time.monotonic() - started  # kills are spread over startup + a sync's span
         rng = random.Random(20261126)
-        for _ in range(KILLS):
+        kills = 0
+        while kills < KILLS and unsettled(handset_db):
             proc = subprocess.Popen(
-                client(handset_db, "sync", "--batch", "3"),
+                client(handset_db, "sync", "--batch", "2"),
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
-            time.sleep(startup * rng.uniform(0.3, 1.0) + rng.uniform(0.0, 0.6))
+            if rng.random() < 0.2:  # sometimes while it starts up
+                time.sleep(rng.uniform(0.0, 0.3))
+            else:  # mostly once a batch is frozen and on the wire
+                wait_in_flight(handset_db, proc)
+                time.sleep(rng.uniform(0.0, 0.012))
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
+            kills += 1
+        assert kills >= 12
         final = subprocess.run(client(handset_db, "sync"), capture_output=True, timeout=60)
         assert final.returncode == 0, final.stdout
     finally:
