@@ -93,7 +93,14 @@ class Plan:
     price_per_day: int
 
 
-Entry = Keycode | Payment | Stock | Plan
+@dataclass(frozen=True)
+class Unknown:
+    """An entry of a kind newer than this code: kept in sequence, otherwise ignored."""
+
+    kind: int
+
+
+Entry = Keycode | Payment | Stock | Plan | Unknown
 
 
 @dataclass(frozen=True)
@@ -253,6 +260,8 @@ def entry_to_row(entry: Entry) -> list[object]:
             return [EntryKind.STOCK, entry.device, int(entry.format), int(entry.present)]
         case Plan():
             return [EntryKind.PLAN, entry.plan, entry.name, entry.price_per_day]
+        case Unknown():
+            return [entry.kind]
 
 
 def _fmt(value: object, what: str) -> KeycodeFormat:
@@ -261,8 +270,10 @@ def _fmt(value: object, what: str) -> KeycodeFormat:
 
 def entry_from_row(row: object, what: str = "entry") -> Entry:
     items = _list(row, what, 64, 1)
-    kind = EntryKind(check_int(items[0], 0, max(EntryKind), f"{what}.kind"))
-    match kind:
+    kind = check_int(items[0], 0, 127, f"{what}.kind")
+    if kind > max(EntryKind):
+        return Unknown(kind)  # schema evolution: a newer server's entry kind
+    match EntryKind(kind):
         case EntryKind.KEYCODE:
             op_seq, device, fmt, number, credit = _fields(items[1:], 5, what)
             keycode_format = _fmt(fmt, f"{what}.format")

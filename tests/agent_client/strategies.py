@@ -12,6 +12,7 @@ from agent_client.protocol.frames import (
     Plan,
     Reason,
     Stock,
+    Unknown,
     UplinkFrame,
 )
 from agent_client.protocol.keycodes import LAYOUTS, KeycodeFormat
@@ -56,6 +57,7 @@ entries: st.SearchStrategy[Entry] = st.one_of(
     st.builds(Payment, u32, st.integers(0, U32), st.text(min_size=1, max_size=40)),
     st.builds(Stock, u32, st.sampled_from(KeycodeFormat), st.booleans()),
     st.builds(Plan, u32, names, u32),
+    st.builds(Unknown, st.integers(4, 127)),
 )
 
 

@@ -16,6 +16,8 @@ from agent_client.protocol.frames import (
     MAX_BODY_BYTES,
     VERSION,
     DownlinkFrame,
+    Payment,
+    Unknown,
     UplinkFrame,
     decode_downlink,
     decode_uplink,
@@ -109,6 +111,13 @@ def test_trailing_fields_from_a_newer_schema_are_ignored() -> None:
     body = msgpack.packb([VERSION, 1, 0, 1, 10, [[0, 2, 0, 5, 100, "new"]], "new"])
     frame = decode_uplink(body)
     assert frame.ops == (Operation.make(1, Kind.RECORD_PAYMENT, 10, 5, 100),)
+
+
+def test_entry_kinds_from_a_newer_server_keep_their_place() -> None:
+    body = msgpack.packb([VERSION, 5, [], [], 4, [[9, "x"], [1, 7, 100, "MM1"]], 0, "new"])
+    frame = decode_downlink(body)
+    assert frame.entries == (Unknown(9), Payment(7, 100, "MM1"))
+    assert frame.last_entry == 5
 
 
 def test_oversized_body_and_inflation_bomb_are_refused() -> None:
