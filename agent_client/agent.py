@@ -1,0 +1,302 @@
+"""The handset API: record operations offline, sync when the link allows, read keycodes.
+
+`Agent` is the I/O shell around `SyncCore`: it reads the clock, owns the store and the
+transport, and runs exchanges until the outbox is drained, the link fails past what the caller
+will wait for, or a bounded number of exchanges is spent. A background task syncs whenever
+something is enqueued or connectivity returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import InvalidOperation, NotProvisioned, ServerRefused, TransientError
+from .protocol.auth import HandsetKey, Stamper
+from .protocol.errors import FrameError
+from .protocol.frames import Keycode, Reason
+from .protocol.ops import Kind
+from .protocol.sync import Request, Result, SyncConfig, SyncCore
+from .store import HandsetStore, OpState
+from .transport import Reply, Transport, refusal, refusal_int
+
+SYNC_PATH = "/v1/sync"
+PROVISION_PATH = "/v1/provision"
+Clock = Callable[[], float]
+
+
+@dataclass
+class SyncReport:
+    exchanges: int = 0
+    failures: int = 0
+    acked: list[int] = field(default_factory=list)
+    rejected: list[tuple[int, Reason]] = field(default_factory=list)
+    keycodes: list[Keycode] = field(default_factory=list)
+    pending: int = 0
+    last_error: str | None = None
+
+
+@dataclass(frozen=True)
+class Status:
+    handset: int
+    server_url: str
+    cursor: int
+    clock_offset_ms: int
+    queue: dict[OpState, int]
+    stock: list[int]  # devices in stock not yet sold from this handset
+
+
+class Agent:
+    def __init__(
+        self,
+        store: HandsetStore,
+        transport: Transport,
+        handset: int,
+        key: HandsetKey,
+        *,
+        cursor: int,
+        stamper: Stamper,
+        config: SyncConfig | None,
+        clock: Clock,
+        rng: random.Random | None,
+    ) -> None:
+        self.store = store
+        self.transport = transport
+        self.handset = handset
+        self._key = key
+        self._clock = clock
+        self._stamper = stamper
+        self.core = SyncCore(handset, cursor, config, rng)
+        self._wake = asyncio.Event()
+        self._online = True
+        self._background: asyncio.Task[None] | None = None
+        self._sync_lock = asyncio.Lock()
+
+    # -- life cycle ----------------------------------------------------------------------------
+
+    @classmethod
+    async def provision(
+        cls,
+        db_path: str | Path,
+        server_url: str,
+        agent: str,
+        code: str,
+        *,
+        transport: Transport | None = None,
+        ssl_context: ssl.SSLContext | bool = True,
+        clock: Clock = time.time,
+        config: SyncConfig | None = None,
+    ) -> Agent:
+        """Create this handset's key pair, register it with the server and store the identity."""
+        store = await HandsetStore.open(db_path)
+        transport = transport or Transport(server_url, ssl_context=ssl_context)
+        try:
+            if await store.get("handset") is not None:
+                raise InvalidOperation(f"{db_path} is already provisioned")
+            key = HandsetKey.generate()
+            doc = {"agent": agent, "code": code, "public_key": key.public.hex()}
+            sent = int(clock() * 1000)
+            reply = await transport.post(
+                PROVISION_PATH, json.dumps(doc).encode(), {"Content-Type": "application/json"}
+            )
+            if reply.status != 201:
+                raise refusal(reply)
+            answer = json.loads(reply.body)
+            offset = Stamper().observe(sent, int(clock() * 1000), int(answer["server_ms"]))
+            await store.put(
+                handset=int(answer["handset"]),
+                key_seed=key.seed,
+                server_url=server_url,
+                offset_ms=offset,
+            )
+        finally:
+            await store.close()
+            await transport.close()
+        return await cls.open(db_path, ssl_context=ssl_context, clock=clock, config=config)
+
+    @classmethod
+    async def open(
+        cls,
+        db_path: str | Path,
+        *,
+        server_url: str | None = None,
+        transport: Transport | None = None,
+        ssl_context: ssl.SSLContext | bool = True,
+        config: SyncConfig | None = None,
+        clock: Clock = time.time,
+        rng: random.Random | None = None,
+    ) -> Agent:
+        store = await HandsetStore.open(db_path)
+        handset = await store.get("handset")
+        if handset is None:
+            await store.close()
+            raise NotProvisioned(f"{db_path} has no handset identity; provision it first")
+        url = server_url or str(await store.get("server_url"))
+        stamper = Stamper(int(await store.get("offset_ms", 0)), int(await store.get("last_ms", 0)))
+        return cls(
+            store,
+            transport or Transport(url, ssl_context=ssl_context),
+            int(handset),
+            HandsetKey.from_seed(bytes(await store.get("key_seed"))),
+            cursor=int(await store.get("cursor", 0)),
+            stamper=stamper,
+            config=config,
+            clock=clock,
+            rng=rng,
+        )
+
+    async def close(self) -> None:
+        if self._background is not None:
+            self._background.cancel()
+            await asyncio.gather(self._background, return_exceptions=True)
+        await self.transport.close()
+        await self.store.close()
+
+    # -- recording (works offline) -------------------------------------------------------------
+
+    async def _enqueue(self, kind: Kind, *fields: object) -> int:
+        now = self._clock()
+        op = await self.store.enqueue(kind, int(now), *fields, now_ms=int(now * 1000))
+        self._wake.set()
+        return op.seq
+
+    async def register_customer(self, name: str, phone: str) -> int:
+        """Returns the customer's reference: the seq of this registration."""
+        return await self._enqueue(Kind.REGISTER_CUSTOMER, name, phone)
+
+    async def record_sale(self, customer: int, device: int, plan: int, down_payment: int) -> int:
+        row = await self.store.operation(customer)
+        if row is None or row.op.kind is not Kind.REGISTER_CUSTOMER:
+            raise InvalidOperation(f"{customer} is not a customer registered on this handset")
+        stock = await self.store.stock()
+        if stock and device not in stock:
+            raise InvalidOperation(f"device {device} is not in this agent's stock")
+        return await self._enqueue(Kind.RECORD_SALE, customer, device, plan, down_payment)
+
+    async def record_payment(self, account: int, amount: int) -> int:
+        return await self._enqueue(Kind.RECORD_PAYMENT, account, amount)
+
+    async def keycodes_for(self, device: int) -> list[Keycode]:
+        return await self.store.keycodes_for(device)
+
+    async def status(self) -> Status:
+        sold = {
+            int(row.op.field("device"))
+            for row in await self.store.queue()
+            if row.op.kind is Kind.RECORD_SALE and row.state is not OpState.REJECTED
+        }
+        return Status(
+            self.handset,
+            self.transport.base_url,
+            self.core.cursor,
+            self._stamper.offset_ms,
+            await self.store.counts(),
+            sorted(set(await self.store.stock()) - sold),
+        )
+
+    # -- syncing -------------------------------------------------------------------------------
+
+    async def sync(self, *, max_exchanges: int = 64, max_wait_s: float = 0.0) -> SyncReport:
+        """Exchange until nothing is left to send or fetch; waits out backoff up to `max_wait_s`.
+
+        Raises ServerRefused when the server refuses the request itself (auth, frame); transient
+        failures are counted in the report and leave the operations queued.
+        """
+        async with self._sync_lock:
+            report = SyncReport()
+            fetch = True  # an explicit sync always asks for the downlink once
+            waited = 0.0
+            for _ in range(max_exchanges):
+                ops = await self.store.sendable(self.core.batch_size)
+                if not ops and not fetch:
+                    break
+                now = self._clock()
+                if not self.core.ready(now):
+                    delay = self.core.retry_at - now
+                    if waited + delay > max_wait_s:
+                        break
+                    waited += delay
+                    await asyncio.sleep(delay)
+                request = self.core.start(ops, self._clock())
+                last_ms = self._stamper.stamp(int(self._clock() * 1000))
+                await self.store.mark_in_flight(request.seqs, last_ms=last_ms)
+                report.exchanges += 1
+                try:
+                    result = await self._exchange(request, last_ms)
+                except TransientError as exc:
+                    self.core.fail(request, self._clock())
+                    report.failures += 1
+                    report.last_error = str(exc)
+                    continue
+                await self.store.apply(
+                    result,
+                    int(self._clock() * 1000),
+                    offset_ms=self._stamper.offset_ms,
+                    last_ms=self._stamper.last_ms,
+                )
+                report.acked += result.acked
+                report.rejected += result.rejected
+                report.keycodes += [e for _, e in result.entries if isinstance(e, Keycode)]
+                fetch = result.more
+            report.pending = len(await self.store.sendable(10**6))
+            return report
+
+    async def _exchange(self, request: Request, ts_ms: int) -> Result:
+        for attempt in range(2):
+            headers = self._key.headers("POST", SYNC_PATH, request.body, self.handset, ts_ms)
+            sent = int(self._clock() * 1000)
+            reply = await self.transport.post(SYNC_PATH, request.body, headers)
+            received = int(self._clock() * 1000)
+            if reply.status == 200:
+                return self._accept(request, reply, sent, received)
+            stamp = refusal_int(reply, "server_ms")
+            if stamp is not None:
+                self._stamper.observe(sent, received, stamp)
+            error = refusal(reply)
+            if error.code == "stale_timestamp" and attempt == 0:
+                self._stamper.refused_as_stale(ts_ms, refusal_int(reply, "last_ms"))
+                ts_ms = self._stamper.stamp(received)  # clock corrected: one honest retry
+                continue
+            self.core.fail(request, self._clock())
+            raise error
+        raise AssertionError("unreachable")
+
+    def _accept(self, request: Request, reply: Reply, sent: int, received: int) -> Result:
+        try:
+            result = self.core.receive(request, reply.body)
+        except FrameError as exc:  # a 200 that is not our frame (a captive portal, a proxy)
+            raise TransientError(f"response is not a sync frame: {exc.detail}") from exc
+        self._stamper.observe(sent, received, result.server_ms)
+        return result
+
+    # -- background ----------------------------------------------------------------------------
+
+    def start_background(self, *, max_wait_s: float = 600.0) -> None:
+        """Sync on every enqueue and whenever connectivity returns, until `close()`."""
+        if self._background is None:
+            self._background = asyncio.create_task(self._run(max_wait_s))
+
+    def connectivity_changed(self, online: bool) -> None:
+        self._online = online
+        if online:
+            self._wake.set()
+
+    async def _run(self, max_wait_s: float) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if not self._online:
+                continue
+            try:
+                report = await self.sync(max_wait_s=max_wait_s)
+            except ServerRefused:
+                continue  # needs a human (re-provisioning); do not hammer the server
+            if report.pending and report.failures:
+                delay = max(0.0, self.core.retry_at - self._clock())
+                asyncio.get_running_loop().call_later(delay, self._wake.set)

@@ -1,0 +1,346 @@
+"""Sync frame codecs: one uplink frame per request body, one downlink frame per response body.
+
+Layout (msgpack arrays, positional; see docs/sync-protocol.md):
+
+    uplink   [version, handset, cursor, base_seq, base_at, [[d_seq, kind, d_at, *fields], ...]]
+    downlink [version, server_ms, done, rejected, first_entry, [[entry_kind, *fields], ...], more]
+
+Keys travel as deltas (``d_seq`` from the previous op, ``d_at`` from ``base_at``); ``done`` is a
+flat list of (gap, run-length) pairs of sequence numbers the server has finished with, and
+``rejected`` a flat list of (seq, reason) pairs among them. A body is either the frame itself or,
+when that is smaller, a msgpack ``bin`` holding the zlib-deflated frame.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from enum import IntEnum
+
+import msgpack
+
+from .errors import FrameError
+from .keycodes import LAYOUTS, KeycodeFormat, keycode_text
+from .ops import MAX_SEQ, MAX_TIME, U32, Field, Kind, Operation, check_field, check_int
+
+VERSION = 1
+MAX_BODY_BYTES = 256 * 1024
+MAX_INFLATED_BYTES = 1024 * 1024
+MAX_OPS = 1024
+MAX_ENTRIES = 1024
+MAX_MS = 2**53
+_REF = Field("ref", str, 1, 40)
+_NAME = Field("name", str, 1, 64)
+
+
+class Reason(IntEnum):
+    """Why the server refused one operation (the rest of the batch is unaffected)."""
+
+    CONFLICT = 1  # same (handset, seq) was applied earlier with different content
+    NOT_IN_STOCK = 2  # the device is not in this agent's stock
+    UNKNOWN_CUSTOMER = 3
+    UNKNOWN_PLAN = 4
+    UNKNOWN_ACCOUNT = 5  # no sale of this device by this agent
+    AMOUNT_TOO_LOW = 6  # a down payment that buys less than one day
+    ALREADY_SOLD = 7
+
+
+class EntryKind(IntEnum):
+    KEYCODE = 0
+    PAYMENT = 1
+    STOCK = 2
+    PLAN = 3
+
+
+@dataclass(frozen=True)
+class Keycode:
+    """A keycode for ``device``; ``op_seq`` is the operation that paid for it (0 if none)."""
+
+    op_seq: int
+    device: int
+    format: KeycodeFormat
+    number: int
+    credit_s: int  # credit the meter grants when it applies this code
+
+    @property
+    def text(self) -> str:
+        return keycode_text(self.format, self.number)
+
+
+@dataclass(frozen=True)
+class Payment:
+    """A payment the platform confirmed for a device account (e.g. mobile money)."""
+
+    device: int
+    amount: int
+    ref: str
+
+
+@dataclass(frozen=True)
+class Stock:
+    """A device entering (``present``) or leaving the agent's stock."""
+
+    device: int
+    format: KeycodeFormat
+    present: bool
+
+
+@dataclass(frozen=True)
+class Plan:
+    plan: int
+    name: str
+    price_per_day: int
+
+
+@dataclass(frozen=True)
+class Unknown:
+    """An entry of a kind newer than this code: kept in sequence, otherwise ignored."""
+
+    kind: int
+
+
+Entry = Keycode | Payment | Stock | Plan | Unknown
+
+
+@dataclass(frozen=True)
+class UplinkFrame:
+    handset: int
+    cursor: int  # number of the last downlink entry the handset has stored
+    ops: tuple[Operation, ...]
+
+
+@dataclass(frozen=True)
+class DownlinkFrame:
+    server_ms: int
+    acked: tuple[int, ...]
+    rejected: tuple[tuple[int, Reason], ...]
+    first_entry: int  # number of entries[0]; entries are consecutive
+    entries: tuple[Entry, ...]
+    more: bool  # the server holds further entries past this frame
+
+    @property
+    def last_entry(self) -> int:
+        return self.first_entry + len(self.entries) - 1
+
+
+# -- envelope ---------------------------------------------------------------------------------
+
+
+def _seal(frame: list[object]) -> bytes:
+    raw = msgpack.packb(frame)
+    packed = msgpack.packb(zlib.compress(raw, 9))
+    return packed if len(packed) < len(raw) else raw
+
+
+def _open(body: bytes) -> list[object]:
+    if not isinstance(body, bytes | bytearray | memoryview):
+        raise FrameError("body is not bytes")
+    if len(body) > MAX_BODY_BYTES:
+        raise FrameError(f"body of {len(body)} bytes exceeds {MAX_BODY_BYTES}", code="too_large")
+    obj = _unpack(body)
+    if isinstance(obj, bytes):
+        inflater = zlib.decompressobj()
+        try:
+            raw = inflater.decompress(obj, MAX_INFLATED_BYTES)
+        except zlib.error as exc:
+            raise FrameError(f"compressed frame does not inflate: {exc}") from exc
+        if inflater.unconsumed_tail or not inflater.eof:
+            raise FrameError("compressed frame is truncated or inflates too far", code="too_large")
+        obj = _unpack(raw)
+    if not isinstance(obj, list) or not obj:
+        raise FrameError("frame is not a msgpack array")
+    if obj[0] != VERSION or type(obj[0]) is not int:
+        raise FrameError(f"frame version {obj[0]!r} is not {VERSION}", code="unsupported_version")
+    return obj
+
+
+def _unpack(data: bytes | bytearray | memoryview) -> object:
+    try:
+        return msgpack.unpackb(data, raw=False, strict_map_key=True, use_list=True)
+    except Exception as exc:  # msgpack raises ValueError, ExtraData, FormatError, StackError...
+        raise FrameError(f"body is not one msgpack object: {type(exc).__name__}: {exc}") from exc
+
+
+def _list(value: object, what: str, limit: int, min_len: int = 0) -> list[object]:
+    if not isinstance(value, list):
+        raise FrameError(f"{what}: expected array, got {type(value).__name__}", code="bad_field")
+    if not min_len <= len(value) <= limit:
+        raise FrameError(
+            f"{what}: {len(value)} items outside [{min_len}, {limit}]", code="bad_field"
+        )
+    return value
+
+
+def _fields(frame: list[object], count: int, what: str) -> list[object]:
+    if len(frame) < count:
+        raise FrameError(f"{what} frame has {len(frame)} fields, needs {count}", code="bad_field")
+    return frame[:count]  # trailing fields are a newer minor schema: ignored
+
+
+# -- uplink -----------------------------------------------------------------------------------
+
+
+def encode_uplink(frame: UplinkFrame) -> bytes:
+    ops = frame.ops
+    base_seq = ops[0].seq if ops else 0
+    base_at = min((op.at for op in ops), default=0)
+    rows: list[object] = []
+    prev = base_seq
+    for op in ops:
+        rows.append([op.seq - prev, int(op.kind), op.at - base_at, *op.fields])
+        prev = op.seq
+    return _seal([VERSION, frame.handset, frame.cursor, base_seq, base_at, rows])
+
+
+def decode_uplink(body: bytes) -> UplinkFrame:
+    _, handset, cursor, base_seq, base_at, rows = _fields(_open(body), 6, "uplink")
+    handset = check_int(handset, 1, U32, "handset")
+    cursor = check_int(cursor, 0, MAX_SEQ, "cursor")
+    seq = check_int(base_seq, 0, MAX_SEQ, "base_seq")
+    base = check_int(base_at, 0, MAX_TIME, "base_at")
+    ops: list[Operation] = []
+    for i, row in enumerate(_list(rows, "ops", MAX_OPS)):
+        items = _list(row, f"ops[{i}]", 64, 3)
+        step = check_int(items[0], 0 if i == 0 else 1, MAX_SEQ, f"ops[{i}].d_seq")
+        kind = Kind(check_int(items[1], 0, max(Kind), f"ops[{i}].kind"))
+        d_at = check_int(items[2], -base, MAX_TIME, f"ops[{i}].d_at")
+        seq += step
+        ops.append(Operation.make(seq, kind, base + d_at, *items[3:]))
+    return UplinkFrame(handset, cursor, tuple(ops))
+
+
+# -- downlink ---------------------------------------------------------------------------------
+
+
+def runs(seqs: Iterable[int]) -> list[int]:
+    """Sorted distinct seqs as flat (gap from previous run end, length) pairs."""
+    out: list[int] = []
+    end = 0
+    for seq in sorted(set(seqs)):
+        if out and seq == end + 1:
+            out[-1] += 1
+        else:
+            out += [seq - end, 1]
+        end = seq
+    return out
+
+
+def unruns(flat: Sequence[object], what: str) -> list[int]:
+    if len(flat) % 2:
+        raise FrameError(f"{what}: odd length run list", code="bad_field")
+    seqs: list[int] = []
+    end = 0
+    for i in range(0, len(flat), 2):
+        start = end + check_int(flat[i], 1, MAX_SEQ, f"{what}[{i}]")
+        length = check_int(flat[i + 1], 1, MAX_OPS, f"{what}[{i + 1}]")
+        seqs.extend(range(start, start + length))
+        end = start + length - 1
+        if end > MAX_SEQ:
+            raise FrameError(f"{what}: seq beyond {MAX_SEQ}", code="bad_field")
+    if len(seqs) > MAX_OPS:
+        raise FrameError(f"{what}: more than {MAX_OPS} seqs", code="bad_field")
+    return seqs
+
+
+def entry_to_row(entry: Entry) -> list[object]:
+    match entry:
+        case Keycode():
+            return [
+                EntryKind.KEYCODE,
+                entry.op_seq,
+                entry.device,
+                int(entry.format),
+                entry.number,
+                entry.credit_s,
+            ]
+        case Payment():
+            return [EntryKind.PAYMENT, entry.device, entry.amount, entry.ref]
+        case Stock():
+            return [EntryKind.STOCK, entry.device, int(entry.format), int(entry.present)]
+        case Plan():
+            return [EntryKind.PLAN, entry.plan, entry.name, entry.price_per_day]
+        case Unknown():
+            return [entry.kind]
+
+
+def _fmt(value: object, what: str) -> KeycodeFormat:
+    return KeycodeFormat(check_int(value, 0, max(KeycodeFormat), what))
+
+
+def entry_from_row(row: object, what: str = "entry") -> Entry:
+    items = _list(row, what, 64, 1)
+    kind = check_int(items[0], 0, 127, f"{what}.kind")
+    if kind > max(EntryKind):
+        return Unknown(kind)  # schema evolution: a newer server's entry kind
+    match EntryKind(kind):
+        case EntryKind.KEYCODE:
+            op_seq, device, fmt, number, credit = _fields(items[1:], 5, what)
+            keycode_format = _fmt(fmt, f"{what}.format")
+            return Keycode(
+                check_int(op_seq, 0, MAX_SEQ, f"{what}.op_seq"),
+                check_int(device, 1, U32, f"{what}.device"),
+                keycode_format,
+                check_int(number, 0, LAYOUTS[keycode_format].limit - 1, f"{what}.number"),
+                check_int(credit, 0, MAX_TIME, f"{what}.credit_s"),
+            )
+        case EntryKind.PAYMENT:
+            device, amount, ref = _fields(items[1:], 3, what)
+            return Payment(
+                check_int(device, 1, U32, f"{what}.device"),
+                check_int(amount, 0, U32, f"{what}.amount"),
+                str(check_field(_REF, ref, f"{what}.ref")),
+            )
+        case EntryKind.STOCK:
+            device, fmt, present = _fields(items[1:], 3, what)
+            return Stock(
+                check_int(device, 1, U32, f"{what}.device"),
+                _fmt(fmt, f"{what}.format"),
+                bool(check_int(present, 0, 1, f"{what}.present")),
+            )
+        case EntryKind.PLAN:
+            plan, name, price = _fields(items[1:], 3, what)
+            return Plan(
+                check_int(plan, 1, U32, f"{what}.plan"),
+                str(check_field(_NAME, name, f"{what}.name")),
+                check_int(price, 1, U32, f"{what}.price_per_day"),
+            )
+
+
+def encode_downlink(frame: DownlinkFrame) -> bytes:
+    rejected: list[int] = []
+    for seq, reason in sorted(frame.rejected):
+        rejected += [seq, int(reason)]
+    done = runs([*frame.acked, *(seq for seq, _ in frame.rejected)])
+    rows = [entry_to_row(entry) for entry in frame.entries]
+    return _seal(
+        [VERSION, frame.server_ms, done, rejected, frame.first_entry, rows, int(frame.more)]
+    )
+
+
+def decode_downlink(body: bytes) -> DownlinkFrame:
+    fields = _fields(_open(body), 7, "downlink")
+    _, server_ms, done_runs, rejected_flat, first_entry, rows, more = fields
+    done = unruns(_list(done_runs, "done", 2 * MAX_OPS), "done")
+    flat = _list(rejected_flat, "rejected", 2 * MAX_OPS)
+    if len(flat) % 2:
+        raise FrameError("rejected: odd length", code="bad_field")
+    rejected: dict[int, Reason] = {}
+    for i in range(0, len(flat), 2):
+        seq = check_int(flat[i], 1, MAX_SEQ, f"rejected[{i}]")
+        code = check_int(flat[i + 1], min(Reason), max(Reason), f"rejected[{i + 1}]")
+        rejected[seq] = Reason(code)
+    if not set(rejected) <= set(done):
+        raise FrameError("rejected seqs missing from done", code="bad_field")
+    entries = tuple(
+        entry_from_row(row, f"entries[{i}]")
+        for i, row in enumerate(_list(rows, "entries", MAX_ENTRIES))
+    )
+    return DownlinkFrame(
+        check_int(server_ms, 0, MAX_MS, "server_ms"),
+        tuple(seq for seq in done if seq not in rejected),
+        tuple(sorted(rejected.items())),
+        check_int(first_entry, 1, MAX_SEQ, "first_entry"),
+        entries,
+        bool(check_int(more, 0, 1, "more")),
+    )

@@ -1,0 +1,127 @@
+"""Handset operations: the three things an agent records, as positional, typed field tuples.
+
+An operation's identity is (handset, seq); its content is (kind, at, fields). Field schemas are
+data: one tuple of `Field` per kind. Schema evolution: fields are only ever appended (with a
+default so older senders stay valid), never reordered or retyped, and decoders ignore trailing
+fields they do not know.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from enum import IntEnum
+
+import msgpack
+
+from .errors import FrameError
+
+U32 = 2**32 - 1
+MAX_SEQ = 2**53
+MAX_TIME = 2**40
+
+
+class Kind(IntEnum):
+    REGISTER_CUSTOMER = 0
+    RECORD_SALE = 1
+    RECORD_PAYMENT = 2
+
+
+@dataclass(frozen=True)
+class Field:
+    """One positional field: its name, Python type and bounds (length for str)."""
+
+    name: str
+    type: type[int] | type[str]
+    lo: int
+    hi: int
+
+
+FieldValue = int | str
+
+SCHEMAS: dict[Kind, tuple[Field, ...]] = {
+    Kind.REGISTER_CUSTOMER: (Field("name", str, 1, 64), Field("phone", str, 3, 20)),
+    Kind.RECORD_SALE: (
+        Field("customer", int, 1, MAX_SEQ),  # seq of this handset's register_customer op
+        Field("device", int, 1, U32),
+        Field("plan", int, 1, U32),
+        Field("down_payment", int, 0, U32),
+    ),
+    Kind.RECORD_PAYMENT: (Field("account", int, 1, U32), Field("amount", int, 1, U32)),
+}
+
+
+def check_int(value: object, lo: int, hi: int, what: str) -> int:
+    """An int (not a bool) within [lo, hi], or a FrameError naming the field."""
+    if type(value) is not int:
+        raise FrameError(f"{what}: expected int, got {type(value).__name__}", code="bad_field")
+    if not lo <= value <= hi:
+        raise FrameError(f"{what}: {value} outside [{lo}, {hi}]", code="bad_field")
+    return value
+
+
+def check_field(spec: Field, value: object, what: str) -> FieldValue:
+    if spec.type is int:
+        return check_int(value, spec.lo, spec.hi, what)
+    if not isinstance(value, str):
+        raise FrameError(f"{what}: expected str, got {type(value).__name__}", code="bad_field")
+    if not spec.lo <= len(value) <= spec.hi:
+        raise FrameError(
+            f"{what}: length {len(value)} outside [{spec.lo}, {spec.hi}]", code="bad_field"
+        )
+    return value
+
+
+def check_fields(kind: Kind, values: tuple[object, ...] | list[object]) -> tuple[FieldValue, ...]:
+    """Validate the fields of `kind`; extra trailing fields (a newer schema) are dropped."""
+    schema = SCHEMAS[kind]
+    if len(values) < len(schema):
+        raise FrameError(
+            f"{kind.name.lower()}: {len(values)} fields, need {len(schema)}", code="bad_field"
+        )
+    return tuple(
+        check_field(spec, value, f"{kind.name.lower()}.{spec.name}")
+        for spec, value in zip(schema, values, strict=False)
+    )
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One outbox operation, keyed by its per-handset sequence number."""
+
+    seq: int
+    kind: Kind
+    at: int  # handset clock, unix seconds, when the agent recorded it
+    fields: tuple[FieldValue, ...]
+
+    @classmethod
+    def make(cls, seq: int, kind: Kind, at: int, *values: object) -> Operation:
+        """Build a validated operation (raises FrameError naming the bad field)."""
+        check_int(seq, 1, MAX_SEQ, "seq")
+        check_int(at, 0, MAX_TIME, "at")
+        return cls(seq, Kind(kind), at, check_fields(Kind(kind), values))
+
+    def field(self, name: str) -> FieldValue:
+        for spec, value in zip(SCHEMAS[self.kind], self.fields, strict=True):
+            if spec.name == name:
+                return value
+        raise KeyError(name)
+
+    def content(self) -> bytes:
+        """Canonical bytes of everything but the key; what the outbox freezes and dedup compares."""
+        return msgpack.packb([int(self.kind), self.at, *self.fields])
+
+    def digest(self) -> bytes:
+        return hashlib.sha256(self.content()).digest()[:16]
+
+    @classmethod
+    def from_content(cls, seq: int, content: bytes) -> Operation:
+        """Inverse of `content()` (used to reload frozen payloads from the outbox)."""
+        try:
+            items = msgpack.unpackb(content)
+        except Exception as exc:  # msgpack raises several unrelated types on bad input
+            raise FrameError(f"stored payload does not decode: {exc}") from exc
+        if not isinstance(items, list) or len(items) < 2:
+            raise FrameError("stored payload is not [kind, at, *fields]")
+        kind = check_int(items[0], 0, max(Kind), "kind")
+        return cls.make(seq, Kind(kind), items[1], *items[2:])

@@ -1,0 +1,173 @@
+"""The sync state machine: which operations go in the next exchange, and what an answer means.
+
+Pure and synchronous. The shell hands it the outbox's sendable operations and ``now``; it returns
+a `Request` (body bytes plus the seqs it carries); the shell reports back either the response body
+(`receive`) or a transient failure (`fail`). Transitions are the table below; a response or
+failure for a request that is no longer current (a late answer after a timeout) still yields its
+facts (acks, rejections, entries) but moves neither the state nor the batch size.
+
+Batch size adapts as TCP's window does: doubled after a good exchange, halved after a failure.
+Failures schedule the next attempt with capped exponential backoff and jitter.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import Enum
+
+from .errors import UsageError
+from .frames import (
+    MAX_OPS,
+    DownlinkFrame,
+    Entry,
+    Reason,
+    UplinkFrame,
+    decode_downlink,
+    encode_uplink,
+)
+from .ops import Operation
+
+
+class State(Enum):
+    IDLE = "idle"
+    SENDING = "sending"
+    BACKOFF = "backoff"
+
+
+class Input(Enum):
+    START = "start"
+    RESPONSE = "response"
+    FAILURE = "failure"
+
+
+TRANSITIONS: dict[tuple[State, Input], State] = {
+    (State.IDLE, Input.START): State.SENDING,
+    (State.BACKOFF, Input.START): State.SENDING,
+    (State.SENDING, Input.RESPONSE): State.IDLE,
+    (State.SENDING, Input.FAILURE): State.BACKOFF,
+}
+
+
+@dataclass(frozen=True)
+class SyncConfig:
+    initial_batch: int = 32
+    min_batch: int = 1
+    max_batch: int = 512
+    max_body: int = 48 * 1024  # keep one exchange well under a minute of GPRS uplink
+    backoff_base_s: float = 2.0
+    backoff_cap_s: float = 300.0
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.min_batch <= self.initial_batch <= self.max_batch <= MAX_OPS:
+            raise ValueError("need 1 <= min_batch <= initial_batch <= max_batch <= MAX_OPS")
+        if not 0 < self.backoff_base_s <= self.backoff_cap_s:
+            raise ValueError("need 0 < backoff_base_s <= backoff_cap_s")
+
+
+@dataclass(frozen=True)
+class Request:
+    number: int
+    body: bytes
+    seqs: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Result:
+    """What one downlink frame means for the handset's stores."""
+
+    acked: tuple[int, ...]
+    rejected: tuple[tuple[int, Reason], ...]
+    entries: tuple[tuple[int, Entry], ...]  # (entry number, entry), only ones past our cursor
+    cursor: int
+    more: bool  # the server has more downlink entries: sync again
+    server_ms: int
+    current: bool  # it answered the request in flight (not a late answer)
+
+
+class SyncCore:
+    def __init__(
+        self,
+        handset: int,
+        cursor: int = 0,
+        config: SyncConfig | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.handset = handset
+        self.cursor = cursor
+        self.config = config or SyncConfig()
+        self.batch_size = self.config.initial_batch
+        self.state = State.IDLE
+        self.failures = 0
+        self.retry_at = 0.0
+        self._rng = rng or random.Random()
+        self._number = 0
+        self._current: Request | None = None
+
+    def _move(self, event: Input) -> None:
+        try:
+            self.state = TRANSITIONS[self.state, event]
+        except KeyError:
+            raise UsageError(f"{event.value} is not allowed while {self.state.value}") from None
+
+    def ready(self, now: float) -> bool:
+        return self.state is State.IDLE or (self.state is State.BACKOFF and now >= self.retry_at)
+
+    def start(self, sendable: Sequence[Operation], now: float) -> Request:
+        """Freeze the next batch (the first `batch_size` sendable ops, in seq order) into a body."""
+        if self.state is State.BACKOFF and now < self.retry_at:
+            raise UsageError(f"backing off until {self.retry_at:.3f}, now {now:.3f}")
+        ops = tuple(sorted(sendable, key=lambda op: op.seq)[: self.batch_size])
+        body = encode_uplink(UplinkFrame(self.handset, self.cursor, ops))
+        while len(body) > self.config.max_body and len(ops) > 1:
+            ops = ops[: len(ops) // 2]
+            body = encode_uplink(UplinkFrame(self.handset, self.cursor, ops))
+        self._move(Input.START)
+        self._number += 1
+        self._current = Request(self._number, body, tuple(op.seq for op in ops))
+        return self._current
+
+    def receive(self, request: Request, body: bytes) -> Result:
+        """Interpret a response body; FrameError propagates (the shell then calls `fail`)."""
+        frame = decode_downlink(body)
+        current = request is self._current and self.state is State.SENDING
+        if current:
+            self._move(Input.RESPONSE)
+            self._current = None
+            self.failures = 0
+            self.batch_size = min(self.config.max_batch, self.batch_size * 2)
+        return Result(
+            frame.acked,
+            frame.rejected,
+            self._take_entries(frame),
+            self.cursor,
+            frame.more,
+            frame.server_ms,
+            current,
+        )
+
+    def _take_entries(self, frame: DownlinkFrame) -> tuple[tuple[int, Entry], ...]:
+        if frame.first_entry > self.cursor + 1:  # a gap: never skip entries, ask again
+            return ()
+        fresh = tuple(
+            (n, entry)
+            for n, entry in enumerate(frame.entries, start=frame.first_entry)
+            if n > self.cursor
+        )
+        self.cursor = max(self.cursor, frame.last_entry)
+        return fresh
+
+    def fail(self, request: Request, now: float) -> float:
+        """A transient failure of `request`; returns when the next attempt may start."""
+        if request is self._current and self.state is State.SENDING:
+            self._move(Input.FAILURE)
+            self._current = None
+            self.failures += 1
+            self.batch_size = max(self.config.min_batch, self.batch_size // 2)
+            ceiling = min(
+                self.config.backoff_cap_s,
+                self.config.backoff_base_s * 2 ** min(self.failures - 1, 32),
+            )
+            self.retry_at = now + ceiling / 2 + self._rng.uniform(0, ceiling / 2)
+        return self.retry_at

@@ -1,0 +1,307 @@
+"""The handset's durable state in one SQLite file (WAL): identity, outbox, inbox, cursor.
+
+The outbox row is the idempotency key: ``seq`` is allocated once (AUTOINCREMENT never reuses a
+value) and the payload is stored as the operation's canonical bytes, frozen from the moment a
+send starts. Rows leave ``pending``/``in_flight`` only on an explicit acknowledgement or
+rejection from the server; anything in flight when the process dies is simply sent again.
+The inbox and the cursor are written in the same transaction as the acks they arrived with.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from .errors import InvalidOperation, OperationFrozen
+from .protocol.errors import FrameError
+from .protocol.frames import Keycode, Payment, Plan, Stock
+from .protocol.keycodes import KeycodeFormat
+from .protocol.ops import Kind, Operation
+from .protocol.sync import Result
+
+MIGRATIONS: tuple[str, ...] = (
+    # v1: identity, outbox, inbox with its typed views
+    """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+    CREATE TABLE outbox (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind INTEGER NOT NULL,
+        content BLOB NOT NULL,
+        state TEXT NOT NULL DEFAULT 'pending'
+            CHECK (state IN ('pending', 'in_flight', 'acknowledged', 'rejected')),
+        reason TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        created_ms INTEGER NOT NULL,
+        settled_ms INTEGER
+    );
+    CREATE TABLE inbox (n INTEGER PRIMARY KEY, kind INTEGER NOT NULL, received_ms INTEGER NOT NULL);
+    CREATE TABLE keycodes (
+        n INTEGER PRIMARY KEY REFERENCES inbox(n),
+        device INTEGER NOT NULL, op_seq INTEGER NOT NULL, format INTEGER NOT NULL,
+        number INTEGER NOT NULL, credit_s INTEGER NOT NULL
+    );
+    CREATE INDEX keycodes_device ON keycodes(device, n);
+    CREATE TABLE payments (
+        n INTEGER PRIMARY KEY REFERENCES inbox(n),
+        device INTEGER NOT NULL, amount INTEGER NOT NULL, ref TEXT NOT NULL
+    );
+    CREATE TABLE stock (device INTEGER PRIMARY KEY, format INTEGER NOT NULL);
+    CREATE TABLE plans (
+        plan INTEGER PRIMARY KEY, name TEXT NOT NULL, price_per_day INTEGER NOT NULL
+    );
+    """,
+    # v2: the sendable-batch query scans by state in seq order
+    """
+    CREATE INDEX outbox_state_seq ON outbox(state, seq);
+    """,
+)
+
+
+class OpState(StrEnum):
+    PENDING = "pending"
+    IN_FLIGHT = "in_flight"
+    ACKNOWLEDGED = "acknowledged"
+    REJECTED = "rejected"
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    op: Operation
+    state: OpState
+    reason: str | None
+    attempts: int
+
+
+class HandsetStore:
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self._db = db
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: str | Path) -> HandsetStore:
+        db = await aiosqlite.connect(str(path), isolation_level=None)
+        try:
+            await db.execute("PRAGMA journal_mode=WAL")
+            await db.execute("PRAGMA synchronous=FULL")
+            await db.execute("PRAGMA foreign_keys=ON")
+            await db.execute("PRAGMA busy_timeout=5000")
+            store = cls(db)
+            await store._migrate()
+        except BaseException:
+            await db.close()
+            raise
+        return store
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    async def schema_version(self) -> int:
+        return int((await self._one("PRAGMA user_version"))[0])
+
+    async def _migrate(self) -> None:
+        async with self.transaction():
+            version = await self.schema_version()
+            if version > len(MIGRATIONS):
+                raise RuntimeError(f"database schema v{version} is newer than this code")
+            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+                for statement in filter(str.strip, script.split(";")):
+                    await self._db.execute(statement)
+                await self._db.execute(f"PRAGMA user_version = {number}")
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        async with self._lock:
+            await self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                await self._db.execute("ROLLBACK")
+                raise
+            await self._db.execute("COMMIT")
+
+    async def _one(self, sql: str, args: Iterable[Any] = ()) -> Any:
+        async with self._db.execute(sql, tuple(args)) as cursor:
+            return await cursor.fetchone()
+
+    async def _all(self, sql: str, args: Iterable[Any] = ()) -> list[Any]:
+        async with self._db.execute(sql, tuple(args)) as cursor:
+            return list(await cursor.fetchall())
+
+    # -- meta ----------------------------------------------------------------------------------
+
+    async def get(self, key: str, default: Any = None) -> Any:
+        row = await self._one("SELECT value FROM meta WHERE key = ?", (key,))
+        return default if row is None else row[0]
+
+    async def put(self, **values: Any) -> None:
+        async with self.transaction() as db:
+            await self._put(db, values)
+
+    @staticmethod
+    async def _put(db: aiosqlite.Connection, values: dict[str, Any]) -> None:
+        await db.executemany(
+            "INSERT INTO meta(key, value) VALUES (?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            list(values.items()),
+        )
+
+    # -- outbox --------------------------------------------------------------------------------
+
+    async def enqueue(self, kind: Kind, at: int, *fields: object, now_ms: int) -> Operation:
+        try:
+            Operation.make(1, kind, at, *fields)
+        except FrameError as exc:
+            raise InvalidOperation(exc.detail) from exc
+        async with self.transaction() as db:
+            cursor = await db.execute(
+                "INSERT INTO outbox(kind, content, created_ms) VALUES (?, ?, ?)",
+                (int(kind), Operation.make(1, kind, at, *fields).content(), now_ms),
+            )
+            seq = cursor.lastrowid
+            assert seq is not None
+        return Operation.make(seq, kind, at, *fields)
+
+    async def amend(self, seq: int, *fields: object) -> Operation:
+        """Replace a still-pending operation's fields; frozen once a send has started."""
+        async with self.transaction() as db:
+            row = await self._one("SELECT content, state FROM outbox WHERE seq = ?", (seq,))
+            if row is None:
+                raise InvalidOperation(f"no operation {seq}")
+            if row[1] != OpState.PENDING:
+                raise OperationFrozen(f"operation {seq} is {row[1]}: its payload is frozen")
+            old = Operation.from_content(seq, row[0])
+            try:
+                new = Operation.make(seq, old.kind, old.at, *fields)
+            except FrameError as exc:
+                raise InvalidOperation(exc.detail) from exc
+            await db.execute("UPDATE outbox SET content = ? WHERE seq = ?", (new.content(), seq))
+        return new
+
+    async def sendable(self, limit: int) -> list[Operation]:
+        rows = await self._all(
+            "SELECT seq, content FROM outbox WHERE state IN ('pending', 'in_flight') "
+            "ORDER BY seq LIMIT ?",
+            (limit,),
+        )
+        return [Operation.from_content(seq, content) for seq, content in rows]
+
+    async def mark_in_flight(self, seqs: Iterable[int], **meta: Any) -> None:
+        """Freeze `seqs` for sending (and record `meta`, e.g. the request timestamp)."""
+        async with self.transaction() as db:
+            await self._put(db, meta)
+            await db.executemany(
+                "UPDATE outbox SET state = 'in_flight', attempts = attempts + 1 "
+                "WHERE seq = ? AND state IN ('pending', 'in_flight')",
+                [(seq,) for seq in seqs],
+            )
+
+    async def operation(self, seq: int) -> OutboxRow | None:
+        rows = await self._rows("WHERE seq = ?", (seq,))
+        return rows[0] if rows else None
+
+    async def queue(self, states: Iterable[OpState] = tuple(OpState)) -> list[OutboxRow]:
+        wanted = tuple(states)
+        marks = ",".join("?" * len(wanted))
+        return await self._rows(f"WHERE state IN ({marks}) ORDER BY seq", wanted)
+
+    async def _rows(self, where: str, args: Iterable[Any]) -> list[OutboxRow]:
+        rows = await self._all(
+            f"SELECT seq, content, state, reason, attempts FROM outbox {where}", args
+        )
+        return [
+            OutboxRow(Operation.from_content(seq, content), OpState(state), reason, attempts)
+            for seq, content, state, reason, attempts in rows
+        ]
+
+    async def counts(self) -> dict[OpState, int]:
+        rows = await self._all("SELECT state, count(*) FROM outbox GROUP BY state")
+        counts = dict.fromkeys(OpState, 0)
+        counts.update({OpState(state): n for state, n in rows})
+        return counts
+
+    # -- results and inbox ---------------------------------------------------------------------
+
+    async def apply(self, result: Result, now_ms: int, **meta: Any) -> None:
+        """Acks, rejections, downlink entries and the cursor: all or nothing."""
+        async with self.transaction() as db:
+            await db.executemany(
+                "UPDATE outbox SET state = 'acknowledged', settled_ms = ? "
+                "WHERE seq = ? AND state IN ('pending', 'in_flight')",
+                [(now_ms, seq) for seq in result.acked],
+            )
+            await db.executemany(
+                "UPDATE outbox SET state = 'rejected', reason = ?, settled_ms = ? "
+                "WHERE seq = ? AND state IN ('pending', 'in_flight')",
+                [(reason.name.lower(), now_ms, seq) for seq, reason in result.rejected],
+            )
+            for n, entry in result.entries:
+                await self._store_entry(db, n, entry, now_ms)
+            await self._put(db, {"cursor": result.cursor, **meta})
+
+    @staticmethod
+    async def _store_entry(db: aiosqlite.Connection, n: int, entry: object, now_ms: int) -> None:
+        cursor = await db.execute(
+            "INSERT OR IGNORE INTO inbox(n, kind, received_ms) VALUES (?, ?, ?)",
+            (n, type(entry).__name__.lower(), now_ms),
+        )
+        if cursor.rowcount == 0:
+            return  # already stored (a late duplicate answer)
+        match entry:
+            case Keycode():
+                await db.execute(
+                    "INSERT INTO keycodes VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        n,
+                        entry.device,
+                        entry.op_seq,
+                        int(entry.format),
+                        entry.number,
+                        entry.credit_s,
+                    ),
+                )
+            case Payment():
+                await db.execute(
+                    "INSERT INTO payments VALUES (?, ?, ?, ?)",
+                    (n, entry.device, entry.amount, entry.ref),
+                )
+            case Stock(present=True):
+                await db.execute(
+                    "INSERT OR REPLACE INTO stock VALUES (?, ?)", (entry.device, int(entry.format))
+                )
+            case Stock(present=False):
+                await db.execute("DELETE FROM stock WHERE device = ?", (entry.device,))
+            case Plan():
+                await db.execute(
+                    "INSERT OR REPLACE INTO plans VALUES (?, ?, ?)",
+                    (entry.plan, entry.name, entry.price_per_day),
+                )
+
+    async def keycodes_for(self, device: int) -> list[Keycode]:
+        rows = await self._all(
+            "SELECT op_seq, device, format, number, credit_s FROM keycodes "
+            "WHERE device = ? ORDER BY n",
+            (device,),
+        )
+        return [
+            Keycode(seq, dev, KeycodeFormat(fmt), num, credit)
+            for seq, dev, fmt, num, credit in rows
+        ]
+
+    async def stock(self) -> dict[int, KeycodeFormat]:
+        rows = await self._all("SELECT device, format FROM stock ORDER BY device")
+        return {device: KeycodeFormat(fmt) for device, fmt in rows}
+
+    async def plans(self) -> list[Plan]:
+        rows = await self._all("SELECT plan, name, price_per_day FROM plans ORDER BY plan")
+        return [Plan(*row) for row in rows]
+
+    async def payments(self) -> list[Payment]:
+        rows = await self._all("SELECT device, amount, ref FROM payments ORDER BY n")
+        return [Payment(*row) for row in rows]

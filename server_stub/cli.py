@@ -1,0 +1,104 @@
+"""``server-stub``: run the platform stand-in and set up its agents, plans and devices."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from aiohttp import web
+
+from agent_client.protocol.keycodes import KeycodeFormat
+
+from .app import create_app
+from .devices import make_devices, parse_devices_csv, write_devices_csv
+from .errors import SetupError
+from .store import DeviceRecord, Store
+from .tls import self_signed
+
+DEFAULT_DB = "server-stub.db"
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="server-stub", description=__doc__)
+    p.add_argument("--db", type=Path, default=Path(DEFAULT_DB), help="SQLite file")
+    sub = p.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="serve POST /v1/sync and friends")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--tls", action="store_true", help="self-signed certificate made at start")
+    serve.add_argument("--cert-out", type=Path, help="write the certificate PEM here")
+    plan = sub.add_parser("add-plan", help="add a catalog plan")
+    plan.add_argument("name")
+    plan.add_argument("price_per_day", type=int, help="minor currency units per day")
+    agent = sub.add_parser("add-agent", help="add an agent (prints its provisioning code)")
+    agent.add_argument("name")
+    agent.add_argument("--code", help="provisioning code (default: random)")
+    agent.add_argument("--devices", type=int, default=0, help="generate this many devices")
+    agent.add_argument(
+        "--format", choices=[f.name.lower() for f in KeycodeFormat], default="nexus_full"
+    )
+    agent.add_argument("--first-serial", type=int, default=10_000_001)
+    agent.add_argument("--seed", type=int, help="seed for generated device keys")
+    imp = sub.add_parser("import-devices", help="import a device CSV")
+    imp.add_argument("csv", type=Path)
+    imp.add_argument("--agent", help="put the devices in this agent's stock")
+    sub.add_parser("export-devices", help="print every device with its secret as CSV")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return run(args)
+    except SetupError as exc:
+        print(f"server-stub: {exc}", file=sys.stderr)
+        return 2
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.command == "serve":
+        context = None
+        if args.tls:
+            context, _ = self_signed(args.host, args.cert_out)
+        web.run_app(
+            create_app(args.db),
+            host=args.host,
+            port=args.port,
+            ssl_context=context,
+            print=lambda text: print(text, file=sys.stderr),
+        )
+        return 0
+    store = Store.open(args.db)
+    try:
+        if args.command == "add-plan":
+            print(json.dumps({"plan": store.add_plan(args.name, args.price_per_day)}))
+        elif args.command == "add-agent":
+            agent, code = store.add_agent(args.name, args.code)
+            fmt = KeycodeFormat[args.format.upper()]
+            records = make_devices(args.first_serial, args.devices, fmt, random.Random(args.seed))
+            store.add_devices(agent, records)
+            print(
+                json.dumps(
+                    {
+                        "agent": agent,
+                        "name": args.name,
+                        "code": code,
+                        "devices": [r.device for r in records],
+                    }
+                )
+            )
+        elif args.command == "import-devices":
+            records = parse_devices_csv(args.csv.read_text())
+            owner = store.agent_id(args.agent) if args.agent else None
+            store.add_devices(owner, records)
+            print(json.dumps({"imported": len(records)}))
+        elif args.command == "export-devices":
+            records = [DeviceRecord(d, s) for d, s in sorted(store.device_secrets().items())]
+            sys.stdout.write(write_devices_csv(records))
+    finally:
+        store.close()
+    return 0

@@ -1,0 +1,416 @@
+"""The platform's store: agents, handsets, stock, customers, idempotent ingest, downlink logs.
+
+Synchronous sqlite3, meant to run on one dedicated thread (see app.py) so that every request's
+work is one transaction with no interleaving. Idempotency does not rest on that: the
+``ops(handset, seq)`` primary key is inserted *first*, so a concurrent retry of the same key,
+even from another process on the same file, fails the insert and is answered as a replay.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgpack
+
+from agent_client.protocol import auth
+from agent_client.protocol.errors import AuthError
+from agent_client.protocol.frames import (
+    MAX_ENTRIES,
+    DownlinkFrame,
+    Entry,
+    Keycode,
+    Plan,
+    Reason,
+    Stock,
+    entry_from_row,
+    entry_to_row,
+)
+from agent_client.protocol.keycodes import KeycodeFormat
+from agent_client.protocol.ops import Kind, Operation
+
+from .errors import RequestError, SetupError
+from .keycodes import DeviceSecret, creditable_days, issue
+
+ENTRIES_PER_RESPONSE = 256
+APPLIED = 0
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS agents (
+    agent INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, code TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS handsets (
+    handset INTEGER PRIMARY KEY, agent INTEGER NOT NULL REFERENCES agents(agent),
+    public_key BLOB NOT NULL UNIQUE, last_ms INTEGER NOT NULL DEFAULT 0, created_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS plans (
+    plan INTEGER PRIMARY KEY, name TEXT NOT NULL,
+    price_per_day INTEGER NOT NULL CHECK (price_per_day > 0)
+);
+CREATE TABLE IF NOT EXISTS customers (
+    customer INTEGER PRIMARY KEY, handset INTEGER NOT NULL, seq INTEGER NOT NULL,
+    name TEXT NOT NULL, phone TEXT NOT NULL, UNIQUE (handset, seq)
+);
+CREATE TABLE IF NOT EXISTS devices (
+    device INTEGER PRIMARY KEY, format INTEGER NOT NULL, key BLOB NOT NULL,
+    starting_code INTEGER NOT NULL DEFAULT 0, time_divider INTEGER NOT NULL DEFAULT 1,
+    next_id INTEGER NOT NULL, agent INTEGER REFERENCES agents(agent),
+    customer INTEGER REFERENCES customers(customer), plan INTEGER REFERENCES plans(plan),
+    balance INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS ops (
+    handset INTEGER NOT NULL, seq INTEGER NOT NULL, digest BLOB NOT NULL, kind INTEGER NOT NULL,
+    at INTEGER NOT NULL, received_ms INTEGER NOT NULL, outcome INTEGER NOT NULL,
+    PRIMARY KEY (handset, seq)
+);
+CREATE TABLE IF NOT EXISTS keycodes (
+    keycode INTEGER PRIMARY KEY, device INTEGER NOT NULL, message_id INTEGER NOT NULL,
+    handset INTEGER NOT NULL, op_seq INTEGER NOT NULL, text TEXT NOT NULL, days INTEGER NOT NULL,
+    credit_s INTEGER NOT NULL, amount INTEGER NOT NULL, issued_ms INTEGER NOT NULL,
+    UNIQUE (device, message_id)
+);
+CREATE TABLE IF NOT EXISTS downlink (
+    handset INTEGER NOT NULL, n INTEGER NOT NULL, body BLOB NOT NULL, PRIMARY KEY (handset, n)
+);
+"""
+
+
+class Refused(Exception):
+    """One operation refused for a business reason; its savepoint is rolled back."""
+
+    def __init__(self, reason: Reason) -> None:
+        super().__init__(reason.name)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Handset:
+    handset: int
+    agent: int
+    public_key: bytes
+    last_ms: int
+
+
+@dataclass(frozen=True)
+class DeviceRecord:
+    device: int
+    secret: DeviceSecret
+
+
+class Store:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    @classmethod
+    def open(cls, path: str | Path) -> Store:
+        db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute("PRAGMA foreign_keys=ON")
+        db.execute("PRAGMA busy_timeout=10000")
+        db.executescript(SCHEMA)
+        return cls(db)
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    @contextmanager
+    def _savepoint(self) -> Iterator[None]:
+        self.db.execute("SAVEPOINT op")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK TO op")
+            self.db.execute("RELEASE op")
+            raise
+        self.db.execute("RELEASE op")
+
+    def _one(self, sql: str, *args: Any) -> Any:
+        return self.db.execute(sql, args).fetchone()
+
+    # -- setup (operator) ----------------------------------------------------------------------
+
+    def add_plan(self, name: str, price_per_day: int) -> int:
+        if not name or price_per_day < 1:
+            raise SetupError("a plan needs a name and a positive price per day")
+        with self.transaction() as db:
+            plan = db.execute(
+                "INSERT INTO plans(name, price_per_day) VALUES (?, ?)", (name, price_per_day)
+            ).lastrowid
+            assert plan is not None
+            for (handset,) in db.execute("SELECT handset FROM handsets").fetchall():
+                self._emit(handset, Plan(plan, name, price_per_day))
+        return plan
+
+    def add_agent(self, name: str, code: str | None = None) -> tuple[int, str]:
+        """Create an agent; returns (agent id, one provisioning code for its handsets)."""
+        code = code or secrets.token_urlsafe(12)
+        try:
+            with self.transaction() as db:
+                agent = db.execute(
+                    "INSERT INTO agents(name, code) VALUES (?, ?)", (name, code)
+                ).lastrowid
+        except sqlite3.IntegrityError as exc:
+            raise SetupError(f"agent {name!r} already exists") from exc
+        assert agent is not None
+        return agent, code
+
+    def agent_id(self, name: str) -> int:
+        row = self._one("SELECT agent FROM agents WHERE name = ?", name)
+        if row is None:
+            raise SetupError(f"no agent {name!r}")
+        return int(row[0])
+
+    def add_devices(self, agent: int | None, devices: Sequence[DeviceRecord]) -> None:
+        """Register devices (into `agent`'s stock when given), telling the agent's handsets."""
+        try:
+            with self.transaction() as db:
+                for record in devices:
+                    s = record.secret
+                    first_id = 1
+                    db.execute(
+                        "INSERT INTO devices(device, format, key, starting_code, time_divider,"
+                        " next_id, agent) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            record.device,
+                            int(s.format),
+                            s.key,
+                            s.starting_code,
+                            s.time_divider,
+                            first_id,
+                            agent,
+                        ),
+                    )
+                    if agent is not None:
+                        for (handset,) in db.execute(
+                            "SELECT handset FROM handsets WHERE agent = ?", (agent,)
+                        ).fetchall():
+                            self._emit(handset, Stock(record.device, s.format, True))
+        except sqlite3.IntegrityError as exc:
+            raise SetupError(f"device already registered: {exc}") from exc
+
+    def device_secrets(self) -> dict[int, DeviceSecret]:
+        rows = self.db.execute(
+            "SELECT device, format, key, starting_code, time_divider FROM devices"
+        ).fetchall()
+        return {d: DeviceSecret(KeycodeFormat(f), k, sc, td) for d, f, k, sc, td in rows}
+
+    # -- provisioning --------------------------------------------------------------------------
+
+    def provision(self, agent_name: str, code: str, public_key: bytes, now_ms: int) -> int:
+        if len(public_key) != 32:
+            raise RequestError(400, "bad_public_key", "an Ed25519 public key is 32 bytes")
+        row = self._one("SELECT agent, code FROM agents WHERE name = ?", agent_name)
+        if row is None or not hmac.compare_digest(row[1].encode(), code.encode()):
+            raise RequestError(403, "bad_provisioning_code", "unknown agent or wrong code")
+        agent = int(row[0])
+        try:
+            with self.transaction() as db:
+                handset = db.execute(
+                    "INSERT INTO handsets(agent, public_key, created_ms) VALUES (?, ?, ?)",
+                    (agent, public_key, now_ms),
+                ).lastrowid
+                assert handset is not None
+                for plan, name, price in db.execute(
+                    "SELECT plan, name, price_per_day FROM plans ORDER BY plan"
+                ).fetchall():
+                    self._emit(handset, Plan(plan, name, price))
+                for device, fmt in db.execute(
+                    "SELECT device, format FROM devices WHERE agent = ? AND customer IS NULL"
+                    " ORDER BY device",
+                    (agent,),
+                ).fetchall():
+                    self._emit(handset, Stock(device, KeycodeFormat(fmt), True))
+        except sqlite3.IntegrityError as exc:
+            raise RequestError(409, "key_already_registered", "this public key is in use") from exc
+        return handset
+
+    def handset(self, handset: int) -> Handset:
+        row = self._one(
+            "SELECT handset, agent, public_key, last_ms FROM handsets WHERE handset = ?", handset
+        )
+        if row is None:
+            raise RequestError(401, "unknown_handset", f"handset {handset} is not registered")
+        return Handset(*row)
+
+    # -- one sync exchange ---------------------------------------------------------------------
+
+    def exchange(
+        self, claim: auth.Claim, ops: Sequence[Operation], cursor: int, now_ms: int
+    ) -> DownlinkFrame:
+        """Freshness check, ingest and downlink page in one transaction."""
+        with self.transaction():
+            handset = self._fresh(claim)
+            acked, rejected = self._ingest(handset, ops, now_ms)
+            first, entries, more = self._page(handset.handset, cursor)
+        return DownlinkFrame(now_ms, tuple(acked), tuple(rejected), first, entries, more)
+
+    def _fresh(self, claim: auth.Claim) -> Handset:
+        handset = self.handset(claim.handset)
+        if claim.ts_ms <= handset.last_ms:
+            raise AuthError("timestamp not newer than the last accepted", code="replayed_request")
+        self.db.execute(
+            "UPDATE handsets SET last_ms = ? WHERE handset = ?", (claim.ts_ms, handset.handset)
+        )
+        return handset
+
+    def _ingest(
+        self, handset: Handset, ops: Sequence[Operation], now_ms: int
+    ) -> tuple[list[int], list[tuple[int, Reason]]]:
+        acked: list[int] = []
+        rejected: list[tuple[int, Reason]] = []
+        for op in ops:
+            digest = op.digest()
+            try:
+                self.db.execute(
+                    "INSERT INTO ops(handset, seq, digest, kind, at, received_ms, outcome)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (handset.handset, op.seq, digest, int(op.kind), op.at, now_ms, APPLIED),
+                )
+            except sqlite3.IntegrityError:  # the key exists: a replay or a conflict
+                old_digest, outcome = self._one(
+                    "SELECT digest, outcome FROM ops WHERE handset = ? AND seq = ?",
+                    handset.handset,
+                    op.seq,
+                )
+                if old_digest != digest:
+                    rejected.append((op.seq, Reason.CONFLICT))
+                elif outcome == APPLIED:
+                    acked.append(op.seq)
+                else:
+                    rejected.append((op.seq, Reason(outcome)))
+                continue
+            try:
+                with self._savepoint():
+                    self._apply(handset, op, now_ms)
+                acked.append(op.seq)
+            except Refused as refusal:
+                self.db.execute(
+                    "UPDATE ops SET outcome = ? WHERE handset = ? AND seq = ?",
+                    (int(refusal.reason), handset.handset, op.seq),
+                )
+                rejected.append((op.seq, refusal.reason))
+        return acked, rejected
+
+    def _apply(self, handset: Handset, op: Operation, now_ms: int) -> None:
+        match op.kind:
+            case Kind.REGISTER_CUSTOMER:
+                self.db.execute(
+                    "INSERT INTO customers(handset, seq, name, phone) VALUES (?, ?, ?, ?)",
+                    (handset.handset, op.seq, op.field("name"), op.field("phone")),
+                )
+            case Kind.RECORD_SALE:
+                self._sale(handset, op, now_ms)
+            case Kind.RECORD_PAYMENT:
+                device = op.field("account")
+                row = self._one(
+                    "SELECT d.device FROM devices d JOIN customers c ON c.customer = d.customer"
+                    " JOIN handsets h ON h.handset = c.handset WHERE d.device = ? AND h.agent = ?",
+                    device,
+                    handset.agent,
+                )
+                if row is None:
+                    raise Refused(Reason.UNKNOWN_ACCOUNT)
+                self.db.execute(
+                    "UPDATE devices SET balance = balance + ? WHERE device = ?",
+                    (op.field("amount"), device),
+                )
+                self._credit(int(device), handset.handset, op.seq, now_ms)
+
+    def _sale(self, handset: Handset, op: Operation, now_ms: int) -> None:
+        customer = self._one(
+            "SELECT customer FROM customers WHERE handset = ? AND seq = ?",
+            handset.handset,
+            op.field("customer"),
+        )
+        if customer is None:
+            raise Refused(Reason.UNKNOWN_CUSTOMER)
+        plan = self._one("SELECT price_per_day FROM plans WHERE plan = ?", op.field("plan"))
+        if plan is None:
+            raise Refused(Reason.UNKNOWN_PLAN)
+        device = self._one(
+            "SELECT agent, customer FROM devices WHERE device = ?", op.field("device")
+        )
+        if device is None or device[0] != handset.agent:
+            raise Refused(Reason.NOT_IN_STOCK)
+        if device[1] is not None:
+            raise Refused(Reason.ALREADY_SOLD)
+        if int(op.field("down_payment")) < plan[0]:
+            raise Refused(Reason.AMOUNT_TOO_LOW)
+        self.db.execute(
+            "UPDATE devices SET customer = ?, plan = ?, balance = ? WHERE device = ?",
+            (customer[0], op.field("plan"), op.field("down_payment"), op.field("device")),
+        )
+        self._credit(int(op.field("device")), handset.handset, op.seq, now_ms)
+
+    def _credit(self, device: int, handset: int, op_seq: int, now_ms: int) -> None:
+        """Turn the device's unspent balance into one keycode, carrying any remainder."""
+        row = self._one(
+            "SELECT d.format, d.key, d.starting_code, d.time_divider, d.next_id, d.balance,"
+            " p.price_per_day FROM devices d JOIN plans p ON p.plan = d.plan WHERE d.device = ?",
+            device,
+        )
+        fmt, key, starting_code, divider, next_id, balance, price = row
+        secret = DeviceSecret(KeycodeFormat(fmt), key, starting_code, divider)
+        days = creditable_days(secret.format, balance // price, divider)
+        if days == 0:
+            return
+        issued = issue(secret, next_id, days)
+        spent = days * price
+        self.db.execute(
+            "UPDATE devices SET next_id = ?, balance = balance - ? WHERE device = ?",
+            (issued.next_id, spent, device),
+        )
+        self.db.execute(
+            "INSERT INTO keycodes(device, message_id, handset, op_seq, text, days, credit_s,"
+            " amount, issued_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (device, next_id, handset, op_seq, issued.text, days, issued.credit_s, spent, now_ms),
+        )
+        self._emit(handset, Keycode(op_seq, device, secret.format, issued.number, issued.credit_s))
+
+    # -- downlink ------------------------------------------------------------------------------
+
+    def _emit(self, handset: int, entry: Entry) -> None:
+        (last,) = self._one("SELECT coalesce(max(n), 0) FROM downlink WHERE handset = ?", handset)
+        self.db.execute(
+            "INSERT INTO downlink(handset, n, body) VALUES (?, ?, ?)",
+            (handset, last + 1, msgpack.packb(entry_to_row(entry))),
+        )
+
+    def _page(self, handset: int, cursor: int) -> tuple[int, tuple[Entry, ...], bool]:
+        limit = min(ENTRIES_PER_RESPONSE, MAX_ENTRIES)
+        rows = self.db.execute(
+            "SELECT n, body FROM downlink WHERE handset = ? AND n > ? ORDER BY n LIMIT ?",
+            (handset, cursor, limit + 1),
+        ).fetchall()
+        entries = tuple(entry_from_row(msgpack.unpackb(body)) for _, body in rows[:limit])
+        return cursor + 1, entries, len(rows) > limit
+
+    # -- read side (tests, CLI, naive endpoint) ------------------------------------------------
+
+    def keycodes_for_op(self, handset: int, seq: int) -> list[dict[str, Any]]:
+        rows = self.db.execute(
+            "SELECT device, text, days, credit_s FROM keycodes WHERE handset = ? AND op_seq = ?",
+            (handset, seq),
+        ).fetchall()
+        return [{"device": d, "keycode": t, "days": n, "credit_s": c} for d, t, n, c in rows]
+
+    def counts(self) -> dict[str, int]:
+        tables = ("agents", "handsets", "customers", "devices", "ops", "keycodes", "downlink")
+        return {t: int(self._one(f"SELECT count(*) FROM {t}")[0]) for t in tables}

@@ -1,0 +1,76 @@
+"""Hypothesis strategies for the sync wire contract, shared by the codec and state-machine tests."""
+
+from __future__ import annotations
+
+from hypothesis import strategies as st
+
+from agent_client.protocol.frames import (
+    DownlinkFrame,
+    Entry,
+    Keycode,
+    Payment,
+    Plan,
+    Reason,
+    Stock,
+    Unknown,
+    UplinkFrame,
+)
+from agent_client.protocol.keycodes import LAYOUTS, KeycodeFormat
+from agent_client.protocol.ops import MAX_TIME, U32, Kind, Operation
+
+u32 = st.integers(1, U32)
+names = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=64)
+phones = st.text("+0123456789", min_size=3, max_size=20)
+times = st.integers(0, MAX_TIME)
+
+
+def fields_for(kind: Kind) -> st.SearchStrategy[tuple[object, ...]]:
+    if kind is Kind.REGISTER_CUSTOMER:
+        return st.tuples(names, phones)
+    if kind is Kind.RECORD_SALE:
+        return st.tuples(st.integers(1, 10**6), u32, u32, st.integers(0, U32))
+    return st.tuples(u32, u32)
+
+
+@st.composite
+def operations(draw: st.DrawFn, seq: int) -> Operation:
+    kind = draw(st.sampled_from(Kind))
+    return Operation.make(seq, kind, draw(times), *draw(fields_for(kind)))
+
+
+@st.composite
+def uplink_frames(draw: st.DrawFn) -> UplinkFrame:
+    seqs = sorted(draw(st.sets(st.integers(1, 2**40), max_size=30)))
+    ops = tuple(draw(operations(seq)) for seq in seqs)
+    return UplinkFrame(draw(u32), draw(st.integers(0, 2**40)), ops)
+
+
+@st.composite
+def keycodes(draw: st.DrawFn) -> Keycode:
+    fmt = draw(st.sampled_from(KeycodeFormat))
+    number = draw(st.integers(0, LAYOUTS[fmt].limit - 1))
+    return Keycode(draw(st.integers(0, 2**40)), draw(u32), fmt, number, draw(times))
+
+
+entries: st.SearchStrategy[Entry] = st.one_of(
+    keycodes(),
+    st.builds(Payment, u32, st.integers(0, U32), st.text(min_size=1, max_size=40)),
+    st.builds(Stock, u32, st.sampled_from(KeycodeFormat), st.booleans()),
+    st.builds(Plan, u32, names, u32),
+    st.builds(Unknown, st.integers(4, 127)),
+)
+
+
+@st.composite
+def downlink_frames(draw: st.DrawFn) -> DownlinkFrame:
+    done = sorted(draw(st.sets(st.integers(1, 2**40), max_size=40)))
+    rejected_seqs = draw(st.sets(st.sampled_from(done))) if done else set()
+    rejected = tuple((seq, draw(st.sampled_from(Reason))) for seq in sorted(rejected_seqs))
+    return DownlinkFrame(
+        draw(st.integers(0, 2**53)),
+        tuple(seq for seq in done if seq not in rejected_seqs),
+        rejected,
+        draw(st.integers(1, 2**40)),
+        tuple(draw(st.lists(entries, max_size=20))),
+        draw(st.booleans()),
+    )

@@ -1,0 +1,163 @@
+"""The Agent shell against a real in-process server: clock correction, 200s that are not ours,
+bounded backoff, the background trigger, and identity errors."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from agent_client.agent import Agent
+from agent_client.errors import InvalidOperation, NotProvisioned, ServerRefused
+from agent_client.protocol.sync import SyncConfig
+from agent_client.store import OpState
+from server_stub.app import create_app
+from tests.server_stub.fixtures import PRICE_PER_DAY, Seeded, seed_platform
+
+FAST = SyncConfig(backoff_base_s=0.01, backoff_cap_s=0.02)
+
+
+@pytest.fixture
+async def platform(tmp_path: Path) -> AsyncIterator[tuple[str, Seeded]]:
+    seeded = seed_platform(tmp_path / "server.db")
+    server = TestServer(create_app(tmp_path / "server.db"), host="127.0.0.1")
+    await server.start_server()
+    yield str(server.make_url("")), seeded
+    await server.close()
+
+
+async def serve(handler: web.Handler) -> TestServer:
+    app = web.Application()
+    app.router.add_post("/v1/sync", handler)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    return server
+
+
+async def test_a_phone_clock_two_hours_fast_is_corrected_not_locked_out(
+    platform: tuple[str, Seeded], tmp_path: Path
+) -> None:
+    url, seeded = platform
+    agent = await Agent.provision(tmp_path / "h.db", url, "ama", "code-ama")
+    await agent.close()
+    skew = 2 * 3600.0
+    agent = await Agent.open(tmp_path / "h.db", clock=lambda: time.time() + skew)
+    await agent.record_payment(seeded.stock["ama"][0], 100)
+    report = await agent.sync()
+    assert report.failures == 0
+    assert report.pending == 0
+    assert abs((await agent.status()).clock_offset_ms + skew * 1000) < 5_000
+    await agent.close()
+    # the phone's clock is fixed again; the stored offset is now two hours wrong the other way
+    agent = await Agent.open(tmp_path / "h.db")
+    await agent.record_payment(seeded.stock["ama"][0], 100)
+    report = await agent.sync()
+    assert (report.failures, report.pending) == (0, 0)
+    assert abs((await agent.status()).clock_offset_ms) < 5_000
+    await agent.close()
+
+
+async def test_provisioning_with_a_wrong_clock_learns_the_offset(
+    platform: tuple[str, Seeded], tmp_path: Path
+) -> None:
+    url, _ = platform
+    agent = await Agent.provision(
+        tmp_path / "h.db", url, "ama", "code-ama", clock=lambda: time.time() - 86400
+    )
+    assert abs(agent._stamper.offset_ms - 86_400_000) < 5_000
+    assert (await agent.sync()).failures == 0
+    await agent.close()
+
+
+async def test_a_200_that_is_not_a_frame_is_not_success(
+    platform: tuple[str, Seeded], tmp_path: Path
+) -> None:
+    url, _ = platform
+    agent = await Agent.provision(tmp_path / "h.db", url, "ama", "code-ama", config=FAST)
+    await agent.close()
+
+    async def captive_portal(request: web.Request) -> web.Response:
+        return web.Response(text="<html>buy airtime</html>", content_type="text/html")
+
+    portal = await serve(captive_portal)
+    agent = await Agent.open(tmp_path / "h.db", server_url=str(portal.make_url("")), config=FAST)
+    customer = await agent.register_customer("Esi", "+233200000001")
+    report = await agent.sync()
+    assert report.failures == 1
+    assert report.pending == 1
+    assert (await agent.store.operation(customer)).state is OpState.IN_FLIGHT  # type: ignore[union-attr]
+    await agent.close()
+    await portal.close()
+    agent = await Agent.open(tmp_path / "h.db", server_url=url)
+    assert (await agent.sync()).acked == [customer]
+    await agent.close()
+
+
+async def test_failures_back_off_and_stay_bounded(
+    tmp_path: Path, platform: tuple[str, Seeded]
+) -> None:
+    url, _ = platform
+    agent = await Agent.provision(tmp_path / "h.db", url, "ama", "code-ama", config=FAST)
+    await agent.close()
+    agent = await Agent.open(tmp_path / "h.db", server_url="http://127.0.0.1:9", config=FAST)
+    await agent.register_customer("Esi", "+233200000001")
+    report = await agent.sync(max_exchanges=4, max_wait_s=5.0)
+    assert (report.exchanges, report.failures, report.pending) == (4, 4, 1)
+    assert agent.core.batch_size == FAST.initial_batch // 2**4  # halved per failure
+    assert agent.core.retry_at > time.time()
+    quick = await agent.sync(max_wait_s=0.0)  # still backing off: no exchange at all
+    assert quick.exchanges == 0
+    await agent.close()
+
+
+async def test_background_sync_on_enqueue_and_on_reconnect(
+    platform: tuple[str, Seeded], tmp_path: Path
+) -> None:
+    url, _ = platform
+    agent = await Agent.provision(tmp_path / "h.db", url, "ama", "code-ama", config=FAST)
+    agent.start_background()
+
+    async def settled(seq: int) -> bool:
+        for _ in range(200):
+            row = await agent.store.operation(seq)
+            if row is not None and row.state is OpState.ACKNOWLEDGED:
+                return True
+            await asyncio.sleep(0.01)
+        return False
+
+    assert await settled(await agent.register_customer("Esi", "+233200000001"))
+    agent.connectivity_changed(False)
+    offline = await agent.register_customer("Yaw", "+233200000002")
+    await asyncio.sleep(0.1)
+    assert (await agent.store.operation(offline)).state is OpState.PENDING  # type: ignore[union-attr]
+    agent.connectivity_changed(True)
+    assert await settled(offline)
+    await agent.close()
+
+
+async def test_identity_and_refusals(platform: tuple[str, Seeded], tmp_path: Path) -> None:
+    url, seeded = platform
+    with pytest.raises(NotProvisioned):
+        await Agent.open(tmp_path / "none.db")
+    with pytest.raises(ServerRefused) as info:
+        await Agent.provision(tmp_path / "bad.db", url, "ama", "wrong")
+    assert (info.value.status, info.value.code) == (403, "bad_provisioning_code")
+    agent = await Agent.provision(tmp_path / "h.db", url, "ama", "code-ama")
+    await agent.close()
+    with pytest.raises(InvalidOperation, match="already provisioned"):
+        await Agent.provision(tmp_path / "h.db", url, "ama", "code-ama")
+    agent = await Agent.open(tmp_path / "h.db")
+    await agent.sync()
+    with pytest.raises(InvalidOperation, match="not a customer"):
+        await agent.record_sale(99, seeded.stock["ama"][0], seeded.plan, PRICE_PER_DAY)
+    customer = await agent.register_customer("Esi", "+233200000001")
+    with pytest.raises(InvalidOperation, match="stock"):
+        await agent.record_sale(customer, seeded.stock["kofi"][0], seeded.plan, PRICE_PER_DAY)
+    with pytest.raises(InvalidOperation, match="amount"):
+        await agent.record_payment(seeded.stock["ama"][0], 0)
+    await agent.close()

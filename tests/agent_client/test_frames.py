@@ -1,0 +1,135 @@
+"""Frame codecs: round trips, the compression rule, and bad bytes never escaping as anything but
+FrameError."""
+
+from __future__ import annotations
+
+import contextlib
+import zlib
+
+import msgpack
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from agent_client.protocol.errors import FrameError
+from agent_client.protocol.frames import (
+    MAX_BODY_BYTES,
+    VERSION,
+    DownlinkFrame,
+    Payment,
+    Unknown,
+    UplinkFrame,
+    decode_downlink,
+    decode_uplink,
+    encode_downlink,
+    encode_uplink,
+    runs,
+    unruns,
+)
+from agent_client.protocol.ops import Kind, Operation
+
+from .strategies import downlink_frames, uplink_frames
+
+
+@given(uplink_frames())
+def test_uplink_round_trip(frame: UplinkFrame) -> None:
+    assert decode_uplink(encode_uplink(frame)) == frame
+
+
+@given(downlink_frames())
+def test_downlink_round_trip(frame: DownlinkFrame) -> None:
+    assert decode_downlink(encode_downlink(frame)) == frame
+
+
+@given(uplink_frames())
+def test_compressed_only_when_smaller(frame: UplinkFrame) -> None:
+    body = encode_uplink(frame)
+    obj = msgpack.unpackb(body)
+    if isinstance(obj, bytes):
+        assert len(body) < len(zlib.decompress(obj))
+    else:
+        assert len(msgpack.packb(zlib.compress(body, 9))) >= len(body)
+
+
+@given(st.sets(st.integers(1, 10**6), max_size=200))
+def test_runs_round_trip(seqs: set[int]) -> None:
+    assert unruns(runs(seqs), "done") == sorted(seqs)
+
+
+def test_contiguous_acks_cost_two_integers() -> None:
+    assert runs(range(100, 300)) == [100, 200]
+
+
+def test_sequence_keys_travel_as_deltas() -> None:
+    ops = tuple(
+        Operation.make(1000 + i, Kind.RECORD_PAYMENT, 1_700_000_000 + i, 7, 500) for i in range(3)
+    )
+    _, _, _, base_seq, base_at, rows = msgpack.unpackb(encode_uplink(UplinkFrame(3, 0, ops)))
+    assert (base_seq, base_at) == (1000, 1_700_000_000)
+    assert [row[:3] for row in rows] == [[0, 2, 0], [1, 2, 1], [1, 2, 2]]
+
+
+@given(st.binary(max_size=300))
+def test_arbitrary_bytes_are_frame_errors(body: bytes) -> None:
+    for decode in (decode_uplink, decode_downlink):
+        with contextlib.suppress(FrameError):
+            decode(body)
+
+
+@given(uplink_frames(), st.data())
+def test_mutated_uplink_decodes_or_is_frame_error(frame: UplinkFrame, data: st.DataObject) -> None:
+    body = bytearray(msgpack.packb(msgpack.unpackb(encode_uplink(frame))))
+    if not body:
+        return
+    index = data.draw(st.integers(0, len(body) - 1))
+    body[index] = data.draw(st.integers(0, 255))
+    with contextlib.suppress(FrameError):
+        decode_uplink(bytes(body))
+
+
+@pytest.mark.parametrize(
+    ("obj", "code"),
+    [
+        ({"v": 1}, "malformed_frame"),
+        ([2, 1, 0, 0, 0, []], "unsupported_version"),
+        ([VERSION, 1, 0, 0, 0], "bad_field"),
+        ([VERSION, "1", 0, 0, 0, []], "bad_field"),
+        ([VERSION, 1, 0, 0, 0, [[0, 2, 0, 5]]], "bad_field"),
+        ([VERSION, 1, 0, 0, 0, [[0, 9, 0, 5, 1]]], "bad_field"),
+        ([VERSION, 1, 0, 0, 0, [[0, 2, 0, True, 1]]], "bad_field"),
+        ([VERSION, 1, 0, 1, 0, [[0, 2, 0, 5, 1], [0, 2, 0, 5, 1]]], "bad_field"),
+        ([VERSION, 1, 0, 1, 0, [[0, 0, 0, "", "123"]]], "bad_field"),
+    ],
+)
+def test_invalid_uplink_names_the_problem(obj: object, code: str) -> None:
+    with pytest.raises(FrameError) as info:
+        decode_uplink(msgpack.packb(obj))
+    assert info.value.code == code
+
+
+def test_trailing_fields_from_a_newer_schema_are_ignored() -> None:
+    body = msgpack.packb([VERSION, 1, 0, 1, 10, [[0, 2, 0, 5, 100, "new"]], "new"])
+    frame = decode_uplink(body)
+    assert frame.ops == (Operation.make(1, Kind.RECORD_PAYMENT, 10, 5, 100),)
+
+
+def test_entry_kinds_from_a_newer_server_keep_their_place() -> None:
+    body = msgpack.packb([VERSION, 5, [], [], 4, [[9, "x"], [1, 7, 100, "MM1"]], 0, "new"])
+    frame = decode_downlink(body)
+    assert frame.entries == (Unknown(9), Payment(7, 100, "MM1"))
+    assert frame.last_entry == 5
+
+
+def test_oversized_body_and_inflation_bomb_are_refused() -> None:
+    with pytest.raises(FrameError) as info:
+        decode_uplink(b"\x90" * (MAX_BODY_BYTES + 1))
+    assert info.value.code == "too_large"
+    bomb = msgpack.packb(zlib.compress(b"\x00" * (4 * 1024 * 1024)))
+    with pytest.raises(FrameError) as info:
+        decode_uplink(bomb)
+    assert info.value.code == "too_large"
+
+
+def test_trailing_garbage_is_refused() -> None:
+    with pytest.raises(FrameError):
+        decode_uplink(msgpack.packb([VERSION, 1, 0, 0, 0, []]) + b"\x00")

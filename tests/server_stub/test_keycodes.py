@@ -1,0 +1,84 @@
+"""Keycode issuing: never more credit than paid for, and a meter_sim meter applies exactly the
+credit the server announces, for every format, at any creditable day count."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agent_client.protocol.keycodes import KeycodeFormat, keycode_text
+from meter_sim.meter import Meter
+from server_stub.errors import SetupError
+from server_stub.keycodes import DAY_S, DeviceSecret, creditable_days, issue
+
+OPAYGO = (KeycodeFormat.OPENPAYGO, KeycodeFormat.OPENPAYGO_RESTRICTED)
+
+
+@given(st.sampled_from(KeycodeFormat), st.integers(-5, 5000), st.integers(1, 255))
+def test_creditable_days_never_exceed_what_was_paid(
+    fmt: KeycodeFormat, days: int, divider: int
+) -> None:
+    got = creditable_days(fmt, days, divider)
+    assert 0 <= got <= max(days, 0)
+    if days >= 1 and (fmt not in OPAYGO or divider <= 995):
+        assert got >= 1
+
+
+@pytest.mark.parametrize(
+    ("days", "expected"), [(180, 180), (181, 180), (183, 183), (185, 183), (405, 405), (999, 405)]
+)
+def test_small_protocol_uses_its_table(days: int, expected: int) -> None:
+    assert creditable_days(KeycodeFormat.NEXUS_SMALL, days) == expected
+
+
+def meter_for(secret: DeviceSecret) -> Meter:
+    if secret.format in OPAYGO:
+        return Meter.openpaygo(
+            secret.key,
+            secret.starting_code,
+            restricted_digits=secret.format is KeycodeFormat.OPENPAYGO_RESTRICTED,
+            time_divider=secret.time_divider,
+        )
+    return Meter.nexus(
+        secret.key, "small" if secret.format is KeycodeFormat.NEXUS_SMALL else "full"
+    )
+
+
+@settings(max_examples=25)
+@given(
+    fmt=st.sampled_from(KeycodeFormat),
+    key=st.binary(min_size=16, max_size=16),
+    starting_code=st.integers(1, 10**9 - 1),
+    divider=st.sampled_from([1, 2, 4, 24]),
+    wanted=st.lists(st.integers(1, 500), min_size=1, max_size=3),
+)
+def test_meter_applies_the_announced_credit(
+    fmt: KeycodeFormat, key: bytes, starting_code: int, divider: int, wanted: list[int]
+) -> None:
+    secret = DeviceSecret(fmt, key, starting_code, divider)
+    meter = meter_for(secret)
+    next_id = 1
+    now = 0.0
+    for days in wanted:
+        credit_days = creditable_days(fmt, days, divider)
+        issued = issue(secret, next_id, credit_days)
+        assert issued.credit_s == credit_days * DAY_S
+        assert keycode_text(fmt, issued.number) == issued.text
+        now += 720
+        before = meter.credit_remaining(now)
+        result = meter.enter_keycode(issued.text, now)
+        assert result.outcome == "applied", (issued, result)
+        assert meter.credit_remaining(now) - before == issued.credit_s
+        next_id = issued.next_id
+
+
+def test_bad_device_secrets_and_days_are_refused() -> None:
+    with pytest.raises(SetupError):
+        DeviceSecret(KeycodeFormat.NEXUS_FULL, b"short")
+    with pytest.raises(SetupError):
+        DeviceSecret(KeycodeFormat.OPENPAYGO, bytes(16), 5, time_divider=0)
+    with pytest.raises(SetupError, match="starting code"):
+        DeviceSecret(KeycodeFormat.OPENPAYGO, bytes(16), 0)
+    with pytest.raises(ValueError, match="not creditable"):
+        issue(DeviceSecret(KeycodeFormat.NEXUS_SMALL, bytes(16)), 1, 181)

@@ -1,0 +1,151 @@
+"""The platform store on its own: idempotency under racing retries, conflicts, and the
+carry-forward of money that does not buy a whole day."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from agent_client.protocol.auth import Claim, HandsetKey
+from agent_client.protocol.errors import AuthError
+from agent_client.protocol.frames import Keycode, Reason
+from agent_client.protocol.ops import Kind, Operation
+from server_stub.store import Store
+
+from .fixtures import PRICE_PER_DAY, Seeded, seed_platform
+
+
+@pytest.fixture
+def seeded(tmp_path: Path) -> Seeded:
+    return seed_platform(tmp_path / "s.db")
+
+
+def provisioned(path: Path) -> int:
+    store = Store.open(path)
+    handset = store.provision("ama", "code-ama", HandsetKey.generate().public, 1)
+    store.close()
+    return handset
+
+
+class Stamps:
+    def __init__(self, handset: int) -> None:
+        self.handset, self.ts = handset, 1000
+
+    def __call__(self) -> Claim:
+        self.ts += 1
+        return Claim(self.handset, self.ts, b"")
+
+
+def sale_ops(seeded: Seeded) -> list[Operation]:
+    return [
+        Operation.make(1, Kind.REGISTER_CUSTOMER, 1, "Esi", "+233200000001"),
+        Operation.make(2, Kind.RECORD_SALE, 1, 1, seeded.stock["ama"][0], seeded.plan, 300),
+    ]
+
+
+def test_racing_retries_of_the_same_key_apply_once(tmp_path: Path, seeded: Seeded) -> None:
+    """Four connections (as four server processes would be) ingest the same batch at once;
+    request freshness is left out so that only the (handset, seq) constraint stands guard."""
+    path = tmp_path / "s.db"
+    handset = provisioned(path)
+    ops = sale_ops(seeded)
+    barrier = threading.Barrier(4)
+    outcomes: list[tuple[list[int], list[tuple[int, Reason]]]] = []
+
+    def retry() -> None:
+        store = Store.open(path)
+        barrier.wait()
+        with store.transaction():
+            outcomes.append(store._ingest(store.handset(handset), ops, 5))
+        store.close()
+
+    threads = [threading.Thread(target=retry) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert outcomes == [([1, 2], [])] * 4  # applied once, acknowledged again three times
+    store = Store.open(path)
+    assert store.counts()["ops"] == 2
+    assert store.counts()["keycodes"] == 1
+    assert store.counts()["customers"] == 1
+    store.close()
+
+
+def test_stale_stamps_are_refused_inside_the_transaction(tmp_path: Path, seeded: Seeded) -> None:
+    path = tmp_path / "s.db"
+    handset = provisioned(path)
+    store = Store.open(path)
+    store.exchange(Claim(handset, 5000, b""), [], 0, 1)
+    with pytest.raises(AuthError) as info:
+        store.exchange(Claim(handset, 5000, b""), sale_ops(seeded), 0, 1)
+    assert info.value.code == "replayed_request"
+    assert store.counts()["ops"] == 0
+    store.close()
+
+
+def test_same_key_different_content_is_a_conflict(tmp_path: Path, seeded: Seeded) -> None:
+    path = tmp_path / "s.db"
+    stamp = Stamps(provisioned(path))
+    store = Store.open(path)
+    store.exchange(stamp(), sale_ops(seeded), 0, 1)
+    changed = Operation.make(2, Kind.RECORD_SALE, 1, 1, seeded.stock["ama"][0], seeded.plan, 900)
+    reply = store.exchange(stamp(), [changed], 0, 2)
+    assert reply.rejected == ((2, Reason.CONFLICT),)
+    exact = store.exchange(stamp(), sale_ops(seeded), 0, 3)
+    assert exact.acked == (1, 2)
+    assert store.counts()["keycodes"] == 1
+    store.close()
+
+
+def test_a_rejection_is_stable_under_replay(tmp_path: Path, seeded: Seeded) -> None:
+    path = tmp_path / "s.db"
+    stamp = Stamps(provisioned(path))
+    store = Store.open(path)
+    pay = [Operation.make(1, Kind.RECORD_PAYMENT, 1, seeded.stock["ama"][0], 500)]
+    assert store.exchange(stamp(), pay, 0, 1).rejected == ((1, Reason.UNKNOWN_ACCOUNT),)
+    store.exchange(stamp(), sale_ops(seeded)[:0], 0, 2)
+    assert store.exchange(stamp(), pay, 0, 3).rejected == ((1, Reason.UNKNOWN_ACCOUNT),)
+    store.close()
+
+
+def test_keycodes_and_stock_come_down_in_order_with_paging(tmp_path: Path, seeded: Seeded) -> None:
+    path = tmp_path / "s.db"
+    stamp = Stamps(provisioned(path))
+    store = Store.open(path)
+    first = store.exchange(stamp(), sale_ops(seeded), 0, 1)
+    # a plan, 12 devices of stock, then the sale's keycode
+    assert first.first_entry == 1
+    assert len(first.entries) == 14
+    assert first.entries[-1] == Keycode(
+        2,
+        seeded.stock["ama"][0],
+        seeded.secrets[seeded.stock["ama"][0]].format,
+        first.entries[-1].number,
+        3 * 86400,  # type: ignore[union-attr]
+    )
+    later = store.exchange(stamp(), [], 10, 2)
+    assert later.first_entry == 11
+    assert later.entries == first.entries[10:]
+    store.close()
+
+
+def test_payments_carry_the_remainder_and_credit_whole_days(tmp_path: Path, seeded: Seeded) -> None:
+    path = tmp_path / "s.db"
+    stamp = Stamps(provisioned(path))
+    store = Store.open(path)
+    device = seeded.stock["ama"][0]
+    store.exchange(stamp(), sale_ops(seeded), 0, 1)
+    ops = [
+        Operation.make(3 + i, Kind.RECORD_PAYMENT, 1, device, PRICE_PER_DAY // 3) for i in range(4)
+    ]
+    store.exchange(stamp(), ops, 0, 2)
+    codes = store.db.execute("SELECT op_seq, days FROM keycodes ORDER BY keycode").fetchall()
+    assert codes == [(2, 3), (6, 1)]  # 33 + 33 + 33 = 99 buys nothing; the fourth makes 132
+    (balance,) = store.db.execute(
+        "SELECT balance FROM devices WHERE device = ?", (device,)
+    ).fetchone()
+    assert balance == 4 * (PRICE_PER_DAY // 3) - PRICE_PER_DAY
+    store.close()

@@ -1,0 +1,135 @@
+"""The sync endpoint through a real Agent: idempotent ingest, keycodes on the same response,
+authorization by stock and customer, rejections parked without blocking the queue."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestServer
+
+from agent_client.agent import Agent
+from agent_client.protocol.frames import Reason
+from agent_client.store import OpState
+from server_stub.app import create_app
+from server_stub.store import Store
+
+from .fixtures import PRICE_PER_DAY, Seeded, seed_platform
+
+
+@pytest.fixture
+def seeded(tmp_path: Path) -> Seeded:
+    return seed_platform(tmp_path / "server.db")
+
+
+@pytest.fixture
+async def server(tmp_path: Path, seeded: Seeded) -> AsyncIterator[TestServer]:
+    srv = TestServer(create_app(tmp_path / "server.db"), host="127.0.0.1")
+    await srv.start_server()
+    yield srv
+    await srv.close()
+
+
+async def agent_for(server: TestServer, tmp_path: Path, name: str) -> Agent:
+    url = str(server.make_url(""))
+    return await Agent.provision(tmp_path / f"{name}.db", url, name, f"code-{name}")
+
+
+async def test_sale_and_payment_bring_keycodes_back_on_the_same_sync(
+    server: TestServer, seeded: Seeded, tmp_path: Path
+) -> None:
+    agent = await agent_for(server, tmp_path, "ama")
+    device = seeded.stock["ama"][0]
+    customer = await agent.register_customer("Esi", "+233200000001")
+    await agent.record_sale(customer, device, seeded.plan, 7 * PRICE_PER_DAY)
+    await agent.record_payment(device, 3 * PRICE_PER_DAY + 50)
+    report = await agent.sync()
+    assert report.exchanges == 1
+    assert report.pending == 0
+    assert not report.rejected
+    codes = await agent.keycodes_for(device)
+    assert [k.credit_s for k in codes] == [7 * 86400, 3 * 86400]
+    assert codes[0].text.startswith("*")
+    assert codes[0].text.endswith("#")
+    status = await agent.status()
+    assert device not in status.stock
+    assert set(seeded.stock["ama"]) - {device} == set(status.stock)
+    await agent.close()
+
+
+async def test_replays_are_acknowledged_without_applying_twice(
+    server: TestServer, seeded: Seeded, tmp_path: Path
+) -> None:
+    agent = await agent_for(server, tmp_path, "ama")
+    device = seeded.stock["ama"][1]
+    customer = await agent.register_customer("Yaw", "+233200000002")
+    await agent.record_sale(customer, device, seeded.plan, 2 * PRICE_PER_DAY)
+    await agent.sync()
+    # the response was "lost": put everything back in flight and send it again
+    await agent.store._db.execute("UPDATE outbox SET state = 'in_flight'")
+    report = await agent.sync()
+    assert sorted(report.acked) == [1, 2]
+    store = Store.open(tmp_path / "server.db")
+    assert store.counts()["keycodes"] == 1
+    assert store.counts()["customers"] == 1
+    store.close()
+    await agent.close()
+
+
+async def test_rejections_are_parked_and_do_not_block_the_rest(
+    server: TestServer, seeded: Seeded, tmp_path: Path
+) -> None:
+    ama = await agent_for(server, tmp_path, "ama")
+    theirs = seeded.stock["kofi"][0]
+    mine = seeded.stock["ama"][2]
+    customer = await ama.register_customer("Abena", "+233200000003")
+    await ama.sync()  # learn the stock
+    await ama.store._db.execute("DELETE FROM stock")  # pretend the handset's view is stale
+    bad_sale = await ama.record_sale(customer, theirs, seeded.plan, 5 * PRICE_PER_DAY)
+    low_sale = await ama.record_sale(customer, mine, seeded.plan, PRICE_PER_DAY - 1)
+    unknown = await ama.record_payment(theirs, 500)
+    good_sale = await ama.record_sale(customer, mine, seeded.plan, PRICE_PER_DAY)
+    report = await ama.sync()
+    assert dict(report.rejected) == {
+        bad_sale: Reason.NOT_IN_STOCK,
+        low_sale: Reason.AMOUNT_TOO_LOW,
+        unknown: Reason.UNKNOWN_ACCOUNT,
+    }
+    assert good_sale in report.acked
+    assert await ama.keycodes_for(theirs) == []
+    rows = {row.op.seq: row for row in await ama.store.queue()}
+    assert rows[bad_sale].state is OpState.REJECTED
+    assert rows[bad_sale].reason == "not_in_stock"
+    await ama.close()
+
+
+async def test_another_agent_gets_no_keycodes_for_my_customers(
+    server: TestServer, seeded: Seeded, tmp_path: Path
+) -> None:
+    ama = await agent_for(server, tmp_path, "ama")
+    kofi = await agent_for(server, tmp_path, "kofi")
+    device = seeded.stock["ama"][3]
+    customer = await ama.register_customer("Kojo", "+233200000004")
+    await ama.record_sale(customer, device, seeded.plan, PRICE_PER_DAY)
+    await ama.sync()
+    pay = await kofi.record_payment(device, 10 * PRICE_PER_DAY)
+    report = await kofi.sync()
+    assert report.rejected == [(pay, Reason.UNKNOWN_ACCOUNT)]
+    assert await kofi.keycodes_for(device) == []
+    await ama.close()
+    await kofi.close()
+
+
+async def test_small_payments_carry_until_they_buy_a_day(
+    server: TestServer, seeded: Seeded, tmp_path: Path
+) -> None:
+    agent = await agent_for(server, tmp_path, "ama")
+    device = seeded.stock["ama"][0]
+    customer = await agent.register_customer("Akua", "+233200000005")
+    await agent.record_sale(customer, device, seeded.plan, PRICE_PER_DAY + 60)
+    await agent.record_payment(device, 30)
+    await agent.record_payment(device, 20)
+    await agent.sync()
+    assert [k.credit_s for k in await agent.keycodes_for(device)] == [86400, 86400]
+    await agent.close()
