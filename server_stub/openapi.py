@@ -105,7 +105,7 @@ ITEMS: dict[str, tuple[str, Schema, list[Schema]]] = {
     "activation": (
         "Mobile-money activation latency per day (payment to keycode, SMS, handset)",
         _object(
-            day=STR, payments=INT, issued=LATENCY, sms_delivered=LATENCY, handset_synced=LATENCY
+            day=STR, payments=INT, issued=LATENCY, sms_delivered=LATENCY, handset_downlinked=LATENCY
         ),
         DAY_PARAMS,
     ),
@@ -139,6 +139,7 @@ STEPS = _object(
     sms_sent_ms=NULL_INT,
     sms_attempts=INT,
     sms_delivered_ms=NULL_INT,
+    handset_downlinked_ms=NULL_INT,
     handset_synced_ms=NULL_INT,
     server_ms=INT,
 )

@@ -220,13 +220,13 @@ class Reports:
 
     def _activation_day(self, day: str) -> dict[str, Any]:
         rows = self.db.execute(
-            "SELECT t.paid_ms, t.issued_ms, s.delivered_ms, t.synced_ms FROM mm_txns t"
+            "SELECT t.paid_ms, t.issued_ms, s.delivered_ms, t.downlinked_ms FROM mm_txns t"
             " LEFT JOIN sms s ON s.txn = t.txn WHERE t.outcome = 'confirmed'"
             " AND date(t.paid_ms / 1000, 'unixepoch') = ?",
             (day,),
         ).fetchall()
         item: dict[str, Any] = {"day": day, "payments": len(rows)}
-        for name, column in (("issued", 1), ("sms_delivered", 2), ("handset_synced", 3)):
+        for name, column in (("issued", 1), ("sms_delivered", 2), ("handset_downlinked", 3)):
             lat = sorted((r[column] - r[0]) / 1000 for r in rows if r[column] is not None)
             item[name] = {
                 "count": len(lat),
@@ -243,7 +243,7 @@ class Reports:
         row = self.db.execute(
             "SELECT t.txn, t.outcome, t.account, t.amount, t.paid_ms, t.received_ms,"
             " t.confirmed_ms, t.issued_ms, k.text, s.first_sent_ms, s.attempts,"
-            " s.delivered_ms, t.synced_ms FROM mm_txns t"
+            " s.delivered_ms, t.downlinked_ms, t.synced_ms FROM mm_txns t"
             " LEFT JOIN keycodes k ON k.keycode = t.keycode LEFT JOIN sms s ON s.txn = t.txn"
             " WHERE t.txn = ?",
             (txn,),
@@ -263,6 +263,7 @@ class Reports:
             "sms_sent_ms",
             "sms_attempts",
             "sms_delivered_ms",
+            "handset_downlinked_ms",
             "handset_synced_ms",
         )
         doc = dict(zip(names, row, strict=True))

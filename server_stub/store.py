@@ -115,7 +115,7 @@ CREATE TABLE IF NOT EXISTS mm_txns (
     amount INTEGER NOT NULL, msisdn TEXT NOT NULL, device INTEGER, handset INTEGER,
     paid_ms INTEGER NOT NULL, received_ms INTEGER NOT NULL, confirmed_ms INTEGER,
     keycode INTEGER REFERENCES keycodes(keycode), issued_ms INTEGER, downlink_n INTEGER,
-    synced_ms INTEGER
+    downlinked_ms INTEGER, synced_ms INTEGER
 );
 CREATE INDEX IF NOT EXISTS mm_txns_unsynced ON mm_txns(handset, downlink_n)
     WHERE synced_ms IS NULL AND downlink_n IS NOT NULL;
@@ -311,18 +311,23 @@ class Store:
         """Freshness check, ingest and downlink page in one transaction.
 
         With `paging`, the cursor is the handset's real one: mobile-money keycodes at or
-        below it have reached the handset, and that step is stamped.
+        below it have reached the handset (stamped ``synced_ms``), and those in this page are
+        on their way down (stamped ``downlinked_ms``).
         """
         with self.transaction():
             handset = self._fresh(claim)
             acked, rejected = self._ingest(handset, ops, now_ms)
             first, entries, more = self._page(handset.handset, cursor)
             if paging:
-                self.db.execute(
-                    "UPDATE mm_txns SET synced_ms = ? WHERE handset = ? AND downlink_n <= ?"
-                    " AND synced_ms IS NULL AND downlink_n IS NOT NULL",
-                    (now_ms, handset.handset, cursor),
-                )
+                for column, upto in (
+                    ("synced_ms", cursor),
+                    ("downlinked_ms", cursor + len(entries)),
+                ):
+                    self.db.execute(
+                        f"UPDATE mm_txns SET {column} = ? WHERE handset = ? AND downlink_n <= ?"
+                        f" AND {column} IS NULL AND downlink_n IS NOT NULL",
+                        (now_ms, handset.handset, upto),
+                    )
         return DownlinkFrame(now_ms, tuple(acked), tuple(rejected), first, entries, more)
 
     def _fresh(self, claim: auth.Claim) -> Handset:
