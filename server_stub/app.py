@@ -139,7 +139,10 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     except web.HTTPException as exc:
         if exc.status >= 500:
             raise
-        return refusal(app, exc.status, exc.reason.lower().replace(" ", "_"), exc.text or "")
+        response = refusal(app, exc.status, exc.reason.lower().replace(" ", "_"), exc.text or "")
+        if "Allow" in exc.headers:  # a 405 says what is allowed (RFC 9110)
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
 
 
 async def signed_body(request: web.Request) -> tuple[auth.Claim, bytes]:
