@@ -18,6 +18,7 @@ from server_stub.store import Store
 
 from .fixtures import PRICE_PER_DAY
 from .platform import DOWN_PAYMENT, Sold, copy_db, sold_platform
+from .test_keycodes import meter_for
 
 UNKNOWN_ACCOUNT = 99_999_999
 NOW = 1_790_000_100_000
@@ -120,7 +121,15 @@ def check_ledger(store: Store, sold: Sold, txns: dict[str, MoneyCallback]) -> No
                 "SELECT message_id FROM keycodes WHERE device = ? ORDER BY keycode", (device,)
             )
         ]
-        assert ids == sorted(set(ids))  # issued in order: the meter's window accepts them
+        assert ids == sorted(set(ids))  # issued in order per device
+        meter, now = meter_for(sold.seeded.secrets[device]), 0.0
+        for text, credit_s in db.execute(
+            "SELECT text, credit_s FROM keycodes WHERE device = ? ORDER BY keycode", (device,)
+        ).fetchall():
+            now += 720  # past the keypad's rate limit
+            before = meter.credit_remaining(now)
+            assert meter.enter_keycode(text, now).outcome == "applied"  # the meter accepts each
+            assert meter.credit_remaining(now) - before == credit_s
 
 
 @given(body=st.binary(max_size=200))
