@@ -102,6 +102,13 @@ def parse_query(report: str, params: Mapping[str, str]) -> Query:
     )
 
 
+# keyset paging over the (day, agent) rollup: the primary key order, so a page reads `limit` rows
+PAGE_WHERE = (
+    " AND d.day >= :from AND d.day <= :to AND (:agent IS NULL OR d.agent = :agent)"
+    " AND (d.day, d.agent) > (:after_day, :after_agent) ORDER BY d.day, d.agent LIMIT :limit"
+)
+
+
 def percentile(sorted_values: list[float], q: float) -> float:
     """Nearest-rank percentile of an already sorted, non-empty list."""
     rank = max(1, -(-len(sorted_values) * q // 100))
@@ -138,7 +145,7 @@ class Reports:
         return {"items": items, "next_cursor": cursor}
 
     def _grouped(self, report: str, sql: str, q: Query, fields: tuple[str, ...]) -> dict[str, Any]:
-        """Run a per-(day, agent) aggregate with keyset paging on (day, agent)."""
+        """Read one page of the per-(day, agent) rollup."""
         after_day, after_agent = q.after if q.after else ("", 0)
         rows = self.db.execute(
             sql,
@@ -158,11 +165,8 @@ class Reports:
         """Devices sold and down payments taken, per agent and day (the handset's day)."""
         return self._grouped(
             "sales",
-            "SELECT s.day, s.agent, a.name, count(*), sum(s.down_payment) FROM sales s"
-            " JOIN agents a ON a.agent = s.agent"
-            " WHERE s.day >= :from AND s.day <= :to AND (:agent IS NULL OR s.agent = :agent)"
-            " AND (s.day, s.agent) > (:after_day, :after_agent)"
-            " GROUP BY s.day, s.agent ORDER BY s.day, s.agent LIMIT :limit",
+            "SELECT d.day, d.agent, a.name, d.sales, d.down_payments FROM daily d"
+            " JOIN agents a ON a.agent = d.agent WHERE d.sales > 0" + PAGE_WHERE,
             q,
             ("sales", "down_payments"),
         )
@@ -171,13 +175,8 @@ class Reports:
         """Payments after the sale, per agent and day, split by channel."""
         return self._grouped(
             "collections",
-            "SELECT p.day, p.agent, a.name, count(*), sum(p.amount),"
-            " sum(CASE WHEN p.source = 'mm' THEN p.amount ELSE 0 END),"
-            " sum(CASE WHEN p.source = 'agent' THEN p.amount ELSE 0 END) FROM payments p"
-            " JOIN agents a ON a.agent = p.agent"
-            " WHERE p.day >= :from AND p.day <= :to AND (:agent IS NULL OR p.agent = :agent)"
-            " AND (p.day, p.agent) > (:after_day, :after_agent)"
-            " GROUP BY p.day, p.agent ORDER BY p.day, p.agent LIMIT :limit",
+            "SELECT d.day, d.agent, a.name, d.payments, d.amount, d.mobile_money, d.agent_cash"
+            " FROM daily d JOIN agents a ON a.agent = d.agent WHERE d.payments > 0" + PAGE_WHERE,
             q,
             ("payments", "amount", "mobile_money", "agent_cash"),
         )

@@ -110,6 +110,12 @@ CREATE TABLE IF NOT EXISTS payments (
     received_ms INTEGER NOT NULL, UNIQUE (source, ref)
 );
 CREATE INDEX IF NOT EXISTS payments_by_day ON payments(day, agent);
+CREATE TABLE IF NOT EXISTS daily (
+    day TEXT NOT NULL, agent INTEGER NOT NULL, sales INTEGER NOT NULL DEFAULT 0,
+    down_payments INTEGER NOT NULL DEFAULT 0, payments INTEGER NOT NULL DEFAULT 0,
+    amount INTEGER NOT NULL DEFAULT 0, mobile_money INTEGER NOT NULL DEFAULT 0,
+    agent_cash INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (day, agent)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS mm_txns (
     txn TEXT PRIMARY KEY, digest BLOB NOT NULL, outcome TEXT NOT NULL, account TEXT NOT NULL,
     amount INTEGER NOT NULL, msisdn TEXT NOT NULL, device INTEGER, handset INTEGER,
@@ -445,6 +451,12 @@ class Store:
                 now_ms,
             ),
         )
+        self._roll(
+            day_of(op.at * 1000),
+            handset.agent,
+            sales=1,
+            down_payments=int(op.field("down_payment")),
+        )
         self._credit(int(op.field("device")), handset.handset, op.seq, now_ms)
 
     def _pay(
@@ -459,6 +471,20 @@ class Store:
             "INSERT INTO payments(device, agent, source, ref, amount, day, received_ms)"
             " VALUES (?, ?, ?, ?, ?, ?, ?)",
             (device, agent, source, ref, amount, day_of(at_ms), now_ms),
+        )
+        channel = "mobile_money" if source == MM else "agent_cash"
+        self._roll(day_of(at_ms), agent, payments=1, amount=amount, **{channel: amount})
+
+    def _roll(self, day: str, agent: int, **add: int) -> None:
+        """Keep the per-(day, agent) rollup the sales and collections reports page through,
+        in the same transaction as the rows it sums (so it never disagrees with them)."""
+        names = ", ".join(add)
+        marks = ", ".join("?" * len(add))
+        sets = ", ".join(f"{n} = {n} + excluded.{n}" for n in add)
+        self.db.execute(
+            f"INSERT INTO daily(day, agent, {names}) VALUES (?, ?, {marks})"
+            f" ON CONFLICT(day, agent) DO UPDATE SET {sets}",
+            (day, agent, *add.values()),
         )
 
     def _credit(self, device: int, handset: int, op_seq: int, now_ms: int) -> Issued | None:

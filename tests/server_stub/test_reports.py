@@ -87,6 +87,20 @@ def test_figures_add_up(busy: Path) -> None:
         assert sum(r["agent_cash"] for r in collections) == 14 * 150
         assert sum(r["mobile_money"] for r in collections) == 6 * 300
         assert all(r["amount"] == r["agent_cash"] + r["mobile_money"] for r in collections)
+        # the rollups the reports read agree with the rows they sum
+        db = reports.db
+        assert [(r["day"], r["agent"], r["sales"], r["down_payments"]) for r in sales] == (
+            db.execute(
+                "SELECT day, agent, count(*), sum(down_payment) FROM sales"
+                " GROUP BY day, agent ORDER BY day, agent"
+            ).fetchall()
+        )
+        assert [(r["day"], r["agent"], r["payments"], r["amount"]) for r in collections] == (
+            db.execute(
+                "SELECT day, agent, count(*), sum(amount) FROM payments"
+                " GROUP BY day, agent ORDER BY day, agent"
+            ).fetchall()
+        )
         devices = walk(reports, "devices", 500)
         assert len(devices) == 14
         assert all(r["days_since_last_payment"] == 5 for r in devices if r["agent"] == 2)
