@@ -8,6 +8,7 @@ import asyncio
 import io
 import json
 import logging
+import re
 import threading
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from agent_client.agent import Agent
 from server_stub.app import DRAINING, METRICS, RUNNER, Platform, create_app
 from server_stub.callbacks import SIGNATURE_HEADER, MoneyCallback, sign
 from server_stub.logs import JsonFormatter, configure
+from server_stub.metrics import Metrics
 from server_stub.store import Store
 
 from .fixtures import PRICE_PER_DAY, seed_platform
@@ -175,3 +177,18 @@ async def test_graceful_shutdown_finishes_in_flight_syncs_and_loses_nothing(
 
 async def agent_for_url(url: str, tmp_path: Path, i: int) -> Agent:
     return await Agent.provision(tmp_path / f"h{i}.db", url, "ama", "code-ama")
+
+
+def test_grafana_dashboard_queries_only_metrics_the_server_exposes() -> None:
+    dashboard = json.loads((Path(__file__).parents[2] / "grafana/payg-platform.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    used = {m for e in exprs for m in re.findall(r"payg_[a-z_]+", e)}
+    metrics = Metrics()
+    metrics.observe_request("/x", "GET", 500, 0.1)  # so the labelled families have samples
+    exposed = {
+        s.name
+        for family in text_string_to_metric_families(metrics.render({}).decode())
+        for s in family.samples
+    }
+    assert used
+    assert used <= exposed, used - exposed
