@@ -259,7 +259,7 @@ class Agent:
             if stamp is not None:
                 self._stamper.observe(sent, received, stamp)
             error = refusal(reply)
-            if error.code == "stale_timestamp" and attempt == 0:
+            if error.code in ("stale_timestamp", "replayed_request") and attempt == 0:
                 self._stamper.refused_as_stale(ts_ms, refusal_int(reply, "last_ms"))
                 ts_ms = self._stamper.stamp(received)  # clock corrected: one honest retry
                 continue

@@ -62,6 +62,23 @@ async def test_a_phone_clock_two_hours_fast_is_corrected_not_locked_out(
     await agent.close()
 
 
+async def test_a_clock_set_back_after_a_lost_stamp_recovers(
+    platform: tuple[str, Seeded], tmp_path: Path
+) -> None:
+    """The stored stamp is lost and the phone clock went back a minute: the server's
+    replay guard refuses once, names its last accepted stamp, and the retry goes through."""
+    url, seeded = platform
+    agent = await Agent.provision(tmp_path / "h.db", url, "ama", "code-ama")
+    await agent.sync()
+    await agent.store.put(last_ms=0, offset_ms=0)
+    await agent.close()
+    agent = await Agent.open(tmp_path / "h.db", clock=lambda: time.time() - 60)
+    await agent.record_payment(seeded.stock["ama"][0], 100)
+    report = await agent.sync()
+    assert (report.failures, report.pending) == (0, 0)
+    await agent.close()
+
+
 async def test_provisioning_with_a_wrong_clock_learns_the_offset(
     platform: tuple[str, Seeded], tmp_path: Path
 ) -> None:
