@@ -3,27 +3,43 @@
 meter-sim [session] [device options]      type keys at an interactive keypad
 meter-sim serve --stdio|--tcp H:P|--pty   serve the line protocol (docs/line-protocol.md)
 meter-sim demo                            enter reference-encoder keycodes into meters
+meter-sim replay TRACE --target T         replay a recorded trace (docs/trace-format.md)
+meter-sim tap --jig URL --device URL      record a jig talking to a device
+
+`session` and `serve` take `--record FILE` to write a trace.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime
+from typing import TextIO
 
 from meter_sim.errors import MeterError
 from meter_sim.line_protocol import LineSession, describe, format_seconds
 from meter_sim.meter import Meter
-from meter_sim.ratelimit import NexusRateLimit, OpenPaygoBlocking
 from meter_sim.serve import open_pty, serve_pty, serve_stdio, serve_tcp
 from meter_sim.storage import FileStorage
+from meter_sim.trace.device import DeviceConfig, load_device, simulator_version
+from meter_sim.trace.errors import RecordError, TargetError, TraceError
+from meter_sim.trace.format import Header, TraceWriter, load
+from meter_sim.trace.recorder import MeterLike, RecordingSession, TraceRecorder
+from meter_sim.trace.replay import EXIT_UNREACHABLE
+from meter_sim.trace.runner import Timing, replay
+from meter_sim.trace.tap import header_from_hello, identify, run_tap
+from meter_sim.trace.targets import SerialLink, open_target
 
 SAMPLE_KEY = "deadbeef1020304004030201feebdaed"
 """The Nexus desktop sample program's key: public, for demos only."""
 
 EXIT_USAGE = 2
+LONG_REPLAY = 60.0
+"""Seconds of pacing past which `replay` says how long it will take."""
 
 
 def _hex_key(text: str) -> bytes:
@@ -66,27 +82,48 @@ def _device_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--state", help="file holding the meter's non-volatile state")
 
 
+def device_config(args: argparse.Namespace) -> DeviceConfig:
+    """The device the options describe, as a trace header records it."""
+    protocol = args.protocol
+    if protocol == "openpaygo" and args.restricted_digits:
+        protocol = "openpaygo-restricted"
+    return DeviceConfig(
+        protocol=protocol,
+        key=args.key,
+        payg_id=args.payg_id,
+        starting_code=args.starting_code,
+        count=args.count,
+        time_divider=args.time_divider,
+        rate_limit=not args.no_rate_limit,
+    )
+
+
 def build_meter(args: argparse.Namespace, now: float = 0.0) -> Meter:
     storage = FileStorage(args.state) if args.state else None
-    if args.protocol == "openpaygo":
-        return Meter.openpaygo(
-            args.key,
-            args.starting_code,
-            count=args.count,
-            restricted_digits=args.restricted_digits,
-            time_divider=args.time_divider,
-            blocking=None if args.no_rate_limit else OpenPaygoBlocking(),
-            storage=storage,
-            now=now,
-        )
-    return Meter.nexus(
-        args.key,
-        args.protocol.removeprefix("nexus-"),
-        payg_id=args.payg_id,
-        rate_limit=None if args.no_rate_limit else NexusRateLimit(),
-        storage=storage,
-        now=now,
+    return device_config(args).build(storage=storage, now=now)
+
+
+def _record_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("recording")
+    group.add_argument("--record", metavar="FILE", help="write a trace (docs/trace-format.md)")
+    group.add_argument(
+        "--include-secret", action="store_true", help="write the device key into the trace"
     )
+
+
+def _origin() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@contextlib.contextmanager
+def _trace_file(path: str, header: Header, include_secret: bool) -> Iterator[TraceWriter]:
+    with open(path, "w", encoding="utf-8") as stream:
+        yield TraceWriter(stream, header, include_secret=include_secret)
+
+
+def _wall_stamp() -> Callable[[], float]:
+    start = time.monotonic()
+    return lambda: time.monotonic() - start
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -94,8 +131,10 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command")
     session = sub.add_parser("session", help="interactive keypad session (the default)")
     _device_options(session)
+    _record_options(session)
     serve = sub.add_parser("serve", help="serve the line protocol")
     _device_options(serve)
+    _record_options(serve)
     where = serve.add_mutually_exclusive_group(required=True)
     where.add_argument("--stdio", action="store_true", help="on stdin/stdout")
     where.add_argument("--tcp", type=_host_port, metavar="HOST:PORT", help="on TCP")
@@ -104,10 +143,56 @@ def _parser() -> argparse.ArgumentParser:
         "--wall-clock", action="store_true", help="device time = seconds since start"
     )
     sub.add_parser("demo", help="enter reference-encoder keycodes into simulated meters")
+    _replay_parser(
+        sub.add_parser(
+            "replay",
+            help="replay a trace against a device",
+            description="Replay a trace and compare every answer (docs/trace-format.md). Exit"
+            " 0 identical, 1 mismatch or timeout, 2 usage or trace error, 3 target unreachable.",
+        )
+    )
+    tap = sub.add_parser("tap", help="record a jig talking to a device over serial")
+    tap.add_argument("--jig", required=True, metavar="URL", help="port the jig talks to")
+    tap.add_argument("--device", required=True, metavar="URL", help="port of the device")
+    tap.add_argument("--record", required=True, metavar="FILE", help="trace to write")
+    tap.add_argument("--duration", type=_positive, help="stop after this many seconds")
+    tap.add_argument("--timeout", type=_positive, default=2.0, help="HELLO wait (default 2 s)")
     return parser
 
 
-def interactive(meter: Meter) -> int:
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _replay_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("trace", help="trace file (JSON Lines)")
+    parser.add_argument(
+        "--target",
+        default="sim",
+        help="sim | tcp://HOST:PORT | /dev/ttyX | any pyserial URL (default sim)",
+    )
+    pace = parser.add_mutually_exclusive_group()
+    pace.add_argument(
+        "--speed", type=_positive, default=1.0, help="N times the recorded pace (default 1)"
+    )
+    pace.add_argument("--fast", action="store_true", help="as fast as the device answers")
+    parser.add_argument(
+        "--timeout", type=_positive, default=2.0, help="seconds to wait for each answer"
+    )
+    parser.add_argument(
+        "--max-timeouts", type=int, default=3, help="consecutive timeouts before giving up"
+    )
+    parser.add_argument("--device", metavar="FILE", help="device file (key etc.) for --target sim")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def interactive(meter: MeterLike) -> int:
     """Type keys or whole codes; `:wait SECONDS`, `:status`, `:power`, `:quit`."""
     now = 0.0
     print(f"meter-sim {meter.protocol}: keys {meter.keypad.keys}. Type keys, or :help.")
@@ -133,13 +218,19 @@ def interactive(meter: Meter) -> int:
             elif verb != "status":
                 print(":wait SECONDS | :status | :power | :quit")
                 continue
+            if isinstance(meter, TraceRecorder):
+                meter.status(now)
             credit = format_seconds(meter.credit_remaining(now))
             print(f"t={format_seconds(now)} s  credit={credit} s  state={meter.state(now)}")
             continue
         for key in text:
             if key.isspace():
                 continue
-            reply = meter.press_key(key, now)
+            try:
+                reply = meter.press_key(key, now)
+            except RecordError as exc:
+                print(f"key {key!r} not pressed: {exc}")
+                continue
             if reply.result is not None:
                 print(describe(reply.result))
             elif reply.feedback.value == "rejected":
@@ -149,7 +240,8 @@ def interactive(meter: Meter) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
-    if not words or words[0] not in {"session", "serve", "demo", "-h", "--help"}:
+    commands = {"session", "serve", "demo", "replay", "tap", "-h", "--help"}
+    if not words or words[0] not in commands:
         words = ["session", *words]
     args = _parser().parse_args(words)
     command = args.command
@@ -158,33 +250,136 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_demo()
     try:
+        if command == "replay":
+            return run_replay(args, sys.stdout)
+        if command == "tap":
+            return run_tap_command(args)
         meter = build_meter(args)
-        if command == "session":
-            return interactive(meter)
-        start = time.monotonic()
-        clock = (lambda: time.monotonic() - start) if args.wall_clock else None
-        if args.stdio:
-            serve_stdio(LineSession(meter, clock), sys.stdin.buffer, sys.stdout.buffer)
-        elif args.tcp:
-            host, port = args.tcp
-            asyncio.run(
-                serve_tcp(
-                    meter,
-                    host,
-                    port,
-                    make_session=lambda m: LineSession(m, clock),
-                    ready=lambda h, p: print(f"serving on {h}:{p}", flush=True),
-                )
+        if args.record:
+            header = Header(
+                device_config(args),
+                firmware=simulator_version(),
+                recorder=f"meter-sim {command}",
+                origin=_origin(),
             )
-        else:
-            controller, path = open_pty()
-            print(f"serving on {path}", flush=True)
-            asyncio.run(serve_pty(LineSession(meter, clock), controller))
+            with _trace_file(args.record, header, args.include_secret) as writer:
+                return _run_device(args, meter, writer)
+        return _run_device(args, meter, None)
+    except TargetError as exc:
+        print(f"meter-sim: {exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE
     except MeterError as exc:
+        print(f"meter-sim: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:
         print(f"meter-sim: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 0
+
+
+def _run_device(args: argparse.Namespace, meter: Meter, writer: TraceWriter | None) -> int:
+    """Run `session` or `serve`; with a writer, record what the device is asked and answers."""
+    stamp = _wall_stamp()
+    if args.command == "session":
+        if writer is None:
+            return interactive(meter)
+        return interactive(TraceRecorder(meter, writer.write, stamp=stamp))
+    start = time.monotonic()
+    clock = (lambda: time.monotonic() - start) if args.wall_clock else None
+
+    def make_session(m: Meter) -> LineSession:
+        if writer is None:
+            return LineSession(m, clock)
+        return RecordingSession(m, clock, writer.write, stamp)
+
+    if args.stdio:
+        serve_stdio(make_session(meter), sys.stdin.buffer, sys.stdout.buffer)
+    elif args.tcp:
+        host, port = args.tcp
+        asyncio.run(
+            serve_tcp(
+                meter,
+                host,
+                port,
+                make_session=make_session,
+                ready=lambda h, p: print(f"serving on {h}:{p}", flush=True),
+            )
+        )
+    else:
+        controller, path = open_pty()
+        print(f"serving on {path}", flush=True)
+        asyncio.run(serve_pty(make_session(meter), controller))
+    return 0
+
+
+def run_replay(args: argparse.Namespace, out: TextIO) -> int:
+    """`meter-sim replay`: exit 0 identical, 1 mismatch, 2 usage/trace, 3 target unreachable."""
+    if args.max_timeouts < 1:
+        print("meter-sim: --max-timeouts must be at least 1", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        trace = load(args.trace)
+        device = trace.header.device
+        if args.device:
+            device = device.with_key_from(load_device(args.device))
+        speed = None if args.fast else args.speed
+        span = trace.events[-1].t - trace.events[0].t if trace.events else 0.0
+        if speed is not None and span / speed > LONG_REPLAY:
+            print(
+                f"meter-sim: replaying at {speed}x the recorded pace takes {span / speed:,.0f} s;"
+                " --fast replays without waiting",
+                file=sys.stderr,
+            )
+        link = open_target(args.target, device)
+    except TargetError as exc:
+        print(f"meter-sim: {exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    except (TraceError, ValueError) as exc:
+        print(f"meter-sim: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    timing = Timing()
+    with link:
+        result = replay(
+            trace,
+            link,
+            speed=speed,
+            timeout=args.timeout,
+            max_timeouts=args.max_timeouts,
+            timing=timing,
+        )
+    from meter_sim.trace.report import print_report, to_json  # rich loads only when replaying
+
+    if args.json:
+        import json
+
+        print(json.dumps(to_json(result, timing, source=trace.source, target=link.name)), file=out)
+    else:
+        print_report(
+            result,
+            timing,
+            source=trace.source,
+            target=link.name,
+            events=len(trace.events),
+            out=out,
+        )
+    return result.exit_code
+
+
+def run_tap_command(args: argparse.Namespace) -> int:
+    with SerialLink(args.device) as device, SerialLink(args.jig) as jig:
+        header = header_from_hello(identify(device, timeout=args.timeout), origin=_origin())
+        with _trace_file(args.record, header, False) as writer:
+            print(f"tapping {args.jig} <-> {args.device} into {args.record}", flush=True)
+            try:
+                stats = run_tap(jig, device, writer.write, duration=args.duration)
+            except KeyboardInterrupt:
+                return 0
+            print(
+                f"recorded {writer.count} events ({stats.to_device} bytes to the device,"
+                f" {stats.to_jig} to the jig)",
+                flush=True,
+            )
     return 0
 
 

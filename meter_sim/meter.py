@@ -20,6 +20,8 @@ from meter_sim.ratelimit import EntryBlock, NexusBucket, NexusRateLimit, OpenPay
 from meter_sim.storage import MemoryStorage, Storage
 
 _REFERENCE_LIMIT = NexusRateLimit()
+MAX_OPENPAYGO_COUNT = 1_000_000
+"""Validating a token walks count+65 hashes; beyond a million that takes tens of seconds."""
 _REFERENCE_BLOCKING = OpenPaygoBlocking()
 
 
@@ -114,8 +116,8 @@ class Meter:
         """
         if not isinstance(starting_code, int) or not 0 <= starting_code <= 999_999_999:
             raise ConfigError(f"starting_code must be 0..999999999, got {starting_code!r}")
-        if not isinstance(count, int) or not 1 <= count <= 0xFFFF_FFFF:
-            raise ConfigError(f"count must be a positive integer, got {count!r}")
+        if not isinstance(count, int) or not 1 <= count <= MAX_OPENPAYGO_COUNT:
+            raise ConfigError(f"count must be 1..{MAX_OPENPAYGO_COUNT}, got {count!r}")
         if not isinstance(time_divider, int) or not 1 <= time_divider <= 255:
             raise ConfigError(f"time_divider must be 1..255, got {time_divider!r}")
         engine = OpenPaygoEngine(

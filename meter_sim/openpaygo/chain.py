@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import struct
 import threading
+from array import array
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -65,50 +66,58 @@ class TokenFormat:
 STANDARD = TokenFormat("standard", 9, 15, 1_000, 999_999_999, next_standard)
 EXTENDED = TokenFormat("extended", 12, 20, 1_000_000, 999_999_999_999, next_extended)
 
-CACHE_CHAINS = 64
-"""How many chains (one per format, key and start code) stay memoised."""
+CACHE_CHAINS = 256
+"""At most this many chains (one per format, key and start code) stay memoised..."""
+CACHE_CODES = 1 << 21
+"""...holding at most this many high parts in all (4 bytes each: 8 MiB)."""
 
 _ChainKey = tuple[str, bytes, int]
 # Each memoised chain: the high parts for counts 0..n, and the full code at count n to
 # extend from. Entries are replaced whole, never mutated, so concurrent callers only ever
 # see a complete chain.
-_chains: OrderedDict[_ChainKey, tuple[tuple[int, ...], int]] = OrderedDict()
+_chains: OrderedDict[_ChainKey, tuple[array[int], int]] = OrderedDict()
+_held = 0
 _lock = threading.Lock()
 
 
-def chain_highs(fmt: TokenFormat, key: bytes, start: int, last: int) -> tuple[int, ...]:
+def chain_highs(fmt: TokenFormat, key: bytes, start: int, last: int) -> array[int]:
     """High parts of the chain codes for counts 0..`last` (maybe more), from `start`.
 
-    Count 0 is `start` itself; the result may be longer than asked for.
+    Count 0 is `start` itself; the result may be longer than asked for. Callers must not
+    modify it.
     """
+    global _held
     ident = (fmt.name, key, start)
     with _lock:
         cached = _chains.get(ident)
         if cached is not None:
             _chains.move_to_end(ident)
     if cached is None:
-        highs: tuple[int, ...] = (start // fmt.value_modulus,)
+        highs = array("L", (start // fmt.value_modulus,))
         code = start
     else:
-        highs, code = cached
-        if len(highs) > last:
-            return highs
+        old, code = cached
+        if len(old) > last:
+            return old
+        highs = array("L", old)
     modulus = fmt.value_modulus
     step = fmt.step
-    more = []
     for _ in range(last + 1 - len(highs)):
         code = step(key, code)
-        more.append(code // modulus)
-    highs += tuple(more)
+        highs.append(code // modulus)
     with _lock:
+        replaced = _chains.pop(ident, None)
+        _held += len(highs) - (len(replaced[0]) if replaced else 0)
         _chains[ident] = (highs, code)
-        _chains.move_to_end(ident)
-        while len(_chains) > CACHE_CHAINS:
-            _chains.popitem(last=False)
+        while len(_chains) > 1 and (len(_chains) > CACHE_CHAINS or _held > CACHE_CODES):
+            _, (evicted, _) = _chains.popitem(last=False)
+            _held -= len(evicted)
     return highs
 
 
 def clear_chain_cache() -> None:
     """Forget every memoised chain (benchmarks use it to measure the cold cost)."""
+    global _held
     with _lock:
         _chains.clear()
+        _held = 0

@@ -253,3 +253,20 @@ class NexusMeterModel(RuleBasedStateMachine):
 
 TestNexusMeterModel = NexusMeterModel.TestCase
 TestNexusMeterModel.settings = settings(stateful_step_count=30)
+
+
+def test_restricted_flag_is_set_by_the_product_and_cleared_by_a_keycode(tmp_path: object) -> None:
+    from nexus_keycode.protocols.full import FullMessage, FullMessageWipeFlags
+
+    meter = Meter.nexus(KEY)
+    meter.set_restricted(True, 0.0)
+    assert meter.restricted
+    meter.power_cycle(1.0)
+    assert meter.restricted  # persisted in the Nexus custom-flag byte
+    clear = FullMessage.wipe_state(
+        id_=1, flags=FullMessageWipeFlags.WIPE_RESTRICTED_FLAG, secret_key=KEY
+    ).to_keycode()
+    assert meter.enter_keycode(str(clear), 2.0).outcome is Outcome.APPLIED
+    assert not meter.restricted
+    with pytest.raises(ConfigError):
+        Meter.openpaygo(OPAYGO_KEY, OPAYGO_SC).set_restricted(True, 0.0)

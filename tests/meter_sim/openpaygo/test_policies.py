@@ -7,6 +7,8 @@ library does, so the difference stays visible (reference §2.8, §3, §6).
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from openpaygo import TokenType, decode_token
 
 from meter_sim.actions import AddCredit, SetCredit
@@ -73,29 +75,34 @@ def test_hw10_older_add_after_set_is_refused() -> None:
     assert state.count == 6
 
 
-@pytest.mark.parametrize("start", [1, 10, 37])
-@pytest.mark.parametrize(("kind", "jump"), [(A, 64), (S, 64), (D, 64), (Y, 100)])
-def test_forward_window_edges(start: int, kind: Kind, jump: int) -> None:
+JUMP = {A: 64, S: 64, D: 64, Y: 100}
+
+
+@given(
+    start=st.integers(0, 150),
+    kind=st.sampled_from(Kind),
+    key=st.binary(min_size=16, max_size=16),
+    starting_code=st.integers(0, 999_999_999),
+)
+def test_forward_window_edges(start: int, kind: Kind, key: bytes, starting_code: int) -> None:
     # Counts are tried up to device count + jump inclusive; the kind fixes the parity.
+    device = Device(key, starting_code)
     parity = 0 if kind is A else 1
-    edge = start + jump if (start + jump) % 2 == parity else start + jump - 1
+    edge = start + JUMP[kind] - (start + JUMP[kind] + parity) % 2
     value = {A: 5, S: 6, D: 998, Y: 999}[kind]
     state = TokenState.initial(start)
-    beyond = process_token(
-        token_at(DOCS, kind, value, edge + 2),
-        secret_key=DOCS_KEY,
-        starting_code=DOCS_STARTING_CODE,
-        state=state,
-    )
-    assert beyond.outcome is INVALID
-    at_edge = process_token(
-        token_at(DOCS, kind, value, edge),
-        secret_key=DOCS_KEY,
-        starting_code=DOCS_STARTING_CODE,
-        state=state,
-    )
-    assert (at_edge.outcome, at_edge.state.count) == (APPLIED, edge)
-    assert at_edge.action == action_for(kind, value)
+    decisions = [
+        process_token(
+            token_at(device, kind, value, n),
+            secret_key=key,
+            starting_code=starting_code,
+            state=state,
+        )
+        for n in (edge, edge + 2)
+    ]
+    assert [d.outcome for d in decisions] == [APPLIED, INVALID]
+    assert decisions[0].state.count == edge
+    assert decisions[0].action == action_for(kind, value)
 
 
 def test_reference_window_example() -> None:

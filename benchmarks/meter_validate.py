@@ -1,0 +1,129 @@
+"""Meter validation throughput per protocol, and the size of the persisted state.
+
+Prints one JSON object per line. Throughput is reported next to the floor measured in the
+same run: a validation needs at least one SipHash-2-4 call, so `cost_in_siphash_calls` says
+how many MAC computations' worth of time one validation takes (machine-independent-ish).
+The Meter runs with rate limiting off and an in-memory medium; every applied code also
+writes its NV slot, as on the device.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from collections.abc import Callable
+
+from nexus_keycode.protocols.full import FullMessage
+from nexus_keycode.protocols.small import AddCreditSmallMessage
+from openpaygo import TokenType, generate_token
+
+from meter_sim import Meter, Outcome
+from meter_sim.nv import Kind, slot_size
+from meter_sim.siphash import siphash24
+
+KEY = bytes.fromhex("deadbeef1020304004030201feebdaed")
+OPAYGO_KEY = "a29ab82edc5fbbc41ec9530f6dac86b1"
+SC = 123456789
+N = 300
+_clock = itertools.count()
+
+
+def rate(fn: Callable[[], object], n: int) -> float:
+    start = time.perf_counter()
+    for _ in range(n):
+        fn()
+    return n / (time.perf_counter() - start)
+
+
+def timed(codes: list[str], meter: Meter, expect: Outcome) -> float:
+    start = time.perf_counter()
+    for code in codes:
+        result = meter.enter_keycode(code, float(next(_clock)))
+        if result.outcome is not expect:
+            raise SystemExit(f"benchmark broke: {code} gave {result.outcome} ({result.reason})")
+    return len(codes) / (time.perf_counter() - start)
+
+
+def main() -> None:
+    floor = rate(lambda: siphash24(KEY, b"\x01\x00\x00\x00\x00\xa8\x00\x00\x00"), 20000)
+    print(json.dumps({"baseline": "siphash24", "calls_per_s": round(floor)}))
+
+    full = [str(FullMessage.add_credit(i, 1, KEY).to_keycode()) for i in range(1, N + 1)]
+    small = [str(AddCreditSmallMessage(i, 1, KEY).to_keycode()) for i in range(1, N + 1)]
+    tokens, count = [], 1
+    for _ in range(N):
+        count, token = generate_token(
+            secret_key=OPAYGO_KEY,
+            count=count,
+            value=1,
+            token_type=TokenType.ADD_TIME,
+            starting_code=SC,
+        )
+        tokens.append(str(token))
+
+    cases = [
+        ("nexus-full", "applied", lambda: Meter.nexus(KEY, rate_limit=None), full, Outcome.APPLIED),
+        ("nexus-full", "duplicate", None, full, Outcome.DUPLICATE),
+        (
+            "nexus-small",
+            "applied",
+            lambda: Meter.nexus(KEY, "small", rate_limit=None),
+            small,
+            Outcome.APPLIED,
+        ),
+        ("nexus-small", "duplicate", None, small, Outcome.DUPLICATE),
+        (
+            "openpaygo",
+            "applied",
+            lambda: Meter.openpaygo(bytes.fromhex(OPAYGO_KEY), SC, blocking=None),
+            tokens,
+            Outcome.APPLIED,
+        ),
+        ("openpaygo", "duplicate", None, tokens, Outcome.DUPLICATE),
+    ]
+    meter: Meter | None = None
+    for protocol, what, build, codes, expect in cases:
+        if build is not None:
+            meter = build()
+        assert meter is not None
+        # Duplicates of the last few codes (still in the window) after all were applied.
+        batch = codes if what == "applied" else codes[-8:] * (N // 8)
+        per_s = timed(batch, meter, expect)
+        print(
+            json.dumps(
+                {
+                    "protocol": protocol,
+                    "outcome": what,
+                    "validations_per_s": round(per_s),
+                    "cost_in_siphash_calls": round(floor / per_s, 1),
+                }
+            )
+        )
+
+    garbage = Meter.openpaygo(bytes.fromhex(OPAYGO_KEY), SC, count=1, blocking=None)
+    per_s = timed([f"{i * 7919:09d}" for i in range(1, 51)], garbage, Outcome.INVALID)
+    print(
+        json.dumps(
+            {
+                "protocol": "openpaygo",
+                "outcome": "invalid (count 1: walks the 65-step window)",
+                "validations_per_s": round(per_s),
+                "cost_in_siphash_calls": round(floor / per_s, 1),
+            }
+        )
+    )
+    for kind in Kind:
+        print(
+            json.dumps(
+                {
+                    "nv_kind": kind.name.lower(),
+                    "slot_bytes": slot_size(kind),
+                    "medium_bytes": 2 * slot_size(kind),
+                }
+            )
+        )
+
+
+if __name__ == "__main__":
+    main()

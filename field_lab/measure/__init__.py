@@ -1,0 +1,1 @@
+"""Measurement: latency histograms, Jepsen-style histories and checkers, k6-style SLOs."""

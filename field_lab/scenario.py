@@ -1,0 +1,368 @@
+"""Scenario files: what a lab run puts in the field, for how long, and what must hold.
+
+A scenario is TOML. Every field has a default (the built-in scenario is the empty file), and
+every value is checked on load with an error that names the field, what it expected and what
+it got, so a typo fails before the run, not during it.
+
+    name = "village-day"
+    seed = 7
+    duration_s = 90              # real seconds of field activity
+    settle_s = 45                # then: no new actions, let queues drain (bounded)
+    time_scale = 1440            # meters' virtual seconds per real second (1 min = 1 day)
+
+    [fleet]
+    agents = 200
+    devices = 2000
+    links = { gprs-typ = 0.5, gprs-bad = 0.2, edge-typ = 0.2, "3g" = 0.1 }
+    outages = [ { at_s = 30, for_s = 12, share = 0.25 } ]
+
+    [devices]
+    protocols = { nexus-full = 0.5, nexus-small = 0.2, openpaygo = 0.3 }
+    installed_share = 0.7        # devices already sold before the run (customers who pay)
+
+    [agents]
+    visits_per_hour = 40         # per agent, real time, Poisson
+    visit_s = 90                 # a sale succeeds if the device is activated within this
+    sync_interval_s = 15         # background sync besides sync-on-enqueue
+
+    [customers]
+    payments_per_hour = 6        # per installed device, real time, Poisson
+    mobile_money_share = 0.8     # the rest pay cash to an agent
+    sms_share = 0.8              # keycodes by SMS; the rest only through the agent's handset
+    seconds_per_key = 0.35
+    typo_rate = 0.02             # per code: a typo costs an attempt and a retype
+
+    [reports]
+    readers = 4
+    interval_s = 2.0
+
+    [slo]
+    activation_s = ["p(95)<120"]
+    sale_failed = ["rate<0.05"]
+    lost_ops = ["count==0"]
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from field_lab.measure.slo import SLOError, Threshold, parse_thresholds
+
+LINK_PROFILES = ("perfect", "3g", "edge-typ", "gprs-typ", "gprs-bad", "offline")
+PROTOCOLS = ("nexus-full", "nexus-small", "openpaygo")
+
+METRICS: dict[str, str] = {
+    "activation_s": "trend",
+    "sale_activation_s": "trend",
+    "sync_s": "trend",
+    "sync_floor_ratio": "trend",
+    "report_s": "trend",
+    "sale_failed": "rate",
+    "report_failed": "rate",
+    "payment_unactivated": "rate",
+    "lost_ops": "counter",
+    "duplicate_ops": "counter",
+    "unexpected_ops": "counter",
+    "overcredited_meters": "counter",
+    "undercredited_meters": "counter",
+    "duplicate_keycodes": "counter",
+}
+"""Every metric a threshold may name, with its kind (see `field_lab.measure.slo`)."""
+
+
+class ScenarioError(ValueError):
+    """The scenario file is wrong; the message names the field (the scenario's fault)."""
+
+
+@dataclass(frozen=True)
+class Outage:
+    at_s: float
+    for_s: float
+    share: float
+
+
+@dataclass(frozen=True)
+class Fleet:
+    agents: int = 200
+    devices: int = 2000
+    links: dict[str, float] = field(
+        default_factory=lambda: {"gprs-typ": 0.5, "gprs-bad": 0.2, "edge-typ": 0.2, "3g": 0.1}
+    )
+    outages: tuple[Outage, ...] = (Outage(at_s=30, for_s=12, share=0.25),)
+
+
+@dataclass(frozen=True)
+class Devices:
+    protocols: dict[str, float] = field(
+        default_factory=lambda: {"nexus-full": 0.5, "nexus-small": 0.2, "openpaygo": 0.3}
+    )
+    installed_share: float = 0.7
+
+
+@dataclass(frozen=True)
+class Agents:
+    visits_per_hour: float = 40.0
+    visit_s: float = 90.0
+    sync_interval_s: float = 15.0
+
+
+@dataclass(frozen=True)
+class Customers:
+    payments_per_hour: float = 6.0
+    mobile_money_share: float = 0.8
+    sms_share: float = 0.8
+    seconds_per_key: float = 0.35
+    typo_rate: float = 0.02
+
+
+@dataclass(frozen=True)
+class Reports:
+    readers: int = 4
+    interval_s: float = 2.0
+
+
+DEFAULT_SLO: dict[str, list[str]] = {
+    "activation_s": ["p(95)<120"],
+    "sale_failed": ["rate<0.05"],
+    "report_failed": ["rate<0.01"],
+    "lost_ops": ["count==0"],
+    "duplicate_ops": ["count==0"],
+    "overcredited_meters": ["count==0"],
+    "undercredited_meters": ["count==0"],
+}
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str = "default"
+    seed: int = 1
+    duration_s: float = 90.0
+    settle_s: float = 45.0
+    time_scale: float = 1440.0
+    fleet: Fleet = field(default_factory=Fleet)
+    devices: Devices = field(default_factory=Devices)
+    agents: Agents = field(default_factory=Agents)
+    customers: Customers = field(default_factory=Customers)
+    reports: Reports = field(default_factory=Reports)
+    slo: dict[str, list[str]] = field(default_factory=lambda: dict(DEFAULT_SLO))
+
+    @property
+    def thresholds(self) -> list[Threshold]:
+        return parse_thresholds(self.slo, METRICS)
+
+    def with_overrides(self, **changes: Any) -> Scenario:
+        """Apply CLI overrides (`agents`, `devices`, `duration_s`, `seed`), re-validated."""
+        raw = to_dict(self)
+        for key, value in changes.items():
+            if value is None:
+                continue
+            if key in ("agents", "devices"):
+                raw["fleet"][key] = value
+            else:
+                raw[key] = value
+        return parse(raw)
+
+
+# -- validation ---------------------------------------------------------------------------
+
+
+def _fail(path: str, expected: str, got: object) -> ScenarioError:
+    return ScenarioError(f"{path}: expected {expected}, got {got!r}")
+
+
+def _number(path: str, value: object, *, low: float, high: float, integer: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _fail(path, "a number", value)
+    if integer and not isinstance(value, int):
+        raise _fail(path, "a whole number", value)
+    if not math.isfinite(value) or not low <= value <= high:
+        raise _fail(path, f"a number from {low:g} to {high:g}", value)
+    return value
+
+
+def _share(path: str, value: object) -> float:
+    return _number(path, value, low=0.0, high=1.0)
+
+
+def _mix(path: str, value: object, allowed: tuple[str, ...]) -> dict[str, float]:
+    if not isinstance(value, Mapping) or not value:
+        raise _fail(path, f"a table of shares over {', '.join(allowed)}", value)
+    out = {}
+    for key, share in value.items():
+        if key not in allowed:
+            raise ScenarioError(f"{path}.{key}: unknown; choose from {', '.join(allowed)}")
+        out[key] = _share(f"{path}.{key}", share)
+    total = sum(out.values())
+    if not math.isclose(total, 1.0, abs_tol=1e-6):
+        raise ScenarioError(f"{path}: shares must add up to 1, they add up to {total:g}")
+    return out
+
+
+def _table(path: str, value: object) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise _fail(path, "a table", value)
+    return value
+
+
+def _check_keys(path: str, table: Mapping[str, Any], cls: type) -> None:
+    known = {f.name for f in fields(cls)}
+    for key in table:
+        if key not in known:
+            where = f"{path}.{key}" if path else key
+            raise ScenarioError(f"{where}: unknown field; known: {', '.join(sorted(known))}")
+
+
+def _section(path: str, raw: Mapping[str, Any], cls: type, rules: dict[str, Any]) -> Any:
+    table = _table(path, raw.get(path, {}))
+    _check_keys(path, table, cls)
+    values = {
+        name: check(f"{path}.{name}", table[name]) for name, check in rules.items() if name in table
+    }
+    return cls(**values)
+
+
+def _outages(path: str, value: object) -> tuple[Outage, ...]:
+    if not isinstance(value, list):
+        raise _fail(path, "a list of { at_s, for_s, share }", value)
+    out = []
+    for i, item in enumerate(value):
+        where = f"{path}[{i}]"
+        table = _table(where, item)
+        _check_keys(where, table, Outage)
+        missing = {"at_s", "for_s", "share"} - set(table)
+        if missing:
+            raise ScenarioError(f"{where}: missing {', '.join(sorted(missing))}")
+        out.append(
+            Outage(
+                at_s=_number(f"{where}.at_s", table["at_s"], low=0, high=86400),
+                for_s=_number(f"{where}.for_s", table["for_s"], low=0, high=86400),
+                share=_share(f"{where}.share", table["share"]),
+            )
+        )
+    return tuple(out)
+
+
+def parse(raw: Mapping[str, Any]) -> Scenario:
+    """Build a Scenario from a parsed TOML table, checking every field."""
+    _check_keys("", raw, Scenario)
+    top: dict[str, Any] = {}
+    if "name" in raw:
+        if not isinstance(raw["name"], str) or not raw["name"].strip():
+            raise _fail("name", "a non-empty string", raw["name"])
+        top["name"] = raw["name"]
+    for key, low, high, integer in (
+        ("seed", 0, 2**63 - 1, True),
+        ("duration_s", 1, 86400, False),
+        ("settle_s", 0, 3600, False),
+        ("time_scale", 1, 1e6, False),
+    ):
+        if key in raw:
+            top[key] = _number(key, raw[key], low=low, high=high, integer=integer)
+    fleet = _section(
+        "fleet",
+        raw,
+        Fleet,
+        {
+            "agents": lambda p, v: int(_number(p, v, low=1, high=100_000, integer=True)),
+            "devices": lambda p, v: int(_number(p, v, low=1, high=1_000_000, integer=True)),
+            "links": lambda p, v: _mix(p, v, LINK_PROFILES),
+            "outages": _outages,
+        },
+    )
+    if fleet.devices < fleet.agents:
+        raise ScenarioError(
+            f"fleet.devices ({fleet.devices}) must be at least fleet.agents ({fleet.agents}):"
+            " every agent holds stock"
+        )
+    devices = _section(
+        "devices",
+        raw,
+        Devices,
+        {"protocols": lambda p, v: _mix(p, v, PROTOCOLS), "installed_share": _share},
+    )
+    agents = _section(
+        "agents",
+        raw,
+        Agents,
+        {
+            "visits_per_hour": lambda p, v: _number(p, v, low=0, high=3600),
+            "visit_s": lambda p, v: _number(p, v, low=1, high=86400),
+            "sync_interval_s": lambda p, v: _number(p, v, low=0.1, high=86400),
+        },
+    )
+    customers = _section(
+        "customers",
+        raw,
+        Customers,
+        {
+            "payments_per_hour": lambda p, v: _number(p, v, low=0, high=3600),
+            "mobile_money_share": _share,
+            "sms_share": _share,
+            "seconds_per_key": lambda p, v: _number(p, v, low=0, high=60),
+            "typo_rate": _share,
+        },
+    )
+    reports = _section(
+        "reports",
+        raw,
+        Reports,
+        {
+            "readers": lambda p, v: int(_number(p, v, low=0, high=1000, integer=True)),
+            "interval_s": lambda p, v: _number(p, v, low=0.05, high=3600),
+        },
+    )
+    slo = raw.get("slo", DEFAULT_SLO)
+    try:
+        parse_thresholds(slo, METRICS)
+    except SLOError as exc:
+        raise ScenarioError(f"slo.{exc}") from exc
+    normalised = {k: [v] if isinstance(v, str) else list(v) for k, v in _table("slo", slo).items()}
+    return Scenario(
+        **top,
+        fleet=fleet,
+        devices=devices,
+        agents=agents,
+        customers=customers,
+        reports=reports,
+        slo=normalised,
+    )
+
+
+def loads(text: str) -> Scenario:
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError(f"not valid TOML: {exc}") from exc
+    return parse(raw)
+
+
+def load(path: str | Path) -> Scenario:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ScenarioError(f"cannot read scenario {path}: {exc}") from exc
+    return loads(text)
+
+
+def to_dict(scenario: Scenario) -> dict[str, Any]:
+    """A plain, TOML-shaped dict (for summary.json and re-validation)."""
+
+    def plain(value: Any) -> Any:
+        if hasattr(value, "__dataclass_fields__"):
+            return {f.name: plain(getattr(value, f.name)) for f in fields(value)}
+        if isinstance(value, tuple | list):
+            return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        return value
+
+    result: dict[str, Any] = plain(scenario)
+    return result
+
+
+DEFAULT = Scenario()

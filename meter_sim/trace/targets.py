@@ -1,0 +1,151 @@
+"""Replay targets: thin byte links to a device, each read bounded by a timeout.
+
+`sim` is the simulator in-process; `tcp://HOST:PORT` is a simulator (or bridge) on TCP;
+anything else is a pyserial port or URL (`/dev/ttyUSB0`, `/dev/pts/3`, `socket://`,
+`rfc2217://`, `loop://`). All meaning stays in the sans-I/O replayer.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from abc import ABC, abstractmethod
+from typing import Any
+
+import serial
+
+from meter_sim.line_protocol import LineSession
+from meter_sim.trace.device import DeviceConfig
+from meter_sim.trace.errors import TargetUnreachable
+
+DEFAULT_BAUD = 115200
+CONNECT_TIMEOUT = 5.0
+POLL = 0.02
+"""Seconds one serial read may block; reads loop on it up to the caller's timeout."""
+
+
+class Link(ABC):
+    """A byte pipe to a device. `read` returns b"" when `timeout` passes with nothing."""
+
+    name: str = "link"
+
+    @abstractmethod
+    def write(self, data: bytes) -> None: ...
+
+    @abstractmethod
+    def read(self, timeout: float) -> bytes: ...
+
+    def close(self) -> None:
+        return None
+
+    def __enter__(self) -> Link:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class SimLink(Link):
+    """The simulator in-process, behind its own line-protocol session (virtual clock)."""
+
+    def __init__(self, session: LineSession) -> None:
+        self.session = session
+        self.name = f"sim ({session.meter.protocol})"
+        self._out = bytearray()
+
+    @classmethod
+    def for_device(cls, device: DeviceConfig) -> SimLink:
+        return cls(LineSession(device.build()))
+
+    def write(self, data: bytes) -> None:
+        self._out += self.session.feed(data)
+
+    def read(self, timeout: float) -> bytes:
+        data = bytes(self._out)
+        self._out.clear()
+        return data
+
+
+class TcpLink(Link):
+    def __init__(self, host: str, port: int, *, connect_timeout: float = CONNECT_TIMEOUT) -> None:
+        self.name = f"tcp://{host}:{port}"
+        try:
+            self._sock = socket.create_connection((host, port), timeout=connect_timeout)
+        except OSError as exc:
+            raise TargetUnreachable(f"{self.name}: {exc.strerror or exc}") from None
+        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def write(self, data: bytes) -> None:
+        try:
+            self._sock.sendall(data)
+        except OSError as exc:
+            raise TargetUnreachable(f"{self.name}: write failed: {exc.strerror or exc}") from None
+
+    def read(self, timeout: float) -> bytes:
+        self._sock.settimeout(max(timeout, 0.001))
+        try:
+            data = self._sock.recv(65536)
+        except TimeoutError:
+            return b""
+        except OSError as exc:
+            raise TargetUnreachable(f"{self.name}: read failed: {exc.strerror or exc}") from None
+        if not data:
+            raise TargetUnreachable(f"{self.name}: the connection was closed")
+        return data
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+class SerialLink(Link):
+    """A pyserial port or URL; settings are ignored where the medium has none (pty, socket)."""
+
+    def __init__(self, url: str, *, baudrate: int = DEFAULT_BAUD) -> None:
+        self.name = url
+        try:
+            self._port: Any = serial.serial_for_url(url, baudrate=baudrate, timeout=POLL)
+        except (serial.SerialException, OSError, ValueError) as exc:
+            raise TargetUnreachable(f"{url}: {exc}") from None
+
+    def write(self, data: bytes) -> None:
+        try:
+            self._port.write(data)
+            self._port.flush()
+        except (serial.SerialException, OSError) as exc:
+            raise TargetUnreachable(f"{self.name}: write failed: {exc}") from None
+
+    def read(self, timeout: float) -> bytes:
+        # The port's own timeout stays fixed (changing it reconfigures the port every call);
+        # the wait is bounded by polling up to `timeout`.
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                first: bytes = self._port.read(1)
+                if first:
+                    waiting = self._port.in_waiting
+                    return first + (self._port.read(waiting) if waiting else b"")
+                if time.monotonic() >= deadline:
+                    return b""
+        except (serial.SerialException, OSError) as exc:
+            raise TargetUnreachable(f"{self.name}: read failed: {exc}") from None
+
+    def close(self) -> None:
+        self._port.close()
+
+
+def parse_tcp(spec: str) -> tuple[str, int]:
+    host, sep, port = spec.removeprefix("tcp://").rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) <= 65535:
+        raise ValueError(f"expected tcp://HOST:PORT, got {spec!r}")
+    return host, int(port)
+
+
+def open_target(spec: str, device: DeviceConfig | None = None) -> Link:
+    """Open `sim`, `tcp://HOST:PORT`, or any pyserial port/URL."""
+    if spec == "sim":
+        if device is None:
+            raise ValueError("the sim target needs the device configuration")
+        return SimLink.for_device(device)
+    if spec.startswith("tcp://"):
+        return TcpLink(*parse_tcp(spec))
+    return SerialLink(spec)

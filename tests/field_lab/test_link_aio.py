@@ -1,0 +1,146 @@
+"""LinkConnector: an aiohttp ClientSession over one handset's emulated link; and the fleet
+scheduler carrying 2,000 handsets' links in one process."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import AsyncIterator, Callable
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from field_lab.link import BUILTIN_PROFILES, DOWN, UP, Arrived, Established, Event, Outage
+from field_lab.link.aio import LinkConnector
+from field_lab.link.scheduler import LinkPort, LinkScheduler
+
+FAST = BUILTIN_PROFILES["perfect"].replace(
+    name="fast", rtt_s=0.02, down_bps=4_000_000, up_bps=2_000_000
+)
+
+
+async def _sized(request: web.Request) -> web.Response:
+    body = await request.read()
+    return web.Response(body=bytes([body[0] if body else 0]) * int(request.query["n"]))
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[str]:
+    app = web.Application()
+    app.router.add_post("/sized", _sized)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    assert site._server is not None
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    yield f"http://127.0.0.1:{port}"
+    await runner.cleanup()
+
+
+def test_the_splice_point_is_still_there() -> None:
+    """aiohttp's private hook we override must keep its shape."""
+    params = inspect.signature(aiohttp.TCPConnector._wrap_create_connection).parameters
+    assert {"addr_infos", "req", "timeout", "client_error"} <= set(params)
+
+
+async def test_requests_travel_over_the_link_and_reuse_the_connection(server: str) -> None:
+    scheduler = LinkScheduler()
+    port = scheduler.add(FAST.replace(wakeup_s=0.01), seed=2)
+    async with aiohttp.ClientSession(connector=LinkConnector(port)) as session:
+        for size in (10, 50_000, 300):
+            async with session.post(f"{server}/sized?n={size}", data=b"k" * 700) as response:
+                assert response.status == 200
+                assert await response.read() == b"k" * size
+    link = port.link
+    assert link.up.stats.payload_bytes > 3 * 700
+    assert link.down.stats.payload_bytes > 50_310
+    assert link._next_id == 2  # one connection, kept alive for all three requests
+    assert link.radio.wakeups == 1
+    scheduler.close()
+
+
+async def test_a_long_outage_fails_the_request(server: str) -> None:
+    scheduler = LinkScheduler()
+    profile = FAST.replace(reset_after_s=0.2)
+    port = scheduler.add(profile, outages=[Outage(0.0, 100.0)])
+    async with aiohttp.ClientSession(connector=LinkConnector(port)) as session:
+        with pytest.raises(aiohttp.ClientConnectorError):
+            await session.post(f"{server}/sized?n=1", data=b"x")
+    scheduler.close()
+
+
+async def test_a_reset_mid_response_is_a_client_error(server: str) -> None:
+    scheduler = LinkScheduler()
+    profile = FAST.replace(down_bps=200_000, reset_after_s=0.1)
+    port = scheduler.add(profile, outages=[Outage(0.3, 100.0)])
+    async with aiohttp.ClientSession(connector=LinkConnector(port)) as session:
+        with pytest.raises(aiohttp.ClientError):
+            async with session.post(f"{server}/sized?n=200000", data=b"x") as response:
+                await response.read()
+    assert port.link.resets == 1
+    scheduler.close()
+
+
+async def test_one_scheduler_carries_2000_handsets() -> None:
+    """Each handset has its own link state (own queue, radio and outages) and no port of its
+    own; one timer drives them all, and every exchange completes."""
+    scheduler = LinkScheduler()
+    profile = FAST.replace(rtt_s=0.05, down_bps=40_000, up_bps=20_000)
+    handsets = 2000
+    done = asyncio.get_running_loop().create_future()
+    finished = 0
+
+    def sink_for(port: LinkPort) -> Callable[[Event], None]:
+        got = {UP: 0, DOWN: 0}
+
+        def sink(event: Event) -> None:
+            nonlocal finished
+            if isinstance(event, Established):
+                port.send(event.conn, UP, b"r" * 60)
+            elif isinstance(event, Arrived):
+                got[event.direction] += len(event.data)
+                if event.direction == UP and got[UP] == 60:
+                    port.send(event.conn, DOWN, b"a" * 40)
+                elif event.direction == DOWN and got[DOWN] == 40:
+                    finished += 1
+                    if finished == handsets:
+                        done.set_result(None)
+
+        return sink
+
+    ports = [scheduler.add(profile, seed=i) for i in range(handsets)]
+    for port in ports:
+        port.open(sink_for(port))
+    await asyncio.wait_for(done, timeout=60)
+    assert finished == handsets
+    assert len({id(p.link.up) for p in ports}) == handsets
+    scheduler.close()
+
+
+async def test_a_faulty_sink_is_reported_and_does_not_stall_the_others() -> None:
+    loop = asyncio.get_running_loop()
+    reported: list[BaseException] = []
+    loop.set_exception_handler(lambda _loop, context: reported.append(context["exception"]))
+    scheduler = LinkScheduler()
+    established: list[int] = []
+
+    def faulty(event: Event) -> None:
+        raise RuntimeError("bug in a handset")
+
+    def fine(event: Event) -> None:
+        if isinstance(event, Established):
+            established.append(event.conn.id)
+
+    bad, good = scheduler.add(FAST), scheduler.add(FAST)
+    bad.open(faulty)
+    good.open(fine)
+    for _ in range(100):
+        if established and reported:
+            break
+        await asyncio.sleep(0.01)
+    loop.set_exception_handler(None)
+    scheduler.close()
+    assert established == [1]
+    assert isinstance(reported[0], RuntimeError)
