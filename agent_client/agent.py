@@ -99,22 +99,21 @@ class Agent:
         try:
             if await store.get("handset") is not None:
                 raise InvalidOperation(f"{db_path} is already provisioned")
-            key = HandsetKey.generate()
+            seed = await store.get("key_seed")
+            if seed is None:  # kept before sending: a retry after a lost answer reuses it
+                seed = HandsetKey.generate().seed
+                await store.put(key_seed=seed, server_url=server_url)
+            key = HandsetKey.from_seed(bytes(seed))
             doc = {"agent": agent, "code": code, "public_key": key.public.hex()}
             sent = int(clock() * 1000)
             reply = await transport.post(
                 PROVISION_PATH, json.dumps(doc).encode(), {"Content-Type": "application/json"}
             )
-            if reply.status != 201:
+            if reply.status not in (200, 201):
                 raise refusal(reply)
             answer = json.loads(reply.body)
             offset = Stamper().observe(sent, int(clock() * 1000), int(answer["server_ms"]))
-            await store.put(
-                handset=int(answer["handset"]),
-                key_seed=key.seed,
-                server_url=server_url,
-                offset_ms=offset,
-            )
+            await store.put(handset=int(answer["handset"]), server_url=server_url, offset_ms=offset)
         finally:
             await store.close()
             await transport.close()

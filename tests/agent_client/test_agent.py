@@ -4,6 +4,7 @@ bounded backoff, the background trigger, and identity errors."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -13,10 +14,12 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from agent_client.agent import Agent
-from agent_client.errors import InvalidOperation, NotProvisioned, ServerRefused
+from agent_client.errors import InvalidOperation, NotProvisioned, ServerRefused, TransientError
+from agent_client.protocol.auth import HandsetKey
 from agent_client.protocol.sync import SyncConfig
 from agent_client.store import OpState
 from server_stub.app import create_app
+from server_stub.store import Store
 from tests.server_stub.fixtures import PRICE_PER_DAY, Seeded, seed_platform
 
 FAST = SyncConfig(backoff_base_s=0.01, backoff_cap_s=0.02)
@@ -154,6 +157,24 @@ async def test_background_sync_on_enqueue_and_on_reconnect(
     assert (await agent.store.operation(offline)).state is OpState.PENDING  # type: ignore[union-attr]
     agent.connectivity_changed(True)
     assert await settled(offline)
+    await agent.close()
+
+
+async def test_provisioning_after_a_lost_answer_keeps_one_handset(
+    platform: tuple[str, Seeded], tmp_path: Path
+) -> None:
+    url, _ = platform
+    with pytest.raises(TransientError):  # the answer never makes it back...
+        await Agent.provision(tmp_path / "h.db", "http://127.0.0.1:9", "ama", "code-ama")
+    with sqlite3.connect(tmp_path / "h.db") as db:
+        (seed,) = db.execute("SELECT value FROM meta WHERE key = 'key_seed'").fetchone()
+    store = Store.open(tmp_path / "server.db")  # ...although the request had arrived
+    registered = store.provision("ama", "code-ama", HandsetKey.from_seed(seed).public, 1)
+    agent = await Agent.provision(tmp_path / "h.db", url, "ama", "code-ama")
+    assert agent.handset == registered
+    assert store.counts()["handsets"] == 1
+    store.close()
+    assert (await agent.sync()).failures == 0
     await agent.close()
 
 
