@@ -243,7 +243,8 @@ class Agent:
                 report.rejected += result.rejected
                 report.keycodes += [e for _, e in result.entries if isinstance(e, Keycode)]
                 fetch = result.more
-            report.pending = len(await self.store.sendable(10**6))
+            counts = await self.store.counts()
+            report.pending = counts[OpState.PENDING] + counts[OpState.IN_FLIGHT]
             return report
 
     async def _exchange(self, request: Request, ts_ms: int) -> Result:
