@@ -226,6 +226,7 @@ class Agent:
                 last_ms = self._stamper.stamp(int(self._clock() * 1000))
                 await self.store.mark_in_flight(request.seqs, last_ms=last_ms)
                 report.exchanges += 1
+                cursor = self.core.cursor
                 try:
                     result = await self._exchange(request, last_ms)
                 except TransientError as exc:
@@ -233,12 +234,16 @@ class Agent:
                     report.failures += 1
                     report.last_error = str(exc)
                     continue
-                await self.store.apply(
-                    result,
-                    int(self._clock() * 1000),
-                    offset_ms=self._stamper.offset_ms,
-                    last_ms=self._stamper.last_ms,
-                )
+                try:
+                    await self.store.apply(
+                        result,
+                        int(self._clock() * 1000),
+                        offset_ms=self._stamper.offset_ms,
+                        last_ms=self._stamper.last_ms,
+                    )
+                except BaseException:
+                    self.core.cursor = cursor  # not stored: fetch those entries again
+                    raise
                 report.acked += result.acked
                 report.rejected += result.rejected
                 report.keycodes += [e for _, e in result.entries if isinstance(e, Keycode)]

@@ -178,6 +178,25 @@ async def test_provisioning_after_a_lost_answer_keeps_one_handset(
     await agent.close()
 
 
+async def test_entries_not_stored_are_fetched_again(
+    platform: tuple[str, Seeded], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, seeded = platform
+    agent = await Agent.provision(tmp_path / "h.db", url, "ama", "code-ama")
+
+    async def disk_full(*args: object, **kwargs: object) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(agent.store, "apply", disk_full)
+        with pytest.raises(sqlite3.OperationalError):
+            await agent.sync()
+    assert agent.core.cursor == 0
+    await agent.sync()
+    assert (await agent.status()).stock == sorted(seeded.stock["ama"])
+    await agent.close()
+
+
 async def test_identity_and_refusals(platform: tuple[str, Seeded], tmp_path: Path) -> None:
     url, seeded = platform
     with pytest.raises(NotProvisioned):
