@@ -92,9 +92,13 @@ class Agent:
         ssl_context: ssl.SSLContext | bool = True,
         clock: Clock = time.time,
         config: SyncConfig | None = None,
+        rng: random.Random | None = None,
     ) -> Agent:
-        """Create this handset's key pair, register it with the server and store the identity."""
+        """Create this handset's key pair, register it with the server and store the identity.
+
+        The returned Agent keeps using `transport` (and its warm connection)."""
         store = await HandsetStore.open(db_path)
+        own = transport is None
         transport = transport or Transport(server_url, ssl_context=ssl_context)
         try:
             if await store.get("handset") is not None:
@@ -114,10 +118,13 @@ class Agent:
             answer = json.loads(reply.body)
             offset = Stamper().observe(sent, int(clock() * 1000), int(answer["server_ms"]))
             await store.put(handset=int(answer["handset"]), server_url=server_url, offset_ms=offset)
+        except BaseException:
+            if own:
+                await transport.close()
+            raise
         finally:
             await store.close()
-            await transport.close()
-        return await cls.open(db_path, ssl_context=ssl_context, clock=clock, config=config)
+        return await cls.open(db_path, transport=transport, clock=clock, config=config, rng=rng)
 
     @classmethod
     async def open(

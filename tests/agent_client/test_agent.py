@@ -18,6 +18,7 @@ from agent_client.errors import InvalidOperation, NotProvisioned, ServerRefused,
 from agent_client.protocol.auth import HandsetKey
 from agent_client.protocol.sync import SyncConfig
 from agent_client.store import OpState
+from agent_client.transport import Transport
 from server_stub.app import create_app
 from server_stub.store import Store
 from tests.server_stub.fixtures import PRICE_PER_DAY, Seeded, seed_platform
@@ -194,6 +195,18 @@ async def test_entries_not_stored_are_fetched_again(
     assert agent.core.cursor == 0
     await agent.sync()
     assert (await agent.status()).stock == sorted(seeded.stock["ama"])
+    await agent.close()
+
+
+async def test_provisioning_keeps_the_callers_transport(
+    platform: tuple[str, Seeded], tmp_path: Path
+) -> None:
+    """The lab routes a handset over an emulated link by handing in its Transport."""
+    url, _ = platform
+    transport = Transport(url)
+    agent = await Agent.provision(tmp_path / "h.db", url, "ama", "code-ama", transport=transport)
+    assert agent.transport is transport
+    assert (await agent.sync()).failures == 0
     await agent.close()
 
 
