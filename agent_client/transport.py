@@ -64,7 +64,7 @@ class Transport:
                 connector=connector,
                 timeout=self._timeout,
                 # every header costs airtime: send only what the server needs
-                skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"),
+                skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
             )
         return self._session
 
