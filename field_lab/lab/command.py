@@ -22,6 +22,7 @@ from rich.console import Console
 
 from field_lab.lab import output
 from field_lab.lab.fixture import Fixture, FixtureError, seed
+from field_lab.lab.traces import TraceBook
 from field_lab.lab.world import HarnessError, Lab, new_workdir
 from field_lab.measure.slo import EXIT_HARNESS_ERROR, evaluate, exit_code
 from field_lab.scenario import DEFAULT, Scenario, ScenarioError, load
@@ -49,6 +50,11 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         help="with --target: the platform's SQLite file, for the server-side checks",
     )
     run.add_argument("--quiet", action="store_true", help="no live progress view")
+    run.add_argument(
+        "--record-traces",
+        action="store_true",
+        help="write every meter's keypad trace to DIR/traces/ (meter-sim replay)",
+    )
     run.set_defaults(run=run_command)
     s = sub.add_parser("seed", help="seed a server-stub database and write the lab's fixture")
     _scenario_args(s)
@@ -108,7 +114,7 @@ class Progress:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    console = Console(stderr=True)
+    console = Console(stderr=True, width=None if sys.stderr.isatty() else 150)
     try:
         scenario = scenario_from(args)
         fixture = Fixture.load(args.fixture) if args.fixture else None
@@ -121,7 +127,8 @@ def run_command(args: argparse.Namespace) -> int:
     name = f"{time.strftime('%Y%m%d-%H%M%S')}-{scenario.name}-seed{scenario.seed}"
     out = args.out or Path("results") / name
     try:
-        doc, lab = asyncio.run(_run(scenario, name, args, fixture, Progress(console, args.quiet)))
+        progress = Progress(console, args.quiet)
+        doc, lab = asyncio.run(_run(scenario, name, args, fixture, progress, out))
     except HarnessError as exc:
         console.print(f"field-lab run: harness error: {exc}", markup=False)
         return EXIT_HARNESS_ERROR
@@ -130,6 +137,8 @@ def run_command(args: argparse.Namespace) -> int:
         console.print(traceback.format_exc(), markup=False)
         return EXIT_HARNESS_ERROR
     output.write(out, doc, lab.stats, lab.series)
+    if lab.traces is not None:
+        console.print(f"traces: {lab.traces.write()} meters in {out / 'traces'}")
     output.table(doc, Console(width=None if sys.stdout.isatty() else 150))
     print(f"results: {out}")
     return exit_code(lab.verdicts)
@@ -141,6 +150,7 @@ async def _run(
     args: argparse.Namespace,
     fixture: Fixture | None,
     progress: Progress,
+    out: Path,
 ) -> tuple[dict[str, Any], Lab]:
     with new_workdir() as tmp:
         lab = Lab(
@@ -150,6 +160,7 @@ async def _run(
             fixture=fixture,
             server_db=args.target_db,
             progress=progress,
+            traces=TraceBook(out / "traces") if args.record_traces else None,
         )
         started = time.monotonic()
         await lab.run()

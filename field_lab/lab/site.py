@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from agent_client.protocol.keycodes import KeycodeFormat
 from field_lab.lab.clock import LabClock
 from meter_sim import Meter, Outcome
+from meter_sim.trace.recorder import MeterLike
 from server_stub.keycodes import DeviceSecret
 
 MAX_TRIES = 6
@@ -66,7 +67,7 @@ class Site:
     secret: DeviceSecret
     agent: int
     """Index of the agent whose stock the device came from."""
-    meter: Meter
+    meter: MeterLike
     rng: random.Random
     sold: bool = False
     granted: float = 0.0

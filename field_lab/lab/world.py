@@ -17,7 +17,6 @@ import contextlib
 import random
 import sqlite3
 import tempfile
-import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from field_lab.lab.fixture import Fixture, seed
 from field_lab.lab.handset import Handset
 from field_lab.lab.site import Site, Waiter, meter_for
 from field_lab.lab.stats import RunStats
+from field_lab.lab.traces import TraceBook
 from field_lab.link import Outage, get_profile
 from field_lab.link.scheduler import LinkScheduler
 from field_lab.measure.history import Bounded, History, Status, check_applied, check_bounds
@@ -88,6 +88,8 @@ class Lab:
     verdicts: list[Verdict] = field(default_factory=list)
     typing: set[asyncio.Task[object]] = field(default_factory=set)
     """Customers typing a keycode right now."""
+    traces: TraceBook | None = None
+    """When set, every meter records its keypad trace into it."""
     inject: frozenset[str] = frozenset()
     """Faults to inject before the checks, to prove they can fail: `lose-op` (the platform
     forgets one acknowledged operation's effect), `duplicate-op` (applies one twice),
@@ -146,11 +148,14 @@ class Lab:
         rng = random.Random(f"{self.scenario.seed}:sites")
         for index, spec in enumerate(fixture.agents[: self.scenario.fleet.agents]):
             for serial in spec.devices:
+                secret = fixture.secrets[serial]
                 self.sites[serial] = Site(
                     serial,
-                    fixture.secrets[serial],
+                    secret,
                     index,
-                    meter_for(fixture.secrets[serial], 0.0),
+                    self.traces.recorder(serial, secret, 0.0)
+                    if self.traces is not None
+                    else meter_for(secret, 0.0),
                     random.Random(f"{self.scenario.seed}:customer:{serial}"),
                 )
         perfect = get_profile("perfect")
@@ -260,7 +265,6 @@ class Lab:
         assert self.fixture is not None
         site = self.sites[serial]
         agent = handset.agent
-        n = len(self.history.events)
         customer = await agent.register_customer(f"Customer {serial}", f"+2335{serial % 10**8:08d}")
         self.history.invoke(f"{handset.handset_id}:{customer}", "register_customer", intended)
         days = self._days()
@@ -271,7 +275,6 @@ class Lab:
         self.history.invoke(key, "record_sale", intended)
         self.credit_of[key] = (serial, days * DAY_S)
         site.sold = True
-        del n
         waiter = site.expect(key, "sale", intended)
         handset.wake.set()
         return waiter
@@ -284,13 +287,14 @@ class Lab:
         serial = handset.unsold.pop(0)
         waiter = await self._record_sale(handset, serial, intended, wait=True)
         deadline = intended + self.scenario.agents.visit_s
-        await self._until_applied(waiter, deadline)
-        ok = waiter.applied_at is not None and waiter.applied_at <= deadline
-        for group in self.stats.groups(handset.profile.name):
-            group.sale_failed.add(not ok)
-            if ok:
-                assert waiter.applied_at is not None
-                group.sale_activation.record(waiter.applied_at - intended)
+        try:
+            await self._until_applied(waiter, deadline)
+        finally:  # also when the run's end cancels the visit: it counts, as a failure
+            ok = waiter.applied_at is not None and waiter.applied_at <= deadline
+            for group in self.stats.groups(handset.profile.name):
+                group.sale_failed.add(not ok)
+                if waiter.applied_at is not None and ok:
+                    group.sale_activation.record(waiter.applied_at - intended)
 
     async def _pay(self, site: Site, intended: float) -> None:
         """A customer pays cash to their agent, who records it; the keycode comes back on sync."""
@@ -303,11 +307,13 @@ class Lab:
         self.credit_of[key] = (site.serial, days * DAY_S)
         waiter = site.expect(key, "payment", intended)
         handset.wake.set()
-        await self._until_applied(waiter, self._end_of_settle)
-        for group in self.stats.groups(handset.profile.name):
-            group.payment_unactivated.add(waiter.applied_at is None)
-            if waiter.applied_at is not None:
-                group.activation.record(waiter.applied_at - intended)
+        try:
+            await self._until_applied(waiter, self._end_of_settle)
+        finally:  # a payment still dark when the run ends counts as not activated
+            for group in self.stats.groups(handset.profile.name):
+                group.payment_unactivated.add(waiter.applied_at is None)
+                if waiter.applied_at is not None:
+                    group.activation.record(waiter.applied_at - intended)
 
     async def _until_applied(self, waiter: Waiter, deadline: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -558,6 +564,3 @@ def _applied_keys(db: Path) -> list[str]:
 
 def new_workdir() -> tempfile.TemporaryDirectory[str]:
     return tempfile.TemporaryDirectory(prefix="field-lab-")
-
-
-_ = time

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -104,3 +105,32 @@ def test_cli_refuses_a_bad_scenario(tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert b"fleet.agents" in done.stderr
+
+
+async def test_every_meter_records_a_trace_that_replays(tmp_path: Path) -> None:
+    from field_lab.lab.traces import TraceBook
+
+    book = TraceBook(tmp_path / "traces")
+    lab = await run(tmp_path, traces=book)
+    assert book.write() > 0
+    traces = sorted((tmp_path / "traces").glob("meter-*.jsonl"))
+    assert traces
+    for trace in traces[:3]:
+        done = await asyncio.to_thread(
+            subprocess.run,
+            [
+                sys.executable,
+                "-m",
+                "meter_sim.cli",
+                "replay",
+                str(trace),
+                "--target",
+                "sim",
+                "--fast",
+            ],
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, done.stdout.decode()[-1500:]
+    assert lab.stats.lost_ops == 0
