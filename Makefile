@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/meter-sim demo
+	$(BIN)/field-lab run
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

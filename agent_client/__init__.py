@@ -1,1 +1,11 @@
-"""agent_client: see DESIGN.md for what this package will hold."""
+"""agent_client: the agent's handset.
+
+    protocol/   the sync wire contract, pure and sans-I/O (frames, keycode formats, signing,
+                the sync state machine); the server imports it, so it imports nothing else of ours
+    store       the durable SQLite outbox and inbox (aiosqlite, WAL, migrations)
+    transport   one aiohttp POST per exchange on a kept-alive connection
+    agent       `Agent`: record offline, sync, read keycodes (the I/O shell around the core)
+    cli         the ``agent-client`` command
+
+Kept import-light on purpose: importing ``agent_client.protocol`` must not pull in aiohttp.
+"""

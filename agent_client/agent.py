@@ -92,33 +92,39 @@ class Agent:
         ssl_context: ssl.SSLContext | bool = True,
         clock: Clock = time.time,
         config: SyncConfig | None = None,
+        rng: random.Random | None = None,
     ) -> Agent:
-        """Create this handset's key pair, register it with the server and store the identity."""
+        """Create this handset's key pair, register it with the server and store the identity.
+
+        The returned Agent keeps using `transport` (and its warm connection)."""
         store = await HandsetStore.open(db_path)
+        own = transport is None
         transport = transport or Transport(server_url, ssl_context=ssl_context)
         try:
             if await store.get("handset") is not None:
                 raise InvalidOperation(f"{db_path} is already provisioned")
-            key = HandsetKey.generate()
+            seed = await store.get("key_seed")
+            if seed is None:  # kept before sending: a retry after a lost answer reuses it
+                seed = HandsetKey.generate().seed
+                await store.put(key_seed=seed, server_url=server_url)
+            key = HandsetKey.from_seed(bytes(seed))
             doc = {"agent": agent, "code": code, "public_key": key.public.hex()}
             sent = int(clock() * 1000)
             reply = await transport.post(
                 PROVISION_PATH, json.dumps(doc).encode(), {"Content-Type": "application/json"}
             )
-            if reply.status != 201:
+            if reply.status not in (200, 201):
                 raise refusal(reply)
             answer = json.loads(reply.body)
             offset = Stamper().observe(sent, int(clock() * 1000), int(answer["server_ms"]))
-            await store.put(
-                handset=int(answer["handset"]),
-                key_seed=key.seed,
-                server_url=server_url,
-                offset_ms=offset,
-            )
+            await store.put(handset=int(answer["handset"]), server_url=server_url, offset_ms=offset)
+        except BaseException:
+            if own:
+                await transport.close()
+            raise
         finally:
             await store.close()
-            await transport.close()
-        return await cls.open(db_path, ssl_context=ssl_context, clock=clock, config=config)
+        return await cls.open(db_path, transport=transport, clock=clock, config=config, rng=rng)
 
     @classmethod
     async def open(
@@ -227,6 +233,7 @@ class Agent:
                 last_ms = self._stamper.stamp(int(self._clock() * 1000))
                 await self.store.mark_in_flight(request.seqs, last_ms=last_ms)
                 report.exchanges += 1
+                cursor = self.core.cursor
                 try:
                     result = await self._exchange(request, last_ms)
                 except TransientError as exc:
@@ -234,17 +241,22 @@ class Agent:
                     report.failures += 1
                     report.last_error = str(exc)
                     continue
-                await self.store.apply(
-                    result,
-                    int(self._clock() * 1000),
-                    offset_ms=self._stamper.offset_ms,
-                    last_ms=self._stamper.last_ms,
-                )
+                try:
+                    await self.store.apply(
+                        result,
+                        int(self._clock() * 1000),
+                        offset_ms=self._stamper.offset_ms,
+                        last_ms=self._stamper.last_ms,
+                    )
+                except BaseException:
+                    self.core.cursor = cursor  # not stored: fetch those entries again
+                    raise
                 report.acked += result.acked
                 report.rejected += result.rejected
                 report.keycodes += [e for _, e in result.entries if isinstance(e, Keycode)]
                 fetch = result.more
-            report.pending = len(await self.store.sendable(10**6))
+            counts = await self.store.counts()
+            report.pending = counts[OpState.PENDING] + counts[OpState.IN_FLIGHT]
             return report
 
     async def _exchange(self, request: Request, ts_ms: int) -> Result:
@@ -259,7 +271,7 @@ class Agent:
             if stamp is not None:
                 self._stamper.observe(sent, received, stamp)
             error = refusal(reply)
-            if error.code == "stale_timestamp" and attempt == 0:
+            if error.code in ("stale_timestamp", "replayed_request") and attempt == 0:
                 self._stamper.refused_as_stale(ts_ms, refusal_int(reply, "last_ms"))
                 ts_ms = self._stamper.stamp(received)  # clock corrected: one honest retry
                 continue

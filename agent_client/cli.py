@@ -1,7 +1,7 @@
 """``agent-client``: provision a handset, queue operations offline, sync, show the queue.
 
-Every command prints JSON lines. Exit codes: 0 done, 1 operations still pending after a sync
-(the link failed; they stay queued), 2 a usage error or a refusal by the server.
+Every command prints JSON lines. Exit codes: 0 done, 1 a sync left operations queued or never
+got through (the link failed; nothing is lost), 2 a usage error or a refusal by the server.
 """
 
 from __future__ import annotations
@@ -106,7 +106,8 @@ async def command(agent: Agent, args: argparse.Namespace) -> int:
                     "error": report.last_error,
                 }
             )
-            return 1 if report.pending else 0
+            unreachable = report.exchanges > 0 and report.failures == report.exchanges
+            return 1 if report.pending or unreachable else 0
         case "queue":
             for row in await agent.store.queue():
                 emit(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import aiohttp
@@ -39,8 +40,12 @@ class Transport:
         *,
         timeouts: Timeouts | None = None,
         ssl_context: ssl.SSLContext | bool = True,
+        connector: Callable[[], aiohttp.BaseConnector] | None = None,
     ) -> None:
+        """`connector` makes the connection pool (e.g. one that routes over an emulated link);
+        by default a single kept-alive TCP connection."""
         self.base_url = base_url.rstrip("/")
+        self._connector = connector
         t = timeouts or Timeouts()
         self._timeout = aiohttp.ClientTimeout(
             total=t.total_s, sock_connect=t.connect_s, sock_read=t.read_s
@@ -50,12 +55,16 @@ class Transport:
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=1, keepalive_timeout=300, ssl=self._ssl)
+            connector = (
+                self._connector()
+                if self._connector is not None
+                else aiohttp.TCPConnector(limit=1, keepalive_timeout=300, ssl=self._ssl)
+            )
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 timeout=self._timeout,
                 # every header costs airtime: send only what the server needs
-                skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"),
+                skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
             )
         return self._session
 

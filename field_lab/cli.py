@@ -16,6 +16,7 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 
+from field_lab.lab.command import add_parsers as add_lab_parsers
 from field_lab.link.errors import ConfigError
 from field_lab.link.outages import Outage, load_outages
 from field_lab.link.profiles import BUILTIN_PROFILES, Profile, get_profile, load_profiles
@@ -73,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="field-lab", description="The PAYG field lab.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_link_parser(sub)
+    add_lab_parsers(sub)
     return parser
 
 

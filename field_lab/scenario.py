@@ -7,7 +7,7 @@ it got, so a typo fails before the run, not during it.
     name = "village-day"
     seed = 7
     duration_s = 90              # real seconds of field activity
-    settle_s = 45                # then: no new actions, let queues drain (bounded)
+    settle_s = 30                # then: no new actions, let queues drain (bounded)
     time_scale = 1440            # meters' virtual seconds per real second (1 min = 1 day)
 
     [fleet]
@@ -142,7 +142,7 @@ class Scenario:
     name: str = "default"
     seed: int = 1
     duration_s: float = 90.0
-    settle_s: float = 45.0
+    settle_s: float = 30.0
     time_scale: float = 1440.0
     fleet: Fleet = field(default_factory=Fleet)
     devices: Devices = field(default_factory=Devices)

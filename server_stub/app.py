@@ -160,7 +160,7 @@ async def signed_body(request: web.Request) -> tuple[auth.Claim, bytes]:
             last_ms=handset.last_ms,
         )
     except AuthError as exc:
-        if exc.code != "stale_timestamp":
+        if exc.code not in ("stale_timestamp", "replayed_request"):
             raise
         # the signature held: tell this handset the last stamp we accepted, so it can recover
         raise RequestError(exc.status, exc.code, exc.detail, {"last_ms": handset.last_ms}) from exc

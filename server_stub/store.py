@@ -268,6 +268,7 @@ class Store:
     # -- provisioning --------------------------------------------------------------------------
 
     def provision(self, agent_name: str, code: str, public_key: bytes, now_ms: int) -> int:
+        """Register a handset's key for an agent; idempotent per (agent, key)."""
         if len(public_key) != 32:
             raise RequestError(400, "bad_public_key", "an Ed25519 public key is 32 bytes")
         row = self._one("SELECT agent, code FROM agents WHERE name = ?", agent_name)
@@ -292,7 +293,13 @@ class Store:
                 ).fetchall():
                     self._emit(handset, Stock(device, KeycodeFormat(fmt), True))
         except sqlite3.IntegrityError as exc:
-            raise RequestError(409, "key_already_registered", "this public key is in use") from exc
+            # a retry after a lost answer (same key, same agent) gets the same handset back
+            existing = self._one(
+                "SELECT handset FROM handsets WHERE public_key = ? AND agent = ?", public_key, agent
+            )
+            if existing is None:
+                raise RequestError(409, "key_already_registered", "key in use elsewhere") from exc
+            return int(existing[0])
         return handset
 
     def handset(self, handset: int) -> Handset:

@@ -16,7 +16,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from .errors import AuthError
-from .ops import U32, check_int
+from .ops import U32
 
 HANDSET_HEADER = "X-Handset"
 TIME_HEADER = "X-Time"
@@ -103,7 +103,9 @@ def parse_claim(headers: Mapping[str, str]) -> Claim:
         raise AuthError("handset and time headers must be decimal integers", code="missing_auth")
     if len(handset_text) > 10 or len(ts_text) > 16:
         raise AuthError("handset or time header too long", code="missing_auth")
-    handset = check_int(int(handset_text), 1, U32, "handset")
+    handset = int(handset_text)
+    if not 1 <= handset <= U32:
+        raise AuthError(f"handset {handset} outside 1..{U32}", code="missing_auth")
     signature = _unb64(sig_text)
     if len(signature) != 64:
         raise AuthError("signature must be 64 bytes")

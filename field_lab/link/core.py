@@ -173,6 +173,7 @@ class Connection:
         """Bytes written at the start of `direction` (UP: by the handset)."""
         pipe = self._pipe_for_writing(direction)
         self.link._advance_clock(now)
+        self.link.bytes_written[direction] += len(data)
         pipe.pending += data
         pipe.push(now)
 
@@ -269,6 +270,8 @@ class Link:
         self._now = epoch
         self._scanned_to = epoch
         self.resets = 0
+        self.bytes_written = {UP: 0, DOWN: 0}
+        """Application bytes written into each direction over the link's life (TCP payload)."""
 
     def _advance_clock(self, now: float) -> None:
         if now < self._now:

@@ -4,6 +4,7 @@ bounded backoff, the background trigger, and identity errors."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -13,10 +14,13 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from agent_client.agent import Agent
-from agent_client.errors import InvalidOperation, NotProvisioned, ServerRefused
+from agent_client.errors import InvalidOperation, NotProvisioned, ServerRefused, TransientError
+from agent_client.protocol.auth import HandsetKey
 from agent_client.protocol.sync import SyncConfig
 from agent_client.store import OpState
+from agent_client.transport import Transport
 from server_stub.app import create_app
+from server_stub.store import Store
 from tests.server_stub.fixtures import PRICE_PER_DAY, Seeded, seed_platform
 
 FAST = SyncConfig(backoff_base_s=0.01, backoff_cap_s=0.02)
@@ -59,6 +63,23 @@ async def test_a_phone_clock_two_hours_fast_is_corrected_not_locked_out(
     report = await agent.sync()
     assert (report.failures, report.pending) == (0, 0)
     assert abs((await agent.status()).clock_offset_ms) < 5_000
+    await agent.close()
+
+
+async def test_a_clock_set_back_after_a_lost_stamp_recovers(
+    platform: tuple[str, Seeded], tmp_path: Path
+) -> None:
+    """The stored stamp is lost and the phone clock went back a minute: the server's
+    replay guard refuses once, names its last accepted stamp, and the retry goes through."""
+    url, seeded = platform
+    agent = await Agent.provision(tmp_path / "h.db", url, "ama", "code-ama")
+    await agent.sync()
+    await agent.store.put(last_ms=0, offset_ms=0)
+    await agent.close()
+    agent = await Agent.open(tmp_path / "h.db", clock=lambda: time.time() - 60)
+    await agent.record_payment(seeded.stock["ama"][0], 100)
+    report = await agent.sync()
+    assert (report.failures, report.pending) == (0, 0)
     await agent.close()
 
 
@@ -137,6 +158,55 @@ async def test_background_sync_on_enqueue_and_on_reconnect(
     assert (await agent.store.operation(offline)).state is OpState.PENDING  # type: ignore[union-attr]
     agent.connectivity_changed(True)
     assert await settled(offline)
+    await agent.close()
+
+
+async def test_provisioning_after_a_lost_answer_keeps_one_handset(
+    platform: tuple[str, Seeded], tmp_path: Path
+) -> None:
+    url, _ = platform
+    with pytest.raises(TransientError):  # the answer never makes it back...
+        await Agent.provision(tmp_path / "h.db", "http://127.0.0.1:9", "ama", "code-ama")
+    with sqlite3.connect(tmp_path / "h.db") as db:
+        (seed,) = db.execute("SELECT value FROM meta WHERE key = 'key_seed'").fetchone()
+    store = Store.open(tmp_path / "server.db")  # ...although the request had arrived
+    registered = store.provision("ama", "code-ama", HandsetKey.from_seed(seed).public, 1)
+    agent = await Agent.provision(tmp_path / "h.db", url, "ama", "code-ama")
+    assert agent.handset == registered
+    assert store.counts()["handsets"] == 1
+    store.close()
+    assert (await agent.sync()).failures == 0
+    await agent.close()
+
+
+async def test_entries_not_stored_are_fetched_again(
+    platform: tuple[str, Seeded], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, seeded = platform
+    agent = await Agent.provision(tmp_path / "h.db", url, "ama", "code-ama")
+
+    async def disk_full(*args: object, **kwargs: object) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(agent.store, "apply", disk_full)
+        with pytest.raises(sqlite3.OperationalError):
+            await agent.sync()
+    assert agent.core.cursor == 0
+    await agent.sync()
+    assert (await agent.status()).stock == sorted(seeded.stock["ama"])
+    await agent.close()
+
+
+async def test_provisioning_keeps_the_callers_transport(
+    platform: tuple[str, Seeded], tmp_path: Path
+) -> None:
+    """The lab routes a handset over an emulated link by handing in its Transport."""
+    url, _ = platform
+    transport = Transport(url)
+    agent = await Agent.provision(tmp_path / "h.db", url, "ama", "code-ama", transport=transport)
+    assert agent.transport is transport
+    assert (await agent.sync()).failures == 0
     await agent.close()
 
 

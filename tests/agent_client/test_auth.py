@@ -90,3 +90,16 @@ def test_offset_estimate_within_half_the_best_round_trip(
         local += up + down + 10
     best = min(up + down for up, down in legs)
     assert abs(stamper.offset_ms - true_offset) <= best // 2 + 1
+
+
+header_values = st.one_of(st.text(max_size=30), st.from_regex(r"[0-9]{1,20}", fullmatch=True))
+
+
+@given(st.dictionaries(st.sampled_from(["X-Handset", "X-Time", "X-Sig", "Other"]), header_values))
+def test_any_headers_parse_or_are_auth_errors(headers: dict[str, str]) -> None:
+    try:
+        claim = parse_claim(headers)
+    except AuthError:
+        return
+    assert claim.handset >= 1
+    assert len(claim.signature) == 64

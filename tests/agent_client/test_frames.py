@@ -133,3 +133,10 @@ def test_oversized_body_and_inflation_bomb_are_refused() -> None:
 def test_trailing_garbage_is_refused() -> None:
     with pytest.raises(FrameError):
         decode_uplink(msgpack.packb([VERSION, 1, 0, 0, 0, []]) + b"\x00")
+
+
+@given(st.binary(max_size=100))
+def test_stored_payloads_reload_or_are_frame_errors(content: bytes) -> None:
+    with contextlib.suppress(FrameError):
+        op = Operation.from_content(1, content)
+        assert Operation.from_content(1, op.content()) == op

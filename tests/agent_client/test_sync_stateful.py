@@ -1,43 +1,70 @@
-"""The sync core against a model server over a hostile network.
+"""The sync core against a server over a hostile network: a dict model, and the real store.
 
 The network may lose requests, lose responses, deliver a request twice, or deliver an answer
-late (after the client gave up and moved on: reordering). The server model dedups on (handset,
-seq) and refuses "poison" operations. Invariants: the server applies each key at most once, the
-client never believes an op was applied that was not, and after the link heals every op ends
+late (after the client gave up and moved on: reordering). The model server dedups on (handset,
+seq) and refuses "poison" operations; the second machine runs the same rules against
+server_stub's SQLite store. Invariants: the server applies each key at most once, the client
+never believes an op was applied that was not, and after the link heals every op ends
 acknowledged or rejected and every downlink entry arrives exactly once, in order.
 """
 
 from __future__ import annotations
 
 import random
+import tempfile
 from collections import Counter
+from pathlib import Path
 
-from hypothesis import settings
+import msgpack
+from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
+from agent_client.protocol.auth import Claim, HandsetKey
 from agent_client.protocol.errors import UsageError
 from agent_client.protocol.frames import (
     DownlinkFrame,
+    Entry,
     Payment,
     Reason,
     decode_uplink,
     encode_downlink,
+    entry_from_row,
 )
+from agent_client.protocol.keycodes import KeycodeFormat
 from agent_client.protocol.ops import Kind, Operation
 from agent_client.protocol.sync import Request, State, SyncConfig, SyncCore
+from server_stub.keycodes import DeviceSecret
+from server_stub.store import DeviceRecord, Store
+from tests.server_stub.fixtures import PRICE_PER_DAY, seed_platform
 
 HANDSET = 7
 ENTRIES_PER_FRAME = 3
 
 
 class ModelServer:
+    handset = HANDSET
+
     def __init__(self) -> None:
         self.digests: dict[int, bytes] = {}
         self.applied = Counter[int]()
         self.rejected: dict[int, Reason] = {}
         self.poison: set[int] = set()
-        self.entries: list[Payment] = []
+        self.entries: list[Entry] = []
+
+    def make_op(self, seq: int, amount: int, poison: bool) -> Operation:
+        if poison:
+            self.poison.add(seq)
+        return Operation.make(seq, Kind.RECORD_PAYMENT, 100 + seq, 5, amount)
+
+    def add_entry(self, amount: int) -> None:
+        self.entries.append(Payment(5, amount, f"MM{len(self.entries)}"))
+
+    def check(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
     def handle(self, body: bytes) -> bytes:
         frame = decode_uplink(body)
@@ -66,16 +93,86 @@ class ModelServer:
         return encode_downlink(reply)
 
 
+class RealServer:
+    """server_stub's Store on a temp file: payments on a device another handset sold; poison
+    ops pay an account nobody sold; new entries are devices joining the agent's stock."""
+
+    def __init__(self) -> None:
+        self._tmp = tempfile.TemporaryDirectory()
+        path = Path(self._tmp.name) / "s.db"
+        seeded = seed_platform(path, agents=("ama",), per_format=1)
+        self.store = Store.open(path)
+        seller = self.store.provision("ama", "code-ama", HandsetKey.generate().public, 1)
+        self.handset = self.store.provision("ama", "code-ama", HandsetKey.generate().public, 1)
+        self.device = seeded.stock["ama"][0]
+        sale = [
+            Operation.make(1, Kind.REGISTER_CUSTOMER, 1, "Esi", "+233200000001"),
+            Operation.make(2, Kind.RECORD_SALE, 1, 1, self.device, seeded.plan, PRICE_PER_DAY),
+        ]
+        self.store.exchange(Claim(seller, 1, b""), sale, 0, 1)
+        self.poison: set[int] = set()
+        self.ts = 1
+        self.serial = 50_000_000
+
+    def make_op(self, seq: int, amount: int, poison: bool) -> Operation:
+        if poison:
+            self.poison.add(seq)
+        account = 999 if poison else self.device
+        price = PRICE_PER_DAY * (1 + amount % 5)  # whole days: one keycode per payment
+        return Operation.make(seq, Kind.RECORD_PAYMENT, 100 + seq, account, price)
+
+    def handle(self, body: bytes) -> bytes:
+        frame = decode_uplink(body)
+        self.ts += 1
+        reply = self.store.exchange(Claim(self.handset, self.ts, b""), frame.ops, frame.cursor, 1)
+        return encode_downlink(reply)
+
+    def add_entry(self, amount: int) -> None:
+        self.serial += 1
+        secret = DeviceSecret(KeycodeFormat.NEXUS_FULL, bytes(16))
+        self.store.add_devices(self.store.agent_id("ama"), [DeviceRecord(self.serial, secret)])
+
+    def _rows(self, sql: str) -> list[tuple[int, ...]]:
+        return list(self.store.db.execute(sql, (self.handset,)).fetchall())
+
+    @property
+    def entries(self) -> list[Entry]:
+        rows = self._rows("SELECT body FROM downlink WHERE handset = ? ORDER BY n")
+        return [entry_from_row(msgpack.unpackb(body)) for (body,) in rows]
+
+    @property
+    def applied(self) -> Counter[int]:
+        return Counter(
+            s for (s,) in self._rows("SELECT seq FROM ops WHERE handset = ? AND outcome = 0")
+        )
+
+    @property
+    def rejected(self) -> dict[int, Reason]:
+        rows = self._rows("SELECT seq, outcome FROM ops WHERE handset = ? AND outcome != 0")
+        return {seq: Reason(outcome) for seq, outcome in rows}
+
+    def check(self) -> None:
+        """Each applied payment issued exactly one keycode: none applied twice."""
+        (issued,) = self._rows("SELECT count(*) FROM keycodes WHERE handset = ?")[0]
+        assert issued == sum(self.applied.values())
+
+    def close(self) -> None:
+        self.store.close()
+        self._tmp.cleanup()
+
+
 class SyncModel(RuleBasedStateMachine):
+    server_factory: type[ModelServer] | type[RealServer] = ModelServer
+
     def __init__(self) -> None:
         super().__init__()
         config = SyncConfig(initial_batch=2, max_batch=8, backoff_base_s=1, backoff_cap_s=8)
-        self.core = SyncCore(HANDSET, 0, config, random.Random(1))
-        self.server = ModelServer()
+        self.server = self.server_factory()
+        self.core = SyncCore(self.server.handset, 0, config, random.Random(1))
         self.ops: dict[int, Operation] = {}
         self.state: dict[int, str] = {}  # pending / acked / rejected
         self.reasons: dict[int, Reason] = {}
-        self.inbox: list[tuple[int, Payment]] = []
+        self.inbox: list[tuple[int, Entry]] = []
         self.flight: Request | None = None
         self.late: list[tuple[Request, bytes]] = []
         self.now = 0.0
@@ -93,21 +190,17 @@ class SyncModel(RuleBasedStateMachine):
         for seq, reason in result.rejected:
             assert self.state[seq] != "acked"
             self.state[seq], self.reasons[seq] = "rejected", reason
-        for n, entry in result.entries:
-            assert isinstance(entry, Payment)
-            self.inbox.append((n, entry))
+        self.inbox += result.entries
 
     @rule(poison=st.booleans(), amount=st.integers(1, 10**6))
     def enqueue(self, poison: bool, amount: int) -> None:
         seq = len(self.ops) + 1
-        self.ops[seq] = Operation.make(seq, Kind.RECORD_PAYMENT, 100 + seq, 5, amount)
+        self.ops[seq] = self.server.make_op(seq, amount, poison)
         self.state[seq] = "pending"
-        if poison:
-            self.server.poison.add(seq)
 
     @rule(amount=st.integers(1, 10**6))
     def server_confirms_a_payment(self, amount: int) -> None:
-        self.server.entries.append(Payment(5, amount, f"MM{len(self.server.entries)}"))
+        self.server.add_entry(amount)
 
     @precondition(lambda self: self.flight is None)
     @rule()
@@ -153,6 +246,7 @@ class SyncModel(RuleBasedStateMachine):
     @invariant()
     def applied_at_most_once(self) -> None:
         assert all(count == 1 for count in self.server.applied.values())
+        self.server.check()
 
     @invariant()
     def client_beliefs_match_server_facts(self) -> None:
@@ -169,6 +263,12 @@ class SyncModel(RuleBasedStateMachine):
         assert self.core.cursor == len(self.inbox)
 
     def teardown(self) -> None:
+        try:
+            self.settle()
+        finally:
+            self.server.close()
+
+    def settle(self) -> None:
         """Heal the link: a bounded number of clean exchanges must settle everything."""
         if self.flight is not None:
             self.core.fail(self.flight, self.now)
@@ -189,4 +289,17 @@ TestSyncModel = SyncModel.TestCase
 # Bugs here need a few rare steps in a row (entry, late answer, fresh answer); give it room.
 TestSyncModel.settings = settings(
     settings.default, max_examples=max(400, settings.default.max_examples)
+)
+
+
+class SyncRealStore(SyncModel):
+    server_factory = RealServer
+
+
+TestSyncRealStore = SyncRealStore.TestCase
+TestSyncRealStore.settings = settings(
+    settings.default,
+    max_examples=min(40, settings.default.max_examples),
+    stateful_step_count=30,
+    suppress_health_check=[HealthCheck.too_slow],
 )

@@ -9,29 +9,11 @@ from pathlib import Path
 from aiohttp.test_utils import TestServer
 
 from agent_client.agent import Agent
-from agent_client.protocol.keycodes import KeycodeFormat
 from agent_client.store import OpState
-from meter_sim.meter import Meter
 from server_stub.app import create_app
-from server_stub.keycodes import DeviceSecret
-from tests.server_stub.fixtures import PRICE_PER_DAY, seed_platform
+from tests.server_stub.fixtures import PRICE_PER_DAY, meter_for, seed_platform
 
 NEXUS_REFILL_S = 720  # one keycode attempt per 720 s of device time after the initial burst
-
-
-def meter_for(secret: DeviceSecret) -> Meter:
-    match secret.format:
-        case KeycodeFormat.NEXUS_FULL:
-            return Meter.nexus(secret.key, "full")
-        case KeycodeFormat.NEXUS_SMALL:
-            return Meter.nexus(secret.key, "small")
-        case _:
-            return Meter.openpaygo(
-                secret.key,
-                secret.starting_code,
-                restricted_digits=secret.format is KeycodeFormat.OPENPAYGO_RESTRICTED,
-                time_divider=secret.time_divider,
-            )
 
 
 async def test_fifty_offline_operations_become_applied_keycodes(tmp_path: Path) -> None:

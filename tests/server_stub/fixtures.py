@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent_client.protocol.keycodes import KeycodeFormat
+from meter_sim.meter import Meter
 from server_stub.keycodes import DeviceSecret
 from server_stub.store import DeviceRecord, Store
 
@@ -52,3 +53,17 @@ def seed_platform(
         return Seeded(plan, made, stock, secrets)
     finally:
         store.close()
+
+
+def meter_for(secret: DeviceSecret) -> Meter:
+    """A fresh meter_sim meter holding the same secret (and OpenPAYGO setup) as the platform."""
+    if secret.format in (KeycodeFormat.OPENPAYGO, KeycodeFormat.OPENPAYGO_RESTRICTED):
+        return Meter.openpaygo(
+            secret.key,
+            secret.starting_code,
+            restricted_digits=secret.format is KeycodeFormat.OPENPAYGO_RESTRICTED,
+            time_divider=secret.time_divider,
+        )
+    return Meter.nexus(
+        secret.key, "small" if secret.format is KeycodeFormat.NEXUS_SMALL else "full"
+    )

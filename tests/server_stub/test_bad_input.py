@@ -187,7 +187,7 @@ async def test_another_agents_devices_are_refused_per_operation(
         ([1, 2], 400, "malformed_json"),
         ("{not json", 400, "malformed_json"),
         (
-            {"agent": "ama", "code": "code-ama", "public_key": KEY.public.hex()},
+            {"agent": "kofi", "code": "code-kofi", "public_key": KEY.public.hex()},
             409,
             "key_already_registered",
         ),
@@ -201,6 +201,18 @@ async def test_bad_provisioning(
     before = fingerprint(db)
     response = await h.client.post("/v1/provision", data=body)
     assert (response.status, (await response.json())["error"]) == (status, code)
+    assert fingerprint(db) == before
+
+
+async def test_provisioning_retry_with_the_same_key_is_the_same_handset(
+    env: tuple[Handset, Seeded, Path],
+) -> None:
+    h, _, db = env
+    before = fingerprint(db)
+    doc = {"agent": "ama", "code": "code-ama", "public_key": KEY.public.hex()}
+    response = await h.client.post("/v1/provision", json=doc)
+    assert response.status == 201
+    assert (await response.json())["handset"] == h.handset
     assert fingerprint(db) == before
 
 

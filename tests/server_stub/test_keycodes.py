@@ -8,9 +8,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent_client.protocol.keycodes import KeycodeFormat, keycode_text
-from meter_sim.meter import Meter
 from server_stub.errors import SetupError
 from server_stub.keycodes import DAY_S, DeviceSecret, creditable_days, issue
+
+from .fixtures import meter_for
 
 OPAYGO = (KeycodeFormat.OPENPAYGO, KeycodeFormat.OPENPAYGO_RESTRICTED)
 
@@ -30,19 +31,6 @@ def test_creditable_days_never_exceed_what_was_paid(
 )
 def test_small_protocol_uses_its_table(days: int, expected: int) -> None:
     assert creditable_days(KeycodeFormat.NEXUS_SMALL, days) == expected
-
-
-def meter_for(secret: DeviceSecret) -> Meter:
-    if secret.format in OPAYGO:
-        return Meter.openpaygo(
-            secret.key,
-            secret.starting_code,
-            restricted_digits=secret.format is KeycodeFormat.OPENPAYGO_RESTRICTED,
-            time_divider=secret.time_divider,
-        )
-    return Meter.nexus(
-        secret.key, "small" if secret.format is KeycodeFormat.NEXUS_SMALL else "full"
-    )
 
 
 @settings(max_examples=25)

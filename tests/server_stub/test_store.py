@@ -4,6 +4,7 @@ carry-forward of money that does not buy a whole day."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,14 @@ class Stamps:
     def __call__(self) -> Claim:
         self.ts += 1
         return Claim(self.handset, self.ts, b"")
+
+
+@pytest.fixture
+def opened(tmp_path: Path, seeded: Seeded) -> Iterator[tuple[Store, Stamps]]:
+    stamp = Stamps(provisioned(tmp_path / "s.db"))
+    store = Store.open(tmp_path / "s.db")
+    yield store, stamp
+    store.close()
 
 
 def sale_ops(seeded: Seeded) -> list[Operation]:
@@ -86,10 +95,10 @@ def test_stale_stamps_are_refused_inside_the_transaction(tmp_path: Path, seeded:
     store.close()
 
 
-def test_same_key_different_content_is_a_conflict(tmp_path: Path, seeded: Seeded) -> None:
-    path = tmp_path / "s.db"
-    stamp = Stamps(provisioned(path))
-    store = Store.open(path)
+def test_same_key_different_content_is_a_conflict(
+    opened: tuple[Store, Stamps], seeded: Seeded
+) -> None:
+    store, stamp = opened
     store.exchange(stamp(), sale_ops(seeded), 0, 1)
     changed = Operation.make(2, Kind.RECORD_SALE, 1, 1, seeded.stock["ama"][0], seeded.plan, 900)
     reply = store.exchange(stamp(), [changed], 0, 2)
@@ -97,24 +106,20 @@ def test_same_key_different_content_is_a_conflict(tmp_path: Path, seeded: Seeded
     exact = store.exchange(stamp(), sale_ops(seeded), 0, 3)
     assert exact.acked == (1, 2)
     assert store.counts()["keycodes"] == 1
-    store.close()
 
 
-def test_a_rejection_is_stable_under_replay(tmp_path: Path, seeded: Seeded) -> None:
-    path = tmp_path / "s.db"
-    stamp = Stamps(provisioned(path))
-    store = Store.open(path)
+def test_a_rejection_is_stable_under_replay(opened: tuple[Store, Stamps], seeded: Seeded) -> None:
+    store, stamp = opened
     pay = [Operation.make(1, Kind.RECORD_PAYMENT, 1, seeded.stock["ama"][0], 500)]
     assert store.exchange(stamp(), pay, 0, 1).rejected == ((1, Reason.UNKNOWN_ACCOUNT),)
     store.exchange(stamp(), sale_ops(seeded)[:0], 0, 2)
     assert store.exchange(stamp(), pay, 0, 3).rejected == ((1, Reason.UNKNOWN_ACCOUNT),)
-    store.close()
 
 
-def test_keycodes_and_stock_come_down_in_order_with_paging(tmp_path: Path, seeded: Seeded) -> None:
-    path = tmp_path / "s.db"
-    stamp = Stamps(provisioned(path))
-    store = Store.open(path)
+def test_keycodes_and_stock_come_down_in_order_with_paging(
+    opened: tuple[Store, Stamps], seeded: Seeded
+) -> None:
+    store, stamp = opened
     first = store.exchange(stamp(), sale_ops(seeded), 0, 1)
     # a plan, 12 devices of stock, then the sale's keycode
     assert first.first_entry == 1
@@ -129,13 +134,12 @@ def test_keycodes_and_stock_come_down_in_order_with_paging(tmp_path: Path, seede
     later = store.exchange(stamp(), [], 10, 2)
     assert later.first_entry == 11
     assert later.entries == first.entries[10:]
-    store.close()
 
 
-def test_payments_carry_the_remainder_and_credit_whole_days(tmp_path: Path, seeded: Seeded) -> None:
-    path = tmp_path / "s.db"
-    stamp = Stamps(provisioned(path))
-    store = Store.open(path)
+def test_payments_carry_the_remainder_and_credit_whole_days(
+    opened: tuple[Store, Stamps], seeded: Seeded
+) -> None:
+    store, stamp = opened
     device = seeded.stock["ama"][0]
     store.exchange(stamp(), sale_ops(seeded), 0, 1)
     ops = [
@@ -148,4 +152,3 @@ def test_payments_carry_the_remainder_and_credit_whole_days(tmp_path: Path, seed
         "SELECT balance FROM devices WHERE device = ?", (device,)
     ).fetchone()
     assert balance == 4 * (PRICE_PER_DAY // 3) - PRICE_PER_DAY
-    store.close()

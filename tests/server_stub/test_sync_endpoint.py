@@ -36,13 +36,19 @@ async def agent_for(server: TestServer, tmp_path: Path, name: str) -> Agent:
     return await Agent.provision(tmp_path / f"{name}.db", url, name, f"code-{name}")
 
 
+async def sell(agent: Agent, seeded: Seeded, index: int, down: int) -> int:
+    """Register a customer and sell them the agent's `index`-th device; returns the device."""
+    device = seeded.stock["ama"][index]
+    customer = await agent.register_customer(f"Customer {index}", f"+2332000000{index:02d}")
+    await agent.record_sale(customer, device, seeded.plan, down)
+    return device
+
+
 async def test_sale_and_payment_bring_keycodes_back_on_the_same_sync(
     server: TestServer, seeded: Seeded, tmp_path: Path
 ) -> None:
     agent = await agent_for(server, tmp_path, "ama")
-    device = seeded.stock["ama"][0]
-    customer = await agent.register_customer("Esi", "+233200000001")
-    await agent.record_sale(customer, device, seeded.plan, 7 * PRICE_PER_DAY)
+    device = await sell(agent, seeded, 0, 7 * PRICE_PER_DAY)
     await agent.record_payment(device, 3 * PRICE_PER_DAY + 50)
     report = await agent.sync()
     assert report.exchanges == 1
@@ -62,9 +68,7 @@ async def test_replays_are_acknowledged_without_applying_twice(
     server: TestServer, seeded: Seeded, tmp_path: Path
 ) -> None:
     agent = await agent_for(server, tmp_path, "ama")
-    device = seeded.stock["ama"][1]
-    customer = await agent.register_customer("Yaw", "+233200000002")
-    await agent.record_sale(customer, device, seeded.plan, 2 * PRICE_PER_DAY)
+    await sell(agent, seeded, 1, 2 * PRICE_PER_DAY)
     await agent.sync()
     # the response was "lost": put everything back in flight and send it again
     await agent.store._db.execute("UPDATE outbox SET state = 'in_flight'")
@@ -109,9 +113,7 @@ async def test_another_agent_gets_no_keycodes_for_my_customers(
 ) -> None:
     ama = await agent_for(server, tmp_path, "ama")
     kofi = await agent_for(server, tmp_path, "kofi")
-    device = seeded.stock["ama"][3]
-    customer = await ama.register_customer("Kojo", "+233200000004")
-    await ama.record_sale(customer, device, seeded.plan, PRICE_PER_DAY)
+    device = await sell(ama, seeded, 3, PRICE_PER_DAY)
     await ama.sync()
     pay = await kofi.record_payment(device, 10 * PRICE_PER_DAY)
     report = await kofi.sync()
@@ -125,9 +127,7 @@ async def test_small_payments_carry_until_they_buy_a_day(
     server: TestServer, seeded: Seeded, tmp_path: Path
 ) -> None:
     agent = await agent_for(server, tmp_path, "ama")
-    device = seeded.stock["ama"][0]
-    customer = await agent.register_customer("Akua", "+233200000005")
-    await agent.record_sale(customer, device, seeded.plan, PRICE_PER_DAY + 60)
+    device = await sell(agent, seeded, 0, PRICE_PER_DAY + 60)
     await agent.record_payment(device, 30)
     await agent.record_payment(device, 20)
     await agent.sync()

@@ -1,0 +1,177 @@
+"""`field-lab run` and `field-lab seed`: the lab's main job on the command line.
+
+    field-lab run [SCENARIO.toml] [--agents N] [--devices N] [--duration S] [--seed N]
+                  [--out DIR] [--target URL --fixture FILE [--target-db PATH]] [--quiet]
+    field-lab seed --db PATH --fixture FILE [SCENARIO.toml] [--agents N] [--devices N]
+
+Exit codes: 0 every SLO holds; 99 an SLO failed; 107 the lab itself failed (its figures
+cannot be trusted); 2 the command line or scenario is wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from field_lab.lab import output
+from field_lab.lab.fixture import Fixture, FixtureError, seed
+from field_lab.lab.traces import TraceBook
+from field_lab.lab.world import HarnessError, Lab, new_workdir
+from field_lab.measure.slo import EXIT_HARNESS_ERROR, evaluate, exit_code
+from field_lab.scenario import DEFAULT, Scenario, ScenarioError, load
+
+EXIT_USAGE = 2
+
+
+def _scenario_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("scenario", nargs="?", help="scenario TOML (default: the built-in scenario)")
+    p.add_argument("--agents", type=int, help="override fleet.agents")
+    p.add_argument("--devices", type=int, help="override fleet.devices")
+    p.add_argument("--duration", type=float, help="override duration_s")
+    p.add_argument("--seed", type=int, help="override seed")
+
+
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    run = sub.add_parser("run", help="run the end-to-end reliability lab")
+    _scenario_args(run)
+    run.add_argument("--out", type=Path, help="results folder (default results/<run>)")
+    run.add_argument("--target", help="run the handsets against this platform URL")
+    run.add_argument("--fixture", type=Path, help="with --target: agents and device secrets")
+    run.add_argument(
+        "--target-db",
+        type=Path,
+        help="with --target: the platform's SQLite file, for the server-side checks",
+    )
+    run.add_argument("--quiet", action="store_true", help="no live progress view")
+    run.add_argument(
+        "--record-traces",
+        action="store_true",
+        help="write every meter's keypad trace to DIR/traces/ (meter-sim replay)",
+    )
+    run.set_defaults(run=run_command)
+    s = sub.add_parser("seed", help="seed a server-stub database and write the lab's fixture")
+    _scenario_args(s)
+    s.add_argument("--db", type=Path, required=True, help="server-stub SQLite file")
+    s.add_argument("--fixture", type=Path, required=True, help="where to write the fixture JSON")
+    s.set_defaults(run=seed_command)
+
+
+def scenario_from(args: argparse.Namespace) -> Scenario:
+    base = load(args.scenario) if args.scenario else DEFAULT
+    return base.with_overrides(
+        agents=args.agents, devices=args.devices, duration_s=args.duration, seed=args.seed
+    )
+
+
+def seed_command(args: argparse.Namespace) -> int:
+    try:
+        scenario = scenario_from(args)
+        fixture = seed(args.db, scenario)
+    except (ScenarioError, OSError) as exc:
+        print(f"field-lab seed: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    args.fixture.write_text(fixture.to_json())
+    print(
+        f"seeded {args.db}: {len(fixture.agents)} agents, {len(fixture.secrets)} devices; "
+        f"fixture in {args.fixture}"
+    )
+    return 0
+
+
+class Progress:
+    """A live view on a terminal; a line every 15 s elsewhere (CI logs)."""
+
+    def __init__(self, console: Console, quiet: bool) -> None:
+        self.console = console
+        self.quiet = quiet
+        self.last = 0.0
+
+    def __call__(self, lab: Lab) -> None:
+        if self.quiet:
+            return
+        now = time.monotonic()
+        if not self.console.is_terminal and now - self.last < 15:
+            return
+        self.last = now
+        row = lab.series[-1] if lab.series else {}
+        t = lab.stats.total
+        p95 = t.activation.percentile(95) if t.activation.count else 0.0
+        self.console.print(
+            f"[{lab.phase}] t={row.get('t_s', 0):6.1f}s"
+            f"  sales {t.sale_failed.total - t.sale_failed.hits}/{t.sale_failed.total}"
+            f"  activations {t.activation.count}"
+            f" (p95 {p95:.1f}s)  queue {row.get('queue_depth', 0)}"
+            f"  links down {row.get('links_down', 0)}/{row.get('handsets', 0)}",
+            highlight=False,
+        )
+
+
+def run_command(args: argparse.Namespace) -> int:
+    console = Console(stderr=True, width=None if sys.stderr.isatty() else 150)
+    try:
+        scenario = scenario_from(args)
+        fixture = Fixture.load(args.fixture) if args.fixture else None
+    except (ScenarioError, FixtureError) as exc:
+        console.print(f"field-lab run: {exc}", markup=False)
+        return EXIT_USAGE
+    if args.target and fixture is None:
+        console.print("field-lab run: --target needs --fixture (write one with field-lab seed)")
+        return EXIT_USAGE
+    name = f"{time.strftime('%Y%m%d-%H%M%S')}-{scenario.name}-seed{scenario.seed}"
+    out = args.out or Path("results") / name
+    try:
+        progress = Progress(console, args.quiet)
+        doc, lab = asyncio.run(_run(scenario, name, args, fixture, progress, out))
+    except HarnessError as exc:
+        console.print(f"field-lab run: harness error: {exc}", markup=False)
+        return EXIT_HARNESS_ERROR
+    except Exception:  # the lab failed, not the system under test
+        console.print("field-lab run: harness error:", markup=False)
+        console.print(traceback.format_exc(), markup=False)
+        return EXIT_HARNESS_ERROR
+    output.write(out, doc, lab.stats, lab.series)
+    if lab.traces is not None:
+        console.print(f"traces: {lab.traces.write()} meters in {out / 'traces'}")
+    output.table(doc, Console(width=None if sys.stdout.isatty() else 150))
+    print(f"results: {out}")
+    return exit_code(lab.verdicts)
+
+
+async def _run(
+    scenario: Scenario,
+    name: str,
+    args: argparse.Namespace,
+    fixture: Fixture | None,
+    progress: Progress,
+    out: Path,
+) -> tuple[dict[str, Any], Lab]:
+    with new_workdir() as tmp:
+        lab = Lab(
+            scenario,
+            Path(tmp),
+            target=args.target,
+            fixture=fixture,
+            server_db=args.target_db,
+            progress=progress,
+            traces=TraceBook(out / "traces") if args.record_traces else None,
+        )
+        started = time.monotonic()
+        await lab.run()
+        wall = time.monotonic() - started
+    lab.verdicts = evaluate(scenario.thresholds, lab.stats.metrics())
+    extra = {
+        "wall_s": round(wall, 1),
+        "handsets": len(lab.handsets),
+        "devices": len(lab.sites),
+        "history": lab.history.counts(),
+        "server_checks": lab.server_db is not None,
+    }
+    doc = output.summary(name, scenario, lab.stats, lab.verdicts, extra)
+    return doc, lab

@@ -1,0 +1,140 @@
+"""What the lab needs to know about a platform: agents, their codes, devices and secrets.
+
+The embedded run seeds a fresh `server_stub` database and builds the fixture from it; a run
+against another platform (`--target`) reads the same fixture from a JSON file, which
+`field-lab seed` writes for a server-stub database.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent_client.protocol.keycodes import KeycodeFormat
+from field_lab.scenario import Scenario
+from server_stub.keycodes import DeviceSecret
+from server_stub.store import DeviceRecord, Store
+
+FORMATS = {
+    "nexus-full": KeycodeFormat.NEXUS_FULL,
+    "nexus-small": KeycodeFormat.NEXUS_SMALL,
+    "openpaygo": KeycodeFormat.OPENPAYGO,
+}
+PRICE_PER_DAY = 500
+FIRST_SERIAL = 20_000_001
+
+
+class FixtureError(ValueError):
+    """The fixture file is unreadable or inconsistent (the file's fault)."""
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    name: str
+    code: str
+    devices: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Fixture:
+    plan: int
+    price_per_day: int
+    agents: tuple[AgentSpec, ...]
+    secrets: dict[int, DeviceSecret]
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "plan": self.plan,
+                "price_per_day": self.price_per_day,
+                "agents": [
+                    {"name": a.name, "code": a.code, "devices": list(a.devices)}
+                    for a in self.agents
+                ],
+                "devices": [
+                    {
+                        "serial": serial,
+                        "format": s.format.name.lower(),
+                        "key": s.key.hex(),
+                        "starting_code": s.starting_code,
+                        "time_divider": s.time_divider,
+                    }
+                    for serial, s in sorted(self.secrets.items())
+                ],
+            },
+            indent=1,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> Fixture:
+        try:
+            doc = json.loads(text)
+            secrets = {
+                int(d["serial"]): DeviceSecret(
+                    KeycodeFormat[str(d["format"]).upper()],
+                    bytes.fromhex(d["key"]),
+                    int(d.get("starting_code", 0)),
+                    int(d.get("time_divider", 1)),
+                )
+                for d in doc["devices"]
+            }
+            agents = tuple(
+                AgentSpec(str(a["name"]), str(a["code"]), tuple(int(x) for x in a["devices"]))
+                for a in doc["agents"]
+            )
+            fixture = cls(int(doc["plan"]), int(doc["price_per_day"]), agents, secrets)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise FixtureError(f"fixture is not valid: {type(exc).__name__}: {exc}") from exc
+        for agent in agents:
+            missing = [d for d in agent.devices if d not in secrets]
+            if missing:
+                raise FixtureError(f"agent {agent.name}: devices {missing[:5]} have no secret")
+        if not agents:
+            raise FixtureError("fixture has no agents")
+        return fixture
+
+    @classmethod
+    def load(cls, path: str | Path) -> Fixture:
+        try:
+            return cls.from_json(Path(path).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise FixtureError(f"cannot read fixture {path}: {exc.strerror}") from exc
+
+
+def _secret(rng: random.Random, fmt: KeycodeFormat) -> DeviceSecret:
+    key = rng.randbytes(16)
+    if fmt is KeycodeFormat.OPENPAYGO:
+        return DeviceSecret(fmt, key, rng.randrange(1, 10**9), 1)
+    return DeviceSecret(fmt, key)
+
+
+def seed(db_path: str | Path, scenario: Scenario) -> Fixture:
+    """Create the scenario's plan, agents and devices in a server-stub database."""
+    rng = random.Random(f"{scenario.seed}:fixture")
+    fleet = scenario.fleet
+    mix = list(scenario.devices.protocols.items())
+    names = [name for name, _ in mix]
+    weights = [share for _, share in mix]
+    store = Store.open(db_path)
+    try:
+        plan = store.add_plan("solar-home", PRICE_PER_DAY)
+        agents: list[AgentSpec] = []
+        secrets: dict[int, DeviceSecret] = {}
+        serial = FIRST_SERIAL
+        per_agent, extra = divmod(fleet.devices, fleet.agents)
+        for index in range(fleet.agents):
+            name = f"agent-{index:05d}"
+            _, code = store.add_agent(name, f"code-{index:05d}-{rng.randrange(10**6):06d}")
+            records = []
+            for _ in range(per_agent + (1 if index < extra else 0)):
+                fmt = FORMATS[rng.choices(names, weights)[0]]
+                secrets[serial] = _secret(rng, fmt)
+                records.append(DeviceRecord(serial, secrets[serial]))
+                serial += 1
+            store.add_devices(store.agent_id(name), records)
+            agents.append(AgentSpec(name, code, tuple(r.device for r in records)))
+        return Fixture(plan, PRICE_PER_DAY, tuple(agents), secrets)
+    finally:
+        store.close()

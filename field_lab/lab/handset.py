@@ -1,0 +1,144 @@
+"""An emulated agent handset: a real `agent_client.Agent` whose HTTP rides its own 2G link.
+
+The handset's sync habit is the lab's to drive: sync when something was recorded, and every
+`sync_interval_s` to fetch what came down for its customers. Every exchange is measured on the
+link (bytes each way, time) and compared with the link's physical floor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+
+from agent_client.agent import Agent
+from agent_client.errors import ServerRefused
+from agent_client.protocol.frames import Keycode
+from agent_client.transport import Reply, Transport
+from field_lab.lab.fixture import AgentSpec
+from field_lab.link import DOWN, UP, Profile, floor_seconds
+from field_lab.link.aio import LinkConnector
+from field_lab.link.scheduler import LinkPort
+
+
+@dataclass(frozen=True)
+class Exchange:
+    at: float
+    seconds: float
+    bytes_up: int
+    bytes_down: int
+    ok: bool
+    floor: float
+
+
+class MeasuredTransport(Transport):
+    """The agent's transport over a link port, recording each exchange."""
+
+    def __init__(self, base_url: str, port: LinkPort, profile: Profile) -> None:
+        super().__init__(
+            base_url,
+            connector=lambda: LinkConnector(port, limit=1, keepalive_timeout=300),
+        )
+        self.port = port
+        self.profile = profile
+        self.exchanges: list[Exchange] = []
+        self._loop = asyncio.get_running_loop()
+
+    async def post(self, path: str, body: bytes, headers: dict[str, str]) -> Reply:
+        written = self.port.link.bytes_written
+        up0, down0 = written[UP], written[DOWN]
+        start = self._loop.time()
+        ok = False
+        try:
+            reply = await super().post(path, body, headers)
+            ok = reply.status < 400
+            return reply
+        finally:
+            up, down = written[UP] - up0, written[DOWN] - down0
+            self.exchanges.append(
+                Exchange(
+                    at=start,
+                    seconds=self._loop.time() - start,
+                    bytes_up=up,
+                    bytes_down=down,
+                    ok=ok,
+                    floor=floor_seconds(self.profile, up, down, warm=True),
+                )
+            )
+
+
+@dataclass
+class Handset:
+    index: int
+    spec: AgentSpec
+    profile: Profile
+    port: LinkPort
+    agent: Agent
+    transport: MeasuredTransport
+    on_keycodes: Callable[[Handset, list[Keycode]], None]
+    unsold: list[int] = field(default_factory=list)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    refused: int = 0
+    syncs: int = 0
+    finished: int = 0
+    """Operations the platform has acknowledged or refused, as this handset has heard."""
+
+    @classmethod
+    async def provision(
+        cls,
+        index: int,
+        spec: AgentSpec,
+        profile: Profile,
+        port: LinkPort,
+        url: str,
+        db_path: Path,
+        on_keycodes: Callable[[Handset, list[Keycode]], None],
+    ) -> Handset:
+        setup = MeasuredTransport(url, port, profile)
+        first = await Agent.provision(db_path, url, spec.name, spec.code, transport=setup)
+        await first.close()
+        transport = MeasuredTransport(url, port, profile)
+        agent = await Agent.open(db_path, transport=transport)
+        return cls(index, spec, profile, port, agent, transport, on_keycodes, list(spec.devices))
+
+    @property
+    def handset_id(self) -> int:
+        return self.agent.handset
+
+    def link_down(self, now: float) -> bool:
+        link = self.port.link
+        rel = now - link.epoch
+        return link.outages.next_up(rel) > rel
+
+    async def sync_once(self, max_exchanges: int = 16) -> None:
+        try:
+            report = await self.agent.sync(max_exchanges=max_exchanges)
+        except ServerRefused:
+            self.refused += 1
+            return
+        except (aiohttp.ClientError, OSError, TimeoutError):
+            return
+        self.syncs += 1
+        self.finished += len(report.acked) + len(report.rejected)
+        if report.keycodes:
+            self.on_keycodes(self, report.keycodes)
+
+    async def sync_loop(self, interval_s: float, stop: asyncio.Event) -> None:
+        """Sync on wake-up (something recorded) or every `interval_s`, until `stop`."""
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), interval_s)
+            self.wake.clear()
+            await self.sync_once()
+            retry_in = self.agent.core.retry_at - time.time()  # the agent's clock
+            if retry_in > 0 and not self.wake.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), min(retry_in, interval_s))
+
+    async def close(self) -> None:
+        await self.agent.close()

@@ -1,0 +1,126 @@
+"""A customer's home: the meter, the person typing keycodes into it, and what they are owed.
+
+Keycodes reach a site by SMS or through the agent's handset; the customer types each new one
+(in the order received, at their typing speed, sometimes with a typo that costs an attempt)
+and the site records when each operation's keycode was applied, and how much credit the meter
+granted: the numbers the activation latency and the credit checker are made of.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from dataclasses import dataclass, field
+
+from agent_client.protocol.keycodes import KeycodeFormat
+from field_lab.lab.clock import LabClock
+from meter_sim import Meter, Outcome
+from meter_sim.trace.recorder import MeterLike
+from server_stub.keycodes import DeviceSecret
+
+MAX_TRIES = 6
+"""A customer gives up on one keycode after this many rate-limited or mistyped attempts."""
+
+
+def meter_for(secret: DeviceSecret, now: float) -> Meter:
+    match secret.format:
+        case KeycodeFormat.NEXUS_FULL:
+            return Meter.nexus(secret.key, "full", now=now)
+        case KeycodeFormat.NEXUS_SMALL:
+            return Meter.nexus(secret.key, "small", now=now)
+        case _:
+            return Meter.openpaygo(
+                secret.key,
+                secret.starting_code,
+                restricted_digits=secret.format is KeycodeFormat.OPENPAYGO_RESTRICTED,
+                time_divider=secret.time_divider,
+                now=now,
+            )
+
+
+def typo(text: str, rng: random.Random) -> str:
+    """The same code with one key typed wrong (a key that exists on the keypad)."""
+    positions = [i for i, ch in enumerate(text) if ch.isdigit()]
+    if text.startswith("1") and len(text) == 15:  # Nexus small: keys after the leading 1
+        positions = positions[1:]
+    i = rng.choice(positions)
+    alphabet = "2345" if len(text) == 15 and text.startswith("1") else "0123456789"
+    wrong = rng.choice([c for c in alphabet if c != text[i]])
+    return text[:i] + wrong + text[i + 1 :]
+
+
+@dataclass
+class Waiter:
+    """An operation whose keycode somebody is waiting to see applied."""
+
+    key: str
+    kind: str
+    intended: float
+    """Real seconds (lab clock) at which the action was planned to start."""
+    applied_at: float | None = None
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@dataclass
+class Site:
+    serial: int
+    secret: DeviceSecret
+    agent: int
+    """Index of the agent whose stock the device came from."""
+    meter: MeterLike
+    rng: random.Random
+    sold: bool = False
+    granted: float = 0.0
+    """Credit seconds granted by the meter for applied keycodes."""
+    typed: set[str] = field(default_factory=set)
+    waiters: dict[str, Waiter] = field(default_factory=dict)
+    rejected_codes: int = 0
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    def expect(self, key: str, kind: str, intended: float) -> Waiter:
+        waiter = Waiter(key, kind, intended)
+        self.waiters[key] = waiter
+        return waiter
+
+    async def type_code(
+        self,
+        text: str,
+        key: str | None,
+        clock: LabClock,
+        *,
+        seconds_per_key: float,
+        typo_rate: float,
+        instant: bool = False,
+    ) -> Outcome | None:
+        """Type one keycode unless it was typed already; return the meter's last answer."""
+        if text in self.typed:
+            return None
+        self.typed.add(text)
+        async with self.lock:
+            keys = sum(ch.isdigit() for ch in text) + 1
+            outcome: Outcome | None = None
+            for _ in range(MAX_TRIES):
+                attempt = text
+                if not instant:
+                    await asyncio.sleep(keys * seconds_per_key)
+                    if self.rng.random() < typo_rate:
+                        attempt = typo(text, self.rng)
+                now = clock.meter()
+                before = self.meter.credit_remaining(now)
+                result = self.meter.enter_keycode(attempt, now)
+                outcome = result.outcome
+                if outcome is Outcome.RATE_LIMITED:
+                    await asyncio.sleep(clock.real_seconds(720.0) + 0.05)
+                    continue
+                if attempt != text:
+                    continue  # the mistyped code was refused (or, rarely, not): type it again
+                if outcome is Outcome.APPLIED:
+                    self.granted += self.meter.credit_remaining(now) - before
+                    waiter = self.waiters.get(key) if key is not None else None
+                    if waiter is not None and waiter.applied_at is None:
+                        waiter.applied_at = clock.real()
+                        waiter.done.set()
+                elif outcome is Outcome.INVALID:
+                    self.rejected_codes += 1
+                return outcome
+            return outcome

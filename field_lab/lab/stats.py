@@ -1,0 +1,64 @@
+"""The run's figures, overall and per link profile, as the SLO metrics the scenario names."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from field_lab.measure.latency import Latency
+from field_lab.measure.slo import CounterMetric, Metric, RateMetric, TrendMetric
+
+
+@dataclass
+class Figures:
+    """One group's figures (the whole run, or one link profile)."""
+
+    activation: Latency = field(default_factory=Latency)
+    sale_activation: Latency = field(default_factory=Latency)
+    sync: Latency = field(default_factory=Latency)
+    floor_ratio: Latency = field(default_factory=Latency)
+    sale_failed: RateMetric = field(default_factory=RateMetric)
+    payment_unactivated: RateMetric = field(default_factory=RateMetric)
+    exchanges: int = 0
+    syncs: int = 0
+    bytes_up: int = 0
+    bytes_down: int = 0
+    failed_exchanges: int = 0
+
+
+@dataclass
+class RunStats:
+    total: Figures = field(default_factory=Figures)
+    by_profile: dict[str, Figures] = field(default_factory=lambda: defaultdict(Figures))
+    report: Latency = field(default_factory=Latency)
+    report_failed: RateMetric = field(default_factory=RateMetric)
+    lost_ops: int = 0
+    duplicate_ops: int = 0
+    unexpected_ops: int = 0
+    overcredited: int = 0
+    undercredited: int = 0
+    duplicate_keycodes: int = 0
+    late_starts: int = 0
+    no_stock: int = 0
+
+    def groups(self, profile: str) -> tuple[Figures, Figures]:
+        return self.total, self.by_profile[profile]
+
+    def metrics(self) -> dict[str, Metric]:
+        t = self.total
+        return {
+            "activation_s": TrendMetric(t.activation),
+            "sale_activation_s": TrendMetric(t.sale_activation),
+            "sync_s": TrendMetric(t.sync),
+            "sync_floor_ratio": TrendMetric(t.floor_ratio),
+            "report_s": TrendMetric(self.report),
+            "sale_failed": t.sale_failed,
+            "report_failed": self.report_failed,
+            "payment_unactivated": t.payment_unactivated,
+            "lost_ops": CounterMetric(self.lost_ops),
+            "duplicate_ops": CounterMetric(self.duplicate_ops),
+            "unexpected_ops": CounterMetric(self.unexpected_ops),
+            "overcredited_meters": CounterMetric(self.overcredited),
+            "undercredited_meters": CounterMetric(self.undercredited),
+            "duplicate_keycodes": CounterMetric(self.duplicate_keycodes),
+        }
