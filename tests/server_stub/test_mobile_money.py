@@ -129,6 +129,12 @@ async def test_duplicates_reordering_and_retries_give_one_keycode_per_payment(
             async with http.get(server.make_url(f"/v1/payments/{t.txn}")) as response:
                 steps = await response.json()
             assert steps["handset_downlinked_ms"] <= steps["handset_synced_ms"]
+        async with http.get(server.make_url("/v1/reports/activation")) as response:
+            days = (await response.json())["items"]  # one day, two if run across midnight
+        for step in ("issued", "sms_delivered", "handset_downlinked"):
+            assert sum(d[step]["count"] for d in days) == len(confirmed)
+        assert sum(d["payments"] for d in days) == len(confirmed)
+        assert all(0 <= d["issued"]["p50_s"] <= d["sms_delivered"]["p50_s"] for d in days)
     await agent.close()
     await server.close()
 
