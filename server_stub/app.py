@@ -31,7 +31,13 @@ from agent_client.protocol.errors import AuthError, FrameError, ProtocolError
 from agent_client.protocol.frames import MAX_BODY_BYTES, decode_uplink, encode_downlink
 from agent_client.protocol.ops import SCHEMAS, Kind, Operation
 
-from .callbacks import SIGNATURE_HEADER, answer_body, check_signature, parse_callback
+from .callbacks import (
+    SIGNATURE_HEADER,
+    answer_body,
+    check_signature,
+    json_object,
+    parse_callback,
+)
 from .errors import RequestError
 from .metrics import CONTENT_TYPE, Metrics
 from .notify import Gateway, ResendRule, SmsSender
@@ -196,14 +202,7 @@ async def provision(request: web.Request) -> web.Response:
 
 
 async def json_body(request: web.Request) -> dict[str, Any]:
-    raw = await request.read()
-    try:
-        doc = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise RequestError(400, "malformed_json", str(exc)) from exc
-    if not isinstance(doc, dict):
-        raise RequestError(400, "malformed_json", "body must be a JSON object")
-    return doc
+    return json_object(await request.read())
 
 
 async def one_op(request: web.Request) -> web.Response:

@@ -15,6 +15,7 @@ import json
 import re
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
 from .errors import RequestError
 
@@ -94,13 +95,19 @@ def _int(doc: dict[str, object], name: str, lo: int, hi: int) -> int:
     return value
 
 
-def parse_callback(body: bytes) -> MoneyCallback:
+def json_object(body: bytes) -> dict[str, Any]:
+    """A JSON object body, or the coded refusal every JSON endpoint gives."""
     try:
         doc = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise RequestError(400, "malformed_json", str(exc)) from exc
     if not isinstance(doc, dict):
         raise RequestError(400, "malformed_json", "body must be a JSON object")
+    return doc
+
+
+def parse_callback(body: bytes) -> MoneyCallback:
+    doc = json_object(body)
     status = doc.get("status")
     if status not in STATUSES:
         raise RequestError(400, "bad_field", f"status must be one of {', '.join(STATUSES)}")
