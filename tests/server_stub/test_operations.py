@@ -18,7 +18,7 @@ from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
 from agent_client.agent import Agent
-from server_stub.app import DRAINING, METRICS, RUNNER, Platform, create_app
+from server_stub.app import DRAINING, METRICS, READERS, RUNNER, Platform, create_app
 from server_stub.callbacks import SIGNATURE_HEADER, MoneyCallback, sign
 from server_stub.logs import JsonFormatter, configure
 from server_stub.metrics import Metrics
@@ -192,3 +192,22 @@ def test_grafana_dashboard_queries_only_metrics_the_server_exposes() -> None:
     }
     assert used
     assert used <= exposed, used - exposed
+
+
+async def test_readyz_fails_when_the_critical_reports_miss_their_budget(tmp_path: Path) -> None:
+    db = tmp_path / "server.db"
+    seed_platform(db)
+    platform = Platform(ready_budget_s=0.05, report_threads=1)
+    server = await start(db, platform)
+    gate = threading.Event()
+    server.app[READERS].submit(gate.wait, 30)  # the report thread is busy past the budget
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(server.make_url("/readyz")) as r:
+                assert (r.status, (await r.json())["reason"]) == (503, "over budget")
+            gate.set()
+            async with http.get(server.make_url("/readyz")) as r:
+                assert r.status == 200
+    finally:
+        gate.set()
+        await server.close()
