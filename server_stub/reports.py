@@ -209,7 +209,7 @@ class Reports:
         delivered, and to the keycode reaching the selling agent's handset."""
         (after,) = q.after if q.after else ("",)
         days = self.db.execute(
-            "SELECT DISTINCT date(paid_ms / 1000, 'unixepoch') AS day FROM mm_txns"
+            "SELECT DISTINCT day FROM mm_txns"
             " WHERE outcome = 'confirmed' AND day >= ? AND day <= ? AND day > ?"
             " ORDER BY day LIMIT ?",
             (q.day_from, q.day_to, after, q.limit + 1),
@@ -220,8 +220,7 @@ class Reports:
     def _activation_day(self, day: str) -> dict[str, Any]:
         rows = self.db.execute(
             "SELECT t.paid_ms, t.issued_ms, s.delivered_ms, t.downlinked_ms FROM mm_txns t"
-            " LEFT JOIN sms s ON s.txn = t.txn WHERE t.outcome = 'confirmed'"
-            " AND date(t.paid_ms / 1000, 'unixepoch') = ?",
+            " LEFT JOIN sms s ON s.txn = t.txn WHERE t.outcome = 'confirmed' AND t.day = ?",
             (day,),
         ).fetchall()
         item: dict[str, Any] = {"day": day, "payments": len(rows)}

@@ -119,13 +119,14 @@ CREATE TABLE IF NOT EXISTS daily (
 CREATE TABLE IF NOT EXISTS mm_txns (
     txn TEXT PRIMARY KEY, digest BLOB NOT NULL, outcome TEXT NOT NULL, account TEXT NOT NULL,
     amount INTEGER NOT NULL, msisdn TEXT NOT NULL, device INTEGER, handset INTEGER,
-    paid_ms INTEGER NOT NULL, received_ms INTEGER NOT NULL, confirmed_ms INTEGER,
+    paid_ms INTEGER NOT NULL, day TEXT NOT NULL, received_ms INTEGER NOT NULL,
+    confirmed_ms INTEGER,
     keycode INTEGER REFERENCES keycodes(keycode), issued_ms INTEGER, downlink_n INTEGER,
     downlinked_ms INTEGER, synced_ms INTEGER
 );
 CREATE INDEX IF NOT EXISTS mm_txns_unsynced ON mm_txns(handset, downlink_n)
     WHERE synced_ms IS NULL AND downlink_n IS NOT NULL;
-CREATE INDEX IF NOT EXISTS mm_txns_by_paid ON mm_txns(paid_ms);
+CREATE INDEX IF NOT EXISTS mm_txns_by_day ON mm_txns(outcome, day);
 CREATE TABLE IF NOT EXISTS sms (
     sms INTEGER PRIMARY KEY, txn TEXT NOT NULL REFERENCES mm_txns(txn), msisdn TEXT NOT NULL,
     text TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, created_ms INTEGER NOT NULL,
@@ -556,7 +557,7 @@ class Store:
                 outcome = Outcome.CONFIRMED
             db.execute(
                 "INSERT INTO mm_txns(txn, digest, outcome, account, amount, msisdn, paid_ms,"
-                " received_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                " day, received_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     cb.txn,
                     cb.digest(),
@@ -565,6 +566,7 @@ class Store:
                     cb.amount,
                     cb.msisdn,
                     cb.paid_ms,
+                    day_of(cb.paid_ms),
                     now_ms,
                 ),
             )
@@ -604,12 +606,15 @@ class Store:
         The resend rule lives here so that it survives restarts: the attempt is counted in
         the same transaction that hands the message out.
         """
+        due = (
+            "SELECT sms, msisdn, text FROM sms WHERE delivered_ms IS NULL AND attempts < ?"
+            " AND (sent_ms IS NULL OR sent_ms + ? <= ?) ORDER BY sms LIMIT ?"
+        )
+        args = (max_attempts, resend_after_ms, now_ms, limit)
+        if not self.db.execute(due, args).fetchone():
+            return []  # an idle poll takes no write lock
         with self.transaction() as db:
-            rows = db.execute(
-                "SELECT sms, msisdn, text FROM sms WHERE delivered_ms IS NULL AND attempts < ?"
-                " AND (sent_ms IS NULL OR sent_ms + ? <= ?) ORDER BY sms LIMIT ?",
-                (max_attempts, resend_after_ms, now_ms, limit),
-            ).fetchall()
+            rows = db.execute(due, args).fetchall()
             db.executemany(
                 "UPDATE sms SET attempts = attempts + 1, sent_ms = ?,"
                 " first_sent_ms = coalesce(first_sent_ms, ?) WHERE sms = ?",
