@@ -68,7 +68,7 @@ class Platform:
     """What the stand-in is wired to besides its database."""
 
     mm_secret: bytes | None = None  # shared with the operator; no secret, no callback endpoint
-    sms: Gateway | None = None  # where keycode SMS go; None keeps them queued in the outbox
+    sms: Gateway | None = None  # where keycode SMS go; None: keycodes travel by sync only
     resend: ResendRule = field(default_factory=ResendRule)
     ready_budget_s: float = 0.5  # /readyz fails when the critical reports take longer
     report_threads: int = 2
@@ -95,9 +95,14 @@ def refusal(
     return web.json_response(body, status=status)
 
 
-def route_of(request: web.Request) -> str:
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def route_of(request: web.Request) -> tuple[str, str]:
+    """Metric labels with bounded cardinality: the route template, a known method or 'other'."""
     resource = request.match_info.route.resource
-    return resource.canonical if resource is not None else "unmatched"
+    route = resource.canonical if resource is not None else "unmatched"
+    return route, request.method if request.method in METHODS else "other"
 
 
 @web.middleware
@@ -114,17 +119,17 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     finally:
         metrics.in_flight.dec()
         seconds = time.perf_counter() - began
-        route = route_of(request)
-        metrics.observe_request(route, request.method, status, seconds)
+        route, method = route_of(request)
+        metrics.observe_request(route, method, status, seconds)
         fields: dict[str, object] = {
-            "method": request.method,
+            "method": method,
             "route": route,
             "status": status,
             "duration_s": round(seconds, 6),
             "bytes_in": request.content_length or 0,
         }
         handset = request.headers.get(auth.HANDSET_HEADER, "")
-        if handset.isdigit():
+        if handset.isdigit() and len(handset) <= 10:
             fields["handset"] = int(handset)
         log.info("request", extra={"fields": fields})
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .reports import MAX_LIMIT
+from .reports import MAX_ID, MAX_LIMIT
 
 Schema = dict[str, Any]
 
@@ -68,7 +68,9 @@ DAY_PARAMS = [
     }
     for n in ("from", "to")
 ]
-AGENT_PARAM = [{"name": "agent", "in": "query", "schema": {"type": "integer", "minimum": 1}}]
+AGENT_PARAM = [
+    {"name": "agent", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID}}
+]
 
 LATENCY = _object(count=INT, p50_s=NULL_NUM, p95_s=NULL_NUM, max_s=NULL_NUM)
 ITEMS: dict[str, tuple[str, Schema, list[Schema]]] = {
