@@ -7,10 +7,14 @@ payment; payments only once a handset's stock is sold out). A report client asks
 page of the four reports on an open-loop schedule (`--report-hz`), latency measured from each
 request's intended start, so a stalled server cannot hide its queue (no coordinated omission).
 
-Three phases in the same run, so every figure has its own baseline:
-    reports_idle       report latency with no ingest                  (the latency baseline)
-    ingest_alone       sync ingest with no report traffic             (the throughput baseline)
+Phases in the same run, so every figure has its own baseline:
+    reports_idle        report latency with no ingest                  (the latency baseline)
+    ingest_alone        sync ingest with no report traffic             (the throughput baseline)
     ingest_with_reports both at once: ops/s and report p50/p99, each as a ratio to its baseline
+    mm_alone            mobile-money payments (`--mm-hz`, open loop, 10 % duplicate callbacks):
+                        payment to the platform's answer (keycode committed), p50/p99
+                                                                       (the activation baseline)
+    mm_with_ingest      the same payments during sync ingest, as ratios to mm_alone
 
 Prints one JSON object per line. Usage: python benchmarks/platform_load.py [--seconds 8]
 """
@@ -36,11 +40,14 @@ from agent_client.protocol.auth import HandsetKey
 from agent_client.protocol.frames import UplinkFrame, decode_downlink, encode_uplink
 from agent_client.protocol.keycodes import KeycodeFormat
 from agent_client.protocol.ops import Kind, Operation
-from server_stub.app import SYNC_PATH, create_app
+from server_stub.app import SYNC_PATH, Platform, create_app
 from server_stub.devices import make_devices
+from server_stub.mno import Final, MnoConfig, MnoSimulator
+from server_stub.reports import Reports
 from server_stub.store import Store
 
 PRICE = 100
+SECRET = b"benchmark-operator-secret"
 REPORTS = ("sales", "collections", "devices", "activation")
 
 
@@ -163,6 +170,43 @@ async def reports(
     return hist
 
 
+async def payments(
+    mno: MnoSimulator, sold: list[int], hz: float, seconds: float, rng: random.Random
+) -> list[str]:
+    """Open loop: a payment every 1/hz s for a device already sold; waits for callbacks."""
+    start = time.perf_counter()
+    txns = []
+    for i in range(int(seconds * hz)):
+        await asyncio.sleep(max(0.0, start + i / hz - time.perf_counter()))
+        txns.append(mno.pay(rng.choice(sold), 3 * PRICE, "+233200000001"))
+    if not await mno.drain(120.0):
+        raise RuntimeError("callbacks still running after 120 s")
+    for t in txns:
+        txn = mno.history[t]
+        if txn.final is not Final.ACKNOWLEDGED:
+            seen = [(a.status, a.error, a.answer) for a in txn.attempts]
+            raise RuntimeError(f"payment {t} ended {txn.final.value}: {seen}")
+    return txns
+
+
+def activation(db: Path, mno: MnoSimulator, txns: list[str]) -> HdrHistogram:
+    """Payment to the platform's answer, which comes after the keycode is committed (the
+    operator's clock, microseconds); every payment must have its keycode step recorded."""
+    hist = HdrHistogram(1, 60_000_000, 3)  # microseconds
+    reports = Reports.open(db)
+    try:
+        for txn_id in txns:
+            steps = reports.payment(txn_id)
+            if steps is None or steps["issued_ms"] is None:
+                raise RuntimeError(f"payment {txn_id} has no keycode: {steps}")
+            txn = mno.history[txn_id]
+            answered = min(a.answered_at for a in txn.attempts if a.answered_at is not None)
+            hist.record_value(max(1, int((answered - txn.paid_at) * 1e6)))
+    finally:
+        reports.close()
+    return hist
+
+
 def latency(hist: HdrHistogram) -> dict[str, float]:
     return {
         "n": hist.get_total_count(),
@@ -182,7 +226,8 @@ async def main(args: argparse.Namespace) -> None:
         db = Path(tmp) / "platform.db"
         fmt = KeycodeFormat[args.format.upper()]
         handsets = seed(db, args.handsets, args.devices, rng, fmt)
-        runner = web.AppRunner(create_app(db), access_log=None)
+        app = create_app(db, platform=Platform(mm_secret=SECRET))
+        runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
@@ -228,6 +273,34 @@ async def main(args: argparse.Namespace) -> None:
                     p99_ratio=round(busy["p99_ms"] / idle["p99_ms"], 2),
                     report_hz=args.report_hz,
                 )
+                mno = MnoSimulator(
+                    base + "/v1/mm/callback",
+                    SECRET,
+                    MnoConfig(delay_s=(0.0, 0.0), duplicate_rate=0.1, seed=args.seed),
+                )
+                await mno.start()
+                try:
+                    # only devices whose sale is acknowledged (no batch is in flight here)
+                    sold = [d for h in handsets for d in h.sold]
+                    txns = await payments(mno, sold, args.mm_hz, args.seconds / 2, rng)
+                    mm_idle = latency(activation(db, mno, txns))
+                    emit(phase="mm_alone", mm_hz=args.mm_hz, **mm_idle)
+                    ingest_task = asyncio.create_task(
+                        ingest(http, url, handsets, args.batch, args.seconds, rng)
+                    )
+                    txns = await payments(mno, sold, args.mm_hz, args.seconds, rng)
+                    ops, elapsed = await ingest_task
+                    mm_busy = latency(activation(db, mno, txns))
+                    emit(
+                        phase="mm_with_ingest",
+                        mm_hz=args.mm_hz,
+                        ops_per_s=round(ops / elapsed, 1),
+                        **mm_busy,
+                        p50_ratio=round(mm_busy["p50_ms"] / mm_idle["p50_ms"], 2),
+                        p99_ratio=round(mm_busy["p99_ms"] / mm_idle["p99_ms"], 2),
+                    )
+                finally:
+                    await mno.stop(timeout_s=10.0)
         finally:
             with contextlib.suppress(Exception):
                 await runner.cleanup()
@@ -240,6 +313,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--batch", type=int, default=60, help="operations per sync request")
     p.add_argument("--devices", type=int, default=1500, help="stock per handset")
     p.add_argument("--report-hz", type=float, default=40.0)
+    p.add_argument("--mm-hz", type=float, default=20.0, help="mobile-money payments per second")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument(
         "--format",

@@ -33,6 +33,7 @@ from agent_client.protocol.ops import SCHEMAS, Kind, Operation
 
 from .callbacks import (
     SIGNATURE_HEADER,
+    Answer,
     answer_body,
     check_signature,
     json_object,
@@ -249,7 +250,11 @@ async def mm_callback(request: web.Request) -> web.Response:
     check_signature(secret, body, request.headers.get(SIGNATURE_HEADER))
     callback = parse_callback(body)
     sender = app[SENDER]
-    answer = await run(app, Store.mobile_money, callback, now_ms(app), sender is not None)
+
+    def apply(store: Store) -> Answer:  # read the clock when the transaction runs
+        return store.mobile_money(callback, now_ms(app), sender is not None)
+
+    answer = await run(app, apply)
     if sender is not None and answer.keycode and not answer.duplicate:
         sender.wake()
     status, doc = answer_body(callback.txn, answer)
