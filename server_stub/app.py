@@ -28,7 +28,12 @@ from aiohttp import web
 
 from agent_client.protocol import auth
 from agent_client.protocol.errors import AuthError, FrameError, ProtocolError
-from agent_client.protocol.frames import MAX_BODY_BYTES, decode_uplink, encode_downlink
+from agent_client.protocol.frames import (
+    MAX_BODY_BYTES,
+    DownlinkFrame,
+    decode_uplink,
+    encode_downlink,
+)
 from agent_client.protocol.ops import SCHEMAS, Kind, Operation
 
 from .callbacks import (
@@ -185,7 +190,11 @@ async def sync(request: web.Request) -> web.Response:
     if frame.handset != claim.handset:
         raise RequestError(403, "handset_mismatch", "frame handset differs from the signer")
     received = now_ms(request.app)
-    reply = await run(request.app, Store.exchange, claim, frame.ops, frame.cursor, received)
+
+    def exchange(store: Store) -> DownlinkFrame:  # stamped when the transaction runs
+        return store.exchange(claim, frame.ops, frame.cursor, now_ms(request.app))
+
+    reply = await run(request.app, exchange)
     metrics = request.app[METRICS]
     metrics.sync_ops.observe(len(frame.ops))
     metrics.sync_bytes.observe(len(body))

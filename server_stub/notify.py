@@ -61,18 +61,20 @@ class SmsSender:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="sms-sender")
 
     async def _run(self) -> None:
-        rule = self.rule
         while True:
             self._wake.clear()
-            due = await self.call(
-                Store.sms_due, self.now_ms(), int(rule.resend_after_s * 1000), rule.max_attempts
-            )
+            due = await self.call(self._claim)
             for sms, msisdn, text in due:
                 self.gateway.submit(msisdn, text, sms, self._receipt)
             if len(due) == 0:
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(rule.poll_s):
+                    async with asyncio.timeout(self.rule.poll_s):
                         await self._wake.wait()
+
+    def _claim(self, store: Store) -> list[tuple[int, str, str]]:
+        """On the store thread: the clock is read when the claim runs, not when queued."""
+        rule = self.rule
+        return store.sms_due(self.now_ms(), int(rule.resend_after_s * 1000), rule.max_attempts)
 
     def _receipt(self, ref: int, _delivered_at: float) -> None:
         task: asyncio.Task[Any] = asyncio.get_running_loop().create_task(

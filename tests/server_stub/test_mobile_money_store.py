@@ -9,7 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from server_stub.callbacks import MoneyCallback, Outcome, parse_callback
@@ -144,6 +144,7 @@ def test_callback_parser_refuses_garbage_with_a_coded_error(body: bytes) -> None
         assert refusal.code in ("malformed_json", "bad_field")
 
 
+@settings(suppress_health_check=[HealthCheck.too_slow])  # regex strategies on a busy machine
 @given(
     cb=st.builds(
         MoneyCallback,
