@@ -73,6 +73,7 @@ class Handset:
             customer = self.seq
             ops.append(Operation.make(customer, Kind.REGISTER_CUSTOMER, at, "Esi", "+233200000001"))
             self.seq += 1
+            device = 0
             if self.stock:
                 device = self.stock.pop()
                 self.sold.append(device)
@@ -84,7 +85,10 @@ class Handset:
                     Operation.make(self.seq, Kind.RECORD_PAYMENT, at, rng.choice(self.sold), PRICE)
                 )
             self.seq += 1
-            ops.append(Operation.make(self.seq, Kind.RECORD_PAYMENT, at, self.sold[-1], 3 * PRICE))
+            # the device just sold, or once stock is out any sold one: spreading payments keeps
+            # per-device keycode counts realistic (OpenPAYGO issuing cost grows with the count)
+            paid = device or rng.choice(self.sold)
+            ops.append(Operation.make(self.seq, Kind.RECORD_PAYMENT, at, paid, 3 * PRICE))
         return ops
 
 
@@ -311,7 +315,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--seconds", type=float, default=8.0)
     p.add_argument("--handsets", type=int, default=8)
     p.add_argument("--batch", type=int, default=60, help="operations per sync request")
-    p.add_argument("--devices", type=int, default=1500, help="stock per handset")
+    p.add_argument("--devices", type=int, default=4000, help="stock per handset")
     p.add_argument("--report-hz", type=float, default=40.0)
     p.add_argument("--mm-hz", type=float, default=20.0, help="mobile-money payments per second")
     p.add_argument("--seed", type=int, default=1)
