@@ -1,7 +1,18 @@
 """server_stub: the platform stand-in.
 
-    app        aiohttp application: POST /v1/sync, /v1/provision, /v1/ops (naive JSON), /v1/health
-    store      agents, handsets, stock, customers, idempotent ingest, downlink logs (sqlite3)
+    app        aiohttp application: POST /v1/sync, /v1/provision, /v1/ops (naive JSON), /v1/health,
+               POST /v1/mm/callback, GET /v1/reports/*, /v1/payments/{txn}, /healthz, /readyz,
+               /metrics, /openapi.json; graceful shutdown
+    store      agents, handsets, stock, customers, idempotent ingest, downlink logs, mobile-money
+               transactions, the SMS outbox, report rollups (sqlite3)
+    callbacks  the operator's callback: validation, signature, answers per outcome (pure)
+    mno        the mobile-money operator simulator (seeded plan, asyncio HTTP shell)
+    sms        the SMS gateway simulator and the phones' inboxes
+    notify     the platform's SMS sender: outbox to gateway, receipts, resend rule
+    reports    distributor reports on a read-only connection, keyset pagination
+    metrics    Prometheus metrics (RED per route, sync, keycodes, mobile money, SMS)
+    logs       JSON-lines logging
+    openapi    the OpenAPI 3 document
     keycodes   keycode issuing with nexus-keycode and openpaygo
     devices    device CSV import/export and generation
     tls        a self-signed certificate made at start

@@ -1,5 +1,8 @@
 """The aiohttp application: ``POST /v1/sync`` (the compact contract), ``POST /v1/provision``,
-``POST /v1/ops`` (one JSON operation per request, for naive REST clients), ``GET /v1/health``.
+``POST /v1/ops`` (one JSON operation per request, for naive REST clients), ``GET /v1/health``;
+the mobile-money callback ``POST /v1/mm/callback``, distributor reports ``GET /v1/reports/*``,
+payment steps ``GET /v1/payments/{txn}``, and operations: ``/healthz``, ``/readyz``,
+``/metrics``, ``/openapi.json``.
 
 Handlers are thin: read the bounded body, verify the signature and decode the frame (pure, from
 `agent_client.protocol`), then run the whole exchange as one transaction on the store's own
@@ -11,9 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -25,7 +31,19 @@ from agent_client.protocol.errors import AuthError, FrameError, ProtocolError
 from agent_client.protocol.frames import MAX_BODY_BYTES, decode_uplink, encode_downlink
 from agent_client.protocol.ops import SCHEMAS, Kind, Operation
 
+from .callbacks import (
+    SIGNATURE_HEADER,
+    Answer,
+    answer_body,
+    check_signature,
+    json_object,
+    parse_callback,
+)
 from .errors import RequestError
+from .metrics import CONTENT_TYPE, Metrics
+from .notify import Gateway, ResendRule, SmsSender
+from .openapi import document
+from .reports import REPORTS, Reports, parse_query
 from .store import Store
 
 T = TypeVar("T")
@@ -36,6 +54,26 @@ STORE = web.AppKey("store", Store)
 RUNNER = web.AppKey("runner", ThreadPoolExecutor)
 CLOCK: web.AppKey[Clock] = web.AppKey("clock")
 STATS = web.AppKey("stats", dict[str, int])
+READERS = web.AppKey("readers", ThreadPoolExecutor)
+READER: web.AppKey[Callable[[], Reports]] = web.AppKey("reader")
+METRICS = web.AppKey("metrics", Metrics)
+CONFIG: web.AppKey[Platform] = web.AppKey("config")
+SENDER: web.AppKey[SmsSender | None] = web.AppKey("sender")
+DRAINING = web.AppKey("draining", asyncio.Event)
+
+log = logging.getLogger("server_stub.access")
+
+
+@dataclass(frozen=True)
+class Platform:
+    """What the stand-in is wired to besides its database."""
+
+    mm_secret: bytes | None = None  # shared with the operator; no secret, no callback endpoint
+    sms: Gateway | None = None  # where keycode SMS go; None: keycodes travel by sync only
+    resend: ResendRule = field(default_factory=ResendRule)
+    ready_budget_s: float = 0.5  # /readyz fails when the critical reports take longer
+    report_threads: int = 2
+
 
 SYNC_PATH = "/v1/sync"
 OPS_PATH = "/v1/ops"
@@ -58,6 +96,45 @@ def refusal(
     return web.json_response(body, status=status)
 
 
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def route_of(request: web.Request) -> tuple[str, str]:
+    """Metric labels with bounded cardinality: the route template, a known method or 'other'."""
+    resource = request.match_info.route.resource
+    route = resource.canonical if resource is not None else "unmatched"
+    return route, request.method if request.method in METHODS else "other"
+
+
+@web.middleware
+async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """RED metrics and one structured access-log line per request (ids only, no secrets)."""
+    metrics = request.app[METRICS]
+    began = time.perf_counter()
+    status = 500
+    metrics.in_flight.inc()
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    finally:
+        metrics.in_flight.dec()
+        seconds = time.perf_counter() - began
+        route, method = route_of(request)
+        metrics.observe_request(route, method, status, seconds)
+        fields: dict[str, object] = {
+            "method": method,
+            "route": route,
+            "status": status,
+            "duration_s": round(seconds, 6),
+            "bytes_in": request.content_length or 0,
+        }
+        handset = request.headers.get(auth.HANDSET_HEADER, "")
+        if handset.isdigit() and len(handset) <= 10:
+            fields["handset"] = int(handset)
+        log.info("request", extra={"fields": fields})
+
+
 @web.middleware
 async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Map every refusal to a coded 4xx; count requests for the wire benchmark."""
@@ -74,7 +151,10 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     except web.HTTPException as exc:
         if exc.status >= 500:
             raise
-        return refusal(app, exc.status, exc.reason.lower().replace(" ", "_"), exc.text or "")
+        response = refusal(app, exc.status, exc.reason.lower().replace(" ", "_"), exc.text or "")
+        if "Allow" in exc.headers:  # a 405 says what is allowed (RFC 9110)
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
 
 
 async def signed_body(request: web.Request) -> tuple[auth.Claim, bytes]:
@@ -104,9 +184,13 @@ async def sync(request: web.Request) -> web.Response:
     frame = decode_uplink(body)
     if frame.handset != claim.handset:
         raise RequestError(403, "handset_mismatch", "frame handset differs from the signer")
-    reply = await run(
-        request.app, Store.exchange, claim, frame.ops, frame.cursor, now_ms(request.app)
-    )
+    received = now_ms(request.app)
+    reply = await run(request.app, Store.exchange, claim, frame.ops, frame.cursor, received)
+    metrics = request.app[METRICS]
+    metrics.sync_ops.observe(len(frame.ops))
+    metrics.sync_bytes.observe(len(body))
+    for op in frame.ops:
+        metrics.ingest_lag.observe(max(0.0, received / 1000 - op.at))
     return web.Response(body=encode_downlink(reply), content_type="application/msgpack")
 
 
@@ -124,14 +208,7 @@ async def provision(request: web.Request) -> web.Response:
 
 
 async def json_body(request: web.Request) -> dict[str, Any]:
-    raw = await request.read()
-    try:
-        doc = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise RequestError(400, "malformed_json", str(exc)) from exc
-    if not isinstance(doc, dict):
-        raise RequestError(400, "malformed_json", "body must be a JSON object")
-    return doc
+    return json_object(await request.read())
 
 
 async def one_op(request: web.Request) -> web.Response:
@@ -144,7 +221,8 @@ async def one_op(request: web.Request) -> web.Response:
         op = Operation.make(doc["seq"], kind, doc["recorded_at"], *values)
     except (ValueError, UnicodeDecodeError, KeyError, TypeError, AttributeError) as exc:
         raise FrameError(f"not a JSON operation: {exc}", code="malformed_json") from exc
-    reply = await run(request.app, Store.exchange, claim, [op], 2**53, now_ms(request.app))
+    unpaged = partial(Store.exchange, paging=False)  # no cursor: nothing reached the handset
+    reply = await run(request.app, unpaged, claim, [op], 2**53, now_ms(request.app))
     if reply.rejected:
         reason = reply.rejected[0][1].name.lower()
         return refusal(request.app, 422, reason, f"operation {op.seq} refused: {reason}")
@@ -156,24 +234,140 @@ async def health(request: web.Request) -> web.Response:
     return web.json_response({"ok": True, "server_ms": now_ms(request.app)})
 
 
-def create_app(db_path: str | Path, *, clock: Clock = time.time) -> web.Application:
-    app = web.Application(middlewares=[errors], client_max_size=MAX_BODY_BYTES)
+async def read(app: web.Application, fn: Callable[..., T], *args: Any) -> T:
+    """Run `fn(reports, *args)` on a reader thread, beside (not behind) the store thread."""
+    loop = asyncio.get_running_loop()
+    reader = app[READER]
+    return await loop.run_in_executor(app[READERS], lambda: fn(reader(), *args))
+
+
+async def mm_callback(request: web.Request) -> web.Response:
+    app = request.app
+    body = await request.read()
+    secret = app[CONFIG].mm_secret
+    if secret is None:
+        raise RequestError(404, "not_found", "mobile money is not configured on this server")
+    check_signature(secret, body, request.headers.get(SIGNATURE_HEADER))
+    callback = parse_callback(body)
+    sender = app[SENDER]
+
+    def apply(store: Store) -> Answer:  # read the clock when the transaction runs
+        return store.mobile_money(callback, now_ms(app), sender is not None)
+
+    answer = await run(app, apply)
+    if sender is not None and answer.keycode and not answer.duplicate:
+        sender.wake()
+    status, doc = answer_body(callback.txn, answer)
+    return web.json_response({**doc, "server_ms": now_ms(app)}, status=status)
+
+
+async def report(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    if name not in REPORTS:
+        raise RequestError(404, "not_found", f"no report {name!r}; reports: {', '.join(REPORTS)}")
+    query = parse_query(name, request.query)
+    page = await read(request.app, getattr(Reports, name), query, now_ms(request.app))
+    return web.json_response({**page, "server_ms": now_ms(request.app)})
+
+
+async def payment_steps(request: web.Request) -> web.Response:
+    txn = request.match_info["txn"]
+    steps = await read(request.app, Reports.payment, txn)
+    if steps is None:
+        raise RequestError(404, "not_found", "no such transaction")
+    return web.json_response({**steps, "server_ms": now_ms(request.app)})
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"ok": True})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Ready when not draining, the database answers, and the critical reports fit the budget."""
+    app = request.app
+    budget = app[CONFIG].ready_budget_s
+    if app[DRAINING].is_set():
+        return web.json_response({"ready": False, "reason": "draining"}, status=503)
+    try:
+        async with asyncio.timeout(budget):
+            took = await read(app, Reports.probe, now_ms(app))
+    except TimeoutError:
+        return web.json_response({"ready": False, "reason": "over budget"}, status=503)
+    except Exception as exc:  # the database is what is unready, whatever it raised
+        return web.json_response({"ready": False, "reason": type(exc).__name__}, status=503)
+    return web.json_response({"ready": True, "probe_s": round(took, 6)})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    totals = await read(request.app, Reports.totals)
+    body = request.app[METRICS].render(totals)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(document())
+
+
+def create_app(
+    db_path: str | Path, *, clock: Clock = time.time, platform: Platform | None = None
+) -> web.Application:
+    config = platform or Platform()
+    app = web.Application(middlewares=[observe, errors], client_max_size=MAX_BODY_BYTES)
     app[CLOCK] = clock
     app[STATS] = {"requests": 0}
+    app[CONFIG] = config
+    app[METRICS] = Metrics()
+    app[DRAINING] = asyncio.Event()
+    app[SENDER] = None
     runner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
     app[RUNNER] = runner
+    readers = ThreadPoolExecutor(max_workers=config.report_threads, thread_name_prefix="report")
+    app[READERS] = readers
+    local = threading.local()
+    opened: list[Reports] = []
+
+    def reader() -> Reports:
+        mine: Reports | None = getattr(local, "reports", None)
+        if mine is None:
+            mine = local.reports = Reports.open(db_path)
+            opened.append(mine)
+        return mine
+
+    app[READER] = reader
 
     async def open_store(app: web.Application) -> None:
         app[STORE] = await asyncio.get_running_loop().run_in_executor(runner, Store.open, db_path)
+        if config.sms is not None:
+            sender = SmsSender(config.sms, partial(run, app), partial(now_ms, app), config.resend)
+            sender.start()
+            app[SENDER] = sender
+
+    async def drain(app: web.Application) -> None:
+        """Runs while in-flight requests still finish: stop being ready, stop sending SMS."""
+        app[DRAINING].set()
+        sender = app[SENDER]
+        if sender is not None:
+            await sender.stop()
 
     async def close_store(app: web.Application) -> None:
         await asyncio.get_running_loop().run_in_executor(runner, app[STORE].close)
         runner.shutdown(wait=True)
+        readers.shutdown(wait=True)
+        for r in opened:
+            r.close()
 
     app.on_startup.append(open_store)
+    app.on_shutdown.append(drain)
     app.on_cleanup.append(close_store)
     app.router.add_post(SYNC_PATH, sync)
     app.router.add_post(OPS_PATH, one_op)
     app.router.add_post("/v1/provision", provision)
     app.router.add_get("/v1/health", health)
+    app.router.add_post("/v1/mm/callback", mm_callback)
+    app.router.add_get("/v1/reports/{name}", report)
+    app.router.add_get("/v1/payments/{txn}", payment_steps)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/openapi.json", openapi)
     return app

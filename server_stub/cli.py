@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import os
 import random
 import sys
 from collections.abc import Sequence
@@ -13,13 +15,16 @@ from aiohttp import web
 
 from agent_client.protocol.keycodes import KeycodeFormat
 
-from .app import create_app
+from .app import Platform, create_app
 from .devices import make_devices, parse_devices_csv, write_devices_csv
 from .errors import SetupError
+from .logs import configure
+from .mno import Final, MnoConfig, MnoSimulator
 from .store import DeviceRecord, Store
 from .tls import self_signed
 
 DEFAULT_DB = "server-stub.db"
+SECRET_ENV = "PAYG_MM_SECRET"
 
 
 def parser() -> argparse.ArgumentParser:
@@ -31,6 +36,21 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--tls", action="store_true", help="self-signed certificate made at start")
     serve.add_argument("--cert-out", type=Path, help="write the certificate PEM here")
+    serve.add_argument(
+        "--shutdown-timeout",
+        type=float,
+        default=30.0,
+        help="on SIGTERM/SIGINT, seconds to let in-flight requests finish",
+    )
+    pay = sub.add_parser(
+        "mm-pay", help=f"pay through the operator simulator (secret from ${SECRET_ENV})"
+    )
+    pay.add_argument("--url", default="http://127.0.0.1:8080/v1/mm/callback")
+    pay.add_argument("account", help="the device serial the customer pays for")
+    pay.add_argument("amount", type=int, help="minor currency units")
+    pay.add_argument("msisdn", help="the paying customer's phone number")
+    pay.add_argument("--duplicate-rate", type=float, default=0.0)
+    pay.add_argument("--seed", type=int, default=0)
     plan = sub.add_parser("add-plan", help="add a catalog plan")
     plan.add_argument("name")
     plan.add_argument("price_per_day", type=int, help="minor currency units per day")
@@ -59,19 +79,48 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
+def mm_secret() -> bytes | None:
+    """The operator's shared secret comes from the environment, never argv (ps shows argv)."""
+    text = os.environ.get(SECRET_ENV)
+    return text.encode() if text else None
+
+
+async def mm_pay(args: argparse.Namespace) -> int:
+    secret = mm_secret()
+    if secret is None:
+        raise SetupError(f"set ${SECRET_ENV} to the secret the server was started with")
+    try:
+        config = MnoConfig(delay_s=(0.0, 0.0), duplicate_rate=args.duplicate_rate, seed=args.seed)
+        mno = MnoSimulator(args.url, secret, config)
+    except ValueError as exc:
+        raise SetupError(str(exc)) from exc
+    await mno.start()
+    txn_id = mno.pay(args.account, args.amount, args.msisdn)
+    await mno.stop(timeout_s=60.0)
+    txn = mno.history[txn_id]
+    answers = [a.answer or {"error": a.error} for a in txn.attempts]
+    print(json.dumps({"txn": txn_id, "final": txn.final.value, "answers": answers}))
+    return 0 if txn.final is Final.ACKNOWLEDGED else 1
+
+
 def run(args: argparse.Namespace) -> int:
     if args.command == "serve":
         context = None
         if args.tls:
             context, _ = self_signed(args.host, args.cert_out)
+        configure()
         web.run_app(
-            create_app(args.db),
+            create_app(args.db, platform=Platform(mm_secret=mm_secret())),
             host=args.host,
             port=args.port,
             ssl_context=context,
+            shutdown_timeout=args.shutdown_timeout,
+            access_log=None,  # the app writes its own structured access log
             print=lambda text: print(text, file=sys.stderr),
         )
         return 0
+    if args.command == "mm-pay":
+        return asyncio.run(mm_pay(args))
     store = Store.open(args.db)
     try:
         if args.command == "add-plan":

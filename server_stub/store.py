@@ -14,6 +14,7 @@ import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from agent_client.protocol.frames import (
     DownlinkFrame,
     Entry,
     Keycode,
+    Payment,
     Plan,
     Reason,
     Stock,
@@ -35,11 +37,29 @@ from agent_client.protocol.frames import (
 from agent_client.protocol.keycodes import KeycodeFormat
 from agent_client.protocol.ops import Kind, Operation
 
+from .callbacks import Answer, MoneyCallback, Outcome
 from .errors import RequestError, SetupError
 from .keycodes import DeviceSecret, creditable_days, issue
 
 ENTRIES_PER_RESPONSE = 256
 APPLIED = 0
+MM = "mm"  # payments.source of mobile money; agent (cash) payments use "agent"
+AGENT = "agent"
+
+
+def day_of(ms: int) -> str:
+    """The UTC calendar day of a millisecond timestamp, as reports group by it."""
+    return datetime.fromtimestamp(ms / 1000, UTC).date().isoformat()
+
+
+@dataclass(frozen=True)
+class Issued:
+    """A keycode just written: its row id, its text, and its downlink entry number."""
+
+    keycode: int
+    text: str
+    entry: int
+
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS agents (
@@ -62,7 +82,8 @@ CREATE TABLE IF NOT EXISTS devices (
     starting_code INTEGER NOT NULL DEFAULT 0, time_divider INTEGER NOT NULL DEFAULT 1,
     next_id INTEGER NOT NULL, agent INTEGER REFERENCES agents(agent),
     customer INTEGER REFERENCES customers(customer), plan INTEGER REFERENCES plans(plan),
-    balance INTEGER NOT NULL DEFAULT 0
+    balance INTEGER NOT NULL DEFAULT 0, credit_until_ms INTEGER NOT NULL DEFAULT 0,
+    last_paid_ms INTEGER
 );
 CREATE TABLE IF NOT EXISTS ops (
     handset INTEGER NOT NULL, seq INTEGER NOT NULL, digest BLOB NOT NULL, kind INTEGER NOT NULL,
@@ -78,6 +99,40 @@ CREATE TABLE IF NOT EXISTS keycodes (
 CREATE TABLE IF NOT EXISTS downlink (
     handset INTEGER NOT NULL, n INTEGER NOT NULL, body BLOB NOT NULL, PRIMARY KEY (handset, n)
 );
+CREATE TABLE IF NOT EXISTS sales (
+    device INTEGER PRIMARY KEY, agent INTEGER NOT NULL, handset INTEGER NOT NULL,
+    day TEXT NOT NULL, down_payment INTEGER NOT NULL, received_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sales_by_day ON sales(day, agent);
+CREATE TABLE IF NOT EXISTS payments (
+    payment INTEGER PRIMARY KEY, device INTEGER NOT NULL, agent INTEGER NOT NULL,
+    source TEXT NOT NULL, ref TEXT NOT NULL, amount INTEGER NOT NULL, day TEXT NOT NULL,
+    received_ms INTEGER NOT NULL, UNIQUE (source, ref)
+);
+CREATE INDEX IF NOT EXISTS payments_by_day ON payments(day, agent);
+CREATE TABLE IF NOT EXISTS daily (
+    day TEXT NOT NULL, agent INTEGER NOT NULL, sales INTEGER NOT NULL DEFAULT 0,
+    down_payments INTEGER NOT NULL DEFAULT 0, payments INTEGER NOT NULL DEFAULT 0,
+    amount INTEGER NOT NULL DEFAULT 0, mobile_money INTEGER NOT NULL DEFAULT 0,
+    agent_cash INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (day, agent)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS mm_txns (
+    txn TEXT PRIMARY KEY, digest BLOB NOT NULL, outcome TEXT NOT NULL, account TEXT NOT NULL,
+    amount INTEGER NOT NULL, msisdn TEXT NOT NULL, device INTEGER, handset INTEGER,
+    paid_ms INTEGER NOT NULL, day TEXT NOT NULL, received_ms INTEGER NOT NULL,
+    confirmed_ms INTEGER,
+    keycode INTEGER REFERENCES keycodes(keycode), issued_ms INTEGER, downlink_n INTEGER,
+    downlinked_ms INTEGER, synced_ms INTEGER
+);
+CREATE INDEX IF NOT EXISTS mm_txns_unsynced ON mm_txns(handset, downlink_n)
+    WHERE synced_ms IS NULL AND downlink_n IS NOT NULL;
+CREATE INDEX IF NOT EXISTS mm_txns_by_day ON mm_txns(outcome, day);
+CREATE TABLE IF NOT EXISTS sms (
+    sms INTEGER PRIMARY KEY, txn TEXT NOT NULL REFERENCES mm_txns(txn), msisdn TEXT NOT NULL,
+    text TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, created_ms INTEGER NOT NULL,
+    first_sent_ms INTEGER, sent_ms INTEGER, delivered_ms INTEGER
+);
+CREATE INDEX IF NOT EXISTS sms_undelivered ON sms(sms) WHERE delivered_ms IS NULL;
 """
 
 
@@ -259,13 +314,34 @@ class Store:
     # -- one sync exchange ---------------------------------------------------------------------
 
     def exchange(
-        self, claim: auth.Claim, ops: Sequence[Operation], cursor: int, now_ms: int
+        self,
+        claim: auth.Claim,
+        ops: Sequence[Operation],
+        cursor: int,
+        now_ms: int,
+        *,
+        paging: bool = True,
     ) -> DownlinkFrame:
-        """Freshness check, ingest and downlink page in one transaction."""
+        """Freshness check, ingest and downlink page in one transaction.
+
+        With `paging`, the cursor is the handset's real one: mobile-money keycodes at or
+        below it have reached the handset (stamped ``synced_ms``), and those in this page are
+        on their way down (stamped ``downlinked_ms``).
+        """
         with self.transaction():
             handset = self._fresh(claim)
             acked, rejected = self._ingest(handset, ops, now_ms)
             first, entries, more = self._page(handset.handset, cursor)
+            if paging:
+                for column, upto in (
+                    ("synced_ms", cursor),
+                    ("downlinked_ms", cursor + len(entries)),
+                ):
+                    self.db.execute(
+                        f"UPDATE mm_txns SET {column} = ? WHERE handset = ? AND downlink_n <= ?"
+                        f" AND {column} IS NULL AND downlink_n IS NOT NULL",
+                        (now_ms, handset.handset, upto),
+                    )
         return DownlinkFrame(now_ms, tuple(acked), tuple(rejected), first, entries, more)
 
     def _fresh(self, claim: auth.Claim) -> Handset:
@@ -334,9 +410,15 @@ class Store:
                 )
                 if row is None:
                     raise Refused(Reason.UNKNOWN_ACCOUNT)
-                self.db.execute(
-                    "UPDATE devices SET balance = balance + ? WHERE device = ?",
-                    (op.field("amount"), device),
+                amount = int(op.field("amount"))
+                self._pay(
+                    int(device),
+                    handset.agent,
+                    AGENT,
+                    f"{handset.handset}:{op.seq}",
+                    amount,
+                    op.at * 1000,
+                    now_ms,
                 )
                 self._credit(int(device), handset.handset, op.seq, now_ms)
 
@@ -361,12 +443,59 @@ class Store:
         if int(op.field("down_payment")) < plan[0]:
             raise Refused(Reason.AMOUNT_TOO_LOW)
         self.db.execute(
-            "UPDATE devices SET customer = ?, plan = ?, balance = ? WHERE device = ?",
-            (customer[0], op.field("plan"), op.field("down_payment"), op.field("device")),
+            "UPDATE devices SET customer = ?, plan = ?, balance = ?, last_paid_ms = ?"
+            " WHERE device = ?",
+            (customer[0], op.field("plan"), op.field("down_payment"), now_ms, op.field("device")),
+        )
+        self.db.execute(
+            "INSERT INTO sales(device, agent, handset, day, down_payment, received_ms)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                op.field("device"),
+                handset.agent,
+                handset.handset,
+                day_of(op.at * 1000),
+                op.field("down_payment"),
+                now_ms,
+            ),
+        )
+        self._roll(
+            day_of(op.at * 1000),
+            handset.agent,
+            sales=1,
+            down_payments=int(op.field("down_payment")),
         )
         self._credit(int(op.field("device")), handset.handset, op.seq, now_ms)
 
-    def _credit(self, device: int, handset: int, op_seq: int, now_ms: int) -> None:
+    def _pay(
+        self, device: int, agent: int, source: str, ref: str, amount: int, at_ms: int, now_ms: int
+    ) -> None:
+        """Add money to a device's balance and to the collections ledger."""
+        self.db.execute(
+            "UPDATE devices SET balance = balance + ?, last_paid_ms = ? WHERE device = ?",
+            (amount, now_ms, device),
+        )
+        self.db.execute(
+            "INSERT INTO payments(device, agent, source, ref, amount, day, received_ms)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (device, agent, source, ref, amount, day_of(at_ms), now_ms),
+        )
+        channel = "mobile_money" if source == MM else "agent_cash"
+        self._roll(day_of(at_ms), agent, payments=1, amount=amount, **{channel: amount})
+
+    def _roll(self, day: str, agent: int, **add: int) -> None:
+        """Keep the per-(day, agent) rollup the sales and collections reports page through,
+        in the same transaction as the rows it sums (so it never disagrees with them)."""
+        names = ", ".join(add)
+        marks = ", ".join("?" * len(add))
+        sets = ", ".join(f"{n} = {n} + excluded.{n}" for n in add)
+        self.db.execute(
+            f"INSERT INTO daily(day, agent, {names}) VALUES (?, ?, {marks})"
+            f" ON CONFLICT(day, agent) DO UPDATE SET {sets}",
+            (day, agent, *add.values()),
+        )
+
+    def _credit(self, device: int, handset: int, op_seq: int, now_ms: int) -> Issued | None:
         """Turn the device's unspent balance into one keycode, carrying any remainder."""
         row = self._one(
             "SELECT d.format, d.key, d.starting_code, d.time_divider, d.next_id, d.balance,"
@@ -377,28 +506,140 @@ class Store:
         secret = DeviceSecret(KeycodeFormat(fmt), key, starting_code, divider)
         days = creditable_days(secret.format, balance // price, divider)
         if days == 0:
-            return
+            return None
         issued = issue(secret, next_id, days)
         spent = days * price
+        # the platform's view of paid-up time: credit stacks on whatever is left
         self.db.execute(
-            "UPDATE devices SET next_id = ?, balance = balance - ? WHERE device = ?",
-            (issued.next_id, spent, device),
+            "UPDATE devices SET next_id = ?, balance = balance - ?,"
+            " credit_until_ms = max(credit_until_ms, ?) + ? WHERE device = ?",
+            (issued.next_id, spent, now_ms, issued.credit_s * 1000, device),
         )
-        self.db.execute(
+        keycode = self.db.execute(
             "INSERT INTO keycodes(device, message_id, handset, op_seq, text, days, credit_s,"
             " amount, issued_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (device, next_id, handset, op_seq, issued.text, days, issued.credit_s, spent, now_ms),
+        ).lastrowid
+        assert keycode is not None
+        entry = self._emit(
+            handset, Keycode(op_seq, device, secret.format, issued.number, issued.credit_s)
         )
-        self._emit(handset, Keycode(op_seq, device, secret.format, issued.number, issued.credit_s))
+        return Issued(keycode, issued.text, entry)
+
+    # -- mobile money --------------------------------------------------------------------------
+
+    def mobile_money(self, cb: MoneyCallback, now_ms: int, sms: bool = True) -> Answer:
+        """Apply one operator callback exactly once per transaction id.
+
+        The ``mm_txns`` row is the idempotency key: a replay is answered from it, a replay
+        with other content is a conflict. A confirmed payment credits the device, tells the
+        selling agent's handset (payment entry, then the keycode), and queues the SMS.
+        """
+        with self.transaction() as db:
+            row = self._one("SELECT digest, outcome, keycode FROM mm_txns WHERE txn = ?", cb.txn)
+            if row is not None:
+                if row[0] != cb.digest():
+                    raise RequestError(
+                        409, "txn_conflict", f"transaction {cb.txn} was sent with other content"
+                    )
+                return Answer(Outcome(row[1]), duplicate=True, keycode=row[2] is not None)
+            sold = self._one(
+                "SELECT d.device, c.handset, h.agent FROM devices d"
+                " JOIN customers c ON c.customer = d.customer"
+                " JOIN handsets h ON h.handset = c.handset WHERE d.device = ?",
+                int(cb.account),
+            )
+            if cb.status != "success":
+                outcome = Outcome.FAILED
+            elif sold is None:
+                outcome = Outcome.UNKNOWN_ACCOUNT
+            else:
+                outcome = Outcome.CONFIRMED
+            db.execute(
+                "INSERT INTO mm_txns(txn, digest, outcome, account, amount, msisdn, paid_ms,"
+                " day, received_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    cb.txn,
+                    cb.digest(),
+                    outcome.value,
+                    cb.account,
+                    cb.amount,
+                    cb.msisdn,
+                    cb.paid_ms,
+                    day_of(cb.paid_ms),
+                    now_ms,
+                ),
+            )
+            if outcome is not Outcome.CONFIRMED:
+                return Answer(outcome, duplicate=False)
+            device, handset, agent = sold
+            self._pay(device, agent, MM, cb.txn, cb.amount, cb.paid_ms, now_ms)
+            self._emit(handset, Payment(device, cb.amount, cb.txn))
+            issued = self._credit(device, handset, 0, now_ms)
+            db.execute(
+                "UPDATE mm_txns SET device = ?, handset = ?, confirmed_ms = ?, keycode = ?,"
+                " issued_ms = ?, downlink_n = ? WHERE txn = ?",
+                (
+                    device,
+                    handset,
+                    now_ms,
+                    issued and issued.keycode,
+                    issued and now_ms,
+                    issued and issued.entry,
+                    cb.txn,
+                ),
+            )
+            if issued is not None and sms:
+                db.execute(
+                    "INSERT INTO sms(txn, msisdn, text, created_ms) VALUES (?, ?, ?, ?)",
+                    (cb.txn, cb.msisdn, f"PAYG {device}: enter {issued.text}", now_ms),
+                )
+            return Answer(outcome, duplicate=False, keycode=issued is not None)
+
+    # -- SMS outbox ----------------------------------------------------------------------------
+
+    def sms_due(
+        self, now_ms: int, resend_after_ms: int, max_attempts: int, limit: int = 64
+    ) -> list[tuple[int, str, str]]:
+        """Claim the SMS to send now: never sent, or sent without a receipt for too long.
+
+        The resend rule lives here so that it survives restarts: the attempt is counted in
+        the same transaction that hands the message out.
+        """
+        due = (
+            "SELECT sms, msisdn, text FROM sms WHERE delivered_ms IS NULL AND attempts < ?"
+            " AND (sent_ms IS NULL OR sent_ms + ? <= ?) ORDER BY sms LIMIT ?"
+        )
+        args = (max_attempts, resend_after_ms, now_ms, limit)
+        if not self.db.execute(due, args).fetchone():
+            return []  # an idle poll takes no write lock
+        with self.transaction() as db:
+            rows = db.execute(due, args).fetchall()
+            db.executemany(
+                "UPDATE sms SET attempts = attempts + 1, sent_ms = ?,"
+                " first_sent_ms = coalesce(first_sent_ms, ?) WHERE sms = ?",
+                [(now_ms, now_ms, r[0]) for r in rows],
+            )
+        return [(int(a), str(b), str(c)) for a, b, c in rows]
+
+    def sms_delivered(self, sms: int, now_ms: int) -> bool:
+        """A delivery receipt; the first one counts, repeats change nothing."""
+        with self.transaction() as db:
+            cur = db.execute(
+                "UPDATE sms SET delivered_ms = ? WHERE sms = ? AND delivered_ms IS NULL",
+                (now_ms, sms),
+            )
+            return cur.rowcount == 1
 
     # -- downlink ------------------------------------------------------------------------------
 
-    def _emit(self, handset: int, entry: Entry) -> None:
+    def _emit(self, handset: int, entry: Entry) -> int:
         (last,) = self._one("SELECT coalesce(max(n), 0) FROM downlink WHERE handset = ?", handset)
         self.db.execute(
             "INSERT INTO downlink(handset, n, body) VALUES (?, ?, ?)",
             (handset, last + 1, msgpack.packb(entry_to_row(entry))),
         )
+        return int(last) + 1
 
     def _page(self, handset: int, cursor: int) -> tuple[int, tuple[Entry, ...], bool]:
         limit = min(ENTRIES_PER_RESPONSE, MAX_ENTRIES)

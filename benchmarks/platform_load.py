@@ -1,0 +1,328 @@
+"""Sustained sync ingest and distributor-report latency on the embedded SQLite default.
+
+One in-process server-stub on 127.0.0.1 (aiohttp, one store thread, report reader threads).
+`--handsets` emulated handsets (one agent each, with its own stock) sync signed compact frames
+back to back, `--batch` operations per request (register a customer, sell a device, take a
+payment; payments only once a handset's stock is sold out). A report client asks for the first
+page of the four reports on an open-loop schedule (`--report-hz`), latency measured from each
+request's intended start, so a stalled server cannot hide its queue (no coordinated omission).
+
+Phases in the same run, so every figure has its own baseline:
+    reports_idle        report latency with no ingest                  (the latency baseline)
+    ingest_alone        sync ingest with no report traffic             (the throughput baseline)
+    ingest_with_reports both at once: ops/s and report p50/p99, each as a ratio to its baseline
+    mm_alone            mobile-money payments (`--mm-hz`, open loop, 10 % duplicate callbacks):
+                        payment to the platform's answer (keycode committed), p50/p99
+                                                                       (the activation baseline)
+    mm_with_ingest      the same payments during sync ingest, as ratios to mm_alone
+
+Prints one JSON object per line. Usage: python benchmarks/platform_load.py [--seconds 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import random
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+from hdrh.histogram import HdrHistogram
+
+from agent_client.protocol.auth import HandsetKey
+from agent_client.protocol.frames import UplinkFrame, decode_downlink, encode_uplink
+from agent_client.protocol.keycodes import KeycodeFormat
+from agent_client.protocol.ops import Kind, Operation
+from server_stub.app import SYNC_PATH, Platform, create_app
+from server_stub.devices import make_devices
+from server_stub.mno import Final, MnoConfig, MnoSimulator
+from server_stub.reports import Reports
+from server_stub.store import Store
+
+PRICE = 100
+SECRET = b"benchmark-operator-secret"
+REPORTS = ("sales", "collections", "devices", "activation")
+
+
+@dataclass
+class Handset:
+    handset: int
+    key: HandsetKey
+    stock: list[int]
+    seq: int = 0
+    cursor: int = 0
+    last_ms: int = 0
+    sold: list[int] = field(default_factory=list)
+
+    def stamp(self) -> int:
+        self.last_ms = max(int(time.time() * 1000), self.last_ms + 1)
+        return self.last_ms
+
+    def batch(self, size: int, rng: random.Random) -> list[Operation]:
+        ops: list[Operation] = []
+        at = int(time.time())
+        while len(ops) + 3 <= size:
+            self.seq += 1
+            customer = self.seq
+            ops.append(Operation.make(customer, Kind.REGISTER_CUSTOMER, at, "Esi", "+233200000001"))
+            self.seq += 1
+            if self.stock:
+                device = self.stock.pop()
+                self.sold.append(device)
+                ops.append(
+                    Operation.make(self.seq, Kind.RECORD_SALE, at, customer, device, 1, 7 * PRICE)
+                )
+            else:
+                ops.append(
+                    Operation.make(self.seq, Kind.RECORD_PAYMENT, at, rng.choice(self.sold), PRICE)
+                )
+            self.seq += 1
+            ops.append(Operation.make(self.seq, Kind.RECORD_PAYMENT, at, self.sold[-1], 3 * PRICE))
+        return ops
+
+
+def seed(
+    db: Path, handsets: int, devices: int, rng: random.Random, fmt: KeycodeFormat
+) -> list[Handset]:
+    store = Store.open(db)
+    try:
+        store.add_plan("solar-home", PRICE)
+        made = []
+        for h in range(handsets):
+            agent, code = store.add_agent(f"agent{h}")
+            records = make_devices(10_000_001 + h * devices, devices, fmt, rng)
+            store.add_devices(agent, records)
+            key = HandsetKey.from_seed(rng.randbytes(32))
+            handset = store.provision(f"agent{h}", code, key.public, 0)
+            made.append(Handset(handset, key, [r.device for r in records]))
+        return made
+    finally:
+        store.close()
+
+
+async def sync_once(
+    http: aiohttp.ClientSession, url: str, h: Handset, ops: list[Operation]
+) -> tuple[int, bool]:
+    body = encode_uplink(UplinkFrame(h.handset, h.cursor, tuple(ops)))
+    headers = h.key.headers("POST", SYNC_PATH, body, h.handset, h.stamp())
+    async with http.post(url, data=body, headers=headers) as response:
+        raw = await response.read()
+        if response.status != 200:
+            raise RuntimeError(f"sync refused {response.status}: {raw[:200]!r}")
+    reply = decode_downlink(raw)
+    if reply.entries:
+        h.cursor = reply.last_entry
+    if len(reply.acked) != len(ops) or reply.rejected:
+        raise RuntimeError(f"not every op acknowledged: {reply.rejected[:5]}")
+    return len(reply.acked), reply.more
+
+
+async def ingest(
+    http: aiohttp.ClientSession,
+    url: str,
+    handsets: list[Handset],
+    batch: int,
+    seconds: float,
+    rng: random.Random,
+) -> tuple[int, float]:
+    """Every handset syncs back to back until the deadline; returns (ops acked, elapsed)."""
+    began = time.perf_counter()
+    deadline = began + seconds
+    total = 0
+
+    async def one(h: Handset) -> None:
+        nonlocal total
+        while time.perf_counter() < deadline:
+            acked, _ = await sync_once(http, url, h, h.batch(batch, rng))
+            total += acked
+
+    await asyncio.gather(*(one(h) for h in handsets))
+    return total, time.perf_counter() - began
+
+
+async def reports(
+    http: aiohttp.ClientSession, base: str, hz: float, seconds: float
+) -> HdrHistogram:
+    """Open loop: request i is due at start + i/hz; its latency counts from then."""
+    hist = HdrHistogram(1, 60_000_000, 3)  # microseconds
+    start = time.perf_counter()
+    tasks: list[asyncio.Task[None]] = []
+
+    async def one(i: int, due: float) -> None:
+        async with http.get(f"{base}/v1/reports/{REPORTS[i % 4]}?limit=100") as response:
+            await response.read()
+            if response.status != 200:
+                raise RuntimeError(f"report answered {response.status}")
+        hist.record_value(max(1, int((time.perf_counter() - due) * 1e6)))
+
+    for i in range(int(seconds * hz)):
+        due = start + i / hz
+        await asyncio.sleep(max(0.0, due - time.perf_counter()))
+        tasks.append(asyncio.create_task(one(i, due)))
+    await asyncio.gather(*tasks)
+    return hist
+
+
+async def payments(
+    mno: MnoSimulator, sold: list[int], hz: float, seconds: float, rng: random.Random
+) -> list[str]:
+    """Open loop: a payment every 1/hz s for a device already sold; waits for callbacks."""
+    start = time.perf_counter()
+    txns = []
+    for i in range(int(seconds * hz)):
+        await asyncio.sleep(max(0.0, start + i / hz - time.perf_counter()))
+        txns.append(mno.pay(rng.choice(sold), 3 * PRICE, "+233200000001"))
+    if not await mno.drain(120.0):
+        raise RuntimeError("callbacks still running after 120 s")
+    for t in txns:
+        txn = mno.history[t]
+        if txn.final is not Final.ACKNOWLEDGED:
+            seen = [(a.status, a.error, a.answer) for a in txn.attempts]
+            raise RuntimeError(f"payment {t} ended {txn.final.value}: {seen}")
+    return txns
+
+
+def activation(db: Path, mno: MnoSimulator, txns: list[str]) -> HdrHistogram:
+    """Payment to the platform's answer, which comes after the keycode is committed (the
+    operator's clock, microseconds); every payment must have its keycode step recorded."""
+    hist = HdrHistogram(1, 60_000_000, 3)  # microseconds
+    reports = Reports.open(db)
+    try:
+        for txn_id in txns:
+            steps = reports.payment(txn_id)
+            if steps is None or steps["issued_ms"] is None:
+                raise RuntimeError(f"payment {txn_id} has no keycode: {steps}")
+            txn = mno.history[txn_id]
+            answered = min(a.answered_at for a in txn.attempts if a.answered_at is not None)
+            hist.record_value(max(1, int((answered - txn.paid_at) * 1e6)))
+    finally:
+        reports.close()
+    return hist
+
+
+def latency(hist: HdrHistogram) -> dict[str, float]:
+    return {
+        "n": hist.get_total_count(),
+        "p50_ms": hist.get_value_at_percentile(50) / 1000,
+        "p99_ms": hist.get_value_at_percentile(99) / 1000,
+        "max_ms": hist.get_max_value() / 1000,
+    }
+
+
+def emit(**doc: object) -> None:
+    print(json.dumps({"bench": "platform_load", **doc}), flush=True)
+
+
+async def main(args: argparse.Namespace) -> None:
+    rng = random.Random(args.seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Path(tmp) / "platform.db"
+        fmt = KeycodeFormat[args.format.upper()]
+        handsets = seed(db, args.handsets, args.devices, rng, fmt)
+        app = create_app(db, platform=Platform(mm_secret=SECRET))
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        url = base + SYNC_PATH
+        try:
+            async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as http:
+                for h in handsets:  # warm: download the stock, then a first batch of sales
+                    more = True
+                    while more:
+                        _, more = await sync_once(http, url, h, [])
+                    await sync_once(http, url, h, h.batch(args.batch, rng))
+                idle = latency(await reports(http, base, args.report_hz, args.seconds / 2))
+                emit(phase="reports_idle", **idle)
+                alone_ops, alone_s = await ingest(
+                    http, url, handsets, args.batch, args.seconds, rng
+                )
+                alone = alone_ops / alone_s
+                emit(
+                    phase="ingest_alone",
+                    ops=alone_ops,
+                    seconds=round(alone_s, 3),
+                    ops_per_s=round(alone, 1),
+                    keycode_format=args.format,
+                    handsets=args.handsets,
+                    batch=args.batch,
+                )
+                ingest_task = asyncio.create_task(
+                    ingest(http, url, handsets, args.batch, args.seconds, rng)
+                )
+                busy = latency(await reports(http, base, args.report_hz, args.seconds))
+                ops, elapsed = await ingest_task
+                rate = ops / elapsed
+                emit(
+                    phase="ingest_with_reports",
+                    ops=ops,
+                    seconds=round(elapsed, 3),
+                    ops_per_s=round(rate, 1),
+                    ops_per_s_ratio=round(rate / alone, 3),
+                    keycode_format=args.format,
+                    **busy,
+                    p50_ratio=round(busy["p50_ms"] / idle["p50_ms"], 2),
+                    p99_ratio=round(busy["p99_ms"] / idle["p99_ms"], 2),
+                    report_hz=args.report_hz,
+                )
+                mno = MnoSimulator(
+                    base + "/v1/mm/callback",
+                    SECRET,
+                    MnoConfig(delay_s=(0.0, 0.0), duplicate_rate=0.1, seed=args.seed),
+                )
+                await mno.start()
+                try:
+                    # only devices whose sale is acknowledged (no batch is in flight here)
+                    sold = [d for h in handsets for d in h.sold]
+                    txns = await payments(mno, sold, args.mm_hz, args.seconds / 2, rng)
+                    mm_idle = latency(activation(db, mno, txns))
+                    emit(phase="mm_alone", mm_hz=args.mm_hz, **mm_idle)
+                    ingest_task = asyncio.create_task(
+                        ingest(http, url, handsets, args.batch, args.seconds, rng)
+                    )
+                    txns = await payments(mno, sold, args.mm_hz, args.seconds, rng)
+                    ops, elapsed = await ingest_task
+                    mm_busy = latency(activation(db, mno, txns))
+                    emit(
+                        phase="mm_with_ingest",
+                        mm_hz=args.mm_hz,
+                        ops_per_s=round(ops / elapsed, 1),
+                        **mm_busy,
+                        p50_ratio=round(mm_busy["p50_ms"] / mm_idle["p50_ms"], 2),
+                        p99_ratio=round(mm_busy["p99_ms"] / mm_idle["p99_ms"], 2),
+                    )
+                finally:
+                    await mno.stop(timeout_s=10.0)
+        finally:
+            with contextlib.suppress(Exception):
+                await runner.cleanup()
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--seconds", type=float, default=8.0)
+    p.add_argument("--handsets", type=int, default=8)
+    p.add_argument("--batch", type=int, default=60, help="operations per sync request")
+    p.add_argument("--devices", type=int, default=1500, help="stock per handset")
+    p.add_argument("--report-hz", type=float, default=40.0)
+    p.add_argument("--mm-hz", type=float, default=20.0, help="mobile-money payments per second")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument(
+        "--format",
+        choices=[f.name.lower() for f in KeycodeFormat],
+        default="nexus_full",
+        help="keycode format of the devices (issuing cost differs by library)",
+    )
+    return p.parse_args(argv)
+
+
+if __name__ == "__main__":
+    asyncio.run(main(parse(sys.argv[1:])))

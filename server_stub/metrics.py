@@ -1,0 +1,106 @@
+"""Prometheus metrics, RED per endpoint, in base units; one registry per application.
+
+Request rate, errors and duration come from the middleware (`observe_request`); sync batch
+sizes, body bytes and ingest lag from the sync handler; the business counters (keycodes issued,
+callbacks by outcome, SMS sent and delivered) are read from the database at scrape time, so they
+are monotonic across restarts and never disagree with what was committed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+BYTES_BUCKETS = (64, 256, 1024, 4096, 16384, 65536, 262144)
+LAG_BUCKETS = (0.1, 1, 5, 30, 60, 300, 900, 3600, 4 * 3600, 86400, 7 * 86400)
+
+
+class StoreTotals(Collector):
+    """Counters whose truth is the database; `update` is called with fresh counts per scrape."""
+
+    def __init__(self) -> None:
+        self.totals: Mapping[str, int] = {}
+
+    def collect(self) -> Iterator[Metric]:
+        t = self.totals
+        keycodes = CounterMetricFamily(
+            "payg_keycodes_issued", "Add-credit keycodes issued (all channels)"
+        )
+        keycodes.add_metric([], t.get("keycodes", 0))
+        yield keycodes
+        callbacks = CounterMetricFamily(
+            "payg_mm_transactions",
+            "Distinct mobile-money transactions by outcome",
+            labels=["outcome"],
+        )
+        for outcome in ("confirmed", "failed", "unknown_account"):
+            callbacks.add_metric([outcome], t.get(f"mm_{outcome}", 0))
+        yield callbacks
+        for name, doc in (
+            ("sms_sent", "SMS handed to the gateway, resends included"),
+            ("sms_delivered", "SMS with a delivery receipt"),
+        ):
+            family = CounterMetricFamily(f"payg_{name}", doc)
+            family.add_metric([], t.get(name, 0))
+            yield family
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "payg_http_requests",
+            "HTTP requests by route, method and status",
+            ["route", "method", "status"],
+            registry=r,
+        )
+        self.errors = Counter(
+            "payg_http_request_errors",
+            "HTTP requests answered 4xx (client) or 5xx (server)",
+            ["route", "method", "kind"],
+            registry=r,
+        )
+        self.duration = Histogram(
+            "payg_http_request_duration_seconds",
+            "Time from request start to response",
+            ["route", "method"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.in_flight = Gauge(
+            "payg_http_requests_in_flight", "Requests being handled now", registry=r
+        )
+        self.sync_ops = Histogram(
+            "payg_sync_batch_operations",
+            "Operations per sync request",
+            buckets=BATCH_BUCKETS,
+            registry=r,
+        )
+        self.sync_bytes = Histogram(
+            "payg_sync_request_bytes", "Sync request body size", buckets=BYTES_BUCKETS, registry=r
+        )
+        self.ingest_lag = Histogram(
+            "payg_sync_ingest_lag_seconds",
+            "Server receive time minus the handset's record time, per operation",
+            buckets=LAG_BUCKETS,
+            registry=r,
+        )
+        self.store_totals = StoreTotals()
+        r.register(self.store_totals)
+
+    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        self.requests.labels(route, method, str(status)).inc()
+        self.duration.labels(route, method).observe(seconds)
+        if status >= 400:
+            self.errors.labels(route, method, "server" if status >= 500 else "client").inc()
+
+    def render(self, totals: Mapping[str, int]) -> bytes:
+        self.store_totals.totals = totals
+        return generate_latest(self.registry)

@@ -1,0 +1,250 @@
+"""The OpenAPI 3 document for the JSON endpoints (served at ``/openapi.json``).
+
+The binary sync endpoint is specified in docs/sync-protocol.md; this document covers what a
+distributor, an operator or a monitoring system calls. The test suite runs schemathesis against
+it, so every response the server gives must match what is written here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .reports import MAX_ID, MAX_LIMIT
+
+Schema = dict[str, Any]
+
+INT = {"type": "integer"}
+NULL_INT = {"type": ["integer", "null"]}
+NULL_NUM = {"type": ["number", "null"]}
+STR = {"type": "string"}
+
+ERROR: Schema = {
+    "type": "object",
+    "required": ["error", "detail", "server_ms"],
+    "properties": {"error": STR, "detail": STR, "server_ms": INT},
+}
+
+
+def _page(item: Schema) -> Schema:
+    return {
+        "type": "object",
+        "required": ["items", "next_cursor", "server_ms"],
+        "properties": {
+            "items": {"type": "array", "items": item},
+            "next_cursor": {"type": ["string", "null"]},
+            "server_ms": INT,
+        },
+    }
+
+
+def _object(**props: Schema) -> Schema:
+    return {"type": "object", "required": list(props), "properties": props}
+
+
+def _error(description: str) -> Schema:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+
+
+def _json(description: str, schema: Schema) -> Schema:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+PAGE_PARAMS = [
+    {
+        "name": "limit",
+        "in": "query",
+        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
+    },
+    {"name": "cursor", "in": "query", "schema": STR},
+]
+DAY_PARAMS = [
+    {
+        "name": n,
+        "in": "query",
+        "schema": {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"},
+    }
+    for n in ("from", "to")
+]
+AGENT_PARAM = [
+    {"name": "agent", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID}}
+]
+
+LATENCY = _object(count=INT, p50_s=NULL_NUM, p95_s=NULL_NUM, max_s=NULL_NUM)
+ITEMS: dict[str, tuple[str, Schema, list[Schema]]] = {
+    "sales": (
+        "Devices sold and down payments, per agent and day",
+        _object(day=STR, agent=INT, agent_name=STR, sales=INT, down_payments=INT),
+        DAY_PARAMS + AGENT_PARAM,
+    ),
+    "collections": (
+        "Payments after the sale per agent and day, by channel",
+        _object(
+            day=STR,
+            agent=INT,
+            agent_name=STR,
+            payments=INT,
+            amount=INT,
+            mobile_money=INT,
+            agent_cash=INT,
+        ),
+        DAY_PARAMS + AGENT_PARAM,
+    ),
+    "devices": (
+        "Sold devices: credit remaining and days since the last payment",
+        _object(
+            device=INT,
+            agent=INT,
+            plan=INT,
+            credit_remaining_s=INT,
+            days_since_last_payment=INT,
+            unspent_balance=INT,
+        ),
+        AGENT_PARAM,
+    ),
+    "activation": (
+        "Mobile-money activation latency per day (payment to keycode, SMS, handset)",
+        _object(
+            day=STR, payments=INT, issued=LATENCY, sms_delivered=LATENCY, handset_downlinked=LATENCY
+        ),
+        DAY_PARAMS,
+    ),
+}
+
+CALLBACK = {
+    "type": "object",
+    "required": ["txn", "account", "amount", "msisdn", "status", "paid_ms"],
+    "properties": {
+        "txn": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,40}$"},
+        "account": {"type": "string", "pattern": "^[0-9]{1,10}$"},
+        "amount": {"type": "integer", "minimum": 1, "maximum": 10**9},
+        "msisdn": {"type": "string", "pattern": "^[+]?[0-9]{6,16}$"},
+        "status": {"enum": ["success", "failed"]},
+        "paid_ms": {"type": "integer", "minimum": 0, "maximum": 2**53},
+    },
+}
+CALLBACK_ANSWER = _object(
+    txn=STR, result=STR, duplicate={"type": "boolean"}, keycode_issued={"type": "boolean"}
+)
+STEPS = _object(
+    txn=STR,
+    outcome=STR,
+    account=STR,
+    amount=INT,
+    paid_ms=INT,
+    received_ms=INT,
+    confirmed_ms=NULL_INT,
+    issued_ms=NULL_INT,
+    keycode={"type": ["string", "null"]},
+    sms_sent_ms=NULL_INT,
+    sms_attempts=INT,
+    sms_delivered_ms=NULL_INT,
+    handset_downlinked_ms=NULL_INT,
+    handset_synced_ms=NULL_INT,
+    server_ms=INT,
+)
+
+
+def _reports() -> Schema:
+    paths: Schema = {}
+    for name, (summary, item, params) in ITEMS.items():
+        paths[f"/v1/reports/{name}"] = {
+            "get": {
+                "operationId": f"report_{name}",
+                "summary": summary,
+                "parameters": PAGE_PARAMS + params,
+                "responses": {
+                    "200": _json("one page; pass next_cursor back for the next", _page(item)),
+                    "400": _error("bad parameter or cursor"),
+                },
+            }
+        }
+    return paths
+
+
+def document() -> Schema:
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "PAYG platform stand-in",
+            "version": "1",
+            "description": "Distributor reports, mobile-money callbacks, operations.",
+        },
+        "paths": {
+            **_reports(),
+            "/v1/payments/{txn}": {
+                "get": {
+                    "operationId": "payment_steps",
+                    "summary": "When each step of one mobile-money payment happened (ms)",
+                    "parameters": [{"name": "txn", "in": "path", "required": True, "schema": STR}],
+                    "responses": {
+                        "200": _json("the steps", STEPS),
+                        "404": _error("no such transaction"),
+                    },
+                }
+            },
+            "/v1/mm/callback": {
+                "post": {
+                    "operationId": "mm_callback",
+                    "summary": "The operator's payment callback, idempotent on txn",
+                    "parameters": [
+                        {
+                            "name": "X-MM-Signature",
+                            "in": "header",
+                            "required": True,
+                            "schema": STR,
+                            "description": "hex HMAC-SHA256 of the body with the shared secret",
+                        }
+                    ],
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": CALLBACK}},
+                    },
+                    "responses": {
+                        "200": _json(
+                            "applied, recorded as failed, or a duplicate", CALLBACK_ANSWER
+                        ),
+                        "400": _error("malformed body"),
+                        "401": _error("missing or wrong signature"),
+                        "409": _error("same txn, other content"),
+                        "413": _error("body too large"),
+                        "422": _error("unknown account (stored; replays get the same)"),
+                    },
+                }
+            },
+            "/healthz": {
+                "get": {
+                    "operationId": "healthz",
+                    "responses": {"200": _json("alive", _object(ok={"type": "boolean"}))},
+                }
+            },
+            "/readyz": {
+                "get": {
+                    "operationId": "readyz",
+                    "responses": {
+                        "200": _json(
+                            "ready", _object(ready={"type": "boolean"}, probe_s={"type": "number"})
+                        ),
+                        "503": _json(
+                            "not ready (draining, database or budget)",
+                            _object(ready={"type": "boolean"}, reason=STR),
+                        ),
+                    },
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "operationId": "metrics",
+                    "responses": {
+                        "200": {
+                            "description": "Prometheus text format",
+                            "content": {"text/plain": {"schema": STR}},
+                        }
+                    },
+                }
+            },
+        },
+        "components": {"schemas": {"Error": ERROR}},
+    }

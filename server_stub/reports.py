@@ -1,0 +1,294 @@
+"""Distributor reports: the read side, on its own SQLite connection and thread.
+
+WAL lets this connection read a consistent snapshot while the store's thread writes, so a
+report never queues behind sync ingest. Pages are keyset-paginated: the cursor is an opaque
+token holding the last row's sort key, so a page costs the same however deep it is and rows
+written meanwhile neither repeat nor vanish from the pages already read.
+
+`parse_query` (pure) validates the query string; each report method takes the parsed query
+and ``now_ms`` and returns a JSON-ready page.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import sqlite3
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import RequestError
+
+DAY_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 500
+MAX_ID = 2**63 - 1
+DAY_MS = 86_400_000
+REPORTS = ("sales", "collections", "devices", "activation")
+
+
+@dataclass(frozen=True)
+class Query:
+    limit: int = DEFAULT_LIMIT
+    after: tuple[Any, ...] | None = None  # the last row's key from the cursor
+    day_from: str = "0000-00-00"
+    day_to: str = "9999-99-99"
+    agent: int | None = None
+
+
+def encode_cursor(report: str, key: tuple[Any, ...]) -> str:
+    raw = json.dumps([report, *key], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(report: str, token: str, types: tuple[type, ...]) -> tuple[Any, ...]:
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        doc = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RequestError(400, "bad_cursor", "cursor is not one this server issued") from exc
+    ok = (
+        isinstance(doc, list)
+        and len(doc) == len(types) + 1
+        and doc[0] == report
+        and all(type(v) is t for v, t in zip(doc[1:], types, strict=True))
+    )
+    if not ok:
+        raise RequestError(400, "bad_cursor", f"cursor is not one for the {report} report")
+    return tuple(doc[1:])
+
+
+def _int_param(params: Mapping[str, str], name: str, lo: int, hi: int) -> int | None:
+    text = params.get(name)
+    if text is None:
+        return None
+    if not re.fullmatch(r"[0-9]{1,19}", text) or not lo <= int(text) <= hi:
+        raise RequestError(400, "bad_parameter", f"{name} must be an integer in {lo}..{hi}")
+    return int(text)
+
+
+def _day_param(params: Mapping[str, str], name: str, default: str) -> str:
+    text = params.get(name)
+    if text is None:
+        return default
+    if not DAY_RE.fullmatch(text):
+        raise RequestError(400, "bad_parameter", f"{name} must be a day YYYY-MM-DD")
+    return text
+
+
+# the sort key of each report's rows, as the cursor carries it
+KEYS: dict[str, tuple[type, ...]] = {
+    "sales": (str, int),
+    "collections": (str, int),
+    "devices": (int,),
+    "activation": (str,),
+}
+
+
+def parse_query(report: str, params: Mapping[str, str]) -> Query:
+    limit = _int_param(params, "limit", 1, MAX_LIMIT) or DEFAULT_LIMIT
+    cursor = params.get("cursor")
+    after = decode_cursor(report, cursor, KEYS[report]) if cursor is not None else None
+    return Query(
+        limit=limit,
+        after=after,
+        day_from=_day_param(params, "from", Query.day_from),
+        day_to=_day_param(params, "to", Query.day_to),
+        agent=_int_param(params, "agent", 1, MAX_ID),
+    )
+
+
+# keyset paging over the (day, agent) rollup: the primary key order, so a page reads `limit` rows
+PAGE_WHERE = (
+    " AND d.day >= :from AND d.day <= :to AND (:agent IS NULL OR d.agent = :agent)"
+    " AND (d.day, d.agent) > (:after_day, :after_agent) ORDER BY d.day, d.agent LIMIT :limit"
+)
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    """Nearest-rank percentile of an already sorted, non-empty list."""
+    rank = max(1, -(-len(sorted_values) * q // 100))
+    return sorted_values[int(rank) - 1]
+
+
+class Reports:
+    """Read-only queries; one instance per thread (sqlite3 connections are not shared)."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    @classmethod
+    def open(cls, path: str | Path) -> Reports:
+        uri = f"{Path(path).resolve().as_uri()}?mode=ro"
+        db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA busy_timeout=10000")
+        db.execute("PRAGMA query_only=ON")
+        return cls(db)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def _page(
+        self,
+        report: str,
+        q: Query,
+        rows: list[dict[str, Any]],
+        key: Callable[[dict[str, Any]], tuple[Any, ...]],
+    ) -> dict[str, Any]:
+        more = len(rows) > q.limit
+        items = rows[: q.limit]
+        cursor = encode_cursor(report, key(items[-1])) if more else None
+        return {"items": items, "next_cursor": cursor}
+
+    def _grouped(self, report: str, sql: str, q: Query, fields: tuple[str, ...]) -> dict[str, Any]:
+        """Read one page of the per-(day, agent) rollup."""
+        after_day, after_agent = q.after if q.after else ("", 0)
+        rows = self.db.execute(
+            sql,
+            {
+                "from": q.day_from,
+                "to": q.day_to,
+                "agent": q.agent,
+                "after_day": after_day,
+                "after_agent": after_agent,
+                "limit": q.limit + 1,
+            },
+        ).fetchall()
+        items = [dict(zip(("day", "agent", "agent_name", *fields), r, strict=True)) for r in rows]
+        return self._page(report, q, items, lambda r: (r["day"], r["agent"]))
+
+    def sales(self, q: Query, now_ms: int) -> dict[str, Any]:
+        """Devices sold and down payments taken, per agent and day (the handset's day)."""
+        return self._grouped(
+            "sales",
+            "SELECT d.day, d.agent, a.name, d.sales, d.down_payments FROM daily d"
+            " JOIN agents a ON a.agent = d.agent WHERE d.sales > 0" + PAGE_WHERE,
+            q,
+            ("sales", "down_payments"),
+        )
+
+    def collections(self, q: Query, now_ms: int) -> dict[str, Any]:
+        """Payments after the sale, per agent and day, split by channel."""
+        return self._grouped(
+            "collections",
+            "SELECT d.day, d.agent, a.name, d.payments, d.amount, d.mobile_money, d.agent_cash"
+            " FROM daily d JOIN agents a ON a.agent = d.agent WHERE d.payments > 0" + PAGE_WHERE,
+            q,
+            ("payments", "amount", "mobile_money", "agent_cash"),
+        )
+
+    def devices(self, q: Query, now_ms: int) -> dict[str, Any]:
+        """Sold devices: credit remaining now and whole days since the last payment."""
+        (after,) = q.after if q.after else (0,)
+        rows = self.db.execute(
+            "SELECT d.device, h.agent, d.plan, d.credit_until_ms, d.last_paid_ms, d.balance"
+            " FROM devices d JOIN customers c ON c.customer = d.customer"
+            " JOIN handsets h ON h.handset = c.handset"
+            " WHERE d.device > ? AND (? IS NULL OR h.agent = ?) ORDER BY d.device LIMIT ?",
+            (after, q.agent, q.agent, q.limit + 1),
+        ).fetchall()
+        items = [
+            {
+                "device": device,
+                "agent": agent,
+                "plan": plan,
+                "credit_remaining_s": max(0, until - now_ms) // 1000,
+                "days_since_last_payment": max(0, now_ms - last) // DAY_MS,
+                "unspent_balance": balance,
+            }
+            for device, agent, plan, until, last, balance in rows
+        ]
+        return self._page("devices", q, items, lambda r: (r["device"],))
+
+    def activation(self, q: Query, now_ms: int) -> dict[str, Any]:
+        """Mobile-money activation latency per day: payment to keycode issued, to SMS
+        delivered, and to the keycode reaching the selling agent's handset."""
+        (after,) = q.after if q.after else ("",)
+        days = self.db.execute(
+            "SELECT DISTINCT day FROM mm_txns"
+            " WHERE outcome = 'confirmed' AND day >= ? AND day <= ? AND day > ?"
+            " ORDER BY day LIMIT ?",
+            (q.day_from, q.day_to, after, q.limit + 1),
+        ).fetchall()
+        items = [self._activation_day(str(day)) for (day,) in days]
+        return self._page("activation", q, items, lambda r: (r["day"],))
+
+    def _activation_day(self, day: str) -> dict[str, Any]:
+        rows = self.db.execute(
+            "SELECT t.paid_ms, t.issued_ms, s.delivered_ms, t.downlinked_ms FROM mm_txns t"
+            " LEFT JOIN sms s ON s.txn = t.txn WHERE t.outcome = 'confirmed' AND t.day = ?",
+            (day,),
+        ).fetchall()
+        item: dict[str, Any] = {"day": day, "payments": len(rows)}
+        for name, column in (("issued", 1), ("sms_delivered", 2), ("handset_downlinked", 3)):
+            lat = sorted((r[column] - r[0]) / 1000 for r in rows if r[column] is not None)
+            item[name] = {
+                "count": len(lat),
+                "p50_s": percentile(lat, 50) if lat else None,
+                "p95_s": percentile(lat, 95) if lat else None,
+                "max_s": lat[-1] if lat else None,
+            }
+        return item
+
+    # -- lab and operations --------------------------------------------------------------------
+
+    def payment(self, txn: str) -> dict[str, Any] | None:
+        """Every recorded step of one mobile-money transaction (milliseconds)."""
+        row = self.db.execute(
+            "SELECT t.txn, t.outcome, t.account, t.amount, t.paid_ms, t.received_ms,"
+            " t.confirmed_ms, t.issued_ms, k.text, s.first_sent_ms, s.attempts,"
+            " s.delivered_ms, t.downlinked_ms, t.synced_ms FROM mm_txns t"
+            " LEFT JOIN keycodes k ON k.keycode = t.keycode LEFT JOIN sms s ON s.txn = t.txn"
+            " WHERE t.txn = ?",
+            (txn,),
+        ).fetchone()
+        if row is None:
+            return None
+        names = (
+            "txn",
+            "outcome",
+            "account",
+            "amount",
+            "paid_ms",
+            "received_ms",
+            "confirmed_ms",
+            "issued_ms",
+            "keycode",
+            "sms_sent_ms",
+            "sms_attempts",
+            "sms_delivered_ms",
+            "handset_downlinked_ms",
+            "handset_synced_ms",
+        )
+        doc = dict(zip(names, row, strict=True))
+        doc["sms_attempts"] = doc["sms_attempts"] or 0
+        return doc
+
+    def totals(self) -> dict[str, int]:
+        """Monotonic counts for /metrics, read from the database so restarts keep them."""
+        (keycodes,) = self.db.execute("SELECT count(*) FROM keycodes").fetchone()
+        by_outcome = dict(
+            self.db.execute("SELECT outcome, count(*) FROM mm_txns GROUP BY outcome").fetchall()
+        )
+        (sent, delivered) = self.db.execute(
+            "SELECT coalesce(sum(attempts), 0), count(delivered_ms) FROM sms"
+        ).fetchone()
+        return {
+            "keycodes": int(keycodes),
+            "sms_sent": int(sent),
+            "sms_delivered": int(delivered),
+            **{f"mm_{k}": int(v) for k, v in by_outcome.items()},
+        }
+
+    def probe(self, now_ms: int) -> float:
+        """Readiness: the database answers and the critical reports' first pages run.
+        Returns the seconds it took."""
+        began = time.perf_counter()
+        self.db.execute("SELECT 1").fetchone()
+        self.devices(Query(limit=10), now_ms)
+        self.sales(Query(limit=10), now_ms)
+        return time.perf_counter() - began

@@ -1,0 +1,68 @@
+"""A running platform for tests: seeded store, devices sold through a real handset, the
+mobile-money callback configured, an SMS gateway simulator wired in."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp.test_utils import TestServer
+
+from agent_client.agent import Agent
+from agent_client.protocol.auth import Claim
+from agent_client.protocol.keycodes import KeycodeFormat
+from agent_client.protocol.ops import Kind, Operation
+from server_stub.app import Platform, create_app
+from server_stub.store import Store
+
+from .fixtures import PRICE_PER_DAY, Seeded, seed_platform
+
+SECRET = b"operator-shared-secret-0123456789"
+DOWN_PAYMENT = 3 * PRICE_PER_DAY
+
+
+@dataclass(frozen=True)
+class Sold:
+    """Devices sold by agent ``ama`` (one per keycode format) and its handset id."""
+
+    seeded: Seeded
+    handset: int
+    devices: list[int]
+
+
+def sold_platform(path: Path) -> Sold:
+    """Seed, provision a handset for ``ama`` and sell one device of each format, in-process."""
+    seeded = seed_platform(path)
+    store = Store.open(path)
+    try:
+        handset = store.provision("ama", "code-ama", bytes(range(32)), 1_000)
+        stock = seeded.stock["ama"]
+        per_format = len(stock) // len(KeycodeFormat)
+        devices = stock[::per_format]
+        ops = [Operation.make(1, Kind.REGISTER_CUSTOMER, 1_790_000_000, "Esi", "+233200000001")]
+        ops += [
+            Operation.make(2 + i, Kind.RECORD_SALE, 1_790_000_000, 1, d, seeded.plan, DOWN_PAYMENT)
+            for i, d in enumerate(devices)
+        ]
+        reply = store.exchange(Claim(handset, 2_000, b""), ops, 0, 1_790_000_000_000)
+        assert not reply.rejected
+    finally:
+        store.close()
+    return Sold(seeded, handset, devices)
+
+
+def copy_db(template: Path, target: Path) -> Path:
+    shutil.copyfile(template, target)
+    return target
+
+
+async def start(path: Path, platform: Platform) -> TestServer:
+    server = TestServer(create_app(path, platform=platform), host="127.0.0.1")
+    await server.start_server()
+    return server
+
+
+async def agent_for(server: TestServer, tmp_path: Path, name: str = "ama") -> Agent:
+    url = str(server.make_url(""))
+    return await Agent.provision(tmp_path / f"{name}.db", url, name, f"code-{name}")
