@@ -654,10 +654,20 @@ class Store:
 
     def keycodes_for_op(self, handset: int, seq: int) -> list[dict[str, Any]]:
         rows = self.db.execute(
-            "SELECT device, text, days, credit_s FROM keycodes WHERE handset = ? AND op_seq = ?",
+            "SELECT k.device, d.format, k.text, k.days, k.credit_s FROM keycodes k"
+            " JOIN devices d ON d.device = k.device WHERE k.handset = ? AND k.op_seq = ?",
             (handset, seq),
         ).fetchall()
-        return [{"device": d, "keycode": t, "days": n, "credit_s": c} for d, t, n, c in rows]
+        return [
+            {
+                "device": d,
+                "format": KeycodeFormat(f).name.lower(),
+                "keycode": t,
+                "days": n,
+                "credit_s": c,
+            }
+            for d, f, t, n, c in rows
+        ]
 
     def counts(self) -> dict[str, int]:
         tables = ("agents", "handsets", "customers", "devices", "ops", "keycodes", "downlink")

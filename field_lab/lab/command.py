@@ -51,6 +51,12 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     )
     run.add_argument("--quiet", action="store_true", help="no live progress view")
     run.add_argument(
+        "--compare",
+        action="store_true",
+        help="run the scenario twice, compact client then a naive JSON-request-per-operation "
+        "client, and report them side by side",
+    )
+    run.add_argument(
         "--record-traces",
         action="store_true",
         help="write every meter's keypad trace to DIR/traces/ (meter-sim replay)",
@@ -126,22 +132,31 @@ def run_command(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     name = f"{time.strftime('%Y%m%d-%H%M%S')}-{scenario.name}-seed{scenario.seed}"
     out = args.out or Path("results") / name
-    try:
-        progress = Progress(console, args.quiet)
-        doc, lab = asyncio.run(_run(scenario, name, args, fixture, progress, out))
-    except HarnessError as exc:
-        console.print(f"field-lab run: harness error: {exc}", markup=False)
-        return EXIT_HARNESS_ERROR
-    except Exception:  # the lab failed, not the system under test
-        console.print("field-lab run: harness error:", markup=False)
-        console.print(traceback.format_exc(), markup=False)
-        return EXIT_HARNESS_ERROR
-    output.write(out, doc, lab.stats, lab.series)
-    if lab.traces is not None:
-        console.print(f"traces: {lab.traces.write()} meters in {out / 'traces'}")
-    output.table(doc, Console(width=None if sys.stdout.isatty() else 150))
+    clients = ("compact", "naive") if args.compare else ("compact",)
+    docs: dict[str, dict[str, Any]] = {}
+    codes = []
+    for client in clients:
+        where = out / client if args.compare else out
+        try:
+            progress = Progress(console, args.quiet)
+            doc, lab = asyncio.run(_run(scenario, name, args, fixture, progress, where, client))
+        except HarnessError as exc:
+            console.print(f"field-lab run: harness error: {exc}", markup=False)
+            return EXIT_HARNESS_ERROR
+        except Exception:  # the lab failed, not the system under test
+            console.print("field-lab run: harness error:", markup=False)
+            console.print(traceback.format_exc(), markup=False)
+            return EXIT_HARNESS_ERROR
+        output.write(where, doc, lab.stats, lab.series)
+        if lab.traces is not None:
+            console.print(f"traces: {lab.traces.write()} meters in {where / 'traces'}")
+        output.table(doc, Console(width=None if sys.stdout.isatty() else 150))
+        docs[client] = doc
+        codes.append(exit_code(lab.verdicts))
+    if args.compare:
+        output.comparison(out, docs, Console(width=None if sys.stdout.isatty() else 150))
     print(f"results: {out}")
-    return exit_code(lab.verdicts)
+    return max(codes)
 
 
 async def _run(
@@ -151,6 +166,7 @@ async def _run(
     fixture: Fixture | None,
     progress: Progress,
     out: Path,
+    client: str,
 ) -> tuple[dict[str, Any], Lab]:
     with new_workdir() as tmp:
         lab = Lab(
@@ -161,6 +177,7 @@ async def _run(
             server_db=args.target_db,
             progress=progress,
             traces=TraceBook(out / "traces") if args.record_traces else None,
+            client=client,
         )
         started = time.monotonic()
         await lab.run()
@@ -172,6 +189,7 @@ async def _run(
         "devices": len(lab.sites),
         "history": lab.history.counts(),
         "server_checks": lab.server_db is not None,
+        "client": client,
     }
     doc = output.summary(name, scenario, lab.stats, lab.verdicts, extra)
     return doc, lab

@@ -16,9 +16,11 @@ from pathlib import Path
 
 import aiohttp
 
-from agent_client.agent import Agent
+from agent_client.agent import SYNC_PATH, Agent
 from agent_client.errors import ServerRefused
-from agent_client.protocol.frames import Keycode
+from agent_client.naive import OPS_PATH as NAIVE_PATH
+from agent_client.protocol.errors import ProtocolError
+from agent_client.protocol.frames import Keycode, decode_uplink
 from agent_client.transport import Reply, Transport
 from field_lab.lab.fixture import AgentSpec
 from field_lab.link import DOWN, UP, Profile, floor_seconds
@@ -34,6 +36,20 @@ class Exchange:
     bytes_down: int
     ok: bool
     floor: float
+    ops: int
+    """Operations the request carried (0: a poll for downlink only)."""
+
+
+def carried_ops(path: str, body: bytes) -> int:
+    """How many operations a request carries: decoded with the wire contract itself."""
+    if path == NAIVE_PATH:
+        return 1
+    if path != SYNC_PATH:
+        return 0
+    try:
+        return len(decode_uplink(body).ops)
+    except ProtocolError:
+        return 0
 
 
 class MeasuredTransport(Transport):
@@ -50,6 +66,7 @@ class MeasuredTransport(Transport):
         self._loop = asyncio.get_running_loop()
 
     async def post(self, path: str, body: bytes, headers: dict[str, str]) -> Reply:
+        ops = carried_ops(path, body)
         written = self.port.link.bytes_written
         up0, down0 = written[UP], written[DOWN]
         start = self._loop.time()
@@ -68,6 +85,7 @@ class MeasuredTransport(Transport):
                     bytes_down=down,
                     ok=ok,
                     floor=floor_seconds(self.profile, up, down, warm=True),
+                    ops=ops,
                 )
             )
 
@@ -98,12 +116,13 @@ class Handset:
         url: str,
         db_path: Path,
         on_keycodes: Callable[[Handset, list[Keycode]], None],
+        client: type[Agent] = Agent,
     ) -> Handset:
         setup = MeasuredTransport(url, port, profile)
         first = await Agent.provision(db_path, url, spec.name, spec.code, transport=setup)
         await first.close()
         transport = MeasuredTransport(url, port, profile)
-        agent = await Agent.open(db_path, transport=transport)
+        agent = await client.open(db_path, transport=transport)
         return cls(index, spec, profile, port, agent, transport, on_keycodes, list(spec.devices))
 
     @property

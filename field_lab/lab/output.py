@@ -56,6 +56,10 @@ def figures(group: Figures) -> dict[str, Any]:
         "round_trips_per_sync": group.exchanges / syncs,
         "bytes_up_per_exchange": group.bytes_up / exchanges,
         "bytes_down_per_exchange": group.bytes_down / exchanges,
+        "operations": group.ops,
+        "bytes_per_op": group.op_bytes / group.ops if group.ops else None,
+        "downlink_polls": group.polls,
+        "poll_bytes": group.poll_bytes,
     }
 
 
@@ -232,3 +236,51 @@ def table(doc: dict[str, Any], console: Console) -> None:
             "[green]pass[/]" if v["pass"] else "[red]FAIL[/]",
         )
     console.print(slo)
+
+
+def _compared(d: dict[str, Any]) -> list[tuple[str, str]]:
+    a, sale = d["activation_latency_s"], d["sale_activation_s"]
+    return [
+        ("sale success", _fmt(d["sale_success_rate"], pct=True)),
+        ("activation p50 / p95 s", f"{_fmt(a['p50'], 2)} / {_fmt(a['p95'], 2)}"),
+        ("sale activation p95 s", _fmt(sale["p95"], 2)),
+        ("operations recorded", str(d["operations"])),
+        ("exchanges (round trips)", str(d["exchanges"])),
+        ("round trips per sync", _fmt(d["round_trips_per_sync"], 2)),
+        (
+            "bytes up / down per exchange",
+            f"{d['bytes_up_per_exchange']:.0f} / {d['bytes_down_per_exchange']:.0f}",
+        ),
+        ("bytes per operation (exchanges carrying them)", _fmt(d["bytes_per_op"], 1)),
+        ("downlink polls (bytes)", f"{d['downlink_polls']} ({d['poll_bytes']})"),
+        ("sync exchange p95 s", _fmt(d["sync_exchange_s"]["p95"], 2)),
+        ("lost / duplicated", f"{d['lost_ops']} / {d['duplicate_ops']}"),
+    ]
+
+
+def comparison(out: Path, docs: dict[str, dict[str, Any]], console: Console) -> None:
+    """The same scenario with each client, side by side (comparison.json and a table)."""
+    names = list(docs)
+    t = Table(title="Same scenario, compact sync vs naive JSON request per operation")
+    t.add_column("figure")
+    for name in names:
+        t.add_column(name, justify="right")
+    columns = [_compared(docs[n]) for n in names]
+    for i, (label, _) in enumerate(columns[0]):
+        t.add_row(label, *(column[i][1] for column in columns))
+    console.print(t)
+    keys = (
+        "sale_success_rate",
+        "activation_latency_s",
+        "sale_activation_s",
+        "exchanges",
+        "round_trips_per_sync",
+        "bytes_up_per_exchange",
+        "bytes_down_per_exchange",
+        "bytes_per_op",
+        "sync_exchange_s",
+        "lost_ops",
+        "duplicate_ops",
+    )
+    doc = {n: {k: docs[n].get(k) for k in keys} for n in names}
+    (out / "comparison.json").write_text(json.dumps(doc, indent=2) + "\n")

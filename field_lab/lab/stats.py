@@ -19,7 +19,14 @@ class Figures:
     floor_ratio: Latency = field(default_factory=Latency)
     sale_failed: RateMetric = field(default_factory=RateMetric)
     payment_unactivated: RateMetric = field(default_factory=RateMetric)
+    ops: int = 0
+    """Operations handsets recorded in the measured phase."""
     exchanges: int = 0
+    polls: int = 0
+    """Exchanges that carried no operation (fetching downlink only)."""
+    op_bytes: int = 0
+    """Bytes both ways of the exchanges that carried operations."""
+    poll_bytes: int = 0
     syncs: int = 0
     bytes_up: int = 0
     bytes_down: int = 0

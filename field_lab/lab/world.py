@@ -24,6 +24,8 @@ from pathlib import Path
 
 from aiohttp import ClientSession, ClientTimeout, web
 
+from agent_client.agent import Agent
+from agent_client.naive import NaiveAgent
 from agent_client.protocol.frames import Keycode
 from agent_client.store import OpState
 from field_lab.lab.clock import LabClock
@@ -90,6 +92,8 @@ class Lab:
     """Customers typing a keycode right now."""
     traces: TraceBook | None = None
     """When set, every meter records its keypad trace into it."""
+    client: str = "compact"
+    """`compact` (agent_client.Agent) or `naive` (one JSON request per operation)."""
     inject: frozenset[str] = frozenset()
     """Faults to inject before the checks, to prove they can fail: `lose-op` (the platform
     forgets one acknowledged operation's effect), `duplicate-op` (applies one twice),
@@ -173,6 +177,7 @@ class Lab:
                     url,
                     self.workdir / f"handset-{index:05d}.db",
                     self._keycodes_arrived,
+                    CLIENTS[self.client],
                 )
                 await handset.sync_once()  # stock and catalog
                 return handset
@@ -274,10 +279,16 @@ class Lab:
         key = f"{handset.handset_id}:{sale}"
         self.history.invoke(key, "record_sale", intended)
         self.credit_of[key] = (serial, days * DAY_S)
+        self._count_ops(handset, 2)
         site.sold = True
         waiter = site.expect(key, "sale", intended)
         handset.wake.set()
         return waiter
+
+    def _count_ops(self, handset: Handset, n: int) -> None:
+        if self.phase != "warm-up":
+            for group in self.stats.groups(handset.profile.name):
+                group.ops += n
 
     async def _visit(self, handset: Handset, intended: float) -> None:
         """An agent visits a new customer: sell, and stay until the light comes on."""
@@ -305,6 +316,7 @@ class Lab:
         key = f"{handset.handset_id}:{seq}"
         self.history.invoke(key, "record_payment", intended)
         self.credit_of[key] = (site.serial, days * DAY_S)
+        self._count_ops(handset, 1)
         waiter = site.expect(key, "payment", intended)
         handset.wake.set()
         try:
@@ -494,6 +506,12 @@ class Lab:
                     group.exchanges += 1
                     group.bytes_up += exchange.bytes_up
                     group.bytes_down += exchange.bytes_down
+                    both = exchange.bytes_up + exchange.bytes_down
+                    if exchange.ops:
+                        group.op_bytes += both
+                    else:
+                        group.polls += 1
+                        group.poll_bytes += both
                     if exchange.ok:
                         group.sync.record(exchange.seconds)
                         if exchange.floor > 0:
@@ -530,6 +548,7 @@ class Lab:
         self.credit_check = bounds
 
 
+CLIENTS: dict[str, type[Agent]] = {"compact": Agent, "naive": NaiveAgent}
 FAULTS = frozenset({"lose-op", "duplicate-op", "overcredit"})
 
 

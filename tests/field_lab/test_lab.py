@@ -134,3 +134,12 @@ async def test_every_meter_records_a_trace_that_replays(tmp_path: Path) -> None:
         )
         assert done.returncode == 0, done.stdout.decode()[-1500:]
     assert lab.stats.lost_ops == 0
+
+
+async def test_the_naive_client_runs_the_same_scenario(tmp_path: Path) -> None:
+    lab = await run(tmp_path, client="naive")
+    t = lab.stats.total
+    assert t.sale_failed.total > 0
+    assert lab.stats.lost_ops == lab.stats.duplicate_ops == 0
+    assert t.polls == 0
+    assert t.exchanges - t.failed_exchanges <= t.ops  # one request per operation, no batching
