@@ -10,6 +10,7 @@
     sms        the SMS gateway simulator and the phones' inboxes
     notify     the platform's SMS sender: outbox to gateway, receipts, resend rule
     reports    distributor reports on a read-only connection, keyset pagination
+    runner     the store thread, with an urgent lane for operator callbacks
     metrics    Prometheus metrics (RED per route, sync, keycodes, mobile money, SMS)
     logs       JSON-lines logging
     openapi    the OpenAPI 3 document
