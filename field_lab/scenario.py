@@ -6,8 +6,8 @@ it got, so a typo fails before the run, not during it.
 
     name = "village-day"
     seed = 7
-    duration_s = 90              # real seconds of field activity
-    settle_s = 30                # then: no new actions, let queues drain (bounded)
+    duration_s = 75              # real seconds of field activity
+    settle_s = 60                # then: no new actions; ends early once all has settled
     time_scale = 1440            # meters' virtual seconds per real second (1 min = 1 day)
 
     [fleet]
@@ -31,6 +31,18 @@ it got, so a typo fails before the run, not during it.
     sms_share = 0.8              # keycodes by SMS; the rest only through the agent's handset
     seconds_per_key = 0.35
     typo_rate = 0.02             # per code: a typo costs an attempt and a retype
+
+    [mobile_money]               # the operator's callbacks to the platform
+    delay_s = [1, 8]
+    reorder_window_s = 3
+    duplicate_rate = 0.05
+    lost_answer_rate = 0.03
+    failure_rate = 0.01
+
+    [sms]                        # keycodes to customers' phones
+    delay_s = [2, 20]
+    loss_rate = 0.03
+    resend_after_s = 30
 
     [reports]
     readers = 4
@@ -121,6 +133,22 @@ class Customers:
 
 
 @dataclass(frozen=True)
+class MobileMoney:
+    delay_s: tuple[float, float] = (1.0, 8.0)
+    reorder_window_s: float = 3.0
+    duplicate_rate: float = 0.05
+    lost_answer_rate: float = 0.03
+    failure_rate: float = 0.01
+
+
+@dataclass(frozen=True)
+class Sms:
+    delay_s: tuple[float, float] = (2.0, 20.0)
+    loss_rate: float = 0.03
+    resend_after_s: float = 30.0
+
+
+@dataclass(frozen=True)
 class Reports:
     readers: int = 4
     interval_s: float = 2.0
@@ -141,13 +169,15 @@ DEFAULT_SLO: dict[str, list[str]] = {
 class Scenario:
     name: str = "default"
     seed: int = 1
-    duration_s: float = 90.0
-    settle_s: float = 30.0
+    duration_s: float = 75.0
+    settle_s: float = 60.0
     time_scale: float = 1440.0
     fleet: Fleet = field(default_factory=Fleet)
     devices: Devices = field(default_factory=Devices)
     agents: Agents = field(default_factory=Agents)
     customers: Customers = field(default_factory=Customers)
+    mobile_money: MobileMoney = field(default_factory=MobileMoney)
+    sms: Sms = field(default_factory=Sms)
     reports: Reports = field(default_factory=Reports)
     slo: dict[str, list[str]] = field(default_factory=lambda: dict(DEFAULT_SLO))
 
@@ -224,6 +254,16 @@ def _section(path: str, raw: Mapping[str, Any], cls: type, rules: dict[str, Any]
         name: check(f"{path}.{name}", table[name]) for name, check in rules.items() if name in table
     }
     return cls(**values)
+
+
+def _interval(path: str, value: object) -> tuple[float, float]:
+    if not isinstance(value, list) or len(value) != 2:
+        raise _fail(path, "[min, max] seconds", value)
+    lo = _number(f"{path}[0]", value[0], low=0, high=3600)
+    hi = _number(f"{path}[1]", value[1], low=0, high=3600)
+    if lo > hi:
+        raise ScenarioError(f"{path}: min {lo:g} is above max {hi:g}")
+    return (lo, hi)
 
 
 def _outages(path: str, value: object) -> tuple[Outage, ...]:
@@ -307,6 +347,28 @@ def parse(raw: Mapping[str, Any]) -> Scenario:
             "typo_rate": _share,
         },
     )
+    mobile_money = _section(
+        "mobile_money",
+        raw,
+        MobileMoney,
+        {
+            "delay_s": _interval,
+            "reorder_window_s": lambda p, v: _number(p, v, low=0, high=3600),
+            "duplicate_rate": _share,
+            "lost_answer_rate": _share,
+            "failure_rate": _share,
+        },
+    )
+    sms = _section(
+        "sms",
+        raw,
+        Sms,
+        {
+            "delay_s": _interval,
+            "loss_rate": _share,
+            "resend_after_s": lambda p, v: _number(p, v, low=1, high=86400),
+        },
+    )
     reports = _section(
         "reports",
         raw,
@@ -328,6 +390,8 @@ def parse(raw: Mapping[str, Any]) -> Scenario:
         devices=devices,
         agents=agents,
         customers=customers,
+        mobile_money=mobile_money,
+        sms=sms,
         reports=reports,
         slo=normalised,
     )

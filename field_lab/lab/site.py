@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections import deque
 from dataclasses import dataclass, field
 
 from agent_client.protocol.keycodes import KeycodeFormat
@@ -18,6 +19,8 @@ from meter_sim import Meter, Outcome
 from meter_sim.trace.recorder import MeterLike
 from server_stub.keycodes import DeviceSecret
 
+MOBILE_MONEY = "mm"
+"""Key for a keycode paid by mobile money: it settles this site's oldest waiting payment."""
 MAX_TRIES = 6
 """A customer gives up on one keycode after this many rate-limited or mistyped attempts."""
 
@@ -69,6 +72,11 @@ class Site:
     """Index of the agent whose stock the device came from."""
     meter: MeterLike
     rng: random.Random
+    phone: str = ""
+    reads_sms: bool = True
+    """Whether the customer gets keycodes by SMS (otherwise only through the agent)."""
+    mm_waiting: deque[str] = field(default_factory=deque)
+    """Mobile-money payments waiting for their keycode, oldest first."""
     sold: bool = False
     granted: float = 0.0
     """Credit seconds granted by the meter for applied keycodes."""
@@ -81,6 +89,16 @@ class Site:
         waiter = Waiter(key, kind, intended)
         self.waiters[key] = waiter
         return waiter
+
+    def _settles(self, key: str | None) -> Waiter | None:
+        """The operation an applied keycode settles; mobile-money codes settle in order."""
+        if key != MOBILE_MONEY:
+            return self.waiters.get(key) if key is not None else None
+        while self.mm_waiting:
+            waiter = self.waiters.get(self.mm_waiting.popleft())
+            if waiter is not None and waiter.applied_at is None:
+                return waiter
+        return None
 
     async def type_code(
         self,
@@ -116,7 +134,7 @@ class Site:
                     continue  # the mistyped code was refused (or, rarely, not): type it again
                 if outcome is Outcome.APPLIED:
                     self.granted += self.meter.credit_remaining(now) - before
-                    waiter = self.waiters.get(key) if key is not None else None
+                    waiter = self._settles(key)
                     if waiter is not None and waiter.applied_at is None:
                         waiter.applied_at = clock.real()
                         waiter.done.set()

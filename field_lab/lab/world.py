@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
+import secrets
 import sqlite3
 import tempfile
 from collections import Counter
@@ -31,7 +33,7 @@ from agent_client.store import OpState
 from field_lab.lab.clock import LabClock
 from field_lab.lab.fixture import Fixture, seed
 from field_lab.lab.handset import Handset
-from field_lab.lab.site import Site, Waiter, meter_for
+from field_lab.lab.site import MOBILE_MONEY, Site, Waiter, meter_for
 from field_lab.lab.stats import RunStats
 from field_lab.lab.traces import TraceBook
 from field_lab.link import Outage, get_profile
@@ -39,10 +41,18 @@ from field_lab.link.scheduler import LinkScheduler
 from field_lab.measure.history import Bounded, History, Status, check_applied, check_bounds
 from field_lab.measure.slo import Verdict
 from field_lab.scenario import Scenario
-from server_stub.app import create_app
+from server_stub.app import Platform, create_app
+from server_stub.mno import Final, MnoConfig, MnoSimulator, Txn
+from server_stub.notify import ResendRule
+from server_stub.sms import Message, SmsConfig, SmsGateway
 
 DAY_S = 86_400
-REPORT_PATHS = ("/v1/health",)
+REPORT_PATHS = (
+    "/v1/reports/sales?limit=50",
+    "/v1/reports/collections?limit=50",
+    "/v1/reports/devices?limit=50",
+    "/v1/reports/activation?limit=50",
+)
 """Distributor report endpoints the readers poll (the platform's report API)."""
 
 
@@ -94,6 +104,8 @@ class Lab:
     """When set, every meter records its keypad trace into it."""
     client: str = "compact"
     """`compact` (agent_client.Agent) or `naive` (one JSON request per operation)."""
+    mno: MnoSimulator | None = None
+    gateway: SmsGateway | None = None
     inject: frozenset[str] = frozenset()
     """Faults to inject before the checks, to prove they can fail: `lose-op` (the platform
     forgets one acknowledged operation's effect), `duplicate-op` (applies one twice),
@@ -111,6 +123,8 @@ class Lab:
             await self._field()
             await self._check()
         finally:
+            if self.mno is not None:
+                await self.mno.stop(timeout_s=5)
             for handset in self.handsets:
                 with contextlib.suppress(Exception):
                     await handset.close()
@@ -119,18 +133,50 @@ class Lab:
         return self.stats
 
     async def _platform(self) -> tuple[str, web.AppRunner | None]:
+        s = self.scenario
         if self.target is not None:
             if self.fixture is None:
                 raise HarnessError("--target needs --fixture (see `field-lab seed`)")
-            return self.target.rstrip("/"), None
+            url = self.target.rstrip("/")
+            secret = os.environ.get("PAYG_MM_SECRET", "").encode()
+            if secret and url.startswith("http://127.0.0.1"):
+                await self._operator(url, secret)
+            return url, None
         self.server_db = self.workdir / "server.db"
-        self.fixture = await asyncio.to_thread(seed, self.server_db, self.scenario)
-        runner = web.AppRunner(create_app(self.server_db), access_log=None)
+        self.fixture = await asyncio.to_thread(seed, self.server_db, s)
+        self.gateway = SmsGateway(
+            SmsConfig(delay_s=s.sms.delay_s, loss_rate=s.sms.loss_rate, seed=s.seed)
+        )
+        self.gateway.inbox.listen(self._sms_arrived)
+        secret = secrets.token_bytes(16)
+        platform = Platform(
+            mm_secret=secret,
+            sms=self.gateway,
+            resend=ResendRule(resend_after_s=s.sms.resend_after_s, max_attempts=5),
+        )
+        runner = web.AppRunner(create_app(self.server_db, platform=platform), access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
-        port = runner.addresses[0][1]
-        return f"http://127.0.0.1:{port}", runner
+        url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        await self._operator(url, secret)
+        return url, runner
+
+    async def _operator(self, url: str, secret: bytes) -> None:
+        m = self.scenario.mobile_money
+        self.mno = MnoSimulator(
+            url + "/v1/mm/callback",
+            secret,
+            MnoConfig(
+                delay_s=m.delay_s,
+                reorder_window_s=m.reorder_window_s,
+                duplicate_rate=m.duplicate_rate,
+                lost_answer_rate=m.lost_answer_rate,
+                failure_rate=m.failure_rate,
+                seed=self.scenario.seed,
+            ),
+        )
+        await self.mno.start()
 
     # -- set-up: handsets, meters, the installed base --------------------------------------
 
@@ -161,6 +207,8 @@ class Lab:
                     if self.traces is not None
                     else meter_for(secret, 0.0),
                     random.Random(f"{self.scenario.seed}:customer:{serial}"),
+                    phone=f"+2335{serial % 10**8:08d}",
+                    reads_sms=rng.random() < self.scenario.customers.sms_share,
                 )
         perfect = get_profile("perfect")
         semaphore = asyncio.Semaphore(32)
@@ -246,20 +294,36 @@ class Lab:
             if site is None:
                 self.counters["keycode_for_unknown_device"] += 1
                 continue
-            key = f"{handset.handset_id}:{code.op_seq}" if code.op_seq else None
-            task = asyncio.get_running_loop().create_task(
-                site.type_code(
-                    code.text,
-                    key,
-                    self.clock,
-                    seconds_per_key=self.scenario.customers.seconds_per_key,
-                    typo_rate=self.scenario.customers.typo_rate,
-                    instant=self.phase == "warm-up",
-                ),
-            )
-            self.typing.add(task)
-            task.add_done_callback(self.typing.discard)
+            key = f"{handset.handset_id}:{code.op_seq}" if code.op_seq else MOBILE_MONEY
+            self._type(site, code.text, key)
             self.counters["keycodes_received"] += 1
+
+    def _sms_arrived(self, message: Message) -> None:
+        """A text on a customer's phone: `PAYG <device>: enter <keycode>`."""
+        head, _, text = message.text.partition(": enter ")
+        try:
+            site = self.sites[int(head.removeprefix("PAYG "))]
+        except (ValueError, KeyError):
+            self.counters["sms_unreadable"] += 1
+            return
+        self.counters["sms_received"] += 1
+        if site.reads_sms and text:
+            self._type(site, text, MOBILE_MONEY)
+
+    def _type(self, site: Site, text: str, key: str | None) -> None:
+        """The customer types a keycode they were given (each distinct code once)."""
+        task = asyncio.get_running_loop().create_task(
+            site.type_code(
+                text,
+                key,
+                self.clock,
+                seconds_per_key=self.scenario.customers.seconds_per_key,
+                typo_rate=self.scenario.customers.typo_rate,
+                instant=self.phase == "warm-up",
+            ),
+        )
+        self.typing.add(task)
+        task.add_done_callback(self.typing.discard)
 
     def _days(self) -> int:
         return self.rng.randint(1, 3)
@@ -308,17 +372,32 @@ class Lab:
                     group.sale_activation.record(waiter.applied_at - intended)
 
     async def _pay(self, site: Site, intended: float) -> None:
-        """A customer pays cash to their agent, who records it; the keycode comes back on sync."""
+        """A customer pays: by mobile money (the operator calls the platform back) or in cash
+        to their agent, who records it on the handset. Either way a keycode comes back."""
         assert self.fixture is not None
         handset = self.handsets[site.agent]
         days = self._days()
-        seq = await handset.agent.record_payment(site.serial, days * self.fixture.price_per_day)
-        key = f"{handset.handset_id}:{seq}"
-        self.history.invoke(key, "record_payment", intended)
+        amount = days * self.fixture.price_per_day
+        mobile = (
+            self.mno is not None and self.rng.random() < self.scenario.customers.mobile_money_share
+        )
+        if mobile:
+            assert self.mno is not None
+            txn = self.mno.pay(site.serial, amount, site.phone)
+            key = f"mm:{txn}"
+            self.history.invoke(key, "mobile_money", intended)
+            if self.mno.history[txn].plan.fails:  # the operator tells the customer at once
+                self.history.fail(key, self.clock.real(), "operator refused the payment")
+                return
+            site.mm_waiting.append(key)
+        else:
+            seq = await handset.agent.record_payment(site.serial, amount)
+            key = f"{handset.handset_id}:{seq}"
+            self.history.invoke(key, "record_payment", intended)
+            self._count_ops(handset, 1)
+            handset.wake.set()
         self.credit_of[key] = (site.serial, days * DAY_S)
-        self._count_ops(handset, 1)
         waiter = site.expect(key, "payment", intended)
-        handset.wake.set()
         try:
             await self._until_applied(waiter, self._end_of_settle)
         finally:  # a payment still dark when the run ends counts as not activated
@@ -520,6 +599,14 @@ class Lab:
                         group.failed_exchanges += 1
             for group in s.groups(handset.profile.name):
                 group.syncs += handset.syncs
+        if self.mno is not None:
+            await self.mno.drain(timeout_s=10)
+            for txn, record in self.mno.history.items():
+                key = f"mm:{txn}"
+                if self.history.final(key) is Status.FAIL:
+                    continue
+                with contextlib.suppress(Exception):
+                    self.history.complete(key, _operator_status(record), self.clock.real())
         if self.server_db is None:
             return
         applied = await asyncio.to_thread(_applied_keys, self.server_db)
@@ -570,14 +657,40 @@ def _lose_or_duplicate(db: Path, lose: bool, duplicate: bool) -> None:
             )
 
 
+def _operator_status(record: Txn) -> Status:
+    """What the operator learnt: confirmed (ok), refused or failed (fail), or nothing (info)."""
+    if record.final is Final.ACKNOWLEDGED:
+        answers = [a.answer for a in record.attempts if a.seen and a.answer is not None]
+        if answers and answers[-1].get("result") == "confirmed":
+            return Status.OK
+        return Status.FAIL
+    if record.final is Final.REFUSED:
+        return Status.FAIL
+    return Status.INFO
+
+
 def _applied_keys(db: Path) -> list[str]:
-    """Every application the platform made, one entry each: customers and keycodes."""
+    """Every application the platform made, one entry each: customers, keycodes paid for by
+    handset operations, and mobile-money payments confirmed (a device with more mobile-money
+    keycodes than confirmed payments counts the extras against its last payment)."""
     with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
         keys = [f"{h}:{s}" for h, s in conn.execute("SELECT handset, seq FROM customers")]
         keys += [
             f"{h}:{s}"
             for h, s in conn.execute("SELECT handset, op_seq FROM keycodes WHERE op_seq > 0")
         ]
+        confirmed: dict[int, list[str]] = {}
+        for txn, device in conn.execute(
+            "SELECT txn, device FROM mm_txns WHERE outcome = 'confirmed' AND keycode IS NOT NULL"
+            " ORDER BY confirmed_ms"
+        ):
+            confirmed.setdefault(int(device), []).append(f"mm:{txn}")
+        issued = dict(
+            conn.execute("SELECT device, COUNT(*) FROM keycodes WHERE op_seq = 0 GROUP BY device")
+        )
+    for device, txns in confirmed.items():
+        keys += txns
+        keys += [txns[-1]] * max(0, int(issued.get(device, 0)) - len(txns))
     return keys
 
 

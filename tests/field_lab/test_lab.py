@@ -20,6 +20,8 @@ TINY = replace(
     agents=replace(DEFAULT.agents, visits_per_hour=900, sync_interval_s=3),
     customers=replace(DEFAULT.customers, payments_per_hour=240, seconds_per_key=0.05),
     reports=replace(DEFAULT.reports, readers=1, interval_s=1),
+    mobile_money=replace(DEFAULT.mobile_money, delay_s=(0.1, 0.5), reorder_window_s=0.3),
+    sms=replace(DEFAULT.sms, delay_s=(0.1, 0.5), resend_after_s=3),
 )
 
 
