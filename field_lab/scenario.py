@@ -7,7 +7,7 @@ it got, so a typo fails before the run, not during it.
     name = "village-day"
     seed = 7
     duration_s = 75              # real seconds of field activity
-    settle_s = 60                # then: no new actions; ends early once all has settled
+    settle_s = 45                # then: no new actions; ends early once all has settled
     time_scale = 1440            # meters' virtual seconds per real second (1 min = 1 day)
 
     [fleet]
@@ -170,7 +170,7 @@ class Scenario:
     name: str = "default"
     seed: int = 1
     duration_s: float = 75.0
-    settle_s: float = 60.0
+    settle_s: float = 45.0
     time_scale: float = 1440.0
     fleet: Fleet = field(default_factory=Fleet)
     devices: Devices = field(default_factory=Devices)

@@ -336,6 +336,7 @@ class Lab:
         agent = handset.agent
         customer = await agent.register_customer(f"Customer {serial}", f"+2335{serial % 10**8:08d}")
         self.history.invoke(f"{handset.handset_id}:{customer}", "register_customer", intended)
+        self.counters["handset_ops"] += 2
         days = self._days()
         sale = await agent.record_sale(
             customer, serial, self.fixture.plan, days * self.fixture.price_per_day
@@ -394,6 +395,7 @@ class Lab:
             seq = await handset.agent.record_payment(site.serial, amount)
             key = f"{handset.handset_id}:{seq}"
             self.history.invoke(key, "record_payment", intended)
+            self.counters["handset_ops"] += 1
             self._count_ops(handset, 1)
             handset.wake.set()
         self.credit_of[key] = (site.serial, days * DAY_S)
@@ -464,7 +466,9 @@ class Lab:
         stop.set()
         for handset in self.handsets:
             handset.wake.set()
-        await asyncio.wait(loops + readers + [sampler], timeout=30)
+        # An exchange stuck on a 2G link can take minutes to time out; its operations stay
+        # queued on the handset (unknown, never lost), so the run does not wait for it.
+        await asyncio.wait(loops + readers + [sampler], timeout=5)
         for task in loops + readers + [sampler]:
             task.cancel()
         await asyncio.gather(*loops, *readers, sampler, return_exceptions=True)
@@ -530,7 +534,7 @@ class Lab:
 
     def _queue_depth(self) -> int:
         done = sum(h.finished for h in self.handsets)
-        return max(0, len(self.history.keys()) - done)
+        return max(0, self.counters["handset_ops"] - done)
 
     @property
     def _url(self) -> str:
