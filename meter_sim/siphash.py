@@ -15,6 +15,22 @@ def _rotl(x: int, b: int) -> int:
     return ((x << b) | (x >> (64 - b))) & _MASK
 
 
+def _rounds(v0: int, v1: int, v2: int, v3: int, n: int) -> tuple[int, int, int, int]:
+    """`n` SipRounds (2 per message word, 4 to finalise)."""
+    for _ in range(n):
+        v0 = (v0 + v1) & _MASK
+        v1 = _rotl(v1, 13) ^ v0
+        v0 = _rotl(v0, 32)
+        v2 = (v2 + v3) & _MASK
+        v3 = _rotl(v3, 16) ^ v2
+        v0 = (v0 + v3) & _MASK
+        v3 = _rotl(v3, 21) ^ v0
+        v2 = (v2 + v1) & _MASK
+        v1 = _rotl(v1, 17) ^ v2
+        v2 = _rotl(v2, 32)
+    return v0, v1, v2, v3
+
+
 def siphash24(key: bytes, data: bytes) -> int:
     """Return the 64-bit SipHash-2-4 of `data` under a 16-byte `key`, as an integer."""
     if len(key) != 16:
@@ -36,29 +52,9 @@ def siphash24(key: bytes, data: bytes) -> int:
 
     for m in (*words, last):
         v3 ^= m
-        for _ in range(2):
-            v0 = (v0 + v1) & _MASK
-            v1 = _rotl(v1, 13) ^ v0
-            v0 = _rotl(v0, 32)
-            v2 = (v2 + v3) & _MASK
-            v3 = _rotl(v3, 16) ^ v2
-            v0 = (v0 + v3) & _MASK
-            v3 = _rotl(v3, 21) ^ v0
-            v2 = (v2 + v1) & _MASK
-            v1 = _rotl(v1, 17) ^ v2
-            v2 = _rotl(v2, 32)
+        v0, v1, v2, v3 = _rounds(v0, v1, v2, v3, 2)
         v0 ^= m
 
     v2 ^= 0xFF
-    for _ in range(4):
-        v0 = (v0 + v1) & _MASK
-        v1 = _rotl(v1, 13) ^ v0
-        v0 = _rotl(v0, 32)
-        v2 = (v2 + v3) & _MASK
-        v3 = _rotl(v3, 16) ^ v2
-        v0 = (v0 + v3) & _MASK
-        v3 = _rotl(v3, 21) ^ v0
-        v2 = (v2 + v1) & _MASK
-        v1 = _rotl(v1, 17) ^ v2
-        v2 = _rotl(v2, 32)
+    v0, v1, v2, v3 = _rounds(v0, v1, v2, v3, 4)
     return v0 ^ v1 ^ v2 ^ v3

@@ -32,7 +32,7 @@ from agent_client.protocol.frames import Keycode
 from agent_client.store import OpState
 from field_lab.lab.clock import LabClock
 from field_lab.lab.fixture import Fixture, seed
-from field_lab.lab.handset import Handset
+from field_lab.lab.handset import Handset, MeasuredTransport
 from field_lab.lab.site import MOBILE_MONEY, Site, Waiter, meter_for
 from field_lab.lab.stats import RunStats
 from field_lab.lab.traces import TraceBook
@@ -239,7 +239,7 @@ class Lab:
                 handset.unsold.remove(serial)
                 sells.append((handset, serial))
         for handset, serial in sells:
-            await self._record_sale(handset, serial, intended=self.clock.real(), wait=False)
+            await self._record_sale(handset, serial, intended=self.clock.real())
 
         async def drain(handset: Handset) -> None:
             async with semaphore:
@@ -259,8 +259,6 @@ class Lab:
                 handset.profile, seed=handset.index, outages=outages.get(handset.index)
             )
             await handset.transport.close()
-            from field_lab.lab.handset import MeasuredTransport
-
             handset.transport = MeasuredTransport(url, port, handset.profile)
             handset.agent.transport = handset.transport
             handset.port = port
@@ -328,9 +326,7 @@ class Lab:
     def _days(self) -> int:
         return self.rng.randint(1, 3)
 
-    async def _record_sale(
-        self, handset: Handset, serial: int, intended: float, *, wait: bool
-    ) -> Waiter:
+    async def _record_sale(self, handset: Handset, serial: int, intended: float) -> Waiter:
         assert self.fixture is not None
         site = self.sites[serial]
         agent = handset.agent
@@ -361,7 +357,7 @@ class Lab:
             self.stats.no_stock += 1
             return
         serial = handset.unsold.pop(0)
-        waiter = await self._record_sale(handset, serial, intended, wait=True)
+        waiter = await self._record_sale(handset, serial, intended)
         deadline = intended + self.scenario.agents.visit_s
         try:
             await self._until_applied(waiter, deadline)
