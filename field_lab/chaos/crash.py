@@ -15,13 +15,16 @@ Three kinds of trial share one platform database, one handset and one history:
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import json
 import os
 import random
 import signal
 import socket
 import sqlite3
 import sys
+import tempfile
 import time
 from asyncio.subprocess import Process
 from collections import Counter
@@ -43,6 +46,15 @@ from .world import AGENT, CODE, MM, MM_SECRET, OP, PRICE, Ledger, Verdict, judge
 
 BIN = Path(sys.executable).parent
 SETTLE_S = 60.0
+VIOLATIONS = [
+    "lost",
+    "duplicated",
+    "unexpected",
+    "failed_but_applied",
+    "credit_over",
+    "credit_under",
+]
+VIOLATIONS += ["unpaid_keycodes", "keycodes_twice", "pending"]
 ONE_BY_ONE = SyncConfig(initial_batch=1, min_batch=1, max_batch=1)  # more exchanges to hit
 
 
@@ -69,13 +81,14 @@ class CrashReport:
 
     def summary(self) -> dict[str, object]:
         assert self.verdict is not None
+        verdict = self.verdict.summary()
         return {
             "trials": sum(self.trials.values()),
             "by_kind": dict(self.trials),
             "faults_landed": dict(self.landed),
-            "failures": 0 if self.verdict.valid else 1,
+            "failures": sum(int(str(verdict[v])) for v in VIOLATIONS),
             "seconds": round(self.seconds, 1),
-            **self.verdict.summary(),
+            **verdict,
         }
 
 
@@ -329,3 +342,22 @@ async def run_crash(plan: CrashPlan, workdir: Path) -> CrashReport:
     run.report.verdict = run.judge()
     run.report.seconds = time.monotonic() - began
     return run.report
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m field_lab.chaos.crash``: one crash run; prints its counts as JSON."""
+    p = argparse.ArgumentParser(prog="python -m field_lab.chaos.crash", description=__doc__)
+    p.add_argument("--cut", type=int, default=800)
+    p.add_argument("--server-kills", type=int, default=100)
+    p.add_argument("--handset-kills", type=int, default=100)
+    p.add_argument("--seed", type=int, default=CrashPlan.seed)
+    a = p.parse_args(argv)
+    plan = CrashPlan(a.cut, a.server_kills, a.handset_kills, a.seed)
+    with tempfile.TemporaryDirectory(prefix="payg-crash-") as tmp:
+        report = asyncio.run(run_crash(plan, Path(tmp)))
+    print(json.dumps(report.summary()))
+    return 0 if report.verdict is not None and report.verdict.valid else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
