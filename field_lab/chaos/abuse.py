@@ -26,6 +26,8 @@ class Guessing:
     bound_basis: str
     expected_guesses: float
     expected_seconds: float
+    measured_seconds: float | None
+    """The same with the measured odds alone, when some guess succeeded."""
 
     def summary(self) -> dict[str, object]:
         return {
@@ -37,6 +39,9 @@ class Guessing:
             "expected_guesses": round(self.expected_guesses),
             "expected_days": round(self.expected_seconds / 86400, 1),
             "expected_years": round(self.expected_seconds / YEAR, 2),
+            "measured_days": None
+            if self.measured_seconds is None
+            else round(self.measured_seconds / 86400, 1),
         }
 
 
@@ -79,9 +84,11 @@ def guessing(protocol: str, tries: int, seed: int = 1) -> Guessing:
             accepted += 1
             meter = make()  # a fresh device: the attack starts over
     p = max(accepted / tries, bound, 3 / tries if protocol == "openpaygo" and not accepted else 0)
-    guesses = 1 / p
-    if protocol == "openpaygo":
-        seconds = openpaygo_seconds(guesses, OpenPaygoBlocking())
-    else:
-        seconds = nexus_seconds(guesses, NexusRateLimit())
-    return Guessing(protocol, tries, accepted, p, basis, guesses, seconds)
+
+    def seconds(guesses: float) -> float:
+        if protocol == "openpaygo":
+            return openpaygo_seconds(guesses, OpenPaygoBlocking())
+        return nexus_seconds(guesses, NexusRateLimit())
+
+    measured = seconds(tries / accepted) if accepted else None
+    return Guessing(protocol, tries, accepted, p, basis, 1 / p, seconds(1 / p), measured)

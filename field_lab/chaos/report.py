@@ -152,13 +152,14 @@ def render(f: dict[str, Any]) -> str:
         "## Brute-force keycode entry against the meter's rate limits",
         "",
         "| protocol | guesses tried (limit off) | accepted | p per guess used | basis |"
-        " expected guesses | expected time to first success |",
-        "|---|---|---|---|---|---|---|",
+        " expected guesses | expected time to first success | with measured odds only |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     lines += [
         f"| {g['protocol']} | {g['tried']} | {g['accepted']} | {g['p_per_guess']:.3g} |"
         f" {g['bound']} | {g['expected_guesses']} | {g['expected_days']} days"
         f" ({g['expected_years']} years) |"
+        f" {'-' if g['measured_days'] is None else str(g['measured_days']) + ' days'} |"
         for g in f["guessing"]
     ]
     lines += [
