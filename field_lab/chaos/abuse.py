@@ -91,4 +91,6 @@ def guessing(protocol: str, tries: int, seed: int = 1) -> Guessing:
         return nexus_seconds(guesses, NexusRateLimit())
 
     measured = seconds(tries / accepted) if accepted else None
+    if p == accepted / tries:
+        basis = f"measured: {accepted} accepted of {tries}"
     return Guessing(protocol, tries, accepted, p, basis, 1 / p, seconds(1 / p), measured)
