@@ -54,7 +54,7 @@ VIOLATIONS = [
     "credit_over",
     "credit_under",
 ]
-VIOLATIONS += ["unpaid_keycodes", "keycodes_twice", "pending"]
+VIOLATIONS += ["unpaid_keycodes", "keycodes_twice", "undelivered", "pending"]
 ONE_BY_ONE = SyncConfig(initial_batch=1, min_batch=1, max_batch=1)  # more exchanges to hit
 
 
@@ -289,6 +289,8 @@ class Run:
         return proc
 
     async def settle(self, mno: MnoSimulator) -> None:
+        """The operator's last retries land first; then the handset fetches what they made."""
+        await mno.drain(SETTLE_S)
         agent = await Agent.open(self.handset_db)
         try:
             for _ in range(10):
@@ -297,7 +299,6 @@ class Run:
                     break
         finally:
             await agent.close()
-        await mno.drain(SETTLE_S)
         self.observe()
 
     def judge(self) -> Verdict:

@@ -104,8 +104,10 @@ def render(f: dict[str, Any]) -> str:
         f" and {c['payments_acknowledged']} of {c['payments_attempted']} mobile-money payments"
         f" acknowledged; lost {c['lost']}, applied twice {c['duplicated']}, unexpected"
         f" {c['unexpected']}, payments without a keycode {c['unpaid_keycodes']}, keycodes twice"
-        f" {c['keycodes_twice']}, meters over/under-credited"
-        f" {c['credit_over']}/{c['credit_under']}, still queued {c['pending']}.",
+        f" {c['keycodes_twice']}, keycodes not delivered {c['undelivered']},"
+        f" unknown outcomes later found applied {c['recovered_unknown']},"
+        f" meters over/under-credited {c['credit_over']}/{c['credit_under']},"
+        f" still queued {c['pending']}.",
         f"- **Injected bug found**: with `{DISABLE_IDEMPOTENCY_ENV}=1` the same harness finds"
         f" {bug['duplicated']} duplicated applications and {bug['credit_over']} over-credited"
         f" meters in {bug['trials']} trials (valid: {bug['valid']}).",

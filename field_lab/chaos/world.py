@@ -127,6 +127,7 @@ class Verdict:
     credit: CounterCheck
     unpaid_keycodes: tuple[str, ...]  # confirmed payments with no keycode
     keycodes_twice: tuple[str, ...]  # the same keycode issued or delivered more than once
+    undelivered: tuple[str, ...]  # keycodes the platform sent down that a handset lacks
     pending: int  # operations still not settled on the handset
     digest: str
 
@@ -138,6 +139,7 @@ class Verdict:
             and self.credit.valid
             and not self.unpaid_keycodes
             and not self.keycodes_twice
+            and not self.undelivered
             and not self.pending
         )
 
@@ -158,6 +160,7 @@ class Verdict:
             "credit_under": len(self.credit.under),
             "unpaid_keycodes": len(self.unpaid_keycodes),
             "keycodes_twice": len(self.keycodes_twice),
+            "undelivered": len(self.undelivered),
             "pending": self.pending,
             "digest": self.digest,
         }
@@ -199,18 +202,20 @@ def judge(
         if n
     ]
     sent = sum(1 for _, e in entries if isinstance(e, Keycode))
+    undelivered = []
     for db in handset_dbs:
         ((total, distinct),) = rows(db, "SELECT count(*), count(DISTINCT n) FROM keycodes")
         if total != distinct:
             twice.append(f"handset {db.name}: {total} keycodes, {distinct} distinct")
-        if total != sent:
-            twice.append(f"handset {db.name}: holds {total} of {sent} keycodes sent")
+        if distinct != sent:
+            undelivered.append(f"handset {db.name}: holds {distinct} of {sent} keycodes sent")
     return Verdict(
         ops=check_applied(history, applied_ops, kind=OP),
         payments=check_applied(history, applied_mm, kind=MM),
         credit=check_bounds(ledger.bounds(history, server_db)),
         unpaid_keycodes=tuple(unpaid),
         keycodes_twice=tuple(twice),
+        undelivered=tuple(undelivered),
         pending=pending,
         digest=digest(server_db),
     )
