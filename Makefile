@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit bench clean
+.PHONY: run test lint typecheck unit bench clean chaos reliability
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -35,3 +35,12 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis
+
+# The crash harness at full size: 1,000 trials; prints trials, faults landed and failures.
+chaos: $(STAMP)
+	$(BIN)/python -m field_lab.chaos.crash --cut 800 --server-kills 100 --handset-kills 100
+
+# RELIABILITY.md from one run of crash, network-fault, fuzz, brute-force and load figures.
+reliability: $(STAMP)
+	-$(BIN)/python -m pip install --quiet atheris || echo "atheris cannot be installed here: fuzzing with random bytes"
+	$(BIN)/python -m field_lab.chaos.report --size chaos --out RELIABILITY.md

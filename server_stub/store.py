@@ -9,6 +9,7 @@ even from another process on the same file, fails the insert and is answered as 
 from __future__ import annotations
 
 import hmac
+import os
 import secrets
 import sqlite3
 from collections.abc import Iterator, Sequence
@@ -45,6 +46,13 @@ ENTRIES_PER_RESPONSE = 256
 APPLIED = 0
 MM = "mm"  # payments.source of mobile money; agent (cash) payments use "agent"
 AGENT = "agent"
+DISABLE_IDEMPOTENCY_ENV = "PAYG_TEST_DISABLE_IDEMPOTENCY"
+"""Test builds only: set to 1 to make the store forget replays (the fault suite's injected bug)."""
+
+
+def idempotency_disabled() -> bool:
+    """True only in a deliberately broken test build; unset in production."""
+    return os.environ.get(DISABLE_IDEMPOTENCY_ENV) == "1"
 
 
 def day_of(ms: int) -> str:
@@ -159,8 +167,12 @@ class DeviceRecord:
 
 
 class Store:
-    def __init__(self, db: sqlite3.Connection) -> None:
+    def __init__(self, db: sqlite3.Connection, *, idempotent: bool = True) -> None:
         self.db = db
+        # The injected bug: without idempotency, a replayed key overwrites its record and is
+        # applied again (ops, payments ledger, mm txns), so the fault suite must see duplicates.
+        self.idempotent = idempotent
+        self._insert_key = "INSERT" if idempotent else "INSERT OR REPLACE"
 
     @classmethod
     def open(cls, path: str | Path) -> Store:
@@ -170,7 +182,7 @@ class Store:
         db.execute("PRAGMA foreign_keys=ON")
         db.execute("PRAGMA busy_timeout=10000")
         db.executescript(SCHEMA)
-        return cls(db)
+        return cls(db, idempotent=not idempotency_disabled())
 
     def close(self) -> None:
         self.db.close()
@@ -362,7 +374,8 @@ class Store:
             digest = op.digest()
             try:
                 self.db.execute(
-                    "INSERT INTO ops(handset, seq, digest, kind, at, received_ms, outcome)"
+                    f"{self._insert_key} INTO ops(handset, seq, digest, kind, at, received_ms,"
+                    " outcome)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?)",
                     (handset.handset, op.seq, digest, int(op.kind), op.at, now_ms, APPLIED),
                 )
@@ -476,7 +489,8 @@ class Store:
             (amount, now_ms, device),
         )
         self.db.execute(
-            "INSERT INTO payments(device, agent, source, ref, amount, day, received_ms)"
+            f"{self._insert_key} INTO payments(device, agent, source, ref, amount, day,"
+            " received_ms)"
             " VALUES (?, ?, ?, ?, ?, ?, ?)",
             (device, agent, source, ref, amount, day_of(at_ms), now_ms),
         )
@@ -537,7 +551,7 @@ class Store:
         """
         with self.transaction() as db:
             row = self._one("SELECT digest, outcome, keycode FROM mm_txns WHERE txn = ?", cb.txn)
-            if row is not None:
+            if row is not None and self.idempotent:
                 if row[0] != cb.digest():
                     raise RequestError(
                         409, "txn_conflict", f"transaction {cb.txn} was sent with other content"
@@ -556,8 +570,8 @@ class Store:
             else:
                 outcome = Outcome.CONFIRMED
             db.execute(
-                "INSERT INTO mm_txns(txn, digest, outcome, account, amount, msisdn, paid_ms,"
-                " day, received_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"{self._insert_key} INTO mm_txns(txn, digest, outcome, account, amount, msisdn,"
+                " paid_ms, day, received_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     cb.txn,
                     cb.digest(),
