@@ -117,6 +117,10 @@ def route_of(request: web.Request) -> tuple[str, str]:
     return route, request.method if request.method in METHODS else "other"
 
 
+CLIENT_CLOSED = 499
+"""Status recorded (never sent) for a request whose client disconnected, as nginx logs it."""
+
+
 @web.middleware
 async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     """RED metrics and one structured access-log line per request (ids only, no secrets)."""
@@ -128,6 +132,9 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         response = await handler(request)
         status = response.status
         return response
+    except (ConnectionResetError, asyncio.CancelledError):
+        status = CLIENT_CLOSED  # the client went away mid-request: not the server's fault
+        raise
     finally:
         metrics.in_flight.dec()
         seconds = time.perf_counter() - began

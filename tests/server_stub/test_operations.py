@@ -211,3 +211,29 @@ async def test_readyz_fails_when_the_critical_reports_miss_their_budget(tmp_path
     finally:
         gate.set()
         await server.close()
+
+
+async def test_a_client_that_hangs_up_mid_body_is_not_a_server_error(tmp_path: Path) -> None:
+    db = tmp_path / "server.db"
+    seed_platform(db)
+    server = await start(db, Platform(mm_secret=SECRET))
+    try:
+        for _ in range(3):
+            _, writer = await asyncio.open_connection(server.host, server.port)
+            writer.write(
+                b"POST /v1/sync HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n" + b"\x93" * 10
+            )
+            await writer.drain()
+            writer.transport.abort()  # reset, half way through the body
+            await asyncio.sleep(0.05)
+        async with aiohttp.ClientSession() as http, http.get(server.make_url("/metrics")) as r:
+            text = await r.text()
+        server_errors = [
+            line
+            for line in text.splitlines()
+            if line.startswith("payg_http_request_errors_total{") and 'kind="server"' in line
+        ]
+        assert all(line.endswith(" 0.0") for line in server_errors), server_errors
+        assert 'status="500"' not in text
+    finally:
+        await server.close()
