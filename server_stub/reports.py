@@ -56,13 +56,16 @@ def decode_cursor(report: str, token: str, types: tuple[type, ...]) -> tuple[Any
         and len(doc) == len(types) + 1
         and doc[0] == report
         and all(type(v) is t for v, t in zip(doc[1:], types, strict=True))
+        # every key integer is an id: beyond SQLite's range a forged one would fail the query
+        and all(0 <= v <= MAX_ID for v in doc[1:] if type(v) is int)
     )
     if not ok:
         raise RequestError(400, "bad_cursor", f"cursor is not one for the {report} report")
     return tuple(doc[1:])
 
 
-def _int_param(params: Mapping[str, str], name: str, lo: int, hi: int) -> int | None:
+def int_param(params: Mapping[str, str], name: str, lo: int, hi: int) -> int | None:
+    """An optional integer query parameter in lo..hi, or a 400 ``bad_parameter``."""
     text = params.get(name)
     if text is None:
         return None
@@ -90,7 +93,7 @@ KEYS: dict[str, tuple[type, ...]] = {
 
 
 def parse_query(report: str, params: Mapping[str, str]) -> Query:
-    limit = _int_param(params, "limit", 1, MAX_LIMIT) or DEFAULT_LIMIT
+    limit = int_param(params, "limit", 1, MAX_LIMIT) or DEFAULT_LIMIT
     cursor = params.get("cursor")
     after = decode_cursor(report, cursor, KEYS[report]) if cursor is not None else None
     return Query(
@@ -98,7 +101,7 @@ def parse_query(report: str, params: Mapping[str, str]) -> Query:
         after=after,
         day_from=_day_param(params, "from", Query.day_from),
         day_to=_day_param(params, "to", Query.day_to),
-        agent=_int_param(params, "agent", 1, MAX_ID),
+        agent=int_param(params, "agent", 1, MAX_ID),
     )
 
 

@@ -156,6 +156,14 @@ def test_cursor_round_trip_and_foreign_cursors_refused(name: str, key: st.DataOb
     assert refused.value.code == "bad_cursor"
 
 
+@pytest.mark.parametrize("key", [2**63, 10**30, -1])
+def test_a_forged_cursor_key_beyond_sqlite_ids_is_refused(key: int) -> None:
+    """Keys the server never issues; past SQLite's integers the page query would fail (a 5xx)."""
+    with pytest.raises(RequestError) as refused:
+        parse_query("devices", {"cursor": encode_cursor("devices", (key,))})
+    assert refused.value.code == "bad_cursor"
+
+
 @given(token=st.text(max_size=60))
 def test_any_cursor_text_is_decoded_or_refused_with_a_code(token: str) -> None:
     for name in REPORTS:
