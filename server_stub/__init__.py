@@ -1,8 +1,8 @@
 """server_stub: the platform stand-in.
 
     app        aiohttp application: POST /v1/sync, /v1/provision, /v1/ops (naive JSON), /v1/health,
-               POST /v1/mm/callback, GET /v1/reports/*, /v1/payments/{txn}, /healthz, /readyz,
-               /metrics, /openapi.json; graceful shutdown
+               POST /v1/mm/callback, GET /v1/reports/*, /v1/payments/{txn}, /v1/audit/*,
+               /healthz, /readyz, /metrics, /openapi.json; graceful shutdown
     store      agents, handsets, stock, customers, idempotent ingest, downlink logs, mobile-money
                transactions, the SMS outbox, report rollups (sqlite3)
     callbacks  the operator's callback: validation, signature, answers per outcome (pure)
@@ -10,6 +10,7 @@
     sms        the SMS gateway simulator and the phones' inboxes
     notify     the platform's SMS sender: outbox to gateway, receipts, resend rule
     reports    distributor reports on a read-only connection, keyset pagination
+    audit      the audit API's feeds (operations, keycodes, payments) for the lab's judge
     runner     the store thread, with an urgent lane for operator callbacks
     metrics    Prometheus metrics (RED per route, sync, keycodes, mobile money, SMS)
     logs       JSON-lines logging

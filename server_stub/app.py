@@ -1,8 +1,8 @@
 """The aiohttp application: ``POST /v1/sync`` (the compact contract), ``POST /v1/provision``,
 ``POST /v1/ops`` (one JSON operation per request, for naive REST clients), ``GET /v1/health``;
 the mobile-money callback ``POST /v1/mm/callback``, distributor reports ``GET /v1/reports/*``,
-payment steps ``GET /v1/payments/{txn}``, and operations: ``/healthz``, ``/readyz``,
-``/metrics``, ``/openapi.json``.
+payment steps ``GET /v1/payments/{txn}``, the audit API ``GET /v1/audit/*`` (bearer token),
+and operations: ``/healthz``, ``/readyz``, ``/metrics``, ``/openapi.json``.
 
 Handlers are thin: read the bounded body, verify the signature and decode the frame (pure, from
 `agent_client.protocol`), then run the whole exchange as one transaction on the store's own
@@ -13,6 +13,7 @@ with nothing written; the server time lets a handset with a wrong clock correct 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import logging
 import threading
@@ -36,6 +37,7 @@ from agent_client.protocol.frames import (
 )
 from agent_client.protocol.ops import SCHEMAS, Kind, Operation
 
+from .audit import FEEDS, Audit, parse_audit_query
 from .callbacks import (
     SIGNATURE_HEADER,
     Answer,
@@ -79,6 +81,13 @@ class Platform:
     resend: ResendRule = field(default_factory=ResendRule)
     ready_budget_s: float = 0.5  # /readyz fails when the critical reports take longer
     report_threads: int = 2
+    audit_token: str | None = None  # bearer token of the audit API; None: no audit API
+
+    def __post_init__(self) -> None:
+        token = self.audit_token
+        if token is not None and not (token and all("!" <= c <= "~" for c in token)):
+            # it must travel in an Authorization header: visible ASCII, no spaces
+            raise ValueError("audit_token must be non-empty visible ASCII without spaces")
 
 
 SYNC_PATH = "/v1/sync"
@@ -300,6 +309,37 @@ async def payment_steps(request: web.Request) -> web.Response:
     return web.json_response({**steps, "server_ms": now_ms(request.app)})
 
 
+AUDIT_PATH = "/v1/audit"
+
+
+def audit_refusal(request: web.Request) -> web.Response | None:
+    """The audit API's gate, before anything of the request is read: 404 when this server
+    has no audit token, 401 (with the Bearer challenge) without the right one."""
+    app = request.app
+    token = app[CONFIG].audit_token
+    if token is None:
+        return refusal(app, 404, "not_found", "audit is not configured on this server")
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not given:
+        challenge, detail = "Bearer", "send Authorization: Bearer <audit token>"
+    elif hmac.compare_digest(given.encode(errors="surrogatepass"), token.encode()):
+        return None
+    else:
+        challenge, detail = 'Bearer error="invalid_token"', "wrong audit token"
+    response = refusal(app, 401, "unauthorized", detail)
+    response.headers["WWW-Authenticate"] = challenge
+    return response
+
+
+async def audit_feed(feed: str, request: web.Request) -> web.Response:
+    refused = audit_refusal(request)
+    if refused is not None:
+        return refused
+    query = parse_audit_query(feed, request.query)
+    page = await read(request.app, lambda reports: Audit(reports.db).page(feed, query))
+    return web.json_response({**page, "server_ms": now_ms(request.app)})
+
+
 async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"ok": True})
 
@@ -388,6 +428,8 @@ def create_app(
     app.router.add_post("/v1/mm/callback", mm_callback)
     app.router.add_get("/v1/reports/{name}", report)
     app.router.add_get("/v1/payments/{txn}", payment_steps)
+    for feed in FEEDS:
+        app.router.add_get(f"{AUDIT_PATH}/{feed}", partial(audit_feed, feed))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

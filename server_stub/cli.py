@@ -25,13 +25,17 @@ from .tls import self_signed
 
 DEFAULT_DB = "server-stub.db"
 SECRET_ENV = "PAYG_MM_SECRET"
+AUDIT_TOKEN_ENV = "PAYG_AUDIT_TOKEN"
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="server-stub", description=__doc__)
     p.add_argument("--db", type=Path, default=Path(DEFAULT_DB), help="SQLite file")
     sub = p.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="serve POST /v1/sync and friends")
+    serve = sub.add_parser(
+        "serve",
+        help=f"serve POST /v1/sync and friends (the audit API with ${AUDIT_TOKEN_ENV} set)",
+    )
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--tls", action="store_true", help="self-signed certificate made at start")
@@ -85,6 +89,18 @@ def mm_secret() -> bytes | None:
     return text.encode() if text else None
 
 
+def audit_token() -> str | None:
+    """The audit API's bearer token, likewise from the environment only; unset: no audit API."""
+    return os.environ.get(AUDIT_TOKEN_ENV) or None
+
+
+def platform() -> Platform:
+    try:
+        return Platform(mm_secret=mm_secret(), audit_token=audit_token())
+    except ValueError as exc:
+        raise SetupError(f"${AUDIT_TOKEN_ENV}: {exc}") from exc
+
+
 async def mm_pay(args: argparse.Namespace) -> int:
     secret = mm_secret()
     if secret is None:
@@ -105,12 +121,13 @@ async def mm_pay(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     if args.command == "serve":
+        config = platform()  # before anything starts: a bad token is a setup error
         context = None
         if args.tls:
             context, _ = self_signed(args.host, args.cert_out)
         configure()
         web.run_app(
-            create_app(args.db, platform=Platform(mm_secret=mm_secret())),
+            create_app(args.db, platform=config),
             host=args.host,
             port=args.port,
             ssl_context=context,

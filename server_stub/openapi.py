@@ -9,6 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from agent_client.protocol.frames import Reason
+from agent_client.protocol.keycodes import KeycodeFormat
+from agent_client.protocol.ops import Kind
+
+from . import audit
+from .callbacks import Outcome
 from .reports import MAX_ID, MAX_LIMIT
 
 Schema = dict[str, Any]
@@ -147,6 +153,88 @@ STEPS = _object(
 )
 
 
+AUDIT_PARAMS = [
+    {
+        "name": "limit",
+        "in": "query",
+        "schema": {"type": "integer", "minimum": 1, "maximum": audit.MAX_LIMIT},
+    },
+    {"name": "cursor", "in": "query", "schema": STR},
+]
+PAID_BY = {
+    "description": "the paying key: a handset operation, an operator transaction, or null"
+    " for a keycode nobody paid for",
+    "anyOf": [
+        _object(handset=INT, seq=INT),
+        _object(txn=STR),
+        {"type": "null"},
+    ],
+}
+AUDIT_ITEMS: dict[str, tuple[str, Schema]] = {
+    "operations": (
+        "Every handset operation the platform stored, with its outcome",
+        _object(
+            handset=INT,
+            seq=INT,
+            kind={"enum": [k.name.lower() for k in Kind]},
+            outcome={"enum": [audit.APPLIED, *(r.name.lower() for r in Reason)]},
+            received_ms=INT,
+        ),
+    ),
+    "keycodes": (
+        "Every keycode the platform issued, with the key that paid for it",
+        _object(
+            keycode=INT,
+            device=INT,
+            handset=INT,
+            format={"enum": [f.name.lower() for f in KeycodeFormat]},
+            message_id=INT,
+            text=STR,
+            days=INT,
+            credit_s=INT,
+            amount=INT,
+            paid_by=PAID_BY,
+            issued_ms=INT,
+        ),
+    ),
+    "payments": (
+        "Every operator (mobile-money) transaction as the platform received it",
+        _object(
+            txn=STR,
+            outcome={"enum": [o.value for o in Outcome]},
+            account=STR,
+            device=NULL_INT,
+            amount=INT,
+            keycode=NULL_INT,
+            received_ms=INT,
+        ),
+    ),
+}
+CHALLENGE = {"WWW-Authenticate": {"schema": {"type": "string", "pattern": "^Bearer"}}}
+
+
+def _audit() -> Schema:
+    paths: Schema = {}
+    for feed, (summary, item) in AUDIT_ITEMS.items():
+        paths[f"/v1/audit/{feed}"] = {
+            "get": {
+                "operationId": f"audit_{feed}",
+                "summary": summary,
+                "description": "Insertion order; pages read while writes happen see every row"
+                " exactly once.",
+                "security": [{"audit": []}],
+                "parameters": AUDIT_PARAMS,
+                "responses": {
+                    "200": _json("one page; pass next_cursor back for the next", _page(item)),
+                    "400": _error("bad parameter or cursor"),
+                    "401": {**_error("missing or wrong bearer token"), "headers": CHALLENGE},
+                    "404": _error("audit is not configured on this server"),
+                },
+            }
+        }
+    return paths
+
+
 def _reports() -> Schema:
     paths: Schema = {}
     for name, (summary, item, params) in ITEMS.items():
@@ -170,10 +258,12 @@ def document() -> Schema:
         "info": {
             "title": "PAYG platform stand-in",
             "version": "1",
-            "description": "Distributor reports, mobile-money callbacks, operations.",
+            "description": "Distributor reports, mobile-money callbacks, the audit API,"
+            " operations.",
         },
         "paths": {
             **_reports(),
+            **_audit(),
             "/v1/payments/{txn}": {
                 "get": {
                     "operationId": "payment_steps",
@@ -246,5 +336,14 @@ def document() -> Schema:
                 }
             },
         },
-        "components": {"schemas": {"Error": ERROR}},
+        "components": {
+            "schemas": {"Error": ERROR},
+            "securitySchemes": {
+                "audit": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "the audit token the server was started with",
+                }
+            },
+        },
     }

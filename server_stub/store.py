@@ -102,7 +102,7 @@ CREATE TABLE IF NOT EXISTS keycodes (
     keycode INTEGER PRIMARY KEY, device INTEGER NOT NULL, message_id INTEGER NOT NULL,
     handset INTEGER NOT NULL, op_seq INTEGER NOT NULL, text TEXT NOT NULL, days INTEGER NOT NULL,
     credit_s INTEGER NOT NULL, amount INTEGER NOT NULL, issued_ms INTEGER NOT NULL,
-    UNIQUE (device, message_id)
+    txn TEXT, UNIQUE (device, message_id)
 );
 CREATE TABLE IF NOT EXISTS downlink (
     handset INTEGER NOT NULL, n INTEGER NOT NULL, body BLOB NOT NULL, PRIMARY KEY (handset, n)
@@ -144,6 +144,25 @@ CREATE INDEX IF NOT EXISTS sms_undelivered ON sms(sms) WHERE delivered_ms IS NUL
 """
 
 
+def migrate(db: sqlite3.Connection) -> None:
+    """Bring a database made by an older release up to SCHEMA (which only creates what is
+    missing): ``keycodes.txn`` came later, and its old rows keep NULL there."""
+    if _has_column(db, "keycodes", "txn"):
+        return
+    db.execute("BEGIN IMMEDIATE")  # another process may be migrating the same file
+    try:
+        if not _has_column(db, "keycodes", "txn"):
+            db.execute("ALTER TABLE keycodes ADD COLUMN txn TEXT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
+def _has_column(db: sqlite3.Connection, table: str, column: str) -> bool:
+    return any(row[1] == column for row in db.execute(f"PRAGMA table_info({table})"))
+
+
 class Refused(Exception):
     """One operation refused for a business reason; its savepoint is rolled back."""
 
@@ -182,6 +201,7 @@ class Store:
         db.execute("PRAGMA foreign_keys=ON")
         db.execute("PRAGMA busy_timeout=10000")
         db.executescript(SCHEMA)
+        migrate(db)
         return cls(db, idempotent=not idempotency_disabled())
 
     def close(self) -> None:
@@ -509,8 +529,13 @@ class Store:
             (day, agent, *add.values()),
         )
 
-    def _credit(self, device: int, handset: int, op_seq: int, now_ms: int) -> Issued | None:
-        """Turn the device's unspent balance into one keycode, carrying any remainder."""
+    def _credit(
+        self, device: int, handset: int, op_seq: int, now_ms: int, txn: str | None = None
+    ) -> Issued | None:
+        """Turn the device's unspent balance into one keycode, carrying any remainder.
+
+        The keycode row names what paid for it: the handset operation (`op_seq` > 0) or the
+        operator transaction `txn` (mobile money, `op_seq` 0), so an auditor needs no join."""
         row = self._one(
             "SELECT d.format, d.key, d.starting_code, d.time_divider, d.next_id, d.balance,"
             " p.price_per_day FROM devices d JOIN plans p ON p.plan = d.plan WHERE d.device = ?",
@@ -531,8 +556,19 @@ class Store:
         )
         keycode = self.db.execute(
             "INSERT INTO keycodes(device, message_id, handset, op_seq, text, days, credit_s,"
-            " amount, issued_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (device, next_id, handset, op_seq, issued.text, days, issued.credit_s, spent, now_ms),
+            " amount, issued_ms, txn) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                device,
+                next_id,
+                handset,
+                op_seq,
+                issued.text,
+                days,
+                issued.credit_s,
+                spent,
+                now_ms,
+                txn,
+            ),
         ).lastrowid
         assert keycode is not None
         entry = self._emit(
@@ -589,7 +625,7 @@ class Store:
             device, handset, agent = sold
             self._pay(device, agent, MM, cb.txn, cb.amount, cb.paid_ms, now_ms)
             self._emit(handset, Payment(device, cb.amount, cb.txn))
-            issued = self._credit(device, handset, 0, now_ms)
+            issued = self._credit(device, handset, 0, now_ms, cb.txn)
             db.execute(
                 "UPDATE mm_txns SET device = ?, handset = ?, confirmed_ms = ?, keycode = ?,"
                 " issued_ms = ?, downlink_n = ? WHERE txn = ?",

@@ -1,6 +1,7 @@
 """schemathesis against the served OpenAPI document: generated requests (valid and not) to every
 documented endpoint of a running server with data in it; no 5xx, and every response matches the
-document (status, content type, body schema). Examples are bounded to keep this fast."""
+document (status, content type, body schema). The audit endpoints are called with the audit
+token and without it. Examples are bounded to keep this fast."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import asyncio
 import os
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import requests
@@ -24,6 +26,20 @@ from server_stub.store import Store
 from .platform import SECRET, sold_platform
 
 schema = schemathesis.openapi.from_dict(document())
+AUDIT_TOKEN = "audit-token-for-schemathesis"
+AUDIT = f"Bearer {AUDIT_TOKEN}"
+
+
+@schema.auth()
+class AuditToken:
+    """The right token on every audit request; schemathesis then also probes each audit
+    endpoint without it and with an invalid one (its ignored_auth check)."""
+
+    def get(self, case: schemathesis.Case[Any], ctx: schemathesis.AuthContext) -> str:
+        return AUDIT_TOKEN
+
+    def set(self, case: schemathesis.Case[Any], data: str, ctx: schemathesis.AuthContext) -> None:
+        case.headers["Authorization"] = f"Bearer {data}"
 
 
 class ServerThread:
@@ -79,7 +95,8 @@ def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             store.mobile_money(cb, 1_790_000_001_000 + i)
     finally:
         store.close()
-    with ServerThread(create_app(db, platform=Platform(mm_secret=SECRET))) as url:
+    platform = Platform(mm_secret=SECRET, audit_token=AUDIT_TOKEN)
+    with ServerThread(create_app(db, platform=platform)) as url:
         yield url
 
 
@@ -96,8 +113,21 @@ def test_the_served_document_is_the_one_tested(base_url: str) -> None:
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
-def test_api_conforms_to_its_document(case: schemathesis.Case, base_url: str) -> None:
+def test_api_conforms_to_its_document(case: schemathesis.Case[Any], base_url: str) -> None:
     # a cursor is opaque: a schema-valid string the server did not issue is rightly a 400
     opaque = bool(case.query) and "cursor" in case.query
     excluded = [positive_data_acceptance] if opaque else []
-    case.call_and_validate(base_url=base_url, excluded_checks=excluded)
+    answer = case.call_and_validate(base_url=base_url, excluded_checks=excluded)
+    if not case.path.startswith("/v1/audit/") or case.method != "GET":
+        return
+    if case.headers.get("Authorization") == AUDIT:
+        assert answer.status_code != 401
+    # the same request without the token, or with a wrong one: refused before anything else
+    for token in (None, "Bearer not-the-token", "Basic " + AUDIT_TOKEN, AUDIT_TOKEN):
+        case.headers.pop("Authorization", None)
+        if token is not None:
+            case.headers["Authorization"] = token
+        refused = case.call(base_url=base_url)
+        assert refused.status_code == 401, refused.text
+        assert refused.json()["error"] == "unauthorized"
+        assert refused.headers["www-authenticate"][0].startswith("Bearer")  # lowercased
