@@ -11,6 +11,7 @@
     notify     the platform's SMS sender: outbox to gateway, receipts, resend rule
     reports    distributor reports on a read-only connection, keyset pagination
     audit      the audit API's feeds (operations, keycodes, payments) for the lab's judge
+    faults     bugs built in on purpose (constructor only), for tests of the judge
     runner     the store thread, with an urgent lane for operator callbacks
     metrics    Prometheus metrics (RED per route, sync, keycodes, mobile money, SMS)
     logs       JSON-lines logging

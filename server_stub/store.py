@@ -9,7 +9,6 @@ even from another process on the same file, fails the insert and is answered as 
 from __future__ import annotations
 
 import hmac
-import os
 import secrets
 import sqlite3
 from collections.abc import Iterator, Sequence
@@ -40,19 +39,13 @@ from agent_client.protocol.ops import Kind, Operation
 
 from .callbacks import Answer, MoneyCallback, Outcome
 from .errors import RequestError, SetupError
+from .faults import Every, PlatformFaults
 from .keycodes import DeviceSecret, creditable_days, issue
 
 ENTRIES_PER_RESPONSE = 256
 APPLIED = 0
 MM = "mm"  # payments.source of mobile money; agent (cash) payments use "agent"
 AGENT = "agent"
-DISABLE_IDEMPOTENCY_ENV = "PAYG_TEST_DISABLE_IDEMPOTENCY"
-"""Test builds only: set to 1 to make the store forget replays (the fault suite's injected bug)."""
-
-
-def idempotency_disabled() -> bool:
-    """True only in a deliberately broken test build; unset in production."""
-    return os.environ.get(DISABLE_IDEMPOTENCY_ENV) == "1"
 
 
 def day_of(ms: int) -> str:
@@ -171,6 +164,10 @@ class Refused(Exception):
         self.reason = reason
 
 
+class _LostAck(Exception):
+    """The lose-ack fault: roll the operation back, but acknowledge it anyway."""
+
+
 @dataclass(frozen=True)
 class Handset:
     handset: int
@@ -185,16 +182,57 @@ class DeviceRecord:
     secret: DeviceSecret
 
 
+def _keyed_insert(table: str, key: tuple[str, ...], columns: tuple[str, ...], again: bool) -> str:
+    """The insert that records an idempotency key. Correct: a plain INSERT, so a replay fails
+    on the key and is answered from the stored row. With the replay fault: an upsert, so the
+    replay overwrites the row in place (same rowid) and is applied again."""
+    sql = f"INSERT INTO {table}({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+    if not again:
+        return sql
+    sets = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in key)
+    return f"{sql} ON CONFLICT({', '.join(key)}) DO UPDATE SET {sets}"
+
+
 class Store:
-    def __init__(self, db: sqlite3.Connection, *, idempotent: bool = True) -> None:
+    def __init__(self, db: sqlite3.Connection, *, faults: PlatformFaults | None = None) -> None:
         self.db = db
-        # The injected bug: without idempotency, a replayed key overwrites its record and is
-        # applied again (ops, payments ledger, mm txns), so the fault suite must see duplicates.
-        self.idempotent = idempotent
-        self._insert_key = "INSERT" if idempotent else "INSERT OR REPLACE"
+        self.faults = faults or PlatformFaults()
+        again = self.faults.replays_apply_again
+        self._insert_op = _keyed_insert(
+            "ops",
+            ("handset", "seq"),
+            ("handset", "seq", "digest", "kind", "at", "received_ms", "outcome"),
+            again,
+        )
+        self._insert_payment = _keyed_insert(
+            "payments",
+            ("source", "ref"),
+            ("device", "agent", "source", "ref", "amount", "day", "received_ms"),
+            again,
+        )
+        self._insert_txn = _keyed_insert(
+            "mm_txns",
+            ("txn",),
+            (
+                "txn",
+                "digest",
+                "outcome",
+                "account",
+                "amount",
+                "msisdn",
+                "paid_ms",
+                "day",
+                "received_ms",
+            ),
+            again,
+        )
+        # a replayed registration has nothing to apply again: the customer is there already
+        self._insert_customer = "INSERT OR IGNORE" if again else "INSERT"
+        self._lose_ack = Every(self.faults.lose_ack_every)  # per store: per process
+        self._apply_twice = Every(self.faults.apply_twice_every)
 
     @classmethod
-    def open(cls, path: str | Path) -> Store:
+    def open(cls, path: str | Path, *, faults: PlatformFaults | None = None) -> Store:
         db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")
@@ -202,7 +240,7 @@ class Store:
         db.execute("PRAGMA busy_timeout=10000")
         db.executescript(SCHEMA)
         migrate(db)
-        return cls(db, idempotent=not idempotency_disabled())
+        return cls(db, faults=faults)
 
     def close(self) -> None:
         self.db.close()
@@ -394,9 +432,7 @@ class Store:
             digest = op.digest()
             try:
                 self.db.execute(
-                    f"{self._insert_key} INTO ops(handset, seq, digest, kind, at, received_ms,"
-                    " outcome)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    self._insert_op,
                     (handset.handset, op.seq, digest, int(op.kind), op.at, now_ms, APPLIED),
                 )
             except sqlite3.IntegrityError:  # the key exists: a replay or a conflict
@@ -415,6 +451,13 @@ class Store:
             try:
                 with self._savepoint():
                     self._apply(handset, op, now_ms)
+                    if self._lose_ack.hit():
+                        raise _LostAck
+                acked.append(op.seq)
+            except _LostAck:  # the fault: acknowledged, yet nothing of it is kept
+                self.db.execute(
+                    "DELETE FROM ops WHERE handset = ? AND seq = ?", (handset.handset, op.seq)
+                )
                 acked.append(op.seq)
             except Refused as refusal:
                 self.db.execute(
@@ -428,7 +471,8 @@ class Store:
         match op.kind:
             case Kind.REGISTER_CUSTOMER:
                 self.db.execute(
-                    "INSERT INTO customers(handset, seq, name, phone) VALUES (?, ?, ?, ?)",
+                    f"{self._insert_customer} INTO customers(handset, seq, name, phone)"
+                    " VALUES (?, ?, ?, ?)",
                     (handset.handset, op.seq, op.field("name"), op.field("phone")),
                 )
             case Kind.RECORD_SALE:
@@ -509,10 +553,7 @@ class Store:
             (amount, now_ms, device),
         )
         self.db.execute(
-            f"{self._insert_key} INTO payments(device, agent, source, ref, amount, day,"
-            " received_ms)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (device, agent, source, ref, amount, day_of(at_ms), now_ms),
+            self._insert_payment, (device, agent, source, ref, amount, day_of(at_ms), now_ms)
         )
         channel = "mobile_money" if source == MM else "agent_cash"
         self._roll(day_of(at_ms), agent, payments=1, amount=amount, **{channel: amount})
@@ -543,38 +584,46 @@ class Store:
         )
         fmt, key, starting_code, divider, next_id, balance, price = row
         secret = DeviceSecret(KeycodeFormat(fmt), key, starting_code, divider)
-        days = creditable_days(secret.format, balance // price, divider)
-        if days == 0:
+        paid = creditable_days(secret.format, balance // price, divider)
+        if paid == 0:
             return None
-        issued = issue(secret, next_id, days)
-        spent = days * price
+        spent = paid * price
+        # correct: exactly the days paid for; the credit_factor fault grants more, clamped
+        # to what one keycode can express (never below `paid`: creditable_days is monotone)
+        days = creditable_days(secret.format, paid * self.faults.credit_factor, divider)
+        codes = [(next_id, issue(secret, next_id, days))]
+        if self._apply_twice.hit():  # the fault: the same payment issued again
+            codes.append((codes[0][1].next_id, issue(secret, codes[0][1].next_id, days)))
         # the platform's view of paid-up time: credit stacks on whatever is left
         self.db.execute(
             "UPDATE devices SET next_id = ?, balance = balance - ?,"
             " credit_until_ms = max(credit_until_ms, ?) + ? WHERE device = ?",
-            (issued.next_id, spent, now_ms, issued.credit_s * 1000, device),
+            (codes[-1][1].next_id, spent, now_ms, sum(c.credit_s for _, c in codes) * 1000, device),
         )
-        keycode = self.db.execute(
-            "INSERT INTO keycodes(device, message_id, handset, op_seq, text, days, credit_s,"
-            " amount, issued_ms, txn) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                device,
-                next_id,
-                handset,
-                op_seq,
-                issued.text,
-                days,
-                issued.credit_s,
-                spent,
-                now_ms,
-                txn,
-            ),
-        ).lastrowid
-        assert keycode is not None
-        entry = self._emit(
-            handset, Keycode(op_seq, device, secret.format, issued.number, issued.credit_s)
-        )
-        return Issued(keycode, issued.text, entry)
+        written: list[Issued] = []
+        for message_id, issued in codes:
+            keycode = self.db.execute(
+                "INSERT INTO keycodes(device, message_id, handset, op_seq, text, days, credit_s,"
+                " amount, issued_ms, txn) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    device,
+                    message_id,
+                    handset,
+                    op_seq,
+                    issued.text,
+                    days,
+                    issued.credit_s,
+                    spent,
+                    now_ms,
+                    txn,
+                ),
+            ).lastrowid
+            assert keycode is not None
+            entry = self._emit(
+                handset, Keycode(op_seq, device, secret.format, issued.number, issued.credit_s)
+            )
+            written.append(Issued(keycode, issued.text, entry))
+        return written[0]
 
     # -- mobile money --------------------------------------------------------------------------
 
@@ -587,7 +636,7 @@ class Store:
         """
         with self.transaction() as db:
             row = self._one("SELECT digest, outcome, keycode FROM mm_txns WHERE txn = ?", cb.txn)
-            if row is not None and self.idempotent:
+            if row is not None and not self.faults.replays_apply_again:
                 if row[0] != cb.digest():
                     raise RequestError(
                         409, "txn_conflict", f"transaction {cb.txn} was sent with other content"
@@ -606,8 +655,7 @@ class Store:
             else:
                 outcome = Outcome.CONFIRMED
             db.execute(
-                f"{self._insert_key} INTO mm_txns(txn, digest, outcome, account, amount, msisdn,"
-                " paid_ms, day, received_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                self._insert_txn,
                 (
                     cb.txn,
                     cb.digest(),

@@ -19,6 +19,7 @@ from agent_client.protocol.keycodes import KeycodeFormat
 from agent_client.protocol.ops import Kind, Operation
 from server_stub.app import Platform, create_app
 from server_stub.callbacks import SIGNATURE_HEADER, MoneyCallback, sign
+from server_stub.faults import PlatformFaults
 from server_stub.store import Store
 
 from .fixtures import PRICE_PER_DAY, Seeded, seed_platform
@@ -63,8 +64,8 @@ def copy_db(template: Path, target: Path) -> Path:
     return target
 
 
-async def start(path: Path, platform: Platform) -> TestServer:
-    server = TestServer(create_app(path, platform=platform), host="127.0.0.1")
+async def start(path: Path, platform: Platform, faults: PlatformFaults | None = None) -> TestServer:
+    server = TestServer(create_app(path, platform=platform, faults=faults), host="127.0.0.1")
     await server.start_server()
     return server
 
