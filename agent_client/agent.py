@@ -189,7 +189,11 @@ class Agent:
         return await self._enqueue(Kind.RECORD_PAYMENT, account, amount)
 
     async def keycodes_for(self, device: int) -> list[Keycode]:
-        return await self.store.keycodes_for(device)
+        return await self.store.keycodes(device)
+
+    async def keycodes(self) -> list[Keycode]:
+        """Every keycode this handset has received, in the order it received them."""
+        return await self.store.keycodes()
 
     async def status(self) -> Status:
         sold = {

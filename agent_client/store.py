@@ -283,11 +283,12 @@ class HandsetStore:
                     (entry.plan, entry.name, entry.price_per_day),
                 )
 
-    async def keycodes_for(self, device: int) -> list[Keycode]:
+    async def keycodes(self, device: int | None = None) -> list[Keycode]:
+        """Keycodes received, in downlink order (all devices', or one device's)."""
         rows = await self._all(
             "SELECT op_seq, device, format, number, credit_s FROM keycodes "
-            "WHERE device = ? ORDER BY n",
-            (device,),
+            "WHERE ? IS NULL OR device = ? ORDER BY n",
+            (device, device),
         )
         return [
             Keycode(seq, dev, KeycodeFormat(fmt), num, credit)

@@ -129,7 +129,7 @@ async def test_result_settles_ops_and_stores_entries_once(tmp_path: Path) -> Non
     )
     await store.apply(res, 10)
     await store.apply(res, 11)  # a late duplicate answer changes nothing
-    assert await store.keycodes_for(5) == [key]
+    assert await store.keycodes(5) == [key]
     assert await store.payments() == [Payment(5, 50, "MM1")]
     assert await store.stock() == {9: KeycodeFormat.OPENPAYGO}
     assert await store.plans() == [Plan(1, "basic", 50)]
