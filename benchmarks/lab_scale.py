@@ -20,7 +20,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from field_lab.lab.world import Lab
+from field_lab.lab.lab import Lab
 from field_lab.scenario import DEFAULT
 
 

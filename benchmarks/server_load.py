@@ -27,7 +27,8 @@ from hdrh.histogram import HdrHistogram
 
 from agent_client.protocol.frames import UplinkFrame, decode_downlink, encode_uplink
 from agent_client.protocol.keycodes import KeycodeFormat
-from field_lab.chaos.world import MM_SECRET, serving
+from field_lab.chaos.world import CONFIG, MM_SECRET
+from field_lab.world.platform import serving
 from server_stub.app import SYNC_PATH
 from server_stub.mno import Final, MnoConfig, MnoSimulator
 
@@ -80,8 +81,7 @@ async def run_step(handsets: int, args: argparse.Namespace) -> dict[str, object]
         fleet = seed(db, handsets, 12, rng, KeycodeFormat.NEXUS_FULL)
         step = Step()
         tasks: list[asyncio.Task[None]] = []
-        async with serving(db) as port:
-            url = f"http://127.0.0.1:{port}"
+        async with serving(db, config=CONFIG) as url:
             connector = aiohttp.TCPConnector(limit=args.connections)
             timeout = aiohttp.ClientTimeout(total=30)
             mm_config = MnoConfig(delay_s=(0.0, 0.0), duplicate_rate=0.1, seed=args.seed)

@@ -52,6 +52,9 @@ it got, so a typo fails before the run, not during it.
     activation_s = ["p(95)<120"]
     sale_failed = ["rate<0.05"]
     lost_ops = ["count==0"]
+
+    [checks]
+    waive = []                   # checks whose thresholds may pass without evidence
 """
 
 from __future__ import annotations
@@ -63,10 +66,12 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from field_lab.check.keys import FIGURES
+from field_lab.errors import ConfigError
 from field_lab.measure.slo import SLOError, Threshold, parse_thresholds
+from field_lab.protocols import SCENARIO_PROTOCOLS
 
 LINK_PROFILES = ("perfect", "3g", "edge-typ", "gprs-typ", "gprs-bad", "offline")
-PROTOCOLS = ("nexus-full", "nexus-small", "openpaygo")
 
 METRICS: dict[str, str] = {
     "activation_s": "trend",
@@ -77,17 +82,12 @@ METRICS: dict[str, str] = {
     "sale_failed": "rate",
     "report_failed": "rate",
     "payment_unactivated": "rate",
-    "lost_ops": "counter",
-    "duplicate_ops": "counter",
-    "unexpected_ops": "counter",
-    "overcredited_meters": "counter",
-    "undercredited_meters": "counter",
-    "duplicate_keycodes": "counter",
+    **dict.fromkeys(FIGURES, "counter"),
 }
 """Every metric a threshold may name, with its kind (see `field_lab.measure.slo`)."""
 
 
-class ScenarioError(ValueError):
+class ScenarioError(ConfigError):
     """The scenario file is wrong; the message names the field (the scenario's fault)."""
 
 
@@ -154,6 +154,12 @@ class Reports:
     interval_s: float = 2.0
 
 
+@dataclass(frozen=True)
+class Checks:
+    waive: tuple[str, ...] = ()
+    """Judge figures whose thresholds may pass unchecked (no evidence); say why in a comment."""
+
+
 DEFAULT_SLO: dict[str, list[str]] = {
     "activation_s": ["p(95)<120"],
     "sale_failed": ["rate<0.05"],
@@ -180,6 +186,7 @@ class Scenario:
     sms: Sms = field(default_factory=Sms)
     reports: Reports = field(default_factory=Reports)
     slo: dict[str, list[str]] = field(default_factory=lambda: dict(DEFAULT_SLO))
+    checks: Checks = field(default_factory=Checks)
 
     @property
     def thresholds(self) -> list[Threshold]:
@@ -287,6 +294,15 @@ def _outages(path: str, value: object) -> tuple[Outage, ...]:
     return tuple(out)
 
 
+def _waive(path: str, value: object) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise _fail(path, "a list of check names", value)
+    unknown = [v for v in value if v not in FIGURES]
+    if unknown:
+        raise ScenarioError(f"{path}: {unknown[0]!r} is not a check; checks: {', '.join(FIGURES)}")
+    return tuple(value)
+
+
 def parse(raw: Mapping[str, Any]) -> Scenario:
     """Build a Scenario from a parsed TOML table, checking every field."""
     _check_keys("", raw, Scenario)
@@ -323,7 +339,7 @@ def parse(raw: Mapping[str, Any]) -> Scenario:
         "devices",
         raw,
         Devices,
-        {"protocols": lambda p, v: _mix(p, v, PROTOCOLS), "installed_share": _share},
+        {"protocols": lambda p, v: _mix(p, v, SCENARIO_PROTOCOLS), "installed_share": _share},
     )
     agents = _section(
         "agents",
@@ -384,6 +400,7 @@ def parse(raw: Mapping[str, Any]) -> Scenario:
     except SLOError as exc:
         raise ScenarioError(f"slo.{exc}") from exc
     normalised = {k: [v] if isinstance(v, str) else list(v) for k, v in _table("slo", slo).items()}
+    checks = _section("checks", raw, Checks, {"waive": _waive})
     return Scenario(
         **top,
         fleet=fleet,
@@ -394,6 +411,7 @@ def parse(raw: Mapping[str, Any]) -> Scenario:
         sms=sms,
         reports=reports,
         slo=normalised,
+        checks=checks,
     )
 
 

@@ -21,41 +21,47 @@ import json
 import os
 import random
 import signal
-import socket
-import sqlite3
 import sys
 import tempfile
 import time
 from asyncio.subprocess import Process
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from subprocess import DEVNULL
+from urllib.parse import urlsplit
 
 from agent_client.agent import Agent
 from agent_client.protocol.sync import SyncConfig
-from agent_client.store import OpState
-from field_lab.measure.history import History, Status
-from server_stub.cli import SECRET_ENV
-from server_stub.mno import Final, MnoConfig, MnoSimulator
+from agent_client.store import HandsetStore, OpState
+from field_lab.check.evidence import HandsetEvidence, learn_from_handset, learn_from_operator
+from field_lab.check.judge import Claim, Verdict
+from field_lab.check.keys import MOBILE_MONEY, mm_key, op_key
+from field_lab.errors import ConfigError
+from field_lab.measure.history import History
+from field_lab.net import LOOPBACK, free_port, listening
+from field_lab.world.fixture import Fixture
+from field_lab.world.platform import serving
+from server_stub.cli import AUDIT_TOKEN_ENV, SECRET_ENV
+from server_stub.faults import PlatformFaults
+from server_stub.mno import MnoConfig, MnoSimulator
 
 from . import ChaosError
 from .proxy import DOWN, UP, FaultProxy
-from .world import AGENT, CODE, MM, MM_SECRET, OP, PRICE, Ledger, Verdict, judge, seed, serving
+from .world import AUDIT_TOKEN, CONFIG, MM_SECRET, PRICE, claim, digest, stock, verdict
 
 BIN = Path(sys.executable).parent
 SETTLE_S = 60.0
-VIOLATIONS = [
-    "lost",
-    "duplicated",
-    "unexpected",
-    "failed_but_applied",
-    "credit_over",
-    "credit_under",
-]
-VIOLATIONS += ["unpaid_keycodes", "keycodes_twice", "undelivered", "pending"]
 ONE_BY_ONE = SyncConfig(initial_batch=1, min_batch=1, max_batch=1)  # more exchanges to hit
+INJECTED: dict[str, PlatformFaults] = {
+    "replays-apply-again": PlatformFaults(replays_apply_again=True),
+    "lost-ack": PlatformFaults(lose_ack_every=5),
+    "keycode-twice": PlatformFaults(apply_twice_every=7),
+    "double-days": PlatformFaults(credit_factor=2),
+}
+"""Platform bugs the harness must find, each built in through the constructor seam."""
+INJECTED_PLAN = {"cut": 40, "server_kills": 0, "handset_kills": 0}
 
 
 @dataclass(frozen=True)
@@ -65,6 +71,16 @@ class CrashPlan:
     handset_kills: int = 12
     seed: int = 20261126
     devices: int = 12
+    faults: PlatformFaults | None = None
+    """A deliberately broken platform (cut trials only: kills run the real `server-stub`)."""
+
+    def __post_init__(self) -> None:
+        if min(self.cut, self.server_kills, self.handset_kills) < 0 or self.devices < 1:
+            raise ConfigError("trial counts must be >= 0 and devices >= 1")
+        if self.faults is not None and (self.server_kills or self.handset_kills):
+            raise ConfigError(
+                "injected platform faults need the in-process platform: cut trials only"
+            )
 
     @property
     def trials(self) -> int:
@@ -78,28 +94,34 @@ class CrashReport:
     landed: Counter[str] = field(default_factory=Counter)  # the fault hit mid-exchange
     seconds: float = 0.0
     verdict: Verdict | None = None
+    digest: str = ""
 
     def summary(self) -> dict[str, object]:
         assert self.verdict is not None
-        verdict = self.verdict.summary()
+        figures = self.verdict.figures()
+        ops, payments = self.verdict.ops, self.verdict.payments
         return {
             "trials": sum(self.trials.values()),
             "by_kind": dict(self.trials),
             "faults_landed": dict(self.landed),
-            "failures": sum(int(str(verdict[v])) for v in VIOLATIONS),
+            "failures": sum(v or 0 for v in figures.values()),
+            "valid": self.verdict.valid,
+            "unchecked": list(self.verdict.unchecked),
             "seconds": round(self.seconds, 1),
-            **verdict,
+            "ops_attempted": ops.attempted if ops else None,
+            "ops_acknowledged": ops.acknowledged if ops else None,
+            "payments_attempted": payments.attempted if payments else None,
+            "payments_acknowledged": payments.acknowledged if payments else None,
+            "recovered_unknown": (ops.recovered + payments.recovered) if ops and payments else None,
+            "meters": self.verdict.credit.checked if self.verdict.credit else None,
+            **figures,
+            "digest": self.digest,
+            "details": self.verdict.details(),
         }
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class Run:
-    """One crash run's shared state: the files, the history, what was paid for."""
+    """One crash run's shared state: the files, the history, what each payment buys."""
 
     def __init__(self, plan: CrashPlan, workdir: Path) -> None:
         self.plan = plan
@@ -107,87 +129,81 @@ class Run:
         self.server_db = workdir / "server.db"
         self.handset_db = workdir / "handset.db"
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"http://{LOOPBACK}:{self.port}"
         self.history = History()
-        self.ledger = Ledger()
+        self.claims: dict[str, Claim] = {}
         self.report = CrashReport(plan)
+        self.fixture: Fixture | None = None
         self.handset = 0
         self.devices: list[int] = []
-        self.open_ops: set[str] = set()
-        self.open_mm: dict[str, MnoSimulator] = {}
+        self.operators: list[MnoSimulator] = []
 
     # -- recording ---------------------------------------------------------------------------
+
+    def attempt(self, key: str, kind: str, device: int, amount: int) -> None:
+        self.history.invoke(key, kind, time.time())
+        self.claims[key] = claim(device, amount)
 
     async def pay_offline(self, agent: Agent, payments: int) -> None:
         for _ in range(payments):
             device = self.rng.choice(self.devices)
             amount = PRICE * self.rng.randint(1, 3)
-            key = f"{self.handset}:{await agent.record_payment(device, amount)}"
-            self.history.invoke(key, OP, time.time())
-            self.ledger.attempt(key, device, amount)
-            self.open_ops.add(key)
+            seq = await agent.record_payment(device, amount)
+            self.attempt(op_key(self.handset, seq), "record_payment", device, amount)
 
     def pay_mm(self, mno: MnoSimulator) -> None:
         device = self.rng.choice(self.devices)
         amount = PRICE * self.rng.randint(1, 3)
         txn = mno.pay(device, amount, "+233240000001")
-        self.history.invoke(txn, MM, time.time())
-        self.ledger.attempt(txn, device, amount)
-        self.open_mm[txn] = mno
+        self.attempt(mm_key(txn), MOBILE_MONEY, device, amount)
 
-    def observe(self) -> None:
+    async def observe(self) -> None:
         """Complete what the handset and the operator now know; the rest stays unknown."""
-        with sqlite3.connect(self.handset_db) as db:
-            states = dict(db.execute("SELECT seq, state FROM outbox").fetchall())
+        store = await HandsetStore.open(self.handset_db)
+        try:
+            evidence = await HandsetEvidence.read(store)
+        finally:
+            await store.close()
         now = time.time()
-        for key in sorted(self.open_ops):
-            state = states.get(int(key.split(":")[1]))
-            if state == OpState.ACKNOWLEDGED:
-                self.history.ok(key, now)
-                self.open_ops.discard(key)
-            elif state == OpState.REJECTED:
-                self.history.fail(key, now)
-                self.open_ops.discard(key)
-            elif self.history.final(key) is Status.INVOKE:
-                self.history.info(key, now, "unknown after a fault")
-        for txn, mno in list(self.open_mm.items()):
-            final = mno.history[txn].final
-            if final is Final.ACKNOWLEDGED:
-                self.history.ok(txn, now)
-            elif final is Final.REFUSED:
-                self.history.fail(txn, now)
-            elif final is not Final.PENDING and self.history.final(txn) is Status.INVOKE:
-                self.history.info(txn, now, final.value)
-            if final is not Final.PENDING:
-                del self.open_mm[txn]
+        learn_from_handset(self.history, evidence, now)
+        for mno in self.operators:
+            learn_from_operator(self.history, mno, now)
+
+    def operator(self, url: str, prefix: str) -> MnoSimulator:
+        mno = MnoSimulator(url + "/v1/mm/callback", MM_SECRET, _operator(), prefix=prefix)
+        self.operators.append(mno)
+        return mno
 
     # -- phases ------------------------------------------------------------------------------
 
     async def setup(self) -> None:
         """Provision the handset and sell every device, with no fault."""
-        self.devices = seed(self.server_db, self.plan.devices, self.plan.seed)
-        async with serving(self.server_db, self.port):
-            agent = await Agent.provision(self.handset_db, self.url, AGENT, CODE)
+        self.fixture = stock(self.server_db, self.plan.devices, self.plan.seed)
+        spec = self.fixture.agents[0]
+        self.devices = list(spec.devices)
+        async with serving(self.server_db, config=CONFIG, port=self.port):
+            agent = await Agent.provision(self.handset_db, self.url, spec.name, spec.code)
             self.handset = agent.handset
             for i, device in enumerate(self.devices):
                 customer = await agent.register_customer(f"Customer {i}", f"+2332400{i:05d}")
-                sale = await agent.record_sale(customer, device, 1, 2 * PRICE)
-                for seq in (customer, sale):
-                    self.history.invoke(f"{self.handset}:{seq}", OP, time.time())
-                    self.open_ops.add(f"{self.handset}:{seq}")
-                self.ledger.attempt(f"{self.handset}:{sale}", device, 2 * PRICE)
+                sale = await agent.record_sale(customer, device, self.fixture.plan, 2 * PRICE)
+                self.history.invoke(
+                    op_key(self.handset, customer), "register_customer", time.time()
+                )
+                self.attempt(op_key(self.handset, sale), "record_sale", device, 2 * PRICE)
             report = await agent.sync(max_wait_s=10)
             await agent.close()
             if report.pending:
                 raise ChaosError(f"setup left {report.pending} operations unsynced")
-        self.observe()
+        await self.observe()
 
     async def cuts(self) -> None:
-        async with serving(self.server_db, self.port) as port:
-            sync_proxy, mm_proxy = FaultProxy(("127.0.0.1", port)), FaultProxy(("127.0.0.1", port))
-            sync_url = f"http://127.0.0.1:{await sync_proxy.start()}"
-            mm_url = f"http://127.0.0.1:{await mm_proxy.start()}/v1/mm/callback"
-            mno = MnoSimulator(mm_url, MM_SECRET, _operator(), prefix="MC")
+        async with serving(self.server_db, config=CONFIG, faults=self.plan.faults) as url:
+            port = urlsplit(url).port
+            assert port is not None
+            sync_proxy, mm_proxy = FaultProxy((LOOPBACK, port)), FaultProxy((LOOPBACK, port))
+            sync_url = f"http://{LOOPBACK}:{await sync_proxy.start()}"
+            mno = self.operator(f"http://{LOOPBACK}:{await mm_proxy.start()}", "MC")
             await mno.start()
             estimate = {UP: 600, DOWN: 600}
             try:
@@ -210,15 +226,18 @@ class Run:
                         estimate[direction] = max(64, proxy.last_bytes[direction])
                     self.report.trials[kind] += 1
                     self.report.landed[kind] += landed
-                    self.observe()
+                    await self.observe()
+                await self.settle(mno, sync_url)
             finally:
                 await mno.stop()
                 await sync_proxy.aclose()
                 await mm_proxy.aclose()
 
     async def kills(self) -> None:
+        if not (self.plan.server_kills or self.plan.handset_kills):
+            return
         server = await self.start_server()
-        mno = MnoSimulator(f"{self.url}/v1/mm/callback", MM_SECRET, _operator(), prefix="MK")
+        mno = self.operator(self.url, "MK")
         await mno.start()
         try:
             kinds = ["server-kill"] * self.plan.server_kills
@@ -232,17 +251,17 @@ class Run:
                 else:
                     await self.kill_handset()
                 self.report.trials[kind] += 1
-                self.observe()
+                await self.observe()
             if server.returncode is not None:
                 server = await self.start_server()
-            await self.settle(mno)
+            await self.settle(mno, self.url)
         finally:
             await mno.stop()
             server.terminate()
             await server.wait()
 
     async def kill_server(self, server: Process, mno: MnoSimulator) -> Process:
-        agent = await Agent.open(self.handset_db, config=ONE_BY_ONE)
+        agent = await Agent.open(self.handset_db, server_url=self.url, config=ONE_BY_ONE)
         await self.pay_offline(agent, self.rng.randint(1, 4))
         self.pay_mm(mno)
         syncing = asyncio.create_task(agent.sync(max_exchanges=8))
@@ -258,29 +277,35 @@ class Run:
         return await self.start_server()  # the operator keeps retrying meanwhile
 
     async def kill_handset(self) -> None:
-        agent = await Agent.open(self.handset_db)
+        agent = await Agent.open(self.handset_db, server_url=self.url)
         await self.pay_offline(agent, self.rng.randint(1, 3))
         await agent.close()
-        before = self._sent()
-        proc = await _spawn("agent-client", "--db", str(self.handset_db), "sync", "--batch", "1")
-        if self.rng.random() < 0.2:  # sometimes while it starts up
-            await asyncio.sleep(self.rng.uniform(0.0, 0.3))
-        else:  # mostly once a batch is frozen and on the wire
-            await _until(lambda: self._sent() > before or proc.returncode is not None, 10.0)
-            await asyncio.sleep(self.rng.uniform(0.0, 0.01))
+        store = await HandsetStore.open(self.handset_db)
+        try:
+            before = await _attempts(store)
+            proc = await _spawn(
+                "agent-client", "--db", str(self.handset_db), "sync", "--batch", "1"
+            )
+            if self.rng.random() < 0.2:  # sometimes while it starts up
+                await asyncio.sleep(self.rng.uniform(0.0, 0.3))
+            else:  # mostly once a batch is frozen and on the wire
+                end = time.monotonic() + 10.0
+                while proc.returncode is None and time.monotonic() < end:
+                    if await _attempts(store) > before:
+                        break
+                    await asyncio.sleep(0.002)
+                await asyncio.sleep(self.rng.uniform(0.0, 0.01))
+        finally:
+            await store.close()
         self.report.landed["handset-kill"] += proc.returncode is None
         os.kill(proc.pid, signal.SIGKILL)
         await proc.wait()
 
-    def _sent(self) -> int:
-        with sqlite3.connect(self.handset_db) as db:
-            return int(db.execute("SELECT coalesce(sum(attempts), 0) FROM outbox").fetchone()[0])
-
     async def start_server(self) -> Process:
-        env = {**os.environ, SECRET_ENV: MM_SECRET.decode()}
+        env = {**os.environ, SECRET_ENV: MM_SECRET.decode(), AUDIT_TOKEN_ENV: AUDIT_TOKEN}
         args = ("--db", str(self.server_db), "serve", "--port", str(self.port))
         proc = await _spawn("server-stub", *args, env=env)
-        if not await _until(lambda: _listening(self.port) or proc.returncode is not None, 30.0):
+        if not await _until(lambda: listening(self.port) or proc.returncode is not None, 30.0):
             proc.kill()
             await proc.wait()
             raise ChaosError(f"server-stub did not listen on {self.port}")
@@ -288,10 +313,10 @@ class Run:
             raise ChaosError(f"server-stub exited with {proc.returncode}")
         return proc
 
-    async def settle(self, mno: MnoSimulator) -> None:
+    async def settle(self, mno: MnoSimulator, url: str) -> None:
         """The operator's last retries land first; then the handset fetches what they made."""
         await mno.drain(SETTLE_S)
-        agent = await Agent.open(self.handset_db)
+        agent = await Agent.open(self.handset_db, server_url=url)
         try:
             for _ in range(10):
                 report = await agent.sync(max_wait_s=30)
@@ -299,14 +324,28 @@ class Run:
                     break
         finally:
             await agent.close()
-        self.observe()
+        await self.observe()
 
-    def judge(self) -> Verdict:
-        with sqlite3.connect(self.handset_db) as db:
-            (pending,) = db.execute(
-                "SELECT count(*) FROM outbox WHERE state IN ('pending', 'in_flight')"
-            ).fetchone()
-        return judge(self.history, self.ledger, self.server_db, [self.handset_db], int(pending))
+    async def judge(self) -> None:
+        """Read the settled platform as an outsider would, and judge."""
+        assert self.fixture is not None
+        store = await HandsetStore.open(self.handset_db)
+        try:
+            handset = await HandsetEvidence.read(store)
+        finally:
+            await store.close()
+        async with serving(self.server_db, config=CONFIG) as url:
+            found, evidence = await verdict(
+                url, self.history, self.claims, [handset], self.fixture.secrets
+            )
+        self.report.verdict = found
+        self.report.digest = digest(evidence)
+
+
+async def _attempts(store: HandsetStore) -> int:
+    """Sends started of the operations still open: grows when a batch goes on the wire."""
+    rows = await store.queue((OpState.PENDING, OpState.IN_FLIGHT))
+    return sum(row.attempts for row in rows)
 
 
 async def _spawn(program: str, *args: str, env: dict[str, str] | None = None) -> Process:
@@ -318,11 +357,6 @@ async def _spawn(program: str, *args: str, env: dict[str, str] | None = None) ->
 def _operator() -> MnoConfig:
     """The operator retries fast at first and long enough to outlast a platform restart."""
     return MnoConfig(delay_s=(0.0, 0.0), timeout_s=10.0, retry_s=(0.05, 0.2, 0.5, 1, 2, 4, 8))
-
-
-def _listening(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 async def _until(done: Callable[[], bool], deadline_s: float) -> bool:
@@ -337,27 +371,47 @@ async def _until(done: Callable[[], bool], deadline_s: float) -> bool:
 async def run_crash(plan: CrashPlan, workdir: Path) -> CrashReport:
     began = time.monotonic()
     run = Run(plan, workdir)
-    phases: list[Callable[[], Awaitable[None]]] = [run.setup, run.cuts, run.kills]
+    phases: list[Callable[[], Awaitable[None]]] = [run.setup, run.cuts, run.kills, run.judge]
     for phase in phases:
         await phase()
-    run.report.verdict = run.judge()
     run.report.seconds = time.monotonic() - began
     return run.report
 
 
+async def injected(
+    faults: Mapping[str, PlatformFaults] = INJECTED, *, seed: int = CrashPlan.seed
+) -> dict[str, dict[str, object]]:
+    """Each deliberately broken platform under a small crash run: the judge must find it."""
+    out = {}
+    for name, fault in faults.items():
+        plan = CrashPlan(**INJECTED_PLAN, seed=seed, faults=fault)
+        with tempfile.TemporaryDirectory(prefix="payg-injected-") as tmp:
+            out[name] = (await run_crash(plan, Path(tmp))).summary()
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m field_lab.chaos.crash``: one crash run; prints its counts as JSON."""
-    p = argparse.ArgumentParser(prog="python -m field_lab.chaos.crash", description=__doc__)
+    """``python -m field_lab.chaos.crash``: one crash run on a correct platform, then one small
+    run on each deliberately broken one; prints their counts as JSON. Exit 0 when the correct
+    platform passes and every injected bug is found, 1 otherwise."""
+    p = argparse.ArgumentParser(prog="python -m field_lab.chaos.crash", description=main.__doc__)
     p.add_argument("--cut", type=int, default=800)
     p.add_argument("--server-kills", type=int, default=100)
     p.add_argument("--handset-kills", type=int, default=100)
     p.add_argument("--seed", type=int, default=CrashPlan.seed)
     a = p.parse_args(argv)
-    plan = CrashPlan(a.cut, a.server_kills, a.handset_kills, a.seed)
+    try:
+        plan = CrashPlan(a.cut, a.server_kills, a.handset_kills, a.seed)
+    except ConfigError as exc:
+        p.error(str(exc))
     with tempfile.TemporaryDirectory(prefix="payg-crash-") as tmp:
         report = asyncio.run(run_crash(plan, Path(tmp)))
-    print(json.dumps(report.summary()))
-    return 0 if report.verdict is not None and report.verdict.valid else 1
+    print(json.dumps({"clean": report.summary()}), flush=True)
+    found = asyncio.run(injected(seed=a.seed))
+    for name, summary in found.items():
+        print(json.dumps({"injected": name, "found": not summary["valid"], **summary}))
+    ok = report.verdict is not None and report.verdict.valid
+    return 0 if ok and all(not s["valid"] for s in found.values()) else 1
 
 
 if __name__ == "__main__":

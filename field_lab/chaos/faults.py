@@ -15,14 +15,21 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from agent_client.agent import Agent
 from agent_client.protocol.sync import SyncConfig
+from field_lab.check.evidence import HandsetEvidence, learn_from_handset, learn_from_operator
+from field_lab.check.judge import Claim
+from field_lab.check.keys import MOBILE_MONEY, mm_key, op_key
+from field_lab.measure.history import History
+from field_lab.net import LOOPBACK
+from field_lab.world.platform import serving
 from server_stub.mno import MnoConfig, MnoSimulator
 
 from . import ChaosError
 from .proxy import DOWN, UP, FaultProxy
-from .world import AGENT, CODE, MM_SECRET, PRICE, digest, seed, serving
+from .world import CONFIG, MM_SECRET, PRICE, claim, digest, stock, verdict
 
 QUICK = SyncConfig(
     initial_batch=4, min_batch=1, max_batch=4, backoff_base_s=0.05, backoff_cap_s=0.5
@@ -66,46 +73,93 @@ class Outcome:
     faults_fired: int
     rounds: int
     seconds: float
+    valid: bool
+    """The judge found nothing lost, duplicated, unexpected or mis-credited."""
+    failures: int
+
+
+@dataclass
+class Recorder:
+    """What the workload attempted, for the judge."""
+
+    history: History
+    claims: dict[str, Claim]
+
+    def attempt(self, key: str, kind: str, device: int, amount: int) -> None:
+        self.history.invoke(key, kind, time.time())
+        if amount:
+            self.claims[key] = claim(device, amount)
 
 
 async def run_fault(fault: Fault, workdir: Path, seed_: int = 3) -> Outcome:
     began = time.monotonic()
     rng = random.Random(seed_)
     server_db, handset_db = workdir / "server.db", workdir / "handset.db"
-    devices = seed(server_db, 4, seed_)
+    fixture = stock(server_db, 4, seed_)
+    spec = fixture.agents[0]
+    devices = list(spec.devices)
+    record = Recorder(History(), {})
     shift = [0.0]  # the handset's clock jumps after provisioning, as a drained battery does
     clock: Callable[[], float] = lambda: time.time() + shift[0]  # noqa: E731
-    async with serving(server_db) as port:
-        sync_proxy, mm_proxy = FaultProxy(("127.0.0.1", port)), FaultProxy(("127.0.0.1", port))
-        url = f"http://127.0.0.1:{await sync_proxy.start()}"
-        mm_url = f"http://127.0.0.1:{await mm_proxy.start()}/v1/mm/callback"
+    async with serving(server_db, config=CONFIG) as url:
+        port = urlsplit(url).port
+        assert port is not None
+        sync_proxy, mm_proxy = FaultProxy((LOOPBACK, port)), FaultProxy((LOOPBACK, port))
+        sync_url = f"http://{LOOPBACK}:{await sync_proxy.start()}"
+        mm_url = f"http://{LOOPBACK}:{await mm_proxy.start()}/v1/mm/callback"
         config = MnoConfig(delay_s=(0.0, 0.0), timeout_s=5.0, retry_s=(0.05,) * 3 + (0.5,) * 17)
         mno = MnoSimulator(mm_url, MM_SECRET, config, prefix="NF")
         await mno.start()
-        agent = await Agent.provision(handset_db, url, AGENT, CODE, clock=clock, config=QUICK)
+        agent = await Agent.provision(
+            handset_db, sync_url, spec.name, spec.code, clock=clock, config=QUICK
+        )
         shift[0] = fault.skew_s
         rounds = 0
+        h = agent.handset
         try:
             for i, device in enumerate(devices):
                 customer = await agent.register_customer(f"Customer {i}", f"+2332400{i:05d}")
-                await agent.record_sale(customer, device, 1, 2 * PRICE)
-                await agent.record_payment(device, PRICE * rng.randint(1, 3))
+                record.attempt(op_key(h, customer), "register_customer", device, 0)
+                sale = await agent.record_sale(customer, device, fixture.plan, 2 * PRICE)
+                record.attempt(op_key(h, sale), "record_sale", device, 2 * PRICE)
+                amount = PRICE * rng.randint(1, 3)
+                paid = await agent.record_payment(device, amount)
+                record.attempt(op_key(h, paid), "record_payment", device, amount)
             rounds += await _settle(agent, fault, sync_proxy)
             for n, device in enumerate(rng.choices(devices, k=4)):
                 fault.arm(mm_proxy, n)
-                mno.pay(device, PRICE * rng.randint(1, 3), "+233240000009")
+                amount = PRICE * rng.randint(1, 3)
+                record.attempt(
+                    mm_key(mno.pay(device, amount, "+233240000009")), MOBILE_MONEY, device, amount
+                )
                 if not await mno.drain(60.0):
                     raise ChaosError(f"{fault.name}: a callback did not settle")
             for device in rng.choices(devices, k=6):
-                await agent.record_payment(device, PRICE * rng.randint(1, 3))
+                amount = PRICE * rng.randint(1, 3)
+                paid = await agent.record_payment(device, amount)
+                record.attempt(op_key(h, paid), "record_payment", device, amount)
             rounds += await _settle(agent, fault, sync_proxy)
+            handset = await HandsetEvidence.read(agent.store)
+            learn_from_handset(record.history, handset, time.time())
+            learn_from_operator(record.history, mno, time.time())
+            found, evidence = await verdict(
+                url, record.history, record.claims, [handset], fixture.secrets
+            )
         finally:
             await agent.close()
             await mno.stop()
             fired = sync_proxy.cuts + mm_proxy.cuts + sync_proxy.refused
             await sync_proxy.aclose()
             await mm_proxy.aclose()
-    return Outcome(fault.name, digest(server_db), fired, rounds, time.monotonic() - began)
+    return Outcome(
+        fault.name,
+        digest(evidence),
+        fired,
+        rounds,
+        time.monotonic() - began,
+        found.valid,
+        sum(v or 0 for v in found.figures().values()),
+    )
 
 
 async def _settle(agent: Agent, fault: Fault, proxy: FaultProxy) -> int:

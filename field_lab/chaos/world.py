@@ -1,221 +1,87 @@
-"""The platform a fault run works on (seeded the same way every time), what it holds at the
-end (read straight from its SQLite file), and the verdict of the lab's checkers on it."""
+"""The platform a fault run works on (seeded the same way every time), and the judge's view of
+it at the end: its audit API, the handsets' stores, and meters that type every keycode."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import random
-import sqlite3
-from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
-import msgpack
-from aiohttp import web
-
-from agent_client.protocol.frames import Keycode, Payment, entry_from_row
-from agent_client.protocol.keycodes import KeycodeFormat
-from field_lab.measure.history import (
-    Bounded,
-    CounterCheck,
-    History,
-    SetCheck,
-    Status,
-    check_applied,
-    check_bounds,
+from field_lab.check.evidence import (
+    AuditClient,
+    HandsetEvidence,
+    PlatformEvidence,
+    keycodes_by_device,
 )
-from server_stub.app import Platform, create_app
-from server_stub.devices import make_devices
-from server_stub.store import Store
+from field_lab.check.judge import Claim, Verdict, judge
+from field_lab.measure.history import History
+from field_lab.world.fixture import Fixture, Stocking, seed
+from field_lab.world.sites import credit_granted
+from server_stub.app import Platform as StubConfig
+from server_stub.keycodes import DAY_S, DeviceSecret
 
 PRICE = 100
-AGENT, CODE = "ama", "code-ama"
 MM_SECRET = b"chaos-operator-secret"
-FIRST_SERIAL = 20_000_001
-OP, MM = "op", "mm"  # history kinds: handset operations, mobile-money payments
+AUDIT_TOKEN = "chaos-audit-token"
+CONFIG = StubConfig(mm_secret=MM_SECRET, audit_token=AUDIT_TOKEN)
+"""How every fault run's platform is configured (in process or as `server-stub serve`)."""
 
 
-def seed(path: Path, devices: int, seed: int = 7) -> list[int]:
+def stock(path: Path, devices: int, seed_: int = 7) -> Fixture:
     """One plan, one agent with `devices` Nexus full devices in stock (same keys per seed)."""
-    store = Store.open(path)
-    try:
-        store.add_plan("solar-home-10w", PRICE)
-        agent, _ = store.add_agent(AGENT, CODE)
-        records = make_devices(FIRST_SERIAL, devices, KeycodeFormat.NEXUS_FULL, random.Random(seed))
-        store.add_devices(agent, records)
-        return [r.device for r in records]
-    finally:
-        store.close()
+    return seed(path, Stocking(1, devices, {"nexus-full": 1.0}, PRICE, seed_))
 
 
-@asynccontextmanager
-async def serving(db: Path, port: int = 0) -> AsyncIterator[int]:
-    """The platform in this process on 127.0.0.1 (`port` 0: any); yields its port."""
-    app = create_app(db, platform=Platform(mm_secret=MM_SECRET))
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", port)
-    await site.start()
-    try:
-        yield int(runner.addresses[0][1])
-    finally:
-        await runner.cleanup()
+def claim(device: int, amount: int) -> Claim:
+    """What paying `amount` for `device` buys: a day per PRICE."""
+    return Claim(device, amount // PRICE * DAY_S)
 
 
-def rows(db: Path, sql: str) -> list[tuple[Any, ...]]:
-    with sqlite3.connect(db) as conn:
-        return [tuple(r) for r in conn.execute(sql).fetchall()]
+def meters(
+    platform: PlatformEvidence,
+    handsets: Sequence[HandsetEvidence],
+    secrets: Mapping[int, DeviceSecret],
+) -> dict[int, float]:
+    """Every keycode the platform issued, then any other a handset holds, typed into a fresh
+    meter per device: the credit each meter granted."""
+    typed: dict[int, list[str]] = {device: [] for device in secrets}
+    for device, codes in keycodes_by_device(platform.keycodes).items():
+        typed.setdefault(device, []).extend(k.text for k in codes)
+    for handset in handsets:
+        for device, text in handset.keycodes:
+            if text not in typed.setdefault(device, []):
+                typed[device].append(text)
+    return {d: credit_granted(secrets[d], texts) for d, texts in typed.items() if d in secrets}
 
 
-BUSINESS_STATE = {
-    # what a household and the distributor see; no timestamps, days or signatures, which
-    # legitimately differ with clock skew and retries
-    "customers": "SELECT handset, seq, name, phone FROM customers",
-    "devices": "SELECT device, customer, plan, balance, next_id FROM devices",
-    "keycodes": "SELECT device, message_id, op_seq, text, days, amount FROM keycodes",
-    "payments": "SELECT device, source, ref, amount FROM payments",
-    "ops": "SELECT handset, seq, kind, outcome FROM ops",
-    "mm": "SELECT txn, outcome, device, keycode IS NOT NULL FROM mm_txns",
-}
-
-
-def digest(db: Path) -> str:
-    """One hash of the server's business state: equal digests, same final state."""
-    h = hashlib.sha256()
-    for name, sql in BUSINESS_STATE.items():
-        h.update(json.dumps([name, sorted(rows(db, sql), key=repr)]).encode())
-    return h.hexdigest()[:16]
-
-
-@dataclass
-class Ledger:
-    """What the harness attempted per device, to bound the credit the platform issued."""
-
-    attempted: dict[int, int] = field(default_factory=dict)
-    confirmed: dict[int, int] = field(default_factory=dict)
-    amounts: dict[str, tuple[int, int]] = field(default_factory=dict)  # key -> (device, amount)
-
-    def attempt(self, key: str, device: int, amount: int) -> None:
-        self.amounts[key] = (device, amount)
-        self.attempted[device] = self.attempted.get(device, 0) + amount
-
-    def bounds(self, history: History, db: Path) -> list[Bounded]:
-        confirmed: dict[int, int] = {}
-        for key, (device, amount) in self.amounts.items():
-            if history.final(key) is Status.OK:
-                confirmed[device] = confirmed.get(device, 0) + amount
-        credited: dict[int, int] = dict(
-            rows(
-                db,
-                "SELECT d.device, d.balance + coalesce(sum(k.amount), 0) FROM devices d"
-                " LEFT JOIN keycodes k ON k.device = d.device GROUP BY d.device",
-            )
-        )
-        return [
-            Bounded(f"device {d}", float(credited.get(d, 0)), confirmed.get(d, 0), upper)
-            for d, upper in self.attempted.items()
-        ]
-
-
-@dataclass(frozen=True)
-class Verdict:
-    ops: SetCheck
-    payments: SetCheck
-    credit: CounterCheck
-    unpaid_keycodes: tuple[str, ...]  # confirmed payments with no keycode
-    keycodes_twice: tuple[str, ...]  # the same keycode issued or delivered more than once
-    undelivered: tuple[str, ...]  # keycodes the platform sent down that a handset lacks
-    pending: int  # operations still not settled on the handset
-    digest: str
-
-    @property
-    def valid(self) -> bool:
-        return (
-            self.ops.valid
-            and self.payments.valid
-            and self.credit.valid
-            and not self.unpaid_keycodes
-            and not self.keycodes_twice
-            and not self.undelivered
-            and not self.pending
-        )
-
-    def summary(self) -> dict[str, object]:
-        return {
-            "valid": self.valid,
-            "ops_attempted": self.ops.attempted,
-            "ops_acknowledged": self.ops.acknowledged,
-            "lost": len(self.ops.lost) + len(self.payments.lost),
-            "duplicated": len(self.ops.duplicated) + len(self.payments.duplicated),
-            "unexpected": len(self.ops.unexpected) + len(self.payments.unexpected),
-            "failed_but_applied": len(self.ops.failed_but_applied)
-            + len(self.payments.failed_but_applied),
-            "recovered_unknown": self.ops.recovered + self.payments.recovered,
-            "payments_attempted": self.payments.attempted,
-            "payments_acknowledged": self.payments.acknowledged,
-            "credit_over": len(self.credit.over),
-            "credit_under": len(self.credit.under),
-            "unpaid_keycodes": len(self.unpaid_keycodes),
-            "keycodes_twice": len(self.keycodes_twice),
-            "undelivered": len(self.undelivered),
-            "pending": self.pending,
-            "digest": self.digest,
-        }
-
-
-def downlink(db: Path) -> list[tuple[int, object]]:
-    return [
-        (int(h), entry_from_row(msgpack.unpackb(body)))
-        for h, body in rows(db, "SELECT handset, body FROM downlink ORDER BY handset, n")
-    ]
-
-
-def judge(
+async def verdict(
+    url: str,
     history: History,
-    ledger: Ledger,
-    server_db: Path,
-    handset_dbs: Iterable[Path],
-    pending: int,
-) -> Verdict:
-    """Run the lab's checkers on what the platform and the handsets hold after settling."""
-    applied_ops = [f"{h}:{s}" for h, s in rows(server_db, "SELECT handset, seq FROM customers")]
-    applied_ops += [
-        f"{h}:{s}" for h, s in rows(server_db, "SELECT handset, op_seq FROM keycodes WHERE op_seq")
-    ]
-    entries = downlink(server_db)
-    applied_mm = [e.ref for _, e in entries if isinstance(e, Payment)]
-    unpaid = [
-        str(t)
-        for (t,) in rows(
-            server_db, "SELECT txn FROM mm_txns WHERE outcome = 'confirmed' AND keycode IS NULL"
-        )
-    ]
-    twice = [
-        f"server {d}/{t}"
-        for d, t, n in rows(
-            server_db,
-            "SELECT device, text, count(*) FROM keycodes GROUP BY 1, 2 HAVING count(*) > 1",
-        )
-        if n
-    ]
-    sent = sum(1 for _, e in entries if isinstance(e, Keycode))
-    undelivered = []
-    for db in handset_dbs:
-        ((total, distinct),) = rows(db, "SELECT count(*), count(DISTINCT n) FROM keycodes")
-        if total != distinct:
-            twice.append(f"handset {db.name}: {total} keycodes, {distinct} distinct")
-        if distinct != sent:
-            undelivered.append(f"handset {db.name}: holds {distinct} of {sent} keycodes sent")
-    return Verdict(
-        ops=check_applied(history, applied_ops, kind=OP),
-        payments=check_applied(history, applied_mm, kind=MM),
-        credit=check_bounds(ledger.bounds(history, server_db)),
-        unpaid_keycodes=tuple(unpaid),
-        keycodes_twice=tuple(twice),
-        undelivered=tuple(undelivered),
-        pending=pending,
-        digest=digest(server_db),
+    claims: Mapping[str, Claim],
+    handsets: Sequence[HandsetEvidence],
+    secrets: Mapping[int, DeviceSecret],
+) -> tuple[Verdict, PlatformEvidence]:
+    """The judge on a settled fault run."""
+    evidence = await AuditClient(url, AUDIT_TOKEN).evidence()
+    found = judge(
+        history,
+        claims,
+        platform=evidence,
+        handsets=handsets,
+        meters=meters(evidence, handsets, secrets),
     )
+    return found, evidence
+
+
+def digest(evidence: PlatformEvidence) -> str:
+    """One hash of what the platform applied, as its audit tells it: equal digests, same
+    business state. No ids, times or handsets' clocks, which legitimately differ."""
+    state = {
+        "operations": sorted((o.key, o.kind, o.outcome) for o in evidence.operations),
+        "keycodes": sorted(
+            (k.device, k.message_id, k.text, k.credit_s, k.paid_by or "") for k in evidence.keycodes
+        ),
+        "payments": sorted((p.key, p.outcome, p.device or 0, p.amount) for p in evidence.payments),
+    }
+    return hashlib.sha256(json.dumps(state).encode()).hexdigest()[:16]

@@ -1,7 +1,7 @@
 """`field-lab run` and `field-lab seed`: the lab's main job on the command line.
 
     field-lab run [SCENARIO.toml] [--agents N] [--devices N] [--duration S] [--seed N]
-                  [--out DIR] [--target URL --fixture FILE [--target-db PATH]] [--quiet]
+                  [--out DIR] [--target URL --fixture FILE [--audit-token TOKEN]] [--quiet]
     field-lab seed --db PATH --fixture FILE [SCENARIO.toml] [--agents N] [--devices N]
 
 Exit codes: 0 every SLO holds; 99 an SLO failed; 107 the lab itself failed (its figures
@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
+import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -20,12 +22,14 @@ from typing import Any
 
 from rich.console import Console
 
+from field_lab.errors import ConfigError, HarnessError
 from field_lab.lab import output
-from field_lab.lab.fixture import Fixture, FixtureError, seed
-from field_lab.lab.traces import TraceBook
-from field_lab.lab.world import HarnessError, Lab, new_workdir
+from field_lab.lab.lab import Lab, Target
 from field_lab.measure.slo import EXIT_HARNESS_ERROR, evaluate, exit_code
-from field_lab.scenario import DEFAULT, Scenario, ScenarioError, load
+from field_lab.scenario import DEFAULT, Scenario, load
+from field_lab.world.fixture import Fixture, Stocking, seed
+from field_lab.world.traces import TraceBook
+from server_stub.cli import AUDIT_TOKEN_ENV, SECRET_ENV
 
 EXIT_USAGE = 2
 
@@ -45,9 +49,9 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     run.add_argument("--target", help="run the handsets against this platform URL")
     run.add_argument("--fixture", type=Path, help="with --target: agents and device secrets")
     run.add_argument(
-        "--target-db",
-        type=Path,
-        help="with --target: the platform's SQLite file, for the server-side checks",
+        "--audit-token",
+        help=f"with --target: the platform's audit API token (default ${AUDIT_TOKEN_ENV});"
+        " without one the server-side checks are unchecked and their thresholds fail",
     )
     run.add_argument("--quiet", action="store_true", help="no live progress view")
     run.add_argument(
@@ -79,8 +83,8 @@ def scenario_from(args: argparse.Namespace) -> Scenario:
 def seed_command(args: argparse.Namespace) -> int:
     try:
         scenario = scenario_from(args)
-        fixture = seed(args.db, scenario)
-    except (ScenarioError, OSError) as exc:
+        fixture = seed(args.db, Stocking.of(scenario))
+    except (ConfigError, OSError) as exc:
         print(f"field-lab seed: {exc}", file=sys.stderr)
         return EXIT_USAGE
     args.fixture.write_text(fixture.to_json())
@@ -123,12 +127,9 @@ def run_command(args: argparse.Namespace) -> int:
     console = Console(stderr=True, width=None if sys.stderr.isatty() else 150)
     try:
         scenario = scenario_from(args)
-        fixture = Fixture.load(args.fixture) if args.fixture else None
-    except (ScenarioError, FixtureError) as exc:
+        target = target_from(args)
+    except ConfigError as exc:
         console.print(f"field-lab run: {exc}", markup=False)
-        return EXIT_USAGE
-    if args.target and fixture is None:
-        console.print("field-lab run: --target needs --fixture (write one with field-lab seed)")
         return EXIT_USAGE
     name = f"{time.strftime('%Y%m%d-%H%M%S')}-{scenario.name}-seed{scenario.seed}"
     out = args.out or Path("results") / name
@@ -139,7 +140,10 @@ def run_command(args: argparse.Namespace) -> int:
         where = out / client if args.compare else out
         try:
             progress = Progress(console, args.quiet)
-            doc, lab = asyncio.run(_run(scenario, name, args, fixture, progress, where, client))
+            doc, lab = asyncio.run(_run(scenario, name, args, target, progress, where, client))
+        except ConfigError as exc:
+            console.print(f"field-lab run: {exc}", markup=False)
+            return EXIT_USAGE
         except HarnessError as exc:
             console.print(f"field-lab run: harness error: {exc}", markup=False)
             return EXIT_HARNESS_ERROR
@@ -152,7 +156,7 @@ def run_command(args: argparse.Namespace) -> int:
             console.print(f"traces: {lab.traces.write()} meters in {where / 'traces'}")
         output.table(doc, Console(width=None if sys.stdout.isatty() else 150))
         docs[client] = doc
-        codes.append(exit_code(lab.verdicts))
+        codes.append(exit_code(lab.slo))
     if args.compare:
         output.comparison(out, docs, Console(width=None if sys.stdout.isatty() else 150))
     print(f"results: {out}")
@@ -163,18 +167,16 @@ async def _run(
     scenario: Scenario,
     name: str,
     args: argparse.Namespace,
-    fixture: Fixture | None,
+    target: Target | None,
     progress: Progress,
     out: Path,
     client: str,
 ) -> tuple[dict[str, Any], Lab]:
-    with new_workdir() as tmp:
+    with tempfile.TemporaryDirectory(prefix="field-lab-") as tmp:
         lab = Lab(
             scenario,
             Path(tmp),
-            target=args.target,
-            fixture=fixture,
-            server_db=args.target_db,
+            target=target,
             progress=progress,
             traces=TraceBook(out / "traces") if args.record_traces else None,
             client=client,
@@ -182,14 +184,30 @@ async def _run(
         started = time.monotonic()
         await lab.run()
         wall = time.monotonic() - started
-    lab.verdicts = evaluate(scenario.thresholds, lab.stats.metrics())
+    lab.slo = evaluate(scenario.thresholds, lab.stats.metrics(), scenario.checks.waive)
+    assert lab.verdict is not None
     extra = {
         "wall_s": round(wall, 1),
-        "handsets": len(lab.handsets),
+        "handsets": lab.handsets,
         "devices": len(lab.sites),
         "history": lab.history.counts(),
-        "server_checks": lab.server_db is not None,
+        "checks": lab.verdict.checks(),
+        "check_details": lab.verdict.details(),
         "client": client,
     }
-    doc = output.summary(name, scenario, lab.stats, lab.verdicts, extra)
+    doc = output.summary(name, scenario, lab.stats, lab.slo, extra)
     return doc, lab
+
+
+def target_from(args: argparse.Namespace) -> Target | None:
+    """`--target URL --fixture FILE`, the audit token and the operator's secret (from the
+    environment, never argv, where it can be read)."""
+    if args.target is None:
+        if args.fixture is not None or args.audit_token is not None:
+            raise ConfigError("--fixture and --audit-token go with --target URL")
+        return None
+    if args.fixture is None:
+        raise ConfigError("--target needs --fixture (write one with field-lab seed)")
+    token = args.audit_token or os.environ.get(AUDIT_TOKEN_ENV) or None
+    secret = os.environ.get(SECRET_ENV, "").encode() or None
+    return Target(args.target, Fixture.load(args.fixture), token, secret)

@@ -21,6 +21,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from field_lab.check.keys import FIGURES
 from field_lab.lab.stats import Figures, RunStats
 from field_lab.measure.latency import Latency
 from field_lab.measure.slo import Verdict
@@ -78,12 +79,7 @@ def summary(
         **total,
         "report_availability": _rate_ok(reports.hits, reports.total),
         "report_latency_s": _latency(stats.report),
-        "lost_ops": stats.lost_ops,
-        "duplicate_ops": stats.duplicate_ops,
-        "unexpected_ops": stats.unexpected_ops,
-        "duplicate_keycodes": stats.duplicate_keycodes,
-        "overcredited_meters": stats.overcredited,
-        "undercredited_meters": stats.undercredited,
+        **{name: stats.checks.get(name) for name in FIGURES},
         "late_starts": stats.late_starts,
         "visits_without_stock": stats.no_stock,
         "slo": {v.threshold.label(): v.as_dict() for v in verdicts},
@@ -186,6 +182,27 @@ def _fmt(value: Any, digits: int = 2, pct: bool = False) -> str:
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
+INVARIANTS = (
+    ("lost_ops", "lost"),
+    ("duplicate_ops", "duplicated"),
+    ("unexpected_ops", "unexpected"),
+    ("overcredited_meters", "over-credited meters"),
+    ("undercredited_meters", "under-credited meters"),
+    ("duplicate_keycodes", "keycodes twice"),
+)
+VERDICT_STYLE = {
+    "pass": "[green]pass[/]",
+    "fail": "[red]FAIL[/]",
+    "unchecked": "[red]FAIL (unchecked)[/]",
+    "waived (unchecked)": "[yellow]waived (unchecked)[/]",
+}
+
+
+def _check(doc: dict[str, Any], name: str) -> str:
+    value = doc.get(name)
+    return "unchecked" if value is None else str(value)
+
+
 def table(doc: dict[str, Any], console: Console) -> None:
     """The final table: the three questions and the invariants, per link profile."""
     rows = [("all", doc), *list(doc["by_profile"].items())]
@@ -220,9 +237,8 @@ def table(doc: dict[str, Any], console: Console) -> None:
         f"p50 {_fmt(r['p50'], 3)} s, p99 {_fmt(r['p99'], 3)} s"
     )
     console.print(
-        f"Invariants: lost {doc['lost_ops']}, duplicated {doc['duplicate_ops']}, unexpected "
-        f"{doc['unexpected_ops']}, over-credited meters {doc['overcredited_meters']}, "
-        f"under-credited meters {doc['undercredited_meters']}"
+        "Invariants: " + ", ".join(f"{label} {_check(doc, name)}" for name, label in INVARIANTS),
+        highlight=False,
     )
     slo = Table(title="SLOs")
     slo.add_column("threshold")
@@ -232,8 +248,10 @@ def table(doc: dict[str, Any], console: Console) -> None:
         observed = v["observed"]
         slo.add_row(
             label,
-            "-" if observed is None else f"{observed:.4g}",
-            "[green]pass[/]" if v["pass"] else "[red]FAIL[/]",
+            ("unchecked" if v["status"].endswith("unchecked") else "-")
+            if observed is None
+            else f"{observed:.4g}",
+            VERDICT_STYLE[v["status"]],
         )
     console.print(slo)
 
@@ -254,7 +272,7 @@ def _compared(d: dict[str, Any]) -> list[tuple[str, str]]:
         ("bytes per operation (exchanges carrying them)", _fmt(d["bytes_per_op"], 1)),
         ("downlink polls (bytes)", f"{d['downlink_polls']} ({d['poll_bytes']})"),
         ("sync exchange p95 s", _fmt(d["sync_exchange_s"]["p95"], 2)),
-        ("lost / duplicated", f"{d['lost_ops']} / {d['duplicate_ops']}"),
+        ("lost / duplicated", f"{_check(d, 'lost_ops')} / {_check(d, 'duplicate_ops')}"),
     ]
 
 

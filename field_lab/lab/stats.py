@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
+from field_lab.check.keys import FIGURES
 from field_lab.measure.latency import Latency
 from field_lab.measure.slo import CounterMetric, Metric, RateMetric, TrendMetric
+
+if TYPE_CHECKING:
+    from field_lab.world.handset import Exchange
 
 
 @dataclass
@@ -39,17 +45,33 @@ class RunStats:
     by_profile: dict[str, Figures] = field(default_factory=lambda: defaultdict(Figures))
     report: Latency = field(default_factory=Latency)
     report_failed: RateMetric = field(default_factory=RateMetric)
-    lost_ops: int = 0
-    duplicate_ops: int = 0
-    unexpected_ops: int = 0
-    overcredited: int = 0
-    undercredited: int = 0
-    duplicate_keycodes: int = 0
+    checks: dict[str, int | None] = field(default_factory=dict)
+    """The judge's figures: violations found, or None where a check had no evidence."""
     late_starts: int = 0
     no_stock: int = 0
 
     def groups(self, profile: str) -> tuple[Figures, Figures]:
         return self.total, self.by_profile[profile]
+
+    def add_exchanges(self, profile: str, exchanges: Iterable[Exchange]) -> None:
+        """Count one handset's measured exchanges: bytes, time, and time over the floor."""
+        for exchange in exchanges:
+            both = exchange.bytes_up + exchange.bytes_down
+            for group in self.groups(profile):
+                group.exchanges += 1
+                group.bytes_up += exchange.bytes_up
+                group.bytes_down += exchange.bytes_down
+                if exchange.ops:
+                    group.op_bytes += both
+                else:
+                    group.polls += 1
+                    group.poll_bytes += both
+                if exchange.ok:
+                    group.sync.record(exchange.seconds)
+                    if exchange.floor > 0:
+                        group.floor_ratio.record(exchange.seconds / exchange.floor)
+                else:
+                    group.failed_exchanges += 1
 
     def metrics(self) -> dict[str, Metric]:
         t = self.total
@@ -62,10 +84,5 @@ class RunStats:
             "sale_failed": t.sale_failed,
             "report_failed": self.report_failed,
             "payment_unactivated": t.payment_unactivated,
-            "lost_ops": CounterMetric(self.lost_ops),
-            "duplicate_ops": CounterMetric(self.duplicate_ops),
-            "unexpected_ops": CounterMetric(self.unexpected_ops),
-            "overcredited_meters": CounterMetric(self.overcredited),
-            "undercredited_meters": CounterMetric(self.undercredited),
-            "duplicate_keycodes": CounterMetric(self.duplicate_keycodes),
+            **{name: CounterMetric(self.checks.get(name)) for name in FIGURES},
         }

@@ -9,18 +9,22 @@
     └── LinkBroken           the emulated link dropped a connection (the radio's fault)
         └── LinkReset          a long outage reset the connection (also a ConnectionResetError)
 
+Every one is a `field_lab.errors.FieldLabError`; config errors are also its `ConfigError`.
 Config errors carry `where` (file and line or key) so a user can fix the exact spot; every one is
 also a ValueError so argument parsers and callers that catch ValueError keep working.
 """
 
 from __future__ import annotations
 
+from field_lab import errors
+from field_lab.errors import FieldLabError
 
-class LinkError(Exception):
+
+class LinkError(FieldLabError):
     """Root of field_lab.link's errors."""
 
 
-class ConfigError(LinkError, ValueError):
+class ConfigError(LinkError, errors.ConfigError):
     """A configuration input is invalid; `where` names the file/line/key to fix."""
 
     def __init__(self, where: str, problem: str) -> None:

@@ -10,9 +10,11 @@ attempted.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
+
+from field_lab.errors import HarnessError
 
 
 class Status(StrEnum):
@@ -22,7 +24,7 @@ class Status(StrEnum):
     INFO = "info"
 
 
-class HistoryError(Exception):
+class HistoryError(HarnessError):
     """The harness recorded an impossible history (its own bug, not the system's)."""
 
 
@@ -78,6 +80,10 @@ class History:
         """The last known status: INVOKE when never completed (counts as unknown)."""
         return self._final.get(key, Status.INVOKE if key in self._kinds else Status.FAIL)
 
+    def kind(self, key: str) -> str | None:
+        """What kind of operation `key` was invoked as (None: never invoked)."""
+        return self._kinds.get(key)
+
     def keys(self, kind: str | None = None) -> list[str]:
         return [k for k, v in self._kinds.items() if kind is None or v == kind]
 
@@ -108,10 +114,17 @@ class SetCheck:
         return not (self.lost or self.duplicated or self.unexpected or self.failed_but_applied)
 
 
-def check_applied(history: History, applied: Iterable[str], kind: str | None = None) -> SetCheck:
-    """Compare a history with the keys the system applied (one entry per application)."""
+def check_applied(
+    history: History,
+    applied: Iterable[str],
+    kind: str | None = None,
+    *,
+    where: Callable[[str], bool] | None = None,
+) -> SetCheck:
+    """Compare a history with the keys the system applied (one entry per application);
+    `kind` or `where` narrow the attempted keys this check is about."""
     times = Counter(applied)
-    attempted = set(history.keys(kind))
+    attempted = {k for k in history.keys(kind) if where is None or where(k)}
     statuses = {k: history.final(k) for k in attempted}
     ok = {k for k, s in statuses.items() if s is Status.OK}
     unknown = {k for k, s in statuses.items() if s in (Status.INFO, Status.INVOKE)}

@@ -10,10 +10,11 @@ from __future__ import annotations
 import math
 import operator
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from field_lab.errors import ConfigError
 from field_lab.measure.latency import Latency
 
 EXIT_OK = 0
@@ -36,7 +37,7 @@ _EXPR = re.compile(
 )
 
 
-class SLOError(ValueError):
+class SLOError(ConfigError):
     """A threshold is malformed or names something the lab does not measure (scenario's fault)."""
 
 
@@ -102,13 +103,17 @@ class RateMetric:
 
 @dataclass
 class CounterMetric:
-    """A plain count (e.g. lost operations): count."""
+    """A plain count (e.g. lost operations): count. None: nothing could count it (unchecked)."""
 
-    value: int = 0
+    value: int | None = 0
     kind: str = "counter"
 
+    @property
+    def unchecked(self) -> bool:
+        return self.value is None
+
     def aggregate(self, aggregation: str, percentile: float | None) -> float:
-        return float(self.value)
+        return math.nan if self.value is None else float(self.value)
 
 
 ALLOWED = {
@@ -161,20 +166,42 @@ class Verdict:
     threshold: Threshold
     observed: float
     passed: bool
+    unchecked: bool = False
+    """The metric had no evidence; `passed` only when the scenario waived it."""
+
+    @property
+    def status(self) -> str:
+        if self.unchecked:
+            return "waived (unchecked)" if self.passed else "unchecked"
+        return "pass" if self.passed else "fail"
 
     def as_dict(self) -> dict[str, object]:
         observed = None if math.isnan(self.observed) else self.observed
-        return {"threshold": self.threshold.source, "observed": observed, "pass": self.passed}
+        return {
+            "threshold": self.threshold.source,
+            "observed": observed,
+            "pass": self.passed,
+            "status": self.status,
+        }
 
 
-def evaluate(thresholds: list[Threshold], metrics: Mapping[str, Metric]) -> list[Verdict]:
-    """Judge each threshold; a metric with no samples (NaN) fails, as nothing was shown."""
+def evaluate(
+    thresholds: list[Threshold],
+    metrics: Mapping[str, Metric],
+    waived: Collection[str] = frozenset(),
+) -> list[Verdict]:
+    """Judge each threshold. A metric with no samples (NaN) fails, as nothing was shown; so
+    does an unchecked one (no evidence), unless its name is in `waived`."""
     verdicts = []
     for t in thresholds:
         metric = metrics.get(t.metric)
         observed = math.nan if metric is None else metric.aggregate(t.aggregation, t.percentile)
-        passed = not math.isnan(observed) and _OPS[t.op](observed, t.limit)
-        verdicts.append(Verdict(t, observed, passed))
+        unchecked = bool(getattr(metric, "unchecked", False))
+        if unchecked:
+            passed = t.metric in waived
+        else:
+            passed = not math.isnan(observed) and _OPS[t.op](observed, t.limit)
+        verdicts.append(Verdict(t, observed, passed, unchecked))
     return verdicts
 
 

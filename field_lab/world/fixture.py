@@ -1,32 +1,33 @@
-"""What the lab needs to know about a platform: agents, their codes, devices and secrets.
+"""What the lab needs to know about a platform: agents, their codes, devices and secrets, and
+the one seeder that creates them in a `server_stub` database.
 
-The embedded run seeds a fresh `server_stub` database and builds the fixture from it; a run
-against another platform (`--target`) reads the same fixture from a JSON file, which
-`field-lab seed` writes for a server-stub database.
+An embedded run seeds a fresh database and builds the fixture from it; a run against another
+platform (`--target`) reads the same fixture from a JSON file, which `field-lab seed` writes
+for a server-stub database. The fault harness seeds through the same function.
 """
 
 from __future__ import annotations
 
 import json
 import random
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent_client.protocol.keycodes import KeycodeFormat
+from field_lab.errors import ConfigError
+from field_lab.protocols import FORMATS, NAMES, format_named
 from field_lab.scenario import Scenario
+from server_stub.errors import SetupError
 from server_stub.keycodes import DeviceSecret
 from server_stub.store import DeviceRecord, Store
 
-FORMATS = {
-    "nexus-full": KeycodeFormat.NEXUS_FULL,
-    "nexus-small": KeycodeFormat.NEXUS_SMALL,
-    "openpaygo": KeycodeFormat.OPENPAYGO,
-}
 PRICE_PER_DAY = 500
 FIRST_SERIAL = 20_000_001
+PLAN_NAME = "solar-home"
 
 
-class FixtureError(ValueError):
+class FixtureError(ConfigError):
     """The fixture file is unreadable or inconsistent (the file's fault)."""
 
 
@@ -56,7 +57,7 @@ class Fixture:
                 "devices": [
                     {
                         "serial": serial,
-                        "format": s.format.name.lower(),
+                        "format": NAMES[s.format],
                         "key": s.key.hex(),
                         "starting_code": s.starting_code,
                         "time_divider": s.time_divider,
@@ -73,7 +74,7 @@ class Fixture:
             doc = json.loads(text)
             secrets = {
                 int(d["serial"]): DeviceSecret(
-                    KeycodeFormat[str(d["format"]).upper()],
+                    format_named(str(d["format"]).lower()),
                     bytes.fromhex(d["key"]),
                     int(d.get("starting_code", 0)),
                     int(d.get("time_divider", 1)),
@@ -85,7 +86,7 @@ class Fixture:
                 for a in doc["agents"]
             )
             fixture = cls(int(doc["plan"]), int(doc["price_per_day"]), agents, secrets)
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, SetupError) as exc:
             raise FixtureError(f"fixture is not valid: {type(exc).__name__}: {exc}") from exc
         for agent in agents:
             missing = [d for d in agent.devices if d not in secrets]
@@ -101,6 +102,29 @@ class Fixture:
             return cls.from_json(Path(path).read_text(encoding="utf-8"))
         except OSError as exc:
             raise FixtureError(f"cannot read fixture {path}: {exc.strerror}") from exc
+        except UnicodeDecodeError as exc:
+            raise FixtureError(f"fixture {path} is not UTF-8 text") from exc
+
+
+@dataclass(frozen=True)
+class Stocking:
+    """What to put on a fresh platform: agents, their devices (protocol mix), one plan."""
+
+    agents: int
+    devices: int
+    protocols: Mapping[str, float] = field(default_factory=lambda: {"nexus-full": 1.0})
+    price_per_day: int = PRICE_PER_DAY
+    seed: int = 1
+
+    @classmethod
+    def of(cls, scenario: Scenario) -> Stocking:
+        return cls(
+            scenario.fleet.agents,
+            scenario.fleet.devices,
+            dict(scenario.devices.protocols),
+            PRICE_PER_DAY,
+            scenario.seed,
+        )
 
 
 def _secret(rng: random.Random, fmt: KeycodeFormat) -> DeviceSecret:
@@ -110,21 +134,19 @@ def _secret(rng: random.Random, fmt: KeycodeFormat) -> DeviceSecret:
     return DeviceSecret(fmt, key)
 
 
-def seed(db_path: str | Path, scenario: Scenario) -> Fixture:
-    """Create the scenario's plan, agents and devices in a server-stub database."""
-    rng = random.Random(f"{scenario.seed}:fixture")
-    fleet = scenario.fleet
-    mix = list(scenario.devices.protocols.items())
-    names = [name for name, _ in mix]
-    weights = [share for _, share in mix]
+def seed(db_path: str | Path, stocking: Stocking) -> Fixture:
+    """Create the plan, agents and devices in a server-stub database (same keys per seed)."""
+    rng = random.Random(f"{stocking.seed}:fixture")
+    names = list(stocking.protocols)
+    weights = [stocking.protocols[n] for n in names]
     store = Store.open(db_path)
     try:
-        plan = store.add_plan("solar-home", PRICE_PER_DAY)
+        plan = store.add_plan(PLAN_NAME, stocking.price_per_day)
         agents: list[AgentSpec] = []
         secrets: dict[int, DeviceSecret] = {}
         serial = FIRST_SERIAL
-        per_agent, extra = divmod(fleet.devices, fleet.agents)
-        for index in range(fleet.agents):
+        per_agent, extra = divmod(stocking.devices, stocking.agents)
+        for index in range(stocking.agents):
             name = f"agent-{index:05d}"
             _, code = store.add_agent(name, f"code-{index:05d}-{rng.randrange(10**6):06d}")
             records = []
@@ -135,6 +157,6 @@ def seed(db_path: str | Path, scenario: Scenario) -> Fixture:
                 serial += 1
             store.add_devices(store.agent_id(name), records)
             agents.append(AgentSpec(name, code, tuple(r.device for r in records)))
-        return Fixture(plan, PRICE_PER_DAY, tuple(agents), secrets)
+        return Fixture(plan, stocking.price_per_day, tuple(agents), secrets)
     finally:
         store.close()

@@ -22,10 +22,10 @@ from agent_client.naive import OPS_PATH as NAIVE_PATH
 from agent_client.protocol.errors import ProtocolError
 from agent_client.protocol.frames import Keycode, decode_uplink
 from agent_client.transport import Reply, Transport
-from field_lab.lab.fixture import AgentSpec
 from field_lab.link import DOWN, UP, Profile, floor_seconds
 from field_lab.link.aio import LinkConnector
 from field_lab.link.scheduler import LinkPort
+from field_lab.world.fixture import AgentSpec
 
 
 @dataclass(frozen=True)
@@ -158,6 +158,13 @@ class Handset:
             if retry_in > 0 and not self.wake.is_set():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), min(retry_in, interval_s))
+
+    async def use(self, transport: MeasuredTransport, port: LinkPort) -> None:
+        """Carry this handset's exchanges over another link from now on."""
+        await self.transport.close()
+        self.transport = transport
+        self.agent.transport = transport
+        self.port = port
 
     async def close(self) -> None:
         await self.agent.close()

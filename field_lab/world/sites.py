@@ -11,21 +11,30 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from agent_client.protocol.keycodes import KeycodeFormat
-from field_lab.lab.clock import LabClock
+from field_lab.scenario import Scenario
+from field_lab.world.clock import LabClock
 from meter_sim import Meter, Outcome
 from meter_sim.trace.recorder import MeterLike
 from server_stub.keycodes import DeviceSecret
 
-MOBILE_MONEY = "mm"
-"""Key for a keycode paid by mobile money: it settles this site's oldest waiting payment."""
+if TYPE_CHECKING:
+    from field_lab.world.fixture import Fixture
+    from field_lab.world.traces import TraceBook
+
+BY_OPERATOR = "by-operator"
+"""Settles-key of a keycode paid through the operator: neither the SMS nor the handset's
+downlink says which payment it was for, so it settles this site's oldest waiting one."""
 MAX_TRIES = 6
 """A customer gives up on one keycode after this many rate-limited or mistyped attempts."""
 
 
 def meter_for(secret: DeviceSecret, now: float) -> Meter:
+    """The meter a device secret makes: the one place the lab turns a secret into a meter."""
     match secret.format:
         case KeycodeFormat.NEXUS_FULL:
             return Meter.nexus(secret.key, "full", now=now)
@@ -92,7 +101,7 @@ class Site:
 
     def _settles(self, key: str | None) -> Waiter | None:
         """The operation an applied keycode settles; mobile-money codes settle in order."""
-        if key != MOBILE_MONEY:
+        if key != BY_OPERATOR:
             return self.waiters.get(key) if key is not None else None
         while self.mm_waiting:
             waiter = self.waiters.get(self.mm_waiting.popleft())
@@ -142,3 +151,51 @@ class Site:
                     self.rejected_codes += 1
                 return outcome
             return outcome
+
+
+def build_sites(
+    fixture: Fixture, scenario: Scenario, agents: int, traces: TraceBook | None = None
+) -> dict[int, Site]:
+    """A site for every device in the first `agents` agents' stock (meters at device time 0)."""
+    rng = random.Random(f"{scenario.seed}:sms")
+    sites: dict[int, Site] = {}
+    for index, spec in enumerate(fixture.agents[:agents]):
+        for serial in spec.devices:
+            secret = fixture.secrets[serial]
+            meter = traces.recorder(serial, secret, 0.0) if traces else meter_for(secret, 0.0)
+            sites[serial] = Site(
+                serial,
+                secret,
+                index,
+                meter,
+                random.Random(f"{scenario.seed}:customer:{serial}"),
+                phone=phone_of(serial),
+                reads_sms=rng.random() < scenario.customers.sms_share,
+            )
+    return sites
+
+
+def phone_of(serial: int) -> str:
+    """The customer's phone number (one customer per device)."""
+    return f"+2335{serial % 10**8:08d}"
+
+
+def credit_granted(
+    secret: DeviceSecret, keycodes: Sequence[str], *, spacing_s: float = 720.0
+) -> float:
+    """Credit seconds a fresh meter for `secret` grants when every keycode is typed into it in
+    this order, `spacing_s` apart (one rate-limit refill each, so none is refused for speed).
+    What the meter says, not what the platform says it issued."""
+    meter = meter_for(secret, 0.0)
+    granted, now = 0.0, 0.0
+    for text in keycodes:
+        outcome, before = Outcome.RATE_LIMITED, 0.0
+        for _ in range(MAX_TRIES):
+            now += spacing_s
+            before = meter.credit_remaining(now)
+            outcome = meter.enter_keycode(text, now).outcome
+            if outcome is not Outcome.RATE_LIMITED:
+                break
+        if outcome is Outcome.APPLIED:
+            granted += meter.credit_remaining(now) - before
+    return granted

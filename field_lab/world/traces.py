@@ -11,24 +11,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent_client.protocol.keycodes import KeycodeFormat
+from field_lab.protocols import NAMES
+from field_lab.world.sites import meter_for
 from meter_sim.trace import Event, Header
 from meter_sim.trace.device import DeviceConfig, simulator_version
 from meter_sim.trace.format import TraceWriter
 from meter_sim.trace.recorder import TraceRecorder
 from server_stub.keycodes import DeviceSecret
 
-PROTOCOL_NAMES = {
-    KeycodeFormat.NEXUS_FULL: "nexus-full",
-    KeycodeFormat.NEXUS_SMALL: "nexus-small",
-    KeycodeFormat.OPENPAYGO: "openpaygo",
-    KeycodeFormat.OPENPAYGO_RESTRICTED: "openpaygo-restricted",
-}
-
 
 def device_config(secret: DeviceSecret) -> DeviceConfig:
     opaygo = secret.format in (KeycodeFormat.OPENPAYGO, KeycodeFormat.OPENPAYGO_RESTRICTED)
     return DeviceConfig(
-        protocol=PROTOCOL_NAMES[secret.format],
+        protocol=NAMES[secret.format],
         key=secret.key,
         starting_code=secret.starting_code if opaygo else None,
         time_divider=secret.time_divider,
@@ -47,13 +42,13 @@ class TraceBook:
         header = Header(
             config,
             firmware=simulator_version(),
-            recorder="field_lab.lab.traces",
+            recorder="field_lab.world.traces",
             timebase="device",
             device_start=now,
         )
         events: list[Event] = []
         self.traces[serial] = (header, events)
-        return TraceRecorder(config.build(now=now), events.append, start=now)
+        return TraceRecorder(meter_for(secret, now), events.append, start=now)
 
     def write(self) -> int:
         self.folder.mkdir(parents=True, exist_ok=True)

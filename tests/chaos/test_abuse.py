@@ -28,7 +28,8 @@ from agent_client.protocol.auth import HandsetKey
 from agent_client.protocol.frames import Keycode, UplinkFrame, encode_uplink
 from agent_client.protocol.keycodes import KeycodeFormat
 from field_lab.chaos.abuse import guessing
-from field_lab.chaos.world import CODE, MM_SECRET, PRICE, seed, serving
+from field_lab.chaos.world import CONFIG, MM_SECRET, PRICE, stock
+from field_lab.world.platform import serving
 from meter_sim.errors import MeterError
 from meter_sim.meter import Meter
 from meter_sim.outcomes import Outcome
@@ -57,28 +58,29 @@ class Platform:
     http: aiohttp.ClientSession
     agents: dict[str, Agent]
     stock: dict[str, list[int]]
+    codes: dict[str, str]
 
 
 @pytest.fixture
 async def platform(tmp_path: Path) -> AsyncIterator[Platform]:
     """Two agents (ama with devices 20000001.., kofi with his own), one handset each."""
     db = tmp_path / "server.db"
-    ama_stock = seed(db, 3)
+    ama = stock(db, 3).agents[0]
     store = Store.open(db)
     kofi, _ = store.add_agent("kofi", "code-kofi")
 
     kofi_devices = make_devices(30_000_001, 2, KeycodeFormat.NEXUS_FULL, random.Random(9))
     store.add_devices(kofi, kofi_devices)
     store.close()
-    async with serving(db) as port, aiohttp.ClientSession() as http:
-        url = f"http://127.0.0.1:{port}"
+    async with serving(db, config=CONFIG) as url, aiohttp.ClientSession() as http:
         agents = {
-            "ama": await Agent.provision(tmp_path / "ama.db", url, "ama", CODE),
+            "ama": await Agent.provision(tmp_path / "ama.db", url, ama.name, ama.code),
             "kofi": await Agent.provision(tmp_path / "kofi.db", url, "kofi", "code-kofi"),
         }
-        stock = {"ama": ama_stock, "kofi": [d.device for d in kofi_devices]}
+        devices = {"ama": list(ama.devices), "kofi": [d.device for d in kofi_devices]}
         try:
-            yield Platform(url, db, http, agents, stock)
+            codes = {"ama": ama.code, "kofi": "code-kofi"}
+            yield Platform(url, db, http, agents, devices, codes)
         finally:
             for agent in agents.values():
                 await agent.close()
@@ -239,7 +241,11 @@ async def test_secrets_never_reach_logs_or_error_bodies(
         seen.append(
             (await post(platform, "/v1/mm/callback", body, {SIGNATURE_HEADER: signature}))[1]
         )
-    provision = {"agent": "ama", "code": "wrong-" + CODE, "public_key": "00" * 32}
+    provision = {
+        "agent": "agent-00000",
+        "code": "wrong-" + platform.codes["ama"],
+        "public_key": "00" * 32,
+    }
     seen.append((await post(platform, "/v1/provision", json.dumps(provision).encode(), {}))[1])
     frame = encode_uplink(UplinkFrame(ama.handset, 0, ()))
     headers = ama._key.headers("POST", "/v1/sync", frame + b"x", ama.handset, 1)
@@ -247,7 +253,7 @@ async def test_secrets_never_reach_logs_or_error_bodies(
     store = Store.open(platform.db)
     device_keys = [k.hex() for (k,) in store.db.execute("SELECT key FROM devices")]
     store.close()
-    secrets = [MM_SECRET.decode(), CODE, ama._key.seed.hex(), *device_keys]
+    secrets = [MM_SECRET.decode(), platform.codes["ama"], ama._key.seed.hex(), *device_keys]
     text = caplog.text + "\n".join(seen)
     assert caplog.records  # the server did log these requests
     assert [s for s in secrets if s in text] == []

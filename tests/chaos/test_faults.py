@@ -17,8 +17,10 @@ async def test_every_fault_converges_to_the_clean_state() -> None:
     clean, *faulty = outcomes
     assert clean.fault == "none"
     assert clean.faults_fired == 0
+    assert clean.valid, clean
     for outcome in faulty:
         assert outcome.digest == clean.digest, outcome
+        assert outcome.valid, outcome
         if not outcome.fault.startswith("skew"):
             assert outcome.faults_fired > 0, f"{outcome.fault} never struck"
 

@@ -19,16 +19,11 @@ import pytest
 
 from agent_client.agent import Agent
 from agent_client.store import OpState
+from field_lab.net import free_port
 from tests.server_stub.fixtures import PRICE_PER_DAY, seed_platform
 
 KILLS = 30
 BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_listening(port: int, deadline_s: float = 20.0) -> None:

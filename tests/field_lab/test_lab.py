@@ -4,15 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import replace
 from pathlib import Path
+from subprocess import CompletedProcess
 
 import pytest
 
-from field_lab.lab.world import Lab
+from field_lab.lab.lab import Lab, Target
+from field_lab.measure.slo import evaluate
+from field_lab.net import free_port, listening
 from field_lab.scenario import DEFAULT, Scenario
+from field_lab.world.fixture import Stocking, seed
+from field_lab.world.platform import serving
+from server_stub.app import Platform as StubConfig
+from server_stub.faults import PlatformFaults
 
 TINY = replace(
     DEFAULT.with_overrides(agents=3, devices=15, duration_s=6, seed=5),
@@ -31,28 +42,86 @@ async def run(tmp_path: Path, scenario: Scenario = TINY, **kw: object) -> Lab:
     return lab
 
 
+@asynccontextmanager
+async def target_platform(
+    tmp_path: Path, faults: PlatformFaults | None = None, scenario: Scenario = TINY
+) -> AsyncIterator[Target]:
+    """A platform the lab does not own, on 127.0.0.1: seeded, with an operator secret and an
+    audit token, reached only over HTTP (`--target`)."""
+    db = tmp_path / "target.db"
+    fixture = seed(db, Stocking.of(scenario))
+    config = StubConfig(mm_secret=b"operator", audit_token="audit-me")
+    async with serving(db, config=config, faults=faults) as url:
+        yield Target(url, fixture, "audit-me", b"operator")
+
+
+def figures(lab: Lab) -> dict[str, int | None]:
+    assert lab.verdict is not None
+    return lab.verdict.figures()
+
+
 async def test_a_small_run_is_clean(tmp_path: Path) -> None:
     lab = await run(tmp_path)
     s = lab.stats
     assert s.total.sale_failed.total > 0
     assert s.total.activation.count > 0
-    assert (s.lost_ops, s.duplicate_ops, s.unexpected_ops) == (0, 0, 0)
-    assert (s.overcredited, s.undercredited) == (0, 0)
+    assert lab.verdict is not None
+    assert lab.verdict.valid, lab.verdict.details()
     assert s.total.exchanges > 0
     assert lab.history.counts()["ok"] > 0
 
 
-@pytest.mark.parametrize(
-    ("fault", "caught"),
-    [
-        ("lose-op", lambda lab: lab.stats.lost_ops),
-        ("duplicate-op", lambda lab: lab.stats.duplicate_ops),
-        ("overcredit", lambda lab: lab.stats.overcredited),
-    ],
-)
-async def test_checkers_catch_injected_faults(tmp_path: Path, fault: str, caught: object) -> None:
-    lab = await run(tmp_path, inject=frozenset({fault}))
-    assert caught(lab) >= 1  # type: ignore[operator]
+async def test_a_target_run_is_judged_as_an_embedded_one(tmp_path: Path) -> None:
+    """Same seed, same scenario: embedded, and through --target with an audit token, every
+    check has evidence and the verdicts agree."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    embedded = await run(tmp_path / "a")
+    async with target_platform(tmp_path) as target:
+        remote = await run(tmp_path / "b", target=target)
+    assert embedded.verdict is not None
+    assert remote.verdict is not None
+    assert remote.verdict.checks() == embedded.verdict.checks()
+    assert all(v == "checked" for v in remote.verdict.checks().values())
+    assert figures(remote) == figures(embedded)
+    assert remote.verdict.valid, remote.verdict.details()
+
+
+async def test_without_an_audit_token_server_checks_are_unchecked(tmp_path: Path) -> None:
+    async with target_platform(tmp_path) as target:
+        lab = await run(tmp_path, target=replace(target, audit_token=None))
+    found = figures(lab)
+    for name in ("lost_ops", "duplicate_ops", "unexpected_ops", "duplicate_keycodes"):
+        assert found[name] is None
+    assert found["overcredited_meters"] == 0  # the meters still count
+    slo = evaluate(TINY.thresholds, lab.stats.metrics())
+    assert any(v.unchecked and not v.passed for v in slo)
+    waived = evaluate(TINY.thresholds, lab.stats.metrics(), {"lost_ops", "duplicate_ops"})
+    assert all(v.passed for v in waived if v.threshold.metric in ("lost_ops", "duplicate_ops"))
+
+
+FAULTS = [
+    pytest.param(PlatformFaults(lose_ack_every=4), "lost_ops", id="lost-ack"),
+    pytest.param(PlatformFaults(apply_twice_every=4), "duplicate_ops", id="applied-twice"),
+    pytest.param(PlatformFaults(credit_factor=2), "overcredited_meters", id="double-days"),
+]
+
+
+@pytest.mark.parametrize(("faults", "figure"), FAULTS)
+async def test_the_judge_catches_platform_faults_embedded(
+    tmp_path: Path, faults: PlatformFaults, figure: str
+) -> None:
+    lab = await run(tmp_path, faults=faults)
+    assert (figures(lab)[figure] or 0) >= 1, figures(lab)
+
+
+@pytest.mark.parametrize(("faults", "figure"), FAULTS)
+async def test_the_judge_catches_platform_faults_through_target(
+    tmp_path: Path, faults: PlatformFaults, figure: str
+) -> None:
+    async with target_platform(tmp_path, faults) as target:
+        lab = await run(tmp_path, target=target)
+    assert (figures(lab)[figure] or 0) >= 1, figures(lab)
 
 
 def test_cli_writes_results_and_exit_codes(tmp_path: Path) -> None:
@@ -96,6 +165,89 @@ def test_cli_writes_results_and_exit_codes(tmp_path: Path) -> None:
         assert (out / name).exists(), name
 
 
+SERVER = Path(sys.executable).parent / "server-stub"
+CLI_SCENARIO = (
+    "duration_s = 5\nsettle_s = 8\n[fleet]\nagents = 2\ndevices = 8\n"
+    "[agents]\nvisits_per_hour = 600\n[customers]\nseconds_per_key = 0.05\n"
+    '[slo]\nlost_ops = ["count==0"]\nduplicate_ops = ["count==0"]\n'
+    'overcredited_meters = ["count==0"]\n'
+)
+
+
+def lab_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "field_lab.cli", *args],
+        capture_output=True,
+        timeout=240,
+        check=False,
+        env=env,
+    )
+
+
+@contextmanager
+def served(tmp_path: Path, scenario: Path, name: str) -> Iterator[tuple[str, Path]]:
+    """`server-stub serve` on a database `field-lab seed` prepared; yields URL and fixture."""
+    db, fixture = tmp_path / f"{name}.db", tmp_path / f"{name}.json"
+    seeded = lab_cli("seed", str(scenario), "--db", str(db), "--fixture", str(fixture))
+    assert seeded.returncode == 0, seeded.stderr.decode()
+    port = free_port()
+    env = {**os.environ, "PAYG_AUDIT_TOKEN": "the-operators-token", "PAYG_MM_SECRET": "mm"}
+    server = subprocess.Popen(
+        [str(SERVER), "--db", str(db), "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert wait_until(lambda: listening(port), 30)
+        yield f"http://127.0.0.1:{port}", fixture
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_cli_against_a_target_checks_exactly_what_its_audit_token_allows(tmp_path: Path) -> None:
+    """The lab reaches `server-stub serve` only by URL: without the audit token the server-side
+    checks are unchecked and fail the gate (99); with it, everything is checked."""
+    scenario = tmp_path / "tiny.toml"
+    scenario.write_text(CLI_SCENARIO)
+    env = {**os.environ, "PAYG_MM_SECRET": "mm"}
+    env.pop("PAYG_AUDIT_TOKEN", None)
+
+    def run_against(url: str, fixture: Path, out: str, *extra: str) -> CompletedProcess[bytes]:
+        common = ["run", str(scenario), "--target", url, "--fixture", str(fixture), "--quiet"]
+        return lab_cli(*common, "--out", str(tmp_path / out), *extra, env=env)
+
+    with served(tmp_path, scenario, "a") as (url, fixture):
+        blind = run_against(url, fixture, "blind")
+    assert blind.returncode == 99, blind.stderr.decode()[-2000:]
+    doc = json.loads((tmp_path / "blind" / "summary.json").read_text())
+    for name in ("lost_ops", "duplicate_ops", "unexpected_ops", "duplicate_keycodes"):
+        assert doc[name] is None
+        assert doc["checks"][name] == "unchecked"
+    assert doc["slo"]["lost_ops: count==0"]["status"] == "unchecked"
+    assert doc["overcredited_meters"] == 0  # the meters are evidence without a token
+    assert b"unchecked" in blind.stdout
+    with served(tmp_path, scenario, "b") as (url, fixture):
+        wrong = run_against(url, fixture, "wrong", "--audit-token", "guess")
+        seeing = run_against(url, fixture, "seeing", "--audit-token", "the-operators-token")
+    assert wrong.returncode == 107
+    assert b"401" in wrong.stderr
+    assert seeing.returncode == 0, seeing.stdout.decode()[-2000:]
+    doc = json.loads((tmp_path / "seeing" / "summary.json").read_text())
+    assert set(doc["checks"].values()) == {"checked"}
+    assert doc["lost_ops"] == doc["duplicate_ops"] == 0
+
+
+def wait_until(done: Callable[[], bool], seconds: float) -> bool:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if done():
+            return True
+        time.sleep(0.05)
+    return False
+
+
 def test_cli_refuses_a_bad_scenario(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text("[fleet]\nagents = -1\n")
@@ -110,7 +262,7 @@ def test_cli_refuses_a_bad_scenario(tmp_path: Path) -> None:
 
 
 async def test_every_meter_records_a_trace_that_replays(tmp_path: Path) -> None:
-    from field_lab.lab.traces import TraceBook
+    from field_lab.world.traces import TraceBook
 
     book = TraceBook(tmp_path / "traces")
     lab = await run(tmp_path, traces=book)
@@ -135,13 +287,13 @@ async def test_every_meter_records_a_trace_that_replays(tmp_path: Path) -> None:
             check=False,
         )
         assert done.returncode == 0, done.stdout.decode()[-1500:]
-    assert lab.stats.lost_ops == 0
+    assert figures(lab)["lost_ops"] == 0
 
 
 async def test_the_naive_client_runs_the_same_scenario(tmp_path: Path) -> None:
     lab = await run(tmp_path, client="naive")
     t = lab.stats.total
     assert t.sale_failed.total > 0
-    assert lab.stats.lost_ops == lab.stats.duplicate_ops == 0
+    assert figures(lab)["lost_ops"] == figures(lab)["duplicate_ops"] == 0
     assert t.polls == 0
     assert t.exchanges - t.failed_exchanges <= t.ops  # one request per operation, no batching

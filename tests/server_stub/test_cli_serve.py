@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,17 +15,12 @@ from pathlib import Path
 import pytest
 import requests
 
+from field_lab.net import free_port
 from server_stub.cli import AUDIT_TOKEN_ENV, SECRET_ENV, main
 
 from .fixtures import seed_platform
 
 SECRET = "cli-secret-value-42"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def spawn(db: Path, env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:

@@ -1,0 +1,27 @@
+"""The lab's errors, by whose fault they are.
+
+    FieldLabError
+    ├── ConfigError     the user's input is wrong (scenario, fixture, link file, CLI): exit 2
+    └── HarnessError    the lab itself could not run or could not trust its figures: exit 107
+        └── AuditError    a platform's audit API answered outside the contract
+
+A failed check is none of these: it is a verdict about the system under test.
+"""
+
+from __future__ import annotations
+
+
+class FieldLabError(Exception):
+    """Root of every error field_lab raises on purpose."""
+
+
+class ConfigError(FieldLabError, ValueError):
+    """A configuration input is invalid; the message names the file, key or flag to fix."""
+
+
+class HarnessError(FieldLabError, RuntimeError):
+    """The lab itself failed (not the system under test's fault); its figures cannot be trusted."""
+
+
+class AuditError(HarnessError):
+    """The platform's audit API refused the lab or answered outside the audit contract."""

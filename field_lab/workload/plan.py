@@ -1,0 +1,102 @@
+"""The run's schedule, decided up front from the scenario's seed and nothing else.
+
+Pure functions: the same scenario and seed give the same link per handset, the same outages,
+and the same visits and payments at the same planned times, whatever the machine does.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from field_lab.link import Outage
+from field_lab.scenario import Scenario
+
+VISIT, PAY = "visit", "pay"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The open-loop schedule: (seconds after the field phase starts, action, target), where
+    the target is a handset index for a visit and a device serial for a payment."""
+
+    events: tuple[tuple[float, str, int], ...]
+
+
+def poisson_times(rng: random.Random, rate_per_s: float, start: float, end: float) -> list[float]:
+    """Arrival times of a Poisson process with `rate_per_s` in [start, end)."""
+    times: list[float] = []
+    t = start
+    if rate_per_s <= 0:
+        return times
+    while True:
+        t += rng.expovariate(rate_per_s)
+        if t >= end:
+            return times
+        times.append(t)
+
+
+def link_profiles(scenario: Scenario) -> list[str]:
+    """Each handset's link profile name, drawn from the scenario's mix."""
+    fleet = scenario.fleet
+    rng = random.Random(f"{scenario.seed}:links")
+    names = list(fleet.links)
+    weights = [fleet.links[n] for n in names]
+    return [rng.choices(names, weights)[0] for _ in range(fleet.agents)]
+
+
+def outages(scenario: Scenario, handsets: int) -> dict[int, list[Outage]]:
+    """Which handsets lose their link when (scripted outages hit a share of the fleet);
+    overlapping outages of one handset are merged."""
+    rng = random.Random(f"{scenario.seed}:outages")
+    plan: dict[int, list[Outage]] = {}
+    for outage in scenario.fleet.outages:
+        if outage.for_s <= 0:
+            continue
+        for index in rng.sample(range(handsets), round(outage.share * handsets)):
+            plan.setdefault(index, []).append(Outage(outage.at_s, outage.for_s))
+    for index, items in plan.items():
+        items.sort(key=lambda o: o.start_s)
+        merged: list[Outage] = []
+        for o in items:
+            if merged and o.start_s < merged[-1].end_s:
+                end = max(merged[-1].end_s, o.end_s)
+                merged[-1] = Outage(merged[-1].start_s, end - merged[-1].start_s)
+            else:
+                merged.append(o)
+        plan[index] = merged
+    return plan
+
+
+def installed_base(scenario: Scenario, stock: list[list[int]]) -> list[tuple[int, int]]:
+    """(handset index, serial) of the devices sold before the run, `installed_share` of each
+    agent's stock."""
+    rng = random.Random(f"{scenario.seed}:sites")
+    sells = []
+    for index, devices in enumerate(stock):
+        count = round(len(devices) * scenario.devices.installed_share)
+        sells += [(index, serial) for serial in rng.sample(devices, count)]
+    return sells
+
+
+def field_plan(scenario: Scenario, handsets: int, paying: Iterable[int]) -> Plan:
+    """Visits per handset and payments per paying device over `duration_s`."""
+    rng = random.Random(f"{scenario.seed}:plan")
+    end = scenario.duration_s
+    events: list[tuple[float, str, int]] = []
+    for index in range(handsets):
+        for t in poisson_times(rng, scenario.agents.visits_per_hour / 3600, 0.0, end):
+            events.append((t, VISIT, index))
+    for serial in sorted(paying):
+        for t in poisson_times(rng, scenario.customers.payments_per_hour / 3600, 0.0, end):
+            events.append((t, PAY, serial))
+    events.sort()
+    return Plan(tuple(events))
+
+
+def reader_start(scenario: Scenario, reader: int) -> float:
+    """When a distributor's first report read is planned; readers are spread over one
+    interval so that together they read at an even pace."""
+    interval = scenario.reports.interval_s
+    return reader * interval / max(1, scenario.reports.readers)

@@ -1,0 +1,91 @@
+"""The agents' handsets: one real `agent_client.Agent` each, its HTTP on its own emulated link.
+
+Provisioning and the installed base run over perfect links (set-up is not measured); then every
+handset moves onto its scenario link, with its scripted outages, for the field phase.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from pathlib import Path
+
+from agent_client.agent import Agent
+from agent_client.errors import AgentError
+from agent_client.protocol.frames import Keycode
+from field_lab.link import Outage, get_profile
+from field_lab.link.scheduler import LinkScheduler
+from field_lab.world.fixture import Fixture
+from field_lab.world.handset import Handset, MeasuredTransport
+
+SETUP_CONCURRENCY = 32
+DRAIN_ROUNDS = 8
+
+
+class Fleet:
+    def __init__(self, workdir: Path, client: type[Agent] = Agent) -> None:
+        self.workdir = workdir
+        self.client = client
+        self.scheduler = LinkScheduler()
+        self.handsets: list[Handset] = []
+        self._gate = asyncio.Semaphore(SETUP_CONCURRENCY)
+
+    async def provision(
+        self,
+        url: str,
+        fixture: Fixture,
+        profiles: list[str],
+        on_keycodes: Callable[[Handset, list[Keycode]], None],
+    ) -> None:
+        """One handset per profile, for the fixture's first agents; each fetches its stock."""
+        perfect = get_profile("perfect")
+
+        async def one(index: int) -> Handset:
+            async with self._gate:
+                handset = await Handset.provision(
+                    index,
+                    fixture.agents[index],
+                    get_profile(profiles[index]),
+                    self.scheduler.add(perfect, seed=index),
+                    url,
+                    self.workdir / f"handset-{index:05d}.db",
+                    on_keycodes,
+                    self.client,
+                )
+                await handset.sync_once()  # stock and catalog
+                return handset
+
+        self.handsets = list(await asyncio.gather(*(one(i) for i in range(len(profiles)))))
+
+    async def drain(self) -> None:
+        """Sync every handset until its outbox is empty (bounded rounds)."""
+
+        async def one(handset: Handset) -> None:
+            async with self._gate:
+                for _ in range(DRAIN_ROUNDS):
+                    await handset.sync_once(max_exchanges=32)
+                    if not await handset.agent.store.sendable(1):
+                        return
+
+        await asyncio.gather(*(one(h) for h in self.handsets))
+
+    async def to_field(self, url: str, outages: dict[int, list[Outage]]) -> None:
+        """Move every handset onto its scenario link with its outages."""
+        for handset in self.handsets:
+            port = self.scheduler.add(
+                handset.profile, seed=handset.index, outages=outages.get(handset.index)
+            )
+            await handset.use(MeasuredTransport(url, port, handset.profile), port)
+
+    def queue_depth(self, recorded: int) -> int:
+        """Operations recorded in the field that no handset has heard settled yet."""
+        return max(0, recorded - sum(h.finished for h in self.handsets))
+
+    def links_down(self, now: float) -> int:
+        return sum(1 for h in self.handsets if h.link_down(now))
+
+    async def close(self) -> None:
+        for handset in self.handsets:
+            with contextlib.suppress(AgentError, OSError):
+                await handset.close()

@@ -1,0 +1,128 @@
+"""The platform the handsets talk to: our `server_stub` embedded on 127.0.0.1, or a user's own
+at `--target URL`; beside it the mobile-money operator that calls it back, and the SMS gateway
+(embedded only). The judge reads it through its audit API when it has a token.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+
+from field_lab.check.evidence import AuditClient
+from field_lab.errors import ConfigError
+from field_lab.net import LOOPBACK
+from field_lab.scenario import Scenario
+from field_lab.world.fixture import Fixture, Stocking, seed
+from server_stub.app import Platform as StubConfig
+from server_stub.app import create_app
+from server_stub.faults import PlatformFaults
+from server_stub.mno import MnoConfig, MnoSimulator
+from server_stub.notify import ResendRule
+from server_stub.sms import SmsConfig, SmsGateway
+
+
+@dataclass(frozen=True)
+class Platform:
+    """A running platform as the lab sees it."""
+
+    url: str
+    fixture: Fixture
+    audit: AuditClient | None
+    """None: no audit token, so the server-side checks are unchecked."""
+    operator: MnoSimulator | None
+    """The mobile-money operator calling the platform back; None: customers pay cash only."""
+    sms: SmsGateway | None
+    """Where the platform's SMS go (embedded only); None: keycodes travel by sync only."""
+
+
+@asynccontextmanager
+async def serving(
+    db: Path,
+    *,
+    config: StubConfig | None = None,
+    faults: PlatformFaults | None = None,
+    port: int = 0,
+) -> AsyncIterator[str]:
+    """`server_stub` in this process on 127.0.0.1 (`port` 0: any free one); yields its URL.
+    `faults` is the only way a deliberately broken platform is built (tests, `make chaos`)."""
+    runner = web.AppRunner(create_app(db, platform=config, faults=faults), access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, LOOPBACK, port)
+        await site.start()
+        yield f"http://{LOOPBACK}:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
+
+
+def operator(url: str, secret: bytes, scenario: Scenario) -> MnoSimulator:
+    m = scenario.mobile_money
+    return MnoSimulator(
+        url.rstrip("/") + "/v1/mm/callback",
+        secret,
+        MnoConfig(
+            delay_s=m.delay_s,
+            reorder_window_s=m.reorder_window_s,
+            duplicate_rate=m.duplicate_rate,
+            lost_answer_rate=m.lost_answer_rate,
+            failure_rate=m.failure_rate,
+            seed=scenario.seed,
+        ),
+    )
+
+
+@asynccontextmanager
+async def embedded(
+    workdir: Path, scenario: Scenario, *, faults: PlatformFaults | None = None
+) -> AsyncIterator[Platform]:
+    """A fresh, seeded `server_stub` with an operator, an SMS gateway and an audit token."""
+    fixture = seed(workdir / "server.db", Stocking.of(scenario))
+    s = scenario.sms
+    gateway = SmsGateway(SmsConfig(delay_s=s.delay_s, loss_rate=s.loss_rate, seed=scenario.seed))
+    mm_secret, audit_token = secrets.token_bytes(16), secrets.token_urlsafe(24)
+    config = StubConfig(
+        mm_secret=mm_secret,
+        sms=gateway,
+        resend=ResendRule(resend_after_s=s.resend_after_s, max_attempts=5),
+        audit_token=audit_token,
+    )
+    async with serving(workdir / "server.db", config=config, faults=faults) as url:
+        mno = operator(url, mm_secret, scenario)
+        await mno.start()
+        try:
+            yield Platform(url, fixture, AuditClient(url, audit_token), mno, gateway)
+        finally:
+            await mno.stop(timeout_s=5)
+
+
+@asynccontextmanager
+async def target(
+    url: str,
+    fixture: Fixture,
+    scenario: Scenario,
+    *,
+    audit_token: str | None = None,
+    mm_secret: bytes | None = None,
+) -> AsyncIterator[Platform]:
+    """A platform someone else runs. Mobile money needs the operator's shared secret and a
+    loopback target (the operator simulator sends real callbacks)."""
+    url = url.rstrip("/")
+    if not url.startswith(("http://", "https://")):
+        raise ConfigError(f"--target must be an http(s) URL, got {url!r}")
+    audit = AuditClient(url, audit_token) if audit_token else None
+    if audit is not None:
+        await audit.check()
+    mno = None
+    if mm_secret and url.startswith(f"http://{LOOPBACK}"):
+        mno = operator(url, mm_secret, scenario)
+        await mno.start()
+    try:
+        yield Platform(url, fixture, audit, mno, None)
+    finally:
+        if mno is not None:
+            await mno.stop(timeout_s=5)
