@@ -63,8 +63,8 @@ async def one(agents: int, duration: float) -> dict[str, object]:
         "late_starts": s.late_starts,
         "sale_success_rate": (s.total.sale_failed.total - s.total.sale_failed.hits)
         / max(1, s.total.sale_failed.total),
-        "lost_ops": s.lost_ops,
-        "duplicate_ops": s.duplicate_ops,
+        "lost_ops": s.checks.get("lost_ops"),
+        "duplicate_ops": s.checks.get("duplicate_ops"),
     }
 
 

@@ -5,6 +5,7 @@ at `--target URL`; beside it the mobile-money operator that calls it back, and t
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -81,7 +82,7 @@ async def embedded(
     workdir: Path, scenario: Scenario, *, faults: PlatformFaults | None = None
 ) -> AsyncIterator[Platform]:
     """A fresh, seeded `server_stub` with an operator, an SMS gateway and an audit token."""
-    fixture = seed(workdir / "server.db", Stocking.of(scenario))
+    fixture = await asyncio.to_thread(seed, workdir / "server.db", Stocking.of(scenario))
     s = scenario.sms
     gateway = SmsGateway(SmsConfig(delay_s=s.delay_s, loss_rate=s.loss_rate, seed=scenario.seed))
     mm_secret, audit_token = secrets.token_bytes(16), secrets.token_urlsafe(24)

@@ -203,3 +203,16 @@ def test_bad_thresholds_are_refused_precisely(table: object, message: str) -> No
 def test_threshold_parser_never_crashes(text: str) -> None:
     with contextlib.suppress(SLOError):
         parse_threshold("m", text)
+
+
+def test_an_unchecked_counter_fails_its_threshold_unless_waived() -> None:
+    thresholds = parse_thresholds({"lost_ops": ["count==0"]}, {"lost_ops": "counter"})
+    blind = {"lost_ops": CounterMetric(None)}
+    (verdict,) = evaluate(thresholds, blind)
+    assert (verdict.passed, verdict.unchecked, verdict.status) == (False, True, "unchecked")
+    assert verdict.as_dict()["observed"] is None
+    assert exit_code([verdict]) == EXIT_SLO_FAILED
+    (waived,) = evaluate(thresholds, blind, {"lost_ops"})
+    assert (waived.passed, waived.status) == (True, "waived (unchecked)")
+    (seen,) = evaluate(thresholds, {"lost_ops": CounterMetric(1)}, {"lost_ops"})
+    assert (seen.passed, seen.status) == (False, "fail")  # a waiver never hides a violation

@@ -55,6 +55,9 @@ def test_a_full_file_round_trips() -> None:
         ("[slo]\nlatency = ['p(95)<1']", "no metric named"),
         ("fleet = 3", "fleet: expected a table"),
         ("this is not toml", "not valid TOML"),
+        ("[checks]\nwaive = ['lost']", "checks.waive: 'lost' is not a check"),
+        ("[checks]\nwaive = 'lost_ops'", "checks.waive: expected a list of check names"),
+        ("[checks]\nignore = []", "checks.ignore: unknown field"),
     ],
 )
 def test_mistakes_are_named_precisely(text: str, message: str) -> None:
@@ -78,3 +81,11 @@ def test_unreadable_file(tmp_path: pytest.TempPathFactory) -> None:
 def test_any_text_is_a_scenario_or_a_scenario_error(text: str) -> None:
     with contextlib.suppress(ScenarioError):
         loads(text)
+
+
+def test_waived_checks_are_read() -> None:
+    assert loads("[checks]\nwaive = ['lost_ops', 'pending_ops']").checks.waive == (
+        "lost_ops",
+        "pending_ops",
+    )
+    assert loads("").checks.waive == ()
