@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -295,11 +296,12 @@ class Run:
                         break
                     await asyncio.sleep(0.002)
                 await asyncio.sleep(self.rng.uniform(0.0, 0.01))
+            self.report.landed["handset-kill"] += proc.returncode is None
+            with contextlib.suppress(ProcessLookupError):  # it may have finished on its own
+                proc.kill()
+            await proc.wait()
         finally:
             await store.close()
-        self.report.landed["handset-kill"] += proc.returncode is None
-        os.kill(proc.pid, signal.SIGKILL)
-        await proc.wait()
 
     async def start_server(self) -> Process:
         env = {**os.environ, SECRET_ENV: MM_SECRET.decode(), AUDIT_TOKEN_ENV: AUDIT_TOKEN}
