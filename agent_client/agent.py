@@ -245,6 +245,10 @@ class Agent:
                     report.failures += 1
                     report.last_error = str(exc)
                     continue
+                except asyncio.CancelledError:
+                    # abandoned mid-exchange: a failed attempt; its operations go again later
+                    self.core.fail(request, self._clock())
+                    raise
                 try:
                     await self.store.apply(
                         result,

@@ -21,6 +21,8 @@ from field_lab.world.handset import Handset, MeasuredTransport
 
 SETUP_CONCURRENCY = 32
 DRAIN_ROUNDS = 8
+BACKOFF_WAIT_S = 10.0
+"""A draining handset waits out its backoff this long (after a failed exchange), no more."""
 
 
 class Fleet:
@@ -64,7 +66,7 @@ class Fleet:
         async def one(handset: Handset) -> None:
             async with self._gate:
                 for _ in range(DRAIN_ROUNDS):
-                    await handset.sync_once(max_exchanges=32)
+                    await handset.sync_once(max_exchanges=32, max_wait_s=BACKOFF_WAIT_S)
                     if not await handset.agent.store.sendable(1):
                         return
 

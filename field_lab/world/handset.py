@@ -134,9 +134,9 @@ class Handset:
         rel = now - link.epoch
         return link.outages.next_up(rel) > rel
 
-    async def sync_once(self, max_exchanges: int = 16) -> None:
+    async def sync_once(self, max_exchanges: int = 16, max_wait_s: float = 0.0) -> None:
         try:
-            report = await self.agent.sync(max_exchanges=max_exchanges)
+            report = await self.agent.sync(max_exchanges=max_exchanges, max_wait_s=max_wait_s)
         except ServerRefused:
             self.refused += 1
             return

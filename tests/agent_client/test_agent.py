@@ -231,3 +231,33 @@ async def test_identity_and_refusals(platform: tuple[str, Seeded], tmp_path: Pat
     with pytest.raises(InvalidOperation, match="amount"):
         await agent.record_payment(seeded.stock["ama"][0], 0)
     await agent.close()
+
+
+async def test_a_sync_cancelled_mid_exchange_leaves_the_handset_able_to_sync(
+    platform: tuple[str, Seeded], tmp_path: Path
+) -> None:
+    """A caller that gives up on a stuck exchange (cancels it) must not wedge the sync core."""
+    url, seeded = platform
+    agent = await Agent.provision(tmp_path / "h.db", url, "ama", "code-ama", config=FAST)
+    await agent.record_payment(seeded.stock["ama"][0], 100)
+    hang = asyncio.Event()
+
+    async def stuck(request: web.Request) -> web.Response:
+        await hang.wait()
+        return web.Response(status=503)
+
+    server = await serve(stuck)
+    real = agent.transport
+    agent.transport = Transport(str(server.make_url("")))
+    syncing = asyncio.create_task(agent.sync())
+    await asyncio.sleep(0.2)
+    syncing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await syncing
+    hang.set()
+    await agent.transport.close()
+    await server.close()
+    agent.transport = real
+    report = await agent.sync(max_wait_s=1.0)
+    assert (report.pending, report.failures) == (0, 0)
+    await agent.close()
