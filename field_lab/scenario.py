@@ -24,6 +24,7 @@ it got, so a typo fails before the run, not during it.
     visits_per_hour = 40         # per agent, real time, Poisson
     visit_s = 90                 # a sale succeeds if the device is activated within this
     sync_interval_s = 15         # background sync besides sync-on-enqueue
+    behaviour = ""               # MODULE:CLASS of your own AgentBehaviour (docs/library.md)
 
     [customers]
     payments_per_hour = 6        # per installed device, real time, Poisson
@@ -31,6 +32,7 @@ it got, so a typo fails before the run, not during it.
     sms_share = 0.8              # keycodes by SMS; the rest only through the agent's handset
     seconds_per_key = 0.35
     typo_rate = 0.02             # per code: a typo costs an attempt and a retype
+    behaviour = ""               # MODULE:CLASS of your own CustomerBehaviour
 
     [mobile_money]               # the operator's callbacks to the platform
     delay_s = [1, 8]
@@ -121,6 +123,8 @@ class Agents:
     visits_per_hour: float = 40.0
     visit_s: float = 90.0
     sync_interval_s: float = 15.0
+    behaviour: str = ""
+    """MODULE:CLASS of an `AgentBehaviour` (field_lab.workload.behaviour); empty: the built-in."""
 
 
 @dataclass(frozen=True)
@@ -130,6 +134,8 @@ class Customers:
     sms_share: float = 0.8
     seconds_per_key: float = 0.35
     typo_rate: float = 0.02
+    behaviour: str = ""
+    """MODULE:CLASS of a `CustomerBehaviour`; empty: the built-in."""
 
 
 @dataclass(frozen=True)
@@ -294,6 +300,18 @@ def _outages(path: str, value: object) -> tuple[Outage, ...]:
     return tuple(out)
 
 
+def _import_path(path: str, value: object) -> str:
+    """MODULE:CLASS, checked for shape here; imported when the run builds its behaviours.
+    Empty: the built-in behaviour."""
+    if value == "":
+        return ""
+    module, sep, name = value.partition(":") if isinstance(value, str) else ("", "", "")
+    ok = sep and name.isidentifier() and all(p.isidentifier() for p in module.split("."))
+    if not ok:
+        raise _fail(path, "MODULE:CLASS, e.g. 'mypkg.habits:MarketDayAgent'", value)
+    return str(value)
+
+
 def _waive(path: str, value: object) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise _fail(path, "a list of check names", value)
@@ -349,6 +367,7 @@ def parse(raw: Mapping[str, Any]) -> Scenario:
             "visits_per_hour": lambda p, v: _number(p, v, low=0, high=3600),
             "visit_s": lambda p, v: _number(p, v, low=1, high=86400),
             "sync_interval_s": lambda p, v: _number(p, v, low=0.1, high=86400),
+            "behaviour": _import_path,
         },
     )
     customers = _section(
@@ -361,6 +380,7 @@ def parse(raw: Mapping[str, Any]) -> Scenario:
             "sms_share": _share,
             "seconds_per_key": lambda p, v: _number(p, v, low=0, high=60),
             "typo_rate": _share,
+            "behaviour": _import_path,
         },
     )
     mobile_money = _section(

@@ -53,6 +53,16 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         help=f"with --target: the platform's audit API token (default ${AUDIT_TOKEN_ENV});"
         " without one the server-side checks are unchecked and their thresholds fail",
     )
+    run.add_argument(
+        "--behaviour",
+        metavar="MODULE:CLASS",
+        help="the agents' behaviour (an AgentBehaviour, docs/library.md); overrides the scenario",
+    )
+    run.add_argument(
+        "--customer-behaviour",
+        metavar="MODULE:CLASS",
+        help="the customers' behaviour (a CustomerBehaviour); overrides the scenario",
+    )
     run.add_argument("--quiet", action="store_true", help="no live progress view")
     run.add_argument(
         "--compare",
@@ -124,6 +134,8 @@ class Progress:
 
 
 def run_command(args: argparse.Namespace) -> int:
+    if os.getcwd() not in sys.path:  # behaviours are named as modules of the user's project
+        sys.path.insert(0, os.getcwd())
     console = Console(stderr=True, width=None if sys.stderr.isatty() else 150)
     try:
         scenario = scenario_from(args)
@@ -180,6 +192,8 @@ async def _run(
             progress=progress,
             traces=TraceBook(out / "traces") if args.record_traces else None,
             client=client,
+            behaviour=args.behaviour,
+            customer_behaviour=args.customer_behaviour,
         )
         started = time.monotonic()
         await lab.run()

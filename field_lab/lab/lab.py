@@ -32,6 +32,7 @@ from field_lab.measure.history import History
 from field_lab.measure.slo import Verdict as SloVerdict
 from field_lab.scenario import Scenario
 from field_lab.workload import plan
+from field_lab.workload.behaviour import agent_behaviour, customer_behaviour
 from field_lab.workload.field import Field
 from field_lab.workload.runner import read_reports, run_plan
 from field_lab.world.clock import LabClock
@@ -75,7 +76,10 @@ class Lab:
         traces: TraceBook | None = None,
         client: str = "compact",
         progress: Callable[[Lab], None] | None = None,
+        behaviour: str | None = None,
+        customer_behaviour: str | None = None,
     ) -> None:
+        """`behaviour` / `customer_behaviour`: MODULE:CLASS overriding the scenario's."""
         if client not in CLIENTS:
             raise ConfigError(f"unknown client {client!r}; known: {', '.join(CLIENTS)}")
         if target is not None and faults is not None:
@@ -87,6 +91,7 @@ class Lab:
         self.traces = traces
         self.client = client
         self.progress = progress
+        self.behaviours = (behaviour, customer_behaviour)
         self.stats = RunStats()
         self.series: list[dict[str, float]] = []
         self.phase = "setup"
@@ -121,8 +126,12 @@ class Lab:
                 f" {s.fleet.agents} (fleet.agents, --agents)"
             )
         clock = LabClock.start(s.time_scale)
-        self.sites = build_sites(platform.fixture, s, s.fleet.agents, self.traces)
-        field = Field(s, platform.fixture, self.sites, clock, self.stats, platform.operator)
+        agent = agent_behaviour(s, self.behaviours[0])
+        customer = customer_behaviour(s, self.behaviours[1])
+        self.sites = build_sites(platform.fixture, s, s.fleet.agents, customer, self.traces)
+        field = Field(
+            s, platform.fixture, self.sites, clock, self.stats, platform.operator, agent, customer
+        )
         self.history = field.history
         if platform.sms is not None:
             platform.sms.inbox.listen(field.sms_arrived)
@@ -164,7 +173,7 @@ class Lab:
         field.settle_by = start + s.duration_s + s.settle_s
         stop = asyncio.Event()
         background = [
-            asyncio.create_task(h.sync_loop(s.agents.sync_interval_s, stop)) for h in fleet.handsets
+            asyncio.create_task(h.sync_loop(field.agent.sync_every_s, stop)) for h in fleet.handsets
         ]
         background += [
             asyncio.create_task(read_reports(platform.url, i, s, clock, start, self.stats, stop))
@@ -180,7 +189,7 @@ class Lab:
                 site = self.sites[target]
                 await field.pay(fleet.handsets[site.agent], site, intended)
 
-        schedule = plan.field_plan(s, len(fleet.handsets), paying)
+        schedule = plan.field_plan(s, field.agent, field.customer, len(fleet.handsets), paying)
         actions = await run_plan(schedule, act, clock, start, self.stats)
         remaining = start + s.duration_s - clock.real()
         if remaining > 0:

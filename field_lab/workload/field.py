@@ -17,9 +17,11 @@ from agent_client.protocol.frames import Keycode
 from agent_client.protocol.ops import Kind
 from field_lab.check.judge import Claim
 from field_lab.check.keys import MOBILE_MONEY, mm_key, op_key
+from field_lab.errors import ConfigError
 from field_lab.lab.stats import RunStats
 from field_lab.measure.history import History
 from field_lab.scenario import Scenario
+from field_lab.workload.behaviour import AgentBehaviour, CustomerBehaviour
 from field_lab.world.clock import LabClock
 from field_lab.world.fixture import Fixture
 from field_lab.world.handset import Handset
@@ -39,8 +41,12 @@ class Field:
         clock: LabClock,
         stats: RunStats,
         operator: MnoSimulator | None,
+        agent: AgentBehaviour,
+        customer: CustomerBehaviour,
     ) -> None:
         self.scenario = scenario
+        self.agent = agent
+        self.customer = customer
         self.fixture = fixture
         self.sites = sites
         self.clock = clock
@@ -88,8 +94,8 @@ class Field:
                 text,
                 settles,
                 self.clock,
-                seconds_per_key=self.scenario.customers.seconds_per_key,
-                typo_rate=self.scenario.customers.typo_rate,
+                seconds_per_key=self.customer.seconds_per_key,
+                typo_rate=self.customer.typo_rate,
                 instant=not self.measured,
             ),
         )
@@ -103,8 +109,9 @@ class Field:
 
     # -- agents' and customers' actions --------------------------------------------------------
 
-    def _days(self) -> int:
-        return self._choices.randint(1, 3)
+    def _recorded(self, handset: Handset) -> None:
+        if self.agent.sync_on_record:
+            handset.wake.set()
 
     def _count_ops(self, handset: Handset, n: int) -> None:
         self.counters["handset_ops"] += n
@@ -114,7 +121,8 @@ class Field:
 
     async def sell(self, handset: Handset, serial: int, intended: float) -> Waiter:
         """Register the customer and record the sale on the handset (offline)."""
-        days = self._days()  # drawn before any await: the same choices whatever the timing
+        days = _at_least_one(self.agent.down_payment_days(self._choices), "down_payment_days")
+        # drawn before any await: the same choices whatever the timing
         site = self.sites[serial]
         agent = handset.agent
         customer = await agent.register_customer(f"Customer {serial}", phone_of(serial))
@@ -130,7 +138,7 @@ class Field:
         self._count_ops(handset, 2)
         site.sold = True
         waiter = site.expect(key, "sale", intended)
-        handset.wake.set()
+        self._recorded(handset)
         return waiter
 
     async def visit(self, handset: Handset, intended: float) -> None:
@@ -139,7 +147,7 @@ class Field:
             self.stats.no_stock += 1
             return
         waiter = await self.sell(handset, handset.unsold.pop(0), intended)
-        deadline = intended + self.scenario.agents.visit_s
+        deadline = intended + self.agent.visit_s
         try:
             await self._until_applied(waiter, deadline)
         finally:  # also when the run's end cancels the visit: it counts, as a failure
@@ -152,8 +160,8 @@ class Field:
     async def pay(self, handset: Handset, site: Site, intended: float) -> None:
         """A customer pays: by mobile money (the operator calls the platform back) or in cash
         to their agent, who records it on the handset. Either way a keycode comes back."""
-        days = self._days()
-        mobile = self._choices.random() < self.scenario.customers.mobile_money_share
+        days = _at_least_one(self.customer.days(self._choices), "days")
+        mobile = self.customer.by_mobile_money(self._choices)
         amount = days * self.fixture.price_per_day
         if mobile and self.operator is not None:
             txn = self.operator.pay(site.serial, amount, site.phone)
@@ -168,7 +176,7 @@ class Field:
             key = op_key(handset.handset_id, seq)
             self.history.invoke(key, Kind.RECORD_PAYMENT.name.lower(), intended)
             self._count_ops(handset, 1)
-            handset.wake.set()
+            self._recorded(handset)
         self.claims[key] = Claim(site.serial, days * DAY_S)
         waiter = site.expect(key, "payment", intended)
         try:
@@ -182,3 +190,9 @@ class Field:
     async def _until_applied(self, waiter: Waiter, deadline: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(waiter.done.wait(), max(0.0, deadline - self.clock.real()))
+
+
+def _at_least_one(days: int, what: str) -> int:
+    if isinstance(days, bool) or not isinstance(days, int) or days < 1:
+        raise ConfigError(f"a behaviour's {what}() must return whole days >= 1, got {days!r}")
+    return days

@@ -10,8 +10,10 @@ import random
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from field_lab.errors import ConfigError
 from field_lab.link import Outage
 from field_lab.scenario import Scenario
+from field_lab.workload.behaviour import AgentBehaviour, CustomerBehaviour
 
 VISIT, PAY = "visit", "pay"
 
@@ -22,19 +24,6 @@ class Plan:
     the target is a handset index for a visit and a device serial for a payment."""
 
     events: tuple[tuple[float, str, int], ...]
-
-
-def poisson_times(rng: random.Random, rate_per_s: float, start: float, end: float) -> list[float]:
-    """Arrival times of a Poisson process with `rate_per_s` in [start, end)."""
-    times: list[float] = []
-    t = start
-    if rate_per_s <= 0:
-        return times
-    while True:
-        t += rng.expovariate(rate_per_s)
-        if t >= end:
-            return times
-        times.append(t)
 
 
 def link_profiles(scenario: Scenario) -> list[str]:
@@ -80,19 +69,33 @@ def installed_base(scenario: Scenario, stock: list[list[int]]) -> list[tuple[int
     return sells
 
 
-def field_plan(scenario: Scenario, handsets: int, paying: Iterable[int]) -> Plan:
-    """Visits per handset and payments per paying device over `duration_s`."""
-    rng = random.Random(f"{scenario.seed}:plan")
+def field_plan(
+    scenario: Scenario,
+    agent: AgentBehaviour,
+    customer: CustomerBehaviour,
+    handsets: int,
+    paying: Iterable[int],
+) -> Plan:
+    """Visits per handset and payments per paying device over `duration_s`, each drawn by its
+    behaviour from its own generator (so one agent's plan does not shift another's)."""
     end = scenario.duration_s
     events: list[tuple[float, str, int]] = []
     for index in range(handsets):
-        for t in poisson_times(rng, scenario.agents.visits_per_hour / 3600, 0.0, end):
-            events.append((t, VISIT, index))
+        rng = random.Random(f"{scenario.seed}:agent:{index}")
+        events += [(t, VISIT, index) for t in _within(agent.visits(rng, end), end, "visits")]
     for serial in sorted(paying):
-        for t in poisson_times(rng, scenario.customers.payments_per_hour / 3600, 0.0, end):
-            events.append((t, PAY, serial))
+        rng = random.Random(f"{scenario.seed}:pays:{serial}")
+        events += [(t, PAY, serial) for t in _within(customer.payments(rng, end), end, "payments")]
     events.sort()
     return Plan(tuple(events))
+
+
+def _within(times: Iterable[float], end: float, what: str) -> list[float]:
+    out = [float(t) for t in times]
+    bad = [t for t in out if not 0.0 <= t <= end]
+    if bad:
+        raise ConfigError(f"a behaviour planned {what} at {bad[0]!r} s, outside 0..{end:g} s")
+    return out
 
 
 def reader_start(scenario: Scenario, reader: int) -> float:

@@ -147,17 +147,23 @@ class Handset:
         if report.keycodes:
             self.on_keycodes(self, report.keycodes)
 
-    async def sync_loop(self, interval_s: float, stop: asyncio.Event) -> None:
-        """Sync on wake-up (something recorded) or every `interval_s`, until `stop`."""
+    async def sync_loop(self, interval_s: float | None, stop: asyncio.Event) -> None:
+        """Sync on wake-up (something recorded) or every `interval_s` (None: only on
+        wake-up), until `stop`."""
         while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), interval_s)
+            woken = asyncio.ensure_future(self.wake.wait())
+            stopped = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({woken, stopped}, timeout=interval_s, return_when="FIRST_COMPLETED")
+            woken.cancel()
+            stopped.cancel()
+            if stop.is_set():
+                return
             self.wake.clear()
             await self.sync_once()
             retry_in = self.agent.core.retry_at - time.time()  # the agent's clock
             if retry_in > 0 and not self.wake.is_set():
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), min(retry_in, interval_s))
+                    await asyncio.wait_for(stop.wait(), min(retry_in, interval_s or retry_in))
 
     async def use(self, transport: MeasuredTransport, port: LinkPort) -> None:
         """Carry this handset's exchanges over another link from now on."""

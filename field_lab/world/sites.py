@@ -23,6 +23,7 @@ from meter_sim.trace.recorder import MeterLike
 from server_stub.keycodes import DeviceSecret
 
 if TYPE_CHECKING:
+    from field_lab.workload.behaviour import CustomerBehaviour
     from field_lab.world.fixture import Fixture
     from field_lab.world.traces import TraceBook
 
@@ -154,7 +155,11 @@ class Site:
 
 
 def build_sites(
-    fixture: Fixture, scenario: Scenario, agents: int, traces: TraceBook | None = None
+    fixture: Fixture,
+    scenario: Scenario,
+    agents: int,
+    customer: CustomerBehaviour,
+    traces: TraceBook | None = None,
 ) -> dict[int, Site]:
     """A site for every device in the first `agents` agents' stock (meters at device time 0)."""
     rng = random.Random(f"{scenario.seed}:sms")
@@ -170,7 +175,7 @@ def build_sites(
                 meter,
                 random.Random(f"{scenario.seed}:customer:{serial}"),
                 phone=phone_of(serial),
-                reads_sms=rng.random() < scenario.customers.sms_share,
+                reads_sms=customer.reads_sms(rng),
             )
     return sites
 
