@@ -3,7 +3,8 @@
     protocol/   the sync wire contract, pure and sans-I/O (frames, keycode formats, signing,
                 the sync state machine); the server imports it, so it imports nothing else of ours
     store       the durable SQLite outbox and inbox (aiosqlite, WAL, migrations)
-    transport   one aiohttp POST per exchange on a kept-alive connection
+    transport   the `Transport` seam: `HttpTransport` (one aiohttp POST per exchange on a
+                kept-alive connection) and `MockTransport` (in memory, for tests)
     agent       `Agent`: record offline, sync, read keycodes (the I/O shell around the core)
     cli         the ``agent-client`` command
 

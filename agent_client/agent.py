@@ -24,7 +24,7 @@ from .protocol.frames import Keycode, Reason
 from .protocol.ops import Kind
 from .protocol.sync import Request, Result, SyncConfig, SyncCore
 from .store import HandsetStore, OpState
-from .transport import Reply, Transport, refusal, refusal_int
+from .transport import HttpTransport, Reply, Transport, refusal, refusal_int
 
 SYNC_PATH = "/v1/sync"
 PROVISION_PATH = "/v1/provision"
@@ -99,7 +99,7 @@ class Agent:
         The returned Agent keeps using `transport` (and its warm connection)."""
         store = await HandsetStore.open(db_path)
         own = transport is None
-        transport = transport or Transport(server_url, ssl_context=ssl_context)
+        transport = transport or HttpTransport(server_url, ssl_context=ssl_context)
         try:
             if await store.get("handset") is not None:
                 raise InvalidOperation(f"{db_path} is already provisioned")
@@ -147,7 +147,7 @@ class Agent:
         stamper = Stamper(int(await store.get("offset_ms", 0)), int(await store.get("last_ms", 0)))
         return cls(
             store,
-            transport or Transport(url, ssl_context=ssl_context),
+            transport or HttpTransport(url, ssl_context=ssl_context),
             int(handset),
             HandsetKey.from_seed(bytes(await store.get("key_seed"))),
             cursor=int(await store.get("cursor", 0)),

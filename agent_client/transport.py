@@ -1,21 +1,45 @@
-"""HTTP transport: one POST per exchange on one kept-alive connection, sized for 2G.
+"""The transport seam: how an exchange reaches the platform, and two implementations of it.
 
-It never retries by itself (a retry is the sync loop's decision, and safe only because every
-operation carries its key); it turns every network-level failure into `TransientError` and
-every 4xx into `ServerRefused` with the server's machine-readable code.
+`Transport` is the `Protocol` the Agent needs (one POST per exchange, and `close`). Ours:
+
+    HttpTransport   aiohttp, one kept-alive connection sized for 2G (the handset's real wire)
+    MockTransport   in memory: a handler you write answers each request (tests, virtual time)
+
+Neither retries by itself (a retry is the sync loop's decision, and safe only because every
+operation carries its key). Both apply one rule, `raise_for_transient`: a 5xx or 429 answer
+is the server saying "not now" and becomes `TransientError`, as does every link failure
+(a timeout, a reset, a refused connection); a 4xx reaches the caller as a `Reply`, which
+`refusal` turns into `ServerRefused` with the server's machine-readable code.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import ssl
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Protocol
 
 import aiohttp
 
 from .errors import ServerRefused, TransientError
+
+__all__ = [
+    "Handler",
+    "HttpTransport",
+    "MockTransport",
+    "Reply",
+    "Request",
+    "Timeouts",
+    "Transport",
+    "raise_for_transient",
+    "refusal",
+    "refusal_int",
+]
 
 
 @dataclass(frozen=True)
@@ -33,7 +57,60 @@ class Reply:
     body: bytes
 
 
-class Transport:
+@dataclass(frozen=True)
+class Request:
+    """One HTTP request as a `MockTransport` handler sees it.
+
+    Not `agent_client.protocol.sync.Request` (the sync core's frozen batch): this is the
+    transport-level request that carries such a batch, or any other body, to `path`.
+    """
+
+    method: str
+    path: str
+    headers: Mapping[str, str]
+    body: bytes
+
+
+class Transport(Protocol):
+    """What the Agent needs from a wire. Implement it to route a handset anywhere."""
+
+    @property
+    def base_url(self) -> str:
+        """Where requests go (shown in `Agent.status`); no trailing slash."""
+        ...
+
+    async def post(self, path: str, body: bytes, headers: dict[str, str]) -> Reply:
+        """POST `body` to `path`; any 2xx-4xx answer is returned.
+
+        Raises `TransientError` when the link failed or the server answered 5xx/429.
+        """
+        ...
+
+    async def close(self) -> None:
+        """Release the connection; a later `post` may open a new one."""
+        ...
+
+
+def raise_for_transient(reply: Reply) -> Reply:
+    """The reply, unless it is a 5xx or 429: the server is overloaded or failing, try later."""
+    if reply.status >= 500 or reply.status == 429:
+        raise TransientError(f"server answered {reply.status}")
+    return reply
+
+
+@contextmanager
+def _link_failures(*also: type[BaseException]) -> Iterator[None]:
+    """Translate a link failure (timeout, reset, refused, plus `also`) into TransientError."""
+    caught: tuple[type[BaseException], ...] = (TimeoutError, OSError, *also)
+    try:
+        yield
+    except caught as exc:
+        raise TransientError(f"{type(exc).__name__}: {exc}") from exc
+
+
+class HttpTransport:
+    """aiohttp over one kept-alive connection, with 2G-sized timeouts."""
+
     def __init__(
         self,
         base_url: str,
@@ -69,21 +146,55 @@ class Transport:
         return self._session
 
     async def post(self, path: str, body: bytes, headers: dict[str, str]) -> Reply:
-        try:
+        with _link_failures(aiohttp.ClientError):
             async with self._client().post(
                 self.base_url + path, data=body, headers=headers
             ) as response:
                 reply = Reply(response.status, await response.read())
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise TransientError(f"{type(exc).__name__}: {exc}") from exc
-        if reply.status >= 500 or reply.status == 429:
-            raise TransientError(f"server answered {reply.status}")
-        return reply
+        return raise_for_transient(reply)
 
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
             await asyncio.sleep(0)  # let the connector finish closing its transport
+
+
+Handler = Callable[[Request], Reply | Awaitable[Reply]]
+"""Answers one request: returns a `Reply` (or an awaitable of one), or raises."""
+
+
+class MockTransport:
+    """A transport whose every request is answered by `handler`, in memory, with no socket.
+
+    The handler may be sync or async. It sees a `Request` and returns a `Reply`, or raises:
+    `TransientError`, `TimeoutError` or an `OSError` such as `ConnectionResetError` simulate
+    a dead link (the latter two become `TransientError`, as on the real wire). A 5xx or 429
+    reply becomes `TransientError` by the same rule as `HttpTransport`. Nothing is recorded:
+    a test that wants the requests keeps them in its handler.
+    """
+
+    def __init__(self, handler: Handler, *, base_url: str = "http://platform.test") -> None:
+        if not callable(handler):
+            raise TypeError(f"handler must be callable, got {type(handler).__name__}")
+        if not isinstance(base_url, str):
+            raise TypeError(f"base_url must be a str, got {type(base_url).__name__}")
+        self.handler = handler
+        self.base_url = base_url.rstrip("/")
+
+    async def post(self, path: str, body: bytes, headers: dict[str, str]) -> Reply:
+        request = Request("POST", path, MappingProxyType(dict(headers)), bytes(body))
+        with _link_failures():
+            answer = self.handler(request)
+            reply = await answer if inspect.isawaitable(answer) else answer
+        if not isinstance(reply, Reply):
+            raise TypeError(
+                f"MockTransport handler returned {type(reply).__name__} for POST {path};"
+                " it must return a Reply"
+            )
+        return raise_for_transient(reply)
+
+    async def close(self) -> None:
+        """Nothing to release."""
 
 
 def refusal(reply: Reply) -> ServerRefused:

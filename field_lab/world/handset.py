@@ -21,7 +21,7 @@ from agent_client.errors import ServerRefused
 from agent_client.naive import OPS_PATH as NAIVE_PATH
 from agent_client.protocol.errors import ProtocolError
 from agent_client.protocol.frames import Keycode, decode_uplink
-from agent_client.transport import Reply, Transport
+from agent_client.transport import HttpTransport, Reply
 from field_lab.link import DOWN, UP, Profile, floor_seconds
 from field_lab.link.aio import LinkConnector
 from field_lab.link.scheduler import LinkPort
@@ -52,7 +52,7 @@ def carried_ops(path: str, body: bytes) -> int:
         return 0
 
 
-class MeasuredTransport(Transport):
+class MeasuredTransport(HttpTransport):
     """The agent's transport over a link port, recording each exchange."""
 
     def __init__(self, base_url: str, port: LinkPort, profile: Profile) -> None:

@@ -18,7 +18,7 @@ from agent_client.errors import InvalidOperation, NotProvisioned, ServerRefused,
 from agent_client.protocol.auth import HandsetKey
 from agent_client.protocol.sync import SyncConfig
 from agent_client.store import OpState
-from agent_client.transport import Transport
+from agent_client.transport import HttpTransport
 from server_stub.app import create_app
 from server_stub.store import Store
 from tests.server_stub.fixtures import PRICE_PER_DAY, Seeded, seed_platform
@@ -203,7 +203,7 @@ async def test_provisioning_keeps_the_callers_transport(
 ) -> None:
     """The lab routes a handset over an emulated link by handing in its Transport."""
     url, _ = platform
-    transport = Transport(url)
+    transport = HttpTransport(url)
     agent = await Agent.provision(tmp_path / "h.db", url, "ama", "code-ama", transport=transport)
     assert agent.transport is transport
     assert (await agent.sync()).failures == 0
@@ -248,7 +248,7 @@ async def test_a_sync_cancelled_mid_exchange_leaves_the_handset_able_to_sync(
 
     server = await serve(stuck)
     real = agent.transport
-    agent.transport = Transport(str(server.make_url("")))
+    agent.transport = HttpTransport(str(server.make_url("")))
     syncing = asyncio.create_task(agent.sync())
     await asyncio.sleep(0.2)
     syncing.cancel()
