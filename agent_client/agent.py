@@ -4,6 +4,9 @@
 transport, and runs exchanges until the outbox is drained, the link fails past what the caller
 will wait for, or a bounded number of exchanges is spent. A background task syncs whenever
 something is enqueued or connectivity returns.
+
+Time comes from outside: `clock` says what time it is and `sleep` does every waiting (backoff
+inside `sync`, the background retry), so a virtual clock runs hours of backoff in no time.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import json
 import random
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +32,9 @@ from .transport import HttpTransport, Reply, Transport, refusal, refusal_int
 SYNC_PATH = "/v1/sync"
 PROVISION_PATH = "/v1/provision"
 Clock = Callable[[], float]
+"""Seconds since the epoch (or any origin the server's clock agrees with, give or take)."""
+Sleep = Callable[[float], Awaitable[None]]
+"""Waits the given seconds (on whatever clock `Clock` reads)."""
 
 
 @dataclass
@@ -65,17 +71,20 @@ class Agent:
         config: SyncConfig | None,
         clock: Clock,
         rng: random.Random | None,
+        sleep: Sleep = asyncio.sleep,
     ) -> None:
         self.store = store
         self.transport = transport
         self.handset = handset
         self._key = key
         self._clock = clock
+        self._sleep = sleep
         self._stamper = stamper
         self.core = SyncCore(handset, cursor, config, rng)
         self._wake = asyncio.Event()
         self._online = True
         self._background: asyncio.Task[None] | None = None
+        self._retry: asyncio.Task[None] | None = None
         self._sync_lock = asyncio.Lock()
 
     # -- life cycle ----------------------------------------------------------------------------
@@ -91,12 +100,14 @@ class Agent:
         transport: Transport | None = None,
         ssl_context: ssl.SSLContext | bool = True,
         clock: Clock = time.time,
+        sleep: Sleep = asyncio.sleep,
         config: SyncConfig | None = None,
         rng: random.Random | None = None,
     ) -> Agent:
         """Create this handset's key pair, register it with the server and store the identity.
 
-        The returned Agent keeps using `transport` (and its warm connection)."""
+        The returned Agent keeps using `transport` (and its warm connection); without one it
+        makes an `HttpTransport` to `server_url`."""
         store = await HandsetStore.open(db_path)
         own = transport is None
         transport = transport or HttpTransport(server_url, ssl_context=ssl_context)
@@ -124,7 +135,9 @@ class Agent:
             raise
         finally:
             await store.close()
-        return await cls.open(db_path, transport=transport, clock=clock, config=config, rng=rng)
+        return await cls.open(
+            db_path, transport=transport, clock=clock, sleep=sleep, config=config, rng=rng
+        )
 
     @classmethod
     async def open(
@@ -136,8 +149,11 @@ class Agent:
         ssl_context: ssl.SSLContext | bool = True,
         config: SyncConfig | None = None,
         clock: Clock = time.time,
+        sleep: Sleep = asyncio.sleep,
         rng: random.Random | None = None,
     ) -> Agent:
+        """The provisioned handset at `db_path`, over `transport` (default: an `HttpTransport`
+        to `server_url`, or to the server it was provisioned with)."""
         store = await HandsetStore.open(db_path)
         handset = await store.get("handset")
         if handset is None:
@@ -155,12 +171,14 @@ class Agent:
             config=config,
             clock=clock,
             rng=rng,
+            sleep=sleep,
         )
 
     async def close(self) -> None:
-        if self._background is not None:
-            self._background.cancel()
-            await asyncio.gather(self._background, return_exceptions=True)
+        tasks = [t for t in (self._background, self._retry) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         await self.transport.close()
         await self.store.close()
 
@@ -232,7 +250,7 @@ class Agent:
                     if waited + delay > max_wait_s:
                         break
                     waited += delay
-                    await asyncio.sleep(delay)
+                    await self._sleep(delay)
                 request = self.core.start(ops, self._clock())
                 last_ms = self._stamper.stamp(int(self._clock() * 1000))
                 await self.store.mark_in_flight(request.seqs, last_ms=last_ms)
@@ -318,5 +336,14 @@ class Agent:
             except ServerRefused:
                 continue  # needs a human (re-provisioning); do not hammer the server
             if report.pending and report.failures:
-                delay = max(0.0, self.core.retry_at - self._clock())
-                asyncio.get_running_loop().call_later(delay, self._wake.set)
+                self._wake_after(max(0.0, self.core.retry_at - self._clock()))
+
+    def _wake_after(self, delay: float) -> None:
+        """Wake the background loop once the backoff is over (an enqueue may wake it sooner)."""
+        if self._retry is not None:
+            self._retry.cancel()  # superseded: the latest backoff decides
+        self._retry = asyncio.create_task(self._alarm(delay))
+
+    async def _alarm(self, delay: float) -> None:
+        await self._sleep(delay)
+        self._wake.set()
