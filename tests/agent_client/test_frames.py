@@ -27,8 +27,7 @@ from agent_client.protocol.frames import (
     unruns,
 )
 from agent_client.protocol.ops import Kind, Operation
-
-from .strategies import downlink_frames, uplink_frames
+from agent_client.strategies import downlink_frames, uplink_frames
 
 
 @given(uplink_frames())

@@ -16,8 +16,7 @@ from agent_client.protocol.keycodes import KeycodeFormat
 from agent_client.protocol.ops import Kind
 from agent_client.protocol.sync import Result
 from agent_client.store import MIGRATIONS, HandsetStore, OpState
-
-from .strategies import fields_for
+from agent_client.strategies import fields_for
 
 
 def result(**kw: object) -> Result:
