@@ -10,6 +10,11 @@ data from the platform until the SYN arrives. EOF travels as a header-only FIN a
 Rule 1: the shell calls `poll(now)` at `next_event_time()` (and after it feeds bytes), and
 acts on the returned events; the core never reads a clock.
 
+Live control (a test or an operator at the controls, as with toxiproxy): `interrupt(now)` and
+`restore(now)` take the radio down and up with no end known in advance, and `retune(now,
+profile)` makes the link behave as another profile from now on. Bytes not yet on the air are
+re-timed at once; bytes already on the air arrive as planned.
+
 Connection states (transitions as data, anything else is a UsageError):
 
     CONNECTING --syn_arrived--> HALF_OPEN --synack_arrived--> OPEN
@@ -277,6 +282,55 @@ class Link:
         if now < self._now:
             raise UsageError(f"time went backwards: {now} < {self._now}")
         self._now = now
+
+    @property
+    def interrupted(self) -> bool:
+        """Whether a live outage (`interrupt`) is in progress."""
+        return self.outages.live
+
+    def interrupt(self, now: float) -> None:
+        """The radio goes down at `now` until `restore`; an outage longer than the profile's
+        `reset_after_s` resets the connections open through it, as a planned one does."""
+        self._check_clock(now)
+        if self.outages.live:
+            raise UsageError("interrupt() twice: the link is already interrupted")
+        self.outages.begin(now - self.epoch)
+        self._retime(now)
+
+    def restore(self, now: float) -> None:
+        """Coverage returns at `now`: from here on the link is as if the outage had been
+        planned from its start to `now`."""
+        self._check_clock(now)
+        if not self.outages.live:
+            raise UsageError("restore() without interrupt(): the link is not interrupted")
+        self.outages.end(now - self.epoch)
+        self._retime(now)
+
+    def retune(self, now: float, profile: Profile) -> None:
+        """Behave as `profile` from `now` on. The outage process stays the one the link was
+        built with; an offline profile cannot come or go this way (use `interrupt`)."""
+        self._check_clock(now)
+        if profile.offline or self.profile.offline:
+            raise UsageError(
+                f"cannot retune {self.profile.name!r} to {profile.name!r}: an offline profile"
+                " has no capacity to change; interrupt() and restore() take the radio down"
+            )
+        self._advance_clock(now)
+        self.profile = profile
+        self.radio.retune(profile)
+        self.radio.settle(now)
+        self.up.retune(now, profile)
+        self.down.retune(now, profile)
+
+    def _check_clock(self, now: float) -> None:
+        if now < self._now:
+            raise UsageError(f"time went backwards: {now} < {self._now}")
+
+    def _retime(self, now: float) -> None:
+        self._advance_clock(now)
+        self.radio.settle(now)
+        self.up.retime(now, keep_progress=True)
+        self.down.retime(now, keep_progress=True)
 
     def connect(self, now: float) -> Connection:
         """Open a connection from the handset: its SYN is queued on the uplink at `now`."""

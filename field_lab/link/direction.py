@@ -82,6 +82,15 @@ class Radio:
     def busy_until(self, t: float) -> None:
         self._active_until = max(self._active_until, t)
 
+    def retune(self, profile: Profile) -> None:
+        """Take the idle timer and wake-up cost of another profile."""
+        self.idle_s = profile.idle_s
+        self.wakeup_s = profile.wakeup_s
+
+    def settle(self, now: float) -> None:
+        """Forget activity planned after `now` (its packets are about to be re-timed)."""
+        self._active_until = min(self._active_until, now)
+
 
 class Direction:
     """One way ("up" or "down") of a link; see the module docstring."""
@@ -103,8 +112,18 @@ class Direction:
         self._radio = radio
         self._outages = outages
         self._rng = rng
-        self._chain = LossChain(profile.loss, rng)
         self._epoch = epoch
+        self._take(profile)
+        self._queue: deque[_Packet] = deque()  # scheduled, not yet delivered, in order
+        self._busy_until = -math.inf
+        self._last_deliver = -math.inf
+        self._now = -math.inf
+
+    def _take(self, profile: Profile) -> None:
+        """Everything this direction derives from its profile."""
+        name = self.name
+        self.profile = profile
+        self._chain = LossChain(profile.loss, self._rng)
         rate = profile.up_bps if name == "up" else profile.down_bps
         self._seconds_per_byte = 8.0 / rate if rate > 0.0 else math.inf
         mean_rate = profile.rate_bps(name)  # the trace's mean rate for a trace-driven direction
@@ -113,10 +132,6 @@ class Direction:
         self._cursor = OpportunityCursor(trace) if trace is not None else None
         self._leftover = 0  # unused bytes of the cursor's current opportunity
         self._owd = profile.rtt_s / 2.0
-        self._queue: deque[_Packet] = deque()  # scheduled, not yet delivered, in order
-        self._busy_until = -math.inf
-        self._last_deliver = -math.inf
-        self._now = -math.inf
 
     # -- time ------------------------------------------------------------------------------
     def _advance(self, now: float) -> None:
@@ -241,12 +256,28 @@ class Direction:
         if not dropped:
             return 0
         self.stats.dropped_packets += dropped
-        done = [p for p in kept if p.finish <= now]
-        pending = [p for p in kept if p.finish > now]
-        self._busy_until = max((p.finish for p in done), default=now)
+        self._queue = kept
+        self.retime(now)
+        return dropped
+
+    def retime(self, now: float, *, keep_progress: bool = False) -> None:
+        """Schedule again every packet not yet fully serialised at `now`, because the outages
+        or the profile changed under them; packets serialised by then keep their delivery.
+        `keep_progress`: the outages changed only from `now` on, so a packet keeps the start
+        it had and serialisation pauses and resumes around them (as for a planned outage);
+        otherwise none starts before `now`."""
+        done = [p for p in self._queue if p.finish <= now]
+        pending = [p for p in self._queue if p.finish > now]
+        floor = -math.inf if keep_progress else now
+        self._busy_until = max((p.finish for p in done), default=floor)
         self._last_deliver = max((p.deliver for p in done), default=-math.inf)
         for packet in pending:
-            packet.ready = max(packet.ready, now)
+            if not keep_progress:
+                packet.ready = max(packet.ready, now)
             self._schedule(packet)
-        self._queue = kept
-        return dropped
+
+    def retune(self, now: float, profile: Profile) -> None:
+        """Behave as `profile` from `now` on: rate, delay, jitter, loss, trace and MTU of later
+        packets; queued packets start again from `now` (each keeps the lost attempts it drew)."""
+        self._take(profile)
+        self.retime(now)

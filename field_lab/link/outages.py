@@ -4,6 +4,11 @@ An outage stalls both directions: nothing is serialised while it lasts, and queu
 An outage that lasts at least the profile's `reset_after_s` also resets every connection open
 at `start + reset_after_s` (coverage lost long enough for the PDP context and NAT state to go).
 Times are seconds since the link's epoch (its creation time).
+
+A live outage (`begin`, then `end`) is one whose end nobody knew when it began: a test or an
+operator turns the radio off and on again. While it lasts it swallows every planned outage after
+its start; when it ends, planned outages that reach past its end come back (one that spans the
+end extends it), so the schedule stays sorted and disjoint.
 """
 
 from __future__ import annotations
@@ -57,7 +62,7 @@ class OnOff:
 class OutageSchedule:
     """Sorted, disjoint outages; a random on/off process is generated lazily as time goes on."""
 
-    __slots__ = ("_ends", "_generated_to", "_onoff", "_outages", "_rng")
+    __slots__ = ("_ends", "_generated_to", "_held", "_live", "_onoff", "_outages", "_rng")
 
     def __init__(
         self,
@@ -76,6 +81,8 @@ class OutageSchedule:
         self._onoff = onoff
         self._rng = rng if rng is not None else random.Random(0)
         self._generated_to = 0.0 if onoff is not None else math.inf
+        self._live: float | None = None  # start of the live outage in progress
+        self._held: list[Outage] = []  # planned outages the live one swallowed, for `end`
 
     @classmethod
     def always_down(cls) -> OutageSchedule:
@@ -84,8 +91,8 @@ class OutageSchedule:
     def _generate_past(self, t: float) -> None:
         """Draw on/off periods until some outage ends after `t` (bounded: each draw moves on)."""
         onoff = self._onoff
-        if onoff is None:
-            return
+        if onoff is None or self._live is not None:
+            return  # a live outage is open-ended: nothing after its start is needed yet
         while self._generated_to <= t or not self._ends or self._ends[-1] <= t:
             start = self._generated_to + self._rng.expovariate(1.0 / onoff.mean_up_s)
             duration = max(1e-3, self._rng.expovariate(1.0 / onoff.mean_down_s))
@@ -125,6 +132,55 @@ class OutageSchedule:
     def known(self) -> Sequence[Outage]:
         """Outages generated or scripted so far (for stats and plots)."""
         return tuple(self._outages)
+
+    @property
+    def live(self) -> bool:
+        """Whether a live outage has begun and not ended."""
+        return self._live is not None
+
+    def begin(self, t: float) -> None:
+        """The radio goes down at `t` until `end` is called (a live outage)."""
+        if self._live is not None:
+            raise ValueError(f"a live outage is already in progress (since {self._live} s)")
+        if not (math.isfinite(t) and t >= 0.0):
+            raise ValueError(f"a live outage must begin at a finite time >= 0, got {t!r}")
+        self._generate_past(t)
+        index = bisect.bisect_left(self._ends, t)  # the outage in progress at (or ending at) t
+        start = t
+        if index < len(self._outages) and self._outages[index].start_s <= t:
+            start = self._outages[index].start_s  # already down: the live outage continues it
+        self._held = self._outages[index:]
+        del self._outages[index:]
+        del self._ends[index:]
+        self._outages.append(Outage(start, math.inf))
+        self._ends.append(math.inf)
+        self._live = t
+
+    def end(self, t: float) -> None:
+        """The live outage ends at `t` (not before it began); planned ones past `t` return."""
+        began = self._live
+        if began is None:
+            raise ValueError("no live outage is in progress")
+        if not (math.isfinite(t) and t >= began):
+            raise ValueError(f"a live outage must end at a finite time >= {began}, got {t!r}")
+        start = self._outages[-1].start_s
+        self._outages.pop()
+        self._ends.pop()
+        rest = [o for o in self._held if o.end_s > t]
+        end = t
+        if rest and rest[0].start_s <= t:  # a planned outage spans the end: down until it ends
+            end = rest.pop(0).end_s
+        if end > start:
+            merged = Outage(start, end - start)
+            self._outages.append(merged)
+            self._ends.append(merged.end_s)
+        for outage in rest:
+            self._outages.append(outage)
+            self._ends.append(outage.end_s)
+        self._held = []
+        self._live = None
+        if self._onoff is not None:
+            self._generated_to = max(self._generated_to, self._ends[-1] if self._ends else t)
 
 
 def parse_outages(text: str, name: str = "outages") -> list[Outage]:

@@ -6,6 +6,11 @@ upstream on loopback at once but lets bytes through only as the link model deliv
 Back-pressure: when a side's bytes pile up in front of a full link queue, the proxy stops reading
 that socket, so the sender's own socket buffer fills as it would on a phone. A reset from a long
 outage aborts both sockets with RST.
+
+Live control, as toxiproxy offers it: `set_profile` changes the link under open connections,
+`start_outage` / `stop_outage` take the radio down and up again (a long outage resets the
+connections open through it, as a planned one does). Cutting a connection after N bytes is the
+fault harness's `field_lab.chaos.proxy.FaultProxy`; put one behind this proxy to have both.
 """
 
 from __future__ import annotations
@@ -211,6 +216,26 @@ class LinkProxy:
         self.connections_total = 0
         self.resets = 0
         self.upstream_failures = 0
+
+    def set_profile(self, profile: Profile) -> None:
+        """From now on the link behaves as `profile`; open connections stay open and bytes not
+        yet on the air are re-timed. Raises UsageError for an offline profile (use
+        `start_outage`)."""
+        self.port.retune(profile)
+        self.profile = profile
+
+    def start_outage(self) -> None:
+        """The radio goes down now, until `stop_outage`. Raises UsageError if it already is."""
+        self.port.interrupt()
+
+    def stop_outage(self) -> None:
+        """The radio comes back now. Raises UsageError if no outage was started."""
+        self.port.restore()
+
+    @property
+    def outage_active(self) -> bool:
+        """Whether `start_outage` took the radio down and `stop_outage` has not yet."""
+        return self.port.link.interrupted
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> tuple[str, int]:
         """Listen; returns the bound (host, port)."""

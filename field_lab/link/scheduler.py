@@ -80,6 +80,21 @@ class LinkPort:
         self._sinks.pop(conn.id, None)
         self.touch()
 
+    def interrupt(self) -> None:
+        """Take the radio down now, until `restore` (see `Link.interrupt`)."""
+        self.link.interrupt(self.now())
+        self.touch()
+
+    def restore(self) -> None:
+        """Bring the radio back now (see `Link.restore`)."""
+        self.link.restore(self.now())
+        self.touch()
+
+    def retune(self, profile: Profile) -> None:
+        """Behave as `profile` from now on (see `Link.retune`)."""
+        self.link.retune(self.now(), profile)
+        self.touch()
+
     def touch(self) -> None:
         """Tell the scheduler the link may have an earlier event now."""
         self._scheduler._reschedule(self)

@@ -2,7 +2,8 @@
 
 Whatever the handset and the platform write, in any order and at any times, each connection
 delivers each direction's bytes in order, without loss or duplication, and never before the
-handshake; draining the link delivers everything (no outages in this profile)."""
+handshake; draining the link delivers everything. Live outages (`interrupt`/`restore`) and
+profile changes (`retune`) may come at any time; the profile never resets a connection."""
 
 from __future__ import annotations
 
@@ -21,8 +22,18 @@ from field_lab.link import (
     Link,
     Reset,
 )
+from field_lab.link.profiles import Profile
 
-PROFILE = BUILTIN_PROFILES["gprs-bad"].replace(outages=None, queue_bytes=4_000, rtt_s=0.3)
+PROFILE = BUILTIN_PROFILES["gprs-bad"].replace(
+    outages=None, queue_bytes=4_000, rtt_s=0.3, reset_after_s=1e9
+)
+RETUNED = (
+    PROFILE,
+    PROFILE.replace(
+        name="faster", up_bps=80_000, down_bps=160_000, rtt_s=0.1, jitter_s=0.05, loss=None
+    ),
+    PROFILE.replace(name="smaller", mtu=576, queue_bytes=2_000, jitter_s=0.0),
+)
 
 
 class LinkMachine(RuleBasedStateMachine):
@@ -90,12 +101,28 @@ class LinkMachine(RuleBasedStateMachine):
         self.now += dt
         self._poll()
 
+    @precondition(lambda self: not self.link.interrupted)
+    @rule()
+    def interrupt(self) -> None:
+        self.link.interrupt(self.now)
+
+    @precondition(lambda self: self.link.interrupted)
+    @rule()
+    def restore(self) -> None:
+        self.link.restore(self.now)
+
+    @rule(profile=st.sampled_from(RETUNED))
+    def retune(self, profile: Profile) -> None:
+        self.link.retune(self.now, profile)
+
     @invariant()
     def delivered_is_a_prefix_of_sent(self) -> None:
         for key, got in self.got.items():
             assert self.sent[key][: len(got)] == got
 
     def teardown(self) -> None:
+        if self.link.interrupted:
+            self.link.restore(self.now)
         for _ in range(10_000):
             t = self.link.next_event_time()
             if t is None:
