@@ -5,6 +5,8 @@ It imports nothing else of this project: it stands for the firmware.
     from meter_sim import Meter
     meter = Meter.nexus(secret_key, "full")
     meter.enter_keycode("*747 951 838 274 41#", now=0.0).outcome   # "applied"
+
+For tests: `meter_sim.strategies` draws keycode texts and valid add-credit codes (Hypothesis).
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import pytest
 from hypothesis import given, settings
@@ -11,6 +12,8 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from meter_sim import ClockError, ConfigError, Meter, Outcome
 from meter_sim.meter import Result
+from meter_sim.strategies import KeypadProtocol, add_credit_keycodes, keycode_texts
+from meter_sim.trace.device import DeviceConfig
 
 from .helpers import (
     DAY,
@@ -23,8 +26,15 @@ from .helpers import (
     full_set,
     full_unlock,
     opaygo_token,
-    small_add,
 )
+
+DEVICES = [
+    DeviceConfig("nexus-full", KEY),
+    DeviceConfig("nexus-small", KEY),
+    DeviceConfig("openpaygo", OPAYGO_KEY, starting_code=OPAYGO_SC),
+    DeviceConfig("openpaygo-restricted", OPAYGO_KEY, starting_code=OPAYGO_SC),
+]
+"""One device per keypad protocol."""
 
 
 def test_public_api_shape() -> None:
@@ -126,10 +136,20 @@ def test_codes_for_another_device_are_invalid() -> None:
     assert meter.credit_remaining(0) == 0
 
 
-def test_small_meter_credits_days() -> None:
-    meter = Meter.nexus(KEY, "small")
-    assert meter.enter_keycode(small_add(1, 7), 0).outcome is Outcome.APPLIED
-    assert meter.credit_remaining(0) == 7 * DAY
+@pytest.mark.parametrize("device", DEVICES, ids=lambda d: d.protocol)
+@settings(max_examples=20)
+@given(data=st.data())
+def test_each_meter_credits_an_issued_add_code_exactly_once(
+    device: DeviceConfig, data: st.DataObject
+) -> None:
+    # Small meters credit whole days, full ones hours, OpenPAYGO days over its divider.
+    code = data.draw(add_credit_keycodes(device))
+    meter = device.build()
+    assert meter.enter_keycode(code.text, 0.0).outcome is Outcome.APPLIED
+    assert meter.credit_remaining(0.0) == code.credit_s
+    again = meter.enter_keycode(code.text, 1.0)
+    assert again.outcome is Outcome.DUPLICATE, again.reason
+    assert meter.credit_remaining(1.0) == code.credit_s - 1
 
 
 def test_openpaygo_meter_accepts_each_token_once() -> None:
@@ -149,11 +169,13 @@ def test_openpaygo_restricted_keypad_refuses_other_digits() -> None:
     assert "not on this keypad" in result.reason
 
 
-@given(st.text(max_size=60), st.sampled_from(["full", "small", "openpaygo"]))
-def test_no_input_raises(text: str, kind: str) -> None:
-    meter = (
-        Meter.openpaygo(OPAYGO_KEY, OPAYGO_SC) if kind == "openpaygo" else Meter.nexus(KEY, kind)
-    )
+@pytest.mark.parametrize("device", DEVICES, ids=lambda d: d.protocol)
+@given(data=st.data())
+def test_no_input_raises(device: DeviceConfig, data: st.DataObject) -> None:
+    # Any text, and text of the right shape (which gets past the keypad to the validator).
+    protocol = cast(KeypadProtocol, device.protocol)
+    text = data.draw(st.text(max_size=60) | keycode_texts(protocol))
+    meter = device.build()
     assert meter.enter_keycode(text, 0.0).outcome in set(Outcome)
     for key in text:
         meter.press_key(key, 0.0)
