@@ -4,6 +4,7 @@ meter-sim [session] [device options]      type keys at an interactive keypad
 meter-sim serve --stdio|--tcp H:P|--pty   serve the line protocol (docs/line-protocol.md)
 meter-sim demo                            enter reference-encoder keycodes into meters
 meter-sim replay TRACE --target T         replay a recorded trace (docs/trace-format.md)
+                                          (--junit FILE: also a JUnit XML report for CI)
 meter-sim tap --jig URL --device URL      record a jig talking to a device
 
 `session` and `serve` take `--record FILE` to write a trace.
@@ -17,7 +18,9 @@ import contextlib
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TextIO
 
 from meter_sim.errors import MeterError
@@ -29,7 +32,7 @@ from meter_sim.trace.device import DeviceConfig, load_device, simulator_version
 from meter_sim.trace.errors import RecordError, TargetError, TraceError
 from meter_sim.trace.format import Header, TraceWriter, load
 from meter_sim.trace.recorder import MeterLike, RecordingSession, TraceRecorder
-from meter_sim.trace.replay import EXIT_UNREACHABLE
+from meter_sim.trace.replay import EXIT_UNREACHABLE, Result
 from meter_sim.trace.runner import Timing, replay
 from meter_sim.trace.tap import header_from_hello, identify, run_tap
 from meter_sim.trace.targets import SerialLink, open_target
@@ -148,7 +151,8 @@ def _parser() -> argparse.ArgumentParser:
             "replay",
             help="replay a trace against a device",
             description="Replay a trace and compare every answer (docs/trace-format.md). Exit"
-            " 0 identical, 1 mismatch or timeout, 2 usage or trace error, 3 target unreachable.",
+            " 0 identical, 1 mismatch or timeout, 2 usage or trace error, 3 target unreachable;"
+            " --junit FILE writes the outcome as JUnit XML too.",
         )
     )
     tap = sub.add_parser("tap", help="record a jig talking to a device over serial")
@@ -190,6 +194,9 @@ def _replay_parser(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--device", metavar="FILE", help="device file (key etc.) for --target sim")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument(
+        "--junit", metavar="FILE", help="also write the outcome as a JUnit XML report (for CI)"
+    )
 
 
 def interactive(meter: MeterLike) -> int:
@@ -314,13 +321,57 @@ def _run_device(args: argparse.Namespace, meter: Meter, writer: TraceWriter | No
 
 
 def run_replay(args: argparse.Namespace, out: TextIO) -> int:
-    """`meter-sim replay`: exit 0 identical, 1 mismatch, 2 usage/trace, 3 target unreachable."""
-    if args.max_timeouts < 1:
-        print("meter-sim: --max-timeouts must be at least 1", file=sys.stderr)
+    """`meter-sim replay`: exit 0 identical, 1 mismatch, 2 usage/trace, 3 target unreachable.
+
+    With `--junit FILE` the outcome, whatever it is, is also written as a JUnit XML report.
+    """
+    junit = args.junit
+    if junit is not None and not Path(junit).parent.is_dir():
+        print(f"meter-sim: --junit {junit}: no such directory", file=sys.stderr)
         return EXIT_USAGE
+    started = time.monotonic()
+    done = _replay(args, out)
+    if junit is None:
+        return done.code
+    from meter_sim.trace.junit import error_case, replay_case, write_junit
+
+    seconds = time.monotonic() - started
+    if done.result is not None:
+        assert done.protocol is not None
+        case = replay_case(done.result, source=args.trace, protocol=done.protocol, seconds=seconds)
+    else:
+        assert done.error is not None
+        case = error_case(done.error, source=args.trace, protocol=done.protocol, seconds=seconds)
+    properties = {"target": done.target or args.target}
+    try:
+        write_junit(junit, [case], properties=properties)
+    except OSError as exc:
+        print(f"meter-sim: cannot write the JUnit report: {exc}", file=sys.stderr)
+        return done.code or EXIT_USAGE
+    return done.code
+
+
+@dataclass
+class _Replayed:
+    """What `_replay` did: the exit code, and the replay's result or the error that stopped it."""
+
+    code: int
+    protocol: str | None = None
+    target: str | None = None
+    result: Result | None = None
+    error: Exception | None = None
+
+
+def _replay(args: argparse.Namespace, out: TextIO) -> _Replayed:
+    if args.max_timeouts < 1:
+        message = "--max-timeouts must be at least 1"
+        print(f"meter-sim: {message}", file=sys.stderr)
+        return _Replayed(EXIT_USAGE, error=ValueError(message))
+    protocol: str | None = None
     try:
         trace = load(args.trace)
         device = trace.header.device
+        protocol = device.protocol
         if args.device:
             device = device.with_key_from(load_device(args.device))
         speed = None if args.fast else args.speed
@@ -334,10 +385,10 @@ def run_replay(args: argparse.Namespace, out: TextIO) -> int:
         link = open_target(args.target, device)
     except TargetError as exc:
         print(f"meter-sim: {exc}", file=sys.stderr)
-        return EXIT_UNREACHABLE
+        return _Replayed(EXIT_UNREACHABLE, protocol, error=exc)
     except (TraceError, ValueError) as exc:
         print(f"meter-sim: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return _Replayed(EXIT_USAGE, protocol, error=exc)
     timing = Timing()
     with link:
         result = replay(
@@ -363,7 +414,7 @@ def run_replay(args: argparse.Namespace, out: TextIO) -> int:
             events=len(trace.events),
             out=out,
         )
-    return result.exit_code
+    return _Replayed(result.exit_code, protocol, link.name, result)
 
 
 def run_tap_command(args: argparse.Namespace) -> int:

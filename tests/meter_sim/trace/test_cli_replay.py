@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -154,3 +155,101 @@ def test_print_report_is_plain_text() -> None:
     print_report(result, Timing(elapsed=0.5), source="x", target="sim", events=34, out=out)
     assert "\x1b[" not in out.getvalue()
     assert "68 events/s" in out.getvalue()
+
+
+def junit_case(path: Path) -> tuple[ET.Element, ET.Element]:
+    """The report's one testsuite and its one testcase, checking the counts agree."""
+    root = ET.parse(path).getroot()
+    assert root.tag == "testsuites"
+    (suite,) = root.findall("testsuite")
+    (case,) = suite.findall("testcase")
+    assert suite.get("tests") == "1"
+    failures, errors = len(case.findall("failure")), len(case.findall("error"))
+    assert (suite.get("failures"), suite.get("errors")) == (str(failures), str(errors))
+    assert float(case.get("time", "-1")) >= 0
+    return suite, case
+
+
+def test_junit_report_of_an_identical_replay(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    report = tmp_path / "junit.xml"
+    code, out, _ = run(str(CREDIT), "--fast", "--junit", str(report), capsys=capsys)
+    assert code == 0
+    assert "identical" in out  # the usual report is still printed
+    suite, case = junit_case(report)
+    assert suite.get("name") == "meter-sim replay"
+    assert (case.get("classname"), case.get("name")) == ("nexus-full", str(CREDIT))
+    assert list(case) == []
+    target = suite.find("properties/property[@name='target']")
+    assert target is not None
+    assert target.get("value") == "sim (nexus-full)"
+
+
+def test_junit_report_of_a_mismatch_says_where_expected_and_got(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path, index = tampered(tmp_path)
+    report = tmp_path / "junit.xml"
+    code, _, _ = run(str(path), "--fast", "--junit", str(report), capsys=capsys)
+    assert code == 1
+    _, case = junit_case(report)
+    assert case.get("name") == str(path)
+    (failure,) = case.findall("failure")
+    message = failure.get("message", "")
+    assert failure.get("type") == "mismatch"
+    assert message.startswith(f"mismatch at event {index} ({path}:{index + 2}) CODE *")
+    assert "; expected: OK CODE applied credit=85680 state=enabled;" in message
+    assert message.endswith("; got: OK CODE duplicate credit=85680 state=enabled")
+    assert "differs:  outcome: applied -> duplicate" in (failure.text or "")
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "classname", "kind", "message"),
+    [
+        (["--target", "tcp://127.0.0.1:1"], 3, "nexus-full", "TargetUnreachable", "127.0.0.1:1"),
+        (["--device", "missing.json"], 2, "nexus-full", "TraceFormatError", "device file"),
+        (["--max-timeouts", "0"], 2, "unknown-device", "ValueError", "at least 1"),
+    ],
+)
+def test_junit_report_of_a_replay_that_cannot_run_is_an_error(
+    args: list[str],
+    code: int,
+    classname: str,
+    kind: str,
+    message: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    report = tmp_path / "junit.xml"
+    assert run(str(CREDIT), *args, "--junit", str(report), capsys=capsys)[0] == code
+    _, case = junit_case(report)
+    assert case.get("classname") == classname
+    (error,) = case.findall("error")
+    assert error.get("type") == kind
+    assert message in error.get("message", "")
+
+
+def test_junit_report_of_an_unreadable_trace(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"t": 1, "event": "teleport"}\n')
+    report = tmp_path / "junit.xml"
+    for trace in (bad, tmp_path / "missing.jsonl"):
+        assert run(str(trace), "--junit", str(report), capsys=capsys)[0] == 2
+        _, case = junit_case(report)
+        assert (case.get("classname"), case.get("name")) == ("unknown-device", str(trace))
+        (error,) = case.findall("error")
+        assert error.get("type") == "TraceFormatError"
+        assert error.get("message", "").startswith(f"{trace}")
+
+
+def test_junit_into_a_missing_directory_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    report = tmp_path / "no" / "junit.xml"
+    code, _, err = run(str(CREDIT), "--fast", "--junit", str(report), capsys=capsys)
+    assert code == 2
+    assert "no such directory" in err
+    assert not report.exists()
