@@ -3,7 +3,8 @@
 `Agent` is the I/O shell around `SyncCore`: it reads the clock, owns the store and the
 transport, and runs exchanges until the outbox is drained, the link fails past what the caller
 will wait for, or a bounded number of exchanges is spent. A background task syncs whenever
-something is enqueued or connectivity returns.
+something is enqueued or connectivity returns. What goes on the wire is its adapter's business
+(`agent_client.adapters`: our compact protocol by default, or any platform's own API).
 
 Time comes from outside: `clock` says what time it is and `sleep` does every waiting (backoff
 inside `sync`, the background retry), so a virtual clock runs hours of backoff in no time.
@@ -20,17 +21,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .adapters import CompactAdapter, Link, PlatformAdapter
 from .errors import InvalidOperation, NotProvisioned, ServerRefused, TransientError
 from .protocol.auth import HandsetKey, Stamper
-from .protocol.errors import FrameError
 from .protocol.frames import Keycode, Reason
 from .protocol.ops import Kind
-from .protocol.sync import Request, Result, SyncConfig, SyncCore
+from .protocol.sync import SyncConfig, SyncCore
 from .store import HandsetStore, OpState
-from .transport import HttpTransport, Reply, Transport, refusal, refusal_int
+from .transport import HttpTransport, Transport
 
-SYNC_PATH = "/v1/sync"
-PROVISION_PATH = "/v1/provision"
 Clock = Callable[[], float]
 """Seconds since the epoch (or any origin the server's clock agrees with, give or take)."""
 Sleep = Callable[[float], Awaitable[None]]
@@ -72,20 +71,31 @@ class Agent:
         clock: Clock,
         rng: random.Random | None,
         sleep: Sleep = asyncio.sleep,
+        adapter: PlatformAdapter | None = None,
+        meta: dict[str, str] | None = None,
     ) -> None:
         self.store = store
-        self.transport = transport
         self.handset = handset
-        self._key = key
+        self.adapter: PlatformAdapter = adapter or CompactAdapter()
+        self.link = Link(transport, key, clock, stamper, handset, dict(meta or {}))
+        """What the adapter reaches the platform with (transport, key, clock, its meta)."""
         self._clock = clock
         self._sleep = sleep
-        self._stamper = stamper
         self.core = SyncCore(handset, cursor, config, rng)
         self._wake = asyncio.Event()
         self._online = True
         self._background: asyncio.Task[None] | None = None
         self._retry: asyncio.Task[None] | None = None
         self._sync_lock = asyncio.Lock()
+
+    @property
+    def transport(self) -> Transport:
+        return self.link.transport
+
+    @transport.setter
+    def transport(self, transport: Transport) -> None:
+        """Carry this handset's exchanges over another transport from now on."""
+        self.link.transport = transport
 
     # -- life cycle ----------------------------------------------------------------------------
 
@@ -103,14 +113,17 @@ class Agent:
         sleep: Sleep = asyncio.sleep,
         config: SyncConfig | None = None,
         rng: random.Random | None = None,
+        adapter: PlatformAdapter | None = None,
     ) -> Agent:
-        """Create this handset's key pair, register it with the server and store the identity.
+        """Create this handset's key pair, register it with the platform (through `adapter`,
+        default our compact protocol) and store the identity.
 
         The returned Agent keeps using `transport` (and its warm connection); without one it
         makes an `HttpTransport` to `server_url`."""
         store = await HandsetStore.open(db_path)
         own = transport is None
         transport = transport or HttpTransport(server_url, ssl_context=ssl_context)
+        adapter = adapter or CompactAdapter()
         try:
             if await store.get("handset") is not None:
                 raise InvalidOperation(f"{db_path} is already provisioned")
@@ -118,17 +131,18 @@ class Agent:
             if seed is None:  # kept before sending: a retry after a lost answer reuses it
                 seed = HandsetKey.generate().seed
                 await store.put(key_seed=seed, server_url=server_url)
-            key = HandsetKey.from_seed(bytes(seed))
-            doc = {"agent": agent, "code": code, "public_key": key.public.hex()}
-            sent = int(clock() * 1000)
-            reply = await transport.post(
-                PROVISION_PATH, json.dumps(doc).encode(), {"Content-Type": "application/json"}
+            link = Link(transport, HandsetKey.from_seed(bytes(seed)), clock, Stamper())
+            sent = link.now_ms()
+            done = await adapter.provision(link, agent=agent, code=code)
+            offset = 0
+            if done.server_ms is not None:
+                offset = Stamper().observe(sent, link.now_ms(), done.server_ms)
+            await store.put(
+                handset=done.handset,
+                server_url=server_url,
+                offset_ms=offset,
+                adapter_meta=json.dumps(dict(done.meta)),
             )
-            if reply.status not in (200, 201):
-                raise refusal(reply)
-            answer = json.loads(reply.body)
-            offset = Stamper().observe(sent, int(clock() * 1000), int(answer["server_ms"]))
-            await store.put(handset=int(answer["handset"]), server_url=server_url, offset_ms=offset)
         except BaseException:
             if own:
                 await transport.close()
@@ -136,7 +150,13 @@ class Agent:
         finally:
             await store.close()
         return await cls.open(
-            db_path, transport=transport, clock=clock, sleep=sleep, config=config, rng=rng
+            db_path,
+            transport=transport,
+            clock=clock,
+            sleep=sleep,
+            config=config,
+            rng=rng,
+            adapter=adapter,
         )
 
     @classmethod
@@ -151,9 +171,11 @@ class Agent:
         clock: Clock = time.time,
         sleep: Sleep = asyncio.sleep,
         rng: random.Random | None = None,
+        adapter: PlatformAdapter | None = None,
     ) -> Agent:
         """The provisioned handset at `db_path`, over `transport` (default: an `HttpTransport`
-        to `server_url`, or to the server it was provisioned with)."""
+        to `server_url`, or to the server it was provisioned with), speaking through `adapter`
+        (default our compact protocol; it must be the one it was provisioned with)."""
         store = await HandsetStore.open(db_path)
         handset = await store.get("handset")
         if handset is None:
@@ -172,6 +194,8 @@ class Agent:
             clock=clock,
             rng=rng,
             sleep=sleep,
+            adapter=adapter,
+            meta=json.loads(str(await store.get("adapter_meta", "{}"))),
         )
 
     async def close(self) -> None:
@@ -223,7 +247,7 @@ class Agent:
             self.handset,
             self.transport.base_url,
             self.core.cursor,
-            self._stamper.offset_ms,
+            self.link.stamper.offset_ms,
             await self.store.counts(),
             sorted(set(await self.store.stock()) - sold),
         )
@@ -238,10 +262,10 @@ class Agent:
         """
         async with self._sync_lock:
             report = SyncReport()
-            fetch = True  # an explicit sync always asks for the downlink once
+            fetch = self.adapter.polls  # an explicit sync asks for the downlink once
             waited = 0.0
             for _ in range(max_exchanges):
-                ops = await self.store.sendable(self.core.batch_size)
+                ops = await self.store.sendable(min(self.core.batch_size, self.adapter.max_batch))
                 if not ops and not fetch:
                     break
                 now = self._clock()
@@ -251,28 +275,30 @@ class Agent:
                         break
                     waited += delay
                     await self._sleep(delay)
-                request = self.core.start(ops, self._clock())
-                last_ms = self._stamper.stamp(int(self._clock() * 1000))
+                request = self.core.begin([op.seq for op in ops], self._clock())
+                stamper = self.link.stamper
+                last_ms = stamper.stamp(int(self._clock() * 1000))
                 await self.store.mark_in_flight(request.seqs, last_ms=last_ms)
                 report.exchanges += 1
                 cursor = self.core.cursor
                 try:
-                    result = await self._exchange(request, last_ms)
+                    result = await self.adapter.exchange(self.link, ops, cursor)
                 except TransientError as exc:
                     self.core.fail(request, self._clock())
                     report.failures += 1
                     report.last_error = str(exc)
                     continue
-                except asyncio.CancelledError:
-                    # abandoned mid-exchange: a failed attempt; its operations go again later
+                except (ServerRefused, asyncio.CancelledError):
+                    # refused, or abandoned mid-exchange: a failed attempt; the ops go again
                     self.core.fail(request, self._clock())
                     raise
+                self.core.answered(request, result.cursor)
                 try:
                     await self.store.apply(
                         result,
                         int(self._clock() * 1000),
-                        offset_ms=self._stamper.offset_ms,
-                        last_ms=self._stamper.last_ms,
+                        offset_ms=stamper.offset_ms,
+                        last_ms=stamper.last_ms,
                     )
                 except BaseException:
                     self.core.cursor = cursor  # not stored: fetch those entries again
@@ -284,34 +310,6 @@ class Agent:
             counts = await self.store.counts()
             report.pending = counts[OpState.PENDING] + counts[OpState.IN_FLIGHT]
             return report
-
-    async def _exchange(self, request: Request, ts_ms: int) -> Result:
-        for attempt in range(2):
-            headers = self._key.headers("POST", SYNC_PATH, request.body, self.handset, ts_ms)
-            sent = int(self._clock() * 1000)
-            reply = await self.transport.post(SYNC_PATH, request.body, headers)
-            received = int(self._clock() * 1000)
-            if reply.status == 200:
-                return self._accept(request, reply, sent, received)
-            stamp = refusal_int(reply, "server_ms")
-            if stamp is not None:
-                self._stamper.observe(sent, received, stamp)
-            error = refusal(reply)
-            if error.code in ("stale_timestamp", "replayed_request") and attempt == 0:
-                self._stamper.refused_as_stale(ts_ms, refusal_int(reply, "last_ms"))
-                ts_ms = self._stamper.stamp(received)  # clock corrected: one honest retry
-                continue
-            self.core.fail(request, self._clock())
-            raise error
-        raise AssertionError("unreachable")
-
-    def _accept(self, request: Request, reply: Reply, sent: int, received: int) -> Result:
-        try:
-            result = self.core.receive(request, reply.body)
-        except FrameError as exc:  # a 200 that is not our frame (a captive portal, a proxy)
-            raise TransientError(f"response is not a sync frame: {exc.detail}") from exc
-        self._stamper.observe(sent, received, result.server_ms)
-        return result
 
     # -- background ----------------------------------------------------------------------------
 

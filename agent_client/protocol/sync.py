@@ -123,20 +123,41 @@ class SyncCore:
         while len(body) > self.config.max_body and len(ops) > 1:
             ops = ops[: len(ops) // 2]
             body = encode_uplink(UplinkFrame(self.handset, self.cursor, ops))
+        return self._begin(body, tuple(op.seq for op in ops))
+
+    def begin(self, seqs: Sequence[int], now: float) -> Request:
+        """Start an exchange whose body an adapter makes (`agent_client.adapters`): the core
+        paces it (batch size, backoff) without knowing its wire format."""
+        if self.state is State.BACKOFF and now < self.retry_at:
+            raise UsageError(f"backing off until {self.retry_at:.3f}, now {now:.3f}")
+        return self._begin(b"", tuple(seqs))
+
+    def _begin(self, body: bytes, seqs: tuple[int, ...]) -> Request:
         self._move(Input.START)
         self._number += 1
-        self._current = Request(self._number, body, tuple(op.seq for op in ops))
+        self._current = Request(self._number, body, seqs)
         return self._current
 
-    def receive(self, request: Request, body: bytes) -> Result:
-        """Interpret a response body; FrameError propagates (the shell then calls `fail`)."""
-        frame = decode_downlink(body)
+    def answered(self, request: Request, cursor: int) -> bool:
+        """The platform answered `request` (through an adapter) and the handset has taken its
+        entries up to `cursor`; returns whether it was the current request."""
+        current = self._settle(request)
+        self.cursor = max(self.cursor, cursor)
+        return current
+
+    def _settle(self, request: Request) -> bool:
         current = request is self._current and self.state is State.SENDING
         if current:
             self._move(Input.RESPONSE)
             self._current = None
             self.failures = 0
             self.batch_size = min(self.config.max_batch, self.batch_size * 2)
+        return current
+
+    def receive(self, request: Request, body: bytes) -> Result:
+        """Interpret a response body; FrameError propagates (the shell then calls `fail`)."""
+        frame = decode_downlink(body)
+        current = self._settle(request)
         return Result(
             frame.acked,
             frame.rejected,
@@ -148,14 +169,7 @@ class SyncCore:
         )
 
     def _take_entries(self, frame: DownlinkFrame) -> tuple[tuple[int, Entry], ...]:
-        if frame.first_entry > self.cursor + 1:  # a gap: never skip entries, ask again
-            return ()
-        fresh = tuple(
-            (n, entry)
-            for n, entry in enumerate(frame.entries, start=frame.first_entry)
-            if n > self.cursor
-        )
-        self.cursor = max(self.cursor, frame.last_entry)
+        fresh, self.cursor = fresh_entries(frame, self.cursor)
         return fresh
 
     def fail(self, request: Request, now: float) -> float:
@@ -171,3 +185,14 @@ class SyncCore:
             )
             self.retry_at = now + ceiling / 2 + self._rng.uniform(0, ceiling / 2)
         return self.retry_at
+
+
+def fresh_entries(frame: DownlinkFrame, cursor: int) -> tuple[tuple[tuple[int, Entry], ...], int]:
+    """The entries of `frame` past `cursor`, numbered, and the cursor after taking them. A gap
+    (the page starts beyond cursor + 1) takes nothing: entries are never skipped."""
+    if frame.first_entry > cursor + 1:
+        return (), cursor
+    fresh = tuple(
+        (n, entry) for n, entry in enumerate(frame.entries, start=frame.first_entry) if n > cursor
+    )
+    return fresh, max(cursor, frame.last_entry)

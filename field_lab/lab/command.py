@@ -67,8 +67,15 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     run.add_argument(
         "--compare",
         action="store_true",
-        help="run the scenario twice, compact client then a naive JSON-request-per-operation "
-        "client, and report them side by side",
+        help="run the scenario twice, with --adapter then with the naive "
+        "JSON-request-per-operation adapter, and report them side by side",
+    )
+    run.add_argument(
+        "--adapter",
+        default="compact",
+        metavar="NAME|MODULE:CLASS",
+        help="how handsets talk to the platform: compact (default), naive, or your own "
+        "PlatformAdapter (docs/library.md)",
     )
     run.add_argument(
         "--record-traces",
@@ -145,11 +152,11 @@ def run_command(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     name = f"{time.strftime('%Y%m%d-%H%M%S')}-{scenario.name}-seed{scenario.seed}"
     out = args.out or Path("results") / name
-    clients = ("compact", "naive") if args.compare else ("compact",)
+    clients = (args.adapter, "naive") if args.compare else (args.adapter,)
     docs: dict[str, dict[str, Any]] = {}
     codes = []
     for client in clients:
-        where = out / client if args.compare else out
+        where = out / client.replace(":", "-") if args.compare else out
         try:
             progress = Progress(console, args.quiet)
             doc, lab = asyncio.run(_run(scenario, name, args, target, progress, where, client))
@@ -191,7 +198,7 @@ async def _run(
             target=target,
             progress=progress,
             traces=TraceBook(out / "traces") if args.record_traces else None,
-            client=client,
+            adapter=client,
             behaviour=args.behaviour,
             customer_behaviour=args.customer_behaviour,
         )
@@ -207,7 +214,7 @@ async def _run(
         "history": lab.history.counts(),
         "checks": lab.verdict.checks(),
         "check_details": lab.verdict.details(),
-        "client": client,
+        "adapter": client,
     }
     doc = output.summary(name, scenario, lab.stats, lab.slo, extra)
     return doc, lab

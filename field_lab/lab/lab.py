@@ -17,8 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent_client.agent import Agent
-from agent_client.naive import NaiveAgent
+from agent_client.adapters import ADAPTERS, PlatformAdapter
 from field_lab.check.evidence import (
     HandsetEvidence,
     PlatformEvidence,
@@ -32,7 +31,7 @@ from field_lab.measure.history import History
 from field_lab.measure.slo import Verdict as SloVerdict
 from field_lab.scenario import Scenario
 from field_lab.workload import plan
-from field_lab.workload.behaviour import agent_behaviour, customer_behaviour
+from field_lab.workload.behaviour import agent_behaviour, customer_behaviour, load_class
 from field_lab.workload.field import Field
 from field_lab.workload.runner import read_reports, run_plan
 from field_lab.world.clock import LabClock
@@ -43,7 +42,6 @@ from field_lab.world.sites import Site, build_sites
 from field_lab.world.traces import TraceBook
 from server_stub.faults import PlatformFaults
 
-CLIENTS: dict[str, type[Agent]] = {"compact": Agent, "naive": NaiveAgent}
 TYPING_GRACE_S = 30.0
 END_OF_DAY_S = 30.0
 """After the field, every handset syncs once more (at most this long), so that what the
@@ -65,6 +63,23 @@ class Target:
     """The mobile-money operator's shared secret; without it customers pay cash only."""
 
 
+def platform_adapter(name: str) -> PlatformAdapter:
+    """A built-in adapter by name (`compact`, `naive`) or MODULE:CLASS of your own."""
+    if name in ADAPTERS:
+        return ADAPTERS[name]()
+    if ":" not in name:
+        raise ConfigError(
+            f"unknown adapter {name!r}; built in: {', '.join(ADAPTERS)}, or MODULE:CLASS"
+        )
+    made = load_class(name, "--adapter")()
+    if not isinstance(made, PlatformAdapter):
+        raise ConfigError(
+            f"--adapter: {name} is not a PlatformAdapter (needs max_batch, polls, provision,"
+            " exchange; see docs/library.md)"
+        )
+    return made
+
+
 class Lab:
     def __init__(
         self,
@@ -74,14 +89,13 @@ class Lab:
         target: Target | None = None,
         faults: PlatformFaults | None = None,
         traces: TraceBook | None = None,
-        client: str = "compact",
+        adapter: str = "compact",
         progress: Callable[[Lab], None] | None = None,
         behaviour: str | None = None,
         customer_behaviour: str | None = None,
     ) -> None:
         """`behaviour` / `customer_behaviour`: MODULE:CLASS overriding the scenario's."""
-        if client not in CLIENTS:
-            raise ConfigError(f"unknown client {client!r}; known: {', '.join(CLIENTS)}")
+        self.adapter = platform_adapter(adapter)
         if target is not None and faults is not None:
             raise ConfigError("faults are built into the embedded platform; a target has its own")
         self.scenario = scenario
@@ -89,7 +103,7 @@ class Lab:
         self.target = target
         self.faults = faults
         self.traces = traces
-        self.client = client
+        self.adapter_name = adapter
         self.progress = progress
         self.behaviours = (behaviour, customer_behaviour)
         self.stats = RunStats()
@@ -110,7 +124,7 @@ class Lab:
         )
 
     async def run(self) -> RunStats:
-        fleet = Fleet(self.workdir, CLIENTS[self.client])
+        fleet = Fleet(self.workdir, self.adapter)
         try:
             async with self._platform() as platform:
                 await self._run(platform, fleet)

@@ -11,7 +11,7 @@ import contextlib
 from collections.abc import Callable
 from pathlib import Path
 
-from agent_client.agent import Agent
+from agent_client.adapters import PlatformAdapter
 from agent_client.errors import AgentError
 from agent_client.protocol.frames import Keycode
 from field_lab.link import Outage, get_profile
@@ -26,9 +26,9 @@ BACKOFF_WAIT_S = 10.0
 
 
 class Fleet:
-    def __init__(self, workdir: Path, client: type[Agent] = Agent) -> None:
+    def __init__(self, workdir: Path, adapter: PlatformAdapter) -> None:
         self.workdir = workdir
-        self.client = client
+        self.adapter = adapter
         self.scheduler = LinkScheduler()
         self.handsets: list[Handset] = []
         self._gate = asyncio.Semaphore(SETUP_CONCURRENCY)
@@ -53,7 +53,7 @@ class Fleet:
                     url,
                     self.workdir / f"handset-{index:05d}.db",
                     on_keycodes,
-                    self.client,
+                    self.adapter,
                 )
                 await handset.sync_once()  # stock and catalog
                 return handset

@@ -10,17 +10,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
 
-from agent_client.agent import SYNC_PATH, Agent
+from agent_client.adapters import Link, PlatformAdapter, Provisioned
+from agent_client.agent import Agent
 from agent_client.errors import ServerRefused
-from agent_client.naive import OPS_PATH as NAIVE_PATH
-from agent_client.protocol.errors import ProtocolError
-from agent_client.protocol.frames import Keycode, decode_uplink
+from agent_client.protocol.frames import Keycode
+from agent_client.protocol.ops import Operation
+from agent_client.protocol.sync import Result
 from agent_client.transport import HttpTransport, Reply
 from field_lab.link import DOWN, UP, Profile, floor_seconds
 from field_lab.link.aio import LinkConnector
@@ -40,16 +41,22 @@ class Exchange:
     """Operations the request carried (0: a poll for downlink only)."""
 
 
-def carried_ops(path: str, body: bytes) -> int:
-    """How many operations a request carries: decoded with the wire contract itself."""
-    if path == NAIVE_PATH:
-        return 1
-    if path != SYNC_PATH:
-        return 0
-    try:
-        return len(decode_uplink(body).ops)
-    except ProtocolError:
-        return 0
+class Metered:
+    """Any platform adapter, telling the handset's measured transport how many operations
+    the exchange it is about to make carries (whatever the wire format)."""
+
+    def __init__(self, inner: PlatformAdapter) -> None:
+        self.inner = inner
+        self.max_batch = inner.max_batch
+        self.polls = inner.polls
+
+    async def provision(self, link: Link, *, agent: str, code: str) -> Provisioned:
+        return await self.inner.provision(link, agent=agent, code=code)
+
+    async def exchange(self, link: Link, ops: Sequence[Operation], cursor: int) -> Result:
+        if isinstance(link.transport, MeasuredTransport):
+            link.transport.carrying = len(ops)
+        return await self.inner.exchange(link, ops, cursor)
 
 
 class MeasuredTransport(HttpTransport):
@@ -63,10 +70,13 @@ class MeasuredTransport(HttpTransport):
         self.port = port
         self.profile = profile
         self.exchanges: list[Exchange] = []
+        self.carrying = 0
+        """Operations the next request carries (`Metered` says; a one-per-request adapter
+        carries its one in each of its requests)."""
         self._loop = asyncio.get_running_loop()
 
     async def post(self, path: str, body: bytes, headers: dict[str, str]) -> Reply:
-        ops = carried_ops(path, body)
+        ops = self.carrying
         written = self.port.link.bytes_written
         up0, down0 = written[UP], written[DOWN]
         start = self._loop.time()
@@ -116,13 +126,16 @@ class Handset:
         url: str,
         db_path: Path,
         on_keycodes: Callable[[Handset, list[Keycode]], None],
-        client: type[Agent] = Agent,
+        adapter: PlatformAdapter,
     ) -> Handset:
         setup = MeasuredTransport(url, port, profile)
-        first = await Agent.provision(db_path, url, spec.name, spec.code, transport=setup)
+        metered = Metered(adapter)
+        first = await Agent.provision(
+            db_path, url, spec.name, spec.code, transport=setup, adapter=metered
+        )
         await first.close()
         transport = MeasuredTransport(url, port, profile)
-        agent = await client.open(db_path, transport=transport)
+        agent = await Agent.open(db_path, transport=transport, adapter=metered)
         return cls(index, spec, profile, port, agent, transport, on_keycodes, list(spec.devices))
 
     @property

@@ -90,7 +90,7 @@ async def test_provisioning_with_a_wrong_clock_learns_the_offset(
     agent = await Agent.provision(
         tmp_path / "h.db", url, "ama", "code-ama", clock=lambda: time.time() - 86400
     )
-    assert abs(agent._stamper.offset_ms - 86_400_000) < 5_000
+    assert abs(agent.link.stamper.offset_ms - 86_400_000) < 5_000
     assert (await agent.sync()).failures == 0
     await agent.close()
 

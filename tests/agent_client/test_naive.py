@@ -1,4 +1,4 @@
-"""The naive baseline client: one JSON request per operation, same outbox, same answers."""
+"""The naive baseline adapter: one JSON request per operation, same outbox, same answers."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from pathlib import Path
 
 from aiohttp.test_utils import TestServer
 
+from agent_client.adapters import NaiveAdapter
 from agent_client.agent import Agent
-from agent_client.naive import NaiveAgent
 from agent_client.store import OpState
 from meter_sim import Meter
 from server_stub.app import create_app
@@ -24,7 +24,7 @@ async def test_naive_client_round_trips_once_per_operation(tmp_path: Path) -> No
         await first.sync()
         stock = (await first.status()).stock
         await first.close()
-        agent = await NaiveAgent.open(tmp_path / "h.db")
+        agent = await Agent.open(tmp_path / "h.db", adapter=NaiveAdapter())
         device = stock[0]
         customer = await agent.register_customer("Esi", "+233200000001")
         await agent.record_sale(customer, device, seeded.plan, 3 * PRICE_PER_DAY)
@@ -55,7 +55,9 @@ async def test_naive_client_keeps_operations_when_the_link_fails(tmp_path: Path)
     first = await Agent.provision(tmp_path / "h.db", url, "ama", "code-ama")
     await first.close()
     await server.close()
-    agent = await NaiveAgent.open(tmp_path / "h.db", server_url="http://127.0.0.1:9")
+    agent = await Agent.open(
+        tmp_path / "h.db", server_url="http://127.0.0.1:9", adapter=NaiveAdapter()
+    )
     await agent.register_customer("Kofi", "+233200000002")
     report = await agent.sync()
     assert report.failures == 1

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from agent_client.agent import PROVISION_PATH, SYNC_PATH, Agent
+from agent_client.adapters import PROVISION_PATH, SYNC_PATH
+from agent_client.agent import Agent
 from agent_client.protocol.auth import parse_claim, verify
 from agent_client.protocol.frames import DownlinkFrame, decode_uplink, encode_downlink
 from agent_client.protocol.sync import SyncConfig

@@ -291,7 +291,7 @@ async def test_every_meter_records_a_trace_that_replays(tmp_path: Path) -> None:
 
 
 async def test_the_naive_client_runs_the_same_scenario(tmp_path: Path) -> None:
-    lab = await run(tmp_path, client="naive")
+    lab = await run(tmp_path, adapter="naive")
     t = lab.stats.total
     assert t.sale_failed.total > 0
     assert figures(lab)["lost_ops"] == figures(lab)["duplicate_ops"] == 0
