@@ -204,7 +204,8 @@ class Sunrise:
             self.db.execute(
                 "UPDATE devices SET customer = ? WHERE serial = ?", (f"{handset}:{ref}", serial)
             )
-            return self._credit(handset, ref, serial, amount, now)
+            self._credit(handset, ref, serial, amount, now)
+            return None
         if kind == "payment":
             serial, amount = int(item["serial"]), int(item["amount"])
             sold = self.db.execute(
@@ -213,7 +214,8 @@ class Sunrise:
             ).fetchone()
             if sold is None:
                 return "unknown_account"
-            return self._credit(handset, ref, serial, amount, now)
+            self._credit(handset, ref, serial, amount, now)
+            return None
         return "malformed"
 
     def _credit(self, handset: int, ref: int, serial: int, amount: int, now: int) -> None:
