@@ -5,6 +5,8 @@
     store       the durable SQLite outbox and inbox (aiosqlite, WAL, migrations)
     transport   the `Transport` seam: `HttpTransport` (one aiohttp POST per exchange on a
                 kept-alive connection) and `MockTransport` (in memory, for tests)
+    adapters    how a handset talks to a platform: `CompactAdapter` (our protocol),
+                `NaiveAdapter`, or your own (`provision`, `exchange`)
     agent       `Agent`: record offline, sync, read keycodes (the I/O shell around the core)
     cli         the ``agent-client`` command
 
