@@ -19,7 +19,7 @@ from typing import Any
 
 from field_lab.check.evidence import AuditClient
 from field_lab.errors import HarnessError
-from field_lab.protocols import FORMATS
+from field_lab.protocols import SCENARIO_PROTOCOLS
 from field_lab.testing.errors import FixtureError
 from field_lab.world.fixture import PRICE_PER_DAY, AgentSpec, Fixture, Stocking, seed
 from field_lab.world.platform import serving
@@ -48,7 +48,8 @@ class PlatformSpec:
     devices: int = 6
     """Split over the agents in order; every agent holds at least one."""
     protocols: Mapping[str, float] = field(default_factory=lambda: {"nexus-full": 1.0})
-    """Weights of the keycode protocols devices are drawn from (seeded)."""
+    """Weights of the keycode protocols devices are drawn from (seeded): nexus-full,
+    nexus-small, openpaygo (the lab's seeder sells no restricted-digit OpenPAYGO)."""
     price_per_day: int = PRICE_PER_DAY
     seed: int = 1
     """Same seed, same agents' codes, devices and keys."""
@@ -81,7 +82,10 @@ class PlatformSpec:
             f"protocols must be a non-empty mapping of name to weight, got {self.protocols!r}",
         )
         for name, weight in self.protocols.items():
-            need(name in FORMATS, f"unknown protocol {name!r}; known: {', '.join(FORMATS)}")
+            need(
+                name in SCENARIO_PROTOCOLS,
+                f"unknown protocol {name!r}; known: {', '.join(SCENARIO_PROTOCOLS)}",
+            )
             need(
                 isinstance(weight, int | float)
                 and not isinstance(weight, bool)

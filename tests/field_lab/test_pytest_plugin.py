@@ -168,6 +168,7 @@ def test_pytest_fixtures_lists_them_outside_this_repository(tmp_path: Path) -> N
         ({"devices": 1}, r"devices must be 2\.\.100000"),
         ({"protocols": {}}, "protocols must be a non-empty mapping"),
         ({"protocols": {"nexus-huge": 1}}, "unknown protocol 'nexus-huge'; known: nexus-full"),
+        ({"protocols": {"openpaygo-restricted": 1}}, "unknown protocol 'openpaygo-restricted'"),
         ({"protocols": {"nexus-full": float("nan")}}, "protocol 'nexus-full': weight must be a"),
         ({"price_per_day": 0}, "price_per_day must be >= 1"),
         ({"faults": {"lose_ack_every": 1}}, "faults must be a server_stub.faults.PlatformFaults"),
