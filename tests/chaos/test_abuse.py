@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import random
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -26,20 +25,21 @@ from agent_client.agent import Agent
 from agent_client.errors import InvalidOperation
 from agent_client.protocol.auth import HandsetKey
 from agent_client.protocol.frames import Keycode, UplinkFrame, encode_uplink
-from agent_client.protocol.keycodes import KeycodeFormat
 from field_lab.chaos.abuse import guessing
-from field_lab.chaos.world import CONFIG, MM_SECRET, PRICE, stock
-from field_lab.world.platform import serving
+from field_lab.chaos.world import AUDIT_TOKEN, MM_SECRET, PRICE
+from field_lab.testing.platform import PaygPlatform
 from meter_sim.errors import MeterError
 from meter_sim.meter import Meter
 from meter_sim.outcomes import Outcome
 from meter_sim.trace.errors import TraceFormatError
 from meter_sim.trace.format import loads
 from server_stub.callbacks import SIGNATURE_HEADER, sign
-from server_stub.devices import make_devices
 from server_stub.reports import REPORTS
 from server_stub.store import Store
 
+pytestmark = pytest.mark.payg_platform(
+    agents=2, devices=5, price_per_day=PRICE, seed=7, mm_secret=MM_SECRET, audit_token=AUDIT_TOKEN
+)
 FUZZ = settings(
     max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -62,28 +62,22 @@ class Platform:
 
 
 @pytest.fixture
-async def platform(tmp_path: Path) -> AsyncIterator[Platform]:
-    """Two agents (ama with devices 20000001.., kofi with his own), one handset each."""
-    db = tmp_path / "server.db"
-    ama = stock(db, 3).agents[0]
-    store = Store.open(db)
-    kofi, _ = store.add_agent("kofi", "code-kofi")
-
-    kofi_devices = make_devices(30_000_001, 2, KeycodeFormat.NEXUS_FULL, random.Random(9))
-    store.add_devices(kofi, kofi_devices)
-    store.close()
-    async with serving(db, config=CONFIG) as url, aiohttp.ClientSession() as http:
-        agents = {
-            "ama": await Agent.provision(tmp_path / "ama.db", url, ama.name, ama.code),
-            "kofi": await Agent.provision(tmp_path / "kofi.db", url, "kofi", "code-kofi"),
-        }
-        devices = {"ama": list(ama.devices), "kofi": [d.device for d in kofi_devices]}
-        try:
-            codes = {"ama": ama.code, "kofi": "code-kofi"}
-            yield Platform(url, db, http, agents, devices, codes)
-        finally:
-            for agent in agents.values():
-                await agent.close()
+async def platform(
+    payg_platform: PaygPlatform, payg_agent: Agent, tmp_path: Path
+) -> AsyncIterator[Platform]:
+    """Two agents, one handset each: ama (devices 20000001..3) and kofi (his own two)."""
+    ama, kofi = payg_platform.agents
+    kofi_handset = await Agent.provision(
+        tmp_path / "kofi.db", payg_platform.url, kofi.name, kofi.code
+    )
+    try:
+        async with aiohttp.ClientSession() as http:
+            agents = {"ama": payg_agent, "kofi": kofi_handset}
+            devices = {"ama": list(ama.devices), "kofi": list(kofi.devices)}
+            codes = {"ama": ama.code, "kofi": kofi.code}
+            yield Platform(payg_platform.url, payg_platform.db, http, agents, devices, codes)
+    finally:
+        await kofi_handset.close()
 
 
 async def post(p: Platform, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, str]:
@@ -187,12 +181,12 @@ async def test_impersonated_handsets_are_refused(platform: Platform) -> None:
     now = int(time.time() * 1000) + 10_000
     as_ama = mallory.headers("POST", "/v1/sync", body, ama.handset, now)
     assert (await post(platform, "/v1/sync", body, as_ama))[0] == 401
-    kofi_key = kofi._key
+    kofi_key = kofi.link.key
     signed_by_kofi_claiming_ama = kofi_key.headers("POST", "/v1/sync", body, ama.handset, now)
     assert (await post(platform, "/v1/sync", body, signed_by_kofi_claiming_ama))[0] == 401
     kofi_frame_for_ama = kofi_key.headers("POST", "/v1/sync", body, kofi.handset, now)
     assert (await post(platform, "/v1/sync", body, kofi_frame_for_ama))[0] == 403
-    replay = ama._key.headers("POST", "/v1/sync", body, ama.handset, now)
+    replay = ama.link.key.headers("POST", "/v1/sync", body, ama.handset, now)
     assert (await post(platform, "/v1/sync", body, replay))[0] == 200
     assert (await post(platform, "/v1/sync", body, replay))[0] == 401
 
@@ -248,12 +242,12 @@ async def test_secrets_never_reach_logs_or_error_bodies(
     }
     seen.append((await post(platform, "/v1/provision", json.dumps(provision).encode(), {}))[1])
     frame = encode_uplink(UplinkFrame(ama.handset, 0, ()))
-    headers = ama._key.headers("POST", "/v1/sync", frame + b"x", ama.handset, 1)
+    headers = ama.link.key.headers("POST", "/v1/sync", frame + b"x", ama.handset, 1)
     seen.append((await post(platform, "/v1/sync", frame, headers))[1])
     store = Store.open(platform.db)
     device_keys = [k.hex() for (k,) in store.db.execute("SELECT key FROM devices")]
     store.close()
-    secrets = [MM_SECRET.decode(), platform.codes["ama"], ama._key.seed.hex(), *device_keys]
+    secrets = [MM_SECRET.decode(), platform.codes["ama"], ama.link.key.seed.hex(), *device_keys]
     text = caplog.text + "\n".join(seen)
     assert caplog.records  # the server did log these requests
     assert [s for s in secrets if s in text] == []

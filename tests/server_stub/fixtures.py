@@ -1,4 +1,6 @@
-"""A seeded platform for tests: one plan, agents with stock of every keycode format."""
+"""A seeded store for the platform's own tests: one plan, agents "ama" and "kofi" with stock
+of every keycode format, OpenPAYGO time dividers 1, 2 and 4 among them (what the lab's seeder,
+behind `payg_platform`, does not make). A running platform is `payg_platform`."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent_client.protocol.keycodes import KeycodeFormat
+from field_lab.world import sites
 from meter_sim.meter import Meter
 from server_stub.keycodes import DeviceSecret
 from server_stub.store import DeviceRecord, Store
@@ -56,14 +59,6 @@ def seed_platform(
 
 
 def meter_for(secret: DeviceSecret) -> Meter:
-    """A fresh meter_sim meter holding the same secret (and OpenPAYGO setup) as the platform."""
-    if secret.format in (KeycodeFormat.OPENPAYGO, KeycodeFormat.OPENPAYGO_RESTRICTED):
-        return Meter.openpaygo(
-            secret.key,
-            secret.starting_code,
-            restricted_digits=secret.format is KeycodeFormat.OPENPAYGO_RESTRICTED,
-            time_divider=secret.time_divider,
-        )
-    return Meter.nexus(
-        secret.key, "small" if secret.format is KeycodeFormat.NEXUS_SMALL else "full"
-    )
+    """A fresh meter_sim meter holding the same secret (and OpenPAYGO setup) as the platform:
+    the lab's one bridge from a secret to a meter, its clock at 0."""
+    return sites.meter_for(secret, 0.0)

@@ -75,15 +75,21 @@ async def agent_for(server: TestServer, tmp_path: Path, name: str = "ama") -> Ag
     return await Agent.provision(tmp_path / f"{name}.db", url, name, f"code-{name}")
 
 
+def url_of(server: TestServer | str) -> str:
+    """The base URL of a test server, or the URL itself (e.g. `payg_platform.url`)."""
+    return server if isinstance(server, str) else str(server.make_url("")).rstrip("/")
+
+
 async def audit_items(
-    server: TestServer, feed: str, *, limit: int = 500, token: str = AUDIT_TOKEN
+    server: TestServer | str, feed: str, *, limit: int = 500, token: str = AUDIT_TOKEN
 ) -> list[dict[str, Any]]:
     """Every item of one audit feed, page by page over HTTP."""
     items: list[dict[str, Any]] = []
     params = {"limit": str(limit)}
+    url = f"{url_of(server)}/v1/audit/{feed}"
     async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as http:
         for _ in range(10_000):
-            async with http.get(server.make_url(f"/v1/audit/{feed}"), params=params) as response:
+            async with http.get(url, params=params) as response:
                 assert response.status == 200, await response.text()
                 page = await response.json()
             items += page["items"]
@@ -94,13 +100,13 @@ async def audit_items(
 
 
 async def pay(
-    server: TestServer, txn: str, account: int, amount: int, status: str = "success"
+    server: TestServer | str, txn: str, account: int, amount: int, status: str = "success"
 ) -> dict[str, Any]:
     """One operator callback, signed as the operator signs it; returns the platform's answer."""
     callback = MoneyCallback(txn, str(account), amount, "+233200000001", status, 1_790_000_000_000)
     body = json.dumps(callback.to_json()).encode()
     async with aiohttp.ClientSession() as http:
-        url = server.make_url("/v1/mm/callback")
+        url = f"{url_of(server)}/v1/mm/callback"
         async with http.post(url, data=body, headers={SIGNATURE_HEADER: sign(SECRET, body)}) as r:
             answer: dict[str, Any] = await r.json()
             return answer

@@ -9,20 +9,20 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestServer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from multidict import CIMultiDictProxy
+from yarl import URL
 
 from agent_client.agent import Agent
 from agent_client.protocol.frames import Reason
+from field_lab.testing.platform import PaygPlatform
 from meter_sim import Outcome
 from server_stub.app import RUNNER, Platform
 from server_stub.audit import (
@@ -38,58 +38,58 @@ from server_stub.errors import RequestError
 from server_stub.reports import Reports, encode_cursor
 from server_stub.store import SCHEMA, Store
 
-from .fixtures import PRICE_PER_DAY, Seeded, meter_for, seed_platform
+from .fixtures import PRICE_PER_DAY, seed_platform
 from .platform import AUDIT_TOKEN, SECRET, agent_for, audit_items, pay, start
 
 DAY_S = 86_400
 AUTH = {"Authorization": f"Bearer {AUDIT_TOKEN}"}
+pytestmark = pytest.mark.payg_platform(
+    agents=2, devices=8, price_per_day=PRICE_PER_DAY, mm_secret=SECRET, audit_token=AUDIT_TOKEN
+)
+"""ama (payg_agent) and kofi, four Nexus-full devices each, the operator's secret and token."""
 
 
 @dataclass
 class Live:
-    server: TestServer
+    platform: PaygPlatform
     agent: Agent
-    seeded: Seeded
-    db: Path
+
+    @property
+    def url(self) -> str:
+        return self.platform.url
 
     async def get(
         self, path: str, params: Any = None, headers: dict[str, str] | None = None
     ) -> tuple[int, dict[str, Any], CIMultiDictProxy[str]]:
         async with (
             aiohttp.ClientSession() as http,
-            http.get(self.server.make_url(path), params=params, headers=headers) as response,
+            http.get(self.url + path, params=params, headers=headers) as response,
         ):
             return response.status, await response.json(), response.headers
 
 
 @pytest.fixture
-async def live(tmp_path: Path) -> AsyncIterator[Live]:
-    db = tmp_path / "server.db"
-    seeded = seed_platform(db)
-    server = await start(db, Platform(mm_secret=SECRET, audit_token=AUDIT_TOKEN))
-    agent = await agent_for(server, tmp_path)
-    yield Live(server, agent, seeded, db)
-    await agent.close()
-    await server.close()
+def live(payg_platform: PaygPlatform, payg_agent: Agent) -> Live:
+    return Live(payg_platform, payg_agent)
 
 
 async def test_items_say_what_was_applied_and_who_paid(live: Live) -> None:
-    agent, seeded = live.agent, live.seeded
-    device, theirs = seeded.stock["ama"][0], seeded.stock["kofi"][0]  # ama's is Nexus full
+    agent, platform = live.agent, live.platform
+    device, theirs = platform.agents[0].devices[0], platform.agents[1].devices[0]
     customer = await agent.register_customer("Esi", "+233200000001")
-    sale = await agent.record_sale(customer, device, seeded.plan, 3 * PRICE_PER_DAY)
+    sale = await agent.record_sale(customer, device, platform.plan, 3 * PRICE_PER_DAY)
     cash = await agent.record_payment(device, 2 * PRICE_PER_DAY)
-    refused = await agent.record_sale(customer, theirs, seeded.plan, PRICE_PER_DAY)
+    refused = await agent.record_sale(customer, theirs, platform.plan, PRICE_PER_DAY)
     report = await agent.sync()
     assert report.rejected == [(refused, Reason.NOT_IN_STOCK)]
-    assert (await pay(live.server, "T1", device, 4 * PRICE_PER_DAY))["result"] == "confirmed"
-    assert (await pay(live.server, "T2", 99_999_999, PRICE_PER_DAY))["error"] == "unknown_account"
-    assert (await pay(live.server, "T3", device, PRICE_PER_DAY, "failed"))["result"] == "failed"
+    assert (await pay(live.url, "T1", device, 4 * PRICE_PER_DAY))["result"] == "confirmed"
+    assert (await pay(live.url, "T2", 99_999_999, PRICE_PER_DAY))["error"] == "unknown_account"
+    assert (await pay(live.url, "T3", device, PRICE_PER_DAY, "failed"))["result"] == "failed"
     await agent.sync()  # the payment's keycode comes down
     _, health, _ = await live.get("/v1/health")
     now_ms = health["server_ms"]
 
-    operations = await audit_items(live.server, "operations")
+    operations = await audit_items(live.url, "operations")
     handset = agent.handset
     assert [(o["handset"], o["seq"], o["kind"], o["outcome"]) for o in operations] == [
         (handset, customer, "register_customer", "applied"),
@@ -99,7 +99,7 @@ async def test_items_say_what_was_applied_and_who_paid(live: Live) -> None:
     ]
     assert all(0 < o["received_ms"] <= now_ms for o in operations)
 
-    keycodes = await audit_items(live.server, "keycodes")
+    keycodes = await audit_items(live.url, "keycodes")
     common = {"device": device, "handset": handset, "format": "nexus_full"}
     assert [
         {k: v for k, v in item.items() if k not in ("keycode", "text", "issued_ms")}
@@ -117,12 +117,12 @@ async def test_items_say_what_was_applied_and_who_paid(live: Live) -> None:
     assert all(0 < k["issued_ms"] <= now_ms for k in keycodes)
     # the text is what the customer types: the handset shows it, the meter accepts it
     assert [k["text"] for k in keycodes] == [c.text for c in await agent.keycodes_for(device)]
-    meter = meter_for(seeded.secrets[device])
+    meter = platform.meter(device)
     for k in keycodes:
         assert meter.enter_keycode(k["text"], now=0).outcome is Outcome.APPLIED
     assert meter.credit_remaining(0) == 9 * DAY_S
 
-    payments = await audit_items(live.server, "payments")
+    payments = await audit_items(live.url, "payments")
     assert [{k: v for k, v in p.items() if k != "received_ms"} for p in payments] == [
         {
             "txn": "T1",
@@ -153,11 +153,11 @@ async def test_items_say_what_was_applied_and_who_paid(live: Live) -> None:
 
 
 async def test_pages_give_every_row_once_while_writes_go_on(live: Live) -> None:
-    agent, seeded = live.agent, live.seeded
-    devices = seeded.stock["ama"][:3]
+    agent, platform = live.agent, live.platform
+    devices = platform.agents[0].devices[:3]
     customer = await agent.register_customer("Esi", "+233200000001")
     for device in devices:
-        await agent.record_sale(customer, device, seeded.plan, PRICE_PER_DAY)
+        await agent.record_sale(customer, device, platform.plan, PRICE_PER_DAY)
     await agent.sync()
     txns = iter(range(1000))
 
@@ -165,7 +165,7 @@ async def test_pages_give_every_row_once_while_writes_go_on(live: Live) -> None:
         """More operations, keycodes and operator transactions, between two page reads."""
         for device in devices:
             await agent.record_payment(device, PRICE_PER_DAY)
-            await pay(live.server, f"W{next(txns)}", device, PRICE_PER_DAY)
+            await pay(live.url, f"W{next(txns)}", device, PRICE_PER_DAY)
         assert (await agent.sync()).pending == 0
 
     for feed in FEEDS:
@@ -185,8 +185,8 @@ async def test_pages_give_every_row_once_while_writes_go_on(live: Live) -> None:
                 writes += 1
         assert writes == 3  # the walk really did span writes
         # all rows written meanwhile came after the cursor: nothing repeated, nothing missed
-        assert walked == await audit_items(live.server, feed)
-    keys = [(o["handset"], o["seq"]) for o in await audit_items(live.server, "operations")]
+        assert walked == await audit_items(live.url, feed)
+    keys = [(o["handset"], o["seq"]) for o in await audit_items(live.url, "operations")]
     assert len(keys) == len(set(keys)) == 1 + 3 + 3 * 3 * 3
 
 
@@ -216,23 +216,20 @@ async def test_the_token_gate_comes_first(live: Live) -> None:
         assert status == 200
 
 
-async def test_without_a_configured_token_there_is_no_audit_api(tmp_path: Path) -> None:
-    db = tmp_path / "server.db"
-    seed_platform(db)
-    server = await start(db, Platform())
-    try:
-        async with aiohttp.ClientSession() as http:
-            for feed in FEEDS:
-                url = server.make_url(f"/v1/audit/{feed}")
-                for headers in (None, AUTH):
-                    async with http.get(url, params={"cursor": "x"}, headers=headers) as r:
-                        doc = await r.json()
-                        assert r.status == 404
-                        assert doc["error"] == "not_found"
-                        assert doc["detail"] == "audit is not configured on this server"
-                        assert isinstance(doc["server_ms"], int)
-    finally:
-        await server.close()
+@pytest.mark.payg_platform(audit=False, mobile_money=False)
+async def test_without_a_configured_token_there_is_no_audit_api(
+    payg_platform: PaygPlatform,
+) -> None:
+    async with aiohttp.ClientSession() as http:
+        for feed in FEEDS:
+            url = f"{payg_platform.url}/v1/audit/{feed}"
+            for headers in (None, AUTH):
+                async with http.get(url, params={"cursor": "x"}, headers=headers) as r:
+                    doc = await r.json()
+                    assert r.status == 404
+                    assert doc["error"] == "not_found"
+                    assert doc["detail"] == "audit is not configured on this server"
+                    assert isinstance(doc["server_ms"], int)
 
 
 @pytest.mark.parametrize("token", ["", "has space", "tab\there", "nön-ascii"])
@@ -307,7 +304,7 @@ query_values = st.one_of(
 async def test_no_query_string_is_ever_a_5xx(
     live: Live, feed: str, params: list[tuple[str, str]], raw: str | None
 ) -> None:
-    url = live.server.make_url(f"/v1/audit/{feed}")
+    url = URL(f"{live.url}/v1/audit/{feed}")
     url = url.with_query(params) if raw is None else url.with_query(raw)
     async with aiohttp.ClientSession() as http, http.get(url, headers=AUTH) as response:
         doc = await response.json()
@@ -366,20 +363,28 @@ def columns(db: Path) -> set[str]:
         return {row[1] for row in conn.execute("PRAGMA table_info(keycodes)")}
 
 
-async def test_audit_reads_do_not_wait_for_the_store_thread(live: Live) -> None:
-    await live.agent.register_customer("Esi", "+233200000001")
-    await live.agent.sync()
+async def test_audit_reads_do_not_wait_for_the_store_thread(tmp_path: Path) -> None:
+    # the store thread is reached through the app, which payg_platform does not expose
+    db = tmp_path / "server.db"
+    seed_platform(db)
+    server = await start(db, Platform(mm_secret=SECRET, audit_token=AUDIT_TOKEN))
+    agent = await agent_for(server, tmp_path)
+    await agent.register_customer("Esi", "+233200000001")
+    await agent.sync()
     gate = threading.Event()
-    runner = live.server.app[RUNNER]
+    runner = server.app[RUNNER]
     busy = runner.submit(gate.wait, 30)  # the store thread is taken until the gate opens
     try:
-        async with asyncio.timeout(10):
+        async with asyncio.timeout(10), aiohttp.ClientSession(headers=AUTH) as http:
             for feed in FEEDS:
-                status, page, _ = await live.get(f"/v1/audit/{feed}", None, AUTH)
-                assert status == 200
+                async with http.get(server.make_url(f"/v1/audit/{feed}")) as response:
+                    page = await response.json()
+                    assert response.status == 200
                 assert page["next_cursor"] is None
-        assert len(await audit_items(live.server, "operations")) == 1
+        assert len(await audit_items(server, "operations")) == 1
         assert not busy.done()  # all of that answered while the store thread was busy
     finally:
         gate.set()
+        await agent.close()
+        await server.close()
     assert busy.result(timeout=10) is True

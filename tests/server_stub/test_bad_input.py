@@ -10,9 +10,9 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import msgpack
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -26,11 +26,14 @@ from agent_client.protocol.frames import (
     encode_uplink,
 )
 from agent_client.protocol.ops import Kind, Operation
-from server_stub.app import create_app
+from field_lab.testing.platform import PaygPlatform
 
-from .fixtures import PRICE_PER_DAY, Seeded, seed_platform
+from .fixtures import PRICE_PER_DAY
 
+pytestmark = pytest.mark.payg_platform(agents=2, devices=4, price_per_day=PRICE_PER_DAY)
 KEY = HandsetKey.from_seed(b"k" * 32)
+AMA, AMA_CODE, KOFI, KOFI_CODE = "<ama>", "<ama's code>", "<kofi>", "<kofi's code>"
+"""Stand-ins for the seeded agents' names and codes in parameters (filled in by `named`)."""
 
 
 def fingerprint(path: Path) -> str:
@@ -44,8 +47,17 @@ def fingerprint(path: Path) -> str:
     return digest.hexdigest()
 
 
+def named(doc: object, platform: PaygPlatform) -> object:
+    """`doc` with the agents' stand-ins replaced by their seeded names and codes."""
+    ama, kofi = platform.agents
+    names = {AMA: ama.name, AMA_CODE: ama.code, KOFI: kofi.name, KOFI_CODE: kofi.code}
+    if not isinstance(doc, dict):
+        return doc
+    return {k: names.get(v, v) if isinstance(v, str) else v for k, v in doc.items()}
+
+
 class Handset:
-    def __init__(self, client: TestClient, handset: int, key: HandsetKey) -> None:
+    def __init__(self, client: aiohttp.ClientSession, handset: int, key: HandsetKey) -> None:
         self.client, self.handset, self.key = client, handset, key
         self.ts = int(time.time() * 1000)
 
@@ -56,27 +68,28 @@ class Handset:
     async def post(
         self, body: bytes, headers: dict[str, str] | None = None, path: str = "/v1/sync"
     ) -> tuple[int, dict[str, object] | bytes]:
-        response = await self.client.post(
+        async with self.client.post(
             path, data=body, headers=headers or self.headers(body, path)
-        )
-        raw = await response.read()
-        if response.content_type == "application/json":
-            return response.status, json.loads(raw)
-        return response.status, raw
+        ) as response:
+            raw = await response.read()
+            if response.content_type == "application/json":
+                return response.status, json.loads(raw)
+            return response.status, raw
+
+
+Env = tuple[Handset, PaygPlatform, Path]
+"""A provisioned raw handset, its platform, and the platform's database file."""
 
 
 @pytest.fixture
-async def env(tmp_path: Path) -> AsyncIterator[tuple[Handset, Seeded, Path]]:
-    db = tmp_path / "server.db"
-    seeded = seed_platform(db)
-    client = TestClient(TestServer(create_app(db), host="127.0.0.1"))
-    await client.start_server()
-    doc = {"agent": "ama", "code": "code-ama", "public_key": KEY.public.hex()}
-    response = await client.post("/v1/provision", json=doc)
-    assert response.status == 201
-    handset = Handset(client, (await response.json())["handset"], KEY)
-    yield handset, seeded, db
-    await client.close()
+async def env(payg_platform: PaygPlatform) -> AsyncIterator[Env]:
+    ama = payg_platform.agents[0]
+    async with aiohttp.ClientSession(base_url=payg_platform.url) as client:
+        doc = {"agent": ama.name, "code": ama.code, "public_key": KEY.public.hex()}
+        async with client.post("/v1/provision", json=doc) as response:
+            assert response.status == 201
+            handset = Handset(client, (await response.json())["handset"], KEY)
+        yield handset, payg_platform, payg_platform.db
 
 
 def frame(handset: int, *ops: Operation) -> bytes:
@@ -105,17 +118,17 @@ async def refused(h: Handset, db: Path, body: bytes, status: int, code: str, **k
         (msgpack.packb([VERSION, 1, "0", 0, 0, []]), "bad_field"),
     ],
 )
-async def test_malformed_frames(env: tuple[Handset, Seeded, Path], body: bytes, code: str) -> None:
+async def test_malformed_frames(env: Env, body: bytes, code: str) -> None:
     h, _, db = env
     await refused(h, db, body, 400, code)
 
 
-async def test_oversized_body(env: tuple[Handset, Seeded, Path]) -> None:
+async def test_oversized_body(env: Env) -> None:
     h, _, db = env
     await refused(h, db, b"\x00" * (MAX_BODY_BYTES + 1), 413, "too_large")
 
 
-async def test_bad_signature_and_missing_auth(env: tuple[Handset, Seeded, Path]) -> None:
+async def test_bad_signature_and_missing_auth(env: Env) -> None:
     h, _, db = env
     body = frame(h.handset)
     forged = HandsetKey.generate().headers("POST", "/v1/sync", body, h.handset, h.ts + 5)
@@ -126,7 +139,7 @@ async def test_bad_signature_and_missing_auth(env: tuple[Handset, Seeded, Path])
     await refused(h, db, body, 401, "unknown_handset", headers=unknown)
 
 
-async def test_replayed_and_stale_requests(env: tuple[Handset, Seeded, Path]) -> None:
+async def test_replayed_and_stale_requests(env: Env) -> None:
     h, _seeded, db = env
     op = Operation.make(1, Kind.REGISTER_CUSTOMER, 1, "Esi", "+233200000001")
     body = frame(h.handset, op)
@@ -138,21 +151,21 @@ async def test_replayed_and_stale_requests(env: tuple[Handset, Seeded, Path]) ->
     await refused(h, db, body, 401, "stale_timestamp", headers=stale)
 
 
-async def test_frame_for_another_handset(env: tuple[Handset, Seeded, Path]) -> None:
+async def test_frame_for_another_handset(env: Env) -> None:
     h, _, db = env
     await refused(h, db, frame(h.handset + 1), 403, "handset_mismatch")
 
 
 async def test_another_agents_devices_are_refused_per_operation(
-    env: tuple[Handset, Seeded, Path],
+    env: Env,
 ) -> None:
-    h, seeded, db = env
+    h, platform, db = env
     customer = Operation.make(1, Kind.REGISTER_CUSTOMER, 1, "Esi", "+233200000001")
     status, _ = await h.post(frame(h.handset, customer))
     assert status == 200
     before = fingerprint(db)
-    theirs = seeded.stock["kofi"][0]
-    sale = Operation.make(2, Kind.RECORD_SALE, 1, 1, theirs, seeded.plan, 9 * PRICE_PER_DAY)
+    theirs = platform.agents[1].devices[0]
+    sale = Operation.make(2, Kind.RECORD_SALE, 1, 1, theirs, platform.plan, 9 * PRICE_PER_DAY)
     status, raw = await h.post(frame(h.handset, sale))
     assert status == 200
     assert isinstance(raw, bytes)
@@ -169,7 +182,7 @@ async def test_another_agents_devices_are_refused_per_operation(
         "seq": 3,
         "type": "record_sale",
         "recorded_at": 1,
-        "fields": {"customer": 1, "device": theirs, "plan": seeded.plan, "down_payment": 900},
+        "fields": {"customer": 1, "device": theirs, "plan": platform.plan, "down_payment": 900},
     }
     body = json.dumps(doc).encode()
     status, answer = await h.post(body, path="/v1/ops")
@@ -179,49 +192,48 @@ async def test_another_agents_devices_are_refused_per_operation(
 @pytest.mark.parametrize(
     ("doc", "status", "code"),
     [
-        ({"agent": "ama", "code": "wrong", "public_key": "00" * 32}, 403, "bad_provisioning_code"),
+        ({"agent": AMA, "code": "wrong", "public_key": "00" * 32}, 403, "bad_provisioning_code"),
         ({"agent": "nobody", "code": "x", "public_key": "00" * 32}, 403, "bad_provisioning_code"),
-        ({"agent": "ama", "code": "code-ama", "public_key": "zz"}, 400, "bad_public_key"),
-        ({"agent": "ama", "code": "code-ama", "public_key": "00"}, 400, "bad_public_key"),
-        ({"agent": 1, "code": "code-ama", "public_key": "00"}, 400, "bad_field"),
+        ({"agent": AMA, "code": AMA_CODE, "public_key": "zz"}, 400, "bad_public_key"),
+        ({"agent": AMA, "code": AMA_CODE, "public_key": "00"}, 400, "bad_public_key"),
+        ({"agent": 1, "code": AMA_CODE, "public_key": "00"}, 400, "bad_field"),
         ([1, 2], 400, "malformed_json"),
         ("{not json", 400, "malformed_json"),
         (
-            {"agent": "kofi", "code": "code-kofi", "public_key": KEY.public.hex()},
+            {"agent": KOFI, "code": KOFI_CODE, "public_key": KEY.public.hex()},
             409,
             "key_already_registered",
         ),
     ],
 )
-async def test_bad_provisioning(
-    env: tuple[Handset, Seeded, Path], doc: object, status: int, code: str
-) -> None:
-    h, _, db = env
+async def test_bad_provisioning(env: Env, doc: object, status: int, code: str) -> None:
+    h, platform, db = env
+    doc = named(doc, platform)
     body = doc.encode() if isinstance(doc, str) else json.dumps(doc).encode()
     before = fingerprint(db)
-    response = await h.client.post("/v1/provision", data=body)
-    assert (response.status, (await response.json())["error"]) == (status, code)
+    async with h.client.post("/v1/provision", data=body) as response:
+        assert (response.status, (await response.json())["error"]) == (status, code)
     assert fingerprint(db) == before
 
 
 async def test_provisioning_retry_with_the_same_key_is_the_same_handset(
-    env: tuple[Handset, Seeded, Path],
+    env: Env,
 ) -> None:
-    h, _, db = env
+    h, platform, db = env
     before = fingerprint(db)
-    doc = {"agent": "ama", "code": "code-ama", "public_key": KEY.public.hex()}
-    response = await h.client.post("/v1/provision", json=doc)
-    assert response.status == 201
-    assert (await response.json())["handset"] == h.handset
+    doc = named({"agent": AMA, "code": AMA_CODE, "public_key": KEY.public.hex()}, platform)
+    async with h.client.post("/v1/provision", json=doc) as response:
+        assert response.status == 201
+        assert (await response.json())["handset"] == h.handset
     assert fingerprint(db) == before
 
 
-async def test_wrong_method_and_path_are_coded(env: tuple[Handset, Seeded, Path]) -> None:
+async def test_wrong_method_and_path_are_coded(env: Env) -> None:
     h, _, _ = env
-    response = await h.client.get("/v1/sync")
-    assert (response.status, (await response.json())["error"]) == (405, "method_not_allowed")
-    response = await h.client.post("/v1/nothing")
-    assert (response.status, (await response.json())["error"]) == (404, "not_found")
+    async with h.client.get("/v1/sync") as response:
+        assert (response.status, (await response.json())["error"]) == (405, "method_not_allowed")
+    async with h.client.post("/v1/nothing") as response:
+        assert (response.status, (await response.json())["error"]) == (404, "not_found")
 
 
 @settings(suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=30)
@@ -243,9 +255,7 @@ async def test_wrong_method_and_path_are_coded(env: tuple[Handset, Seeded, Path]
         ),
     )
 )
-async def test_no_signed_garbage_is_ever_a_500(
-    env: tuple[Handset, Seeded, Path], body: bytes
-) -> None:
+async def test_no_signed_garbage_is_ever_a_500(env: Env, body: bytes) -> None:
     h, _, db = env
     before = fingerprint(db)
     status, doc = await h.post(body)

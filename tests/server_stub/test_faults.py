@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import ast
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestServer
 
 import server_stub
 from agent_client.agent import Agent
@@ -21,50 +19,54 @@ from agent_client.protocol.auth import Claim, HandsetKey
 from agent_client.protocol.frames import UplinkFrame, decode_downlink, encode_uplink
 from agent_client.protocol.keycodes import KeycodeFormat
 from agent_client.protocol.ops import Kind, Operation
+from field_lab.testing.platform import PaygPlatform, PlatformSpec, running_platform
 from meter_sim import Meter, Outcome
-from server_stub.app import Platform
 from server_stub.faults import Every, PlatformFaults
 from server_stub.keycodes import creditable_days
 from server_stub.store import Store
 
-from .fixtures import PRICE_PER_DAY, Seeded, meter_for, seed_platform
-from .platform import AUDIT_TOKEN, SECRET, agent_for, audit_items, pay, start
+from .fixtures import PRICE_PER_DAY, meter_for, seed_platform
+from .platform import AUDIT_TOKEN, SECRET, audit_items, pay
 
 DAY_S = 86_400
-PLATFORM = Platform(mm_secret=SECRET, audit_token=AUDIT_TOKEN)
+
+
+def spec(faults: PlatformFaults | None) -> dict[str, Any]:
+    """The platform of a fault test: `faults` built in, the operator's secret, the audit."""
+    return {
+        "faults": faults,
+        "price_per_day": PRICE_PER_DAY,
+        "mm_secret": SECRET,
+        "audit_token": AUDIT_TOKEN,
+    }
+
+
+def built_with(faults: PlatformFaults) -> pytest.MarkDecorator:
+    return pytest.mark.payg_platform(**spec(faults))
 
 
 @dataclass
 class Faulty:
-    server: TestServer
+    platform: PaygPlatform
     agent: Agent
-    seeded: Seeded
     device: int  # a Nexus-full device in ama's stock
+
+    @property
+    def url(self) -> str:
+        return self.platform.url
 
     async def sell(self, days: int = 3) -> tuple[int, int]:
         """Register a customer and sell `device` with `days` paid; returns both seqs."""
         customer = await self.agent.register_customer("Esi", "+233200000001")
         sale = await self.agent.record_sale(
-            customer, self.device, self.seeded.plan, days * PRICE_PER_DAY
+            customer, self.device, self.platform.plan, days * PRICE_PER_DAY
         )
         return customer, sale
 
 
-async def faulty(tmp_path: Path, faults: PlatformFaults) -> Faulty:
-    db = tmp_path / "server.db"
-    seeded = seed_platform(db)
-    server = await start(db, PLATFORM, faults)
-    agent = await agent_for(server, tmp_path)
-    return Faulty(server, agent, seeded, seeded.stock["ama"][0])
-
-
 @pytest.fixture
-async def close() -> AsyncIterator[list[Faulty]]:
-    opened: list[Faulty] = []
-    yield opened
-    for f in opened:
-        await f.agent.close()
-        await f.server.close()
+def faulty(payg_platform: PaygPlatform, payg_agent: Agent) -> Faulty:
+    return Faulty(payg_platform, payg_agent, payg_platform.agents[0].devices[0])
 
 
 @pytest.mark.parametrize(
@@ -92,76 +94,66 @@ def test_every_counts_from_one_and_zero_is_never() -> None:
     assert not any(never.hit() for _ in range(100))
 
 
-async def test_lost_acks_are_acknowledged_but_leave_nothing(
-    tmp_path: Path, close: list[Faulty]
-) -> None:
-    f = await faulty(tmp_path, PlatformFaults(lose_ack_every=1))
-    close.append(f)
-    seqs = [await f.agent.register_customer(f"C{i}", "+233200000001") for i in range(3)]
-    report = await f.agent.sync()
+@built_with(PlatformFaults(lose_ack_every=1))
+async def test_lost_acks_are_acknowledged_but_leave_nothing(faulty: Faulty) -> None:
+    seqs = [await faulty.agent.register_customer(f"C{i}", "+233200000001") for i in range(3)]
+    report = await faulty.agent.sync()
     assert report.acked == seqs  # the handset was told all were applied
     assert report.pending == 0
-    assert await audit_items(f.server, "operations") == []  # yet the platform kept none
+    assert await audit_items(faulty.url, "operations") == []  # yet the platform kept none
 
 
-async def test_every_second_applied_operation_loses_its_ack(
-    tmp_path: Path, close: list[Faulty]
-) -> None:
-    f = await faulty(tmp_path, PlatformFaults(lose_ack_every=2))
-    close.append(f)
-    customer, sale = await f.sell()  # the second applied operation: the sale is lost
-    again = await f.agent.record_sale(customer, f.device, f.seeded.plan, 3 * PRICE_PER_DAY)
-    report = await f.agent.sync()
+@built_with(PlatformFaults(lose_ack_every=2))
+async def test_every_second_applied_operation_loses_its_ack(faulty: Faulty) -> None:
+    customer, sale = await faulty.sell()  # the second applied operation: the sale is lost
+    again = await faulty.agent.record_sale(
+        customer, faulty.device, faulty.platform.plan, 3 * PRICE_PER_DAY
+    )
+    report = await faulty.agent.sync()
     assert report.acked == [customer, sale, again]
-    operations = await audit_items(f.server, "operations")
+    operations = await audit_items(faulty.url, "operations")
     assert [(o["seq"], o["outcome"]) for o in operations] == [
         (customer, "applied"),
         (again, "applied"),  # the device was still in stock: the lost sale left no trace
     ]
-    (keycode,) = await audit_items(f.server, "keycodes")
-    assert keycode["paid_by"] == {"handset": f.agent.handset, "seq": again}
-    assert [c.op_seq for c in await f.agent.keycodes_for(f.device)] == [again]
+    (keycode,) = await audit_items(faulty.url, "keycodes")
+    assert keycode["paid_by"] == {"handset": faulty.agent.handset, "seq": again}
+    assert [c.op_seq for c in await faulty.agent.keycodes_for(faulty.device)] == [again]
 
 
-async def test_applied_twice_gives_two_keycodes_for_one_payment(
-    tmp_path: Path, close: list[Faulty]
-) -> None:
-    f = await faulty(tmp_path, PlatformFaults(apply_twice_every=1))
-    close.append(f)
-    _, sale = await f.sell(days=3)
-    await f.agent.sync()
-    assert (await pay(f.server, "T1", f.device, 2 * PRICE_PER_DAY))["result"] == "confirmed"
-    await f.agent.sync()
-    keycodes = await audit_items(f.server, "keycodes")
-    handset = f.agent.handset
+@built_with(PlatformFaults(apply_twice_every=1))
+async def test_applied_twice_gives_two_keycodes_for_one_payment(faulty: Faulty) -> None:
+    _, sale = await faulty.sell(days=3)
+    await faulty.agent.sync()
+    assert (await pay(faulty.url, "T1", faulty.device, 2 * PRICE_PER_DAY))["result"] == "confirmed"
+    await faulty.agent.sync()
+    keycodes = await audit_items(faulty.url, "keycodes")
+    handset = faulty.agent.handset
     assert [(k["message_id"], k["days"], k["amount"], k["paid_by"]) for k in keycodes] == [
         (1, 3, 300, {"handset": handset, "seq": sale}),
         (2, 3, 300, {"handset": handset, "seq": sale}),
         (3, 2, 200, {"txn": "T1"}),
         (4, 2, 200, {"txn": "T1"}),
     ]
-    (payment,) = await audit_items(f.server, "payments")
+    (payment,) = await audit_items(faulty.url, "payments")
     assert payment["keycode"] == keycodes[2]["keycode"]
     # both copies went down to the handset, and a meter takes every one of them
-    downlinked = await f.agent.keycodes_for(f.device)
+    downlinked = await faulty.agent.keycodes_for(faulty.device)
     assert [c.text for c in downlinked] == [k["text"] for k in keycodes]
-    meter = meter_for(f.seeded.secrets[f.device])
+    meter = faulty.platform.meter(faulty.device)
     for k in keycodes:
         assert meter.enter_keycode(k["text"], now=0).outcome is Outcome.APPLIED
     assert meter.credit_remaining(0) == 2 * (3 + 2) * DAY_S  # twice what was paid
 
 
-async def test_credit_factor_grants_more_days_than_paid_for(
-    tmp_path: Path, close: list[Faulty]
-) -> None:
-    f = await faulty(tmp_path, PlatformFaults(credit_factor=2))
-    close.append(f)
-    await f.sell(days=3)
-    await f.agent.sync()
-    (keycode,) = await audit_items(f.server, "keycodes")
+@built_with(PlatformFaults(credit_factor=2))
+async def test_credit_factor_grants_more_days_than_paid_for(faulty: Faulty) -> None:
+    await faulty.sell(days=3)
+    await faulty.agent.sync()
+    (keycode,) = await audit_items(faulty.url, "keycodes")
     # the row says what the keycode really grants; amount is what was paid
     assert (keycode["days"], keycode["credit_s"], keycode["amount"]) == (6, 6 * DAY_S, 300)
-    secret = f.seeded.secrets[f.device]
+    secret = faulty.platform.fixture.secrets[faulty.device]
     assert secret.format is KeycodeFormat.NEXUS_FULL
     meter = Meter.nexus(secret.key, "full", now=0)
     assert meter.enter_keycode(keycode["text"], now=0).outcome is Outcome.APPLIED
@@ -199,17 +191,15 @@ class RawHandset:
     """A handset that can do what a real one would only do after a lost answer: send the
     very same operations again."""
 
-    def __init__(self, http: aiohttp.ClientSession, server: TestServer, handset: int) -> None:
-        self.http, self.server, self.handset = http, server, handset
+    def __init__(self, http: aiohttp.ClientSession, url: str, handset: int) -> None:
+        self.http, self.url, self.handset = http, url, handset
         self.key = KEY
         self.ts = int(time.time() * 1000)
 
     async def send(self, body: bytes) -> tuple[tuple[int, ...], tuple[tuple[int, Any], ...]]:
         self.ts += 1
         headers = self.key.headers("POST", "/v1/sync", body, self.handset, self.ts)
-        async with self.http.post(
-            self.server.make_url("/v1/sync"), data=body, headers=headers
-        ) as response:
+        async with self.http.post(self.url + "/v1/sync", data=body, headers=headers) as response:
             assert response.status == 200, await response.text()
             reply = decode_downlink(await response.read())
         return reply.acked, reply.rejected
@@ -221,18 +211,19 @@ KEY = HandsetKey.from_seed(b"r" * 32)
 async def replay_twice(tmp_path: Path, faults: PlatformFaults | None) -> list[dict[str, Any]]:
     """Sell, then send one payment's sync body twice and one operator callback twice;
     returns the audit's keycodes."""
-    db = tmp_path / ("faulty.db" if faults else "correct.db")
-    seeded = seed_platform(db)
-    device = seeded.stock["ama"][0]
-    server = await start(db, PLATFORM, faults)
-    try:
+    workdir = tmp_path / ("faulty" if faults else "correct")
+    workdir.mkdir()
+    async with running_platform(workdir, PlatformSpec(**spec(faults))) as platform:
+        ama = platform.agents[0]
+        device = ama.devices[0]
+        url = platform.url
         async with aiohttp.ClientSession() as http:
-            doc = {"agent": "ama", "code": "code-ama", "public_key": KEY.public.hex()}
-            async with http.post(server.make_url("/v1/provision"), json=doc) as response:
-                handset = RawHandset(http, server, (await response.json())["handset"])
+            doc = {"agent": ama.name, "code": ama.code, "public_key": KEY.public.hex()}
+            async with http.post(url + "/v1/provision", json=doc) as response:
+                handset = RawHandset(http, url, (await response.json())["handset"])
             sale = [
                 Operation.make(1, Kind.REGISTER_CUSTOMER, 1, "Esi", "+233200000001"),
-                Operation.make(2, Kind.RECORD_SALE, 1, 1, device, seeded.plan, 300),
+                Operation.make(2, Kind.RECORD_SALE, 1, 1, device, platform.plan, 300),
             ]
             assert await handset.send(encode_uplink(UplinkFrame(handset.handset, 0, (*sale,))))
             payment = Operation.make(3, Kind.RECORD_PAYMENT, 2, device, 2 * PRICE_PER_DAY)
@@ -240,13 +231,11 @@ async def replay_twice(tmp_path: Path, faults: PlatformFaults | None) -> list[di
             for _ in range(2):  # the same body: the answer to the first was "lost"
                 assert await handset.send(body) == ((3,), ())
         for _ in range(2):
-            answer = await pay(server, "T1", device, PRICE_PER_DAY)
+            answer = await pay(url, "T1", device, PRICE_PER_DAY)
             assert answer["result"] == "confirmed"
-        operations = await audit_items(server, "operations")
+        operations = await audit_items(url, "operations")
         assert [o["seq"] for o in operations] == [1, 2, 3]  # one row per key either way
-        return await audit_items(server, "keycodes")
-    finally:
-        await server.close()
+        return await audit_items(url, "keycodes")
 
 
 async def test_replays_are_applied_again(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from field_lab.testing.platform import PaygPlatform
 from server_stub.app import Platform
 from server_stub.callbacks import SIGNATURE_HEADER, sign
 from server_stub.mno import Final, MnoConfig, MnoPlan, MnoSimulator
@@ -139,13 +140,11 @@ async def test_duplicates_reordering_and_retries_give_one_keycode_per_payment(
     await server.close()
 
 
+@pytest.mark.payg_platform(mm_secret=SECRET, audit=False)
 async def test_callback_answers_conflicts_and_bad_signatures_without_writing(
-    tmp_path: Path,
+    payg_platform: PaygPlatform,
 ) -> None:
-    db = tmp_path / "server.db"
-    seed_platform(db)
-    server = await start(db, Platform(mm_secret=SECRET))
-    url = server.make_url("/v1/mm/callback")
+    url = payg_platform.url + "/v1/mm/callback"
     body = (
         b'{"txn":"X1","account":"99999999","amount":100,"msisdn":"+2332000","status":"success",'
         b'"paid_ms":1}'
@@ -167,12 +166,11 @@ async def test_callback_answers_conflicts_and_bad_signatures_without_writing(
         async with http.post(url, data=other, headers={SIGNATURE_HEADER: sign(SECRET, other)}) as r:
             assert r.status == 409
             assert (await r.json())["error"] == "txn_conflict"
-    store = Store.open(db)
+    store = Store.open(payg_platform.db)
     try:
         assert store.db.execute("SELECT count(*), max(amount) FROM mm_txns").fetchone() == (1, 100)
     finally:
         store.close()
-    await server.close()
 
 
 def test_plans_are_seeded_and_within_their_configuration() -> None:

@@ -16,8 +16,10 @@ import aiohttp
 import pytest
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
+from yarl import URL
 
 from agent_client.agent import Agent
+from field_lab.testing.platform import PaygPlatform
 from server_stub.app import DRAINING, METRICS, READERS, RUNNER, Platform, create_app
 from server_stub.callbacks import SIGNATURE_HEADER, MoneyCallback, sign
 from server_stub.logs import JsonFormatter, configure
@@ -87,31 +89,29 @@ async def test_health_ready_and_metrics_after_traffic(tmp_path: Path) -> None:
     await server.close()
 
 
+@pytest.mark.payg_platform(price_per_day=PRICE_PER_DAY, mm_secret=SECRET)
 async def test_access_log_is_structured_and_carries_no_secret(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    payg_platform: PaygPlatform, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    db = tmp_path / "server.db"
-    seeded = seed_platform(db)
-    server = await start(db, Platform(mm_secret=SECRET))
     caplog.set_level(logging.INFO, logger="server_stub")
-    agent = await agent_for(server, tmp_path)
+    ama = payg_platform.agents[0]  # provisioned here, so that its request is logged
+    agent = await Agent.provision(tmp_path / "ama.db", payg_platform.url, ama.name, ama.code)
     await agent.register_customer("Esi", "+233200000001")
     await agent.sync()
     body = json.dumps(
-        MoneyCallback(
-            "M1", str(seeded.stock["ama"][0]), 100, "+233200000001", "success", 1
-        ).to_json()
+        MoneyCallback("M1", str(ama.devices[0]), 100, "+233200000001", "success", 1).to_json()
     ).encode()
     signature = sign(SECRET, body)
     async with (
         aiohttp.ClientSession() as http,
         http.post(
-            server.make_url("/v1/mm/callback"), data=body, headers={SIGNATURE_HEADER: signature}
+            payg_platform.url + "/v1/mm/callback",
+            data=body,
+            headers={SIGNATURE_HEADER: signature},
         ) as r,
     ):
         assert r.status == 422
     await agent.close()
-    await server.close()
     formatter = JsonFormatter()
     lines = [formatter.format(r) for r in caplog.records if r.name == "server_stub.access"]
     docs = [json.loads(line) for line in lines]
@@ -122,7 +122,7 @@ async def test_access_log_is_structured_and_carries_no_secret(
     assert isinstance(sync["handset"], int)
     assert sync["duration_s"] >= 0
     logged = "\n".join(lines)
-    for secret in (SECRET.decode(), signature, "+233200000001", "Esi", "code-ama"):
+    for secret in (SECRET.decode(), signature, "+233200000001", "Esi", ama.code):
         assert secret not in logged
     stream = io.StringIO()
     handler = configure(stream)
@@ -213,27 +213,25 @@ async def test_readyz_fails_when_the_critical_reports_miss_their_budget(tmp_path
         await server.close()
 
 
-async def test_a_client_that_hangs_up_mid_body_is_not_a_server_error(tmp_path: Path) -> None:
-    db = tmp_path / "server.db"
-    seed_platform(db)
-    server = await start(db, Platform(mm_secret=SECRET))
-    try:
-        for _ in range(3):
-            _, writer = await asyncio.open_connection(server.host, server.port)
-            writer.write(
-                b"POST /v1/sync HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n" + b"\x93" * 10
-            )
-            await writer.drain()
-            writer.transport.abort()  # reset, half way through the body
-            await asyncio.sleep(0.05)
-        async with aiohttp.ClientSession() as http, http.get(server.make_url("/metrics")) as r:
-            text = await r.text()
-        server_errors = [
-            line
-            for line in text.splitlines()
-            if line.startswith("payg_http_request_errors_total{") and 'kind="server"' in line
-        ]
-        assert all(line.endswith(" 0.0") for line in server_errors), server_errors
-        assert 'status="500"' not in text
-    finally:
-        await server.close()
+@pytest.mark.payg_platform(mm_secret=SECRET)
+async def test_a_client_that_hangs_up_mid_body_is_not_a_server_error(
+    payg_platform: PaygPlatform,
+) -> None:
+    url = URL(payg_platform.url)
+    for _ in range(3):
+        _, writer = await asyncio.open_connection(url.host, url.port)
+        writer.write(
+            b"POST /v1/sync HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n" + b"\x93" * 10
+        )
+        await writer.drain()
+        writer.transport.abort()  # reset, half way through the body
+        await asyncio.sleep(0.05)
+    async with aiohttp.ClientSession() as http, http.get(url / "metrics") as r:
+        text = await r.text()
+    server_errors = [
+        line
+        for line in text.splitlines()
+        if line.startswith("payg_http_request_errors_total{") and 'kind="server"' in line
+    ]
+    assert all(line.endswith(" 0.0") for line in server_errors), server_errors
+    assert 'status="500"' not in text
