@@ -191,8 +191,8 @@ def _hex(text: str) -> bool:
 def simulator(
     spec: SimulatorSpec, *, baud: int = DEFAULT_BAUD, timeout_s: float = DEFAULT_TIMEOUT_S
 ) -> Iterator[Dut]:
-    """Start `meter-sim serve` (TCP on 127.0.0.1, or a pty), connect a `Dut` to it through
-    pyserial, and stop the process when the block ends."""
+    """Start `meter-sim serve` (TCP on 127.0.0.1, or a pty opened through pyserial), connect
+    a `Dut` to it, and stop the process when the block ends."""
     process = subprocess.Popen(
         spec.argv(),
         stdin=subprocess.DEVNULL,
@@ -202,7 +202,8 @@ def simulator(
     )
     try:
         where = _announced(process)
-        url = where if spec.pty else f"socket://{where}"
+        # tcp:// rather than pyserial's socket://, whose close sleeps 0.3 s (for reconnects)
+        url = where if spec.pty else f"tcp://{where}"
         dut = open_dut(url, baud=baud, timeout_s=timeout_s)
         try:
             yield dut

@@ -229,7 +229,7 @@ def test_the_simulated_device_answers_the_line_protocol(payg_dut: Dut) -> None:
     assert payg_dut.command("WAIT 3600") == "OK TIME 3600"
     assert payg_dut.command("FLY").startswith("ERR unknown-command 'FLY' is not one of: CODE")
     assert payg_dut.command("CODE *123 456 789 012 34#").startswith("OK CODE invalid credit=0")
-    assert payg_dut.name.startswith("socket://127.0.0.1:")
+    assert payg_dut.name.startswith("tcp://127.0.0.1:")
 
 
 # -- payg_link's controls, each seen on a real handset's sync ----------------------------------
@@ -312,8 +312,7 @@ async def test_a_profile_change_changes_the_exchange_time(
     payg_link.set_profile(BUILTIN_PROFILES["perfect"].replace(name="far", rtt_s=0.5))
     assert payg_link.profile.name == "far"
     far = await timed_sale(1)
-    assert quick < 0.25
-    assert far >= 0.5  # one exchange is at least one round trip
+    assert quick < 0.5 <= far  # on the far link one exchange is at least one round trip
     with pytest.raises(FixtureError, match="offline"):
         payg_link.set_profile("offline")
     with pytest.raises(FixtureError, match="direction must be 'up' or 'down'"):
