@@ -129,7 +129,7 @@ class Stocking:
 
 def _secret(rng: random.Random, fmt: KeycodeFormat) -> DeviceSecret:
     key = rng.randbytes(16)
-    if fmt is KeycodeFormat.OPENPAYGO:
+    if fmt in (KeycodeFormat.OPENPAYGO, KeycodeFormat.OPENPAYGO_RESTRICTED):
         return DeviceSecret(fmt, key, rng.randrange(1, 10**9), 1)
     return DeviceSecret(fmt, key)
 
