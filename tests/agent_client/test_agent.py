@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -19,20 +19,42 @@ from agent_client.protocol.auth import HandsetKey
 from agent_client.protocol.sync import SyncConfig
 from agent_client.store import OpState
 from agent_client.transport import HttpTransport
-from server_stub.app import create_app
+from field_lab.testing.platform import PaygPlatform
 from server_stub.store import Store
-from tests.server_stub.fixtures import PRICE_PER_DAY, Seeded, seed_platform
+
+PRICE_PER_DAY = 100
 
 FAST = SyncConfig(backoff_base_s=0.01, backoff_cap_s=0.02)
 
 
+pytestmark = pytest.mark.payg_platform(agents=2, devices=6, price_per_day=PRICE_PER_DAY)
+
+
+@dataclass(frozen=True)
+class Seeded:
+    """The first agent of the plugin's platform, as these tests need it."""
+
+    name: str
+    code: str
+    stock: list[int]
+    db: Path
+    plan: int
+    others: list[int]
+    """Another agent's stock."""
+
+
 @pytest.fixture
-async def platform(tmp_path: Path) -> AsyncIterator[tuple[str, Seeded]]:
-    seeded = seed_platform(tmp_path / "server.db")
-    server = TestServer(create_app(tmp_path / "server.db"), host="127.0.0.1")
-    await server.start_server()
-    yield str(server.make_url("")), seeded
-    await server.close()
+def platform(payg_platform: PaygPlatform) -> tuple[str, Seeded]:
+    ama, kofi = payg_platform.agents[:2]
+    seeded = Seeded(
+        ama.name,
+        ama.code,
+        list(ama.devices),
+        payg_platform.db,
+        payg_platform.plan,
+        list(kofi.devices),
+    )
+    return payg_platform.url, seeded
 
 
 async def serve(handler: web.Handler) -> TestServer:
@@ -47,11 +69,11 @@ async def test_a_phone_clock_two_hours_fast_is_corrected_not_locked_out(
     platform: tuple[str, Seeded], tmp_path: Path
 ) -> None:
     url, seeded = platform
-    agent = await Agent.provision(tmp_path / "h.db", url, "ama", "code-ama")
+    agent = await Agent.provision(tmp_path / "h.db", url, seeded.name, seeded.code)
     await agent.close()
     skew = 2 * 3600.0
     agent = await Agent.open(tmp_path / "h.db", clock=lambda: time.time() + skew)
-    await agent.record_payment(seeded.stock["ama"][0], 100)
+    await agent.record_payment(seeded.stock[0], 100)
     report = await agent.sync()
     assert report.failures == 0
     assert report.pending == 0
@@ -59,7 +81,7 @@ async def test_a_phone_clock_two_hours_fast_is_corrected_not_locked_out(
     await agent.close()
     # the phone's clock is fixed again; the stored offset is now two hours wrong the other way
     agent = await Agent.open(tmp_path / "h.db")
-    await agent.record_payment(seeded.stock["ama"][0], 100)
+    await agent.record_payment(seeded.stock[0], 100)
     report = await agent.sync()
     assert (report.failures, report.pending) == (0, 0)
     assert abs((await agent.status()).clock_offset_ms) < 5_000
@@ -72,12 +94,12 @@ async def test_a_clock_set_back_after_a_lost_stamp_recovers(
     """The stored stamp is lost and the phone clock went back a minute: the server's
     replay guard refuses once, names its last accepted stamp, and the retry goes through."""
     url, seeded = platform
-    agent = await Agent.provision(tmp_path / "h.db", url, "ama", "code-ama")
+    agent = await Agent.provision(tmp_path / "h.db", url, seeded.name, seeded.code)
     await agent.sync()
     await agent.store.put(last_ms=0, offset_ms=0)
     await agent.close()
     agent = await Agent.open(tmp_path / "h.db", clock=lambda: time.time() - 60)
-    await agent.record_payment(seeded.stock["ama"][0], 100)
+    await agent.record_payment(seeded.stock[0], 100)
     report = await agent.sync()
     assert (report.failures, report.pending) == (0, 0)
     await agent.close()
@@ -86,9 +108,9 @@ async def test_a_clock_set_back_after_a_lost_stamp_recovers(
 async def test_provisioning_with_a_wrong_clock_learns_the_offset(
     platform: tuple[str, Seeded], tmp_path: Path
 ) -> None:
-    url, _ = platform
+    url, seeded = platform
     agent = await Agent.provision(
-        tmp_path / "h.db", url, "ama", "code-ama", clock=lambda: time.time() - 86400
+        tmp_path / "h.db", url, seeded.name, seeded.code, clock=lambda: time.time() - 86400
     )
     assert abs(agent.link.stamper.offset_ms - 86_400_000) < 5_000
     assert (await agent.sync()).failures == 0
@@ -98,8 +120,8 @@ async def test_provisioning_with_a_wrong_clock_learns_the_offset(
 async def test_a_200_that_is_not_a_frame_is_not_success(
     platform: tuple[str, Seeded], tmp_path: Path
 ) -> None:
-    url, _ = platform
-    agent = await Agent.provision(tmp_path / "h.db", url, "ama", "code-ama", config=FAST)
+    url, seeded = platform
+    agent = await Agent.provision(tmp_path / "h.db", url, seeded.name, seeded.code, config=FAST)
     await agent.close()
 
     async def captive_portal(request: web.Request) -> web.Response:
@@ -122,8 +144,8 @@ async def test_a_200_that_is_not_a_frame_is_not_success(
 async def test_failures_back_off_and_stay_bounded(
     tmp_path: Path, platform: tuple[str, Seeded]
 ) -> None:
-    url, _ = platform
-    agent = await Agent.provision(tmp_path / "h.db", url, "ama", "code-ama", config=FAST)
+    url, seeded = platform
+    agent = await Agent.provision(tmp_path / "h.db", url, seeded.name, seeded.code, config=FAST)
     await agent.close()
     agent = await Agent.open(tmp_path / "h.db", server_url="http://127.0.0.1:9", config=FAST)
     await agent.register_customer("Esi", "+233200000001")
@@ -139,8 +161,8 @@ async def test_failures_back_off_and_stay_bounded(
 async def test_background_sync_on_enqueue_and_on_reconnect(
     platform: tuple[str, Seeded], tmp_path: Path
 ) -> None:
-    url, _ = platform
-    agent = await Agent.provision(tmp_path / "h.db", url, "ama", "code-ama", config=FAST)
+    url, seeded = platform
+    agent = await Agent.provision(tmp_path / "h.db", url, seeded.name, seeded.code, config=FAST)
     agent.start_background()
 
     async def settled(seq: int) -> bool:
@@ -164,14 +186,14 @@ async def test_background_sync_on_enqueue_and_on_reconnect(
 async def test_provisioning_after_a_lost_answer_keeps_one_handset(
     platform: tuple[str, Seeded], tmp_path: Path
 ) -> None:
-    url, _ = platform
+    url, seeded = platform
     with pytest.raises(TransientError):  # the answer never makes it back...
-        await Agent.provision(tmp_path / "h.db", "http://127.0.0.1:9", "ama", "code-ama")
+        await Agent.provision(tmp_path / "h.db", "http://127.0.0.1:9", seeded.name, seeded.code)
     with sqlite3.connect(tmp_path / "h.db") as db:
         (seed,) = db.execute("SELECT value FROM meta WHERE key = 'key_seed'").fetchone()
-    store = Store.open(tmp_path / "server.db")  # ...although the request had arrived
-    registered = store.provision("ama", "code-ama", HandsetKey.from_seed(seed).public, 1)
-    agent = await Agent.provision(tmp_path / "h.db", url, "ama", "code-ama")
+    store = Store.open(seeded.db)  # ...although the request had arrived
+    registered = store.provision(seeded.name, seeded.code, HandsetKey.from_seed(seed).public, 1)
+    agent = await Agent.provision(tmp_path / "h.db", url, seeded.name, seeded.code)
     assert agent.handset == registered
     assert store.counts()["handsets"] == 1
     store.close()
@@ -183,7 +205,7 @@ async def test_entries_not_stored_are_fetched_again(
     platform: tuple[str, Seeded], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     url, seeded = platform
-    agent = await Agent.provision(tmp_path / "h.db", url, "ama", "code-ama")
+    agent = await Agent.provision(tmp_path / "h.db", url, seeded.name, seeded.code)
 
     async def disk_full(*args: object, **kwargs: object) -> None:
         raise sqlite3.OperationalError("database or disk is full")
@@ -194,7 +216,7 @@ async def test_entries_not_stored_are_fetched_again(
             await agent.sync()
     assert agent.core.cursor == 0
     await agent.sync()
-    assert (await agent.status()).stock == sorted(seeded.stock["ama"])
+    assert (await agent.status()).stock == sorted(seeded.stock)
     await agent.close()
 
 
@@ -202,9 +224,11 @@ async def test_provisioning_keeps_the_callers_transport(
     platform: tuple[str, Seeded], tmp_path: Path
 ) -> None:
     """The lab routes a handset over an emulated link by handing in its Transport."""
-    url, _ = platform
+    url, seeded = platform
     transport = HttpTransport(url)
-    agent = await Agent.provision(tmp_path / "h.db", url, "ama", "code-ama", transport=transport)
+    agent = await Agent.provision(
+        tmp_path / "h.db", url, seeded.name, seeded.code, transport=transport
+    )
     assert agent.transport is transport
     assert (await agent.sync()).failures == 0
     await agent.close()
@@ -215,21 +239,21 @@ async def test_identity_and_refusals(platform: tuple[str, Seeded], tmp_path: Pat
     with pytest.raises(NotProvisioned):
         await Agent.open(tmp_path / "none.db")
     with pytest.raises(ServerRefused) as info:
-        await Agent.provision(tmp_path / "bad.db", url, "ama", "wrong")
+        await Agent.provision(tmp_path / "bad.db", url, seeded.name, "wrong")
     assert (info.value.status, info.value.code) == (403, "bad_provisioning_code")
-    agent = await Agent.provision(tmp_path / "h.db", url, "ama", "code-ama")
+    agent = await Agent.provision(tmp_path / "h.db", url, seeded.name, seeded.code)
     await agent.close()
     with pytest.raises(InvalidOperation, match="already provisioned"):
-        await Agent.provision(tmp_path / "h.db", url, "ama", "code-ama")
+        await Agent.provision(tmp_path / "h.db", url, seeded.name, seeded.code)
     agent = await Agent.open(tmp_path / "h.db")
     await agent.sync()
     with pytest.raises(InvalidOperation, match="not a customer"):
-        await agent.record_sale(99, seeded.stock["ama"][0], seeded.plan, PRICE_PER_DAY)
+        await agent.record_sale(99, seeded.stock[0], seeded.plan, PRICE_PER_DAY)
     customer = await agent.register_customer("Esi", "+233200000001")
     with pytest.raises(InvalidOperation, match="stock"):
-        await agent.record_sale(customer, seeded.stock["kofi"][0], seeded.plan, PRICE_PER_DAY)
+        await agent.record_sale(customer, seeded.others[0], seeded.plan, PRICE_PER_DAY)
     with pytest.raises(InvalidOperation, match="amount"):
-        await agent.record_payment(seeded.stock["ama"][0], 0)
+        await agent.record_payment(seeded.stock[0], 0)
     await agent.close()
 
 
@@ -238,8 +262,8 @@ async def test_a_sync_cancelled_mid_exchange_leaves_the_handset_able_to_sync(
 ) -> None:
     """A caller that gives up on a stuck exchange (cancels it) must not wedge the sync core."""
     url, seeded = platform
-    agent = await Agent.provision(tmp_path / "h.db", url, "ama", "code-ama", config=FAST)
-    await agent.record_payment(seeded.stock["ama"][0], 100)
+    agent = await Agent.provision(tmp_path / "h.db", url, seeded.name, seeded.code, config=FAST)
+    await agent.record_payment(seeded.stock[0], 100)
     hang = asyncio.Event()
 
     async def stuck(request: web.Request) -> web.Response:

@@ -20,9 +20,7 @@ from field_lab.lab.lab import Lab, Target
 from field_lab.measure.slo import evaluate
 from field_lab.net import free_port, listening
 from field_lab.scenario import DEFAULT, Scenario
-from field_lab.world.fixture import Stocking, seed
-from field_lab.world.platform import serving
-from server_stub.app import Platform as StubConfig
+from field_lab.testing.platform import PlatformSpec, running_platform
 from server_stub.faults import PlatformFaults
 
 TINY = replace(
@@ -46,13 +44,17 @@ async def run(tmp_path: Path, scenario: Scenario = TINY, **kw: object) -> Lab:
 async def target_platform(
     tmp_path: Path, faults: PlatformFaults | None = None, scenario: Scenario = TINY
 ) -> AsyncIterator[Target]:
-    """A platform the lab does not own, on 127.0.0.1: seeded, with an operator secret and an
-    audit token, reached only over HTTP (`--target`)."""
-    db = tmp_path / "target.db"
-    fixture = seed(db, Stocking.of(scenario))
-    config = StubConfig(mm_secret=b"operator", audit_token="audit-me")
-    async with serving(db, config=config, faults=faults) as url:
-        yield Target(url, fixture, "audit-me", b"operator")
+    """A platform the lab does not own, on 127.0.0.1, seeded as an embedded run of `scenario`
+    would be, reached only over HTTP (`--target`) with its operator secret and audit token."""
+    spec = PlatformSpec(
+        agents=scenario.fleet.agents,
+        devices=scenario.fleet.devices,
+        protocols=dict(scenario.devices.protocols),
+        seed=scenario.seed,
+        faults=faults,
+    )
+    async with running_platform(tmp_path, spec) as platform:
+        yield Target(platform.url, platform.fixture, platform.audit_token, platform.mm_secret)
 
 
 def figures(lab: Lab) -> dict[str, int | None]:
