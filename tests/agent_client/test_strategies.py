@@ -5,24 +5,14 @@ That what they draw encodes and decodes is shown where they are used, in test_fr
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
 import agent_client
+from tests.imports import imported_roots
 
 PACKAGE = Path(agent_client.__file__).parent
 
 
 def test_only_the_strategies_module_imports_hypothesis() -> None:
-    importers = set()
-    for path in PACKAGE.rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.level == 0:
-                names = [node.module or ""]
-            else:
-                continue
-            if any(name.split(".")[0] == "hypothesis" for name in names):
-                importers.add(path.relative_to(PACKAGE).as_posix())
+    importers = {m for m, roots in imported_roots(PACKAGE).items() if "hypothesis" in roots}
     assert importers == {"strategies.py"}

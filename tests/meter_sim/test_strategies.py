@@ -7,7 +7,6 @@ once" property is in test_meter). Hypothesis stays a test-only dependency of the
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
 import pytest
@@ -31,6 +30,7 @@ from meter_sim.strategies import (
     keycode_texts,
 )
 from meter_sim.trace.device import DeviceConfig
+from tests.imports import imported_roots
 
 from .helpers import KEY, OPAYGO_KEY, OPAYGO_SC
 
@@ -161,19 +161,9 @@ def test_bad_arguments_are_refused_when_the_strategy_is_made(call: object, messa
 
 
 def test_only_the_strategies_module_imports_hypothesis() -> None:
-    package = Path(meter_sim.__file__).parent
-    importers = set()
-    for path in package.rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.level == 0:
-                names = [node.module or ""]
-            else:
-                continue
-            roots = {name.split(".")[0] for name in names}
-            if "hypothesis" in roots:
-                importers.add(path.relative_to(package).as_posix())
-            ours = roots & {"agent_client", "server_stub", "field_lab", "tests"}
-            assert not ours, f"{path} imports {ours}: meter_sim imports nothing else of ours"
+    modules = imported_roots(Path(meter_sim.__file__).parent)
+    importers = {m for m, roots in modules.items() if "hypothesis" in roots}
     assert importers == {"strategies.py"}
+    for module, roots in modules.items():
+        ours = roots & {"agent_client", "server_stub", "field_lab", "tests"}
+        assert not ours, f"{module} imports {ours}: meter_sim imports nothing else of ours"
