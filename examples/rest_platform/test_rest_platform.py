@@ -3,6 +3,11 @@ through its adapter and judged through its audit endpoints over 127.0.0.1."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -12,6 +17,7 @@ from aiohttp import web
 
 from examples.rest_platform import platform as sunrise
 from field_lab.lab.lab import Lab, Target
+from field_lab.net import free_port, listening
 from field_lab.scenario import DEFAULT
 
 ADAPTER = "examples.rest_platform.adapter:SunriseAdapter"
@@ -64,3 +70,51 @@ async def test_the_judge_catches_a_sunrise_that_grants_double_time(tmp_path: Pat
     figures = lab.verdict.figures()
     assert (figures["overcredited_meters"] or 0) > 0
     assert figures["lost_ops"] == figures["duplicate_ops"] == 0
+
+
+def test_field_lab_run_drives_sunrise_from_the_command_line(tmp_path: Path) -> None:
+    """What a user types: Sunrise in its own process, the lab pointed at it by URL, fixture,
+    adapter and audit token; every check has evidence and the gate passes."""
+    root = Path(__file__).resolve().parents[2]
+    port = free_port()
+    env = {**os.environ, "SUNRISE_AUDIT_TOKEN": TOKEN}
+    env.pop("PAYG_MM_SECRET", None)
+    fixture = tmp_path / "fixture.json"
+    serve = ["--db", str(tmp_path / "s.db"), "--fixture", str(fixture), "--port", str(port)]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "examples.rest_platform.platform", *serve, "--agents", "2"],
+        cwd=root,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    scenario = tmp_path / "sunrise.toml"
+    scenario.write_text(
+        "duration_s = 5\nsettle_s = 6\n[fleet]\nagents = 2\ndevices = 40\n"
+        "[agents]\nvisits_per_hour = 900\n[customers]\nseconds_per_key = 0.05\n"
+        "[reports]\nreaders = 0\n"
+        '[slo]\nlost_ops = ["count==0"]\nduplicate_ops = ["count==0"]\n'
+        'overcredited_meters = ["count==0"]\nundelivered_keycodes = ["count==0"]\n'
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not (listening(port) and fixture.exists()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        target = ["--target", f"http://127.0.0.1:{port}", "--fixture", str(fixture)]
+        drive = ["--adapter", ADAPTER, "--audit-token", TOKEN, "--out", str(tmp_path / "out")]
+        done = subprocess.run(
+            [str(Path(sys.executable).parent / "field-lab"), "run", str(scenario), *target, *drive],
+            cwd=root,
+            env=env,
+            capture_output=True,
+            timeout=240,
+            check=False,
+        )
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert done.returncode == 0, done.stderr.decode()[-2000:] + done.stdout.decode()[-2000:]
+    doc = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert set(doc["checks"].values()) == {"checked"}
+    assert doc["adapter"] == ADAPTER
+    assert doc["sale_attempts"] > 0
