@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -26,6 +27,7 @@ from typing import TextIO
 from meter_sim.errors import MeterError
 from meter_sim.line_protocol import LineSession, describe, format_seconds
 from meter_sim.meter import Meter
+from meter_sim.nv import Image, Kind, classify
 from meter_sim.serve import open_pty, serve_pty, serve_stdio, serve_tcp
 from meter_sim.storage import FileStorage
 from meter_sim.trace.device import DeviceConfig, load_device, simulator_version
@@ -82,7 +84,17 @@ def _device_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--restricted-digits", action="store_true", help="OpenPAYGO keys 1-4")
     group.add_argument("--time-divider", type=int, default=1, help="OpenPAYGO")
     group.add_argument("--no-rate-limit", action="store_true", help="bench use only")
-    group.add_argument("--state", help="file holding the meter's non-volatile state")
+    group.add_argument(
+        "--state",
+        metavar="FILE",
+        help="file holding the meter's non-volatile state (created when missing; a file that"
+        " is not this meter's image is refused)",
+    )
+    group.add_argument(
+        "--reset-state",
+        action="store_true",
+        help="start the --state file again from factory defaults, overwriting what it holds",
+    )
 
 
 def device_config(args: argparse.Namespace) -> DeviceConfig:
@@ -101,9 +113,62 @@ def device_config(args: argparse.Namespace) -> DeviceConfig:
     )
 
 
+class UsageError(Exception):
+    """The user's input cannot be used as it is; the message says what to do (exit 2)."""
+
+
+_KINDS = {"nexus-full": Kind.NEXUS_FULL, "nexus-small": Kind.NEXUS_SMALL}
+
+
+def state_storage(path: str, kind: Kind, *, reset: bool) -> FileStorage:
+    """A storage on `path` only if it is empty or this kind of meter's image: a meter boots
+    over anything with factory defaults, so the file is judged before the meter may write."""
+    file = Path(path)
+    if file.is_dir():
+        raise UsageError(f"--state {path} is a directory: name a file (it is created)")
+    if not file.parent.is_dir():
+        raise UsageError(f"--state {path}: directory {file.parent} does not exist; create it")
+    try:
+        medium = file.read_bytes()
+    except FileNotFoundError:
+        medium = b""
+    except OSError as exc:
+        raise UsageError(f"--state {path}: cannot read it ({exc.strerror})") from None
+    target = file if file.exists() else file.parent
+    if not os.access(target, os.W_OK):
+        raise UsageError(f"--state {path}: not writable; name a file you may write")
+    verdict, why = classify(medium, kind)
+    if verdict in (Image.EMPTY, Image.VALID):
+        return FileStorage(file)
+    if reset:
+        file.write_bytes(b"")
+        return FileStorage(file)
+    untouched = "it was left untouched"
+    if verdict is Image.FOREIGN:
+        raise UsageError(
+            f"--state {path} is not a meter image ({why}); {untouched}: name a new file to"
+            " start a fresh meter, or pass --reset-state to overwrite it"
+        )
+    if verdict is Image.OTHER_KIND:
+        raise UsageError(
+            f"--state {path} holds {why}, not {kind.label}; {untouched}: pass the"
+            " --protocol it was made with, or name another file"
+        )
+    raise UsageError(
+        f"--state {path} is a corrupt meter image of kind {kind.label} ({why}); {untouched}: pass"
+        " --reset-state to start it again from factory defaults (its replay history is lost)"
+    )
+
+
 def build_meter(args: argparse.Namespace, now: float = 0.0) -> Meter:
-    storage = FileStorage(args.state) if args.state else None
-    return device_config(args).build(storage=storage, now=now)
+    config = device_config(args)
+    storage = None
+    if args.state:
+        kind = _KINDS.get(args.protocol, Kind.OPENPAYGO)
+        storage = state_storage(args.state, kind, reset=args.reset_state)
+    elif args.reset_state:
+        raise UsageError("--reset-state goes with --state FILE")
+    return config.build(storage=storage, now=now)
 
 
 def _record_options(parser: argparse.ArgumentParser) -> None:
@@ -261,6 +326,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_replay(args, sys.stdout)
         if command == "tap":
             return run_tap_command(args)
+        if args.record and not Path(args.record).parent.is_dir():
+            raise UsageError(f"--record {args.record}: its directory does not exist; create it")
         meter = build_meter(args)
         if args.record:
             header = Header(
@@ -275,11 +342,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TargetError as exc:
         print(f"meter-sim: {exc}", file=sys.stderr)
         return EXIT_UNREACHABLE
-    except MeterError as exc:
+    except (UsageError, MeterError) as exc:
         print(f"meter-sim: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as exc:
-        print(f"meter-sim: {exc}", file=sys.stderr)
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"meter-sim: {where}{exc.strerror or exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 0

@@ -57,6 +57,19 @@ class Kind(IntEnum):
     NEXUS_SMALL = 2
     OPENPAYGO = 3
 
+    @property
+    def label(self) -> str:
+        """The name a user types (`--protocol`), so messages never show a bare number."""
+        return self.name.lower().replace("_", "-")
+
+
+def kind_label(value: int) -> str:
+    """`Kind.label` for a byte read from a medium, which may name no kind at all."""
+    try:
+        return Kind(value).label
+    except ValueError:
+        return f"unknown kind {value}"
+
 
 class NVStatus(StrEnum):
     FRESH = "fresh"
@@ -202,7 +215,7 @@ def decode_slot(raw: bytes, kind: Kind) -> tuple[int, Snapshot]:
         raise CorruptStateError(f"image format version {version}; this simulator reads {VERSION}")
     if slot_kind != kind:
         raise ConfigError(
-            f"stored state belongs to a meter of kind {slot_kind}, not {kind.name} ({int(kind)}):"
+            f"stored state belongs to a meter of kind {kind_label(slot_kind)}, not {kind.label}:"
             " use a separate storage per meter"
         )
     return seq, decode_payload(raw[_HEADER.size : end], kind)
@@ -283,3 +296,58 @@ class NVStore:
         self.storage.write(index * self.size, encode_slot(snap, self.kind, seq))
         self._seq, self._slot, self._last = seq, index, snap
         return True
+
+
+class Image(StrEnum):
+    """What a medium holds, judged before a meter may write to it (`classify`)."""
+
+    EMPTY = "empty"
+    """Nothing, or only erased bytes: a new meter may start here."""
+    VALID = "valid"
+    """A meter image of the expected kind with at least one valid slot."""
+    CORRUPT = "corrupt"
+    """A meter image of the expected kind, but no slot survives its checks."""
+    OTHER_KIND = "other-kind"
+    """A meter image of another kind of meter."""
+    FOREIGN = "foreign"
+    """Not a meter image at all (no PGNV magic where a slot starts, or too long)."""
+
+
+def classify(medium: bytes, kind: Kind) -> tuple[Image, str]:
+    """Say what `medium` holds for a meter of `kind`, with a reason fit for a message.
+
+    A meter boots over corrupt data with factory defaults, as firmware must; a tool that is
+    handed a file uses this first, so it never overwrites a file that is not its own image.
+    """
+    if not medium.strip(b"\x00\xff"):
+        return Image.EMPTY, "empty"
+    size = slot_size(kind)
+    if len(medium) > 2 * slot_size(Kind.NEXUS_FULL) and len(medium) > 2 * size:
+        return Image.FOREIGN, f"{len(medium)} bytes, longer than any meter image"
+    starts = [medium[i * size : i * size + len(MAGIC)] == MAGIC for i in (0, 1)]
+    if not starts[0] and not starts[1]:
+        return Image.FOREIGN, f"no {MAGIC.decode()} magic at the start of a slot"
+    if starts[0] and len(medium) > _HEADER.size:
+        stored = medium[len(MAGIC) + 1]
+        if stored != kind and stored in set(Kind):
+            return Image.OTHER_KIND, f"a meter image of kind {kind_label(stored)}"
+    try:
+        loaded = NVStore(_Bytes(medium), kind).load()
+    except ConfigError as exc:
+        return Image.OTHER_KIND, str(exc)
+    if loaded.status is NVStatus.CORRUPT:
+        return Image.CORRUPT, "; ".join(loaded.problems) or "no valid slot"
+    return Image.VALID, loaded.status.value
+
+
+class _Bytes:
+    """A read-only medium for `classify`: it must never write."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def read(self) -> bytes:
+        return self.data
+
+    def write(self, offset: int, data: bytes) -> None:
+        raise AssertionError("classify never writes")
