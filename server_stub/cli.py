@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import json
 import os
 import random
+import socket
+import sqlite3
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
 from agent_client.protocol.keycodes import KeycodeFormat
 
 from .app import Platform, create_app
-from .devices import make_devices, parse_devices_csv, write_devices_csv
+from .devices import MAX_SERIAL, make_devices, parse_devices_csv, write_devices_csv
 from .errors import SetupError
 from .logs import configure
 from .mno import Final, MnoConfig, MnoSimulator
@@ -26,6 +30,38 @@ from .tls import self_signed
 DEFAULT_DB = "server-stub.db"
 SECRET_ENV = "PAYG_MM_SECRET"
 AUDIT_TOKEN_ENV = "PAYG_AUDIT_TOKEN"
+EXIT_UNAVAILABLE = 1
+"""A peer is unreachable or the port is taken: nothing is wrong with the input as such."""
+EXIT_USAGE = 2
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+class Unavailable(Exception):
+    """Something outside the command line is in the way (a busy port): exit 1."""
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 <= int(text) <= 65_535:
+        raise argparse.ArgumentTypeError(f"a port is an integer in 0..65535, got {text!r}")
+    return int(text)
+
+
+def _count(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return int(text)
+
+
+def _amount(text: str) -> int:
+    if not text.isdigit() or int(text) == 0:
+        raise argparse.ArgumentTypeError(f"expected a positive whole amount, got {text!r}")
+    return int(text)
+
+
+def _serial(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= MAX_SERIAL:
+        raise argparse.ArgumentTypeError(f"a serial is an integer in 1..{MAX_SERIAL}, got {text!r}")
+    return int(text)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -37,7 +73,7 @@ def parser() -> argparse.ArgumentParser:
         help=f"serve POST /v1/sync and friends (the audit API with ${AUDIT_TOKEN_ENV} set)",
     )
     serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--port", type=_port, default=8080)
     serve.add_argument("--tls", action="store_true", help="self-signed certificate made at start")
     serve.add_argument("--cert-out", type=Path, help="write the certificate PEM here")
     serve.add_argument(
@@ -51,7 +87,7 @@ def parser() -> argparse.ArgumentParser:
     )
     pay.add_argument("--url", default="http://127.0.0.1:8080/v1/mm/callback")
     pay.add_argument("account", help="the device serial the customer pays for")
-    pay.add_argument("amount", type=int, help="minor currency units")
+    pay.add_argument("amount", type=_amount, help="minor currency units")
     pay.add_argument("msisdn", help="the paying customer's phone number")
     pay.add_argument("--duplicate-rate", type=float, default=0.0)
     pay.add_argument("--seed", type=int, default=0)
@@ -61,11 +97,11 @@ def parser() -> argparse.ArgumentParser:
     agent = sub.add_parser("add-agent", help="add an agent (prints its provisioning code)")
     agent.add_argument("name")
     agent.add_argument("--code", help="provisioning code (default: random)")
-    agent.add_argument("--devices", type=int, default=0, help="generate this many devices")
+    agent.add_argument("--devices", type=_count, default=0, help="generate this many devices")
     agent.add_argument(
         "--format", choices=[f.name.lower() for f in KeycodeFormat], default="nexus_full"
     )
-    agent.add_argument("--first-serial", type=int, default=10_000_001)
+    agent.add_argument("--first-serial", type=_serial, default=10_000_001)
     agent.add_argument("--seed", type=int, help="seed for generated device keys")
     imp = sub.add_parser("import-devices", help="import a device CSV")
     imp.add_argument("csv", type=Path)
@@ -76,11 +112,70 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    db: Path = args.db
+    created = args.command not in ("mm-pay",) and not db.exists()
     try:
         return run(args)
     except SetupError as exc:
-        print(f"server-stub: {exc}", file=sys.stderr)
-        return 2
+        code, message = EXIT_USAGE, str(exc)
+    except Unavailable as exc:
+        code, message = EXIT_UNAVAILABLE, str(exc)
+    except sqlite3.Error as exc:
+        code, message = EXIT_USAGE, f"--db {db}: {exc}; pass the platform's SQLite file"
+    except KeyboardInterrupt:
+        code, message = EXIT_UNAVAILABLE, "interrupted"
+    if created:  # a failed command leaves no new database behind
+        for leftover in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+            leftover.unlink(missing_ok=True)
+    print(f"server-stub: {message}", file=sys.stderr)
+    return code
+
+
+def check_db(db: Path, *, create: bool) -> None:
+    """Refuse a --db that cannot be the platform's database before anything opens it."""
+    if db.is_dir():
+        raise SetupError(f"--db {db} is a directory: name the SQLite file (created if missing)")
+    if not db.exists():
+        if not create:
+            raise SetupError(
+                f"--db {db} does not exist: pass the platform's database, or make one with"
+                " add-agent or add-plan"
+            )
+        if not db.parent.is_dir():
+            raise SetupError(f"--db {db}: directory {db.parent} does not exist; create it")
+        return
+    try:
+        with db.open("rb") as f:
+            head = f.read(len(SQLITE_MAGIC))
+    except OSError as exc:
+        raise SetupError(f"--db {db}: cannot read it ({exc.strerror})") from None
+    if head and head != SQLITE_MAGIC:
+        raise SetupError(
+            f"--db {db} is not a SQLite database; it was left untouched: pass the platform's"
+            " database, or a new path"
+        )
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """Bind before the app opens anything, so a taken port fails at once and cleanly."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise SetupError(f"--host {host}: cannot resolve it ({exc.strerror})") from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise Unavailable(
+                f"port {port} on {host} is already in use: stop what holds it or pick another"
+                " --port"
+            ) from None
+        raise SetupError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    return sock
 
 
 def mm_secret() -> bytes | None:
@@ -109,7 +204,10 @@ async def mm_pay(args: argparse.Namespace) -> int:
         config = MnoConfig(delay_s=(0.0, 0.0), duplicate_rate=args.duplicate_rate, seed=args.seed)
         mno = MnoSimulator(args.url, secret, config)
     except ValueError as exc:
-        raise SetupError(str(exc)) from exc
+        raise SetupError(
+            f"--url {args.url}: {exc}" if "127.0.0.1" in str(exc) else str(exc)
+        ) from exc
+    await reachable(args.url)
     await mno.start()
     txn_id = mno.pay(args.account, args.amount, args.msisdn)
     await mno.stop(timeout_s=60.0)
@@ -119,25 +217,59 @@ async def mm_pay(args: argparse.Namespace) -> int:
     return 0 if txn.final is Final.ACKNOWLEDGED else 1
 
 
+async def reachable(url: str) -> None:
+    """One connection attempt first: a one-off payment to nobody should not retry for 8 s."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError as exc:
+        raise SetupError(f"--url {url}: {exc}") from None
+    try:
+        async with asyncio.timeout(5.0):
+            _, writer = await asyncio.open_connection(parts.hostname, port)
+    except (OSError, TimeoutError):
+        raise Unavailable(
+            f"--url {url} is unreachable: start server-stub serve there, or pass its --url"
+        ) from None
+    writer.close()
+    await writer.wait_closed()
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.command == "mm-pay":
+        return asyncio.run(mm_pay(args))
+    check_db(args.db, create=args.command != "export-devices")
     if args.command == "serve":
         config = platform()  # before anything starts: a bad token is a setup error
+        if args.cert_out is not None and not args.cert_out.parent.is_dir():
+            raise SetupError(f"--cert-out {args.cert_out}: its directory does not exist")
+        sock = listen(args.host, args.port)
         context = None
         if args.tls:
             context, _ = self_signed(args.host, args.cert_out)
         configure()
         web.run_app(
             create_app(args.db, platform=config),
-            host=args.host,
-            port=args.port,
+            sock=sock,
             ssl_context=context,
             shutdown_timeout=args.shutdown_timeout,
             access_log=None,  # the app writes its own structured access log
             print=lambda text: print(text, file=sys.stderr),
         )
         return 0
-    if args.command == "mm-pay":
-        return asyncio.run(mm_pay(args))
+    records: list[DeviceRecord] = []
+    if args.command == "import-devices":
+        try:
+            records = parse_devices_csv(args.csv.read_text())
+        except (OSError, UnicodeDecodeError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) else "not a text file"
+            raise SetupError(f"device CSV {args.csv}: {why}") from None
+        except SetupError as exc:
+            raise SetupError(
+                f"{args.csv}: {exc}; fix the file (export-devices shows the format)"
+            ) from None
+    elif args.command == "add-agent" and args.first_serial + args.devices - 1 > MAX_SERIAL:
+        raise SetupError(f"--first-serial + --devices passes the last serial, {MAX_SERIAL}")
     store = Store.open(args.db)
     try:
         if args.command == "add-plan":
@@ -158,7 +290,6 @@ def run(args: argparse.Namespace) -> int:
                 )
             )
         elif args.command == "import-devices":
-            records = parse_devices_csv(args.csv.read_text())
             owner = store.agent_id(args.agent) if args.agent else None
             store.add_devices(owner, records)
             print(json.dumps({"imported": len(records)}))
