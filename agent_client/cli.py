@@ -1,23 +1,35 @@
 """``agent-client``: provision a handset, queue operations offline, sync, show the queue.
 
-Every command prints JSON lines. Exit codes: 0 done, 1 a sync left operations queued or never
-got through (the link failed; nothing is lost), 2 a usage error or a refusal by the server.
+Every command prints JSON lines, an error as `{"error": KIND, "detail": MESSAGE}`. Exit codes:
+0 done, 1 a sync left operations queued or the server was unreachable (nothing is lost), 2 a
+usage error or a refusal by the server. A failed `provision` leaves no new handset file behind.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import sqlite3
 import ssl
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from .agent import Agent
-from .errors import AgentError
+from .errors import AgentError, NotProvisioned, ServerRefused, TransientError
 from .protocol.sync import SyncConfig
+
+EXIT_UNREACHABLE = 1
+EXIT_USAGE = 2
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+class UsageError(Exception):
+    """The command line names something unusable; the message says what to do (exit 2)."""
 
 
 def parser() -> argparse.ArgumentParser:
@@ -56,15 +68,97 @@ def emit(obj: Any) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    db: Path = args.db
+    created = args.command == "provision" and not db.exists()
     try:
+        check_db(args)
         return asyncio.run(run(args))
+    except TransientError as exc:
+        code, kind = EXIT_UNREACHABLE, "Unreachable"
+        where = getattr(args, "url", None) or "the server"
+        detail = f"{where} is unreachable ({exc}): start the platform or check the URL, retry"
+    except ServerRefused as exc:
+        code, kind, detail = EXIT_USAGE, type(exc).__name__, refused(args, exc)
     except AgentError as exc:
-        emit({"error": type(exc).__name__, "detail": str(exc)})
-        return 2
+        code, kind, detail = EXIT_USAGE, type(exc).__name__, str(exc)
+    except UsageError as exc:
+        code, kind, detail = EXIT_USAGE, "UsageError", str(exc)
+    except sqlite3.Error as exc:
+        code, kind = EXIT_USAGE, "UsageError"
+        detail = f"--db {db}: {exc}; pass this handset's own SQLite file"
+    except KeyboardInterrupt:
+        code, kind, detail = EXIT_UNREACHABLE, "Interrupted", "interrupted; nothing is lost"
+    if created:  # nothing of a failed provisioning stays behind
+        for leftover in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+            leftover.unlink(missing_ok=True)
+    emit({"error": kind, "detail": detail})
+    return code
+
+
+def refused(args: argparse.Namespace, exc: ServerRefused) -> str:
+    """The server's refusal, with what the provisioning command expected."""
+    if args.command == "provision" and exc.code == "bad_provisioning_code":
+        return (
+            f"{args.url} refused --agent {args.agent!r} with that --code: --agent takes the"
+            " agent's name or the id that server-stub add-agent printed, --code the code it"
+            " printed"
+        )
+    return str(exc)
+
+
+def check_db(args: argparse.Namespace) -> None:
+    """Refuse a --db or --cafile that cannot work before anything is created."""
+    db: Path = args.db
+    if args.cafile is not None and not args.cafile.is_file():
+        raise UsageError(f"--cafile {args.cafile}: no such file; pass the server's certificate")
+    if db.is_dir():
+        raise UsageError(f"--db {db} is a directory: name the handset's SQLite file")
+    if not db.exists():
+        if args.command != "provision":
+            raise NotProvisioned(
+                f"--db {db} does not exist: provision a handset first"
+                f" (agent-client --db {db} provision URL --agent NAME --code CODE)"
+            )
+        if not db.parent.is_dir():
+            raise UsageError(f"--db {db}: directory {db.parent} does not exist; create it")
+    else:
+        try:
+            with db.open("rb") as f:
+                head = f.read(len(SQLITE_MAGIC))
+        except OSError as exc:
+            raise UsageError(f"--db {db}: cannot read it ({exc.strerror})") from None
+        if head and (head != SQLITE_MAGIC or not _has_outbox(db)):
+            raise UsageError(
+                f"--db {db} is not a handset database; it was left untouched: pass the"
+                " handset's file, or a new path to provision"
+            )
+    if args.command == "provision":
+        url = urlsplit(args.url)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise UsageError(f"URL {args.url!r} is not http(s)://HOST[:PORT]: pass the server's")
+        try:
+            url.port  # noqa: B018 - raises on an out-of-range port
+        except ValueError as exc:
+            raise UsageError(f"URL {args.url}: {exc}") from None
+
+
+def _has_outbox(db: Path) -> bool:
+    """Whether an SQLite file is a handset's (read-only look: another program's stays as is)."""
+    try:
+        with contextlib.closing(sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)) as c:
+            row = c.execute("SELECT 1 FROM sqlite_master WHERE name = 'outbox'").fetchone()
+    except sqlite3.Error:
+        return False
+    return row is not None
 
 
 def trust(args: argparse.Namespace) -> ssl.SSLContext | bool:
-    return True if args.cafile is None else ssl.create_default_context(cafile=str(args.cafile))
+    if args.cafile is None:
+        return True
+    try:
+        return ssl.create_default_context(cafile=str(args.cafile))
+    except (OSError, ssl.SSLError) as exc:
+        raise UsageError(f"--cafile {args.cafile}: not a PEM certificate ({exc})") from None
 
 
 async def run(args: argparse.Namespace) -> int:

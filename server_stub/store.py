@@ -343,8 +343,14 @@ class Store:
         if len(public_key) != 32:
             raise RequestError(400, "bad_public_key", "an Ed25519 public key is 32 bytes")
         row = self._one("SELECT agent, code FROM agents WHERE name = ?", agent_name)
+        if row is None and agent_name.isascii() and agent_name.isdigit() and len(agent_name) < 19:
+            row = self._one("SELECT agent, code FROM agents WHERE agent = ?", int(agent_name))
         if row is None or not hmac.compare_digest(row[1].encode(), code.encode()):
-            raise RequestError(403, "bad_provisioning_code", "unknown agent or wrong code")
+            raise RequestError(
+                403,
+                "bad_provisioning_code",
+                "unknown agent or wrong code (the agent is named by its name or id)",
+            )
         agent = int(row[0])
         try:
             with self.transaction() as db:

@@ -83,3 +83,27 @@ def test_unreachable_server_leaves_the_queue_and_exits_1(
         conn.execute("UPDATE meta SET value = 'http://127.0.0.1:9' WHERE key = 'server_url'")
     code, [report] = run(capsys, db, "sync")
     assert (code, report["pending"], report["failures"]) == (1, 1, 1)
+
+
+def test_provision_takes_the_agent_id_add_agent_printed(
+    served: tuple[str, Seeded], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url, seeded = served
+    agent_id = seeded.agents["kofi"][0]
+    code, [done] = run(
+        capsys, tmp_path / "h.db", "provision", url, "--agent", str(agent_id), "--code", "code-kofi"
+    )
+    assert code == 0
+    assert done["handset"]
+
+
+@pytest.mark.parametrize("agent", ["ama", "1", "nobody", "99"])
+def test_refused_provisioning_says_what_it_expected_and_leaves_no_file(
+    served: tuple[str, Seeded], tmp_path: Path, capsys: pytest.CaptureFixture[str], agent: str
+) -> None:
+    url, _ = served
+    db = tmp_path / "h.db"
+    code, [error] = run(capsys, db, "provision", url, "--agent", agent, "--code", "wrong")
+    assert (code, error["error"]) == (2, "ServerRefused")
+    assert "name or the id" in str(error["detail"])
+    assert not db.exists()
