@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 from meter_sim.actions import Decision
 from meter_sim.keypad import NEXUS_FULL, NEXUS_SMALL, OPENPAYGO, OPENPAYGO_RESTRICTED, Keypad
 from meter_sim.nexus.full import process_full
+from meter_sim.nexus.policy import NexusPolicy
 from meter_sim.nexus.small import process_small
 from meter_sim.nexus.state import NexusState
 from meter_sim.nv import Kind, Snapshot
@@ -26,7 +27,7 @@ class NexusEngine:
     small: bool
     limit: NexusRateLimit | None
     payg_id: str
-    allow_demo: bool
+    policy: NexusPolicy
     state: NexusState
     bucket: NexusBucket
 
@@ -48,7 +49,9 @@ class NexusEngine:
         if self.limit is not None:
             self.bucket = self.bucket.spend(self.limit, now)
         if self.small:
-            decision = process_small(frame, secret_key=self.secret_key, state=self.state, payg=payg)
+            decision = process_small(
+                frame, secret_key=self.secret_key, state=self.state, payg=payg, policy=self.policy
+            )
         else:
             decision = process_full(
                 frame,
@@ -56,7 +59,7 @@ class NexusEngine:
                 state=self.state,
                 payg=payg,
                 payg_id=self.payg_id,
-                allow_demo=self.allow_demo,
+                policy=self.policy,
             )
         self.state = decision.state
         return decision

@@ -12,6 +12,7 @@ from enum import Enum
 from meter_sim.outcomes import KeyFeedback
 
 ENTRY_TIMEOUT_SECONDS = 16.0
+"""Kconfig NEXUS_KEYCODE_PROTOCOL_ENTRY_TIMEOUT_SECONDS default (range 2..255)."""
 MAX_FRAME_KEYS = 30
 
 
@@ -109,9 +110,11 @@ def expire(entry: Entry, now: float, timeout: float = ENTRY_TIMEOUT_SECONDS) -> 
     return entry
 
 
-def step(pad: Keypad, entry: Entry, key: str, now: float) -> Step:
+def step(
+    pad: Keypad, entry: Entry, key: str, now: float, timeout: float = ENTRY_TIMEOUT_SECONDS
+) -> Step:
     """Advance entry by one key press at device time `now`."""
-    entry = expire(entry, now)
+    entry = expire(entry, now, timeout)
     action, phase = _TRANSITIONS[(entry.phase, _classify(pad, key))]
     if action is _Do.REJECT:
         return Step(entry, KeyFeedback.REJECTED)

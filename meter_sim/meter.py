@@ -6,12 +6,14 @@ in the lab, wall time at a bench). Mutating calls require `now` never to go back
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 from meter_sim.credit import Credit
 from meter_sim.engines import Engine, NexusEngine, OpenPaygoEngine
 from meter_sim.errors import ClockError, ConfigError
-from meter_sim.keypad import Entry, Keypad, expire, step
+from meter_sim.keypad import ENTRY_TIMEOUT_SECONDS, Entry, Keypad, expire, step
+from meter_sim.nexus.policy import NexusPolicy, Quirk
 from meter_sim.nexus.state import NexusState
 from meter_sim.nv import Loaded, NVStatus, NVStore, Snapshot
 from meter_sim.openpaygo.state import TokenState
@@ -55,7 +57,23 @@ def _check_key(secret_key: bytes) -> bytes:
 class Meter:
     """A simulated PAYG meter. Build one with `Meter.nexus(...)` or `Meter.openpaygo(...)`."""
 
-    def __init__(self, engine: Engine, *, storage: Storage | None, now: float) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        storage: Storage | None,
+        now: float,
+        entry_timeout_seconds: float = ENTRY_TIMEOUT_SECONDS,
+    ) -> None:
+        if isinstance(entry_timeout_seconds, bool) or not isinstance(
+            entry_timeout_seconds, int | float
+        ):
+            raise ConfigError(
+                f"entry_timeout_seconds must be a number, got {entry_timeout_seconds!r}"
+            )
+        if not 2 <= entry_timeout_seconds <= 255:
+            raise ConfigError(f"entry_timeout_seconds must be 2..255, got {entry_timeout_seconds}")
+        self.entry_timeout_seconds = float(entry_timeout_seconds)
         self._engine = engine
         self._store = NVStore(storage if storage is not None else MemoryStorage(), engine.kind)
         self._credit = Credit(until=now)
@@ -75,27 +93,47 @@ class Meter:
         *,
         payg_id: str = "",
         rate_limit: NexusRateLimit | None = _REFERENCE_LIMIT,
-        allow_demo: bool = False,
+        strict: bool = False,
+        allow_demo: bool | None = None,
+        allow_nomac_id: bool | None = None,
+        qc_short_lifetime_max: int = 5,
+        qc_long_lifetime_max: int = 5,
+        entry_timeout_seconds: float = ENTRY_TIMEOUT_SECONDS,
+        quirks: Iterable[Quirk | str] = (),
         storage: Storage | None = None,
         now: float = 0.0,
     ) -> Meter:
         """A Nexus meter (`protocol` "full": keys 0-9*#, or "small": keys 1-5).
 
-        `rate_limit=None` turns the keycode rate limit off (for bench work only).
-        With `storage` holding a saved image, the meter boots from it.
+        By default it answers every code as nexus-embedded v2.0.1 does with its default
+        configuration; `strict=True` refuses what the backend never emits (docs/meter.md has
+        the table). `allow_demo`, `allow_nomac_id` (None: on unless strict), the QC lifetimes,
+        the entry timeout and `rate_limit` are the firmware's Kconfig knobs by name; `quirks`
+        reproduces named firmware bugs (`Quirk`). `rate_limit=None` turns the keycode rate
+        limit off (for bench work only). With `storage` holding a saved image, it boots from it.
         """
         if protocol not in ("full", "small"):
             raise ConfigError(f'protocol must be "full" or "small", got {protocol!r}')
+        if isinstance(quirks, str):
+            quirks = (quirks,)
+        policy = NexusPolicy(
+            strict=bool(strict),
+            allow_demo=allow_demo,
+            allow_nomac_id=allow_nomac_id,
+            qc_short_lifetime_max=qc_short_lifetime_max,
+            qc_long_lifetime_max=qc_long_lifetime_max,
+            quirks=frozenset(quirks),  # type: ignore[arg-type]  # validated by NexusPolicy
+        )
         engine = NexusEngine(
             secret_key=_check_key(secret_key),
             small=protocol == "small",
             limit=rate_limit,
             payg_id=str(payg_id),
-            allow_demo=allow_demo,
+            policy=policy,
             state=NexusState(),
             bucket=NexusBucket.first_power_up(rate_limit or _REFERENCE_LIMIT, now),
         )
-        return cls(engine, storage=storage, now=now)
+        return cls(engine, storage=storage, now=now, entry_timeout_seconds=entry_timeout_seconds)
 
     @classmethod
     def openpaygo(
@@ -144,6 +182,11 @@ class Meter:
         return self._engine.keypad
 
     @property
+    def policy(self) -> NexusPolicy | None:
+        """A Nexus meter's firmware policy (strict, demo, QC lifetimes, quirks); else None."""
+        return self._engine.policy if isinstance(self._engine, NexusEngine) else None
+
+    @property
     def restricted(self) -> bool:
         """The product's restricted flag (Nexus custom flag bit 0)."""
         return isinstance(self._engine, NexusEngine) and self._engine.state.restricted
@@ -177,9 +220,15 @@ class Meter:
         keys, problem = self._frame_keys(text)
         if problem is not None:
             return self._result(Outcome.INVALID, problem, now)
+        pad = self._engine.keypad
+        if pad.fixed_length is not None and not self._strict:
+            # The firmware's whole-code entry reads at most 14 symbols after the start key
+            # and evaluates whatever it got, so a short code costs an attempt too.
+            self._entry = Entry()
+            return self._finish(keys[1 : 1 + pad.fixed_length], now)
         entry = Entry()
         for key in keys:
-            done = step(self._engine.keypad, entry, key, now)
+            done = step(pad, entry, key, now, self.entry_timeout_seconds)
             entry = done.entry
             if done.finished is not None:
                 self._entry = Entry()
@@ -192,7 +241,7 @@ class Meter:
         if self._engine.refusal(now) is not None:
             self._entry = Entry()
             return KeyResult(KeyFeedback.REJECTED)
-        done = step(self._engine.keypad, self._entry, key, now)
+        done = step(self._engine.keypad, self._entry, key, now, self.entry_timeout_seconds)
         self._entry = done.entry
         if done.finished is None:
             assert done.feedback is not None
@@ -202,7 +251,7 @@ class Meter:
     def advance(self, now: float) -> None:
         """Move the device clock on without input (credit runs down, entry may time out)."""
         self._tick(now)
-        self._entry = expire(self._entry, now)
+        self._entry = expire(self._entry, now, self.entry_timeout_seconds)
         self._save(now)
 
     def set_restricted(self, flag: bool, now: float) -> None:
@@ -220,6 +269,10 @@ class Meter:
         self._boot(now, first=False)
 
     # -- internals ------------------------------------------------------------------------
+
+    @property
+    def _strict(self) -> bool:
+        return isinstance(self._engine, NexusEngine) and self._engine.policy.strict
 
     def _tick(self, now: float) -> None:
         if not isinstance(now, int | float) or now != now:
@@ -274,6 +327,8 @@ class Meter:
         body = keys[1:]
         if pad.end is None:
             assert pad.fixed_length is not None
+            if not self._strict:
+                return keys, None
             if len(body) != pad.fixed_length or pad.start in body:
                 return (
                     "",

@@ -2,22 +2,25 @@
 
 A frame is the digits between `*` and `#`. Fourteen digits are an obscured activation message
 `T II BBBBB MMMMMM`; other lengths are factory or passthrough messages keyed by their first
-digit. The validator accepts what the backend (nexus-keycode) emits and refuses the rest,
-including device leniencies the backend never relies on (reserved digits, short activation
-forms, demo and no-MAC codes unless the product enables them, passthrough).
+digit. By default it does what nexus-embedded v2.0.1 does (reserved digits ignored, 7-digit
+short activation forms, demo and no-MAC codes accepted, a WIPE with an unknown target still
+masking its ids); under `STRICT` it accepts only what the backend (nexus-keycode) emits.
+Passthrough codes are refused either way: they belong to the product, not to Nexus.
 """
 
 from __future__ import annotations
 
 import struct
 from collections.abc import Callable
+from dataclasses import replace
 from enum import IntEnum
 
 from meter_sim.actions import AddCredit, Decision, SetCredit, Unlock
 from meter_sim.nexus import rules
 from meter_sim.nexus.mac import KEY_00, check_secret_key, full_mac, prng
+from meter_sim.nexus.policy import FIRMWARE, NexusPolicy
 from meter_sim.nexus.rules import Verdict, WipeTarget, applied, duplicate, invalid
-from meter_sim.nexus.state import NexusState, infer_id, mask_below
+from meter_sim.nexus.state import NexusState, infer_id
 from meter_sim.outcomes import Outcome, PaygState
 
 MAX_FRAME_KEYS = 30
@@ -48,11 +51,21 @@ def process_full(
     state: NexusState,
     payg: PaygState,
     payg_id: str = "",
-    allow_demo: bool = False,
-    allow_nomac_id: bool = False,
+    policy: NexusPolicy = FIRMWARE,
+    allow_demo: bool | None = None,
+    allow_nomac_id: bool | None = None,
 ) -> Verdict:
-    """Decide one full-protocol frame. Never raises on input; a bad key is a `ConfigError`."""
+    """Decide one full-protocol frame. Never raises on input; a bad key is a `ConfigError`.
+
+    `allow_demo` and `allow_nomac_id` override the policy's own setting when given.
+    """
     check_secret_key(secret_key)
+    if allow_demo is not None or allow_nomac_id is not None:
+        policy = replace(
+            policy,
+            allow_demo=policy.allow_demo if allow_demo is None else allow_demo,
+            allow_nomac_id=policy.allow_nomac_id if allow_nomac_id is None else allow_nomac_id,
+        )
     if not frame:
         return invalid(state, "empty frame")
     if len(frame) > MAX_FRAME_KEYS:
@@ -60,8 +73,8 @@ def process_full(
     if not _DIGITS.issuperset(frame):
         return invalid(state, "frame holds a key that is not a digit")
     if len(frame) == ACTIVATION_DIGITS:
-        return _activation(frame, bytes(secret_key), state, payg, allow_demo)
-    return _factory(frame, state, payg, payg_id, allow_nomac_id)
+        return _activation(frame, bytes(secret_key), state, payg, policy)
+    return _factory(frame, bytes(secret_key), state, payg, payg_id, policy)
 
 
 def deobscure(frame: str) -> str:
@@ -73,7 +86,7 @@ def deobscure(frame: str) -> str:
 
 
 def _activation(
-    frame: str, key: bytes, state: NexusState, payg: PaygState, allow_demo: bool
+    frame: str, key: bytes, state: NexusState, payg: PaygState, policy: NexusPolicy
 ) -> Verdict:
     clear = deobscure(frame)
     type_digit, cid, body, mac = int(clear[0]), int(clear[1:3]), int(clear[3:8]), int(clear[8:])
@@ -84,49 +97,66 @@ def _activation(
     kind = FullType(type_digit)
     value = body
     if kind is FullType.WIPE_STATE:
-        if body // 10 != 0:
+        # The MAC covers only the target digit; the firmware discards the 4 reserved ones.
+        if policy.strict and body // 10 != 0:
             return invalid(state, "reserved digits non-zero")
-        if body % 10 > max(WipeTarget):
+        if policy.strict and body % 10 > max(WipeTarget):
             return invalid(state, f"wipe target {body % 10} does not exist")
         value = body % 10
-    if kind is FullType.DEMO and not allow_demo:
+    if kind is FullType.DEMO and not policy.demo:
         return invalid(state, "demo codes not accepted")
 
     def mac_ok(id_: int) -> bool:
         return full_mac(key, id_, kind, value) == mac
 
-    id_ = infer_id(state, cid)
-    refused = rules.gate(state, id_, mac_ok)
+    return _checked(kind, infer_id(state, cid), value, mac_ok, state, payg, policy)
+
+
+def _checked(
+    kind: FullType,
+    id_: int,
+    value: int,
+    mac_ok: Callable[[int], bool],
+    state: NexusState,
+    payg: PaygState,
+    policy: NexusPolicy,
+) -> Verdict:
+    refused = rules.gate(state, id_, mac_ok, policy)
     if refused is not None:
         return refused
-    return _APPLY[kind](state, payg, id_, value)
+    return _APPLY[kind](state, payg, id_, value, policy)
 
 
-def _add(state: NexusState, payg: PaygState, id_: int, hours: int) -> Verdict:
-    return rules.add_credit(state, payg, id_, AddCredit(hours * 3600), f"add {hours} h")
+def _add(state: NexusState, payg: PaygState, id_: int, hours: int, policy: NexusPolicy) -> Verdict:
+    action = AddCredit(hours * 3600)
+    return rules.add_credit(state, payg, id_, action, f"add {hours} h", policy)
 
 
-def _set(state: NexusState, payg: PaygState, id_: int, hours: int) -> Verdict:
-    if hours == UNLOCK_HOURS:
-        return rules.set_credit(state, id_, Unlock(), "unlock", clear_restricted=False)
-    return rules.set_credit(
-        state, id_, SetCredit(hours * 3600), f"set {hours} h", clear_restricted=False
-    )
+def _set(state: NexusState, payg: PaygState, id_: int, hours: int, policy: NexusPolicy) -> Verdict:
+    action = Unlock() if hours == UNLOCK_HOURS else SetCredit(hours * 3600)
+    what = "unlock" if hours == UNLOCK_HOURS else f"set {hours} h"
+    return rules.set_credit(state, id_, action, what, clear_restricted=False, policy=policy)
 
 
-def _wipe(state: NexusState, payg: PaygState, id_: int, target: int) -> Verdict:
-    # The window is masked up to the wipe's own id before the target acts.
-    return rules.wipe(mask_below(state, id_ + 1), WipeTarget(target), f"id {id_}")
+def _wipe(
+    state: NexusState, payg: PaygState, id_: int, target: int, policy: NexusPolicy
+) -> Verdict:
+    # The window is masked up to the wipe's own id before the target acts, so a genuine
+    # code with an unknown target still voids those ids although the device answers INVALID.
+    masked = rules.mask_through(state, id_, policy)
+    if target > max(WipeTarget):
+        return invalid(masked, f"wipe target {target} does not exist (ids up to {id_} masked)")
+    return rules.wipe(masked, WipeTarget(target), f"id {id_}")
 
 
-def _demo(state: NexusState, payg: PaygState, id_: int, minutes: int) -> Verdict:
+def _demo(state: NexusState, payg: PaygState, id_: int, minutes: int, _: NexusPolicy) -> Verdict:
     # Demo codes are reusable: the id is checked but never marked.
     if payg is PaygState.UNLOCKED:
         return applied(state, None, f"demo {minutes} min: no effect on an unlocked unit")
     return applied(state, AddCredit(minutes * 60), f"demo {minutes} min, id {id_}")
 
 
-_APPLY: dict[FullType, Callable[[NexusState, PaygState, int, int], Verdict]] = {
+_APPLY: dict[FullType, Callable[[NexusState, PaygState, int, int, NexusPolicy], Verdict]] = {
     FullType.ADD_CREDIT: _add,
     FullType.SET_CREDIT: _set,
     FullType.WIPE_STATE: _wipe,
@@ -135,13 +165,15 @@ _APPLY: dict[FullType, Callable[[NexusState, PaygState, int, int], Verdict]] = {
 
 
 def _factory(
-    frame: str, state: NexusState, payg: PaygState, payg_id: str, allow_nomac_id: bool
+    frame: str, key: bytes, state: NexusState, payg: PaygState, payg_id: str, policy: NexusPolicy
 ) -> Verdict:
     kind = int(frame[0])
     if kind <= FullType.DEMO:
-        if len(frame) == 7:
+        if len(frame) != 7:
+            return invalid(state, f"activation frame of {len(frame)} digits, expected 14")
+        if policy.strict:
             return invalid(state, "short activation form is never emitted by the backend")
-        return invalid(state, f"activation frame of {len(frame)} digits, expected 14")
+        return _short_activation(FullType(kind), int(frame[1:]), key, state, payg, policy)
     if kind in (FullType.ALLOW_TEST, FullType.DISPLAY_PAYG_ID):
         if len(frame) != 7:
             return invalid(state, f"factory frame of {len(frame)} digits, expected 7")
@@ -151,24 +183,43 @@ def _factory(
             return rules.short_test(state, payg)
         return Decision(Outcome.DISPLAY_ID, state, None, "display payg id")
     if kind == FullType.QC_TEST:
-        return _qc(frame, state, payg)
+        return _qc(frame, state, payg, policy)
     if kind == FullType.NOMAC_PAYG_ID:
-        return _confirm_payg_id(frame, state, payg_id, allow_nomac_id)
+        return _confirm_payg_id(frame, state, payg_id, policy.nomac_id)
     if kind == FullType.PASSTHROUGH:
         return invalid(state, "passthrough not supported")
     return invalid(state, f"factory type {kind} does not exist")
 
 
-def _qc(frame: str, state: NexusState, payg: PaygState) -> Verdict:
+def _short_activation(
+    kind: FullType, mac: int, key: bytes, state: NexusState, payg: PaygState, policy: NexusPolicy
+) -> Verdict:
+    """`T MMMMMM`: the firmware reads it as type T with id 0 and an all-zero body.
+
+    So it is ADD 0 h, SET 0 h (credit to 0), WIPE target 0 or DEMO 0 min, MAC'd with the
+    device key at id 0 and subject to id 0's flag, as a 14-digit code would be.
+    """
+    if kind is FullType.DEMO and not policy.demo:
+        return invalid(state, "demo codes not accepted")
+
+    def mac_ok(id_: int) -> bool:
+        return full_mac(key, id_, kind, 0) == mac
+
+    if not mac_ok(0):
+        return invalid(state, "mac mismatch")
+    return _checked(kind, 0, 0, mac_ok, state, payg, policy)
+
+
+def _qc(frame: str, state: NexusState, payg: PaygState, policy: NexusPolicy) -> Verdict:
     # `5 RRR mm MMMMMM`; the 1.5.1 encoder's 7-digit `5 MMMMMM` form fails here, as on the device.
     if len(frame) != 12:
         return invalid(state, f"QC frame of {len(frame)} digits, expected 12")
-    if frame[1:4] != "000":
+    if policy.strict and frame[1:4] != "000":
         return invalid(state, "reserved digits non-zero")
     minutes = int(frame[4:6])
     if full_mac(KEY_00, 0, FullType.QC_TEST, minutes) != int(frame[6:]):
         return invalid(state, "mac mismatch")
-    return rules.qc_test(state, payg, minutes * 60)
+    return rules.qc_test(state, payg, minutes * 60, policy)
 
 
 def _confirm_payg_id(frame: str, state: NexusState, payg_id: str, allowed: bool) -> Verdict:

@@ -12,7 +12,16 @@ from enum import IntEnum
 from typing import NamedTuple
 
 from meter_sim.actions import Action, AddCredit, Decision, SetCredit
-from meter_sim.nexus.state import MAX_MESSAGE_ID, NexusState, is_set, mask_below, set_flag, wipe_ids
+from meter_sim.nexus.policy import FIRMWARE, NexusPolicy, Quirk
+from meter_sim.nexus.state import (
+    MAX_MESSAGE_ID,
+    WINDOW_BELOW_PD,
+    NexusState,
+    is_set,
+    mask_below,
+    set_flag,
+    wipe_ids,
+)
 from meter_sim.outcomes import Outcome, PaygState
 
 Verdict = Decision[NexusState]
@@ -23,8 +32,6 @@ QC_LONG_SECONDS = 3600
 """The one QC length that may stack on an ENABLED unit (small OQC is always this)."""
 QC_SHORT_MAX_SECONDS = 600
 """QC codes up to 10 minutes count against the short lifetime limit."""
-QC_LIFETIME_MAX = 5
-"""Default NEXUS_KEYCODE_PRO_FACTORY_QC_{SHORT,LONG}_LIFETIME_MAX."""
 
 
 def invalid(state: NexusState, reason: str) -> Verdict:
@@ -51,30 +58,64 @@ def mismatch_reason(id_: int, mac_ok: Callable[[int], bool]) -> str:
     return "mac mismatch"
 
 
-def gate(state: NexusState, id_: int, mac_ok: Callable[[int], bool]) -> Verdict | None:
+def flag_id(id_: int, policy: NexusPolicy) -> int:
+    """The id the window functions see: the firmware's `uint16_t` under the truncation quirk."""
+    return id_ & MAX_MESSAGE_ID if policy.has(Quirk.ID16_TRUNCATION) else id_
+
+
+def gate(
+    state: NexusState, id_: int, mac_ok: Callable[[int], bool], policy: NexusPolicy = FIRMWARE
+) -> Verdict | None:
     """The check every id-carrying activation passes first: range, MAC, then not yet used."""
-    if id_ > MAX_MESSAGE_ID:
+    if id_ > MAX_MESSAGE_ID and not policy.has(Quirk.ID16_TRUNCATION):
         return invalid(state, f"id {id_} beyond the device's 16-bit id range")
     if not mac_ok(id_):
         return invalid(state, mismatch_reason(id_, mac_ok))
-    if is_set(state, id_):
+    if is_set(state, flag_id(id_, policy)):
         return duplicate(state, f"id already used (id {id_})")
     return None
 
 
-def add_credit(state: NexusState, payg: PaygState, id_: int, action: Action, what: str) -> Verdict:
+def mark(state: NexusState, id_: int) -> NexusState:
+    """Set one id's flag; the firmware marks pd's own bit for an id below the window."""
+    if id_ < state.pd - WINDOW_BELOW_PD:
+        return set_flag(state, state.pd)
+    return set_flag(state, id_)
+
+
+def mask_through(state: NexusState, id_: int, policy: NexusPolicy = FIRMWARE) -> NexusState:
+    """mask_below(id + 1) as the firmware computes it (a 16-bit bound under the quirk)."""
+    if policy.has(Quirk.ID16_TRUNCATION):
+        return mask_below(state, (flag_id(id_, policy) + 1) & MAX_MESSAGE_ID)
+    return mask_below(state, id_ + 1)
+
+
+def add_credit(
+    state: NexusState,
+    payg: PaygState,
+    id_: int,
+    action: Action,
+    what: str,
+    policy: NexusPolicy = FIRMWARE,
+) -> Verdict:
     """ADD consumes its id; on an unlocked unit it changes nothing else and answers DUPLICATE."""
-    consumed = set_flag(state, id_)
+    consumed = mark(state, flag_id(id_, policy))
     if payg is PaygState.UNLOCKED:
         return duplicate(consumed, f"unit unlocked: id {id_} consumed without credit")
     return applied(consumed, action, f"{what}, id {id_}")
 
 
 def set_credit(
-    state: NexusState, id_: int, action: Action | None, what: str, *, clear_restricted: bool
+    state: NexusState,
+    id_: int,
+    action: Action | None,
+    what: str,
+    *,
+    clear_restricted: bool,
+    policy: NexusPolicy = FIRMWARE,
 ) -> Verdict:
     """SET voids every unused id up to its own, then applies even to an unlocked unit."""
-    masked = mask_below(state, id_ + 1)
+    masked = mask_through(state, id_, policy)
     if clear_restricted:
         masked = replace(masked, restricted=False)
     return applied(masked, action, f"{what}, id {id_}")
@@ -119,25 +160,26 @@ def short_test(state: NexusState, payg: PaygState) -> Verdict:
     return duplicate(state, f"short test refused: unit {payg.value}")
 
 
-def qc_test(state: NexusState, payg: PaygState, seconds: int) -> Verdict:
+def qc_test(
+    state: NexusState, payg: PaygState, seconds: int, policy: NexusPolicy = FIRMWARE
+) -> Verdict:
     """A factory QC code: lifetime-limited, never on an unlocked unit, only 60 min stacks."""
     if payg is PaygState.UNLOCKED:
         return duplicate(state, "QC refused: unit unlocked")
     if seconds != QC_LONG_SECONDS and payg is not PaygState.DISABLED:
         return duplicate(state, "QC refused: only the 60-minute code applies to an enabled unit")
     if seconds <= QC_SHORT_MAX_SECONDS:
-        if state.qc_short >= QC_LIFETIME_MAX:
+        if state.qc_short >= policy.qc_short_lifetime_max:
             return duplicate(state, "QC refused: short QC lifetime limit reached")
         counted = replace(state, qc_short=state.qc_short + 1)
     else:
-        if state.qc_long >= QC_LIFETIME_MAX:
+        if state.qc_long >= policy.qc_long_lifetime_max:
             return duplicate(state, "QC refused: long QC lifetime limit reached")
         counted = replace(state, qc_long=state.qc_long + 1)
     return applied(counted, AddCredit(seconds), f"QC test {seconds // 60} min")
 
 
 __all__ = [
-    "QC_LIFETIME_MAX",
     "QC_LONG_SECONDS",
     "SHORT_TEST_SECONDS",
     "WIPE_EFFECTS",
@@ -146,8 +188,11 @@ __all__ = [
     "add_credit",
     "applied",
     "duplicate",
+    "flag_id",
     "gate",
     "invalid",
+    "mark",
+    "mask_through",
     "qc_test",
     "set_credit",
     "short_test",

@@ -4,6 +4,10 @@ After the start key `1`, fourteen symbols from `2345` carry 28 bits, `cid:6 type
 MAC:12`, the first 16 obscured with a PRNG seeded by the MAC. Type 1 (passthrough) carries the
 "extended small" SET-and-clear-restricted message, whose 2-bit id is found by trying the (at
 most 16) unused window ids with those low bits.
+
+By default the device's leniencies hold (nexus-embedded v2.0.1): maintenance and test codes
+carry their id field into the MAC rather than requiring 0, and reserved SET increments set
+credit to 0. Under `STRICT` those forms, which the backend never emits, are refused.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from meter_sim.nexus.increments import (
     days_for,
 )
 from meter_sim.nexus.mac import KEY_FF, check_secret_key, extended_mac, prng, small_mac
+from meter_sim.nexus.policy import FIRMWARE, NexusPolicy
 from meter_sim.nexus.rules import Verdict, WipeTarget, applied, invalid
 from meter_sim.nexus.state import (
     MAX_MESSAGE_ID,
@@ -58,7 +63,12 @@ TEST_SHORT, TEST_OQC = 0, 1
 
 
 def process_small(
-    symbols: str, *, secret_key: bytes, state: NexusState, payg: PaygState
+    symbols: str,
+    *,
+    secret_key: bytes,
+    state: NexusState,
+    payg: PaygState,
+    policy: NexusPolicy = FIRMWARE,
 ) -> Verdict:
     """Decide the 14 symbols after the start key. Never raises on input."""
     check_secret_key(secret_key)
@@ -69,12 +79,12 @@ def process_small(
     cid, kind, body, mac = decode(symbols)
     key = bytes(secret_key)
     if kind is SmallType.ADD_CREDIT:
-        return _add(key, state, payg, cid, body, mac)
+        return _add(key, state, payg, cid, body, mac, policy)
     if kind is SmallType.SET_CREDIT:
-        return _set(key, state, cid, body, mac)
+        return _set(key, state, cid, body, mac, policy)
     if kind is SmallType.MAINTENANCE_OR_TEST:
-        return _maintenance_or_test(key, state, payg, cid, body, mac)
-    return _extended(key, state, cid, body, mac)
+        return _maintenance_or_test(key, state, payg, cid, body, mac, policy)
+    return _extended(key, state, cid, body, mac, policy)
 
 
 def decode(symbols: str) -> tuple[int, SmallType, int, int]:
@@ -92,17 +102,26 @@ def _mac_check(key: bytes, kind: SmallType, body: int, mac: int) -> Callable[[in
     return lambda id_: small_mac(key, id_, kind, body) == mac
 
 
-def _add(key: bytes, state: NexusState, payg: PaygState, cid: int, body: int, mac: int) -> Verdict:
+def _add(
+    key: bytes,
+    state: NexusState,
+    payg: PaygState,
+    cid: int,
+    body: int,
+    mac: int,
+    policy: NexusPolicy,
+) -> Verdict:
     id_ = infer_id(state, cid)
-    refused = rules.gate(state, id_, _mac_check(key, SmallType.ADD_CREDIT, body, mac))
+    refused = rules.gate(state, id_, _mac_check(key, SmallType.ADD_CREDIT, body, mac), policy)
     if refused is not None:
         return refused
     if body == UNLOCK:
         # Increment 255 of the ADD type unlocks, with ADD's id rules (UnlockSmallMessage).
-        return rules.add_credit(state, payg, id_, Unlock(), "unlock")
+        return rules.add_credit(state, payg, id_, Unlock(), "unlock", policy)
     days = days_for(ADD_DAYS, body)
     assert days is not None  # every ADD increment below 255 has a row
-    return rules.add_credit(state, payg, id_, AddCredit(days * SECONDS_PER_DAY), f"add {days} d")
+    action = AddCredit(days * SECONDS_PER_DAY)
+    return rules.add_credit(state, payg, id_, action, f"add {days} d", policy)
 
 
 def _set_action(increment: int) -> tuple[Action | None, str]:
@@ -114,26 +133,38 @@ def _set_action(increment: int) -> tuple[Action | None, str]:
     if increment == SET_CLEAR_RESTRICTED:
         return None, "clear restricted flag"
     days = days_for(SET_DAYS, increment)
-    assert days is not None  # callers refuse the reserved increments first
+    if days is None:
+        # A reserved increment: the firmware's day table answers 0, so credit goes to 0.
+        return SetCredit(0), f"reserved increment {increment}: set 0 d"
     return SetCredit(days * SECONDS_PER_DAY), f"set {days} d"
 
 
-def _set(key: bytes, state: NexusState, cid: int, body: int, mac: int) -> Verdict:
-    if body in SET_RESERVED:
+def _set(
+    key: bytes, state: NexusState, cid: int, body: int, mac: int, policy: NexusPolicy
+) -> Verdict:
+    if policy.strict and body in SET_RESERVED:
         return invalid(state, f"reserved SET increment {body}")
     id_ = infer_id(state, cid)
-    refused = rules.gate(state, id_, _mac_check(key, SmallType.SET_CREDIT, body, mac))
+    refused = rules.gate(state, id_, _mac_check(key, SmallType.SET_CREDIT, body, mac), policy)
     if refused is not None:
         return refused
     action, what = _set_action(body)
-    return rules.set_credit(state, id_, action, what, clear_restricted=body == SET_CLEAR_RESTRICTED)
+    clear = body == SET_CLEAR_RESTRICTED
+    return rules.set_credit(state, id_, action, what, clear_restricted=clear, policy=policy)
 
 
 def _maintenance_or_test(
-    key: bytes, state: NexusState, payg: PaygState, cid: int, body: int, mac: int
+    key: bytes,
+    state: NexusState,
+    payg: PaygState,
+    cid: int,
+    body: int,
+    mac: int,
+    policy: NexusPolicy,
 ) -> Verdict:
-    # These codes carry no id: the same code is valid for the device's whole life.
-    if cid != 0:
+    # These codes are not replay-protected: the same code is valid for the device's whole
+    # life. The id field is not inferred; it enters the MAC as sent (the backend sends 0).
+    if policy.strict and cid != 0:
         return invalid(state, f"maintenance/test code with id {cid}, the backend sends 0")
     function = body & ~MAINTENANCE_BIT
     maintenance = body & MAINTENANCE_BIT != 0
@@ -142,23 +173,26 @@ def _maintenance_or_test(
     if not maintenance and function > TEST_OQC:
         return invalid(state, f"test function {function} does not exist")
     mac_key = key if maintenance else KEY_FF
-    if small_mac(mac_key, 0, SmallType.MAINTENANCE_OR_TEST, body) != mac:
+    if small_mac(mac_key, cid, SmallType.MAINTENANCE_OR_TEST, body) != mac:
         return invalid(state, "mac mismatch")
     if maintenance:
         return rules.wipe(state, WipeTarget(function), "maintenance")
     if function == TEST_SHORT:
         return rules.short_test(state, payg)
-    return rules.qc_test(state, payg, rules.QC_LONG_SECONDS)
+    return rules.qc_test(state, payg, rules.QC_LONG_SECONDS, policy)
 
 
-def _extended(key: bytes, state: NexusState, cid: int, body: int, mac: int) -> Verdict:
+def _extended(
+    key: bytes, state: NexusState, cid: int, body: int, mac: int, policy: NexusPolicy
+) -> Verdict:
     # 26 passthrough bits = cid:6 + body:8 + mac:12 = app:1 ext_type:3 trunc_id:2 inc:8 mac:12.
     app, ext_type, trunc_id, increment = cid >> 5, cid >> 2 & 7, cid & 3, body
     if app != 1:
         return invalid(state, "passthrough application not supported")
     if ext_type != EXTENDED_SET_CREDIT_CLEAR_RESTRICTED:
         return invalid(state, f"extended type {ext_type} does not exist")
-    if increment in SET_RESERVED or increment == SET_CLEAR_RESTRICTED:
+    reserved = increment in SET_RESERVED or increment == SET_CLEAR_RESTRICTED
+    if policy.strict and reserved:
         return invalid(state, f"reserved SET increment {increment}")
     low, high = window_bounds(state)
     first = low + (trunc_id - low) % 4
@@ -167,6 +201,9 @@ def _extended(key: bytes, state: NexusState, cid: int, body: int, mac: int) -> V
             continue
         if extended_mac(key, id_, ext_type, increment, trunc_id) == mac:
             action, what = _set_action(increment)
+            if increment == SET_CLEAR_RESTRICTED:
+                # The extended path has no special case for 253: the day table answers 0.
+                action, what = SetCredit(0), f"reserved increment {increment}: set 0 d"
             masked = replace(mask_below(state, id_ + 1), restricted=False)
             return applied(masked, action, f"extended {what} and clear restricted flag, id {id_}")
     # A replay lands here too: its id is used, so the device answers INVALID, not DUPLICATE.

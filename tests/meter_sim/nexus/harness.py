@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from meter_sim.actions import Action, AddCredit, Decision, SetCredit, Unlock
 from meter_sim.nexus import NexusState, process_full, process_small
 from meter_sim.nexus.mac import prng
+from meter_sim.nexus.policy import FIRMWARE, NexusPolicy
 from meter_sim.outcomes import PaygState
 
 KEY_00 = bytes(16)
@@ -32,6 +33,7 @@ class Unit:
     credit: int = 0
     unlocked: bool = False
     payg_override: PaygState | None = None
+    policy: NexusPolicy = FIRMWARE
 
     @property
     def payg(self) -> PaygState:
@@ -53,8 +55,8 @@ class Unit:
         self,
         keycode: str,
         *,
-        allow_demo: bool = False,
-        allow_nomac_id: bool = False,
+        allow_demo: bool | None = None,
+        allow_nomac_id: bool | None = None,
         payg_id: str = "",
     ) -> Decision[NexusState]:
         frame = keycode.replace(" ", "").removeprefix("*").removesuffix("#")
@@ -64,6 +66,7 @@ class Unit:
             state=self.nexus,
             payg=self.payg,
             payg_id=payg_id,
+            policy=self.policy,
             allow_demo=allow_demo,
             allow_nomac_id=allow_nomac_id,
         )
@@ -73,7 +76,9 @@ class Unit:
         symbols = keycode.replace(" ", "")
         if len(symbols) == 15 and symbols[0] == "1":
             symbols = symbols[1:]
-        decision = process_small(symbols, secret_key=self.key, state=self.nexus, payg=self.payg)
+        decision = process_small(
+            symbols, secret_key=self.key, state=self.nexus, payg=self.payg, policy=self.policy
+        )
         return self._take(decision)
 
     def _take(self, decision: Decision[NexusState]) -> Decision[NexusState]:

@@ -14,6 +14,7 @@ from meter_sim.actions import AddCredit, SetCredit, Unlock
 from meter_sim.nexus import NexusState, is_set, set_flag, used_ids
 from meter_sim.nexus.full import deobscure, process_full
 from meter_sim.nexus.mac import full_mac
+from meter_sim.nexus.policy import STRICT
 from meter_sim.outcomes import Outcome, PaygState
 
 from .harness import DAY, KEY_00, KEY_FF, KEY_MIXED, KEY_SAMPLE, Unit, full_frame
@@ -258,9 +259,9 @@ def test_qc_refused_on_unlocked_unit() -> None:
     assert decision.state == NexusState()
 
 
-def test_qc_reserved_digits_must_be_zero() -> None:
+def test_strict_qc_reserved_digits_must_be_zero() -> None:
     mac = full_mac(KEY_00, 0, 5, 60)
-    decision = Unit(KEY_00).full(f"510060{mac:06d}")
+    decision = Unit(KEY_00, policy=STRICT).full(f"510060{mac:06d}")
     assert (decision.outcome, decision.reason) == (I, "reserved digits non-zero")
 
 
@@ -290,7 +291,9 @@ def test_display_payg_id() -> None:
 def test_nomac_payg_id_confirmation(frame: str, payg_id: str, outcome: Outcome) -> None:
     unit = Unit(KEY_FF)
     assert unit.full(frame, allow_nomac_id=True, payg_id=payg_id).outcome is outcome
-    assert unit.full(frame, payg_id=payg_id).outcome is I  # off unless the product enables it
+    assert Unit(KEY_FF).full(frame, payg_id=payg_id).outcome is outcome  # firmware: on
+    strict = Unit(KEY_FF, policy=STRICT)
+    assert strict.full(frame, payg_id=payg_id).outcome is I  # strict: off unless enabled
 
 
 @pytest.mark.parametrize(
@@ -304,9 +307,17 @@ def test_passthrough_reason() -> None:
     assert Unit(KEY_FF).full("810").reason == "passthrough not supported"
 
 
-def test_demo_codes_only_when_enabled_and_reusable() -> None:
+def test_demo_codes_accepted_by_default_and_reusable() -> None:
+    # nexus-embedded accepts demo codes unless the product configures them out.
     unit = Unit(KEY_FF, payg_override=PaygState.DISABLED)
-    assert unit.full("56022601917455").outcome is I  # not enabled by default
+    assert unit.full("56022601917455").action == AddCredit(600)
+    assert unit.full("56022601917455", allow_demo=False).outcome is I
+    assert Unit(KEY_FF, policy=STRICT).full("56022601917455").outcome is I
+
+
+def test_demo_codes_only_when_enabled_and_reusable() -> None:
+    unit = Unit(KEY_FF, payg_override=PaygState.DISABLED, policy=STRICT)
+    assert unit.full("56022601917455").outcome is I  # strict: not enabled by default
     assert unit.full("56022601917455", allow_demo=True).action == AddCredit(600)
     unit.payg_override = PaygState.ENABLED
     decision = unit.full("06944198907301", allow_demo=True)  # same id 15: demo ids stay unused
@@ -380,15 +391,15 @@ def test_set_relocks_an_unlocked_unit() -> None:
 
 
 @pytest.mark.parametrize("frame", ["0123456", "1234567", "2000000", "3999999"])
-def test_seven_digit_activation_forms_rejected(frame: str) -> None:
-    decision = Unit(KEY_00).full(frame)
+def test_strict_seven_digit_activation_forms_rejected(frame: str) -> None:
+    decision = Unit(KEY_00, policy=STRICT).full(frame)
     assert decision.outcome is I
     assert "short activation form" in decision.reason
 
 
-def test_seven_digit_form_rejected_even_with_valid_mac() -> None:
+def test_strict_seven_digit_form_rejected_even_with_valid_mac() -> None:
     mac = full_mac(KEY_00, 0, 0, 0)
     decision = process_full(
-        f"0{mac:06d}", secret_key=KEY_00, state=NexusState(), payg=PaygState.ENABLED
+        f"0{mac:06d}", secret_key=KEY_00, state=NexusState(), payg=PaygState.ENABLED, policy=STRICT
     )
     assert decision.outcome is I

@@ -23,6 +23,7 @@ from meter_sim.actions import AddCredit, SetCredit, Unlock
 from meter_sim.nexus import NexusState, infer_id, is_set, set_flag, used_ids
 from meter_sim.nexus.increments import ADD_DAYS, SET_DAYS, days_for
 from meter_sim.nexus.mac import small_mac
+from meter_sim.nexus.policy import STRICT
 from meter_sim.nexus.small import SmallType, decode
 from meter_sim.outcomes import Outcome, PaygState
 
@@ -396,16 +397,31 @@ def test_table_edges() -> None:
 
 
 @pytest.mark.parametrize("increment", range(240, 253))
-def test_reserved_set_increments_rejected(increment: int) -> None:
+def test_strict_reserved_set_increments_rejected(increment: int) -> None:
     frame = small_frame(1, 2, increment, small_mac(KEY_00, 1, 2, increment))
-    decision = Unit(KEY_00).small(frame)
+    decision = Unit(KEY_00, policy=STRICT).small(frame)
     assert (decision.outcome, decision.state) == (I, NexusState())
     assert "reserved" in decision.reason
 
 
-def test_maintenance_with_nonzero_id_rejected() -> None:
+def test_strict_maintenance_with_nonzero_id_rejected() -> None:
     frame = small_frame(5, 3, 0x80, small_mac(KEY_00, 5, 3, 0x80))
-    assert Unit(KEY_00).small(frame).outcome is I
+    assert Unit(KEY_00, policy=STRICT).small(frame).outcome is I
+
+
+@pytest.mark.parametrize("increment", range(240, 253))
+def test_firmware_reserved_set_increments_set_credit_zero(increment: int) -> None:
+    frame = small_frame(1, 2, increment, small_mac(KEY_00, 1, 2, increment))
+    unit = Unit(KEY_00, credit=5 * DAY)
+    decision = unit.small(frame)
+    assert (decision.outcome, decision.action, unit.credit) == (A, SetCredit(0), 0)
+    assert is_set(unit.nexus, 1)
+
+
+def test_firmware_maintenance_with_nonzero_id_keeps_the_id_in_its_mac() -> None:
+    unit = Unit(KEY_00)
+    assert unit.small(small_frame(5, 3, 0x80, small_mac(KEY_00, 5, 3, 0x80))).outcome is A
+    assert unit.small(small_frame(5, 3, 0x80, small_mac(KEY_00, 0, 3, 0x80))).outcome is I
 
 
 # test_smallpad_apply_message_end_to_end__set_credit_wipe_restricted__interacts_correctly...
