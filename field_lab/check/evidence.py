@@ -33,6 +33,7 @@ MAX_PAGES = 10_000
 @dataclass(frozen=True, slots=True)
 class AppliedOp:
     key: str
+    handset: int
     kind: str
     outcome: str
     """`applied`, or the reason the platform refused it."""
@@ -80,7 +81,10 @@ def _get(item: Mapping[str, Any], name: str, kind: type | tuple[type, ...], wher
 def parse_operation(item: Mapping[str, Any], where: str) -> AppliedOp:
     handset, seq = _get(item, "handset", int, where), _get(item, "seq", int, where)
     return AppliedOp(
-        op_key(handset, seq), _get(item, "kind", str, where), _get(item, "outcome", str, where)
+        op_key(handset, seq),
+        handset,
+        _get(item, "kind", str, where),
+        _get(item, "outcome", str, where),
     )
 
 

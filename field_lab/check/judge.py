@@ -131,12 +131,14 @@ def judge(
     credit_tolerance_s: float = 1.0,
 ) -> Verdict:
     """Judge one run. `claims` maps every attempted key that buys credit to what it buys;
-    `meters` maps devices to the credit seconds their meters granted."""
+    `meters` maps devices to the credit seconds their meters granted. A platform that serves
+    others too is judged on this run's part of its audit only (see `in_scope`)."""
     ops = payments = None
     strays: list[str] | None = None
     twice: list[str] | None = None
     undelivered: list[str] | None = None
     if platform is not None:
+        platform = in_scope(platform, history, handsets, meters, claims)
         ops, payments = _applied(history, platform)
         strays, twice = _keycodes(history, platform)
         if handsets is not None:
@@ -156,6 +158,34 @@ def judge(
         keycodes_twice=None if twice is None else tuple(twice),
         undelivered=None if undelivered is None else tuple(undelivered),
         pending=pending,
+    )
+
+
+def in_scope(
+    platform: PlatformEvidence,
+    history: History,
+    handsets: Sequence[HandsetEvidence] | None,
+    meters: Mapping[int, float] | None,
+    claims: Mapping[str, Claim],
+) -> PlatformEvidence:
+    """This run's part of a platform's audit: operations of this run's handsets, and keycodes
+    and payments for this run's devices or paid by its keys. Without handset evidence every
+    operation is in scope; without meters every keycode and payment is."""
+    attempted = set(history.keys())
+    ours = None if handsets is None else {h.handset for h in handsets}
+    devices = None if meters is None else set(meters) | {c.device for c in claims.values()}
+
+    def for_us(key: str | None, device: int | None) -> bool:
+        return key in attempted or devices is None or device in devices
+
+    return PlatformEvidence(
+        tuple(
+            o
+            for o in platform.operations
+            if ours is None or o.handset in ours or o.key in attempted
+        ),
+        tuple(k for k in platform.keycodes if for_us(k.paid_by, k.device)),
+        tuple(t for t in platform.payments if for_us(t.key, t.device)),
     )
 
 

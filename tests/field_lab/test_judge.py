@@ -64,7 +64,7 @@ def world(payments: list[tuple[bool, int, int]], handset: int = 7) -> World:
         if mobile:
             txns.append(OperatorTxn(key, "confirmed", device, days * 100))
         else:
-            ops.append(AppliedOp(key, "record_payment", "applied"))
+            ops.append(AppliedOp(key, handset, "record_payment", "applied"))
         message = next_id.get(device, 0)
         next_id[device] = message + 1
         text = f"*{device % 1000:03d}{message:011d}#"
@@ -251,3 +251,23 @@ async def test_the_audit_client_reads_pages_and_refuses_what_breaks_the_contract
     }
     with pytest.raises(AuditError, match="morse"):
         await AuditClient(url, "good").evidence()
+
+
+def test_a_shared_platform_is_judged_on_this_runs_part_only() -> None:
+    """Another run's handsets and devices on the same platform are not this run's violations;
+    a stray keycode for one of this run's devices still is."""
+    w = world([(False, 1, 2), (True, 2, 1)])
+    other_op = AppliedOp("99:1", 99, "record_payment", "applied")
+    other_code = IssuedKeycode(50, 77, 99, KeycodeFormat.NEXUS_FULL, 0, "*77#", 86_400, "99:1")
+    other_txn = OperatorTxn(mm_key("ELSEWHERE"), "confirmed", 77, 100)
+    shared = PlatformEvidence(
+        (*w.platform.operations, other_op),
+        (*w.platform.keycodes, other_code),
+        (*w.platform.payments, other_txn),
+    )
+    assert w.verdict(platform=shared).valid
+    stray = IssuedKeycode(51, 1, 99, KeycodeFormat.NEXUS_FULL, 9, "*1#", 86_400, None)
+    ours = replace(shared, keycodes=(*shared.keycodes, stray))
+    assert w.verdict(platform=ours).figures()["unexpected_ops"] == 1
+    # without handset evidence every operation is in scope: the other run's op is unexpected
+    assert w.verdict(platform=shared, handsets=None).figures()["unexpected_ops"] == 1
