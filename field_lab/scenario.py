@@ -57,6 +57,7 @@ it got, so a typo fails before the run, not during it.
 
     [checks]
     waive = []                   # checks whose thresholds may pass without evidence
+    pass_without_samples = []    # metrics whose thresholds pass with no samples (else FAIL)
 """
 
 from __future__ import annotations
@@ -164,6 +165,8 @@ class Reports:
 class Checks:
     waive: tuple[str, ...] = ()
     """Judge figures whose thresholds may pass unchecked (no evidence); say why in a comment."""
+    pass_without_samples: tuple[str, ...] = ()
+    """Metrics whose thresholds pass when nothing was measured (e.g. no sale in a short run)."""
 
 
 DEFAULT_SLO: dict[str, list[str]] = {
@@ -321,6 +324,17 @@ def _waive(path: str, value: object) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _metric_names(path: str, value: object) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise _fail(path, "a list of metric names", value)
+    unknown = [v for v in value if v not in METRICS]
+    if unknown:
+        raise ScenarioError(
+            f"{path}: {unknown[0]!r} is not a metric; metrics: {', '.join(METRICS)}"
+        )
+    return tuple(value)
+
+
 def parse(raw: Mapping[str, Any]) -> Scenario:
     """Build a Scenario from a parsed TOML table, checking every field."""
     _check_keys("", raw, Scenario)
@@ -420,7 +434,9 @@ def parse(raw: Mapping[str, Any]) -> Scenario:
     except SLOError as exc:
         raise ScenarioError(f"slo.{exc}") from exc
     normalised = {k: [v] if isinstance(v, str) else list(v) for k, v in _table("slo", slo).items()}
-    checks = _section("checks", raw, Checks, {"waive": _waive})
+    checks = _section(
+        "checks", raw, Checks, {"waive": _waive, "pass_without_samples": _metric_names}
+    )
     return Scenario(
         **top,
         fleet=fleet,

@@ -5,7 +5,8 @@
     field-lab seed --db PATH --fixture FILE [SCENARIO.toml] [--agents N] [--devices N]
 
 Exit codes: 0 every SLO holds; 99 an SLO failed; 107 the lab itself failed (its figures
-cannot be trusted); 2 the command line or scenario is wrong.
+cannot be trusted); 2 the command line or scenario is wrong, or `--target` is unreachable or
+refuses the fixture (seed again); 130 interrupted (nothing written).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import sqlite3
 import sys
 import tempfile
 import time
@@ -21,7 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 
+from agent_client.errors import AgentError, InvalidOperation, ServerRefused, TransientError
 from field_lab.errors import ConfigError, HarnessError
 from field_lab.lab import output
 from field_lab.lab.lab import Lab, Target
@@ -30,8 +34,11 @@ from field_lab.scenario import DEFAULT, Scenario, load
 from field_lab.world.fixture import Fixture, Stocking, seed
 from field_lab.world.traces import TraceBook
 from server_stub.cli import AUDIT_TOKEN_ENV, SECRET_ENV
+from server_stub.errors import SetupError
 
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+"""Ctrl-C (SIGINT), as shells report it: the run stopped before any figure was written."""
 
 
 def _scenario_args(p: argparse.ArgumentParser) -> None:
@@ -98,18 +105,49 @@ def scenario_from(args: argparse.Namespace) -> Scenario:
 
 
 def seed_command(args: argparse.Namespace) -> int:
+    db: Path = args.db
+    created = not db.exists()
     try:
+        _check_seed_paths(db, args.fixture)
         scenario = scenario_from(args)
-        fixture = seed(args.db, Stocking.of(scenario))
-    except (ConfigError, OSError) as exc:
-        print(f"field-lab seed: {exc}", file=sys.stderr)
+        fixture = seed(db, Stocking.of(scenario))
+        args.fixture.write_text(fixture.to_json())
+    except (ConfigError, SetupError, sqlite3.Error, OSError) as exc:
+        if created:  # a failed seed leaves no new database behind
+            for leftover in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+                leftover.unlink(missing_ok=True)
+        print(f"field-lab seed: {_seed_problem(db, exc)}", file=sys.stderr)
         return EXIT_USAGE
-    args.fixture.write_text(fixture.to_json())
     print(
-        f"seeded {args.db}: {len(fixture.agents)} agents, {len(fixture.secrets)} devices; "
+        f"seeded {db}: {len(fixture.agents)} agents, {len(fixture.secrets)} devices; "
         f"fixture in {args.fixture}"
     )
     return 0
+
+
+def _check_seed_paths(db: Path, fixture: Path) -> None:
+    for flag, path in (("--db", db), ("--fixture", fixture)):
+        if path.is_dir():
+            raise ConfigError(f"{flag} {path} is a directory: name a file")
+        if not path.parent.is_dir():
+            raise ConfigError(f"{flag} {path}: directory {path.parent} does not exist; create it")
+    if db.exists():
+        with db.open("rb") as f:
+            head = f.read(16)
+        if head and head != b"SQLite format 3\x00":
+            raise ConfigError(
+                f"--db {db} is not a SQLite database; it was left untouched: name a new file"
+            )
+
+
+def _seed_problem(db: Path, exc: Exception) -> str:
+    if isinstance(exc, SetupError) and "already exists" in str(exc):
+        return f"--db {db} is already seeded ({exc}): seed a new --db file"
+    if isinstance(exc, sqlite3.Error):
+        return f"--db {db}: {exc}; name a new file or a server-stub database"
+    if isinstance(exc, OSError):
+        return f"{exc.filename or db}: {exc.strerror or exc}"
+    return str(exc)
 
 
 class Progress:
@@ -131,7 +169,7 @@ class Progress:
         t = lab.stats.total
         p95 = t.activation.percentile(95) if t.activation.count else 0.0
         self.console.print(
-            f"[{lab.phase}] t={row.get('t_s', 0):6.1f}s"
+            f"{escape(f'[{lab.phase}]')} t={row.get('t_s', 0):6.1f}s"
             f"  sales {t.sale_failed.total - t.sale_failed.hits}/{t.sale_failed.total}"
             f"  activations {t.activation.count}"
             f" (p95 {p95:.1f}s)  queue {row.get('queue_depth', 0)}"
@@ -148,10 +186,13 @@ def run_command(args: argparse.Namespace) -> int:
         scenario = scenario_from(args)
         target = target_from(args)
     except ConfigError as exc:
-        console.print(f"field-lab run: {exc}", markup=False)
+        console.print(f"field-lab run: {exc}", markup=False, soft_wrap=True)
         return EXIT_USAGE
     name = f"{time.strftime('%Y%m%d-%H%M%S')}-{scenario.name}-seed{scenario.seed}"
     out = args.out or Path("results") / name
+    if out.exists() and not out.is_dir():
+        console.print(f"field-lab run: --out {out} is a file: name a folder for the results")
+        return EXIT_USAGE
     clients = (args.adapter, "naive") if args.compare else (args.adapter,)
     docs: dict[str, dict[str, Any]] = {}
     codes = []
@@ -161,10 +202,13 @@ def run_command(args: argparse.Namespace) -> int:
             progress = Progress(console, args.quiet)
             doc, lab = asyncio.run(_run(scenario, name, args, target, progress, where, client))
         except ConfigError as exc:
-            console.print(f"field-lab run: {exc}", markup=False)
+            console.print(f"field-lab run: {exc}", markup=False, soft_wrap=True)
             return EXIT_USAGE
+        except KeyboardInterrupt:
+            console.print("field-lab run: interrupted; no results were written", markup=False)
+            return EXIT_INTERRUPTED
         except HarnessError as exc:
-            console.print(f"field-lab run: harness error: {exc}", markup=False)
+            console.print(f"field-lab run: harness error: {exc}", markup=False, soft_wrap=True)
             return EXIT_HARNESS_ERROR
         except Exception:  # the lab failed, not the system under test
             console.print("field-lab run: harness error:", markup=False)
@@ -203,9 +247,17 @@ async def _run(
             customer_behaviour=args.customer_behaviour,
         )
         started = time.monotonic()
-        await lab.run()
+        try:
+            await lab.run()
+        except AgentError as exc:
+            if target is None or lab.phase not in SET_UP_PHASES:
+                raise  # the lab's own platform refused its own handsets: a lab fault
+            raise ConfigError(target_problem(args, exc)) from exc
         wall = time.monotonic() - started
-    lab.slo = evaluate(scenario.thresholds, lab.stats.metrics(), scenario.checks.waive)
+    checks = scenario.checks
+    lab.slo = evaluate(
+        scenario.thresholds, lab.stats.metrics(), checks.waive, checks.pass_without_samples
+    )
     assert lab.verdict is not None
     extra = {
         "wall_s": round(wall, 1),
@@ -218,6 +270,26 @@ async def _run(
     }
     doc = output.summary(name, scenario, lab.stats, lab.slo, extra)
     return doc, lab
+
+
+SET_UP_PHASES = frozenset({"setup", "set-up"})
+"""Phases in which a target's refusal is about the fixture or the URL, not a lab fault."""
+
+
+def target_problem(args: argparse.Namespace, exc: AgentError) -> str:
+    """What a handset error while setting up against `--target` means to the user."""
+    if isinstance(exc, TransientError):
+        return (
+            f"--target {args.target} is unreachable ({exc}): start the platform there, or"
+            " check the URL"
+        )
+    if isinstance(exc, ServerRefused | InvalidOperation):
+        return (
+            f"--target {args.target} refused the fixture {args.fixture} ({exc}): it was"
+            " already used, or belongs to another platform; seed again (field-lab seed"
+            f" --db PLATFORM.db --fixture {args.fixture}) and restart the platform on it"
+        )
+    return f"--target {args.target}: {exc}"
 
 
 def target_from(args: argparse.Namespace) -> Target | None:

@@ -138,7 +138,10 @@ def plot(out: Path, stats: RunStats, series: list[dict[str, float]]) -> None:
     ax.set_ylabel("share of payments")
     ax.set_title("Activation latency by link profile")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
+    if ax.get_lines():
+        ax.legend(loc="lower right", fontsize=8)
+    else:  # nothing activated: say so rather than warn about an empty legend
+        ax.text(0.5, 0.5, "no activations", ha="center", va="center", transform=ax.transAxes)
     fig.tight_layout()
     fig.savefig(out / "activation_cdf.png", dpi=110)
     plt.close(fig)
@@ -195,6 +198,8 @@ VERDICT_STYLE = {
     "fail": "[red]FAIL[/]",
     "unchecked": "[red]FAIL (unchecked)[/]",
     "waived (unchecked)": "[yellow]waived (unchecked)[/]",
+    "no samples": "[red]FAIL (no samples)[/]",
+    "waived (no samples)": "[yellow]waived (no samples)[/]",
 }
 
 
@@ -248,7 +253,7 @@ def table(doc: dict[str, Any], console: Console) -> None:
         observed = v["observed"]
         slo.add_row(
             label,
-            ("unchecked" if v["status"].endswith("unchecked") else "-")
+            ("unchecked" if v["status"].endswith("unchecked") else "no samples")
             if observed is None
             else f"{observed:.4g}",
             VERDICT_STYLE[v["status"]],

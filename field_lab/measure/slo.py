@@ -168,11 +168,15 @@ class Verdict:
     passed: bool
     unchecked: bool = False
     """The metric had no evidence; `passed` only when the scenario waived it."""
+    no_samples: bool = False
+    """Nothing was measured (e.g. no sale in a short run); `passed` only when waived."""
 
     @property
     def status(self) -> str:
         if self.unchecked:
             return "waived (unchecked)" if self.passed else "unchecked"
+        if self.no_samples:
+            return "waived (no samples)" if self.passed else "no samples"
         return "pass" if self.passed else "fail"
 
     def as_dict(self) -> dict[str, object]:
@@ -189,19 +193,24 @@ def evaluate(
     thresholds: list[Threshold],
     metrics: Mapping[str, Metric],
     waived: Collection[str] = frozenset(),
+    without_samples: Collection[str] = frozenset(),
 ) -> list[Verdict]:
-    """Judge each threshold. A metric with no samples (NaN) fails, as nothing was shown; so
-    does an unchecked one (no evidence), unless its name is in `waived`."""
+    """Judge each threshold. A metric with no samples (NaN) fails, as nothing was shown,
+    unless the scenario lets it pass (`without_samples`); an unchecked one (no evidence)
+    fails unless its name is in `waived`."""
     verdicts = []
     for t in thresholds:
         metric = metrics.get(t.metric)
         observed = math.nan if metric is None else metric.aggregate(t.aggregation, t.percentile)
         unchecked = bool(getattr(metric, "unchecked", False))
+        no_samples = not unchecked and math.isnan(observed)
         if unchecked:
             passed = t.metric in waived
+        elif no_samples:
+            passed = t.metric in without_samples
         else:
-            passed = not math.isnan(observed) and _OPS[t.op](observed, t.limit)
-        verdicts.append(Verdict(t, observed, passed, unchecked))
+            passed = _OPS[t.op](observed, t.limit)
+        verdicts.append(Verdict(t, observed, passed, unchecked, no_samples))
     return verdicts
 
 

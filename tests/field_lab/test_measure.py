@@ -216,3 +216,12 @@ def test_an_unchecked_counter_fails_its_threshold_unless_waived() -> None:
     assert (waived.passed, waived.status) == (True, "waived (unchecked)")
     (seen,) = evaluate(thresholds, {"lost_ops": CounterMetric(1)}, {"lost_ops"})
     assert (seen.passed, seen.status) == (False, "fail")  # a waiver never hides a violation
+
+
+def test_a_threshold_with_no_samples_says_so_and_the_scenario_chooses() -> None:
+    threshold = parse_threshold("x", "p(95)<1", "trend")
+    metrics = {"x": TrendMetric(Latency())}
+    (verdict,) = evaluate([threshold], metrics)
+    assert (verdict.passed, verdict.status) == (False, "no samples")
+    (chosen,) = evaluate([threshold], metrics, without_samples={"x"})
+    assert (chosen.passed, chosen.status) == (True, "waived (no samples)")

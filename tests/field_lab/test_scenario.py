@@ -57,6 +57,10 @@ def test_a_full_file_round_trips() -> None:
         ("this is not toml", "not valid TOML"),
         ("[checks]\nwaive = ['lost']", "checks.waive: 'lost' is not a check"),
         ("[checks]\nwaive = 'lost_ops'", "checks.waive: expected a list of check names"),
+        (
+            "[checks]\npass_without_samples = ['sales']",
+            "checks.pass_without_samples: 'sales' is not a metric",
+        ),
         ("[checks]\nignore = []", "checks.ignore: unknown field"),
     ],
 )
@@ -89,3 +93,8 @@ def test_waived_checks_are_read() -> None:
         "pending_ops",
     )
     assert loads("").checks.waive == ()
+
+
+def test_metrics_that_may_pass_without_samples_are_read() -> None:
+    checks = loads("[checks]\npass_without_samples = ['sale_failed']").checks
+    assert checks.pass_without_samples == ("sale_failed",)
