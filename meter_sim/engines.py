@@ -15,6 +15,7 @@ from meter_sim.nexus.policy import NexusPolicy
 from meter_sim.nexus.small import process_small
 from meter_sim.nexus.state import NexusState
 from meter_sim.nv import Kind, Snapshot
+from meter_sim.openpaygo.policy import TokenPolicy
 from meter_sim.openpaygo.state import TokenState
 from meter_sim.openpaygo.token import process_token
 from meter_sim.outcomes import Outcome, PaygState
@@ -83,6 +84,7 @@ class OpenPaygoEngine:
     time_divider: int
     initial_count: int
     blocking: OpenPaygoBlocking | None
+    policy: TokenPolicy
     state: TokenState
     block: EntryBlock
 
@@ -108,6 +110,7 @@ class OpenPaygoEngine:
             state=self.state,
             restricted_digits=self.restricted_digits,
             time_divider=self.time_divider,
+            policy=self.policy,
         )
         self.state = decision.state
         if decision.outcome is Outcome.APPLIED:

@@ -16,6 +16,7 @@ from meter_sim.keypad import ENTRY_TIMEOUT_SECONDS, Entry, Keypad, expire, step
 from meter_sim.nexus.policy import NexusPolicy, Quirk
 from meter_sim.nexus.state import NexusState
 from meter_sim.nv import Loaded, NVStatus, NVStore, Snapshot
+from meter_sim.openpaygo.policy import C_EXAMPLE_BLOCKING, PRESETS, TokenPolicy, TokenQuirk
 from meter_sim.openpaygo.state import TokenState
 from meter_sim.outcomes import KeyFeedback, Outcome, PaygState
 from meter_sim.ratelimit import EntryBlock, NexusBucket, NexusRateLimit, OpenPaygoBlocking
@@ -145,13 +146,25 @@ class Meter:
         restricted_digits: bool = False,
         time_divider: int = 1,
         blocking: OpenPaygoBlocking | None = _REFERENCE_BLOCKING,
+        preset: str = "default",
+        quirks: Iterable[TokenQuirk | str] = (),
         storage: Storage | None = None,
         now: float = 0.0,
     ) -> Meter:
         """An OpenPAYGO Token meter provisioned with `starting_code` and initial `count`.
 
-        `blocking=None` turns the invalid-token entry block off (for bench work only).
+        `preset="c-example"` answers as OpenPAYGO-HW's C decoder and example device logic do
+        (SYNC re-entry, count 0, values 996/997, and its entry block unless `blocking` is
+        given); `quirks` reproduces its named bugs (`TokenQuirk`). `blocking=None` turns the
+        invalid-token entry block off (for bench work only).
         """
+        if preset not in PRESETS:
+            raise ConfigError(f"preset must be one of {sorted(PRESETS)}, got {preset!r}")
+        if isinstance(quirks, str):
+            quirks = (quirks,)
+        policy = replace(PRESETS[preset], quirks=frozenset(quirks))  # type: ignore[arg-type]
+        if preset == "c-example" and blocking is _REFERENCE_BLOCKING:
+            blocking = C_EXAMPLE_BLOCKING
         if not isinstance(starting_code, int) or not 0 <= starting_code <= 999_999_999:
             raise ConfigError(f"starting_code must be 0..999999999, got {starting_code!r}")
         if not isinstance(count, int) or not 1 <= count <= MAX_OPENPAYGO_COUNT:
@@ -165,6 +178,7 @@ class Meter:
             time_divider=time_divider,
             initial_count=count,
             blocking=blocking,
+            policy=policy,
             state=TokenState.initial(count),
             block=EntryBlock(),
         )
@@ -182,9 +196,10 @@ class Meter:
         return self._engine.keypad
 
     @property
-    def policy(self) -> NexusPolicy | None:
-        """A Nexus meter's firmware policy (strict, demo, QC lifetimes, quirks); else None."""
-        return self._engine.policy if isinstance(self._engine, NexusEngine) else None
+    def policy(self) -> NexusPolicy | TokenPolicy:
+        """The validator's policy: `NexusPolicy` (strict, demo, QC lifetimes, quirks) or
+        `TokenPolicy` (default or the C example's choices, quirks)."""
+        return self._engine.policy
 
     @property
     def restricted(self) -> bool:

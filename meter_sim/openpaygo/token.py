@@ -13,8 +13,10 @@ these deliberate policies:
   SET, DISABLE or SYNC token closes that window. Every other older match is DUPLICATE
   ("already used"), never INVALID, so the caller's entry block does not count it.
 * A SYNC token too moves the count forward only: an older one has nothing left to do, so
-  it is DUPLICATE (the library accepts it again and again down to `count - 64`).
-* Count 0 is the starting code itself, never issued: a match there is INVALID (C code).
+  it is DUPLICATE (the library and the C example accept it again down to `count - 64`).
+* Count 0 is the starting code itself, never issued: a match there is INVALID. (The C
+  example answers "valid, already used" there; `TokenPolicy.count_zero_duplicate`.)
+* The `C_EXAMPLE` policy (see `policy`) switches these three choices to the C example's.
 * Extended (12-digit) tokens carry 0..999,999 days (divided by the time divider, like
   standard tokens), ADD on even counts and SET on odd ones, with the standard 64-count
   window; 998 and 999 are plain day counts there (no DISABLE or SYNC).
@@ -30,6 +32,7 @@ from meter_sim.actions import Action, AddCredit, Decision, SetCredit, Unlock
 from meter_sim.errors import ConfigError
 from meter_sim.openpaygo.chain import STANDARD, TokenFormat, chain_highs
 from meter_sim.openpaygo.digits import Typed, parse_digits
+from meter_sim.openpaygo.policy import DEFAULT, TokenPolicy, TokenQuirk
 from meter_sim.openpaygo.state import OLDER_WINDOW, TokenState
 from meter_sim.outcomes import Outcome
 
@@ -87,6 +90,7 @@ def process_token(
     state: TokenState,
     restricted_digits: bool = False,
     time_divider: int = 1,
+    policy: TokenPolicy = DEFAULT,
 ) -> Decision[TokenState]:
     """Validate one typed token against the device's token state.
 
@@ -97,17 +101,22 @@ def process_token(
     typed = parse_digits(digits, restricted=restricted_digits)
     if isinstance(typed, str):
         return Decision(Outcome.INVALID, state, reason=typed)
-    return _match(typed, secret_key, starting_code, state, time_divider)
+    return _match(typed, secret_key, starting_code, state, time_divider, policy)
 
 
 def _match(
-    typed: Typed, key: bytes, starting_code: int, state: TokenState, time_divider: int
+    typed: Typed,
+    key: bytes,
+    starting_code: int,
+    state: TokenState,
+    time_divider: int,
+    policy: TokenPolicy,
 ) -> Decision[TokenState]:
     fmt = typed.fmt
     modulus = fmt.value_modulus
     base = typed.code % modulus
     value = (base - starting_code) % modulus
-    if fmt is STANDARD and value in RESERVED_VALUES:
+    if fmt is STANDARD and value in RESERVED_VALUES and not policy.reserved_values_credit:
         return Decision(Outcome.INVALID, state, reason=f"value {value} is reserved")
     kinds = kinds_for(fmt, value)
     last = state.count + max(RULES[k].jump for k in kinds)
@@ -122,8 +131,19 @@ def _match(
             break
         kind = kinds[count & 1]
         rule = RULES[kind]
-        if count > state.count or (rule.takes_older and state.can_take_older(count)):
-            new_state = state.after(count, closes_window=rule.closes_window)
+        if (
+            count > state.count
+            or (rule.takes_older and state.can_take_older(count))
+            or (kind is Kind.SYNC and policy.sync_reentry and count > state.count - rule.jump)
+        ):
+            if (
+                kind is Kind.ADD
+                and count > state.count
+                and policy.has(TokenQuirk.C_USED_BITMAP_SHIFT)
+            ):
+                new_state = _c_bitmap_after(state, count)
+            else:
+                new_state = state.after(count, closes_window=rule.closes_window)
             action = rule.action(value * DAY // time_divider)
             reason = f"{fmt.name} {kind} {value} at count {count}"
             return Decision(Outcome.APPLIED, new_state, action, reason)
@@ -131,8 +151,30 @@ def _match(
     if refused is not None:
         return Decision(Outcome.DUPLICATE, state, reason=refused)
     if highs[0] == target:
+        if policy.count_zero_duplicate:
+            return Decision(Outcome.DUPLICATE, state, reason="count 0: valid, already used")
         return Decision(Outcome.INVALID, state, reason="count 0 is the starting code, no token")
     return Decision(Outcome.INVALID, state, reason=f"no count from 1 to {last} matches")
+
+
+def _c_bitmap_after(state: TokenState, count: int) -> TokenState:
+    """An ADD above the device count as the C example's `MarkCountAsUsed` records it.
+
+    Its bitmap (bit i: count - i - 1 used) is shifted with a loop that starts one bit late
+    and a set-bit macro fed an unnormalised bit, so used counts are lost or land elsewhere.
+    """
+    bits = sum(1 << i for i in range(OLDER_WINDOW) if state.count - i - 1 in state.used)
+    shift = count - state.count
+    new = 0
+    if shift > OLDER_WINDOW:
+        shift = OLDER_WINDOW
+    else:
+        new |= 1 << (shift - 1)
+    for i in range(shift + 1, OLDER_WINDOW - shift):
+        value = bits & (1 << (i - shift))  # CHECK_BIT: the masked bit, not 0/1
+        new = ((new & ~(1 << i)) | (value << i)) & 0xFFFF
+    used = frozenset({count} | {count - i - 1 for i in range(OLDER_WINDOW) if new >> i & 1})
+    return TokenState(count=count, used=used)
 
 
 def _why_refused(kind: Kind, count: int, state: TokenState) -> str:

@@ -18,6 +18,7 @@ from meter_sim.nexus import NexusState, is_set, process_full
 from meter_sim.nexus.full import deobscure
 from meter_sim.nexus.mac import full_mac
 from meter_sim.nexus.policy import FIRMWARE, STRICT, NexusPolicy, Quirk
+from meter_sim.openpaygo import TokenPolicy
 from meter_sim.outcomes import PaygState
 
 from .harness import full_frame
@@ -194,7 +195,7 @@ def test_entry_timeout_knob() -> None:
 def test_policy_is_visible() -> None:
     assert full().policy == FIRMWARE
     assert full(strict=True).policy == STRICT
-    assert Meter.openpaygo(KEY, 123456789).policy is None
+    assert Meter.openpaygo(KEY, 123456789).policy == TokenPolicy()
 
 
 # -- quirks --------------------------------------------------------------------------------
