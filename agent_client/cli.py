@@ -145,7 +145,8 @@ def check_db(args: argparse.Namespace) -> None:
 def _has_outbox(db: Path) -> bool:
     """Whether an SQLite file is a handset's (read-only look: another program's stays as is)."""
     try:
-        with contextlib.closing(sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)) as c:
+        uri = f"{db.resolve().as_uri()}?mode=ro&immutable=1"
+        with contextlib.closing(sqlite3.connect(uri, uri=True)) as c:
             row = c.execute("SELECT 1 FROM sqlite_master WHERE name = 'outbox'").fetchone()
     except sqlite3.Error:
         return False

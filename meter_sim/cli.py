@@ -15,7 +15,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import os
+import socket
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -42,6 +44,7 @@ from meter_sim.trace.targets import SerialLink, open_target
 SAMPLE_KEY = "deadbeef1020304004030201feebdaed"
 """The Nexus desktop sample program's key: public, for demos only."""
 
+EXIT_BUSY = 1
 EXIT_USAGE = 2
 LONG_REPLAY = 60.0
 """Seconds of pacing past which `replay` says how long it will take."""
@@ -115,6 +118,24 @@ def device_config(args: argparse.Namespace) -> DeviceConfig:
 
 class UsageError(Exception):
     """The user's input cannot be used as it is; the message says what to do (exit 2)."""
+
+
+class PortBusy(Exception):
+    """Another program holds the port `serve --tcp` asked for (exit 1)."""
+
+
+def _port_free(host: str, port: int) -> None:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise PortBusy(
+                    f"--tcp {host}:{port} is already in use: stop what holds it or pick another"
+                    " port"
+                ) from None
+            raise UsageError(f"--tcp {host}:{port}: cannot listen there ({exc.strerror})") from None
 
 
 _KINDS = {"nexus-full": Kind.NEXUS_FULL, "nexus-small": Kind.NEXUS_SMALL}
@@ -328,6 +349,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_tap_command(args)
         if args.record and not Path(args.record).parent.is_dir():
             raise UsageError(f"--record {args.record}: its directory does not exist; create it")
+        if command == "serve" and args.tcp:
+            _port_free(*args.tcp)  # before the state or trace file is touched
         meter = build_meter(args)
         if args.record:
             header = Header(
@@ -342,6 +365,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TargetError as exc:
         print(f"meter-sim: {exc}", file=sys.stderr)
         return EXIT_UNREACHABLE
+    except PortBusy as exc:
+        print(f"meter-sim: {exc}", file=sys.stderr)
+        return EXIT_BUSY
     except (UsageError, MeterError) as exc:
         print(f"meter-sim: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import sqlite3
 import sys
@@ -138,6 +139,24 @@ def _check_seed_paths(db: Path, fixture: Path) -> None:
             raise ConfigError(
                 f"--db {db} is not a SQLite database; it was left untouched: name a new file"
             )
+        tables, agents = _platform_tables(db)
+        if tables and "agents" not in tables:
+            raise ConfigError(
+                f"--db {db} is not a server-stub database; it was left untouched: name a new file"
+            )
+        if agents:
+            raise ConfigError(
+                f"--db {db} is already seeded ({agents} agents): seed a new --db file"
+            )
+
+
+def _platform_tables(db: Path) -> tuple[set[str], int]:
+    """The tables of an SQLite file and its agent count, read without writing a byte."""
+    uri = f"{db.resolve().as_uri()}?mode=ro&immutable=1"
+    with contextlib.closing(sqlite3.connect(uri, uri=True)) as c:
+        tables = {name for (name,) in c.execute("SELECT name FROM sqlite_master")}
+        agents = c.execute("SELECT count(*) FROM agents").fetchone()[0] if "agents" in tables else 0
+    return tables, int(agents)
 
 
 def _seed_problem(db: Path, exc: Exception) -> str:
