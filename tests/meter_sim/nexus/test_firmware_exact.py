@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from nexus_keycode.protocols.full import FullMessage, FullMessageWipeFlags
+from nexus_keycode.protocols.small import AddCreditSmallMessage
 
 from meter_sim import Meter, Outcome
 from meter_sim.errors import ConfigError
@@ -294,3 +295,29 @@ def test_wipe_unknown_target_is_invalid_after_masking() -> None:
     decision = process_full(frame, secret_key=KEY, state=NexusState(), payg=PaygState.ENABLED)
     assert decision.outcome is INVALID
     assert all(is_set(decision.state, i) for i in range(11))
+
+
+@given(
+    id_=st.integers(0, 40),
+    days=st.integers(1, 180),
+    suffix=st.text(alphabet="12345", max_size=6),
+)
+def test_small_whole_code_reads_the_first_14_symbols(id_: int, days: int, suffix: str) -> None:
+    # Firmware rule: whole-code entry evaluates the 14 symbols after the start key and
+    # ignores the rest; strict evaluates only an exact 14-symbol code.
+    code = AddCreditSmallMessage(id_=id_, days=days, secret_key=KEY).to_keycode(separator="")
+    firmware = Meter.nexus(KEY, "small", rate_limit=None).enter_keycode(code + suffix, 0)
+    assert (firmware.outcome, firmware.credit_remaining) == (APPLIED, days * DAY)
+    strict = Meter.nexus(KEY, "small", rate_limit=None, strict=True).enter_keycode(code + suffix, 0)
+    assert strict.outcome is (APPLIED if not suffix else INVALID)
+
+
+@given(cut=st.integers(0, 13))
+def test_small_whole_code_too_short_is_evaluated(cut: int) -> None:
+    code = AddCreditSmallMessage(id_=1, days=7, secret_key=KEY).to_keycode(separator="")
+    firmware = Meter.nexus(KEY, "small")
+    result = firmware.enter_keycode(code[: 1 + cut], 0)
+    assert result.outcome is INVALID
+    assert "expected 14" in result.reason  # evaluated by the validator, so it cost an attempt
+    strict = Meter.nexus(KEY, "small", strict=True).enter_keycode(code[: 1 + cut], 0)
+    assert "expected 14" not in strict.reason
