@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import contextlib
 import errno
+import json
 import os
 import socket
 import sys
@@ -179,6 +180,27 @@ def state_storage(path: str, kind: Kind, *, reset: bool) -> FileStorage:
         f"--state {path} is a corrupt meter image of kind {kind.label} ({why}); {untouched}: pass"
         " --reset-state to start it again from factory defaults (its replay history is lost)"
     )
+
+
+def _check_record(path: str) -> None:
+    """A trace may replace an earlier trace, never a file that is something else."""
+    file = Path(path)
+    if file.is_dir():
+        raise UsageError(f"--record {path} is a directory: name a file for the trace")
+    if not file.parent.is_dir():
+        raise UsageError(f"--record {path}: its directory does not exist; create it")
+    if not file.exists() or file.stat().st_size == 0:
+        return
+    try:
+        with file.open("rb") as f:
+            first = json.loads(f.readline())
+        ours = isinstance(first, dict) and first.get("type") == "header"
+    except (OSError, ValueError):
+        ours = False
+    if not ours:
+        raise UsageError(
+            f"--record {path} exists and is not a trace; it was left untouched: name a new file"
+        )
 
 
 def build_meter(args: argparse.Namespace, now: float = 0.0) -> Meter:
@@ -347,8 +369,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_replay(args, sys.stdout)
         if command == "tap":
             return run_tap_command(args)
-        if args.record and not Path(args.record).parent.is_dir():
-            raise UsageError(f"--record {args.record}: its directory does not exist; create it")
+        if args.record:
+            _check_record(args.record)
         if command == "serve" and args.tcp:
             _port_free(*args.tcp)  # before the state or trace file is touched
         meter = build_meter(args)
@@ -496,8 +518,6 @@ def _replay(args: argparse.Namespace, out: TextIO) -> _Replayed:
     from meter_sim.trace.report import print_report, to_json  # rich loads only when replaying
 
     if args.json:
-        import json
-
         print(json.dumps(to_json(result, timing, source=trace.source, target=link.name)), file=out)
     else:
         print_report(
@@ -512,6 +532,7 @@ def _replay(args: argparse.Namespace, out: TextIO) -> _Replayed:
 
 
 def run_tap_command(args: argparse.Namespace) -> int:
+    _check_record(args.record)
     with SerialLink(args.device) as device, SerialLink(args.jig) as jig:
         header = header_from_hello(identify(device, timeout=args.timeout), origin=_origin())
         with _trace_file(args.record, header, False) as writer:

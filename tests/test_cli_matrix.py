@@ -87,6 +87,11 @@ def _cases() -> dict[str, Case]:
         "meter record in missing folder": Case(
             m, "session --record nodir/t.jsonl", 2, "--record nodir/t.jsonl"
         ),
+        "meter record over a text file": Case(m, "session --record notes.txt", 2, "not a trace"),
+        "meter record into a folder": Case(m, "session --record sub", 2, "is a directory"),
+        "meter tap record over a text file": Case(
+            m, "tap --jig nodir/jig --device nodir/dev --record notes.txt", 2, "not a trace"
+        ),
         "meter unknown flag": Case(m, "--bogus", 2, "--bogus"),
         "meter serve without where": Case(m, "serve", 2, "--tcp"),
         "meter serve port out of range": Case(m, "serve --tcp 127.0.0.1:99999", 2, "HOST:PORT"),
