@@ -3,7 +3,8 @@
 The default refuses replays of every kind, count 0 and the reserved values 996/997. The
 `C_EXAMPLE` preset answers as EnAccess/OpenPAYGO-HW's decoder and its neutral example device
 logic do (a SYNC token may be entered again, count 0 is "valid, already used", 996/997 are
-plain day counts; with `C_EXAMPLE_BLOCKING` for the entry block). The example's used-count
+plain day counts, an older 998 at an even count still disables; with `C_EXAMPLE_BLOCKING` for
+the entry block). The example's used-count
 bitmap bug is reproduced only when named in `quirks`, so a bench mirrors it on purpose.
 """
 
@@ -34,6 +35,9 @@ class TokenPolicy:
     """Answer the starting code's own count 0 "valid, already used" rather than invalid."""
     reserved_values_credit: bool = False
     """Treat values 996 and 997 as day counts rather than refusing them."""
+    older_by_parity: bool = False
+    """Accept any unused older token at an even count in the window, a DISABLE (998) too:
+    the C example decides "older ADD" by the count's parity alone."""
     quirks: frozenset[TokenQuirk] = frozenset()
 
     def __post_init__(self) -> None:
@@ -48,7 +52,9 @@ class TokenPolicy:
 
 
 DEFAULT = TokenPolicy()
-C_EXAMPLE = TokenPolicy(sync_reentry=True, count_zero_duplicate=True, reserved_values_credit=True)
+C_EXAMPLE = TokenPolicy(
+    sync_reentry=True, count_zero_duplicate=True, reserved_values_credit=True, older_by_parity=True
+)
 """OpenPAYGO-HW's `opaygo_decoder.c` with `device_payg_logic.c` (its bitmap bug excluded)."""
 C_EXAMPLE_BLOCKING = OpenPaygoBlocking(first_block_seconds=120, free_attempts=2)
 """The C example's entry block: two invalid tokens free, then 2, 4 ... 512 minutes."""

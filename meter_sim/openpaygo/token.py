@@ -133,7 +133,10 @@ def _match(
         rule = RULES[kind]
         if (
             count > state.count
-            or (rule.takes_older and state.can_take_older(count))
+            or (
+                (rule.takes_older or (policy.older_by_parity and count % 2 == 0))
+                and state.can_take_older(count)
+            )
             or (kind is Kind.SYNC and policy.sync_reentry and count > state.count - rule.jump)
         ):
             if (

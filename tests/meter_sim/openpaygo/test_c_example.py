@@ -7,13 +7,15 @@ code are the C example's (a29ab82e..., 123456789).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from meter_sim import Meter, OpenPaygoBlocking, Outcome
 from meter_sim.errors import ConfigError
-from meter_sim.openpaygo import C_EXAMPLE, C_EXAMPLE_BLOCKING, TokenPolicy, TokenQuirk
+from meter_sim.openpaygo import C_EXAMPLE, C_EXAMPLE_BLOCKING, TokenQuirk
 from meter_sim.ratelimit import EntryBlock
 from tests.meter_sim.openpaygo.encoder import DOCS_KEY, DOCS_STARTING_CODE
 
@@ -44,12 +46,7 @@ def test_older_add_replay_is_refused_without_the_quirk(preset: str) -> None:
 def test_bitmap_quirk_credits_an_older_add_twice() -> None:
     m = meter("c-example", quirks=["c-used-bitmap-shift"])
     assert outcomes(m, [ADD2, ADD4, ADD6, ADD2]) == [APPLIED] * 4
-    assert m.policy == TokenPolicy(
-        sync_reentry=True,
-        count_zero_duplicate=True,
-        reserved_values_credit=True,
-        quirks=frozenset({TokenQuirk.C_USED_BITMAP_SHIFT}),
-    )
+    assert m.policy == replace(C_EXAMPLE, quirks=frozenset({TokenQuirk.C_USED_BITMAP_SHIFT}))
 
 
 # -- SYNC re-entry -------------------------------------------------------------------------------
@@ -133,3 +130,13 @@ def test_unknown_preset_or_quirk_is_a_config_error() -> None:
 
 def test_preset_constant() -> None:
     assert meter("c-example").policy == C_EXAMPLE
+
+
+def test_older_disable_at_an_even_count() -> None:
+    # ADD at count 24, ADD at 28, then value 998 issued at the even count 14: the C example
+    # takes any unused older even count, so it disables PAYG; the default refuses it.
+    tokens = ["611038818", "090329814", "951253787"]
+    assert outcomes(meter(), tokens) == [APPLIED, APPLIED, DUPLICATE]
+    c_example = meter("c-example")
+    assert outcomes(c_example, tokens) == [APPLIED, APPLIED, APPLIED]
+    assert c_example.state(10) == "unlocked"
