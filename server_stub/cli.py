@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import errno
 import json
 import os
@@ -154,6 +155,33 @@ def check_db(db: Path, *, create: bool) -> None:
             f"--db {db} is not a SQLite database; it was left untouched: pass the platform's"
             " database, or a new path"
         )
+
+
+DATABASE_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error,)
+"""What a damaged or foreign database raises, for callers that by rule import no sqlite3."""
+
+
+def seeded_agents(db: Path) -> int:
+    """How many agents the platform database `db` holds (0 when new or empty), read without
+    writing a byte; SetupError when it is some other program's database."""
+    check_db(db, create=True)
+    if not db.exists() or db.stat().st_size == 0:
+        return 0
+    uri = f"{db.resolve().as_uri()}?mode=ro&immutable=1"
+    try:
+        with contextlib.closing(sqlite3.connect(uri, uri=True)) as c:
+            tables = {name for (name,) in c.execute("SELECT name FROM sqlite_master")}
+            if not tables:
+                return 0
+            if "agents" not in tables:
+                raise SetupError(
+                    f"--db {db} is not a server-stub database; it was left untouched: name a"
+                    " new file"
+                )
+            (count,) = c.execute("SELECT count(*) FROM agents").fetchone()
+    except sqlite3.Error as exc:
+        raise SetupError(f"--db {db}: {exc}; name a new file") from None
+    return int(count)
 
 
 def listen(host: str, port: int) -> socket.socket:

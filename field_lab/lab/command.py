@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
-import sqlite3
 import sys
 import tempfile
 import time
@@ -34,7 +32,7 @@ from field_lab.measure.slo import EXIT_HARNESS_ERROR, evaluate, exit_code
 from field_lab.scenario import DEFAULT, Scenario, load
 from field_lab.world.fixture import Fixture, Stocking, seed
 from field_lab.world.traces import TraceBook
-from server_stub.cli import AUDIT_TOKEN_ENV, SECRET_ENV
+from server_stub.cli import AUDIT_TOKEN_ENV, DATABASE_ERRORS, SECRET_ENV, seeded_agents
 from server_stub.errors import SetupError
 
 EXIT_USAGE = 2
@@ -113,12 +111,10 @@ def seed_command(args: argparse.Namespace) -> int:
         scenario = scenario_from(args)
         fixture = seed(db, Stocking.of(scenario))
         args.fixture.write_text(fixture.to_json())
-    except (ConfigError, SetupError, sqlite3.Error, OSError) as exc:
-        if created:  # a failed seed leaves no new database behind
-            for leftover in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
-                leftover.unlink(missing_ok=True)
-        print(f"field-lab seed: {_seed_problem(db, exc)}", file=sys.stderr)
-        return EXIT_USAGE
+    except (ConfigError, SetupError, OSError) as exc:
+        return _seed_failed(db, created, exc)
+    except DATABASE_ERRORS as exc:
+        return _seed_failed(db, created, exc)
     print(
         f"seeded {db}: {len(fixture.agents)} agents, {len(fixture.secrets)} devices; "
         f"fixture in {args.fixture}"
@@ -126,43 +122,31 @@ def seed_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _seed_failed(db: Path, created: bool, exc: Exception) -> int:
+    if created:  # a failed seed leaves no new database behind
+        for leftover in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+            leftover.unlink(missing_ok=True)
+    print(f"field-lab seed: {_seed_problem(db, exc)}", file=sys.stderr)
+    return EXIT_USAGE
+
+
 def _check_seed_paths(db: Path, fixture: Path) -> None:
-    for flag, path in (("--db", db), ("--fixture", fixture)):
-        if path.is_dir():
-            raise ConfigError(f"{flag} {path} is a directory: name a file")
-        if not path.parent.is_dir():
-            raise ConfigError(f"{flag} {path}: directory {path.parent} does not exist; create it")
-    if db.exists():
-        with db.open("rb") as f:
-            head = f.read(16)
-        if head and head != b"SQLite format 3\x00":
-            raise ConfigError(
-                f"--db {db} is not a SQLite database; it was left untouched: name a new file"
-            )
-        tables, agents = _platform_tables(db)
-        if tables and "agents" not in tables:
-            raise ConfigError(
-                f"--db {db} is not a server-stub database; it was left untouched: name a new file"
-            )
-        if agents:
-            raise ConfigError(
-                f"--db {db} is already seeded ({agents} agents): seed a new --db file"
-            )
-
-
-def _platform_tables(db: Path) -> tuple[set[str], int]:
-    """The tables of an SQLite file and its agent count, read without writing a byte."""
-    uri = f"{db.resolve().as_uri()}?mode=ro&immutable=1"
-    with contextlib.closing(sqlite3.connect(uri, uri=True)) as c:
-        tables = {name for (name,) in c.execute("SELECT name FROM sqlite_master")}
-        agents = c.execute("SELECT count(*) FROM agents").fetchone()[0] if "agents" in tables else 0
-    return tables, int(agents)
+    """Refuse, before the seeder writes a byte, what cannot become a fixture's platform."""
+    if fixture.is_dir():
+        raise ConfigError(f"--fixture {fixture} is a directory: name a file")
+    if not fixture.parent.is_dir():
+        raise ConfigError(
+            f"--fixture {fixture}: directory {fixture.parent} does not exist; create it"
+        )
+    agents = seeded_agents(db)  # also: a folder, a missing folder, another program's file
+    if agents:
+        raise ConfigError(f"--db {db} is already seeded ({agents} agents): seed a new --db file")
 
 
 def _seed_problem(db: Path, exc: Exception) -> str:
     if isinstance(exc, SetupError) and "already exists" in str(exc):
         return f"--db {db} is already seeded ({exc}): seed a new --db file"
-    if isinstance(exc, sqlite3.Error):
+    if isinstance(exc, DATABASE_ERRORS):
         return f"--db {db}: {exc}; name a new file or a server-stub database"
     if isinstance(exc, OSError):
         return f"{exc.filename or db}: {exc.strerror or exc}"
