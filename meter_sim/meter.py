@@ -236,11 +236,14 @@ class Meter:
         if problem is not None:
             return self._result(Outcome.INVALID, problem, now)
         pad = self._engine.keypad
-        if pad.fixed_length is not None and not self._strict:
-            # The firmware's whole-code entry reads at most 14 symbols after the start key
-            # and evaluates whatever it got, so a short code costs an attempt too.
+        if self._firmware_whole_code:
+            # nexus-embedded's whole-code entry: small reads at most 14 symbols after the
+            # start key, full drops the last key without checking it is `#`; either way what
+            # it got is evaluated, so a malformed code costs a rate-limit attempt too.
             self._entry = Entry()
-            return self._finish(keys[1 : 1 + pad.fixed_length], now)
+            if pad.fixed_length is not None:
+                return self._finish(keys[1 : 1 + pad.fixed_length], now)
+            return self._finish(keys[1:-1], now)
         entry = Entry()
         for key in keys:
             done = step(pad, entry, key, now, self.entry_timeout_seconds)
@@ -286,8 +289,9 @@ class Meter:
     # -- internals ------------------------------------------------------------------------
 
     @property
-    def _strict(self) -> bool:
-        return isinstance(self._engine, NexusEngine) and self._engine.policy.strict
+    def _firmware_whole_code(self) -> bool:
+        """Whole codes are framed as nexus-embedded frames them (Nexus, unless strict)."""
+        return isinstance(self._engine, NexusEngine) and not self._engine.policy.strict
 
     def _tick(self, now: float) -> None:
         if not isinstance(now, int | float) or now != now:
@@ -340,10 +344,10 @@ class Meter:
         if keys[0] != pad.start:
             return "", f"a keycode starts with {pad.start!r}"
         body = keys[1:]
+        if self._firmware_whole_code:
+            return keys, None
         if pad.end is None:
             assert pad.fixed_length is not None
-            if not self._strict:
-                return keys, None
             if len(body) != pad.fixed_length or pad.start in body:
                 return (
                     "",

@@ -65,22 +65,37 @@ def test_spaces_and_grouping_are_ignored() -> None:
 
 
 @pytest.mark.parametrize(
-    ("text", "reason"),
+    ("text", "reason", "strict"),
     [
-        ("", "empty"),
-        ("747951838274", "starts with"),
-        ("*747951838274", "ends with"),
-        ("*74795183#8274#", "one"),
-        ("*7479x1838274#", "not on this keypad"),
+        ("", "empty", False),
+        ("747951838274", "starts with", False),
+        ("*7479x1838274#", "not on this keypad", False),
+        ("", "empty", True),
+        ("747951838274", "starts with", True),
+        ("*747951838274", "ends with", True),
+        ("*74795183#8274#", "one", True),
+        ("*7479x1838274#", "not on this keypad", True),
     ],
 )
-def test_unframed_text_is_invalid_and_costs_no_attempt(text: str, reason: str) -> None:
-    meter = Meter.nexus(KEY)
+def test_unframed_text_is_invalid_and_costs_no_attempt(
+    text: str, reason: str, strict: bool
+) -> None:
+    meter = Meter.nexus(KEY, strict=strict)
     for _ in range(10):
         result = meter.enter_keycode(text, 0.0)
         assert result.outcome is Outcome.INVALID
         assert reason in result.reason
     assert meter.enter_keycode(full_add(1, 1), 0.0).outcome is Outcome.APPLIED
+
+
+@pytest.mark.parametrize("text", ["*747951838274", "*74795183#8274#"])
+def test_firmware_evaluates_a_started_code_without_its_end_key(text: str) -> None:
+    # nexus-embedded's whole-code entry drops the last key unchecked and evaluates the rest
+    # (`7479518382 7` reads as a payg-id confirmation: valid, not this device's id).
+    meter = Meter.nexus(KEY)
+    for _ in range(6):
+        assert meter.enter_keycode(text, 0.0).outcome in (Outcome.INVALID, Outcome.DUPLICATE)
+    assert meter.enter_keycode(full_add(1, 1), 0.0).outcome is Outcome.RATE_LIMITED
 
 
 def test_key_by_key_equals_whole_code() -> None:

@@ -321,3 +321,21 @@ def test_small_whole_code_too_short_is_evaluated(cut: int) -> None:
     assert "expected 14" in result.reason  # evaluated by the validator, so it cost an attempt
     strict = Meter.nexus(KEY, "small", strict=True).enter_keycode(code[: 1 + cut], 0)
     assert "expected 14" not in strict.reason
+
+
+def test_full_whole_code_drops_the_last_key_unchecked() -> None:
+    # A genuine ADD whose `#` was mistyped as `7`: the device evaluates the 14 digits.
+    result = full().enter_keycode("*423453905646457", 0)
+    assert (result.outcome, result.credit_remaining) == (APPLIED, DAY)
+    assert full(strict=True).enter_keycode("*423453905646457", 0).outcome is INVALID
+
+
+def test_full_whole_code_without_end_key_is_evaluated_and_costs_an_attempt() -> None:
+    meter = full()
+    for t in range(6):
+        assert meter.enter_keycode("*42345390564645", t).outcome is INVALID  # 13 digits left
+    assert meter.enter_keycode("*42345390564645#", 10).outcome is RATE_LIMITED
+    strict = full(strict=True)
+    for t in range(6):
+        strict.enter_keycode("*42345390564645", t)
+    assert strict.enter_keycode("*42345390564645#", 10).outcome is APPLIED
