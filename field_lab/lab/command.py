@@ -250,8 +250,12 @@ async def _run(
             customer_behaviour=args.customer_behaviour,
         )
         started = time.monotonic()
+        running = asyncio.ensure_future(lab.run())
         try:
-            await lab.run()
+            await asyncio.shield(running)
+        except asyncio.CancelledError:  # Ctrl-C
+            await _stop(running)
+            raise
         except AgentError as exc:
             if target is None or lab.phase not in SET_UP_PHASES:
                 raise  # the lab's own platform refused its own handsets: a lab fault
@@ -277,6 +281,18 @@ async def _run(
 
 SET_UP_PHASES = frozenset({"setup", "set-up"})
 """Phases in which a target's refusal is about the fixture or the URL, not a lab fault."""
+
+
+async def _stop(running: asyncio.Future[Any]) -> None:
+    """Stop an interrupted run in order: the lab's own tasks (handsets syncing, readers)
+    first, then the lab, which closes the handsets once nothing uses them any more."""
+    me = asyncio.current_task()
+    others = [t for t in asyncio.all_tasks() if t is not me and t is not running]
+    for task in others:
+        task.cancel()
+    await asyncio.gather(*others, return_exceptions=True)
+    running.cancel()
+    await asyncio.gather(running, return_exceptions=True)
 
 
 def target_problem(args: argparse.Namespace, exc: AgentError) -> str:
