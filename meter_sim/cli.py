@@ -7,7 +7,10 @@ meter-sim replay TRACE --target T         replay a recorded trace (docs/trace-fo
                                           (--junit FILE: also a JUnit XML report for CI)
 meter-sim tap --jig URL --device URL      record a jig talking to a device
 
-`session` and `serve` take `--record FILE` to write a trace.
+`session` and `serve` take `--record FILE` to write a trace, and `--state FILE` to keep the
+meter's non-volatile image (a file that is not this meter's image is refused, never
+overwritten; `--reset-state` starts it again). Exit codes: 0 done, 1 the port is taken,
+2 bad input (one line names it; nothing is written), 3 the replay or tap target is unreachable.
 """
 
 from __future__ import annotations
