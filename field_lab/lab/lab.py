@@ -204,22 +204,24 @@ class Lab:
                 await field.pay(fleet.handsets[site.agent], site, intended)
 
         schedule = plan.field_plan(s, field.agent, field.customer, len(fleet.handsets), paying)
-        actions = await run_plan(schedule, act, clock, start, self.stats)
-        remaining = start + s.duration_s - clock.real()
-        if remaining > 0:
-            await asyncio.sleep(remaining)
-        self.phase = "settle"
-        if actions:
-            await asyncio.wait(actions, timeout=max(0.0, field.settle_by - clock.real()))
-        for task in actions:
-            task.cancel()
-        stop.set()
-        for handset in fleet.handsets:
-            handset.wake.set()
-        await asyncio.wait(background, timeout=STUCK_EXCHANGE_S)
-        for task in background:
-            task.cancel()
-        await asyncio.gather(*background, return_exceptions=True)
+        actions: set[asyncio.Task[None]] = set()
+        try:
+            await run_plan(schedule, act, clock, start, self.stats, actions)
+            remaining = start + s.duration_s - clock.real()
+            if remaining > 0:
+                await asyncio.sleep(remaining)
+            self.phase = "settle"
+            if actions:
+                await asyncio.wait(actions, timeout=max(0.0, field.settle_by - clock.real()))
+            stop.set()
+            for handset in fleet.handsets:
+                handset.wake.set()
+            await asyncio.wait(background, timeout=STUCK_EXCHANGE_S)
+        finally:  # also when the run is cancelled: nothing of the field outlives it
+            stop.set()
+            for task in [*actions, *background]:
+                task.cancel()
+            await asyncio.gather(*actions, *background, return_exceptions=True)
         await field.typed(TYPING_GRACE_S)
 
     async def _sample(

@@ -29,11 +29,15 @@ Act = Callable[[str, int, float], Coroutine[object, object, None]]
 
 
 async def run_plan(
-    plan: Plan, act: Act, clock: LabClock, start: float, stats: RunStats
-) -> set[asyncio.Task[None]]:
-    """Start `act(kind, target, intended)` for every event at its time; returns the actions
-    still running when the schedule ends (the caller settles or cancels them)."""
-    actions: set[asyncio.Task[None]] = set()
+    plan: Plan,
+    act: Act,
+    clock: LabClock,
+    start: float,
+    stats: RunStats,
+    actions: set[asyncio.Task[None]],
+) -> None:
+    """Start `act(kind, target, intended)` for every event at its time. `actions` holds the
+    ones still running (the caller's, so it can settle or cancel them whatever happens)."""
     for at, kind, target in plan.events:
         delay = start + at - clock.real()
         if delay > 0:
@@ -43,7 +47,6 @@ async def run_plan(
         task = asyncio.create_task(act(kind, target, start + at))
         actions.add(task)
         task.add_done_callback(actions.discard)
-    return actions
 
 
 async def read_reports(

@@ -58,7 +58,11 @@ class Fleet:
                 await handset.sync_once()  # stock and catalog
                 return handset
 
-        self.handsets = list(await asyncio.gather(*(one(i) for i in range(len(profiles)))))
+        made = await asyncio.gather(*(one(i) for i in range(len(profiles))), return_exceptions=True)
+        self.handsets = [h for h in made if isinstance(h, Handset)]  # closed by close()
+        for outcome in made:
+            if isinstance(outcome, BaseException):
+                raise outcome
 
     async def drain(self) -> None:
         """Sync every handset until its outbox is empty (bounded rounds)."""

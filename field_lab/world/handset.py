@@ -130,9 +130,13 @@ class Handset:
     ) -> Handset:
         setup = MeasuredTransport(url, port, profile)
         metered = Metered(adapter)
-        first = await Agent.provision(
-            db_path, url, spec.name, spec.code, transport=setup, adapter=metered
-        )
+        try:
+            first = await Agent.provision(
+                db_path, url, spec.name, spec.code, transport=setup, adapter=metered
+            )
+        except BaseException:
+            await setup.close()  # ours, not the agent's: it was never handed over
+            raise
         await first.close()
         transport = MeasuredTransport(url, port, profile)
         agent = await Agent.open(db_path, transport=transport, adapter=metered)
