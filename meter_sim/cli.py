@@ -34,9 +34,10 @@ from meter_sim.errors import MeterError
 from meter_sim.line_protocol import LineSession, describe, format_seconds
 from meter_sim.meter import Meter
 from meter_sim.nv import Image, Kind, classify
+from meter_sim.openpaygo.policy import PRESETS
 from meter_sim.serve import open_pty, serve_pty, serve_stdio, serve_tcp
 from meter_sim.storage import FileStorage
-from meter_sim.trace.device import DeviceConfig, load_device, simulator_version
+from meter_sim.trace.device import QUIRKS, DeviceConfig, load_device, simulator_version
 from meter_sim.trace.errors import RecordError, TargetError, TraceError
 from meter_sim.trace.format import Header, TraceWriter, load
 from meter_sim.trace.recorder import MeterLike, RecordingSession, TraceRecorder
@@ -91,6 +92,31 @@ def _device_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--restricted-digits", action="store_true", help="OpenPAYGO keys 1-4")
     group.add_argument("--time-divider", type=int, default=1, help="OpenPAYGO")
     group.add_argument("--no-rate-limit", action="store_true", help="bench use only")
+    firmware = parser.add_argument_group("firmware (docs/meter.md)")
+    firmware.add_argument(
+        "--strict",
+        action="store_true",
+        help="Nexus: refuse what the backend never emits (default: as nexus-embedded v2.0.1)",
+    )
+    firmware.add_argument(
+        "--allow-demo",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="Nexus: accept demo codes (default: the firmware's, on unless --strict)",
+    )
+    firmware.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        default="default",
+        help="OpenPAYGO: answer as the default device or as OpenPAYGO-HW's C example",
+    )
+    firmware.add_argument(
+        "--quirk",
+        action="append",
+        default=[],
+        choices=sorted(QUIRKS),
+        help="reproduce a named firmware bug (repeatable)",
+    )
     group.add_argument(
         "--state",
         metavar="FILE",
@@ -117,6 +143,10 @@ def device_config(args: argparse.Namespace) -> DeviceConfig:
         count=args.count,
         time_divider=args.time_divider,
         rate_limit=not args.no_rate_limit,
+        strict=args.strict,
+        allow_demo=args.allow_demo,
+        preset=args.preset,
+        quirks=tuple(args.quirk),
     )
 
 

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from meter_sim.meter import MAX_OPENPAYGO_COUNT, Meter
+from meter_sim.nexus.policy import Quirk
+from meter_sim.openpaygo.policy import C_EXAMPLE_BLOCKING, PRESETS, TokenQuirk
 from meter_sim.ratelimit import NexusRateLimit, OpenPaygoBlocking
 from meter_sim.storage import Storage
 from meter_sim.trace.errors import TraceFormatError
@@ -51,6 +53,14 @@ class DeviceConfig:
     """False when the recording meter ran without the rate limit / entry block (bench)."""
     fingerprint: str | None = None
     """`key_id` of the key, kept even when the key itself is not."""
+    strict: bool = False
+    """Nexus: refuse what the backend never emits (default: as nexus-embedded v2.0.1 does)."""
+    allow_demo: bool | None = None
+    """Nexus: accept demo codes (None: the firmware default, on unless strict)."""
+    preset: str = "default"
+    """OpenPAYGO: `default` or `c-example` (as OpenPAYGO-HW's C example answers)."""
+    quirks: tuple[str, ...] = ()
+    """Named firmware bugs to reproduce (`meter_sim.Quirk`, `meter_sim.TokenQuirk`)."""
 
     def __post_init__(self) -> None:
         if self.key is not None and self.fingerprint is None:
@@ -77,7 +87,11 @@ class DeviceConfig:
                 count=self.count,
                 restricted_digits=self.protocol == "openpaygo-restricted",
                 time_divider=self.time_divider,
-                blocking=OpenPaygoBlocking() if self.rate_limit else None,
+                blocking=None
+                if not self.rate_limit
+                else (OpenPaygoBlocking() if self.preset == "default" else C_EXAMPLE_BLOCKING),
+                preset=self.preset,
+                quirks=self.quirks,
                 storage=storage,
                 now=now,
             )
@@ -86,6 +100,9 @@ class DeviceConfig:
             self.protocol.removeprefix("nexus-"),
             payg_id=self.payg_id,
             rate_limit=NexusRateLimit() if self.rate_limit else None,
+            strict=self.strict,
+            allow_demo=self.allow_demo,
+            quirks=self.quirks,
             storage=storage,
             now=now,
         )
@@ -104,6 +121,14 @@ class DeviceConfig:
             out["count"] = self.count
             out["time_divider"] = self.time_divider
         out["rate_limit"] = self.rate_limit
+        if self.strict:  # firmware knobs appear only when set, so older traces read the same
+            out["strict"] = True
+        if self.allow_demo is not None:
+            out["allow_demo"] = self.allow_demo
+        if self.preset != "default":
+            out["preset"] = self.preset
+        if self.quirks:
+            out["quirks"] = ",".join(self.quirks)
         return out
 
     @classmethod
@@ -137,6 +162,10 @@ class DeviceConfig:
             ),
             rate_limit=f.flag("rate_limit") if f.has("rate_limit") else True,
             fingerprint=fingerprint,
+            strict=f.flag("strict") if f.has("strict") else False,
+            allow_demo=f.flag("allow_demo") if f.has("allow_demo") else None,
+            preset=f.text("preset", choices=tuple(PRESETS)) if f.has("preset") else "default",
+            quirks=_quirks(f.text("quirks"), f) if f.has("quirks") else (),
         )
         f.done()
         return config
@@ -170,3 +199,16 @@ def load_device(path: str | Path) -> DeviceConfig:
     except (ValueError, RecursionError) as exc:
         raise TraceFormatError(f"not usable JSON: {exc}", source=source) from None
     return DeviceConfig.from_fields(Fields(obj, path="device", source=source, line=None))
+
+
+QUIRKS = frozenset(q.value for q in Quirk) | frozenset(q.value for q in TokenQuirk)
+
+
+def _quirks(text: str, f: Fields) -> tuple[str, ...]:
+    names = tuple(n for n in text.split(",") if n)
+    unknown = [n for n in names if n not in QUIRKS]
+    if unknown:
+        raise f.error(
+            f"{f.path}.quirks: unknown {unknown[0]!r}; known: {', '.join(sorted(QUIRKS))}"
+        )
+    return names
