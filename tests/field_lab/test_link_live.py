@@ -28,6 +28,7 @@ from field_lab.link import (
 from field_lab.link.outages import OutageSchedule
 from field_lab.link.proxy import LinkProxy
 from field_lab.link.virtual import Timeline, run_until_idle
+from tests.field_lab.echo import echo_upper
 
 PLAIN = BUILTIN_PROFILES["perfect"].replace(
     name="plain", rtt_s=0.8, down_bps=40_000, up_bps=20_000, queue_bytes=32_000
@@ -191,16 +192,9 @@ def test_bad_live_calls_raise_and_change_nothing() -> None:
 # -- on real sockets ----------------------------------------------------------------------
 
 
-async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    while data := await reader.read(65536):
-        writer.write(data.upper())
-        await writer.drain()
-    writer.close()
-
-
 @pytest.fixture
 async def proxy() -> AsyncIterator[tuple[LinkProxy, int]]:
-    server = await asyncio.start_server(_echo, "127.0.0.1", 0)
+    server = await asyncio.start_server(echo_upper, "127.0.0.1", 0)
     upstream = ("127.0.0.1", int(server.sockets[0].getsockname()[1]))
     quick = BUILTIN_PROFILES["perfect"].replace(name="quick", reset_after_s=0.3)
     link = LinkProxy(quick, upstream)

@@ -12,23 +12,16 @@ import pytest
 from field_lab.cli import main
 from field_lab.link import BUILTIN_PROFILES, Outage
 from field_lab.link.proxy import LinkProxy
+from tests.field_lab.echo import echo_upper
 
 FAST = BUILTIN_PROFILES["perfect"].replace(
     name="fast", rtt_s=0.02, down_bps=4_000_000, up_bps=2_000_000
 )
 
 
-async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """Echo upper-cased bytes until EOF, then close: a tiny upstream."""
-    while data := await reader.read(65536):
-        writer.write(data.upper())
-        await writer.drain()
-    writer.close()
-
-
 @pytest.fixture
 async def upstream() -> AsyncIterator[tuple[str, int]]:
-    server = await asyncio.start_server(_echo, "127.0.0.1", 0)
+    server = await asyncio.start_server(echo_upper, "127.0.0.1", 0)
     yield "127.0.0.1", server.sockets[0].getsockname()[1]
     server.close()
     await server.wait_closed()
@@ -109,7 +102,7 @@ async def test_long_outage_resets_the_client(upstream: tuple[str, int]) -> None:
 
 
 async def test_refused_upstream_closes_the_client() -> None:
-    probe = await asyncio.start_server(_echo, "127.0.0.1", 0)
+    probe = await asyncio.start_server(echo_upper, "127.0.0.1", 0)
     port = probe.sockets[0].getsockname()[1]
     probe.close()
     await probe.wait_closed()  # nothing listens on `port` now
