@@ -51,6 +51,7 @@ from .faults import PlatformFaults
 from .metrics import CONTENT_TYPE, Metrics
 from .notify import Gateway, ResendRule, SmsSender
 from .openapi import document
+from .opm import routes as opm_routes
 from .reports import REPORTS, Reports, parse_query
 from .runner import URGENT, StoreThread
 from .store import Store
@@ -442,4 +443,5 @@ def create_app(
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/openapi.json", openapi)
+    opm_routes.register(app.router, run, now_ms)
     return app

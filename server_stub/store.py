@@ -41,6 +41,7 @@ from .callbacks import Answer, MoneyCallback, Outcome
 from .errors import RequestError, SetupError
 from .faults import Every, PlatformFaults
 from .keycodes import DeviceSecret, creditable_days, issue
+from .opm.schema import SCHEMA as METRICS_SCHEMA
 
 ENTRIES_PER_RESPONSE = 256
 APPLIED = 0
@@ -239,6 +240,7 @@ class Store:
         db.execute("PRAGMA foreign_keys=ON")
         db.execute("PRAGMA busy_timeout=10000")
         db.executescript(SCHEMA)
+        db.executescript(METRICS_SCHEMA)
         migrate(db)
         return cls(db, faults=faults)
 

@@ -279,7 +279,7 @@ class MetricsReporter:
         tokens = doc.get("tkl")
         applied: list[tuple[str, Outcome]] = []
         for token in tokens[:MAX_TOKENS] if isinstance(tokens, list) else ():
-            if isinstance(token, str) and token.isdigit():
+            if isinstance(token, str) and 0 < len(token) <= 40 and token.isascii():
                 applied.append((token, self.meter.enter_keycode(token, now).outcome))
             else:
                 applied.append((str(token)[:20], Outcome.INVALID))
