@@ -105,7 +105,8 @@ def test_every_request_is_accepted_by_the_reference_handler(
         assert len(metrics["historical_data"]) == request.rows
         if condensed and dct_key == "dtc" and request.rows:  # the package reads only dtc
             stamps = [row["timestamp"] for row in metrics["historical_data"]]
-            assert stamps == sorted(stamps) and stamps[-1] <= request.timestamp
+            assert stamps == sorted(stamps)
+            assert stamps[-1] <= request.timestamp
         # a replay of the same bytes is refused by the reference too
         again = MetricsResponseHandler(
             request.body.decode(),
@@ -145,9 +146,11 @@ def test_a_tampered_or_foreign_answer_applies_nothing_and_keeps_the_data() -> No
     tampered = {**good, "tkl": [token(3, 30)]}
     unsigned = {"tkl": good["tkl"]}
     for doc in (tampered, unsigned):
-        rep2 = rep  # same reporter: the request stays pending after each refusal
-        answered = rep2.answer(request, 201, json.dumps(doc).encode(), 3 * HOUR + 1)
-        assert not answered.acknowledged and answered.tokens == ()
+        answered = rep.answer(  # refused: the rows stay pending
+            request, 201, json.dumps(doc).encode(), 3 * HOUR + 1
+        )
+        assert not answered.acknowledged
+        assert answered.tokens == ()
         request = rep.request(3 * HOUR + 2)
         handler = MetricsResponseHandler(request.body.decode(), secret_key=KEY.hex())
         handler.add_tokens_to_answer([token(1, 30)])
