@@ -57,6 +57,8 @@ class DeviceData:
 
     serial: str
     auth: str
+    stamps: tuple[Any, Any]
+    """timestamp and request_count exactly as sent (the signature covers their text)."""
     timestamp: int | None
     request_count: int | None
     collected_at: int | None
@@ -66,10 +68,18 @@ class DeviceData:
     history: list[dict[str, Any] | list[Any]]
 
 
+def _integral(value: Any) -> Any:
+    """JSON's 5.0 is the integer 5, as JSON Schema counts it."""
+    if isinstance(value, float) and value.is_integer() and abs(value) <= MAX_STAMP:
+        return int(value)
+    return value
+
+
 def _int(doc: dict[str, Any], name: str, lo: int) -> int | None:
     value = doc.get(name)
     if value is None:
         return None
+    value = _integral(value)
     if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= MAX_STAMP:
         raise RequestError(400, "bad_field", f"{name} must be an integer in {lo}..{MAX_STAMP}")
     return value
@@ -101,7 +111,10 @@ def parse_format(doc: Any) -> DataFormat:
     unknown = sorted(set(doc) - set(FORMAT_KEYS))
     if unknown:
         raise RequestError(400, "bad_data_format", f"unknown data format keys {unknown}")
-    interval = doc.get("historical_data_interval")
+    nulls = sorted(k for k in FORMAT_KEYS[:3] if k in doc and doc[k] is None)
+    if nulls:
+        raise RequestError(400, "bad_data_format", f"{nulls} must be left out, not null")
+    interval = _integral(doc.get("historical_data_interval"))
     if interval is not None and (
         isinstance(interval, bool) or not isinstance(interval, int) or not 0 < abs(interval) < 2**31
     ):
@@ -142,6 +155,7 @@ def parse_request(body: bytes) -> DeviceData:
     return DeviceData(
         serial=serial,
         auth=auth,
+        stamps=(doc.get("timestamp"), doc.get("request_count")),
         timestamp=_int(doc, "timestamp", 0),
         request_count=_int(doc, "request_count", 0),
         collected_at=_int(doc, "data_collection_timestamp", 0),
@@ -159,8 +173,8 @@ def signature_ok(req: DeviceData, key: bytes) -> bool:
         return False
     signed = {
         "serial_number": req.serial,
-        "timestamp": req.timestamp,
-        "request_count": req.request_count,
+        "timestamp": req.stamps[0],
+        "request_count": req.stamps[1],
         "data": req.data,
         "historical_data": req.history,
     }
@@ -179,8 +193,8 @@ def sign_answer(req: DeviceData, key: bytes, answer: dict[str, Any]) -> dict[str
         answer,
         key.hex(),
         req.serial,
-        timestamp=req.timestamp,
-        request_count=req.request_count,
+        timestamp=req.stamps[0],
+        request_count=req.stamps[1],
     )
     signed = OpenPAYGOMetricsShared.convert_dict_keys_to_condensed(answer)
     return {**signed, "a": auth}
