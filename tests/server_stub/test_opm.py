@@ -5,7 +5,9 @@ and meter_sim's reporter gets a mobile-money payment's token through the answer.
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +79,16 @@ def opm_request(
     return str(payload)
 
 
+@contextlib.asynccontextmanager
+async def serving(db: Path) -> AsyncIterator[tuple[str, aiohttp.ClientSession]]:
+    server = await start(db, Platform())
+    try:
+        async with aiohttp.ClientSession() as session:
+            yield str(server.make_url("")).rstrip("/"), session
+    finally:
+        await server.close()
+
+
 async def post(session: aiohttp.ClientSession, url: str, body: str | bytes) -> tuple[int, Any]:
     async with session.post(url, data=body, headers={"Content-Type": "application/json"}) as r:
         return r.status, await r.json()
@@ -110,74 +122,62 @@ async def test_reference_requests_are_accepted_and_bad_ones_refused(
     platform_db: tuple[Path, int, DeviceSecret],
 ) -> None:
     db, device, secret = platform_db
-    server = await start(db, Platform())
-    base = str(server.make_url("")).rstrip("/")
-    try:
-        async with aiohttp.ClientSession() as session:
-            simple = opm_request(device, secret.key, 1, condensed=False, token_count=1)
-            status, answer = await post(session, f"{base}/device_data", simple)
-            assert status == 201, answer
-            assert answer_ok(answer, device, secret.key, simple)
-            assert len(answer["tkl"]) == 1  # the sale's token: count above the device's 1
+    async with serving(db) as (base, session):
+        simple = opm_request(device, secret.key, 1, condensed=False, token_count=1)
+        status, answer = await post(session, f"{base}/device_data", simple)
+        assert status == 201, answer
+        assert answer_ok(answer, device, secret.key, simple)
+        assert len(answer["tkl"]) == 1  # the sale's token: count above the device's 1
 
-            condensed = opm_request(device, secret.key, 2, condensed=True, token_count=1)
-            status, answer = await post(session, f"{base}/dd", condensed)
-            assert status == 201, answer
-            assert answer_ok(answer, device, secret.key, condensed)
+        condensed = opm_request(device, secret.key, 2, condensed=True, token_count=1)
+        status, answer = await post(session, f"{base}/dd", condensed)
+        assert status == 201, answer
+        assert answer_ok(answer, device, secret.key, condensed)
 
-            before = await usage(session, base)
-            doc = json.loads(condensed)
-            tampered = json.dumps({**doc, "rc": 3, "d": [1, 99.5]})
-            replayed_body = opm_request(device, secret.key, 2, condensed=True)
-            refusals = [
-                (condensed, 409, "replayed_request"),  # the same bytes again
-                (replayed_body, 409, "replayed_request"),  # signed, count not above the last
-                (tampered, 403, "bad_signature"),
-                (json.dumps({k: v for k, v in doc.items() if k != "a"}), 401, "missing_auth"),
-                (opm_request(999_999, secret.key, 9, condensed=True), 404, "unknown_device"),
-                (b"{", 400, "malformed_json"),
-                (opm_request(device, bytes(16), 9, condensed=True), 403, "bad_signature"),
-            ]
-            for body, want, code in refusals:
-                status, answer = await post(session, f"{base}/dd", body)
-                assert (status, answer["error"]) == (want, code), body
-            after = await usage(session, base)
-            assert after == before  # nothing stored by any refusal
-            (row,) = after
-            assert row["device"] == device
-            assert row["requests"] == 2
-            assert row["rows"] == 4  # two rows each, stamped from each request's own timestamp
-            assert row["energy_wh"] == 12.5
-            assert row["bytes_in"] == len(simple) + len(condensed)
-    finally:
-        await server.close()
+        before = await usage(session, base)
+        doc = json.loads(condensed)
+        tampered = json.dumps({**doc, "rc": 3, "d": [1, 99.5]})
+        replayed_body = opm_request(device, secret.key, 2, condensed=True)
+        refusals = [
+            (condensed, 409, "replayed_request"),  # the same bytes again
+            (replayed_body, 409, "replayed_request"),  # signed, count not above the last
+            (tampered, 403, "bad_signature"),
+            (json.dumps({k: v for k, v in doc.items() if k != "a"}), 401, "missing_auth"),
+            (opm_request(999_999, secret.key, 9, condensed=True), 404, "unknown_device"),
+            (b"{", 400, "malformed_json"),
+            (opm_request(device, bytes(16), 9, condensed=True), 403, "bad_signature"),
+        ]
+        for body, want, code in refusals:
+            status, answer = await post(session, f"{base}/dd", body)
+            assert (status, answer["error"]) == (want, code), body
+        after = await usage(session, base)
+        assert after == before  # nothing stored by any refusal
+        (row,) = after
+        assert row["device"] == device
+        assert row["requests"] == 2
+        assert row["rows"] == 4  # two rows each, stamped from each request's own timestamp
+        assert row["energy_wh"] == 12.5
+        assert row["bytes_in"] == len(simple) + len(condensed)
 
 
 async def test_data_formats_register_once_and_condensed_requests_use_them(
     platform_db: tuple[Path, int, DeviceSecret],
 ) -> None:
     db, device, secret = platform_db
-    server = await start(db, Platform())
-    base = str(server.make_url("")).rstrip("/")
-    try:
-        async with aiohttp.ClientSession() as session:
-            status, first = await post(session, f"{base}/data_format", json.dumps(FORMAT))
-            status2, second = await post(session, f"{base}/data_format", json.dumps(FORMAT))
-            assert (status, status2) == (201, 201)
-            assert first == second
-            body = opm_request(
-                device, secret.key, 1, condensed=True, fmt={**FORMAT, "id": first["id"]}
-            )
-            assert '"df":' in body
-            status, answer = await post(session, f"{base}/dd", body)
-            assert status == 201, answer
-            unknown = opm_request(device, secret.key, 2, condensed=True, fmt={**FORMAT, "id": 77})
-            status, answer = await post(session, f"{base}/dd", unknown)
-            assert (status, answer["error"]) == (422, "unknown_data_format")
-            status, answer = await post(session, f"{base}/data_format", b'{"data_order": [1]}')
-            assert (status, answer["error"]) == (400, "bad_data_format")
-    finally:
-        await server.close()
+    async with serving(db) as (base, session):
+        status, first = await post(session, f"{base}/data_format", json.dumps(FORMAT))
+        status2, second = await post(session, f"{base}/data_format", json.dumps(FORMAT))
+        assert (status, status2) == (201, 201)
+        assert first == second
+        body = opm_request(device, secret.key, 1, condensed=True, fmt={**FORMAT, "id": first["id"]})
+        assert '"df":' in body
+        status, answer = await post(session, f"{base}/dd", body)
+        assert status == 201, answer
+        unknown = opm_request(device, secret.key, 2, condensed=True, fmt={**FORMAT, "id": 77})
+        status, answer = await post(session, f"{base}/dd", unknown)
+        assert (status, answer["error"]) == (422, "unknown_data_format")
+        status, answer = await post(session, f"{base}/data_format", b'{"data_order": [1]}')
+        assert (status, answer["error"]) == (400, "bad_data_format")
 
 
 async def test_the_meter_gets_a_mobile_money_token_through_its_answer_once(
@@ -189,39 +189,34 @@ async def test_the_meter_gets_a_mobile_money_token_through_its_answer_once(
         "SELECT text FROM keycodes WHERE device = ?", (device,)
     ).fetchall()
     store.close()
-    server = await start(db, Platform())
-    base = str(server.make_url("")).rstrip("/")
     meter = Meter.openpaygo(secret.key, secret.starting_code, now=0.0)
-    config = ReporterConfig(str(device), secret.key, base, data_format=DEFAULT_FORMAT)
-    rep = MetricsReporter(meter, config, storage=MemoryStorage(), now=0.0)
-    try:
-        async with aiohttp.ClientSession() as session:
-            now = 3600.0
+    async with serving(db) as (base, session):
+        config = ReporterConfig(str(device), secret.key, base, data_format=DEFAULT_FORMAT)
+        rep = MetricsReporter(meter, config, storage=MemoryStorage(), now=0.0)
+        now = 3600.0
+        request = rep.request(now)
+        status, answer = await post(session, request.url, request.body)
+        done = rep.answer(request, status, json.dumps(answer).encode(), now)
+        assert done.acknowledged
+        assert [o for _, o in done.tokens] == [Outcome.APPLIED] * len(sale_codes)
+        # a payment by mobile money: its token comes in the next answer, once
+        pay = Store.open(db)
+        cb = MoneyCallback("T1", str(device), 3 * 100, "+233200000001", "success", 1)
+        pay.mobile_money(cb, 2)
+        pay.close()
+        granted = []
+        for _ in range(3):
+            now += 3600
             request = rep.request(now)
             status, answer = await post(session, request.url, request.body)
             done = rep.answer(request, status, json.dumps(answer).encode(), now)
-            assert done.acknowledged
-            assert [o for _, o in done.tokens] == [Outcome.APPLIED] * len(sale_codes)
-            # a payment by mobile money: its token comes in the next answer, once
-            pay = Store.open(db)
-            cb = MoneyCallback("T1", str(device), 3 * 100, "+233200000001", "success", 1)
-            pay.mobile_money(cb, 2)
-            pay.close()
-            granted = []
-            for _ in range(3):
-                now += 3600
-                request = rep.request(now)
-                status, answer = await post(session, request.url, request.body)
-                done = rep.answer(request, status, json.dumps(answer).encode(), now)
-                assert done.acknowledged, done.reason
-                granted.append([o for _, o in done.tokens])
-            assert granted[0] == [Outcome.APPLIED]
-            assert granted[1:] == [[], []]
-            rows = await usage(session, base)
-            assert rows[0]["token_count"] == meter.snapshot(now).token.count  # type: ignore[union-attr]
-            assert rows[0]["tokens_sent"] == len(sale_codes) + 1
-    finally:
-        await server.close()
+            assert done.acknowledged, done.reason
+            granted.append([o for _, o in done.tokens])
+        assert granted[0] == [Outcome.APPLIED]
+        assert granted[1:] == [[], []]
+        rows = await usage(session, base)
+        assert rows[0]["token_count"] == meter.snapshot(now).token.count  # type: ignore[union-attr]
+        assert rows[0]["tokens_sent"] == len(sale_codes) + 1
 
 
 @settings(max_examples=40, deadline=None)
