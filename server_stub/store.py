@@ -446,14 +446,14 @@ class Store:
         rejected: list[tuple[int, Reason]] = []
         for item in bad:  # refused alone, and the refusal kept: a replay gets the same answer
             stored = self._key(handset, item.seq, item.content, item.kind, 0, now_ms, item.reason)
-            rejected.append((item.seq, item.reason if stored is None else stored))
+            rejected.append((item.seq, item.reason if stored is None else Reason(stored)))
         for op in ops:
             stored = self._key(handset, op.seq, op.content(), int(op.kind), op.at, now_ms)
             if stored is not None:
                 if stored == APPLIED:
                     acked.append(op.seq)
                 else:
-                    rejected.append((op.seq, stored))
+                    rejected.append((op.seq, Reason(stored)))
                 continue
             try:
                 with self._savepoint():
@@ -483,9 +483,9 @@ class Store:
         at: int,
         now_ms: int,
         outcome: int = APPLIED,
-    ) -> Reason | int | None:
+    ) -> int | None:
         """Record the key (handset, seq) with `outcome`; None when it is new, else the stored
-        answer: APPLIED, the stored reason, or `conflict` when the content differs."""
+        answer: APPLIED, the stored reason's number, or `conflict` when the content differs."""
         digest = hashlib.sha256(content).digest()[:16]
         try:
             self.db.execute(
@@ -506,9 +506,7 @@ class Store:
                 handset.handset,
                 seq,
             )
-            if old_digest != digest:
-                return Reason.CONFLICT
-            return APPLIED if stored == APPLIED else Reason(stored)
+            return int(Reason.CONFLICT) if old_digest != digest else int(stored)
         return None
 
     def _apply(self, handset: Handset, op: Operation, now_ms: int) -> None:

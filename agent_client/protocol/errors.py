@@ -11,7 +11,6 @@ its 4xx body and the client maps back to an exception.
 
 from __future__ import annotations
 
-
 STATUS_OF_CODE = {"too_large": 413}
 """Codes whose HTTP status differs from their class's (docs/sync-protocol.md, Errors)."""
 

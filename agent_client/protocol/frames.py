@@ -269,7 +269,9 @@ def _operation(seq: int, base_at: int, row: list[object], what: str) -> Operatio
         try:
             kind = Kind(number)
         except ValueError:
-            raise _Refused(Reason.UNKNOWN_KIND, f"{what}: unknown operation kind {number}") from None
+            raise _Refused(
+                Reason.UNKNOWN_KIND, f"{what}: unknown operation kind {number}"
+            ) from None
         d_at = check_int(row[2], 0, MAX_TIME - base_at, f"{what}.d_at")
         return Operation.make(seq, kind, base_at + d_at, *row[3:])
     except FrameError as exc:

@@ -135,7 +135,8 @@ def test_one_garbage_operation_never_poisons_the_batch(
 ) -> None:
     if not frame.ops:
         return
-    _, handset, cursor, base_seq, base_at, rows = msgpack.unpackb(encode_uplink(frame, compress=False))
+    raw = encode_uplink(frame, compress=False)
+    _, handset, cursor, base_seq, base_at, rows = msgpack.unpackb(raw)
     victim = data.draw(st.integers(0, len(rows) - 1))
     junk = st.one_of(st.integers(-5, 2**40), st.text(max_size=70), st.booleans(), st.none())
     rows[victim] = [rows[victim][0], *data.draw(st.lists(junk, max_size=8))]

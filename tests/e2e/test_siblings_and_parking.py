@@ -16,7 +16,6 @@ from agent_client.errors import InvalidOperation
 from agent_client.protocol.frames import (
     DownlinkFrame,
     Reason,
-    Stock,
     decode_uplink,
     encode_downlink,
 )

@@ -156,9 +156,11 @@ async def test_one_invalid_operation_is_refused_alone(env: Env) -> None:
     ]
     body = msgpack.packb([VERSION, h.handset, 0, 1, 1_795_000_000, rows])
     status, raw = await h.post(body)
-    assert status == 200 and isinstance(raw, bytes)
+    assert status == 200
+    assert isinstance(raw, bytes)
     reply = decode_downlink(raw)
-    assert reply.rejected == ((2, Reason.BAD_FIELD), (4, Reason.UNKNOWN_KIND), (5, Reason.BAD_FIELD))
+    bad, unknown = Reason.BAD_FIELD, Reason.UNKNOWN_KIND
+    assert reply.rejected == ((2, bad), (4, unknown), (5, bad))
     assert reply.acked == (1, 3, 6)
     keycodes = [e for e in reply.entries if isinstance(e, Keycode)]
     assert [(k.op_seq, k.device) for k in keycodes] == [(3, device), (6, device)]
