@@ -228,3 +228,31 @@ def write() -> None:
 
 if __name__ == "__main__":
     write()
+
+
+DOC = Path(__file__).parents[2] / "docs" / "sync-protocol.md"
+IN_FULL = (
+    "uplink_pull",
+    "uplink_register_customer",
+    "uplink_record_sale",
+    "uplink_record_payment",
+    "uplink_example",
+    "downlink_example",
+    "downlink_done_runs",
+    "content_register_customer",
+)
+ENTRY_ROWS = ("keycode", "payment", "stock_in", "stock_out", "plan")
+
+
+def test_the_doc_shows_the_golden_bytes() -> None:
+    """The examples of docs/sync-protocol.md are these fixtures, byte for byte."""
+    doc = DOC.read_text()
+    flat = "".join(doc.split())
+    for name in IN_FULL:
+        assert read(1, name).hex() in flat, name
+    for entry in ENTRY_ROWS:  # the row inside [1, server_ms, [], [], 41, [row], 0]
+        assert read(1, f"downlink_entry_{entry}")[15:-1].hex() in flat, entry
+    signing = read(1, "signing_string").decode().replace("\n", "\\n")
+    assert signing in doc
+    for name in ("x_sig", "provision_request"):
+        assert read(1, name).decode() in doc, name
