@@ -14,8 +14,13 @@ from pathlib import Path
 import pytest
 import requests
 from aiohttp.test_utils import TestServer
+from hypothesis import given
+from hypothesis import strategies as st
 
+from agent_client.protocol.frames import UplinkFrame, decode_uplink, encode_uplink
+from agent_client.strategies import uplink_frames
 from field_lab.conformance import CLAUSES, HttpWire, Verdict, run_clauses
+from field_lab.conformance.handset import row, uplink
 from field_lab.net import free_port
 from server_stub.app import create_app
 from server_stub.cli import main as server_stub_main
@@ -76,6 +81,21 @@ async def test_a_broken_platform_fails_the_clause_that_describes_the_bug(
 ) -> None:
     verdicts = await kit(db, faults)
     assert {v.clause.name for v in verdicts if not v.passed} == failing
+
+
+@given(uplink_frames(), st.booleans())
+def test_the_kits_own_frame_builder_agrees_with_the_contract(
+    frame: UplinkFrame, compress: bool
+) -> None:
+    """The kit builds frames itself (so it can build wrong ones); for valid operations its
+    bytes are the contract codec's, byte for byte, deflated or not."""
+    rows = [row(op.seq, int(op.kind), op.at, *op.fields) for op in frame.ops]
+    built = uplink(frame.handset, frame.cursor, rows, compress)
+    if compress:
+        assert decode_uplink(built) == frame
+    else:
+        assert built == encode_uplink(frame, compress=False)
+    assert uplink(frame.handset, frame.cursor, rows) == encode_uplink(frame)
 
 
 def test_every_clause_names_a_section_of_the_doc() -> None:
