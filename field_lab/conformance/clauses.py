@@ -40,7 +40,7 @@ from .handset import (
     row,
     uplink,
 )
-from .wire import Auth, Forgery, Wire
+from .wire import Auth, Forgery, Wire, provision_body
 
 PAGE = 256
 """The most entries one downlink frame may carry (docs/sync-protocol.md, Limits)."""
@@ -150,8 +150,8 @@ async def provision_bad_code(ctx: Context) -> str:
 
 async def provision_bad_key(ctx: Context) -> str:
     for key in ("not hex", "00" * 31):
-        body = f'{{"agent": "{ctx.agent}", "code": "{ctx.code}", "public_key": "{key}"}}'
-        expect_refusal(await ctx.wire.provision_raw(body.encode()), 400, "bad_public_key")
+        body = provision_body(ctx.agent, ctx.code, key)
+        expect_refusal(await ctx.wire.provision_raw(body), 400, "bad_public_key")
     return "not hex and 31 bytes: 400 bad_public_key"
 
 

@@ -77,8 +77,9 @@ class Wire(Protocol):
     async def close(self) -> None: ...
 
 
-def provision_body(agent: str, code: str, public_key: bytes) -> bytes:
-    return json.dumps({"agent": agent, "code": code, "public_key": public_key.hex()}).encode()
+def provision_body(agent: str, code: str, public_key: str) -> bytes:
+    """The provisioning request's body; `public_key` as sent (hex, or deliberately not)."""
+    return json.dumps({"agent": agent, "code": code, "public_key": public_key}).encode()
 
 
 class HttpWire:
@@ -103,7 +104,7 @@ class HttpWire:
             return Answer(r.status, r.content_type, await r.read())
 
     async def provision(self, agent: str, code: str, public_key: bytes) -> Answer:
-        return await self.provision_raw(provision_body(agent, code, public_key))
+        return await self.provision_raw(provision_body(agent, code, public_key.hex()))
 
     async def provision_raw(self, body: bytes) -> Answer:
         return await self._post(PROVISION_PATH, body, {"Content-Type": JSON})
