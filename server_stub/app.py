@@ -216,7 +216,7 @@ async def sync(request: web.Request) -> web.Response:
     received = now_ms(request.app)
 
     def exchange(store: Store) -> DownlinkFrame:  # stamped when the transaction runs
-        return store.exchange(claim, frame.ops, frame.cursor, now_ms(request.app))
+        return store.exchange(claim, frame.ops, frame.cursor, now_ms(request.app), bad=frame.bad)
 
     reply = await run(request.app, exchange)
     metrics = request.app[METRICS]

@@ -266,6 +266,15 @@ def _cases() -> dict[str, Case]:
             "--duration",
         ),
         "lab no command": Case(f, "", 2, "COMMAND"),
+        "conformance not a url": Case(f, "conformance ftp://example", 2, "http(s)://HOST"),
+        "conformance bad port": Case(f, "conformance http://127.0.0.1:99999", 2, "URL"),
+        "conformance zero timeout": Case(f, "conformance {url} --timeout 0", 2, "--timeout"),
+        "conformance unreachable": Case(
+            f, "conformance http://127.0.0.1:{closed}", 1, "{closed} is unreachable"
+        ),
+        "conformance wrong code": Case(
+            f, "conformance {url} --agent ama --code nope", 2, "--agent 'ama' --code"
+        ),
     }
 
 
