@@ -73,6 +73,11 @@ def check_word(name: str, value: str) -> str:
     return value
 
 
+def blank(raw: bytes) -> bool:
+    """A line that gets no answer: ASCII whitespace only (or nothing)."""
+    return raw.isascii() and not raw.decode("ascii").strip()
+
+
 def parse_seconds(word: str) -> float:
     """A number of seconds as the protocol writes it; ValueError otherwise."""
     if not _NUMBER.fullmatch(word) or len(word) > 24:
@@ -195,12 +200,12 @@ class LineSession:
         raw = raw.rstrip(b"\r")
         if len(raw) > MAX_LINE:
             return self._err(ErrorCode.LINE_TOO_LONG, f"lines are at most {MAX_LINE}")
+        if blank(raw):
+            return None
         try:
             line = raw.decode("ascii")
         except UnicodeDecodeError:
             return self._err(ErrorCode.BAD_ENCODING, "lines are ASCII")
-        if not line.strip():
-            return None
         return (self.handle_line(line) + "\n").encode("ascii", "replace")
 
     def handle_line(self, line: str) -> str:

@@ -35,6 +35,10 @@ class Link(ABC):
     @abstractmethod
     def read(self, timeout: float) -> bytes: ...
 
+    def reconnect(self) -> None:
+        """Start a new connection to the same device (a serial line has none: nothing)."""
+        return None
+
     def close(self) -> None:
         return None
 
@@ -57,6 +61,10 @@ class SimLink(Link):
     def for_device(cls, device: DeviceConfig) -> SimLink:
         return cls(LineSession(device.build()))
 
+    def reconnect(self) -> None:
+        self._out.clear()
+        self.session = LineSession(self.session.device)
+
     def write(self, data: bytes) -> None:
         self._out += self.session.feed(data)
 
@@ -69,11 +77,21 @@ class SimLink(Link):
 class TcpLink(Link):
     def __init__(self, host: str, port: int, *, connect_timeout: float = CONNECT_TIMEOUT) -> None:
         self.name = f"tcp://{host}:{port}"
+        self._address = (host, port)
+        self._connect_timeout = connect_timeout
+        self._sock = self._connect()
+
+    def _connect(self) -> socket.socket:
         try:
-            self._sock = socket.create_connection((host, port), timeout=connect_timeout)
+            sock = socket.create_connection(self._address, timeout=self._connect_timeout)
         except OSError as exc:
             raise TargetUnreachable(f"{self.name}: {exc.strerror or exc}") from None
-        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
+
+    def reconnect(self) -> None:
+        self._sock.close()
+        self._sock = self._connect()
 
     def write(self, data: bytes) -> None:
         try:

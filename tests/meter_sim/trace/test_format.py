@@ -58,6 +58,8 @@ def test_commands_map_onto_the_line_protocol() -> None:
     assert Event("advance", 0, 7200.0).command() == "TIME 7200"
     assert Event("power", 0).command() == "POWER"
     assert Event("line", 0, "WAIT 5").command() == "WAIT 5"
+    assert Event("reset", 0).command() == "RESET"
+    assert Event("connect", 0).command() == "HELLO"
     assert {k.verb for k in KINDS.values()} == {
         "KEY",
         "CODE",
@@ -65,6 +67,7 @@ def test_commands_map_onto_the_line_protocol() -> None:
         "POWER",
         "STATUS",
         "HELLO",
+        "RESET",
         None,
     }
 
