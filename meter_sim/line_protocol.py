@@ -68,7 +68,8 @@ def check_word(name: str, value: str) -> str:
     naming `name`: a letter or digit, then up to 31 of A-Z a-z 0-9 . _ -."""
     if not isinstance(value, str) or not _WORD.fullmatch(value):
         raise ValueError(
-            f"{name} must be one word: a letter or digit, then up to 31 letters, digits, '.', '_' or '-'; got {value!r}"
+            f"{name} must be one word: a letter or digit, then up to 31 letters, digits,"
+            f" '.', '_' or '-'; got {value!r}"
         )
     return value
 

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from meter_sim.keypad import Keypad
 from meter_sim.framing import Frame, Framed, LineFramer
+from meter_sim.keypad import Keypad
 from meter_sim.line_protocol import (
     MAX_LINE,
     Device,

@@ -7,7 +7,6 @@ import contextlib
 import os
 import subprocess
 import sys
-
 from pathlib import Path
 
 import pytest
@@ -147,7 +146,9 @@ def test_cr_only_lines_are_answered_at_once() -> None:
     st.sampled_from(["HELLO", "STATUS", f"CODE {full_add(1, 24)}", "WAIT 60", "KEY *"]),
     st.data(),
 )
-def test_a_stray_cr_refuses_the_whole_line_and_changes_nothing(line: str, data: st.DataObject) -> None:
+def test_a_stray_cr_refuses_the_whole_line_and_changes_nothing(
+    line: str, data: st.DataObject
+) -> None:
     s = session()
     assert s.feed(b"STATUS\n").startswith(b"OK STATUS")  # this connection ends lines with LF
     before = ask(s, "STATUS")
