@@ -82,6 +82,11 @@ BAD = [
     (text_of(header={"extra": 1}), 1, "unknown field 'extra'"),
     (text_of(header={"device": {"protocol": "nexus-huge"}}), 1, "device.protocol is 'nexus-huge'"),
     (text_of(header={"device": {"protocol": "nexus-full", "key": "zz"}}), 1, "hex digits"),
+    (
+        text_of(header={"device": {"protocol": "nexus-full", "payg_id": "12 34"}}),
+        1,
+        "device.payg_id must be one word",
+    ),
     (text_of(header={"device": {"protocol": "nexus-full", "key": "00"}}), 1, "32 hex digits"),
     (
         text_of(header={"device": {"protocol": "nexus-full", "key": KEY.hex(), "key_id": "x"}}),
