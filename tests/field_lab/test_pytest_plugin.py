@@ -239,7 +239,7 @@ def test_the_simulated_device_answers_the_line_protocol(payg_dut: Dut) -> None:
     with pytest.raises(Refused) as refused:
         payg_dut.code("")
     assert refused.value.code == "bad-argument"
-    with pytest.raises(FixtureError, match="seconds must be a number 0.."):
+    with pytest.raises(FixtureError, match="seconds must be a number 0"):
         payg_dut.time(-1)  # the test's mistake: never sent
 
 
