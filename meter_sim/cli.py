@@ -9,7 +9,8 @@ meter-sim tap --jig URL --device URL      record a jig talking to a device
 
 `session` and `serve` take `--record FILE` to write a trace, and `--state FILE` to keep the
 meter's non-volatile image (a file that is not this meter's image is refused, never
-overwritten; `--reset-state` starts it again). Exit codes: 0 done, 1 the port is taken,
+overwritten; `--fresh` starts a factory meter whatever it holds). `serve` is one meter on one
+device clock for every connection. Exit codes: 0 done, 1 the port is taken,
 2 bad input (one line names it; nothing is written), 3 the replay or tap target is unreachable.
 """
 
