@@ -25,17 +25,15 @@ import re
 import sys
 import tempfile
 import time
-import traceback
 import types
-from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .coverage import PACKAGES, LineCoverage
 from .mutate import Mutator
-from .targets import MAX_LABELS, Target, one_input, targets
+from .tally import Tally
+from .targets import Target, one_input, targets
 
 SYNC = "sync_http"
 UNAVAILABLE = (
@@ -76,53 +74,10 @@ PLANS: dict[str, dict[str, int]] = {
     },
 }
 """Inputs per target. `chaos` is `make reliability`'s: over a million in all."""
-MAX_EXAMPLES = 5
 MAX_REPLAY = 2000
 """Corpus inputs replayed under the tracer per target (a sample when the corpus is larger)."""
 TIME_LIMIT_S = 1800.0
 """Per target: a run still going after this stops and reports the inputs it did."""
-
-
-@dataclass
-class Tally:
-    """One target's inputs, crashes (with the first few kept to replay) and outcomes."""
-
-    inputs: int = 0
-    crashes: int = 0
-    outcomes: Counter[str] = field(default_factory=Counter)
-    examples: list[dict[str, str]] = field(default_factory=list)
-
-    def feed(self, target: Target, data: bytes) -> bool:
-        """Run one input; whether its outcome is one not seen before."""
-        self.inputs += 1
-        try:
-            outcome = one_input(target, data)
-        except Exception as exc:  # anything but the target's own refusal is a crash
-            self.crashes += 1
-            outcome = f"CRASH {type(exc).__name__}"
-            if len(self.examples) < MAX_EXAMPLES:
-                where = traceback.extract_tb(exc.__traceback__)[-1]
-                self.examples.append(
-                    {
-                        "input": data[:1024].hex(),
-                        "error": f"{type(exc).__name__}: {exc}"[:300],
-                        "at": f"{where.filename}:{where.lineno}",
-                    }
-                )
-        if outcome not in self.outcomes and len(self.outcomes) >= MAX_LABELS:
-            outcome = "(more)"
-        new = outcome not in self.outcomes
-        self.outcomes[outcome] += 1
-        return new
-
-    def summary(self) -> dict[str, Any]:
-        return {
-            "inputs": self.inputs,
-            "crashes": self.crashes,
-            "crash_examples": self.examples,
-            "outcomes": len(self.outcomes),
-            "top_outcomes": dict(self.outcomes.most_common(6)),
-        }
 
 
 def replay(target: Target, corpus: Sequence[bytes], limit: int = MAX_REPLAY) -> dict[str, Any]:

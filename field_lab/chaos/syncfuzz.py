@@ -21,7 +21,7 @@ import zlib
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,8 @@ from field_lab.world.platform import serving
 
 from .coverage import LineCoverage
 from .seeds import operations
-from .targets import MAX_LABELS, label
+from .tally import Tally
+from .targets import label
 from .world import CONFIG
 
 Serve = Callable[[Path], AbstractAsyncContextManager[str]]
@@ -52,7 +53,6 @@ HANDSETS = 4
 """Handsets fuzzing at once, each its own stream of strictly newer timestamps."""
 REPLAY = 600
 """Inputs replayed under the tracer for coverage."""
-MAX_EXAMPLES = 5
 MIX = {"nexus-full": 0.4, "nexus-small": 0.3, "openpaygo": 0.3}
 """The platform's devices: every keycode format, so issuing reaches each encoder."""
 CAPS = (U32, MAX_SEQ, MAX_TIME, 2**63, 2**64 - 1)
@@ -213,37 +213,6 @@ class FrameMutator:
         return self.body(self.mutate(self.frame()))
 
 
-@dataclass
-class SyncTally:
-    inputs: int = 0
-    crashes: int = 0
-    server_errors: int = 0
-    outcomes: Counter[str] = field(default_factory=Counter)
-    examples: list[dict[str, str]] = field(default_factory=list)
-
-    def count(self, outcome: str) -> None:
-        if outcome not in self.outcomes and len(self.outcomes) >= MAX_LABELS:
-            outcome = "(more)"
-        self.outcomes[outcome] += 1
-
-    def failure(self, body: bytes, error: str) -> None:
-        if len(self.examples) < MAX_EXAMPLES:
-            self.examples.append({"input": body[:512].hex(), "error": error[:300], "at": "POST"})
-
-    def summary(self) -> dict[str, Any]:
-        return {
-            "inputs": self.inputs,
-            "crashes": self.crashes,
-            "server_errors": self.server_errors,
-            "crash_examples": self.examples,
-            "outcomes": len(self.outcomes),
-            "top_outcomes": dict(self.outcomes.most_common(8)),
-            "by_status": dict(
-                sorted(Counter(o.split(" ", 1)[0] for o in self.outcomes.elements()).items())
-            ),
-        }
-
-
 def _verdicts(raw: bytes, handset: Handset) -> str:
     """A 200's label: whether ops were acknowledged, and why any were refused."""
     try:
@@ -256,7 +225,7 @@ def _verdicts(raw: bytes, handset: Handset) -> str:
 
 
 async def _exchange(
-    http: aiohttp.ClientSession, url: str, handset: Handset, body: bytes, tally: SyncTally
+    http: aiohttp.ClientSession, url: str, handset: Handset, body: bytes, tally: Tally
 ) -> None:
     tally.inputs += 1
     try:
@@ -270,12 +239,12 @@ async def _exchange(
                 outcome = f"{status} {doc.get('error', label(raw[:60].decode(errors='replace')))}"
     except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
         tally.crashes += 1
-        tally.failure(body, f"{type(exc).__name__}: {exc}")
+        tally.keep(body, f"{type(exc).__name__}: {exc}", "POST /v1/sync")
         tally.count(f"CRASH {type(exc).__name__}")
         return
     if status >= 500:
         tally.server_errors += 1
-        tally.failure(body, f"{status}: {raw[:200].decode(errors='replace')}")
+        tally.keep(body, f"{status}: {raw[:200].decode(errors='replace')}", "POST /v1/sync")
     tally.count(outcome)
 
 
@@ -309,9 +278,9 @@ async def _platform(
 
 async def fuzz_sync(
     runs: int, seed_: int = 1, *, serve: Serve = _serve, handsets: int = HANDSETS
-) -> SyncTally:
+) -> Tally:
     """`runs` signed, mutated frames from `handsets` handsets at once on a fresh platform."""
-    tally = SyncTally()
+    tally = Tally()
     async with _platform(serve, seed_) as (url, fixture, http):
         provisioned = (await _provision(http, url, fixture, seed_))[:handsets]
         mine = list(fixture.agents[0].devices)
@@ -335,9 +304,11 @@ async def sync_campaign(runs: int, seed_: int = 1, *, serve: Serve = _serve) -> 
     replayed = min(runs, REPLAY)
     with LineCoverage() as cov:
         await fuzz_sync(replayed, seed_, serve=serve, handsets=1)
+    statuses = Counter(o.split(" ", 1)[0] for o in tally.outcomes.elements())
     return {
         "engine": "structure-aware",
         **tally.summary(),
+        "by_status": dict(sorted(statuses.items())),
         "coverage": {**cov.summary(), "replayed": replayed, "corpus": runs},
         "edges": None,
         "seconds": round(seconds, 1),

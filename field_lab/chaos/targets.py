@@ -22,7 +22,6 @@ from meter_sim.line_protocol import LineSession
 from meter_sim.meter import Result
 from meter_sim.nexus.full import process_full
 from meter_sim.nexus.policy import FIRMWARE, NexusPolicy
-from meter_sim.nexus.rules import Verdict
 from meter_sim.nexus.small import process_small
 from meter_sim.nexus.state import NexusState
 from meter_sim.nv import Kind as NVKind
@@ -40,8 +39,6 @@ from server_stub.reports import REPORTS, parse_query
 from . import seeds
 from .seeds import MAX_CODES, MAX_KEYS, WAIT_BASE, Golden, golden
 
-MAX_LABELS = 400
-"""Distinct outcome labels kept per target; later new ones are counted as `(more)`."""
 _QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"|b'[^']*'")
 _NUMBER = re.compile(r"-?\d+(\.\d+)?(e[+-]?\d+)?")
 
@@ -83,10 +80,6 @@ def _head(data: bytes) -> tuple[int, bytes]:
     return (data[0], data[1:]) if data else (0, b"")
 
 
-def _verdict(v: Verdict) -> str:
-    return f"{v.outcome.value}: {label(v.reason)}"
-
-
 def _result(r: Result) -> str:
     return f"{r.outcome.value}: {label(r.reason)}"
 
@@ -95,45 +88,24 @@ _PAYG = tuple(PaygState)
 _STRICT = NexusPolicy(strict=True)
 
 
-def _nexus_args(flags: int) -> dict[str, object]:
-    """Bit 0: strict policy; bits 1-2: the meter's PAYG state when the code arrives."""
-    return {
-        "state": NexusState(),
-        "payg": _PAYG[(flags >> 1) % len(_PAYG)],
-        "policy": _STRICT if flags & 1 else FIRMWARE,
-    }
-
-
-def nexus_full(g: Golden) -> Callable[[bytes], str]:
-    device = g.device("nexus-full")
-    assert device.key is not None
+def nexus(g: Golden, protocol: str) -> Callable[[bytes], str]:
+    """[flags] + a frame's content keys. Flags bit 0: strict policy; bits 1-2: the meter's
+    PAYG state when the code arrives."""
+    device = g.device(protocol)
+    key = device.key or b""
 
     def call(data: bytes) -> str:
         flags, frame = _head(data)
-        return _verdict(
-            process_full(
-                frame.decode("latin-1"),
-                secret_key=device.key or b"",
-                payg_id="123456",
-                **_nexus_args(flags),  # type: ignore[arg-type]
+        text, state = frame.decode("latin-1"), NexusState()
+        payg = _PAYG[(flags >> 1) % len(_PAYG)]
+        policy = _STRICT if flags & 1 else FIRMWARE
+        if protocol == "nexus-small":
+            verdict = process_small(text, secret_key=key, state=state, payg=payg, policy=policy)
+        else:
+            verdict = process_full(
+                text, secret_key=key, state=state, payg=payg, payg_id=device.payg_id, policy=policy
             )
-        )
-
-    return call
-
-
-def nexus_small(g: Golden) -> Callable[[bytes], str]:
-    device = g.device("nexus-small")
-
-    def call(data: bytes) -> str:
-        flags, frame = _head(data)
-        return _verdict(
-            process_small(
-                frame.decode("latin-1"),
-                secret_key=device.key or b"",
-                **_nexus_args(flags),  # type: ignore[arg-type]
-            )
-        )
+        return f"{verdict.outcome.value}: {label(verdict.reason)}"
 
     return call
 
@@ -262,10 +234,10 @@ def targets(g: Golden | None = None, clock: Clock | None = None) -> dict[str, Ta
     clock = clock or Clock()
     return {
         "nexus_full": Target(
-            nexus_full(g), (), lambda: seeds.frames(g, "nexus-full", "*#"), "Nexus full frame"
+            nexus(g, "nexus-full"), (), lambda: seeds.frames(g, "nexus-full", "*#"), "Nexus full"
         ),
         "nexus_small": Target(
-            nexus_small(g), (), lambda: seeds.frames(g, "nexus-small", "1"), "Nexus small frame"
+            nexus(g, "nexus-small"), (), lambda: seeds.frames(g, "nexus-small", "1"), "Nexus small"
         ),
         "openpaygo": Target(
             openpaygo(g), (), lambda: seeds.frames(g, "openpaygo", "*#"), "OpenPAYGO token"
