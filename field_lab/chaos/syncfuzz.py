@@ -307,6 +307,7 @@ async def sync_campaign(runs: int, seed_: int = 1, *, serve: Serve = _serve) -> 
     statuses = Counter(o.split(" ", 1)[0] for o in tally.outcomes.elements())
     return {
         "engine": "structure-aware",
+        "input": "signed uplink frame over HTTP",
         **tally.summary(),
         "by_status": dict(sorted(statuses.items())),
         "coverage": {**cov.summary(), "replayed": replayed, "corpus": runs},
