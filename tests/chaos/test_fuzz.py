@@ -14,11 +14,12 @@ from aiohttp import web
 from hypothesis import given
 from hypothesis import strategies as st
 
-from field_lab.chaos.fuzz import SYNC, Tally, campaign, headline, mutation_run, passed, table
+from field_lab.chaos.fuzz import SYNC, campaign, headline, mutation_run, passed, table
 from field_lab.chaos.mutate import Mutator
 from field_lab.chaos.report import verdicts
 from field_lab.chaos.seeds import golden
 from field_lab.chaos.syncfuzz import fuzz_sync, sync_campaign
+from field_lab.chaos.tally import Tally
 from field_lab.chaos.targets import Target, one_input, targets
 from field_lab.chaos.world import CONFIG
 from field_lab.net import LOOPBACK
