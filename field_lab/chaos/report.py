@@ -19,20 +19,20 @@ from typing import Any
 from .abuse import PROTOCOLS, guessing
 from .crash import CrashPlan, injected, run_crash
 from .faults import catalogue, converge
-from .fuzz import TARGETS, UNAVAILABLE, atheris_available, fuzz
+from .fuzz import PLANS, campaign, headline, passed, table
 
 SIZES: dict[str, dict[str, Any]] = {
     "suite": {
         "crash": CrashPlan(cut=180, server_kills=10, handset_kills=12),
         "outage_s": 1.0,
-        "fuzz_runs": 2000,
+        "fuzz": PLANS["suite"],
         "guesses": 4000,
         "load": ["--steps", "100,200,300", "--seconds", "4"],
     },
     "chaos": {
         "crash": CrashPlan(cut=800, server_kills=100, handset_kills=100),
         "outage_s": 8.0,
-        "fuzz_runs": 5000,
+        "fuzz": PLANS["chaos"],
         "guesses": 20000,
         "load": [],
     },
@@ -63,8 +63,8 @@ async def collect(size: str) -> dict[str, Any]:
     print(json.dumps({"crash": figures["crash"]}), flush=True)
     figures["injected"] = await injected()
     figures["faults"] = [vars(o) for o in await converge(catalogue(cfg["outage_s"]))]
-    figures["fuzz"] = [fuzz(name, cfg["fuzz_runs"]) for name in TARGETS]
-    figures["atheris"] = atheris_available()
+    figures["fuzz"] = await campaign(cfg["fuzz"])
+    print(json.dumps({"fuzz": headline(figures["fuzz"])}), flush=True)
     figures["guessing"] = [guessing(p, cfg["guesses"]).summary() for p in PROTOCOLS]
     figures["load"] = load(cfg["load"])
     figures["seconds"] = round(time.monotonic() - began, 1)
@@ -78,7 +78,7 @@ def verdicts(f: dict[str, Any]) -> dict[str, bool]:
         "crash": bool(f["crash"]["valid"]),
         "injected bugs found": all(not s["valid"] for s in f["injected"].values()),
         "network faults": all(o["digest"] == clean and o["valid"] for o in f["faults"]),
-        "fuzzing": not any(x.get("crashed", False) for x in f["fuzz"]),
+        "fuzzing": passed(f["fuzz"]),
         "load": bool(f["load"]) and f["load"][-1].get("largest_held") is not None,
     }
 
@@ -96,8 +96,6 @@ def render(f: dict[str, Any]) -> str:
     clean = f["faults"][0]["digest"]
     converged = sum(1 for o in f["faults"][1:] if o["digest"] == clean)
     judged = sum(1 for o in f["faults"] if o["valid"])
-    inputs = sum(int(x["inputs"]) for x in f["fuzz"])
-    crashed = [x["target"] for x in f["fuzz"] if x.get("crashed", False)]
     steps = [d for d in f["load"] if "handsets" in d]
     best = f["load"][-1].get("largest_held") if f["load"] else None
     ok = verdicts(f)
@@ -130,9 +128,7 @@ def render(f: dict[str, Any]) -> str:
         f" ({', '.join(f'{n} {_found(v)}' for n, v in found.items())}).",
         f"- **Network faults: {converged} of {len(f['faults']) - 1}** converge to the clean run's"
         f" state (digest `{clean}`); the judge passed {judged} of {len(f['faults'])} runs.",
-        f"- **Inputs tried: {inputs}** across {len(f['fuzz'])} decoders"
-        f" ({'atheris' if f['atheris'] else 'seeded random bytes; ' + UNAVAILABLE});"
-        f" decoders that crashed: {', '.join(crashed) or 'none'}.",
+        "- " + headline(f["fuzz"]),
     ]
     if best:
         lines.append(
@@ -175,11 +171,7 @@ def render(f: dict[str, Any]) -> str:
         f" {o['rounds']} | {o['seconds']:.1f} |"
         for o in f["faults"]
     ]
-    lines += ["", "## Fuzzing", "", "| decoder | engine | inputs | crashed |", "|---|---|---|---|"]
-    lines += [
-        f"| {x['target']} | {x['engine']} | {x['inputs']} | {x.get('crashed', False)} |"
-        for x in f["fuzz"]
-    ]
+    lines += ["", "## Fuzzing", "", *table(f["fuzz"])]
     lines += [
         "",
         "## Brute-force keycode entry against the meter's rate limits",
