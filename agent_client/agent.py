@@ -269,8 +269,10 @@ class Agent:
             fetch = self.adapter.polls  # an explicit sync asks for the downlink once
             waited = 0.0
             for _ in range(max_exchanges):
-                ops = await self.store.sendable(min(self.core.batch_size, self.adapter.max_batch))
-                if not ops and not fetch:
+                queued = await self.store.sendable(
+                    min(self.core.batch_size, self.adapter.max_batch)
+                )
+                if not queued and not fetch:
                     break
                 now = self._clock()
                 if not self.core.ready(now):
@@ -279,12 +281,14 @@ class Agent:
                         break
                     waited += delay
                     await self._sleep(delay)
-                request = self.core.begin([op.seq for op in ops], self._clock())
+                ops, body = self.core.fit(queued)  # what the measured link moves in seconds
+                request = self.core.begin([op.seq for op in ops], self._clock(), len(body))
                 stamper = self.link.stamper
                 last_ms = stamper.stamp(int(self._clock() * 1000))
                 await self.store.mark_in_flight(request.seqs, last_ms=last_ms)
                 report.exchanges += 1
                 cursor = self.core.cursor
+                sent = self._clock()
                 try:
                     result = await self.adapter.exchange(self.link, ops, cursor)
                 except TransientError as exc:
@@ -296,7 +300,7 @@ class Agent:
                     # refused, or abandoned mid-exchange: a failed attempt; the ops go again
                     self.core.fail(request, self._clock())
                     raise
-                self.core.answered(request, result.cursor)
+                self.core.answered(request, result.cursor, self._clock() - sent)
                 try:
                     await self.store.apply(
                         result,

@@ -6,15 +6,18 @@ a `Request` (body bytes plus the seqs it carries); the shell reports back either
 failure for a request that is no longer current (a late answer after a timeout) still yields its
 facts (acks, rejections, entries) but moves neither the state nor the batch size.
 
-Batch size adapts as TCP's window does: doubled after a good exchange, halved after a failure.
-Failures schedule the next attempt with capped exponential backoff and jitter.
+An exchange carries what the measured link moves in a few seconds (`pacing`: bytes and time,
+bounded by the body cap), so a backlog of hundreds goes in one round trip. A count cap backs that
+up as TCP's window does on loss: halved after a failed exchange, doubled back (up to its maximum,
+where it starts) after good ones. Failures schedule the next attempt with capped exponential
+backoff and jitter.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 
 from .errors import UsageError
@@ -28,6 +31,7 @@ from .frames import (
     encode_uplink,
 )
 from .ops import Operation
+from .pacing import LinkEstimate, Pacing
 
 
 class State(Enum):
@@ -52,12 +56,13 @@ TRANSITIONS: dict[tuple[State, Input], State] = {
 
 @dataclass(frozen=True)
 class SyncConfig:
-    initial_batch: int = 32
+    initial_batch: int = 512
     min_batch: int = 1
     max_batch: int = 512
-    max_body: int = 48 * 1024  # keep one exchange well under a minute of GPRS uplink
+    max_body: int = 48 * 1024  # the body cap: well under a minute of GPRS uplink
     backoff_base_s: float = 2.0
     backoff_cap_s: float = 300.0
+    pacing: Pacing = field(default_factory=Pacing)
 
     def __post_init__(self) -> None:
         if not 1 <= self.min_batch <= self.initial_batch <= self.max_batch <= MAX_OPS:
@@ -71,6 +76,8 @@ class Request:
     number: int
     body: bytes
     seqs: tuple[int, ...]
+    started: float = 0.0  # when it was sent (the shell's clock)
+    size: int = 0  # uplink body bytes (for the link estimate; 0: unknown)
 
 
 @dataclass(frozen=True)
@@ -104,6 +111,7 @@ class SyncCore:
         self._rng = rng or random.Random()
         self._number = 0
         self._current: Request | None = None
+        self.link = LinkEstimate(self.config.pacing.prior_rate_bps)
 
     def _move(self, event: Input) -> None:
         try:
@@ -114,50 +122,79 @@ class SyncCore:
     def ready(self, now: float) -> bool:
         return self.state is State.IDLE or (self.state is State.BACKOFF and now >= self.retry_at)
 
-    def start(self, sendable: Sequence[Operation], now: float) -> Request:
-        """Freeze the next batch (the first `batch_size` sendable ops, in seq order) into a body."""
-        if self.state is State.BACKOFF and now < self.retry_at:
-            raise UsageError(f"backing off until {self.retry_at:.3f}, now {now:.3f}")
+    @property
+    def budget(self) -> int:
+        """Uplink body bytes the next exchange may carry (measured link, body cap)."""
+        return self.link.budget(self.config.pacing, self.config.max_body)
+
+    def fit(self, sendable: Sequence[Operation]) -> tuple[tuple[Operation, ...], bytes]:
+        """The next batch: the longest seq-ordered prefix of `sendable`, at most `batch_size`
+        operations, whose body fits the budget (at least one operation), and that body."""
         ops = tuple(sorted(sendable, key=lambda op: op.seq)[: self.batch_size])
-        body = encode_uplink(UplinkFrame(self.handset, self.cursor, ops))
-        while len(body) > self.config.max_body and len(ops) > 1:
-            ops = ops[: len(ops) // 2]
-            body = encode_uplink(UplinkFrame(self.handset, self.cursor, ops))
-        return self._begin(body, tuple(op.seq for op in ops))
+        budget = self.budget
 
-    def begin(self, seqs: Sequence[int], now: float) -> Request:
+        def body(n: int) -> bytes:
+            return encode_uplink(UplinkFrame(self.handset, self.cursor, ops[:n]))
+
+        whole = body(len(ops))
+        if len(whole) <= budget or len(ops) <= 1:
+            return ops, whole
+        low, high = 1, len(ops) - 1  # body(low) is taken whatever its size; body(high+1) is over
+        while low < high:
+            mid = (low + high + 1) // 2
+            if len(body(mid)) <= budget:
+                low = mid
+            else:
+                high = mid - 1
+        return ops[:low], body(low)
+
+    def start(self, sendable: Sequence[Operation], now: float) -> Request:
+        """Freeze the next batch (`fit`) into a body."""
+        self._check_ready(now)
+        ops, body = self.fit(sendable)
+        return self._begin(body, tuple(op.seq for op in ops), now, len(body))
+
+    def begin(self, seqs: Sequence[int], now: float, size: int = 0) -> Request:
         """Start an exchange whose body an adapter makes (`agent_client.adapters`): the core
-        paces it (batch size, backoff) without knowing its wire format."""
+        paces it (batch size, backoff, the link estimate from `size`) without knowing its wire
+        format."""
+        self._check_ready(now)
+        return self._begin(b"", tuple(seqs), now, size)
+
+    def _check_ready(self, now: float) -> None:
         if self.state is State.BACKOFF and now < self.retry_at:
             raise UsageError(f"backing off until {self.retry_at:.3f}, now {now:.3f}")
-        return self._begin(b"", tuple(seqs))
 
-    def _begin(self, body: bytes, seqs: tuple[int, ...]) -> Request:
+    def _begin(self, body: bytes, seqs: tuple[int, ...], now: float, size: int) -> Request:
         self._move(Input.START)
         self._number += 1
-        self._current = Request(self._number, body, seqs)
+        self._current = Request(self._number, body, seqs, now, size)
         return self._current
 
-    def answered(self, request: Request, cursor: int) -> bool:
-        """The platform answered `request` (through an adapter) and the handset has taken its
-        entries up to `cursor`; returns whether it was the current request."""
-        current = self._settle(request)
+    def answered(self, request: Request, cursor: int, elapsed_s: float | None = None) -> bool:
+        """The platform answered `request` (through an adapter) `elapsed_s` after it went out,
+        and the handset has taken its entries up to `cursor`; returns whether it was the
+        current request."""
+        current = self._settle(request, elapsed_s)
         self.cursor = max(self.cursor, cursor)
         return current
 
-    def _settle(self, request: Request) -> bool:
+    def _settle(self, request: Request, elapsed_s: float | None) -> bool:
         current = request is self._current and self.state is State.SENDING
         if current:
+            if elapsed_s is not None:
+                self.link.observe(request.size, elapsed_s)
             self._move(Input.RESPONSE)
             self._current = None
             self.failures = 0
             self.batch_size = min(self.config.max_batch, self.batch_size * 2)
         return current
 
-    def receive(self, request: Request, body: bytes) -> Result:
-        """Interpret a response body; FrameError propagates (the shell then calls `fail`)."""
+    def receive(self, request: Request, body: bytes, now: float | None = None) -> Result:
+        """Interpret a response body (received at `now`, for the link estimate); FrameError
+        propagates (the shell then calls `fail`)."""
         frame = decode_downlink(body)
-        current = self._settle(request)
+        current = self._settle(request, None if now is None else now - request.started)
         return Result(
             frame.acked,
             frame.rejected,

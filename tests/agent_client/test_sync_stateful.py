@@ -33,6 +33,7 @@ from agent_client.protocol.frames import (
 )
 from agent_client.protocol.keycodes import KeycodeFormat
 from agent_client.protocol.ops import Kind, Operation
+from agent_client.protocol.pacing import Pacing
 from agent_client.protocol.sync import Request, State, SyncConfig, SyncCore
 from server_stub.keycodes import DeviceSecret
 from server_stub.store import DeviceRecord, Store
@@ -166,7 +167,13 @@ class SyncModel(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        config = SyncConfig(initial_batch=2, max_batch=8, backoff_base_s=1, backoff_cap_s=8)
+        config = SyncConfig(
+            initial_batch=2,
+            max_batch=8,
+            backoff_base_s=1,
+            backoff_cap_s=8,
+            pacing=Pacing(target_s=0.05, floor_bytes=40),  # small budgets: the byte fit matters
+        )
         self.server = self.server_factory()
         self.core = SyncCore(self.server.handset, 0, config, random.Random(1))
         self.ops: dict[int, Operation] = {}
@@ -183,7 +190,7 @@ class SyncModel(RuleBasedStateMachine):
         return [self.ops[s] for s, state in self.state.items() if state == "pending"]
 
     def apply(self, request: Request, body: bytes) -> None:
-        result = self.core.receive(request, body)
+        result = self.core.receive(request, body, self.now)
         for seq in result.acked:
             assert self.state[seq] != "rejected"
             self.state[seq] = "acked"
@@ -211,11 +218,22 @@ class SyncModel(RuleBasedStateMachine):
             except UsageError:
                 return
             raise AssertionError("started while backing off")
+        budget, cap = self.core.budget, self.core.batch_size
         self.flight = self.core.start(self.sendable(), self.now)
+        sent = self.flight.seqs
+        assert (
+            list(sent) == sorted(s for s, st in self.state.items() if st == "pending")[: len(sent)]
+        )
+        assert len(sent) <= cap
+        assert len(self.flight.body) <= budget or len(sent) <= 1
 
     @precondition(lambda self: self.flight is not None)
-    @rule(fate=st.sampled_from(["ok", "lost_request", "lost_response", "twice", "late"]))
-    def deliver(self, fate: str) -> None:
+    @rule(
+        fate=st.sampled_from(["ok", "lost_request", "lost_response", "twice", "late"]),
+        took=st.floats(0, 5),
+    )
+    def deliver(self, fate: str, took: float) -> None:
+        self.now += took
         request, self.flight = self.flight, None
         assert request is not None
         if fate == "lost_request":
