@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from .errors import TransientError
+from .protocol import envelope
 from .protocol.auth import HandsetKey, Stamper
 from .protocol.errors import FrameError
 from .protocol.frames import Keycode, Reason, UplinkFrame, decode_downlink, encode_uplink
@@ -102,11 +103,17 @@ async def provision_json(link: Link, path: str, doc: dict[str, object]) -> dict[
 
 
 class CompactAdapter:
-    """The lab's own wire contract (docs/sync-protocol.md): one signed msgpack exchange carries
-    a batch up and the downlink back, with a cursor."""
+    """The lab's own wire contract (docs/sync-protocol.md): one authenticated msgpack exchange
+    carries a batch up and the downlink back, with a cursor. `version` 2 (the default) puts a
+    16-byte MAC and the time in the body; 1 signs every request with Ed25519 in headers."""
 
     max_batch = 512
     polls = True
+
+    def __init__(self, version: int = envelope.VERSION) -> None:
+        if version not in (1, envelope.VERSION):
+            raise ValueError(f"sync protocol version must be 1 or 2, got {version!r}")
+        self.version = version
 
     async def provision(self, link: Link, *, agent: str, code: str) -> Provisioned:
         doc: dict[str, object] = {"agent": agent, "code": code, "public_key": link.key.public.hex()}
@@ -116,44 +123,73 @@ class CompactAdapter:
             raise TransientError(f"provisioning answer lacks handset/server_ms: {answer!r:.200}")
         return Provisioned(handset, server_ms)
 
+    def _request(self, link: Link, frame: bytes, ts_ms: int) -> tuple[str, bytes, dict[str, str]]:
+        """(path, body, headers) of one sync request carrying `frame`."""
+        if self.version == 1:
+            return SYNC_PATH, frame, link.key.headers("POST", SYNC_PATH, frame, link.handset, ts_ms)
+        key = envelope.sync_key(link.key.seed)
+        return envelope.SYNC_PATH, envelope.seal(key, link.handset, ts_ms, frame), {}
+
     async def exchange(self, link: Link, ops: Sequence[Operation], cursor: int) -> Result:
-        body = encode_uplink(UplinkFrame(link.handset, cursor, tuple(ops)))
-        while len(body) > MAX_BODY and len(ops) > 1:  # the rest go in the next exchange
+        def frame_of(batch: Sequence[Operation]) -> bytes:
+            return encode_uplink(
+                UplinkFrame(link.handset, cursor, tuple(batch)), version=self.version
+            )
+
+        frame = frame_of(ops)
+        while len(frame) > MAX_BODY and len(ops) > 1:  # the rest go in the next exchange
             ops = ops[: len(ops) // 2]
-            body = encode_uplink(UplinkFrame(link.handset, cursor, tuple(ops)))
+            frame = frame_of(ops)
         ts_ms = link.stamper.stamp(link.now_ms())
-        for attempt in range(2):
-            headers = link.key.headers("POST", SYNC_PATH, body, link.handset, ts_ms)
+        corrected = registered = False
+        for _ in range(3):  # at most one clock correction and one key registration
+            path, body, headers = self._request(link, frame, ts_ms)
             sent = link.now_ms()
-            reply = await link.transport.post(SYNC_PATH, body, headers)
+            reply = await link.transport.post(path, body, headers)
             received = link.now_ms()
             if reply.status == 200:
                 try:
-                    frame = decode_downlink(reply.body)
+                    answer = decode_downlink(reply.body, self.version)
                 except FrameError as exc:  # a 200 that is not our frame (a captive portal)
                     raise TransientError(f"response is not a sync frame: {exc.detail}") from exc
-                link.stamper.observe(sent, received, frame.server_ms)
-                fresh, after = fresh_entries(frame, cursor)
-                gap = frame.first_entry > cursor + 1  # nothing taken: ask again
+                link.stamper.observe(sent, received, answer.server_ms)
+                fresh, after = fresh_entries(answer, cursor)
+                gap = answer.first_entry > cursor + 1  # nothing taken: ask again
                 return Result(
-                    frame.acked,
-                    frame.rejected,
+                    answer.acked,
+                    answer.rejected,
                     fresh,
                     after,
-                    frame.more or gap,
-                    frame.server_ms,
+                    answer.more or gap,
+                    answer.server_ms,
                     True,
                 )
             stamp = refusal_int(reply, "server_ms")
             if stamp is not None:
                 link.stamper.observe(sent, received, stamp)
             error = refusal(reply)
-            if error.code in ("stale_timestamp", "replayed_request") and attempt == 0:
+            if error.code in ("stale_timestamp", "replayed_request") and not corrected:
+                corrected = True
                 link.stamper.refused_as_stale(ts_ms, refusal_int(reply, "last_ms"))
                 ts_ms = link.stamper.stamp(received)  # clock corrected: one honest retry
                 continue
+            if error.code == "no_sync_key" and self.version != 1 and not registered:
+                registered = True  # once per handset: the platform keeps the key
+                await register_sync_key(link)
+                ts_ms = link.stamper.stamp(link.now_ms())
+                continue
             raise error
-        raise AssertionError("unreachable")
+        raise TransientError("sync did not settle after a clock correction and a key registration")
+
+
+async def register_sync_key(link: Link) -> None:
+    """Tell the platform this handset's v2 sync key, under its Ed25519 signature."""
+    key = envelope.sync_key(link.key.seed)
+    ts_ms = link.stamper.stamp(link.now_ms())
+    headers = link.key.headers("POST", envelope.KEY_PATH, key, link.handset, ts_ms)
+    reply = await link.transport.post(envelope.KEY_PATH, key, headers)
+    if reply.status != 201:
+        raise refusal(reply)
 
 
 class NaiveAdapter:

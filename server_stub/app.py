@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from agent_client.protocol import auth
+from agent_client.protocol import auth, envelope
 from agent_client.protocol.errors import AuthError, FrameError, ProtocolError
 from agent_client.protocol.frames import (
     MAX_BODY_BYTES,
@@ -93,6 +93,7 @@ class Platform:
 
 
 SYNC_PATH = "/v1/sync"
+V2_PREFIX = "/v2"
 OPS_PATH = "/v1/ops"
 
 
@@ -209,22 +210,73 @@ async def signed_body(request: web.Request) -> tuple[auth.Claim, bytes]:
 
 
 async def sync(request: web.Request) -> web.Response:
+    """Sync v1: Ed25519 signature in three headers (still served for handsets in the field)."""
     claim, body = await signed_body(request)
-    frame = decode_uplink(body)
+    reply = await exchange(request, claim, body, frame_version=1)
+    return web.Response(body=reply, content_type="application/msgpack")
+
+
+async def sync_v2(request: web.Request) -> web.Response:
+    """Sync v2: the envelope (handset, time, 16-byte MAC) leads the body; no auth headers, and
+    the answer carries no Content-Type, Server or Date (`lean`): bytes are airtime."""
+    app = request.app
+    claim, frame = envelope.open_envelope(await request.read())
+    handset, key = await run(app, Store.sync_key, claim.handset)
+    if key is None:
+        raise RequestError(
+            401, "no_sync_key", f"handset {claim.handset} has no sync key: POST {envelope.KEY_PATH}"
+        )
+    envelope.check_tag(claim, key, frame)
+    fresh(app, claim, handset.last_ms)
+    return web.Response(body=await exchange(request, claim, frame, frame_version=2))
+
+
+def fresh(app: web.Application, claim: auth.Claim, last_ms: int) -> None:
+    """The skew window and strictly-newer check of an authenticated claim; the two refusals
+    carry the last stamp accepted, so the handset can recover."""
+    try:
+        auth.check_fresh(claim, now_ms=now_ms(app), last_ms=last_ms)
+    except AuthError as exc:
+        raise RequestError(exc.status, exc.code, exc.detail, {"last_ms": last_ms}) from exc
+
+
+async def register_key(request: web.Request) -> web.Response:
+    """`POST /v2/key`: the handset's sync key (32 raw bytes), under its Ed25519 signature."""
+    claim, body = await signed_body(request)
+    if len(body) != envelope.KEY_BYTES:
+        raise RequestError(400, "bad_field", f"a sync key is {envelope.KEY_BYTES} raw bytes")
+    await run(request.app, Store.set_sync_key, claim, body)
+    return web.json_response({"server_ms": now_ms(request.app)}, status=201)
+
+
+async def exchange(
+    request: web.Request, claim: auth.Claim, body: bytes, *, frame_version: int
+) -> bytes:
+    """Decode the (authenticated) uplink, run the exchange, encode the downlink."""
+    frame = decode_uplink(body, frame_version)
     if frame.handset != claim.handset:
         raise RequestError(403, "handset_mismatch", "frame handset differs from the signer")
     received = now_ms(request.app)
 
-    def exchange(store: Store) -> DownlinkFrame:  # stamped when the transaction runs
+    def apply(store: Store) -> DownlinkFrame:  # stamped when the transaction runs
         return store.exchange(claim, frame.ops, frame.cursor, now_ms(request.app), bad=frame.bad)
 
-    reply = await run(request.app, exchange)
+    reply = await run(request.app, apply)
     metrics = request.app[METRICS]
     metrics.sync_ops.observe(len(frame.ops))
     metrics.sync_bytes.observe(len(body))
     for op in frame.ops:
         metrics.ingest_lag.observe(max(0.0, received / 1000 - op.at))
-    return web.Response(body=encode_downlink(reply), content_type="application/msgpack")
+    return encode_downlink(reply, version=frame_version)
+
+
+async def lean(request: web.Request, response: web.StreamResponse) -> None:
+    """v2 answers drop what a handset never reads: Server, Date, and a 200's Content-Type."""
+    if request.path.startswith(V2_PREFIX):
+        for header in ("Server", "Date"):
+            response.headers.popall(header, None)
+        if response.status == 200:
+            response.headers.popall("Content-Type", None)
 
 
 async def provision(request: web.Request) -> web.Response:
@@ -431,6 +483,9 @@ def create_app(
     app.on_shutdown.append(drain)
     app.on_cleanup.append(close_store)
     app.router.add_post(SYNC_PATH, sync)
+    app.router.add_post(envelope.SYNC_PATH, sync_v2)
+    app.router.add_post(envelope.KEY_PATH, register_key)
+    app.on_response_prepare.append(lean)
     app.router.add_post(OPS_PATH, one_op)
     app.router.add_post("/v1/provision", provision)
     app.router.add_get("/v1/health", health)

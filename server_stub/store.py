@@ -73,6 +73,9 @@ CREATE TABLE IF NOT EXISTS handsets (
     handset INTEGER PRIMARY KEY, agent INTEGER NOT NULL REFERENCES agents(agent),
     public_key BLOB NOT NULL UNIQUE, last_ms INTEGER NOT NULL DEFAULT 0, created_ms INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS sync_keys (
+    handset INTEGER PRIMARY KEY REFERENCES handsets(handset), key BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS plans (
     plan INTEGER PRIMARY KEY, name TEXT NOT NULL,
     price_per_day INTEGER NOT NULL CHECK (price_per_day > 0)
@@ -390,6 +393,22 @@ class Store:
         if row is None:
             raise RequestError(401, "unknown_handset", f"handset {handset} is not registered")
         return Handset(*row)
+
+    def sync_key(self, handset: int) -> tuple[Handset, bytes | None]:
+        """The handset and its v2 sync key (None until it registered one)."""
+        row = self._one("SELECT key FROM sync_keys WHERE handset = ?", handset)
+        return self.handset(handset), None if row is None else bytes(row[0])
+
+    def set_sync_key(self, claim: auth.Claim, key: bytes) -> None:
+        """Register (or replace) the v2 sync key of the handset that signed `claim` (already
+        verified, and fresh: it counts as that handset's latest request)."""
+        with self.transaction():
+            self._fresh(claim)
+            self.db.execute(
+                "INSERT INTO sync_keys(handset, key) VALUES (?, ?)"
+                " ON CONFLICT(handset) DO UPDATE SET key = excluded.key",
+                (claim.handset, key),
+            )
 
     # -- one sync exchange ---------------------------------------------------------------------
 

@@ -121,6 +121,12 @@ def verify(
         key.verify(claim.signature, signing_bytes(method, path, body, claim.handset, claim.ts_ms))
     except (InvalidSignature, ValueError) as exc:
         raise AuthError("signature does not verify") from exc
+    check_fresh(claim, now_ms=now_ms, last_ms=last_ms)
+
+
+def check_fresh(claim: Claim, *, now_ms: int, last_ms: int) -> None:
+    """Raise AuthError unless the (authenticated) claim's time is within the skew window of
+    `now_ms` and newer than `last_ms`, the last one accepted from this handset."""
     if abs(claim.ts_ms - now_ms) > MAX_SKEW_MS:
         raise AuthError(
             f"timestamp {claim.ts_ms} is {claim.ts_ms - now_ms} ms from server time",

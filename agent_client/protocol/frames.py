@@ -166,7 +166,7 @@ def _seal(frame: list[object], compress: bool = True) -> bytes:
     return packed if len(packed) < len(raw) else raw
 
 
-def _open(body: bytes) -> list[object]:
+def _open(body: bytes, version: int) -> list[object]:
     if not isinstance(body, bytes | bytearray | memoryview):
         raise FrameError("body is not bytes")
     if len(body) > MAX_BODY_BYTES:
@@ -183,8 +183,8 @@ def _open(body: bytes) -> list[object]:
         obj = _unpack(raw)
     if not isinstance(obj, list) or not obj:
         raise FrameError("frame is not a msgpack array")
-    if obj[0] != VERSION or type(obj[0]) is not int:
-        raise FrameError(f"frame version {obj[0]!r} is not {VERSION}", code="unsupported_version")
+    if obj[0] != version or type(obj[0]) is not int:
+        raise FrameError(f"frame version {obj[0]!r} is not {version}", code="unsupported_version")
     return obj
 
 
@@ -214,7 +214,7 @@ def _fields(frame: list[object], count: int, what: str) -> list[object]:
 # -- uplink -----------------------------------------------------------------------------------
 
 
-def encode_uplink(frame: UplinkFrame, *, compress: bool = True) -> bytes:
+def encode_uplink(frame: UplinkFrame, *, compress: bool = True, version: int = VERSION) -> bytes:
     """The body; deflated when that is strictly smaller, unless `compress` is False."""
     ops = frame.ops
     base_seq = ops[0].seq if ops else 0
@@ -224,14 +224,14 @@ def encode_uplink(frame: UplinkFrame, *, compress: bool = True) -> bytes:
     for op in ops:
         rows.append([op.seq - prev, int(op.kind), op.at - base_at, *op.fields])
         prev = op.seq
-    return _seal([VERSION, frame.handset, frame.cursor, base_seq, base_at, rows], compress)
+    return _seal([version, frame.handset, frame.cursor, base_seq, base_at, rows], compress)
 
 
-def decode_uplink(body: bytes) -> UplinkFrame:
+def decode_uplink(body: bytes, version: int = VERSION) -> UplinkFrame:
     """The frame, or FrameError for a frame-level fault (envelope, header fields, an op row
     that is not an array or whose ``d_seq`` breaks the key order). A fault inside one
     operation (kind, ``d_at``, fields) refuses that operation only: it lands in ``bad``."""
-    _, handset, cursor, base_seq, base_at, rows = _fields(_open(body), 6, "uplink")
+    _, handset, cursor, base_seq, base_at, rows = _fields(_open(body, version), 6, "uplink")
     handset = check_int(handset, 1, U32, "handset")
     cursor = check_int(cursor, 0, MAX_SEQ, "cursor")
     seq = check_int(base_seq, 0, MAX_SEQ, "base_seq")
@@ -375,7 +375,9 @@ def entry_from_row(row: object, what: str = "entry") -> Entry:
             )
 
 
-def encode_downlink(frame: DownlinkFrame, *, compress: bool = True) -> bytes:
+def encode_downlink(
+    frame: DownlinkFrame, *, compress: bool = True, version: int = VERSION
+) -> bytes:
     """The body; deflated when that is strictly smaller, unless `compress` is False."""
     rejected: list[int] = []
     for seq, reason in sorted(frame.rejected):
@@ -383,13 +385,13 @@ def encode_downlink(frame: DownlinkFrame, *, compress: bool = True) -> bytes:
     done = runs([*frame.acked, *(seq for seq, _ in frame.rejected)])
     rows = [entry_to_row(entry) for entry in frame.entries]
     return _seal(
-        [VERSION, frame.server_ms, done, rejected, frame.first_entry, rows, int(frame.more)],
+        [version, frame.server_ms, done, rejected, frame.first_entry, rows, int(frame.more)],
         compress,
     )
 
 
-def decode_downlink(body: bytes) -> DownlinkFrame:
-    fields = _fields(_open(body), 7, "downlink")
+def decode_downlink(body: bytes, version: int = VERSION) -> DownlinkFrame:
+    fields = _fields(_open(body, version), 7, "downlink")
     _, server_ms, done_runs, rejected_flat, first_entry, rows, more = fields
     done = unruns(_list(done_runs, "done", 2 * MAX_OPS), "done")
     flat = _list(rejected_flat, "rejected", 2 * MAX_OPS)
