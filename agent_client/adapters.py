@@ -149,7 +149,7 @@ class CompactAdapter:
             received = link.now_ms()
             if reply.status == 200:
                 try:
-                    answer = decode_downlink(reply.body, self.version)
+                    answer = decode_downlink(reply.body)
                 except FrameError as exc:  # a 200 that is not our frame (a captive portal)
                     raise TransientError(f"response is not a sync frame: {exc.detail}") from exc
                 link.stamper.observe(sent, received, answer.server_ms)

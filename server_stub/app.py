@@ -212,7 +212,7 @@ async def signed_body(request: web.Request) -> tuple[auth.Claim, bytes]:
 async def sync(request: web.Request) -> web.Response:
     """Sync v1: Ed25519 signature in three headers (still served for handsets in the field)."""
     claim, body = await signed_body(request)
-    reply = await exchange(request, claim, body, frame_version=1)
+    reply = await exchange(request, claim, body)
     return web.Response(body=reply, content_type="application/msgpack")
 
 
@@ -228,7 +228,7 @@ async def sync_v2(request: web.Request) -> web.Response:
         )
     envelope.check_tag(claim, key, frame)
     fresh(app, claim, handset.last_ms)
-    return web.Response(body=await exchange(request, claim, frame, frame_version=2))
+    return web.Response(body=await exchange(request, claim, frame))
 
 
 def fresh(app: web.Application, claim: auth.Claim, last_ms: int) -> None:
@@ -249,11 +249,10 @@ async def register_key(request: web.Request) -> web.Response:
     return web.json_response({"server_ms": now_ms(request.app)}, status=201)
 
 
-async def exchange(
-    request: web.Request, claim: auth.Claim, body: bytes, *, frame_version: int
-) -> bytes:
-    """Decode the (authenticated) uplink, run the exchange, encode the downlink."""
-    frame = decode_uplink(body, frame_version)
+async def exchange(request: web.Request, claim: auth.Claim, body: bytes) -> bytes:
+    """Decode the (authenticated) uplink, run the exchange, encode the downlink (the frames
+    are the same in v1 and v2)."""
+    frame = decode_uplink(body)
     if frame.handset != claim.handset:
         raise RequestError(403, "handset_mismatch", "frame handset differs from the signer")
     received = now_ms(request.app)
@@ -267,7 +266,7 @@ async def exchange(
     metrics.sync_bytes.observe(len(body))
     for op in frame.ops:
         metrics.ingest_lag.observe(max(0.0, received / 1000 - op.at))
-    return encode_downlink(reply, version=frame_version)
+    return encode_downlink(reply)
 
 
 async def lean(request: web.Request, response: web.StreamResponse) -> None:

@@ -61,13 +61,16 @@ def open_envelope(body: bytes) -> tuple[Claim, bytes]:
         head = unpacker.unpack()
     except Exception as exc:  # OutOfData, FormatError, ValueError...
         raise FrameError(f"body does not start with an envelope: {type(exc).__name__}") from exc
-    if not isinstance(head, list) or len(head) < 4:
+    if not isinstance(head, list) or not head:
         raise FrameError("envelope is not an array [version, handset, ts_ms, tag]")
-    version, handset, ts_ms, mac = head[:4]
+    version = head[0]
     if type(version) is not int or version != VERSION:
         raise FrameError(
             f"envelope version {version!r} is not {VERSION}", code="unsupported_version"
         )
+    if len(head) < 4:
+        raise AuthError("envelope lacks handset, time or tag", code="missing_auth")
+    handset, ts_ms, mac = head[1:4]
     if type(handset) is not int or not 1 <= handset <= U32:
         raise AuthError(f"envelope handset {handset!r} outside 1..{U32}", code="missing_auth")
     if type(ts_ms) is not int or not 0 <= ts_ms <= MAX_MS:

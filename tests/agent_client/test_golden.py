@@ -4,8 +4,10 @@ signing string, the provisioning body, the keycode wire numbers and the operatio
 Each case is a value and the exact bytes docs/sync-protocol.md promises for it, stored in
 ``tests/golden/sync/v<N>/<case>.hex``. Encoding the value must give those bytes and decoding
 the bytes must give the value back, so any change that alters a byte on the wire fails here
-(and must come with a new protocol version, whose fixtures go in a new folder). Fixtures of a
-version the code no longer speaks must be refused as ``unsupported_version``, never misread.
+(and must come with a new protocol version, whose fixtures go in a new folder). Every version
+the platform still serves (`SERVED`: v1 for handsets in the field, and v2) is checked both ways
+under its own version number; a version's frames read as another version are refused as
+``unsupported_version``, never misread.
 
 Writing them (only for a new version or a new case): ``python -m tests.agent_client.test_golden``.
 """
@@ -20,10 +22,10 @@ from pathlib import Path
 
 import pytest
 
+from agent_client.protocol import envelope
 from agent_client.protocol.auth import HandsetKey, signing_bytes
 from agent_client.protocol.errors import FrameError
 from agent_client.protocol.frames import (
-    VERSION,
     DownlinkFrame,
     Keycode,
     Payment,
@@ -97,33 +99,38 @@ KEYCODES = {
 }
 
 
-def v1_cases() -> dict[str, Case]:
-    keycode = Keycode(13, 10_000_003, KeycodeFormat.NEXUS_FULL, 74_795_183_827_441, 604_800)
-    cases = {
+KEYCODE = Keycode(13, 10_000_003, KeycodeFormat.NEXUS_FULL, 74_795_183_827_441, 604_800)
+
+
+def frame_cases() -> dict[str, Case]:
+    """The frames (v2 carries the same frames, version field 1, inside its envelope)."""
+    return {
         "uplink_pull": uplink(up(cursor=40)),
         "uplink_register_customer": uplink(up(REGISTER)),
         "uplink_record_sale": uplink(up(SALE)),
         "uplink_record_payment": uplink(up(PAYMENT)),
         "uplink_example": uplink(up(REGISTER, SALE, PAYMENT, cursor=40)),
         "uplink_compressed": uplink(
-            up(*(op(100 + i, Kind.RECORD_PAYMENT, 10_000_003, 300, at=AT + i) for i in range(40)))
+            up(*(op(100 + i, Kind.RECORD_PAYMENT, 10_000_003, 300, at=AT + i) for i in range(40))),
         ),
         "downlink_empty": downlink(down(first=41)),
-        "downlink_example": downlink(down((12, 13, 14), (), 41, (keycode,))),
+        "downlink_example": downlink(down((12, 13, 14), (), 41, (KEYCODE,))),
         "downlink_done_runs": downlink(
-            down((3, 4, 5, 10, 11), ((9, Reason.NOT_IN_STOCK), (20, Reason.BAD_FIELD)), 41)
+            down((3, 4, 5, 10, 11), ((9, Reason.NOT_IN_STOCK), (20, Reason.BAD_FIELD)), 41),
         ),
-        "downlink_entry_keycode": downlink(down(first=41, entries=(keycode,))),
+        "downlink_entry_keycode": downlink(down(first=41, entries=(KEYCODE,))),
         "downlink_entry_payment": downlink(
-            down(first=41, entries=(Payment(10_000_003, 300, "MM-8F3K2"),))
+            down(first=41, entries=(Payment(10_000_003, 300, "MM-8F3K2"),)),
         ),
         "downlink_entry_stock_in": downlink(
-            down(first=41, entries=(Stock(10_000_004, KeycodeFormat.NEXUS_SMALL, True),))
+            down(first=41, entries=(Stock(10_000_004, KeycodeFormat.NEXUS_SMALL, True),)),
         ),
         "downlink_entry_stock_out": downlink(
-            down(first=41, entries=(Stock(10_000_003, KeycodeFormat.NEXUS_FULL, False),))
+            down(first=41, entries=(Stock(10_000_003, KeycodeFormat.NEXUS_FULL, False),)),
         ),
-        "downlink_entry_plan": downlink(down(first=41, entries=(Plan(1, "solar-home-10w", 100),))),
+        "downlink_entry_plan": downlink(
+            down(first=41, entries=(Plan(1, "solar-home-10w", 100),)),
+        ),
         "downlink_entry_unknown_kind": downlink(down(first=41, entries=(Unknown(9),))),
         "downlink_more_compressed": downlink(
             down(
@@ -132,8 +139,31 @@ def v1_cases() -> dict[str, Case]:
                 entries=tuple(
                     Stock(10_000_100 + i, KeycodeFormat.NEXUS_FULL, True) for i in range(64)
                 ),
-            )
+            ),
         ),
+    }
+
+
+def raw(value: bytes) -> Case:
+    """Bytes that are their own value (a key, a MAC input, a whole request body)."""
+    return Case(value, lambda b: b, lambda b: b)
+
+
+def v2_cases() -> dict[str, Case]:
+    key = envelope.sync_key(SEED)
+    frame = EXAMPLE_BODY
+    single = encode_uplink(up(PAYMENT))
+    return {
+        "sync_key": raw(key),
+        "mac_input": raw(envelope.mac_bytes(HANDSET, MS, frame)),
+        "body_example": raw(envelope.seal(key, HANDSET, MS, frame)),
+        "body_record_payment": raw(envelope.seal(key, HANDSET, MS, single)),
+    }
+
+
+def v1_cases() -> dict[str, Case]:
+    cases = {
+        **frame_cases(),
         "signing_string": text(
             signing_bytes("POST", "/v1/sync", EXAMPLE_BODY, HANDSET, MS).decode(),
             lambda s: s.encode(),
@@ -174,8 +204,11 @@ def v1_cases() -> dict[str, Case]:
     return cases
 
 
-VERSIONS: dict[int, Callable[[], dict[str, Case]]] = {1: v1_cases}
+VERSIONS: dict[int, Callable[[], dict[str, Case]]] = {1: v1_cases, 2: v2_cases}
 """Every version the contract has had; a new version adds its own cases and folder."""
+SERVED = {1, 2}
+"""Versions the platform still speaks (docs/sync-protocol.md, Schema evolution)."""
+CURRENT = 2
 
 
 def fixture_path(version: int, name: str) -> Path:
@@ -193,7 +226,7 @@ ALL = [(v, name) for v, cases in VERSIONS.items() for name in cases()]
 def test_golden_bytes_both_ways(version: int, name: str) -> None:
     case = VERSIONS[version]()[name]
     golden = read(version, name)
-    if version != VERSION:  # an old version's frames are refused, never misread
+    if version not in SERVED:  # retired: its frames are refused, never misread
         if name.startswith(("uplink", "downlink")):
             with pytest.raises(FrameError, match="version") as info:
                 case.decode(golden)
@@ -201,6 +234,20 @@ def test_golden_bytes_both_ways(version: int, name: str) -> None:
         return
     assert case.encode(case.value) == golden
     assert case.decode(golden) == case.value
+
+
+def test_a_v1_body_is_not_a_v2_envelope() -> None:
+    with pytest.raises(FrameError, match="version") as info:
+        envelope.open_envelope(read(1, "uplink_example"))
+    assert info.value.code == "unsupported_version"
+
+
+def test_a_v2_body_opens_to_its_claim_and_frame() -> None:
+    body = read(2, "body_example")
+    claim, frame = envelope.open_envelope(body)
+    assert (claim.handset, claim.ts_ms) == (HANDSET, MS)
+    assert frame == read(1, "uplink_example")  # v2 carries v1's frames
+    envelope.check_tag(claim, read(2, "sync_key"), frame)
 
 
 def test_every_fixture_file_is_a_case() -> None:
@@ -219,8 +266,8 @@ def test_fixtures_cover_every_operation_and_entry_kind() -> None:
 
 def write() -> None:
     """(Re)write the fixtures of the current version from the cases (review the diff!)."""
-    for name, case in VERSIONS[VERSION]().items():
-        path = fixture_path(VERSION, name)
+    for name, case in VERSIONS[CURRENT]().items():
+        path = fixture_path(CURRENT, name)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(case.encode(case.value).hex() + "\n")
         print(path, file=sys.stderr)
