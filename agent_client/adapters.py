@@ -132,9 +132,7 @@ class CompactAdapter:
 
     async def exchange(self, link: Link, ops: Sequence[Operation], cursor: int) -> Result:
         def frame_of(batch: Sequence[Operation]) -> bytes:
-            return encode_uplink(
-                UplinkFrame(link.handset, cursor, tuple(batch)), version=self.version
-            )
+            return encode_uplink(UplinkFrame(link.handset, cursor, tuple(batch)))
 
         frame = frame_of(ops)
         while len(frame) > MAX_BODY and len(ops) > 1:  # the rest go in the next exchange

@@ -1,17 +1,22 @@
-"""Bytes and round trips on the wire: the compact sync client vs a naive REST client.
+"""Bytes, round trips and seconds on the wire: the compact sync client vs a naive REST client.
 
 Both clients sync the same workload (customers registered, devices sold, payments collected:
 1 register, 1 sale, 3 payments per customer) of 1, 20 and 200 queued operations against one
-in-process server-stub, through a counting TCP proxy on 127.0.0.1 that sees every byte of
-the HTTP exchanges (request lines, headers, bodies; not TCP/IP headers). Connections are warm
-for both (provisioning and the first stock download happen before counting starts).
+in-process server-stub, over an emulated clean GPRS link (field_lab.link: gprs-typ with jitter,
+loss and wake-up off) and then a counting TCP proxy on 127.0.0.1 that sees every byte of the
+HTTP exchanges (request lines, headers, bodies; not TCP/IP headers). Connections are warm for
+both (provisioning, the sync key and the first stock download happen before counting starts).
 
-    compact  agent_client.Agent.sync(): msgpack frames, batched, one POST per batch
+    compact  agent_client.Agent.sync(): sync v2, msgpack frames in a MAC'd envelope, sized by
+             what the measured link moves in a few seconds, one POST per batch
     naive    one JSON POST per operation with named fields (aiohttp defaults, as common REST
-             clients do), same Ed25519 request signing, keycodes in each JSON answer
+             clients do), Ed25519 request signing in headers, keycodes in each JSON answer
 
-Prints one JSON object per line:
-    {"client": ..., "ops": N, "bytes_up": B, "bytes_down": B, "round_trips": R, "bytes_per_op": X}
+`seconds` is the sync's wall time through the link; `floor_s` the physical floor of one
+exchange of those bytes on that link (field_lab.link.floor_seconds: RTT + bytes/rate each way,
+warm); `floor_ratio` their quotient. Prints one JSON object per line:
+    {"client": ..., "ops": N, "bytes_up": B, "bytes_down": B, "round_trips": R, "bytes_per_op": X,
+     "seconds": S, "floor_s": F, "floor_ratio": Q}
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import random
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import aiohttp
@@ -32,6 +37,7 @@ from agent_client.agent import Agent
 from agent_client.protocol.auth import HandsetKey
 from agent_client.protocol.keycodes import KeycodeFormat
 from agent_client.protocol.ops import SCHEMAS, Kind
+from field_lab.link import LinkProxy, floor_seconds, get_profile
 from server_stub.app import OPS_PATH, STATS, create_app
 from server_stub.devices import make_devices
 from server_stub.store import Store
@@ -39,6 +45,9 @@ from server_stub.store import Store
 SIZES = (1, 20, 200)
 PRICE = 100
 SEED = 7
+CLEAN_GPRS = replace(
+    get_profile("gprs-typ"), name="gprs-clean", jitter_s=0.0, loss=None, wakeup_s=0.0
+)
 
 
 @dataclass
@@ -137,10 +146,13 @@ async def compact(
     for kind, fields in ops:
         await record[kind](*fields)  # type: ignore[operator]
     start_requests, meter.up, meter.down = app[STATS]["requests"], 0, 0
+    began = time.perf_counter()
     report = await agent.sync()
+    seconds = time.perf_counter() - began
     if report.pending or len(report.acked) != len(ops):
         raise RuntimeError(f"compact sync did not settle: {report}")
-    result = summary("compact", len(ops), meter, app[STATS]["requests"] - start_requests)
+    trips = app[STATS]["requests"] - start_requests
+    result = summary("compact", len(ops), meter, trips, seconds)
     await agent.close()
     return result
 
@@ -158,6 +170,7 @@ async def naive(
         async with session.post(url + "/v1/provision", json=doc) as response:
             handset = (await response.json())["handset"]
         start_requests, meter.up, meter.down = app[STATS]["requests"], 0, 0
+        began = time.perf_counter()
         ts = int(time.time() * 1000)
         for seq, (kind, fields) in enumerate(ops, start=1):
             named = {f.name: v for f, v in zip(SCHEMAS[kind], fields, strict=True)}
@@ -177,10 +190,15 @@ async def naive(
                 answer = await response.json()
                 if response.status != 200:
                     raise RuntimeError(f"naive op {seq} refused: {answer}")
-        return summary("naive", len(ops), meter, app[STATS]["requests"] - start_requests)
+        seconds = time.perf_counter() - began
+        trips = app[STATS]["requests"] - start_requests
+        return summary("naive", len(ops), meter, trips, seconds)
 
 
-def summary(client: str, n: int, meter: Meter, round_trips: int) -> dict[str, object]:
+def summary(
+    client: str, n: int, meter: Meter, round_trips: int, seconds: float
+) -> dict[str, object]:
+    floor = floor_seconds(CLEAN_GPRS, meter.up, meter.down, warm=True)
     return {
         "client": client,
         "ops": n,
@@ -188,6 +206,9 @@ def summary(client: str, n: int, meter: Meter, round_trips: int) -> dict[str, ob
         "bytes_down": meter.down,
         "round_trips": round_trips,
         "bytes_per_op": round((meter.up + meter.down) / n, 1),
+        "seconds": round(seconds, 3),
+        "floor_s": round(floor, 3),
+        "floor_ratio": round(seconds / floor, 3),
     }
 
 
@@ -203,7 +224,9 @@ async def main() -> int:
         port = runner.addresses[0][1]
         meter = Meter()
         proxy = await start_proxy(port, meter)
-        url = f"http://127.0.0.1:{proxy.sockets[0].getsockname()[1]}"
+        link = LinkProxy(CLEAN_GPRS, ("127.0.0.1", proxy.sockets[0].getsockname()[1]), seed=SEED)
+        host, link_port = await link.start()
+        url = f"http://{host}:{link_port}"
         try:
             for n in SIZES:
                 name = f"compact-{n}"
@@ -215,6 +238,7 @@ async def main() -> int:
                 line = await naive(url, name, workload(n, stock[name], plan), meter, app)
                 print(json.dumps(line), flush=True)
         finally:
+            await link.aclose()
             proxy.close()
             await runner.cleanup()
     return 0
