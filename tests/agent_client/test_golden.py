@@ -303,3 +303,5 @@ def test_the_doc_shows_the_golden_bytes() -> None:
     assert signing in doc
     for name in ("x_sig", "provision_request"):
         assert read(1, name).decode() in doc, name
+    for name in ("sync_key", "body_record_payment"):  # v2's envelope
+        assert read(2, name).hex() in flat, name
