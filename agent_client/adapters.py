@@ -121,6 +121,9 @@ class CompactAdapter:
         handset, server_ms = answer.get("handset"), answer.get("server_ms")
         if not (isinstance(handset, int) and isinstance(server_ms, int)):
             raise TransientError(f"provisioning answer lacks handset/server_ms: {answer!r:.200}")
+        if self.version != 1:  # now, so the first sync is one round trip (stamped in server time)
+            stamper = Stamper(offset_ms=server_ms - link.now_ms(), last_ms=server_ms)
+            await register_sync_key(Link(link.transport, link.key, link.clock, stamper, handset))
         return Provisioned(handset, server_ms)
 
     def _request(self, link: Link, frame: bytes, ts_ms: int) -> tuple[str, bytes, dict[str, str]]:

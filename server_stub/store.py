@@ -22,7 +22,6 @@ from typing import Any
 import msgpack
 
 from agent_client.protocol import auth
-from agent_client.protocol.errors import AuthError
 from agent_client.protocol.frames import (
     MAX_ENTRIES,
     BadOperation,
@@ -203,6 +202,7 @@ class Store:
     def __init__(self, db: sqlite3.Connection, *, faults: PlatformFaults | None = None) -> None:
         self.db = db
         self.faults = faults or PlatformFaults()
+        self._grouped = False
         again = self.faults.replays_apply_again
         self._insert_op = _keyed_insert(
             "ops",
@@ -254,12 +254,40 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One request's all-or-nothing unit: its own transaction, or inside a `group` a
+        savepoint that the group's single commit makes durable."""
+        if self._grouped:
+            self.db.execute("SAVEPOINT request")
+            try:
+                yield self.db
+            except BaseException:
+                self.db.execute("ROLLBACK TO request")
+                self.db.execute("RELEASE request")
+                raise
+            self.db.execute("RELEASE request")
+            return
         self.db.execute("BEGIN IMMEDIATE")
         try:
             yield self.db
         except BaseException:
             self.db.execute("ROLLBACK")
             raise
+        self.db.execute("COMMIT")
+
+    @contextmanager
+    def group(self) -> Iterator[None]:
+        """Group commit: the transactions run inside are savepoints of one transaction, made
+        durable by one commit (one fsync) at the end. Nobody may be answered before it: the
+        store thread resolves the group's requests only after this exits."""
+        self.db.execute("BEGIN IMMEDIATE")
+        self._grouped = True
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        finally:
+            self._grouped = False
         self.db.execute("COMMIT")
 
     @contextmanager
@@ -450,7 +478,12 @@ class Store:
     def _fresh(self, claim: auth.Claim) -> Handset:
         handset = self.handset(claim.handset)
         if claim.ts_ms <= handset.last_ms:
-            raise AuthError("timestamp not newer than the last accepted", code="replayed_request")
+            raise RequestError(
+                401,
+                "replayed_request",
+                "timestamp not newer than the last accepted",
+                {"last_ms": handset.last_ms},
+            )
         self.db.execute(
             "UPDATE handsets SET last_ms = ? WHERE handset = ?", (claim.ts_ms, handset.handset)
         )

@@ -70,7 +70,7 @@ async def test_health_ready_and_metrics_after_traffic(tmp_path: Path) -> None:
     def value(name: str, **labels: str) -> float:
         return samples[(name, tuple(sorted(labels.items())))]
 
-    sync = {"route": "/v1/sync", "method": "POST"}
+    sync = {"route": "/v2", "method": "POST"}  # the handset speaks sync v2
     assert value("payg_http_requests_total", status="200", **sync) >= 1
     assert value("payg_http_request_duration_seconds_count", **sync) >= 1
     assert value("payg_http_requests_total", route="unmatched", method="GET", status="404") == 1
@@ -116,9 +116,8 @@ async def test_access_log_is_structured_and_carries_no_secret(
     lines = [formatter.format(r) for r in caplog.records if r.name == "server_stub.access"]
     docs = [json.loads(line) for line in lines]
     routes = {d["route"] for d in docs}
-    assert {"/v1/provision", "/v1/sync", "/v1/mm/callback"} <= routes
-    sync = next(d for d in docs if d["route"] == "/v1/sync")
-    assert sync["status"] == 200
+    assert {"/v1/provision", "/v2", "/v1/mm/callback"} <= routes
+    sync = next(d for d in docs if d["route"] == "/v2" and d["status"] == 200)
     assert isinstance(sync["handset"], int)
     assert sync["duration_s"] >= 0
     logged = "\n".join(lines)

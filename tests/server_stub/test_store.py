@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from agent_client.protocol.auth import Claim, HandsetKey
-from agent_client.protocol.errors import AuthError
 from agent_client.protocol.frames import Keycode, Reason, Stock
 from agent_client.protocol.ops import Kind, Operation
+from server_stub.errors import RequestError
 from server_stub.store import Store
 
 from .fixtures import PRICE_PER_DAY, Seeded, seed_platform
@@ -88,9 +88,10 @@ def test_stale_stamps_are_refused_inside_the_transaction(tmp_path: Path, seeded:
     handset = provisioned(path)
     store = Store.open(path)
     store.exchange(Claim(handset, 5000, b""), [], 0, 1)
-    with pytest.raises(AuthError) as info:
+    with pytest.raises(RequestError) as info:
         store.exchange(Claim(handset, 5000, b""), sale_ops(seeded), 0, 1)
-    assert info.value.code == "replayed_request"
+    assert (info.value.status, info.value.code) == (401, "replayed_request")
+    assert info.value.extra == {"last_ms": 5000}  # so the handset can recover
     assert store.counts()["ops"] == 0
     store.close()
 
