@@ -25,12 +25,14 @@ from pathlib import Path
 import aiohttp
 from hdrh.histogram import HdrHistogram
 
+from agent_client.protocol import envelope
+from agent_client.protocol.auth import Claim
 from agent_client.protocol.frames import UplinkFrame, decode_downlink, encode_uplink
 from agent_client.protocol.keycodes import KeycodeFormat
 from field_lab.chaos.world import CONFIG, MM_SECRET
 from field_lab.world.platform import serving
-from server_stub.app import SYNC_PATH
 from server_stub.mno import Final, MnoConfig, MnoSimulator
+from server_stub.store import Store
 
 sys.path.insert(0, str(Path(__file__).parent))
 from platform_load import Handset, seed
@@ -56,9 +58,9 @@ class Step:
 
 
 async def sync(http: aiohttp.ClientSession, url: str, h: Handset, rng: random.Random) -> bool:
-    body = encode_uplink(UplinkFrame(h.handset, h.cursor, tuple(h.batch(3, rng))))
-    headers = h.key.headers("POST", SYNC_PATH, body, h.handset, h.stamp())
-    async with http.post(url + SYNC_PATH, data=body, headers=headers) as r:
+    frame = encode_uplink(UplinkFrame(h.handset, h.cursor, tuple(h.batch(3, rng))))
+    body = envelope.seal(envelope.sync_key(h.key.seed), h.handset, h.stamp(), frame)
+    async with http.post(url + envelope.SYNC_PATH, data=body) as r:  # sync v2, as handsets do
         raw = await r.read()
     if r.status != 200:
         return False
@@ -79,6 +81,10 @@ async def run_step(handsets: int, args: argparse.Namespace) -> dict[str, object]
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "server.db"
         fleet = seed(db, handsets, 12, rng, KeycodeFormat.NEXUS_FULL)
+        store = Store.open(db)  # each handset registered its v2 sync key when provisioned
+        for h in fleet:
+            store.set_sync_key(Claim(h.handset, 1, b""), envelope.sync_key(h.key.seed))
+        store.close()
         step = Step()
         tasks: list[asyncio.Task[None]] = []
         async with serving(db, config=CONFIG) as url:

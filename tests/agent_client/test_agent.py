@@ -15,6 +15,7 @@ from aiohttp.test_utils import TestServer
 
 from agent_client.agent import Agent
 from agent_client.errors import InvalidOperation, NotProvisioned, ServerRefused, TransientError
+from agent_client.protocol import envelope
 from agent_client.protocol.auth import HandsetKey
 from agent_client.protocol.sync import SyncConfig
 from agent_client.store import OpState
@@ -59,7 +60,7 @@ def platform(payg_platform: PaygPlatform) -> tuple[str, Seeded]:
 
 async def serve(handler: web.Handler) -> TestServer:
     app = web.Application()
-    app.router.add_post("/v1/sync", handler)
+    app.router.add_post(envelope.SYNC_PATH, handler)  # where the handset syncs (v2)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     return server

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from agent_client.adapters import PROVISION_PATH, SYNC_PATH
+from agent_client.adapters import PROVISION_PATH
 from agent_client.agent import Agent
+from agent_client.protocol import envelope
 from agent_client.protocol.auth import parse_claim, verify
 from agent_client.protocol.frames import DownlinkFrame, decode_uplink, encode_downlink
 from agent_client.protocol.sync import SyncConfig
@@ -50,6 +51,7 @@ class FlakyPlatform:
         self.clock = clock
         self.failures = failures
         self.public = b""
+        self.sync_key = b""
         self.last_ms = 0
         self.sync_times: list[float] = []
         self.acked: list[int] = []
@@ -61,16 +63,23 @@ class FlakyPlatform:
         if request.path == PROVISION_PATH:
             self.public = bytes.fromhex(json.loads(request.body)["public_key"])
             return Reply(201, json.dumps({"handset": HANDSET, "server_ms": self.ms()}).encode())
-        assert request.path == SYNC_PATH
-        claim = parse_claim(request.headers)
-        verify(claim, self.public, "POST", SYNC_PATH, request.body, now_ms=self.ms(), last_ms=0)
+        if request.path == envelope.KEY_PATH:  # Ed25519-signed, as v1 requests are
+            claim = parse_claim(request.headers)
+            verify(
+                claim, self.public, "POST", request.path, request.body, now_ms=self.ms(), last_ms=0
+            )
+            self.sync_key = request.body
+            return Reply(201, json.dumps({"server_ms": self.ms()}).encode())
+        assert request.path == envelope.SYNC_PATH
+        claim, body = envelope.open_envelope(request.body)
+        envelope.check_tag(claim, self.sync_key, body)
         assert claim.ts_ms > self.last_ms
         self.last_ms = claim.ts_ms
         self.sync_times.append(self.clock.now)
         if self.failures:
             self.failures -= 1
             return Reply(503, b"")
-        uplink = decode_uplink(request.body)
+        uplink = decode_uplink(body)
         seqs = tuple(op.seq for op in uplink.ops)
         self.acked += seqs
         frame = DownlinkFrame(self.ms(), seqs, (), uplink.cursor + 1, (), False)

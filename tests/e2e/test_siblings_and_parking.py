@@ -13,6 +13,7 @@ from aiohttp.test_utils import TestServer
 from agent_client.agent import Agent
 from agent_client.cli import main as agent_client_main
 from agent_client.errors import InvalidOperation
+from agent_client.protocol import envelope
 from agent_client.protocol.frames import (
     DownlinkFrame,
     Reason,
@@ -75,7 +76,9 @@ def platform_refusing(reasons: dict[int, int]) -> MockTransport:
     def answer(request: Request) -> Reply:
         if request.path == "/v1/provision":
             return Reply(201, json.dumps({"handset": 7, "server_ms": 1}).encode())
-        frame = decode_uplink(request.body)
+        if request.path == envelope.KEY_PATH:
+            return Reply(201, json.dumps({"server_ms": 1}).encode())
+        frame = decode_uplink(envelope.open_envelope(request.body)[1])
         seqs = [op.seq for op in frame.ops]
         refused = tuple((s, Reason(reasons[s])) for s in seqs if s in reasons)
         acked = tuple(s for s in seqs if s not in reasons)
