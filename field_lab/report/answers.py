@@ -103,6 +103,13 @@ def findings(question: Question, prefix: KeyPath, doc: Mapping[str, Any]) -> lis
     def f(*path: str, fmt: str) -> Figure:
         return Figure((*prefix, *path), fmt)
 
+    def latencies(key: str, *points: str) -> list[Part]:
+        """`p50 X s, p95 Y s` from the latency summary at `key`."""
+        parts: list[Part] = []
+        for i, point in enumerate(points):
+            parts += [f"{', ' * (i > 0)}{point} ", f(key, point, fmt="s"), " s"]
+        return parts
+
     if question.key == "sales":
         if not at.get("sale_attempts"):
             return ["no sale was attempted"]
@@ -110,11 +117,8 @@ def findings(question: Question, prefix: KeyPath, doc: Mapping[str, Any]) -> lis
             f("sale_success_rate", fmt="pct"),
             " of ",
             f("sale_attempts", fmt="int"),
-            " sale attempts ended with the light on during the visit; sale to light on p50 ",
-            f("sale_activation_s", "p50", fmt="s"),
-            " s, p95 ",
-            f("sale_activation_s", "p95", fmt="s"),
-            " s",
+            " sale attempts ended with the light on during the visit; sale to light on ",
+            *latencies("sale_activation_s", "p50", "p95"),
         ]
     if question.key == "activation":
         if not at.get("payments"):
@@ -123,15 +127,8 @@ def findings(question: Question, prefix: KeyPath, doc: Mapping[str, Any]) -> lis
             f("payments_activated", fmt="int"),
             " of ",
             f("payments", fmt="int"),
-            " payments turned a light on; payment to light on p50 ",
-            f("activation_latency_s", "p50", fmt="s"),
-            " s, p95 ",
-            f("activation_latency_s", "p95", fmt="s"),
-            " s, p99 ",
-            f("activation_latency_s", "p99", fmt="s"),
-            " s, max ",
-            f("activation_latency_s", "max", fmt="s"),
-            " s",
+            " payments turned a light on; payment to light on ",
+            *latencies("activation_latency_s", "p50", "p95", "p99", "max"),
         ]
     if at.get("report_availability") is None:
         return ["no report was requested"]
@@ -139,13 +136,8 @@ def findings(question: Question, prefix: KeyPath, doc: Mapping[str, Any]) -> lis
         f("report_availability", fmt="pct"),
         " of report requests were answered; ",
         f("report_latency_s", "count", fmt="int"),
-        " reads took p50 ",
-        f("report_latency_s", "p50", fmt="s"),
-        " s, p99 ",
-        f("report_latency_s", "p99", fmt="s"),
-        " s, max ",
-        f("report_latency_s", "max", fmt="s"),
-        " s",
+        " reads took ",
+        *latencies("report_latency_s", "p50", "p99", "max"),
     ]
 
 

@@ -277,11 +277,16 @@ def test_a_run_without_distributors_is_one_distributor_and_with_them_each_is_sho
     assert json.dumps(["by_distributor", "dots.in.name", "report_availability"]) in shown
 
 
-def test_a_run_with_nothing_measured_still_renders() -> None:
+def an_empty_run() -> tuple[dict[str, Any], str]:
+    """A run that measured nothing: its summary and its page."""
     stats = RunStats()
     doc = output.summary("empty", DEFAULT, stats, evaluate(DEFAULT.thresholds, stats.metrics()), {})
     doc = json.loads(json.dumps(doc, allow_nan=False))
-    html = render(doc, stats, [])
+    return doc, render(doc, stats, [])
+
+
+def test_a_run_with_nothing_measured_still_renders() -> None:
+    doc, html = an_empty_run()
     check_figures(doc, parsed(html).found)
     assert "no sale was attempted" in html
     assert "no payment was made" in html
@@ -390,10 +395,17 @@ async def test_the_page_in_headless_chromium(chromium: str, tmp_path: Path) -> N
     for path, (old, new) in zip(broken, FAULTS.values(), strict=True):
         assert old in html
         path.write_text(html.replace(old, new, 1), encoding="utf-8")
+    empty = tmp_path / "empty.html"
+    empty.write_text(an_empty_run()[1], encoding="utf-8")
     async with browser.Chromium() as chrome:
         seen = await chrome.load(good.as_uri(), PROBE)
         caught = [problems(await chrome.load(u, "1"), u) for u in (p.as_uri() for p in broken)]
+        nothing = await chrome.load(
+            empty.as_uri(), "[...document.querySelectorAll('.chart text.empty')].length"
+        )
     assert problems(seen, good.as_uri()) == []
+    assert problems(nothing, empty.as_uri()) == []
+    assert nothing.value == 3  # each chart says nothing was recorded
     assert all(caught), dict(zip(FAULTS, caught, strict=True))
     got = seen.value
     assert got["title"] == f"field-lab run {HOSTILE}"  # shown as text, never run
