@@ -249,6 +249,12 @@ def audit_token() -> str | None:
     return os.environ.get(AUDIT_TOKEN_ENV) or None
 
 
+def report_token() -> str | None:
+    """A distributor's report token for `check-reports`, from the environment when not given
+    as --token (a cron job's command line is visible to every user of the machine)."""
+    return os.environ.get(REPORT_TOKEN_ENV) or None
+
+
 def platform() -> Platform:
     try:
         return Platform(mm_secret=mm_secret(), audit_token=audit_token())
@@ -297,7 +303,7 @@ async def reachable(url: str) -> None:
 
 async def check_reports_command(args: argparse.Namespace) -> int:
     """Each critical report's first page against the budget, as a table; 1 when unwell."""
-    token = args.token or os.environ.get(REPORT_TOKEN_ENV)
+    token = args.token or report_token()
     if not token:
         raise SetupError(f"pass --token TOKEN (or set ${REPORT_TOKEN_ENV}): the report token")
     if not bearer_safe(token):

@@ -136,7 +136,7 @@ async def test_over_http_sends_the_token_and_judges_what_comes_back() -> None:
 
 
 async def test_check_reports_and_readyz_agree_on_a_running_platform(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     db = tmp_path / "server.db"
     seed_platform(db)
@@ -145,7 +145,8 @@ async def test_check_reports_and_readyz_agree_on_a_running_platform(
     try:
         code = await asyncio.to_thread(main, ["check-reports", "--url", url, "--token", "t0k"])
         healthy_out = capsys.readouterr().out
-        strict = ["check-reports", "--url", url, "--token", "t0k", "--budget-ms", "0.0001"]
+        monkeypatch.setenv("PAYG_REPORT_TOKEN", "t0k")  # the token kept off the command line
+        strict = ["check-reports", "--url", url, "--budget-ms", "0.0001"]
         strict_code = await asyncio.to_thread(main, strict)
         strict_out = capsys.readouterr().out
         async with aiohttp.ClientSession() as http, http.get(f"{url}/readyz") as r:
