@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit bench clean chaos reliability fuzz
+.PHONY: run test lint typecheck unit bench clean chaos reliability fuzz chromium screenshot
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -13,7 +13,22 @@ $(STAMP): pyproject.toml Makefile
 	@# nexus-keycode hard-depends on the enum34/typing backports; on Python 3 they only shadow
 	@# the stdlib when site-packages comes first, so remove them from our environment.
 	$(BIN)/python -m pip uninstall --quiet -y enum34 typing
+	@$(MAKE) --no-print-directory chromium
 	touch $(STAMP)
+
+# The report's browser test drives Chromium from the system's packages: installed here where
+# setup may (root, with apt-get); elsewhere that one test is skipped and says why.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing chromium (apt-get) for the report's browser test"; \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+			apt-get install -y -qq chromium chromium-driver >/dev/null; } \
+		|| echo "chromium could not be installed: the report's browser test will be skipped"; \
+	else \
+		echo "no chromium, and setup cannot install it here (needs root and apt-get):" \
+			"the report's browser test will be skipped"; \
+	fi
 
 run: $(STAMP)
 	$(BIN)/field-lab run
@@ -28,7 +43,7 @@ typecheck: $(STAMP)
 # The suite waits on sockets and subprocesses more than it computes: two workers halve its wall time.
 PYTEST_WORKERS ?= 2
 
-unit: $(STAMP)
+unit: $(STAMP) chromium
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS)
 
 test: lint typecheck unit
@@ -53,3 +68,11 @@ reliability: $(STAMP)
 fuzz: $(STAMP)
 	-$(BIN)/python -m pip install --quiet atheris || echo "atheris cannot be installed here: fuzzing with our own mutator"
 	$(BIN)/python -m field_lab.chaos.fuzz run --size chaos
+
+# docs/report.png: the report.html of a short run as headless Chromium draws it (README).
+SHOT := results/screenshot
+screenshot: $(STAMP) chromium
+	rm -rf $(SHOT)
+	-$(BIN)/field-lab run --agents 40 --devices 400 --duration 45 --out $(SHOT) --quiet
+	chromium --headless --disable-gpu --hide-scrollbars $$([ "$$(id -u)" = 0 ] && echo --no-sandbox) \
+		--window-size=1100,2700 --screenshot=docs/report.png "file://$(CURDIR)/$(SHOT)/report.html"

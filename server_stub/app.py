@@ -48,11 +48,12 @@ from .callbacks import (
 )
 from .errors import RequestError
 from .faults import PlatformFaults
+from .health import OVER_BUDGET, TIMED_OUT, ReportFailed, check_reports, healthy
 from .metrics import CONTENT_TYPE, Metrics
 from .notify import Gateway, ResendRule, SmsSender
 from .openapi import document
 from .opm import routes as opm_routes
-from .reports import REPORTS, Reports, parse_query
+from .reports import REPORTS, Query, Reports, parse_query
 from .runner import URGENT, StoreThread
 from .store import Store
 
@@ -81,15 +82,18 @@ class Platform:
     mm_secret: bytes | None = None  # shared with the operator; no secret, no callback endpoint
     sms: Gateway | None = None  # where keycode SMS go; None: keycodes travel by sync only
     resend: ResendRule = field(default_factory=ResendRule)
-    ready_budget_s: float = 0.5  # /readyz fails when the critical reports take longer
+    ready_budget_s: float = 0.5  # /readyz fails when a critical report's first page takes longer
     report_threads: int = 2
     audit_token: str | None = None  # bearer token of the audit API; None: no audit API
 
     def __post_init__(self) -> None:
-        token = self.audit_token
-        if token is not None and not (token and all("!" <= c <= "~" for c in token)):
-            # it must travel in an Authorization header: visible ASCII, no spaces
+        if self.audit_token is not None and not bearer_safe(self.audit_token):
             raise ValueError("audit_token must be non-empty visible ASCII without spaces")
+
+
+def bearer_safe(token: str) -> bool:
+    """A token can travel in an Authorization header: non-empty visible ASCII, no spaces."""
+    return bool(token) and all("!" <= c <= "~" for c in token)
 
 
 SYNC_PATH = "/v1/sync"
@@ -347,19 +351,29 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Ready when not draining, the database answers, and the critical reports fit the budget."""
+    """Ready when not draining and each critical report's first page runs within the budget
+    (the check `server-stub check-reports` runs over HTTP, here on the report threads)."""
     app = request.app
     budget = app[CONFIG].ready_budget_s
     if app[DRAINING].is_set():
         return web.json_response({"ready": False, "reason": "draining"}, status=503)
-    try:
-        async with asyncio.timeout(budget):
-            took = await read(app, Reports.probe, now_ms(app))
-    except TimeoutError:
-        return web.json_response({"ready": False, "reason": "over budget"}, status=503)
-    except Exception as exc:  # the database is what is unready, whatever it raised
-        return web.json_response({"ready": False, "reason": type(exc).__name__}, status=503)
-    return web.json_response({"ready": True, "probe_s": round(took, 6)})
+
+    async def first_page(report: str) -> int:
+        try:
+            await read(app, getattr(Reports, report), Query(), now_ms(app))
+        except Exception as exc:  # the database is what is unready, whatever it raised
+            raise ReportFailed(f"{type(exc).__name__}: {exc}") from exc
+        return 200
+
+    checks = await check_reports(first_page, budget * 1000, timeout_s=budget)
+    reports = [c.as_dict() for c in checks]
+    if not healthy(checks):
+        failed = next(c for c in checks if not c.ok)
+        late = failed.verdict in (OVER_BUDGET, TIMED_OUT)
+        reason = "over budget" if late else f"{failed.report}: {failed.problem or failed.status}"
+        return web.json_response({"ready": False, "reason": reason, "reports": reports}, status=503)
+    took = sum(c.ms for c in checks) / 1000
+    return web.json_response({"ready": True, "probe_s": round(took, 6), "reports": reports})
 
 
 async def metrics(request: web.Request) -> web.Response:

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import errno
 import json
+import math
 import os
 import random
 import socket
@@ -16,13 +17,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import aiohttp
 from aiohttp import web
 
 from agent_client.protocol.keycodes import KeycodeFormat
 
-from .app import Platform, create_app
+from .app import Platform, bearer_safe, create_app
 from .devices import MAX_SERIAL, make_devices, parse_devices_csv, write_devices_csv
 from .errors import SetupError
+from .health import DEFAULT_BUDGET_MS, check_reports, healthy, over_http, table
 from .logs import configure
 from .mno import Final, MnoConfig, MnoSimulator
 from .store import DeviceRecord, Store
@@ -31,8 +34,10 @@ from .tls import self_signed
 DEFAULT_DB = "server-stub.db"
 SECRET_ENV = "PAYG_MM_SECRET"
 AUDIT_TOKEN_ENV = "PAYG_AUDIT_TOKEN"
+REPORT_TOKEN_ENV = "PAYG_REPORT_TOKEN"
 EXIT_UNAVAILABLE = 1
-"""A peer is unreachable or the port is taken: nothing is wrong with the input as such."""
+"""A peer is unreachable or the port is taken: nothing is wrong with the input as such.
+Also `check-reports` finding a report failed or over its budget (the platform is unwell)."""
 EXIT_USAGE = 2
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
@@ -57,6 +62,16 @@ def _amount(text: str) -> int:
     if not text.isdigit() or int(text) == 0:
         raise argparse.ArgumentTypeError(f"expected a positive whole amount, got {text!r}")
     return int(text)
+
+
+def _budget_ms(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value <= 600_000:
+        raise argparse.ArgumentTypeError(f"a budget is milliseconds in (0, 600000], got {text!r}")
+    return value
 
 
 def _serial(text: str) -> int:
@@ -108,13 +123,30 @@ def parser() -> argparse.ArgumentParser:
     imp.add_argument("csv", type=Path)
     imp.add_argument("--agent", help="put the devices in this agent's stock")
     sub.add_parser("export-devices", help="print every device with its secret as CSV")
+    check = sub.add_parser(
+        "check-reports",
+        help="time each critical report's first page on a running platform; exit 1 when one"
+        " fails or misses its budget (a CI or cron health check)",
+    )
+    check.add_argument("--url", required=True, help="the platform, e.g. http://127.0.0.1:8080")
+    check.add_argument(
+        "--token",
+        help=f"the distributor's report token, sent as Authorization: Bearer (default"
+        f" ${REPORT_TOKEN_ENV}); the reports ignore it until distributors are tenants",
+    )
+    check.add_argument(
+        "--budget-ms",
+        type=_budget_ms,
+        default=DEFAULT_BUDGET_MS,
+        help=f"each first page's budget (default {DEFAULT_BUDGET_MS:g} ms)",
+    )
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     db: Path = args.db
-    created = args.command not in ("mm-pay",) and not db.exists()
+    created = args.command not in ("mm-pay", "check-reports") and not db.exists()
     try:
         return run(args)
     except SetupError as exc:
@@ -217,6 +249,12 @@ def audit_token() -> str | None:
     return os.environ.get(AUDIT_TOKEN_ENV) or None
 
 
+def report_token() -> str | None:
+    """A distributor's report token for `check-reports`, from the environment when not given
+    as --token (a cron job's command line is visible to every user of the machine)."""
+    return os.environ.get(REPORT_TOKEN_ENV) or None
+
+
 def platform() -> Platform:
     try:
         return Platform(mm_secret=mm_secret(), audit_token=audit_token())
@@ -263,9 +301,39 @@ async def reachable(url: str) -> None:
     await writer.wait_closed()
 
 
+async def check_reports_command(args: argparse.Namespace) -> int:
+    """Each critical report's first page against the budget, as a table; 1 when unwell."""
+    token = args.token or report_token()
+    if not token:
+        raise SetupError(f"pass --token TOKEN (or set ${REPORT_TOKEN_ENV}): the report token")
+    if not bearer_safe(token):
+        raise SetupError("--token must be visible ASCII without spaces (an Authorization header)")
+    parts = urlsplit(args.url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SetupError(f"--url {args.url}: give the platform's http://HOST:PORT")
+    await reachable(args.url)
+    timeout_s = max(CHECK_TIMEOUT_S, 4 * args.budget_ms / 1000)
+    try:
+        async with aiohttp.ClientSession() as session:
+            first_page = over_http(session, args.url, token)
+            checks = await check_reports(first_page, args.budget_ms, timeout_s=timeout_s)
+    except aiohttp.ClientConnectorError as exc:
+        raise Unavailable(
+            f"--url {args.url} stopped answering ({exc}): is it still running?"
+        ) from None
+    print(table(checks))
+    return 0 if healthy(checks) else EXIT_UNAVAILABLE
+
+
+CHECK_TIMEOUT_S = 5.0
+"""A first page that has not come after max(this, 4 x budget) counts as timed out."""
+
+
 def run(args: argparse.Namespace) -> int:
     if args.command == "mm-pay":
         return asyncio.run(mm_pay(args))
+    if args.command == "check-reports":
+        return asyncio.run(check_reports_command(args))
     check_db(args.db, create=args.command != "export-devices")
     if args.command == "serve":
         config = platform()  # before anything starts: a bad token is a setup error

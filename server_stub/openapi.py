@@ -15,6 +15,7 @@ from agent_client.protocol.ops import Kind
 
 from . import audit
 from .callbacks import Outcome
+from .health import FAILED, OK, OVER_BUDGET, TIMED_OUT
 from .reports import MAX_ID, MAX_LIMIT
 
 Schema = dict[str, Any]
@@ -45,6 +46,25 @@ def _page(item: Schema) -> Schema:
 
 def _object(**props: Schema) -> Schema:
     return {"type": "object", "required": list(props), "properties": props}
+
+
+VERDICTS = [OK, OVER_BUDGET, TIMED_OUT, FAILED]
+REPORT_CHECKS: Schema = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "required": ["report", "status", "ms", "budget_ms", "verdict"],
+        "properties": {
+            "report": STR,
+            "status": NULL_INT,
+            "ms": {"type": "number"},
+            "budget_ms": {"type": "number"},
+            "verdict": {"enum": VERDICTS},
+            "problem": STR,
+        },
+    },
+}
+"""/readyz's checks, as `server-stub check-reports` prints them."""
 
 
 def _error(description: str) -> Schema:
@@ -433,11 +453,24 @@ def document() -> Schema:
                     "operationId": "readyz",
                     "responses": {
                         "200": _json(
-                            "ready", _object(ready={"type": "boolean"}, probe_s={"type": "number"})
+                            "ready: each critical report's first page ran within the budget",
+                            _object(
+                                ready={"type": "boolean"},
+                                probe_s={"type": "number"},
+                                reports=REPORT_CHECKS,
+                            ),
                         ),
                         "503": _json(
-                            "not ready (draining, database or budget)",
-                            _object(ready={"type": "boolean"}, reason=STR),
+                            "not ready (draining; a report failed or missed the budget)",
+                            {
+                                "type": "object",
+                                "required": ["ready", "reason"],
+                                "properties": {
+                                    "ready": {"type": "boolean"},
+                                    "reason": STR,
+                                    "reports": REPORT_CHECKS,
+                                },
+                            },
                         ),
                     },
                 }

@@ -15,7 +15,6 @@ import base64
 import json
 import re
 import sqlite3
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -292,12 +291,3 @@ class Reports:
             "sms_delivered": int(delivered),
             **{f"mm_{k}": int(v) for k, v in by_outcome.items()},
         }
-
-    def probe(self, now_ms: int) -> float:
-        """Readiness: the database answers and the critical reports' first pages run.
-        Returns the seconds it took."""
-        began = time.perf_counter()
-        self.db.execute("SELECT 1").fetchone()
-        self.devices(Query(limit=10), now_ms)
-        self.sales(Query(limit=10), now_ms)
-        return time.perf_counter() - began

@@ -177,6 +177,23 @@ def _cases() -> dict[str, Case]:
         "stub pay duplicate rate": Case(
             s, "mm-pay 10000001 1 +2330 --duplicate-rate 7", 2, "duplicate_rate", secret
         ),
+        "stub check-reports unreachable": Case(
+            s, "check-reports --url http://127.0.0.1:{closed} --token t", 1, "unreachable"
+        ),
+        "stub check-reports not a url": Case(
+            s, "check-reports --url notaurl --token t", 2, "--url"
+        ),
+        "stub check-reports port out of range": Case(
+            s, "check-reports --url http://127.0.0.1:99999 --token t", 2, "--url"
+        ),
+        "stub check-reports without url": Case(s, "check-reports --token t", 2, "--url"),
+        "stub check-reports without token": Case(s, "check-reports --url {url}", 2, "--token"),
+        "stub check-reports negative budget": Case(
+            s, "check-reports --url {url} --token t --budget-ms -5", 2, "--budget-ms"
+        ),
+        "stub check-reports budget not a number": Case(
+            s, "check-reports --url {url} --token t --budget-ms soon", 2, "--budget-ms"
+        ),
         "stub no command": Case(s, "", 2, "command"),
         # agent-client: handset files, URLs, certificates, refusals, numbers
         "handset missing db": Case(a, "status", 2, "provision a handset first"),
@@ -401,7 +418,7 @@ def workspace(world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     here = tmp_path / "ws"
     shutil.copytree(world.template, here)
     monkeypatch.chdir(here)
-    for name in ("PAYG_MM_SECRET", "PAYG_AUDIT_TOKEN"):
+    for name in ("PAYG_MM_SECRET", "PAYG_AUDIT_TOKEN", "PAYG_REPORT_TOKEN"):
         monkeypatch.delenv(name, raising=False)
     return here
 
@@ -489,7 +506,8 @@ def test_the_entry_points_answer_without_a_traceback(
     case = SUBPROCESS_CASES[name]
     before = snapshot(workspace)
     words = world.fill(case.argv).split()
-    env = {k: v for k, v in os.environ.items() if k not in ("PAYG_MM_SECRET", "PAYG_AUDIT_TOKEN")}
+    secrets = ("PAYG_MM_SECRET", "PAYG_AUDIT_TOKEN", "PAYG_REPORT_TOKEN")
+    env = {k: v for k, v in os.environ.items() if k not in secrets}
     proc = subprocess.Popen(
         [str(BIN / words[0]), *words[1:]],
         cwd=workspace,

@@ -1,12 +1,13 @@
 """What a run leaves behind: results/<run>/ and the final table.
 
 summary.json        the answers, the invariants, SLO verdicts, per link profile
+report.html         all of it on one self-contained page, with interactive charts
 timeseries.csv      one row a second: sales, activations, queue depth, links down
 histograms/*.hgrm   percentile distributions (HdrHistogram text format)
 histograms/*.hlog   base64 histoblobs, for lossless merging across runs or workers
-activation_cdf.png  activation latency CDF per link profile
-sales_over_time.png sales attempted and succeeded over time
-queue_and_links.png outbox queue depth and links down over time
+activation_cdf.png  activation latency CDF per link profile     (PNGs only where matplotlib
+sales_over_time.png sales attempted and succeeded over time       is installed: the page's
+queue_and_links.png outbox queue depth and links down over time   charts need nothing)
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import csv
 import io
 import json
 import math
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,7 @@ from field_lab.check.keys import FIGURES
 from field_lab.lab.stats import Figures, RunStats
 from field_lab.measure.latency import Latency
 from field_lab.measure.slo import Verdict
+from field_lab.report import page
 from field_lab.scenario import Scenario, to_dict
 
 
@@ -118,7 +121,18 @@ def write(
         (hist / f"{label}.hlog").write_text(h.encode().decode("ascii") + "\n")
         lines = ["value_s\tcumulative"] + [f"{v:.3f}\t{c:.6f}" for v, c in h.distribution()]
         (hist / f"{label}.hgrm").write_text("\n".join(lines) + "\n")
-    plot(out, stats, series)
+    (out / "report.html").write_text(
+        page.render(doc, activation_cdfs(stats), series), encoding="utf-8"
+    )
+    if find_spec("matplotlib") is not None:  # PNGs too, where the plotting library is installed
+        plot(out, stats, series)
+
+
+def activation_cdfs(stats: RunStats) -> dict[str, list[tuple[float, float]]]:
+    """Activation latency CDF points: "all", then each link profile."""
+    cdfs = {"all": stats.total.activation.distribution()}
+    cdfs.update((p, g.activation.distribution()) for p, g in sorted(stats.by_profile.items()))
+    return cdfs
 
 
 def plot(out: Path, stats: RunStats, series: list[dict[str, float]]) -> None:

@@ -159,12 +159,18 @@ def test_cli_writes_results_and_exit_codes(tmp_path: Path) -> None:
     assert doc["slo"]["sale_activation_s: p(50)<0.001"]["pass"] is False
     for name in (
         "timeseries.csv",
+        "report.html",
         "activation_cdf.png",
         "sales_over_time.png",
         "queue_and_links.png",
         "histograms/activation.hlog",
     ):
         assert (out / name).exists(), name
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert f"field-lab run {doc['run']}" in page
+    status = doc["slo"]["sale_activation_s: p(50)<0.001"]["status"]
+    verdict = {"fail": "no", "no samples": "not shown"}[status]  # question 1 follows its SLO
+    assert f'data-verdict="{verdict}"' in page.split('id="q-activation"')[0]
 
 
 SERVER = Path(sys.executable).parent / "server-stub"
