@@ -18,8 +18,8 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import replace
 from multiprocessing import get_context
 from pathlib import Path
@@ -123,23 +123,47 @@ def merge(summaries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     }
 
 
-def run_pieces(plan: CrashPlan, *, workers: int = 2, piece: int = PIECE) -> dict[str, Any]:
-    """The whole plan, judged piece by piece; `seconds` is the wall time of all of it."""
+def run_pieces(
+    plan: CrashPlan,
+    *,
+    workers: int = 2,
+    piece: int = PIECE,
+    progress: Callable[[int, int, Mapping[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """The whole plan, judged piece by piece; `seconds` is the wall time of all of it.
+    `progress(done, pieces, summary)` hears of each piece as it finishes."""
     if workers < 1:
         raise ConfigError(f"workers must be >= 1, got {workers}")
     began = time.monotonic()
     plans = split(plan, piece)
+    summaries: list[dict[str, Any]] = []
+
+    def finished(summary: dict[str, Any]) -> None:
+        summaries.append(summary)
+        if progress is not None:
+            progress(len(summaries), len(plans), summary)
+
     if workers == 1 or len(plans) == 1:
-        summaries = [run_piece(p) for p in plans]
+        for p in plans:
+            finished(run_piece(p))
     else:
         context = get_context("spawn")  # workers start clean: no event loop or threads forked
         with ProcessPoolExecutor(min(workers, len(plans)), mp_context=context) as pool:
-            summaries = list(pool.map(run_piece, plans))
+            for future in as_completed([pool.submit(run_piece, p) for p in plans]):
+                finished(future.result())
+    order = {p.seed: i for i, p in enumerate(plans)}
+    summaries.sort(key=lambda s: order[s["seed"]])
     merged = merge(summaries)
     merged["seconds"] = round(time.monotonic() - began, 1)
     merged["workers"] = workers
     merged["ms_per_trial"] = round(1000 * merged["seconds"] / max(1, plan.trials), 1)
     return merged
+
+
+def _progress(done: int, pieces: int, summary: Mapping[str, Any]) -> None:
+    line = {"piece": f"{done}/{pieces}", "seed": summary["seed"], "trials": summary["trials"]}
+    line |= {"valid": summary["valid"], "seconds": summary["seconds"]}
+    print(json.dumps(line), file=sys.stderr, flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -161,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError("--workers and --piece must be >= 1")
     except ConfigError as exc:
         p.error(str(exc))
-    clean = run_pieces(plan, workers=a.workers, piece=a.piece)
+    clean = run_pieces(plan, workers=a.workers, piece=a.piece, progress=_progress)
     print(json.dumps({"clean": clean}), flush=True)
     found = asyncio.run(injected(seed=a.seed))
     for name, summary in found.items():
