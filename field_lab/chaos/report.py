@@ -20,7 +20,7 @@ from .crash import CrashPlan, injected
 from .faults import catalogue, converge
 from .fuzz import TARGETS, UNAVAILABLE, atheris_available, fuzz
 from .tearing import tear_all
-from .trials import run_pieces
+from .trials import quiet, run_pieces
 
 SIZES: dict[str, dict[str, Any]] = {
     "suite": {
@@ -46,6 +46,7 @@ LOAD = Path(__file__).resolve().parents[2] / "benchmarks" / "server_load.py"
 
 
 async def crash(plan: CrashPlan, workers: int) -> dict[str, Any]:
+    quiet()
     return await asyncio.to_thread(run_pieces, plan, workers=workers)
 
 

@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import hashlib
 import json
+import logging
 import os
 import sys
 import tempfile
@@ -148,7 +149,9 @@ def run_pieces(
             finished(run_piece(p))
     else:
         context = get_context("spawn")  # workers start clean: no event loop or threads forked
-        with ProcessPoolExecutor(min(workers, len(plans)), mp_context=context) as pool:
+        with ProcessPoolExecutor(
+            min(workers, len(plans)), mp_context=context, initializer=quiet
+        ) as pool:
             for future in as_completed([pool.submit(run_piece, p) for p in plans]):
                 finished(future.result())
     order = {p.seed: i for i, p in enumerate(plans)}
@@ -158,6 +161,12 @@ def run_pieces(
     merged["workers"] = workers
     merged["ms_per_trial"] = round(1000 * merged["seconds"] / max(1, plan.trials), 1)
     return merged
+
+
+def quiet() -> None:
+    """Every connection a cut trial resets is logged by aiohttp's server as an error with a
+    traceback: thousands of expected lines that would bury the figures."""
+    logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
 
 
 def _progress(done: int, pieces: int, summary: Mapping[str, Any]) -> None:
@@ -185,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError("--workers and --piece must be >= 1")
     except ConfigError as exc:
         p.error(str(exc))
+    quiet()
     clean = run_pieces(plan, workers=a.workers, piece=a.piece, progress=_progress)
     print(json.dumps({"clean": clean}), flush=True)
     found = asyncio.run(injected(seed=a.seed))
