@@ -26,6 +26,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+from field_lab.check.keys import FIGURES
 from field_lab.errors import ConfigError
 
 from .crash import CrashPlan, injected, run_crash
@@ -45,14 +46,7 @@ COUNTED = (
     "payments_acknowledged",
     "recovered_unknown",
     "meters",
-    "lost_ops",
-    "duplicate_ops",
-    "unexpected_ops",
-    "overcredited_meters",
-    "undercredited_meters",
-    "duplicate_keycodes",
-    "undelivered_keycodes",
-    "pending_ops",
+    *FIGURES,
 )
 """Summary figures that add up over pieces (None anywhere: unchecked in the whole)."""
 
