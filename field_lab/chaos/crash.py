@@ -228,7 +228,7 @@ class Run:
                         await mno.drain(SETTLE_S)
                     landed = not proxy.disarm()
                     if not landed:
-                        estimate[direction] = max(64, proxy.last_bytes[direction])
+                        estimate[direction] = max(64, proxy.since_arm[direction])
                     self.report.trials[kind] += 1
                     self.report.landed[kind] += landed
                     await self.observe()
