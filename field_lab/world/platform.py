@@ -91,6 +91,7 @@ async def embedded(
         sms=gateway,
         resend=ResendRule(resend_after_s=s.resend_after_s, max_attempts=5),
         audit_token=audit_token,
+        synchronous="normal",  # the lab never cuts the power: a fsync per commit buys nothing
     )
     async with serving(workdir / "server.db", config=config, faults=faults) as url:
         mno = operator(url, mm_secret, scenario)
