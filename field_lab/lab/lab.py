@@ -157,13 +157,21 @@ class Lab:
         self.paying: list[int] = []
         self.planned = 0
         """Events in the whole fleet's plan (every shard's)."""
+        self.plan_part: tuple[tuple[float, str, int], ...] = ()
+        """The events of that plan this lab acted on (all of them unless it is a shard)."""
+        self.field: Field | None = None
 
     def _platform(self) -> contextlib.AbstractAsyncContextManager[Platform]:
         if self.target is None:
             return embedded(self.workdir, self.scenario, faults=self.faults)
         t = self.target
         return target(
-            t.url, t.fixture, self.scenario, audit_token=t.audit_token, mm_secret=t.mm_secret
+            t.url,
+            t.fixture,
+            self.scenario,
+            audit_token=t.audit_token,
+            mm_secret=t.mm_secret,
+            shard=self.shard,
         )
 
     def budget(self) -> Budget:
@@ -212,6 +220,7 @@ class Lab:
             self.shard,
         )
         self.history = field.history
+        self.field = field
         if platform.sms is not None:
             platform.sms.inbox.listen(field.sms_arrived)
         await self._set_up(platform, fleet, field, clock)
@@ -276,6 +285,7 @@ class Lab:
         agent_of = {serial: index for index, serial in self._sold_by(platform.fixture)}
         schedule = self.shard.part(whole, agent_of)
         self.planned = len(whole.events)
+        self.plan_part = schedule.events
         actions: set[asyncio.Task[None]] = set()
         try:
             await run_plan(schedule, act, clock, start, self.stats, actions)

@@ -41,6 +41,12 @@ class Shard:
             return f"{seed}:{name}"
         return f"{seed}:shard{self.index}of{self.count}:{name}"
 
+    def number(self, seed: int, name: str) -> int:
+        """`seed` as an integer seed for a library that takes one (one shard: `seed` itself)."""
+        if self.count == 1:
+            return seed
+        return random.Random(self.seed(seed, name)).randrange(2**31)
+
     def part(self, plan: Plan, site_agent: dict[int, int]) -> Plan:
         """The events of `plan` this shard acts on: its handsets' visits, and the payments of
         devices sold from its handsets (`site_agent`: device serial -> handset index)."""
