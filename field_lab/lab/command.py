@@ -258,6 +258,7 @@ async def _run(
             adapter=client,
             behaviour=args.behaviour,
             customer_behaviour=args.customer_behaviour,
+            fixture_name=str(args.fixture or ""),
         )
         started = time.monotonic()
         running = asyncio.ensure_future(lab.run())
@@ -287,10 +288,6 @@ async def _run(
     return doc, lab
 
 
-SET_UP_PHASES = frozenset({"setup", "set-up"})
-"""Phases in which a target's refusal is about the fixture or the URL, not a lab fault."""
-
-
 async def _stop(running: asyncio.Future[Any]) -> None:
     """Stop an interrupted run in order: the lab's own tasks (handsets syncing, readers)
     first, then the lab, which closes the handsets once nothing uses them any more."""
@@ -303,20 +300,17 @@ async def _stop(running: asyncio.Future[Any]) -> None:
     await asyncio.gather(running, return_exceptions=True)
 
 
-def target_problem(args: argparse.Namespace, exc: AgentError) -> str:
+def target_problem(url: str, fixture: Path | str, exc: AgentError) -> str:
     """What a handset error while setting up against `--target` means to the user."""
     if isinstance(exc, TransientError):
-        return (
-            f"--target {args.target} is unreachable ({exc}): start the platform there, or"
-            " check the URL"
-        )
+        return f"--target {url} is unreachable ({exc}): start the platform there, or check the URL"
     if isinstance(exc, ServerRefused | InvalidOperation):
         return (
-            f"--target {args.target} refused the fixture {args.fixture} ({exc}): it was"
+            f"--target {url} refused the fixture {fixture} ({exc}): it was"
             " already used, or belongs to another platform; seed again (field-lab seed"
-            f" --db PLATFORM.db --fixture {args.fixture}) and restart the platform on it"
+            f" --db PLATFORM.db --fixture {fixture}) and restart the platform on it"
         )
-    return f"--target {args.target}: {exc}"
+    return f"--target {url}: {exc}"
 
 
 def target_from(args: argparse.Namespace) -> Target | None:

@@ -20,7 +20,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from agent_client.errors import AgentError
 from field_lab.errors import ConfigError, HarnessError
+from field_lab.lab.command import target_problem
 from field_lab.lab.lab import Lab, Target
 from field_lab.lab.wire import evidence_to_wire, stats_to_wire
 from field_lab.measure.slo import EXIT_HARNESS_ERROR
@@ -32,6 +34,8 @@ from server_stub.sms import Message
 
 REPORT_EVERY_S = 2.0
 EXIT_USAGE = 2
+SET_UP_PHASES = frozenset({"setup", "set-up"})
+"""Phases in which the platform's refusal is about the fixture or the URL, not a lab fault."""
 
 
 def send(doc: dict[str, Any]) -> None:
@@ -116,6 +120,10 @@ async def shard_main() -> int:
         listening = asyncio.ensure_future(follow(lab, stdin, running))
         try:
             await running
+        except AgentError as exc:
+            if lab.phase not in SET_UP_PHASES:
+                raise  # the platform refused a handset in the field: the lab's fault
+            raise ConfigError(target_problem(orders["url"], orders["fixture_given"], exc)) from exc
         except asyncio.CancelledError:
             send({"t": "error", "code": EXIT_HARNESS_ERROR, "message": "the parent went away"})
             return EXIT_HARNESS_ERROR

@@ -25,16 +25,19 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from field_lab.check.judge import Verdict
 from field_lab.errors import ConfigError, HarnessError, PlatformGone
-from field_lab.lab.lab import Target, _watched, judged
+from field_lab.lab.lab import Target, _watched, judged, platform_adapter
 from field_lab.lab.stats import RunStats
 from field_lab.lab.wire import add_stats, merged_evidence, merged_stats, stats_to_wire
 from field_lab.measure.history import History
 from field_lab.measure.slo import EXIT_HARNESS_ERROR
 from field_lab.measure.slo import Verdict as SloVerdict
 from field_lab.scenario import Scenario, to_dict
+from field_lab.workload.behaviour import agent_behaviour
+from field_lab.workload.behaviour import customer_behaviour as customer_behaviour_of
 from field_lab.workload.runner import read_reports
 from field_lab.world.clock import LabClock
 from field_lab.world.platform import Platform, embedded, target
@@ -76,9 +79,14 @@ class ShardedLab:
         customer_behaviour: str | None = None,
         traces: Path | None = None,
         progress: Callable[[ShardedLab], None] | None = None,
+        fixture_name: str = "",
     ) -> None:
+        """`fixture_name`: the fixture file as the user named it (for their error messages)."""
         if shards < 1:
             raise ConfigError(f"--shards must be >= 1, got {shards}")
+        platform_adapter(adapter)  # a wrong name or class fails here, before anything starts
+        agent_behaviour(scenario, behaviour)
+        customer_behaviour_of(scenario, customer_behaviour)
         self.scenario = scenario
         self.workdir = workdir
         self.shards = shards
@@ -88,6 +96,7 @@ class ShardedLab:
             "behaviour": behaviour,
             "customer_behaviour": customer_behaviour,
             "traces": str(traces) if traces is not None else None,
+            "fixture_given": fixture_name,
         }
         self.progress = progress
         self.phase = "setup"
@@ -116,6 +125,8 @@ class ShardedLab:
         )
 
     async def run(self) -> RunStats:
+        if self.target is not None:
+            await _reachable(self.target.url)
         async with self._platform() as platform:
             await _watched(self._run(platform), platform.url)
         return self.stats
@@ -274,6 +285,22 @@ class ShardedLab:
             await platform.operator.drain(timeout_s=10)
         self.verdict = judged(evidence, audited)
         self.stats.checks = self.verdict.figures()
+
+
+async def _reachable(url: str) -> None:
+    """A target that is down at the start is the user's to fix (exit 2), not a lab failure."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        async with asyncio.timeout(10):
+            _, writer = await asyncio.open_connection(parts.hostname, port)
+    except (OSError, TimeoutError) as exc:
+        raise ConfigError(
+            f"--target {url} is unreachable ({type(exc).__name__}): start the platform there,"
+            " or check the URL"
+        ) from exc
+    writer.close()
+    await writer.wait_closed()
 
 
 def _merged_rows(rows: list[dict[str, float]]) -> dict[str, float]:
