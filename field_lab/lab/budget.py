@@ -60,10 +60,11 @@ class Budget:
         """The limit in force, once raised; `BudgetError` when it cannot cover the run."""
         have = limits.raise_soft()
         if have < self.needed:
+            what = f"{self.handsets} handsets x {self.per_database}" if self.handsets else "none"
             raise BudgetError(
-                f"this run needs {self.needed} file descriptors ({self.handsets} handsets x"
-                f" {self.per_database} + {self.max_syncing} syncing at once) and the machine"
-                f" allows {have} (ulimit -n); raise the hard limit, run fewer --agents, or"
-                " split them over more --shards or machines"
+                f"this run needs {self.needed} file descriptors (databases: {what};"
+                f" connections: {self.max_syncing} at once) and the machine allows {have}"
+                " (ulimit -n); raise the hard limit, run fewer --agents, or split them over"
+                " more --shards or machines"
             )
         return have

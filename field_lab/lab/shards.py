@@ -29,7 +29,8 @@ from urllib.parse import urlsplit
 
 from field_lab.check.judge import Verdict
 from field_lab.errors import ConfigError, HarnessError, PlatformGone
-from field_lab.lab.lab import Target, _watched, judged, platform_adapter
+from field_lab.lab.budget import Budget, ProcessLimits
+from field_lab.lab.lab import MAX_SYNCING, Target, _watched, judged, platform_adapter
 from field_lab.lab.stats import RunStats
 from field_lab.lab.wire import add_stats, merged_evidence, merged_stats, stats_to_wire
 from field_lab.measure.history import History
@@ -40,6 +41,7 @@ from field_lab.workload.behaviour import agent_behaviour
 from field_lab.workload.behaviour import customer_behaviour as customer_behaviour_of
 from field_lab.workload.runner import read_reports
 from field_lab.world.clock import LabClock
+from field_lab.world.fleet import SETUP_CONCURRENCY
 from field_lab.world.platform import Platform, embedded, target
 from server_stub.sms import Message
 
@@ -125,7 +127,11 @@ class ShardedLab:
         )
 
     async def run(self) -> RunStats:
-        if self.target is not None:
+        if self.target is None:  # the platform's end of every shard's connections is here
+            Budget(0, 0, self.shards * MAX_SYNCING, self.shards * SETUP_CONCURRENCY, False).ensure(
+                ProcessLimits()
+            )
+        else:
             await _reachable(self.target.url)
         async with self._platform() as platform:
             await _watched(self._run(platform), platform.url)

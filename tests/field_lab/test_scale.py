@@ -38,7 +38,7 @@ async def test_a_lab_short_of_descriptors_refuses_before_starting(tmp_path: Path
     limits = Fixed(500)
     lab = Lab(scenario, tmp_path, limits=limits)
     assert lab.budget().needed > 500
-    with pytest.raises(BudgetError, match=r"needs \d+ file descriptors .* allows 500"):
+    with pytest.raises(BudgetError, match=r"needs \d+ file descriptors .* allows 500 "):
         await lab.run()
     assert limits.asked == 1
     assert not (tmp_path / "server.db").exists()  # nothing was started: no platform, no handset
