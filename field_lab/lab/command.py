@@ -74,8 +74,8 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     run.add_argument(
         "--shards",
         type=int,
-        help="handset processes the fleet is split into (default: one per core); the same"
-        " seed gives the same plan whatever the number",
+        help="handset processes the fleet is split into (default: one per core, at most one"
+        " per 50 handsets); the same seed gives the same plan whatever the number",
     )
     run.add_argument(
         "--compare",
@@ -251,7 +251,7 @@ async def _run(
         lab = ShardedLab(
             scenario,
             Path(tmp),
-            args.shards or default_shards(),
+            args.shards or default_shards(scenario.fleet.agents),
             target=target,
             progress=progress,
             traces=out / "traces" if args.record_traces else None,

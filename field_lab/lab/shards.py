@@ -51,9 +51,13 @@ PIPE_LIMIT = 1 << 30
 STDERR_TAIL = 2000
 
 
-def default_shards() -> int:
-    """One shard per core."""
-    return max(1, os.cpu_count() or 1)
+HANDSETS_PER_SHARD_AT_LEAST = 50
+"""Fewer handsets than this per process cost more in processes than they save in cores."""
+
+
+def default_shards(handsets: int) -> int:
+    """One shard per core, but no more than one per `HANDSETS_PER_SHARD_AT_LEAST` handsets."""
+    return max(1, min(os.cpu_count() or 1, handsets // HANDSETS_PER_SHARD_AT_LEAST))
 
 
 def plan_digest(events: list[tuple[float, str, int]]) -> str:

@@ -17,8 +17,7 @@ import pytest
 from field_lab.errors import BudgetError
 from field_lab.lab.budget import Budget, ProcessLimits
 from field_lab.lab.lab import Lab
-from field_lab.net import free_port, listening
-from tests.field_lab.test_lab import CLI_SCENARIO, SERVER, TINY, lab_cli, wait_until
+from tests.field_lab.test_lab import CLI_SCENARIO, TINY, serving_process
 
 
 class Fixed:
@@ -79,21 +78,10 @@ def test_the_cli_refuses_in_one_line_when_the_machine_cannot_give_the_descriptor
 def test_a_run_whose_platform_dies_exits_107_within_seconds(tmp_path: Path) -> None:
     scenario = tmp_path / "long.toml"
     scenario.write_text(CLI_SCENARIO.replace("duration_s = 5", "duration_s = 120"))
-    db, fixture = tmp_path / "p.db", tmp_path / "p.json"
-    seeded = lab_cli("seed", str(scenario), "--db", str(db), "--fixture", str(fixture))
-    assert seeded.returncode == 0, seeded.stderr.decode()
-    port = free_port()
     env = {**os.environ, "PAYG_AUDIT_TOKEN": "the-operators-token", "PAYG_MM_SECRET": "mm"}
-    server = subprocess.Popen(
-        [str(SERVER), "--db", str(db), "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        assert wait_until(lambda: listening(port), 30)
+    with serving_process(tmp_path, scenario, "p") as (url, fixture, server):
         run = [sys.executable, "-m", "field_lab.cli", "run", str(scenario)]
-        run += ["--target", f"http://127.0.0.1:{port}", "--fixture", str(fixture)]
+        run += ["--target", url, "--fixture", str(fixture)]
         lab = subprocess.Popen(
             [*run, "--out", str(tmp_path / "out")],
             env=env,
@@ -122,10 +110,6 @@ def test_a_run_whose_platform_dies_exits_107_within_seconds(tmp_path: Path) -> N
         for pipe in (lab.stdout, lab.stderr):
             assert pipe is not None
             pipe.close()
-    finally:
-        if server.poll() is None:
-            server.kill()
-            server.wait(timeout=10)
     assert code == 107, "".join(lines)[-2000:]
     assert took < 20, took  # the watchdog's 3 missed seconds, plus closing the fleet
     errors = [line for line in lines if "[" not in line.split(" ")[0]]
