@@ -28,11 +28,12 @@ from rich.markup import escape
 from agent_client.errors import AgentError, InvalidOperation, ServerRefused, TransientError
 from field_lab.errors import ConfigError, HarnessError
 from field_lab.lab import output
-from field_lab.lab.lab import Lab, Target
+from field_lab.lab.lab import SET_UP_PHASES, Lab, Target
 from field_lab.lab.shards import ShardedLab, default_shards
 from field_lab.measure.slo import EXIT_HARNESS_ERROR, evaluate, exit_code
 from field_lab.scenario import DEFAULT, Scenario, load
 from field_lab.world.fixture import Fixture, Stocking, seed
+from field_lab.world.traces import TraceBook
 from server_stub.cli import AUDIT_TOKEN_ENV, DATABASE_ERRORS, SECRET_ENV, seeded_agents
 from server_stub.errors import SetupError
 
@@ -246,20 +247,35 @@ async def _run(
     progress: Progress,
     out: Path,
     client: str,
-) -> tuple[dict[str, Any], ShardedLab]:
+) -> tuple[dict[str, Any], Lab | ShardedLab]:
+    shards = args.shards or default_shards(scenario.fleet.agents)
+    traces = out / "traces" if args.record_traces else None
     with tempfile.TemporaryDirectory(prefix="field-lab-") as tmp:
-        lab = ShardedLab(
-            scenario,
-            Path(tmp),
-            args.shards or default_shards(scenario.fleet.agents),
-            target=target,
-            progress=progress,
-            traces=out / "traces" if args.record_traces else None,
-            adapter=client,
-            behaviour=args.behaviour,
-            customer_behaviour=args.customer_behaviour,
-            fixture_name=str(args.fixture or ""),
-        )
+        lab: Lab | ShardedLab
+        if shards == 1:  # in this process: no process to start, no evidence to ship
+            lab = Lab(
+                scenario,
+                Path(tmp),
+                target=target,
+                progress=progress,
+                traces=TraceBook(traces) if traces is not None else None,
+                adapter=client,
+                behaviour=args.behaviour,
+                customer_behaviour=args.customer_behaviour,
+            )
+        else:
+            lab = ShardedLab(
+                scenario,
+                Path(tmp),
+                shards,
+                target=target,
+                progress=progress,
+                traces=traces,
+                adapter=client,
+                behaviour=args.behaviour,
+                customer_behaviour=args.customer_behaviour,
+                fixture_name=str(args.fixture or ""),
+            )
         started = time.monotonic()
         running = asyncio.ensure_future(lab.run())
         try:
@@ -267,7 +283,13 @@ async def _run(
         except asyncio.CancelledError:  # Ctrl-C
             await _stop(running)
             raise
+        except AgentError as exc:
+            if target is None or lab.phase not in SET_UP_PHASES:
+                raise  # the lab's own platform refused its own handsets: a lab fault
+            raise ConfigError(target_problem(target.url, args.fixture, exc)) from exc
         wall = time.monotonic() - started
+    if isinstance(lab, Lab) and lab.traces is not None:
+        lab.traces_written = lab.traces.write()
     checks = scenario.checks
     lab.slo = evaluate(
         scenario.thresholds, lab.stats.metrics(), checks.waive, checks.pass_without_samples

@@ -60,6 +60,8 @@ platform sent down and what it still owes can be judged, not left to timing."""
 STUCK_EXCHANGE_S = 5.0
 """An exchange stuck on a 2G link can take minutes to time out; its operations stay queued on
 the handset (unknown, never lost), so the run waits this long for it, no more."""
+SET_UP_PHASES = frozenset({"setup", "set-up"})
+"""Phases in which a target's refusal is about the fixture or the URL, not a lab fault."""
 MAX_SYNCING = 2048
 """Handsets syncing at once, at most (each holds a socket while it does)."""
 
@@ -160,6 +162,8 @@ class Lab:
         self.plan_part: tuple[tuple[float, str, int], ...] = ()
         """The events of that plan this lab acted on (all of them unless it is a shard)."""
         self.field: Field | None = None
+        self.shards = self.shard.count
+        self.traces_written = 0
 
     def _platform(self) -> contextlib.AbstractAsyncContextManager[Platform]:
         if self.target is None:
@@ -173,6 +177,14 @@ class Lab:
             mm_secret=t.mm_secret,
             shard=self.shard,
         )
+
+    @property
+    def devices(self) -> int:
+        return len(self.sites)
+
+    @property
+    def plan_digest(self) -> str:
+        return plan.digest(self.plan_part)
 
     def budget(self) -> Budget:
         """The descriptors this lab's part of the fleet needs."""

@@ -23,7 +23,7 @@ from typing import Any
 from agent_client.errors import AgentError
 from field_lab.errors import ConfigError, HarnessError
 from field_lab.lab.command import target_problem
-from field_lab.lab.lab import Lab, Target
+from field_lab.lab.lab import SET_UP_PHASES, Lab, Target
 from field_lab.lab.wire import evidence_to_wire, stats_to_wire
 from field_lab.measure.slo import EXIT_HARNESS_ERROR
 from field_lab.scenario import parse
@@ -34,8 +34,6 @@ from server_stub.sms import Message
 
 REPORT_EVERY_S = 2.0
 EXIT_USAGE = 2
-SET_UP_PHASES = frozenset({"setup", "set-up"})
-"""Phases in which the platform's refusal is about the fixture or the URL, not a lab fault."""
 
 
 def send(doc: dict[str, Any]) -> None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import os
 import sys
@@ -39,6 +38,7 @@ from field_lab.measure.slo import Verdict as SloVerdict
 from field_lab.scenario import Scenario, to_dict
 from field_lab.workload.behaviour import agent_behaviour
 from field_lab.workload.behaviour import customer_behaviour as customer_behaviour_of
+from field_lab.workload.plan import digest
 from field_lab.workload.runner import read_reports
 from field_lab.world.clock import LabClock
 from field_lab.world.fleet import SETUP_CONCURRENCY
@@ -58,12 +58,6 @@ HANDSETS_PER_SHARD_AT_LEAST = 50
 def default_shards(handsets: int) -> int:
     """One shard per core, but no more than one per `HANDSETS_PER_SHARD_AT_LEAST` handsets."""
     return max(1, min(os.cpu_count() or 1, handsets // HANDSETS_PER_SHARD_AT_LEAST))
-
-
-def plan_digest(events: list[tuple[float, str, int]]) -> str:
-    """A fingerprint of a plan: the same events give the same digest."""
-    text = "\n".join(f"{at!r} {kind} {target}" for at, kind, target in sorted(events))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 class ShardFailed(HarnessError):
@@ -289,7 +283,7 @@ class ShardedLab:
             raise HarnessError(
                 f"the shards acted on {len(events)} events of a {self.planned}-event plan"
             )
-        self.plan_digest = plan_digest(events)
+        self.plan_digest = digest(events)
         audited = await platform.audit.evidence() if platform.audit is not None else None
         if platform.operator is not None:
             await platform.operator.drain(timeout_s=10)
@@ -325,4 +319,4 @@ def _merged_rows(rows: list[dict[str, float]]) -> dict[str, float]:
     return merged
 
 
-__all__ = ["EXIT_HARNESS_ERROR", "ShardedLab", "default_shards", "plan_digest"]
+__all__ = ["EXIT_HARNESS_ERROR", "ShardedLab", "default_shards"]

@@ -8,6 +8,7 @@ part of it that concerns its handsets (handset `i` is shard `i % count`'s).
 
 from __future__ import annotations
 
+import hashlib
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -144,3 +145,9 @@ def reader_start(scenario: Scenario, reader: int) -> float:
     interval so that together they read at an even pace."""
     interval = scenario.reports.interval_s
     return reader * interval / max(1, scenario.reports.readers)
+
+
+def digest(events: Iterable[tuple[float, str, int]]) -> str:
+    """A fingerprint of a plan's events (in any order): the same events, the same digest."""
+    text = "\n".join(f"{at!r} {kind} {target}" for at, kind, target in sorted(events))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

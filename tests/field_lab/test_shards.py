@@ -15,7 +15,6 @@ from field_lab.check.evidence import HandsetEvidence
 from field_lab.check.judge import Claim
 from field_lab.check.keys import FIGURES
 from field_lab.lab.lab import FieldEvidence
-from field_lab.lab.shards import plan_digest
 from field_lab.lab.stats import RunStats
 from field_lab.lab.wire import evidence_to_wire, merged_evidence, merged_stats, stats_to_wire
 from field_lab.measure.history import History
@@ -53,7 +52,7 @@ def test_the_shards_parts_of_a_plan_are_disjoint_and_make_the_whole(count: int) 
         for _, kind, target in part.events:
             handset = target if kind == plan.VISIT else owner[target]
             assert handset % count == index
-    assert plan_digest([e for p in parts for e in p.events]) == plan_digest(list(whole.events))
+    assert plan.digest([e for p in parts for e in p.events]) == plan.digest(list(whole.events))
 
 
 def test_shard_seeds_derive_from_the_run_seed_and_the_shard() -> None:
@@ -154,7 +153,7 @@ def test_a_sharded_run_acts_on_the_whole_plan_and_is_judged_clean(tmp_path: Path
     assert doc["shards"] == 2
     assert doc["plan"] == {
         "events": len(expected.events),
-        "digest": plan_digest(list(expected.events)),
+        "digest": plan.digest(list(expected.events)),
     }
     assert doc["handsets"] == 4
     for name in FIGURES:
