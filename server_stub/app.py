@@ -85,6 +85,7 @@ class Platform:
     ready_budget_s: float = 0.5  # /readyz fails when a critical report's first page takes longer
     report_threads: int = 2
     audit_token: str | None = None  # bearer token of the audit API; None: no audit API
+    synchronous: str = "full"  # "normal": commits survive the process dying, not power loss
 
     def __post_init__(self) -> None:
         if self.audit_token is not None and not bearer_safe(self.audit_token):
@@ -420,7 +421,7 @@ def create_app(
     app[READER] = reader
 
     async def open_store(app: web.Application) -> None:
-        opening = partial(Store.open, db_path, faults=faults)
+        opening = partial(Store.open, db_path, faults=faults, synchronous=config.synchronous)
         app[STORE] = await asyncio.get_running_loop().run_in_executor(runner, opening)
         if config.sms is not None:
             sender = SmsSender(config.sms, partial(run, app), partial(now_ms, app), config.resend)

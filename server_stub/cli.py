@@ -93,6 +93,13 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--tls", action="store_true", help="self-signed certificate made at start")
     serve.add_argument("--cert-out", type=Path, help="write the certificate PEM here")
     serve.add_argument(
+        "--synchronous",
+        choices=("full", "normal"),
+        default="full",
+        help="full: every commit synced to the disk (default); normal: at checkpoints only"
+        " (a commit survives the process dying, not power loss; for load-test rigs)",
+    )
+    serve.add_argument(
         "--shutdown-timeout",
         type=float,
         default=30.0,
@@ -255,9 +262,9 @@ def report_token() -> str | None:
     return os.environ.get(REPORT_TOKEN_ENV) or None
 
 
-def platform() -> Platform:
+def platform(synchronous: str = "full") -> Platform:
     try:
-        return Platform(mm_secret=mm_secret(), audit_token=audit_token())
+        return Platform(mm_secret=mm_secret(), audit_token=audit_token(), synchronous=synchronous)
     except ValueError as exc:
         raise SetupError(f"${AUDIT_TOKEN_ENV}: {exc}") from exc
 
@@ -336,7 +343,7 @@ def run(args: argparse.Namespace) -> int:
         return asyncio.run(check_reports_command(args))
     check_db(args.db, create=args.command != "export-devices")
     if args.command == "serve":
-        config = platform()  # before anything starts: a bad token is a setup error
+        config = platform(args.synchronous)  # before anything starts: a bad token is a setup error
         if args.cert_out is not None and not args.cert_out.parent.is_dir():
             raise SetupError(f"--cert-out {args.cert_out}: its directory does not exist")
         sock = listen(args.host, args.port)

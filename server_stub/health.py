@@ -21,6 +21,7 @@ from typing import Protocol
 import aiohttp
 
 from .errors import ServerError
+
 CRITICAL = ("sales", "collections", "devices", "activation")
 """The reports distributors rely on: each one's first page is checked (Metrics usage is not
 one of them: a fleet without connected meters has none)."""

@@ -235,10 +235,16 @@ class Store:
         self._apply_twice = Every(self.faults.apply_twice_every)
 
     @classmethod
-    def open(cls, path: str | Path, *, faults: PlatformFaults | None = None) -> Store:
+    def open(
+        cls, path: str | Path, *, faults: PlatformFaults | None = None, synchronous: str = "full"
+    ) -> Store:
+        """`synchronous`: "full" syncs every commit to the disk; "normal" (WAL) only at
+        checkpoints, so a commit survives the process dying but not the machine's power."""
+        if synchronous not in ("full", "normal"):
+            raise ValueError(f"synchronous must be full or normal, got {synchronous!r}")
         db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=FULL")
+        db.execute(f"PRAGMA synchronous={synchronous.upper()}")
         db.execute("PRAGMA foreign_keys=ON")
         db.execute("PRAGMA busy_timeout=10000")
         db.executescript(SCHEMA)

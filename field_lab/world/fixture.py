@@ -140,6 +140,8 @@ def seed(db_path: str | Path, stocking: Stocking) -> Fixture:
     names = list(stocking.protocols)
     weights = [stocking.protocols[n] for n in names]
     store = Store.open(db_path)
+    # a seed that does not finish is seeded again: no commit needs the disk until the end
+    store.db.execute("PRAGMA synchronous=OFF")
     try:
         plan = store.add_plan(PLAN_NAME, stocking.price_per_day)
         agents: list[AgentSpec] = []
@@ -157,6 +159,8 @@ def seed(db_path: str | Path, stocking: Stocking) -> Fixture:
                 serial += 1
             store.add_devices(store.agent_id(name), records)
             agents.append(AgentSpec(name, code, tuple(r.device for r in records)))
+        store.db.execute("PRAGMA synchronous=FULL")
+        store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # now all of it is on the disk
         return Fixture(plan, stocking.price_per_day, tuple(agents), secrets)
     finally:
         store.close()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -160,12 +160,18 @@ def build_sites(
     agents: int,
     customer: CustomerBehaviour,
     traces: TraceBook | None = None,
+    keep: Callable[[int], bool] | None = None,
 ) -> dict[int, Site]:
-    """A site for every device in the first `agents` agents' stock (meters at device time 0)."""
+    """A site for every device in the first `agents` agents' stock (meters at device time 0);
+    with `keep`, only for the agents it keeps (a shard's), the customers' habits drawn the
+    same as for the whole fleet."""
     rng = random.Random(f"{scenario.seed}:sms")
     sites: dict[int, Site] = {}
     for index, spec in enumerate(fixture.agents[:agents]):
         for serial in spec.devices:
+            reads_sms = customer.reads_sms(rng)
+            if keep is not None and not keep(index):
+                continue
             secret = fixture.secrets[serial]
             meter = traces.recorder(serial, secret, 0.0) if traces else meter_for(secret, 0.0)
             sites[serial] = Site(
@@ -175,7 +181,7 @@ def build_sites(
                 meter,
                 random.Random(f"{scenario.seed}:customer:{serial}"),
                 phone=phone_of(serial),
-                reads_sms=customer.reads_sms(rng),
+                reads_sms=reads_sms,
             )
     return sites
 
