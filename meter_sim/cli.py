@@ -2,7 +2,7 @@
 
 meter-sim [session] [device options]      type keys at an interactive keypad
 meter-sim serve --stdio|--tcp H:P|--pty   serve the line protocol (docs/line-protocol.md)
-meter-sim demo                            enter reference-encoder keycodes into meters
+meter-sim demo                            enter issued keycodes into meters
 meter-sim replay TRACE --target T         replay a recorded trace (docs/trace-format.md)
                                           (--junit FILE: also a JUnit XML report for CI)
 meter-sim tap --jig URL --device URL      record a jig talking to a device
@@ -33,7 +33,7 @@ from typing import TextIO
 from meter_sim.errors import MeterError
 from meter_sim.line_protocol import LineSession, describe, format_seconds
 from meter_sim.meter import Meter
-from meter_sim.nv import Image, Kind, classify
+from meter_sim.nv import Image, Kind, classify, key_fingerprint
 from meter_sim.openpaygo.policy import PRESETS
 from meter_sim.serve import open_pty, serve_pty, serve_stdio, serve_tcp
 from meter_sim.storage import FileStorage
@@ -175,9 +175,10 @@ def _port_free(host: str, port: int) -> None:
 _KINDS = {"nexus-full": Kind.NEXUS_FULL, "nexus-small": Kind.NEXUS_SMALL}
 
 
-def state_storage(path: str, kind: Kind, *, reset: bool) -> FileStorage:
-    """A storage on `path` only if it is empty or this kind of meter's image: a meter boots
-    over anything with factory defaults, so the file is judged before the meter may write."""
+def state_storage(path: str, kind: Kind, fingerprint: int, *, reset: bool) -> FileStorage:
+    """A storage on `path` only if it is empty or this device's image (kind and key, as
+    `nv.key_fingerprint`): a meter boots over a corrupt image with factory defaults, so the
+    file is judged before the meter may write."""
     file = Path(path)
     if file.is_dir():
         raise UsageError(f"--state {path} is a directory: name a file (it is created)")
@@ -192,7 +193,7 @@ def state_storage(path: str, kind: Kind, *, reset: bool) -> FileStorage:
     target = file if file.exists() else file.parent
     if not os.access(target, os.W_OK):
         raise UsageError(f"--state {path}: not writable; name a file you may write")
-    verdict, why = classify(medium, kind)
+    verdict, why = classify(medium, kind, fingerprint)
     if verdict in (Image.EMPTY, Image.VALID):
         return FileStorage(file)
     if reset:
@@ -206,8 +207,19 @@ def state_storage(path: str, kind: Kind, *, reset: bool) -> FileStorage:
         )
     if verdict is Image.OTHER_KIND:
         raise UsageError(
-            f"--state {path} holds {why}, not {kind.label}; {untouched}: pass the"
+            f"--state {path} holds a meter image of another kind ({why}); {untouched}: pass the"
             " --protocol it was made with, or name another file"
+        )
+    if verdict is Image.OTHER_KEY:
+        raise UsageError(
+            f"--state {path} holds a {kind.label} image written for another device key (or"
+            f" starting code); {untouched}: pass the --key it was made with, name another file,"
+            " or pass --reset-state to start it again from factory defaults"
+        )
+    if verdict is Image.OLD_FORMAT:
+        raise UsageError(
+            f"--state {path} holds {why}, which this version does not read; {untouched}: pass"
+            " --reset-state to start it again from factory defaults (its replay history is lost)"
         )
     raise UsageError(
         f"--state {path} is a corrupt meter image of kind {kind.label} ({why}); {untouched}: pass"
@@ -241,7 +253,9 @@ def build_meter(args: argparse.Namespace, now: float = 0.0) -> Meter:
     storage = None
     if args.state:
         kind = _KINDS.get(args.protocol, Kind.OPENPAYGO)
-        storage = state_storage(args.state, kind, reset=args.reset_state)
+        code = config.starting_code if config.is_openpaygo else None
+        fingerprint = key_fingerprint(config.key, code) if config.key else 0
+        storage = state_storage(args.state, kind, fingerprint, reset=args.reset_state)
     elif args.reset_state:
         raise UsageError("--reset-state goes with --state FILE")
     return config.build(storage=storage, now=now)

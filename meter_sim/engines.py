@@ -14,7 +14,7 @@ from meter_sim.nexus.full import process_full
 from meter_sim.nexus.policy import NexusPolicy
 from meter_sim.nexus.small import process_small
 from meter_sim.nexus.state import NexusState
-from meter_sim.nv import Kind, Snapshot
+from meter_sim.nv import Kind, Snapshot, key_fingerprint
 from meter_sim.openpaygo.policy import TokenPolicy
 from meter_sim.openpaygo.state import TokenState
 from meter_sim.openpaygo.token import process_token
@@ -35,6 +35,10 @@ class NexusEngine:
     @property
     def kind(self) -> Kind:
         return Kind.NEXUS_SMALL if self.small else Kind.NEXUS_FULL
+
+    @property
+    def fingerprint(self) -> int:
+        return key_fingerprint(self.secret_key)
 
     @property
     def keypad(self) -> Keypad:
@@ -91,6 +95,10 @@ class OpenPaygoEngine:
     @property
     def kind(self) -> Kind:
         return Kind.OPENPAYGO
+
+    @property
+    def fingerprint(self) -> int:
+        return key_fingerprint(self.secret_key, self.starting_code)
 
     @property
     def keypad(self) -> Keypad:

@@ -76,7 +76,8 @@ class Meter:
             raise ConfigError(f"entry_timeout_seconds must be 2..255, got {entry_timeout_seconds}")
         self.entry_timeout_seconds = float(entry_timeout_seconds)
         self._engine = engine
-        self._store = NVStore(storage if storage is not None else MemoryStorage(), engine.kind)
+        medium = storage if storage is not None else MemoryStorage()
+        self._store = NVStore(medium, engine.kind, engine.fingerprint)
         self._credit = Credit(until=now)
         self._clock = now
         self._entry = Entry()

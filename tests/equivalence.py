@@ -154,9 +154,7 @@ def nexus_case(rng: random.Random) -> Case:
         (
             "small test short",
             lambda: encode.small_test(0),
-            lambda: _small(
-                ref_small.TestSmallMessage(ref_small.TestSmallMessageType.SHORT_TEST)
-            ),
+            lambda: _small(ref_small.TestSmallMessage(ref_small.TestSmallMessageType.SHORT_TEST)),
         ),
         (
             "small test oqc",

@@ -217,7 +217,9 @@ def run_command(args: argparse.Namespace) -> int:
             console.print("field-lab run: harness error:", markup=False)
             console.print(traceback.format_exc(), markup=False)
             return EXIT_HARNESS_ERROR
-        output.write(where, doc, lab.stats, lab.series)
+        note = output.write(where, doc, lab.stats, lab.series)
+        if note is not None:
+            console.print(note, markup=False)
         if lab.traces is not None:
             console.print(f"traces: {lab.traces.write()} meters in {where / 'traces'}")
         output.table(doc, Console(width=None if sys.stdout.isatty() else 150))

@@ -7,6 +7,9 @@ histograms/*.hlog   base64 histoblobs, for lossless merging across runs or worke
 activation_cdf.png  activation latency CDF per link profile
 sales_over_time.png sales attempted and succeeded over time
 queue_and_links.png outbox queue depth and links down over time
+
+The PNGs need matplotlib, the optional `plots` extra (`pip install 'payg-field-lab[plots]'`);
+without it a run writes everything else and says that it skipped them.
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ import csv
 import io
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from rich.console import Console
@@ -90,12 +95,32 @@ def summary(
     return doc
 
 
+PNG_SKIPPED = (
+    "charts: matplotlib is not installed, so no PNGs were written"
+    " (pip install 'payg-field-lab[plots]')"
+)
+
+
+def load_pyplot() -> ModuleType | None:
+    """matplotlib's pyplot on the file-only backend, or None without the `plots` extra."""
+    try:
+        import matplotlib
+    except ImportError:
+        return None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def write(
     out: Path,
     doc: dict[str, Any],
     stats: RunStats,
     series: list[dict[str, float]],
-) -> None:
+    pyplot: Callable[[], ModuleType | None] = load_pyplot,
+) -> str | None:
+    """Write the run's files; return a note for the user when the charts were skipped."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(json.dumps(doc, indent=2, allow_nan=False) + "\n")
     if series:
@@ -118,15 +143,14 @@ def write(
         (hist / f"{label}.hlog").write_text(h.encode().decode("ascii") + "\n")
         lines = ["value_s\tcumulative"] + [f"{v:.3f}\t{c:.6f}" for v, c in h.distribution()]
         (hist / f"{label}.hgrm").write_text("\n".join(lines) + "\n")
-    plot(out, stats, series)
+    plt = pyplot()
+    if plt is None:
+        return PNG_SKIPPED
+    plot(plt, out, stats, series)
+    return None
 
 
-def plot(out: Path, stats: RunStats, series: list[dict[str, float]]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def plot(plt: Any, out: Path, stats: RunStats, series: list[dict[str, float]]) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for profile, group in sorted(stats.by_profile.items()):
         points = group.activation.distribution()

@@ -1,0 +1,30 @@
+"""The lab's PNG charts are optional: with matplotlib they are drawn, without it every other
+file is still written and the run says what it skipped."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from field_lab.lab import output
+from field_lab.lab.stats import RunStats
+
+PNGS = ("activation_cdf.png", "sales_over_time.png", "queue_and_links.png")
+SERIES = [
+    {"t_s": 0.0, "sales": 0.0, "sales_ok": 0.0, "queue_depth": 1.0, "links_down": 0.0},
+    {"t_s": 1.0, "sales": 1.0, "sales_ok": 1.0, "queue_depth": 0.0, "links_down": 1.0},
+]
+
+
+def test_without_matplotlib_the_charts_are_skipped_with_a_note(tmp_path: Path) -> None:
+    note = output.write(tmp_path, {"run": "x"}, RunStats(), SERIES, pyplot=lambda: None)
+    assert note == output.PNG_SKIPPED and "plots" in note
+    assert (tmp_path / "summary.json").exists() and (tmp_path / "timeseries.csv").exists()
+    assert not any((tmp_path / name).exists() for name in PNGS)
+
+
+def test_with_matplotlib_the_charts_are_drawn(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    assert output.write(tmp_path, {"run": "x"}, RunStats(), SERIES) is None
+    assert all((tmp_path / name).stat().st_size > 0 for name in PNGS)
