@@ -54,7 +54,8 @@ def test_the_comparison_catches_a_wrong_encoder() -> None:
     right = encode.full_add_credit(key, 5, 24)
     wrong = right[:-2] + str((int(right[-2]) + 1) % 10) + "#"
     found = mismatch(Case("off by one digit", lambda: wrong, lambda: right))
-    assert found is not None and "off by one digit" in found
+    assert found is not None
+    assert "off by one digit" in found
 
     def refuse() -> str:
         raise ValueError("refused")
