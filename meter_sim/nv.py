@@ -14,11 +14,12 @@ current image, so a write torn at any byte only spoils the slot being written an
 
 Every slot is 32 bytes, so a slot of another kind sits where it would and is named as such.
 Nexus payload (26 bytes): pd u32, received mask u24, QC counts u8 (long << 4 | short), flags
-u8 (bit0 restricted, bit1 unlocked), grace attempts u8, credit until and clock as i48
+u8 (bit0 restricted, bit1 unlocked), grace attempts u8, credit until and the clock as i48
 milliseconds, 4 reserved zero bytes. OpenPAYGO payload (26 bytes): count u32,
 a u32 of used counts (bits 0..16: count-d used), unlocked (bit 17) and consecutive invalid
 tokens (bits 18..31, saturating at 16383, past any entry block's growth), then credit until,
-clock and blocked-until as i48 milliseconds.
+blocked-until and the clock as i48 milliseconds. The clock comes last in both: a save whose
+state (everything before it) equals the stored one is skipped.
 
 Times are kept to the millisecond, rounded the safe way: credit-until and the clock down
 (never more credit, never a clock ahead of the device), blocked-until up (never a shorter
@@ -46,8 +47,9 @@ MAGIC = 0xB0
 VERSION = 2
 _HEAD = struct.Struct("<BBH")
 _CRC = struct.Struct("<H")
-_NEXUS = struct.Struct("<I3sBBB6s6s4x")
-_OPENPAYGO = struct.Struct("<II6s6s6s")
+_NEXUS_STATE = struct.Struct("<I3sBBB6s")
+_OPENPAYGO_STATE = struct.Struct("<II6s6s")
+_PAYLOAD = 26
 LEGACY_MAGIC = b"PGNV"
 """Version-1 images start each 62-byte slot with this."""
 _INVALID_MAX = (1 << 14) - 1
@@ -55,6 +57,7 @@ _UNLOCKED_BIT = 1 << (OLDER_WINDOW + 1)
 _USED_MASK = _UNLOCKED_BIT - 1
 _MS = 1000
 _TIME_LIMIT = 1 << 47
+_TIME_LIMIT_S = _TIME_LIMIT / _MS
 
 
 class Kind(IntEnum):
@@ -118,17 +121,31 @@ class Snapshot:
 
     def same_state(self, other: Snapshot | None) -> bool:
         """Equal apart from the clock reading: writes are skipped when nothing changed."""
-        return other is not None and encode_payload(self, 0.0) == encode_payload(other, 0.0)
+        return other is not None and encode_state(self) == encode_state(other)
+
+
+_pack_i64 = struct.Struct("<q").pack
 
 
 def _ms(seconds: float, *, up: bool = False) -> bytes:
-    """Seconds as i48 milliseconds, rounded down (or up), saturating far beyond any clock."""
+    """Seconds as i48 milliseconds, rounded down (or up), saturating past ±4,000 years.
+
+    A time read back from storage (a whole millisecond, give or take the last bit of the
+    float) stays that millisecond, so a snapshot encodes the same however often it goes
+    round.
+    """
+    if not -_TIME_LIMIT_S < seconds < _TIME_LIMIT_S:
+        value = _TIME_LIMIT - 1 if seconds > 0 else -_TIME_LIMIT
+        return _pack_i64(value)[:6]
     scaled = seconds * _MS
-    value = round(scaled)
-    if abs(scaled - value) > math.ulp(scaled):  # not a whole millisecond read back
-        value = math.ceil(scaled) if up else math.floor(scaled)
-    value = max(-_TIME_LIMIT, min(_TIME_LIMIT - 1, value))
-    return value.to_bytes(6, "little", signed=True)
+    value = int(scaled)
+    if value != scaled:
+        nearest = round(scaled)
+        if abs(scaled - nearest) <= math.ulp(scaled):
+            value = nearest
+        else:
+            value = math.ceil(scaled) if up else math.floor(scaled)
+    return _pack_i64(value)[:6]
 
 
 def _seconds(raw: bytes) -> float:
@@ -137,22 +154,19 @@ def _seconds(raw: bytes) -> float:
 
 def quantized(snap: Snapshot) -> Snapshot:
     """`snap` as it reads back from storage (times to the millisecond, the safe way round)."""
-    return decode_payload(encode_payload(snap), _kind_of(snap))
+    kind = Kind.OPENPAYGO if snap.token is not None else Kind.NEXUS_FULL
+    return decode_payload(encode_payload(snap), kind)
 
 
-def _kind_of(snap: Snapshot) -> Kind:
-    return Kind.OPENPAYGO if snap.token is not None else Kind.NEXUS_FULL
-
-
-def encode_payload(snap: Snapshot, clock: float | None = None) -> bytes:
+def encode_state(snap: Snapshot) -> bytes:
+    """The payload without the clock: what decides whether a save needs a write."""
     c = snap.credit
-    when = _ms(snap.clock if clock is None else clock)
-    if snap.nexus is not None:
-        n = snap.nexus
-        flags = int(n.restricted) | int(c.unlocked) << 1
+    n = snap.nexus
+    if n is not None:
+        flags = n.restricted | c.unlocked << 1
         received = n.received.to_bytes(3, "little")
         qc = (n.qc_long << 4) | n.qc_short
-        return _NEXUS.pack(n.pd, received, qc, flags, snap.grace, _ms(c.until), when)
+        return _NEXUS_STATE.pack(n.pd, received, qc, flags, snap.grace, _ms(c.until))
     t = snap.token
     assert t is not None, "a snapshot holds Nexus or OpenPAYGO state"
     used = 0
@@ -162,23 +176,35 @@ def encode_payload(snap: Snapshot, clock: float | None = None) -> bytes:
             used |= 1 << d
     block = snap.block or EntryBlock()
     invalid = min(block.invalid_count, _INVALID_MAX)
-    word = used | int(c.unlocked) * _UNLOCKED_BIT | invalid << (OLDER_WINDOW + 2)
+    word = used | c.unlocked * _UNLOCKED_BIT | invalid << (OLDER_WINDOW + 2)
     blocked = _ms(block.blocked_until, up=True)
-    return _OPENPAYGO.pack(t.count, word, _ms(c.until), when, blocked)
+    return _OPENPAYGO_STATE.pack(t.count, word, _ms(c.until), blocked)
+
+
+def encode_payload(snap: Snapshot, clock: float | None = None) -> bytes:
+    """The state, then the clock (the device time of the write), then padding to 26 bytes."""
+    return _payload(encode_state(snap), snap.clock if clock is None else clock)
+
+
+def _payload(state: bytes, clock: float) -> bytes:
+    when = _ms(clock)
+    return state + when + bytes(_PAYLOAD - len(state) - len(when))
 
 
 def decode_payload(payload: bytes, kind: Kind) -> Snapshot:
     """Parse a payload for a device of `kind`; raise CorruptStateError saying what is wrong."""
     nexus_kind = kind in (Kind.NEXUS_FULL, Kind.NEXUS_SMALL)
-    layout = _NEXUS if nexus_kind else _OPENPAYGO
-    if len(payload) != layout.size:
+    if len(payload) != _PAYLOAD:
         raise CorruptStateError(
-            f"a {kind.label} payload is {layout.size} bytes, this one {len(payload)}"
+            f"a {kind.label} payload is {_PAYLOAD} bytes, this one {len(payload)}"
         )
     if nexus_kind:
-        pd, received, qc, flags, grace, until, clock = _NEXUS.unpack(payload)
+        pd, received, qc, flags, grace, until = _NEXUS_STATE.unpack_from(payload)
+        clock = payload[_NEXUS_STATE.size : _NEXUS_STATE.size + 6]
         if flags > 3:
             raise CorruptStateError(f"unknown flag bits {flags:#x}")
+        if payload[_NEXUS_STATE.size + 6 :].strip(b"\x00"):
+            raise CorruptStateError("reserved bytes are not zero")
         try:
             nexus = NexusState(
                 pd=pd,
@@ -191,7 +217,8 @@ def decode_payload(payload: bytes, kind: Kind) -> Snapshot:
             raise CorruptStateError(f"the Nexus state is impossible: {exc}") from exc
         credit = Credit(until=_seconds(until), unlocked=bool(flags & 2))
         return Snapshot(credit=credit, clock=_seconds(clock), nexus=nexus, grace=grace)
-    count, word, until, clock, blocked = _OPENPAYGO.unpack(payload)
+    count, word, until, blocked = _OPENPAYGO_STATE.unpack_from(payload)
+    clock = payload[_OPENPAYGO_STATE.size :]
     used = frozenset(count - d for d in range(OLDER_WINDOW + 1) if word >> d & 1 and d <= count)
     return Snapshot(
         credit=Credit(until=_seconds(until), unlocked=bool(word & _UNLOCKED_BIT)),
@@ -209,13 +236,17 @@ class ForeignImage(ConfigError):
         self.image = image
 
 
-SLOT_SIZE = _HEAD.size + _OPENPAYGO.size + _CRC.size
-assert SLOT_SIZE == _HEAD.size + _NEXUS.size + _CRC.size == 32
+SLOT_SIZE = _HEAD.size + _PAYLOAD + _CRC.size
+assert SLOT_SIZE == 32
 
 
 def encode_slot(snap: Snapshot, kind: Kind, seq: int, fingerprint: int) -> bytes:
-    head = _HEAD.pack(MAGIC | VERSION, int(kind) << 4 | seq & 3, fingerprint)
-    body = head + encode_payload(snap)
+    return _slot(kind, seq, fingerprint, encode_state(snap), snap.clock)
+
+
+def _slot(kind: Kind, seq: int, fingerprint: int, state: bytes, clock: float) -> bytes:
+    body = _HEAD.pack(MAGIC | VERSION, int(kind) << 4 | seq & 3, fingerprint)
+    body += _payload(state, clock)
     return body + _CRC.pack(crc16(body))
 
 
@@ -304,12 +335,12 @@ class NVStore:
         self.size = SLOT_SIZE
         self._seq = 0
         self._slot = -1
-        self._last: Snapshot | None = None
+        self._state: bytes | None = None
 
     def load(self) -> Loaded:
         medium = self.storage.read()
         if not medium.strip(b"\x00\xff"):
-            self._seq, self._slot, self._last = 0, -1, None
+            self._seq, self._slot, self._state = 0, -1, None
             return Loaded(None, NVStatus.FRESH)
         _refuse_legacy(medium)
         found: list[tuple[int, int, Snapshot]] = []
@@ -325,24 +356,26 @@ class NVStore:
                 continue
             found.append((seq, index, snap))
         if not found:
-            self._seq, self._slot, self._last = 0, -1, None
+            self._seq, self._slot, self._state = 0, -1, None
             return Loaded(None, NVStatus.CORRUPT, tuple(problems))
         seq, index, snap = found[0]
         for other in found[1:]:
             if _newer(other[0], seq):
                 seq, index, snap = other
-        self._seq, self._slot, self._last = seq, index, snap
+        self._seq, self._slot, self._state = seq, index, encode_state(snap)
         status = NVStatus.RECOVERED if problems else NVStatus.OK
         return Loaded(snap, status, tuple(problems), seq, index)
 
     def save(self, snap: Snapshot) -> bool:
         """Persist `snap` unless it equals what is stored; return whether a write happened."""
-        if snap.same_state(self._last):
+        state = encode_state(snap)
+        if state == self._state:
             return False
         seq = (self._seq + 1) & 3
         index = 1 - self._slot if self._slot in (0, 1) else 0
-        self.storage.write(index * self.size, encode_slot(snap, self.kind, seq, self.fingerprint))
-        self._seq, self._slot, self._last = seq, index, snap
+        raw = _slot(self.kind, seq, self.fingerprint, state, snap.clock)
+        self.storage.write(index * self.size, raw)
+        self._seq, self._slot, self._state = seq, index, state
         return True
 
 
