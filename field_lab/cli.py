@@ -16,6 +16,7 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 
+from agent_client.protocol.version import distribution_version
 from field_lab.lab.command import add_parsers as add_lab_parsers
 from field_lab.link.errors import ConfigError
 from field_lab.link.outages import Outage, load_outages
@@ -72,6 +73,7 @@ def _add_link_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="field-lab", description="The PAYG field lab.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {distribution_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_link_parser(sub)
     add_lab_parsers(sub)

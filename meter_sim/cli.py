@@ -286,6 +286,7 @@ def _wall_stamp() -> Callable[[], float]:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="meter-sim", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=simulator_version())
     sub = parser.add_subparsers(dest="command")
     session = sub.add_parser("session", help="interactive keypad session (the default)")
     _device_options(session)
@@ -402,7 +403,7 @@ def interactive(meter: MeterLike) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
-    commands = {"session", "serve", "demo", "replay", "tap", "-h", "--help"}
+    commands = {"session", "serve", "demo", "replay", "tap", "-h", "--help", "--version"}
     if not words or words[0] not in commands:
         words = ["session", *words]
     args = _parser().parse_args(words)
