@@ -32,6 +32,10 @@ N = 3000
 _clock = itertools.count()
 
 
+def _nothing() -> None:
+    pass
+
+
 def rate(fn: Callable[[], object], n: int) -> float:
     start = time.perf_counter()
     for _ in range(n):
@@ -53,6 +57,13 @@ def timed(codes: list[str], meter: Meter, expect: Outcome) -> tuple[float, float
 def main() -> None:
     load = [round(x, 1) for x in os.getloadavg()]
     print(json.dumps({"machine": {"load_average": load, "cpus": os.cpu_count()}}))
+    # A calibration: CPU time of one empty Python call (~40 ns on an idle core with 3.11),
+    # to scale the per-CPU-second figures below when the machine is shared.
+    cpu = time.process_time()
+    for _ in range(1_000_000):
+        _nothing()
+    call_ns = (time.process_time() - cpu) * 1000
+    print(json.dumps({"baseline": "python_call", "cpu_ns": round(call_ns, 1)}))
     floor = rate(lambda: siphash24(KEY, b"\x01\x00\x00\x00\x00\xa8\x00\x00\x00"), 20000)
     print(
         json.dumps({"baseline": "siphash24", "calls_per_s": round(floor), "impl": IMPLEMENTATION})
