@@ -55,6 +55,8 @@ class Status:
     clock_offset_ms: int
     queue: dict[OpState, int]
     stock: list[int]  # devices in stock not yet sold from this handset
+    parked: list[tuple[int, str]] = field(default_factory=list)
+    """(seq, reason) of every operation the platform refused: kept, never sent again."""
 
 
 class Agent:
@@ -238,9 +240,10 @@ class Agent:
         return await self.store.keycodes()
 
     async def status(self) -> Status:
+        rows = await self.store.queue()
         sold = {
             int(row.op.field("device"))
-            for row in await self.store.queue()
+            for row in rows
             if row.op.kind is Kind.RECORD_SALE and row.state is not OpState.REJECTED
         }
         return Status(
@@ -250,6 +253,7 @@ class Agent:
             self.link.stamper.offset_ms,
             await self.store.counts(),
             sorted(set(await self.store.stock()) - sold),
+            [(row.op.seq, str(row.reason)) for row in rows if row.state is OpState.REJECTED],
         )
 
     # -- syncing -------------------------------------------------------------------------------

@@ -238,6 +238,7 @@ async def command(agent: Agent, args: argparse.Namespace) -> int:
                     "clock_offset_ms": s.clock_offset_ms,
                     "queue": s.queue,
                     "stock": s.stock,
+                    "parked": [{"seq": seq, "reason": reason} for seq, reason in s.parked],
                 }
             )
     return 0

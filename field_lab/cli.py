@@ -2,6 +2,7 @@
 
     field-lab link --profile gprs-typ --listen 127.0.0.1:9000 --upstream 127.0.0.1:8080
                    [--profiles FILE] [--seed N] [--outages FILE] [--stats-json FILE] [--duration S]
+    field-lab conformance URL [--agent NAME --code CODE]    (field_lab/conformance/command.py)
 
 Exit codes: 0 done, 2 bad arguments or configuration (the message says which file/key), 1 a
 runtime failure such as an address already in use.
@@ -17,6 +18,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from agent_client.protocol.version import distribution_version
+from field_lab.conformance.command import add_parser as add_conformance_parser
 from field_lab.lab.command import add_parsers as add_lab_parsers
 from field_lab.link.errors import ConfigError
 from field_lab.link.outages import Outage, load_outages
@@ -77,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_link_parser(sub)
     add_lab_parsers(sub)
+    add_conformance_parser(sub)
     return parser
 
 

@@ -100,6 +100,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=115_200,
         help="serial speed for --payg-dut-url (default 115200)",
     )
+    group.addoption(
+        "--payg-parity",
+        choices=["none", "even", "odd", "mark", "space"],
+        default="none",
+        help="serial parity for --payg-dut-url (default none: 8N1)",
+    )
+    group.addoption(
+        "--payg-rtscts", action="store_true", help="RTS/CTS flow control on --payg-dut-url"
+    )
+    group.addoption(
+        "--payg-xonxoff", action="store_true", help="XON/XOFF flow control on --payg-dut-url"
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -215,11 +227,13 @@ async def payg_link(
 def payg_dut(request: pytest.FixtureRequest) -> Iterator[Dut]:
     """A device under test speaking the meter line protocol (docs/line-protocol.md): on
     --payg-dut-url URL (/dev/ttyUSB0, /dev/pts/N, socket://H:P, rfc2217://H:P, loop://,
-    tcp://H:P) at --payg-baud N, else `meter-sim serve` started for the test (TCP on
-    127.0.0.1; @pytest.mark.payg_dut(pty=True, protocol=, key=, starting_code=, timeout=)).
+    tcp://H:P) at --payg-baud N (--payg-parity, --payg-rtscts, --payg-xonxoff), else
+    `meter-sim serve` started for the test (TCP on 127.0.0.1;
+    @pytest.mark.payg_dut(pty=True, protocol=, key=, starting_code=, timeout=)).
     write(line); expect(regex or list, timeout=None) -> re.Match, consuming output up to it
     (DutTimeout names the pattern and the last lines seen); command(line) -> the OK/ERR
-    answer line; lines; name.
+    answer line; typed calls through meter_sim.line_client.LineClient: hello(), key(k),
+    code(text), time(s), wait(s), status(), power(), reset(); lines; name.
     """
     from field_lab.testing.dut import SimulatorSpec, open_dut, simulator
 
@@ -233,7 +247,18 @@ def payg_dut(request: pytest.FixtureRequest) -> Iterator[Dut]:
     url: str | None = request.config.getoption("--payg-dut-url")
     baud: int = request.config.getoption("--payg-baud")
     if url:
-        dut = open_dut(url, baud=baud, timeout_s=float(timeout_s))
+        from meter_sim.trace.targets import SerialSettings
+
+        try:
+            serial = SerialSettings(
+                baudrate=baud,
+                parity=request.config.getoption("--payg-parity"),
+                rtscts=request.config.getoption("--payg-rtscts"),
+                xonxoff=request.config.getoption("--payg-xonxoff"),
+            )
+        except ValueError as exc:
+            raise FixtureError(f"payg_dut: {exc}") from exc
+        dut = open_dut(url, serial=serial, timeout_s=float(timeout_s))
         try:
             yield dut
         finally:

@@ -9,7 +9,8 @@ meter-sim tap --jig URL --device URL      record a jig talking to a device
 
 `session` and `serve` take `--record FILE` to write a trace, and `--state FILE` to keep the
 meter's non-volatile image (a file that is not this meter's image is refused, never
-overwritten; `--reset-state` starts it again). Exit codes: 0 done, 1 the port is taken,
+overwritten; `--fresh` starts a factory meter whatever it holds). `serve` is one meter on one
+device clock for every connection. Exit codes: 0 done, 1 the port is taken,
 2 bad input (one line names it; nothing is written), 3 the replay or tap target is unreachable.
 """
 
@@ -31,8 +32,8 @@ from pathlib import Path
 from typing import TextIO
 
 from meter_sim.errors import MeterError
-from meter_sim.line_protocol import LineSession, describe, format_seconds
-from meter_sim.meter import Meter
+from meter_sim.line_protocol import Device, LineSession, check_word, describe, format_seconds
+from meter_sim.meter import MAX_OPENPAYGO_COUNT, Meter
 from meter_sim.nv import Image, Kind, classify, key_fingerprint
 from meter_sim.openpaygo.policy import PRESETS
 from meter_sim.serve import open_pty, serve_pty, serve_stdio, serve_tcp
@@ -44,7 +45,7 @@ from meter_sim.trace.recorder import MeterLike, RecordingSession, TraceRecorder
 from meter_sim.trace.replay import EXIT_UNREACHABLE, Result
 from meter_sim.trace.runner import Timing, replay
 from meter_sim.trace.tap import header_from_hello, identify, run_tap
-from meter_sim.trace.targets import SerialLink, open_target
+from meter_sim.trace.targets import PARITIES, SerialLink, SerialSettings, open_target
 
 SAMPLE_KEY = "deadbeef1020304004030201feebdaed"
 """The Nexus desktop sample program's key: public, for demos only."""
@@ -63,6 +64,24 @@ def _hex_key(text: str) -> bytes:
     if len(key) != 16:
         raise argparse.ArgumentTypeError(f"the key is 16 bytes (32 hex digits), got {len(key)}")
     return key
+
+
+def _payg_id(text: str) -> str:
+    if text == "":
+        return text  # no PAYG id: the device shows `-`
+    try:
+        return check_word("--payg-id", text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _int_in(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        if not text.isdigit() or len(text) > 12 or not low <= int(text) <= high:
+            raise argparse.ArgumentTypeError(f"expected a whole number {low}..{high}, got {text!r}")
+        return int(text)
+
+    return parse
 
 
 def _host_port(text: str) -> tuple[str, int]:
@@ -86,11 +105,31 @@ def _device_options(parser: argparse.ArgumentParser) -> None:
         default=bytes.fromhex(SAMPLE_KEY),
         help="device secret, 32 hex digits (default: the public Nexus sample key)",
     )
-    group.add_argument("--payg-id", default="", help="user-facing PAYG id (Nexus)")
-    group.add_argument("--starting-code", type=int, default=123456789, help="OpenPAYGO")
-    group.add_argument("--count", type=int, default=1, help="OpenPAYGO initial count")
+    group.add_argument(
+        "--payg-id",
+        type=_payg_id,
+        default="",
+        help="user-facing PAYG id (Nexus): one word of letters, digits, . _ - (at most 32)",
+    )
+    group.add_argument(
+        "--starting-code",
+        type=_int_in(0, 999_999_999),
+        default=123456789,
+        help="OpenPAYGO starting code, 0..999999999 (default 123456789)",
+    )
+    group.add_argument(
+        "--count",
+        type=_int_in(1, MAX_OPENPAYGO_COUNT),
+        default=1,
+        help="OpenPAYGO initial count (default 1)",
+    )
     group.add_argument("--restricted-digits", action="store_true", help="OpenPAYGO keys 1-4")
-    group.add_argument("--time-divider", type=int, default=1, help="OpenPAYGO")
+    group.add_argument(
+        "--time-divider",
+        type=_int_in(1, 255),
+        default=1,
+        help="OpenPAYGO: token value units per day (default 1)",
+    )
     group.add_argument("--no-rate-limit", action="store_true", help="bench use only")
     firmware = parser.add_argument_group("firmware (docs/meter.md)")
     firmware.add_argument(
@@ -124,9 +163,14 @@ def _device_options(parser: argparse.ArgumentParser) -> None:
         " is not this meter's image is refused)",
     )
     group.add_argument(
+        "--fresh",
+        action="store_true",
+        help="start from a factory meter: a --state file is started again, whatever it holds",
+    )
+    group.add_argument(
         "--reset-state",
         action="store_true",
-        help="start the --state file again from factory defaults, overwriting what it holds",
+        help="the same as --fresh, with --state FILE",
     )
 
 
@@ -193,17 +237,17 @@ def state_storage(path: str, kind: Kind, fingerprint: int, *, reset: bool) -> Fi
     target = file if file.exists() else file.parent
     if not os.access(target, os.W_OK):
         raise UsageError(f"--state {path}: not writable; name a file you may write")
-    verdict, why = classify(medium, kind, fingerprint)
-    if verdict in (Image.EMPTY, Image.VALID):
-        return FileStorage(file)
     if reset:
         file.write_bytes(b"")
+        return FileStorage(file)
+    verdict, why = classify(medium, kind, fingerprint)
+    if verdict in (Image.EMPTY, Image.VALID):
         return FileStorage(file)
     untouched = "it was left untouched"
     if verdict is Image.FOREIGN:
         raise UsageError(
             f"--state {path} is not a meter image ({why}); {untouched}: name a new file to"
-            " start a fresh meter, or pass --reset-state to overwrite it"
+            " start a fresh meter, or pass --fresh to overwrite it"
         )
     if verdict is Image.OTHER_KIND:
         raise UsageError(
@@ -214,16 +258,16 @@ def state_storage(path: str, kind: Kind, fingerprint: int, *, reset: bool) -> Fi
         raise UsageError(
             f"--state {path} holds a {kind.label} image written for another device key (or"
             f" starting code); {untouched}: pass the --key it was made with, name another file,"
-            " or pass --reset-state to start it again from factory defaults"
+            " or pass --fresh to start it again from factory defaults"
         )
     if verdict is Image.OLD_FORMAT:
         raise UsageError(
             f"--state {path} holds {why}, which this version does not read; {untouched}: pass"
-            " --reset-state to start it again from factory defaults (its replay history is lost)"
+            " --fresh to start it again from factory defaults (its replay history is lost)"
         )
     raise UsageError(
         f"--state {path} is a corrupt meter image of kind {kind.label} ({why}); {untouched}: pass"
-        " --reset-state to start it again from factory defaults (its replay history is lost)"
+        " --fresh to start it again from factory defaults (its replay history is lost)"
     )
 
 
@@ -255,9 +299,10 @@ def build_meter(args: argparse.Namespace, now: float = 0.0) -> Meter:
         kind = _KINDS.get(args.protocol, Kind.OPENPAYGO)
         code = config.starting_code if config.is_openpaygo else None
         fingerprint = key_fingerprint(config.key, code) if config.key else 0
-        storage = state_storage(args.state, kind, fingerprint, reset=args.reset_state)
+        reset = args.reset_state or args.fresh
+        storage = state_storage(args.state, kind, fingerprint, reset=reset)
     elif args.reset_state:
-        raise UsageError("--reset-state goes with --state FILE")
+        raise UsageError("--reset-state goes with --state FILE (--fresh alone is the default)")
     return config.build(storage=storage, now=now)
 
 
@@ -317,7 +362,38 @@ def _parser() -> argparse.ArgumentParser:
     tap.add_argument("--record", required=True, metavar="FILE", help="trace to write")
     tap.add_argument("--duration", type=_positive, help="stop after this many seconds")
     tap.add_argument("--timeout", type=_positive, default=2.0, help="HELLO wait (default 2 s)")
+    _serial_options(tap, "both ports")
     return parser
+
+
+def _serial_options(parser: argparse.ArgumentParser, which: str) -> None:
+    group = parser.add_argument_group(
+        "serial port",
+        f"framing of {which} when a device path or pyserial URL (pseudo-terminals, socket://"
+        " and loop:// accept and ignore it); default 115200 8N1, no flow control",
+    )
+    group.add_argument(
+        "--baud", type=_int_in(50, 4_000_000), default=115200, help="bits per second"
+    )
+    group.add_argument("--parity", choices=list(PARITIES), default="none", help="parity bit")
+    group.add_argument("--bytesize", type=int, choices=[5, 6, 7, 8], default=8, help="data bits")
+    group.add_argument(
+        "--stopbits", type=float, choices=[1, 1.5, 2], default=1, help="stop bits (1, 1.5, 2)"
+    )
+    group.add_argument("--rtscts", action="store_true", help="RTS/CTS hardware flow control")
+    group.add_argument("--xonxoff", action="store_true", help="XON/XOFF software flow control")
+
+
+def serial_settings(args: argparse.Namespace) -> SerialSettings:
+    """The serial framing the options ask for."""
+    return SerialSettings(
+        baudrate=args.baud,
+        parity=args.parity,
+        bytesize=args.bytesize,
+        stopbits=args.stopbits,
+        rtscts=args.rtscts,
+        xonxoff=args.xonxoff,
+    )
 
 
 def _positive(text: str) -> float:
@@ -327,6 +403,16 @@ def _positive(text: str) -> float:
         value = float("nan")
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0, got {text!r}")
     return value
 
 
@@ -353,6 +439,15 @@ def _replay_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--junit", metavar="FILE", help="also write the outcome as a JUnit XML report (for CI)"
     )
+    parser.add_argument(
+        "--key-gap",
+        type=_non_negative,
+        default=0.0,
+        metavar="S",
+        help="pace keys: at least S seconds between one KEY request and the next, at any speed"
+        " (a real keypad's scan time; default 0)",
+    )
+    _serial_options(parser, "--target")
 
 
 def interactive(meter: MeterLike) -> int:
@@ -458,19 +553,20 @@ def _run_device(args: argparse.Namespace, meter: Meter, writer: TraceWriter | No
         return interactive(TraceRecorder(meter, writer.write, stamp=stamp))
     start = time.monotonic()
     clock = (lambda: time.monotonic() - start) if args.wall_clock else None
+    device = Device(meter, clock)  # one meter, one clock, whichever connection speaks
 
-    def make_session(m: Meter) -> LineSession:
+    def make_session(d: Device) -> LineSession:
         if writer is None:
-            return LineSession(m, clock)
-        return RecordingSession(m, clock, writer.write, stamp)
+            return LineSession(d)
+        return RecordingSession(d, None, writer.write, stamp)
 
     if args.stdio:
-        serve_stdio(make_session(meter), sys.stdin.buffer, sys.stdout.buffer)
+        serve_stdio(make_session(device), sys.stdin.buffer, sys.stdout.buffer)
     elif args.tcp:
         host, port = args.tcp
         asyncio.run(
             serve_tcp(
-                meter,
+                device,
                 host,
                 port,
                 make_session=make_session,
@@ -480,7 +576,7 @@ def _run_device(args: argparse.Namespace, meter: Meter, writer: TraceWriter | No
     else:
         controller, path = open_pty()
         print(f"serving on {path}", flush=True)
-        asyncio.run(serve_pty(make_session(meter), controller))
+        asyncio.run(serve_pty(make_session(device), controller))
     return 0
 
 
@@ -546,7 +642,7 @@ def _replay(args: argparse.Namespace, out: TextIO) -> _Replayed:
                 " --fast replays without waiting",
                 file=sys.stderr,
             )
-        link = open_target(args.target, device)
+        link = open_target(args.target, device, serial=serial_settings(args))
     except TargetError as exc:
         print(f"meter-sim: {exc}", file=sys.stderr)
         return _Replayed(EXIT_UNREACHABLE, protocol, error=exc)
@@ -562,6 +658,7 @@ def _replay(args: argparse.Namespace, out: TextIO) -> _Replayed:
             timeout=args.timeout,
             max_timeouts=args.max_timeouts,
             timing=timing,
+            key_gap=args.key_gap,
         )
     from meter_sim.trace.report import print_report, to_json  # rich loads only when replaying
 
@@ -581,7 +678,11 @@ def _replay(args: argparse.Namespace, out: TextIO) -> _Replayed:
 
 def run_tap_command(args: argparse.Namespace) -> int:
     _check_record(args.record)
-    with SerialLink(args.device) as device, SerialLink(args.jig) as jig:
+    settings = serial_settings(args)
+    with (
+        SerialLink(args.device, settings=settings) as device,
+        SerialLink(args.jig, settings=settings) as jig,
+    ):
         header = header_from_hello(identify(device, timeout=args.timeout), origin=_origin())
         with _trace_file(args.record, header, False) as writer:
             print(f"tapping {args.jig} <-> {args.device} into {args.record}", flush=True)

@@ -6,6 +6,7 @@ in the lab, wall time at a bench). Mutating calls require `now` never to go back
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
@@ -283,6 +284,18 @@ class Meter:
         if not isinstance(self._engine, NexusEngine):
             raise ConfigError("only Nexus meters carry the restricted flag")
         self._engine.state = replace(self._engine.state, restricted=bool(flag))
+        self._save(now)
+
+    def factory_reset(self, now: float) -> None:
+        """Return to factory state at device time `now`, which may be earlier than the clock:
+        a bench's RESET, so one meter serves many isolated tests. The stored image is
+        overwritten with the factory one."""
+        if not isinstance(now, int | float) or not math.isfinite(now) or now < 0:
+            raise ClockError(f"now must be a non-negative number of seconds, got {now!r}")
+        self._clock = float(now)
+        self._entry = Entry()
+        self._factory_reset(now)
+        self.nv_status, self.nv_problems = NVStatus.FRESH, ()
         self._save(now)
 
     def power_cycle(self, now: float) -> None:

@@ -1,6 +1,8 @@
 """I/O shells for the line protocol: stdin/stdout, TCP and a pseudo-terminal.
 
 Each shell only moves bytes between its medium and a `LineSession`; all meaning lives there.
+A TCP server is one `Device`: every connection gets its own session on that one meter and
+its one clock.
 """
 
 from __future__ import annotations
@@ -12,10 +14,10 @@ import tty
 from collections.abc import Callable
 from typing import BinaryIO
 
-from meter_sim.line_protocol import LineSession
+from meter_sim.line_protocol import Device, LineSession
 from meter_sim.meter import Meter
 
-SessionFactory = Callable[[], LineSession]
+SessionFactory = Callable[[Device], LineSession]
 
 
 def serve_stdio(session: LineSession, stdin: BinaryIO, stdout: BinaryIO) -> None:
@@ -28,18 +30,20 @@ def serve_stdio(session: LineSession, stdin: BinaryIO, stdout: BinaryIO) -> None
 
 
 async def serve_tcp(
-    meter: Meter,
+    device: Device | Meter,
     host: str,
     port: int,
     *,
-    make_session: Callable[[Meter], LineSession] = LineSession,
+    make_session: SessionFactory = LineSession,
     ready: Callable[[str, int], None] | None = None,
     stop: asyncio.Event | None = None,
 ) -> None:
-    """Serve one meter on TCP; each connection gets its own session (and clock)."""
+    """Serve one device on TCP: each connection gets its own session on the same meter and
+    clock (a bare `Meter` gets a virtual clock)."""
+    shared = device if isinstance(device, Device) else Device(device)
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        session = make_session(meter)
+        session = make_session(shared)
         try:
             while chunk := await reader.read(4096):
                 reply = session.feed(chunk)

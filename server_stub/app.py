@@ -51,6 +51,7 @@ from .faults import PlatformFaults
 from .metrics import CONTENT_TYPE, Metrics
 from .notify import Gateway, ResendRule, SmsSender
 from .openapi import document
+from .opm import routes as opm_routes
 from .reports import REPORTS, Reports, parse_query
 from .runner import URGENT, StoreThread
 from .store import Store
@@ -215,7 +216,7 @@ async def sync(request: web.Request) -> web.Response:
     received = now_ms(request.app)
 
     def exchange(store: Store) -> DownlinkFrame:  # stamped when the transaction runs
-        return store.exchange(claim, frame.ops, frame.cursor, now_ms(request.app))
+        return store.exchange(claim, frame.ops, frame.cursor, now_ms(request.app), bad=frame.bad)
 
     reply = await run(request.app, exchange)
     metrics = request.app[METRICS]
@@ -442,4 +443,5 @@ def create_app(
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/openapi.json", openapi)
+    opm_routes.register(app.router, run, now_ms)
     return app

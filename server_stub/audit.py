@@ -61,10 +61,18 @@ def _operation(row: tuple[Any, ...]) -> dict[str, Any]:
     return {
         "handset": handset,
         "seq": seq,
-        "kind": Kind(kind).name.lower(),
+        "kind": kind_name(kind),
         "outcome": outcome_name(outcome),
         "received_ms": received_ms,
     }
+
+
+def kind_name(kind: int) -> str:
+    """An operation kind's name; a kind the platform refused as unknown keeps its number."""
+    try:
+        return Kind(kind).name.lower()
+    except ValueError:
+        return f"unknown_kind_{kind}" if kind >= 0 else "unknown_kind"
 
 
 def _keycode(row: tuple[Any, ...]) -> dict[str, Any]:

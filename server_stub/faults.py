@@ -24,15 +24,17 @@ class PlatformFaults:
     apply_twice_every: int = 0
     """Every Nth keycode issued is issued twice: a second keycode (next message id, same days,
     same paying key, also sent down the handset's downlink) for one payment; 0 = never."""
+    poison_batches: bool = False
+    """A field error in one operation refuses the whole request (400 bad_field) instead of
+    that operation alone: the poison-batch bug the conformance kit must catch."""
     credit_factor: int = 1
     """Keycodes grant credit_factor x the days paid for (clamped to what one keycode can
     express); the keycodes row records what the keycode really grants."""
 
     def __post_init__(self) -> None:
-        if type(self.replays_apply_again) is not bool:
-            raise ValueError(
-                f"replays_apply_again must be a bool, got {self.replays_apply_again!r}"
-            )
+        for flag in ("replays_apply_again", "poison_batches"):
+            if type(getattr(self, flag)) is not bool:
+                raise ValueError(f"{flag} must be a bool, got {getattr(self, flag)!r}")
         for name in ("lose_ack_every", "apply_twice_every", "credit_factor"):
             value = getattr(self, name)
             if type(value) is not int or value < 0:

@@ -117,7 +117,108 @@ ITEMS: dict[str, tuple[str, Schema, list[Schema]]] = {
         ),
         DAY_PARAMS,
     ),
+    "usage": (
+        "OpenPAYGO Metrics: each reporting device's last usage and the bytes its reports took",
+        _object(
+            device=INT,
+            agent=NULL_INT,
+            requests=INT,
+            rows=INT,
+            token_count=NULL_INT,
+            energy_wh=NULL_NUM,
+            hours_of_use=NULL_NUM,
+            tokens_sent=INT,
+            bytes_in=INT,
+            bytes_out=INT,
+            first_ms=INT,
+            last_ms=INT,
+        ),
+        AGENT_PARAM,
+    ),
 }
+
+NAMES = {
+    "type": "array",
+    "maxItems": 64,
+    "uniqueItems": True,
+    "items": {"type": "string", "minLength": 1, "maxLength": 64},
+}
+DATA_FORMAT = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "data_order": NAMES,
+        "historical_data_order": NAMES,
+        "historical_data_interval": {
+            "type": "integer",
+            "minimum": -(2**31) + 1,
+            "maximum": 2**31 - 1,
+            "not": {"const": 0},
+        },
+        "id": {"description": "ignored: the platform assigns ids"},
+    },
+}
+STAMP = {"type": "integer", "minimum": 0, "maximum": 2**53}
+ROW = {"type": ["object", "array"]}
+DEVICE_DATA = {
+    "type": "object",
+    "description": "An OpenPAYGO Metrics request, condensed keys (sn, ts, rc, d, hd, a, ...)"
+    " or simple ones (serial_number, timestamp, ...); the condensed key wins when both come.",
+    "anyOf": [{"required": ["sn", "a"]}, {"required": ["serial_number", "auth"]}],
+    "properties": {
+        **{
+            k: v
+            for short, long_, v in (
+                ("sn", "serial_number", {"type": "string", "minLength": 1, "maxLength": 64}),
+                ("a", "auth", {"type": "string", "maxLength": 64}),
+                ("ts", "timestamp", STAMP),
+                ("rc", "request_count", STAMP),
+                ("dct", "data_collection_timestamp", STAMP),
+                ("df", "data_format_id", {"type": "integer", "minimum": 1, "maximum": 2**53}),
+                ("dfo", "data_format", DATA_FORMAT),
+                ("d", "data", ROW),
+                ("hd", "historical_data", {"type": "array", "maxItems": 1024, "items": ROW}),
+            )
+            for k in (short, long_)
+        },
+        "dtc": {**STAMP, "description": "dct as the openpaygo package names it"},
+    },
+}
+METRICS_ANSWER = {
+    "type": "object",
+    "required": ["a"],
+    "properties": {
+        "tkl": {"type": "array", "items": STR, "description": "tokens, in count order"},
+        "a": {"type": "string", "description": "da signature of the answer"},
+    },
+}
+METRICS_REFUSALS = {
+    "400": _error("malformed body or field"),
+    "401": _error("unsigned request"),
+    "403": _error("signature does not match the device's key"),
+    "404": _error("unknown device"),
+    "409": _error("request_count or timestamp not above the last accepted one"),
+    "413": _error("body too large"),
+    "422": _error("no count or timestamp, unknown data format, or data not in its format"),
+}
+
+
+def _device_data(operation: str) -> Schema:
+    return {
+        "post": {
+            "operationId": operation,
+            "summary": "OpenPAYGO Metrics: a device reports usage and gets its tokens back",
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": DEVICE_DATA}},
+            },
+            "responses": {
+                "201": _json("stored; the signed answer", METRICS_ANSWER),
+                **METRICS_REFUSALS,
+            },
+        }
+    }
+
 
 CALLBACK = {
     "type": "object",
@@ -301,6 +402,23 @@ def document() -> Schema:
                         "409": _error("same txn, other content"),
                         "413": _error("body too large"),
                         "422": _error("unknown account (stored; replays get the same)"),
+                    },
+                }
+            },
+            "/dd": _device_data("device_data"),
+            "/device_data": _device_data("device_data_long"),
+            "/data_format": {
+                "post": {
+                    "operationId": "data_format",
+                    "summary": "Register an OpenPAYGO Metrics data format (same format, same id)",
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": DATA_FORMAT}},
+                    },
+                    "responses": {
+                        "201": _json("its id", _object(id=INT)),
+                        "400": _error("not a data format"),
+                        "413": _error("body too large"),
                     },
                 }
             },

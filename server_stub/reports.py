@@ -22,13 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from .errors import RequestError
+from .opm.report import usage
 
 DAY_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 500
 MAX_ID = 2**63 - 1
 DAY_MS = 86_400_000
-REPORTS = ("sales", "collections", "devices", "activation")
+REPORTS = ("sales", "collections", "devices", "activation", "usage")
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,7 @@ KEYS: dict[str, tuple[type, ...]] = {
     "collections": (str, int),
     "devices": (int,),
     "activation": (str,),
+    "usage": (int,),
 }
 
 
@@ -206,6 +208,10 @@ class Reports:
             for device, agent, plan, until, last, balance in rows
         ]
         return self._page("devices", q, items, lambda r: (r["device"],))
+
+    def usage(self, q: Query, now_ms: int) -> dict[str, Any]:
+        """OpenPAYGO Metrics: each reporting device's last usage and its bytes (opm.report)."""
+        return usage(self, q)
 
     def activation(self, q: Query, now_ms: int) -> dict[str, Any]:
         """Mobile-money activation latency per day: payment to keycode issued, to SMS

@@ -8,6 +8,7 @@ even from another process on the same file, fails the insert and is answered as 
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import secrets
 import sqlite3
@@ -24,6 +25,7 @@ from agent_client.protocol import auth
 from agent_client.protocol.errors import AuthError
 from agent_client.protocol.frames import (
     MAX_ENTRIES,
+    BadOperation,
     DownlinkFrame,
     Entry,
     Keycode,
@@ -41,6 +43,7 @@ from .callbacks import Answer, MoneyCallback, Outcome
 from .errors import RequestError, SetupError
 from .faults import Every, PlatformFaults
 from .keycodes import DeviceSecret, creditable_days, issue
+from .opm.schema import SCHEMA as METRICS_SCHEMA
 
 ENTRIES_PER_RESPONSE = 256
 APPLIED = 0
@@ -239,6 +242,7 @@ class Store:
         db.execute("PRAGMA foreign_keys=ON")
         db.execute("PRAGMA busy_timeout=10000")
         db.executescript(SCHEMA)
+        db.executescript(METRICS_SCHEMA)
         migrate(db)
         return cls(db, faults=faults)
 
@@ -397,16 +401,20 @@ class Store:
         now_ms: int,
         *,
         paging: bool = True,
+        bad: Sequence[BadOperation] = (),
     ) -> DownlinkFrame:
         """Freshness check, ingest and downlink page in one transaction.
 
+        `bad` are operations that did not decode (refused alone, with their reason).
         With `paging`, the cursor is the handset's real one: mobile-money keycodes at or
         below it have reached the handset (stamped ``synced_ms``), and those in this page are
         on their way down (stamped ``downlinked_ms``).
         """
+        if bad and self.faults.poison_batches:
+            raise RequestError(400, "bad_field", f"operation {bad[0].seq}: {bad[0].detail}")
         with self.transaction():
             handset = self._fresh(claim)
-            acked, rejected = self._ingest(handset, ops, now_ms)
+            acked, rejected = self._ingest(handset, ops, now_ms, bad)
             first, entries, more = self._page(handset.handset, cursor)
             if paging:
                 for column, upto in (
@@ -430,29 +438,24 @@ class Store:
         return handset
 
     def _ingest(
-        self, handset: Handset, ops: Sequence[Operation], now_ms: int
+        self,
+        handset: Handset,
+        ops: Sequence[Operation],
+        now_ms: int,
+        bad: Sequence[BadOperation] = (),
     ) -> tuple[list[int], list[tuple[int, Reason]]]:
         acked: list[int] = []
         rejected: list[tuple[int, Reason]] = []
+        for item in bad:  # refused alone, and the refusal kept: a replay gets the same answer
+            stored = self._key(handset, item.seq, item.content, item.kind, 0, now_ms, item.reason)
+            rejected.append((item.seq, item.reason if stored is None else Reason(stored)))
         for op in ops:
-            digest = op.digest()
-            try:
-                self.db.execute(
-                    self._insert_op,
-                    (handset.handset, op.seq, digest, int(op.kind), op.at, now_ms, APPLIED),
-                )
-            except sqlite3.IntegrityError:  # the key exists: a replay or a conflict
-                old_digest, outcome = self._one(
-                    "SELECT digest, outcome FROM ops WHERE handset = ? AND seq = ?",
-                    handset.handset,
-                    op.seq,
-                )
-                if old_digest != digest:
-                    rejected.append((op.seq, Reason.CONFLICT))
-                elif outcome == APPLIED:
+            stored = self._key(handset, op.seq, op.content(), int(op.kind), op.at, now_ms)
+            if stored is not None:
+                if stored == APPLIED:
                     acked.append(op.seq)
                 else:
-                    rejected.append((op.seq, Reason(outcome)))
+                    rejected.append((op.seq, Reason(stored)))
                 continue
             try:
                 with self._savepoint():
@@ -472,6 +475,41 @@ class Store:
                 )
                 rejected.append((op.seq, refusal.reason))
         return acked, rejected
+
+    def _key(
+        self,
+        handset: Handset,
+        seq: int,
+        content: bytes,
+        kind: int,
+        at: int,
+        now_ms: int,
+        outcome: int = APPLIED,
+    ) -> int | None:
+        """Record the key (handset, seq) with `outcome`; None when it is new, else the stored
+        answer: APPLIED, the stored reason's number, or `conflict` when the content differs."""
+        digest = hashlib.sha256(content).digest()[:16]
+        try:
+            self.db.execute(
+                self._insert_op,
+                (
+                    handset.handset,
+                    seq,
+                    digest,
+                    kind,
+                    at,
+                    now_ms,
+                    int(outcome),
+                ),
+            )
+        except sqlite3.IntegrityError:  # the key exists: a replay or a conflict
+            old_digest, stored = self._one(
+                "SELECT digest, outcome FROM ops WHERE handset = ? AND seq = ?",
+                handset.handset,
+                seq,
+            )
+            return int(Reason.CONFLICT) if old_digest != digest else int(stored)
+        return None
 
     def _apply(self, handset: Handset, op: Operation, now_ms: int) -> None:
         match op.kind:
@@ -517,7 +555,7 @@ class Store:
         if plan is None:
             raise Refused(Reason.UNKNOWN_PLAN)
         device = self._one(
-            "SELECT agent, customer FROM devices WHERE device = ?", op.field("device")
+            "SELECT agent, customer, format FROM devices WHERE device = ?", op.field("device")
         )
         if device is None or device[0] != handset.agent:
             raise Refused(Reason.NOT_IN_STOCK)
@@ -548,6 +586,11 @@ class Store:
             sales=1,
             down_payments=int(op.field("down_payment")),
         )
+        gone = Stock(int(op.field("device")), KeycodeFormat(device[2]), False)
+        for (sibling,) in self.db.execute(  # every handset of the agent stops offering it
+            "SELECT handset FROM handsets WHERE agent = ? ORDER BY handset", (handset.agent,)
+        ).fetchall():
+            self._emit(sibling, gone)
         self._credit(int(op.field("device")), handset.handset, op.seq, now_ms)
 
     def _pay(

@@ -76,10 +76,22 @@ def _cases() -> dict[str, Case]:
         "meter unknown protocol": Case(m, "session --protocol foo", 2, "--protocol"),
         "meter divider not a number": Case(m, "session --time-divider x", 2, "--time-divider"),
         "meter divider out of range": Case(
-            m, "session --protocol openpaygo --time-divider 0", 2, "time_divider"
+            m, "session --protocol openpaygo --time-divider 0", 2, "--time-divider"
+        ),
+        "meter payg id not one word": Case(m, "serve --stdio --payg-id 12=34", 2, "--payg-id"),
+        "meter payg id too long": Case(m, "serve --stdio --payg-id " + "9" * 33, 2, "--payg-id"),
+        "meter negative count": Case(m, "serve --stdio --count -1", 2, "--count"),
+        "meter starting code too big": Case(
+            m, "serve --stdio --starting-code 1000000000", 2, "--starting-code"
+        ),
+        "meter replay bad baud": Case(m, "replay trace.jsonl --baud 0", 2, "--baud"),
+        "meter replay bad parity": Case(m, "replay trace.jsonl --parity sometimes", 2, "--parity"),
+        "meter replay negative key gap": Case(m, "replay trace.jsonl --key-gap -1", 2, "--key-gap"),
+        "meter tap bad stop bits": Case(
+            m, "tap --jig j --device d --record t.jsonl --stopbits 3", 2, "--stopbits"
         ),
         "meter state not an image": Case(m, "session --state notes.txt", 2, "not a meter image"),
-        "meter state corrupt": Case(m, "session --state corrupt.img", 2, "--reset-state"),
+        "meter state corrupt": Case(m, "session --state corrupt.img", 2, "--fresh"),
         "meter state other kind": Case(
             m, "session --protocol openpaygo --state nexus.img", 2, "kind nexus-full"
         ),
@@ -271,6 +283,15 @@ def _cases() -> dict[str, Case]:
             "--duration",
         ),
         "lab no command": Case(f, "", 2, "COMMAND"),
+        "conformance not a url": Case(f, "conformance ftp://example", 2, "http(s)://HOST"),
+        "conformance bad port": Case(f, "conformance http://127.0.0.1:99999", 2, "URL"),
+        "conformance zero timeout": Case(f, "conformance {url} --timeout 0", 2, "--timeout"),
+        "conformance unreachable": Case(
+            f, "conformance http://127.0.0.1:{closed}", 1, "{closed} is unreachable"
+        ),
+        "conformance wrong code": Case(
+            f, "conformance {url} --agent ama --code nope", 2, "--agent 'ama' --code"
+        ),
     }
 
 

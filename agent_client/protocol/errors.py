@@ -11,6 +11,9 @@ its 4xx body and the client maps back to an exception.
 
 from __future__ import annotations
 
+STATUS_OF_CODE = {"too_large": 413}
+"""Codes whose HTTP status differs from their class's (docs/sync-protocol.md, Errors)."""
+
 
 class ProtocolError(Exception):
     """The peer (or whoever produced these bytes) broke the wire contract."""
@@ -23,6 +26,7 @@ class ProtocolError(Exception):
         self.detail = detail
         if code is not None:
             self.code = code
+        self.status = STATUS_OF_CODE.get(self.code, self.status)
 
 
 class FrameError(ProtocolError):

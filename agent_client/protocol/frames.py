@@ -30,12 +30,18 @@ MAX_INFLATED_BYTES = 1024 * 1024
 MAX_OPS = 1024
 MAX_ENTRIES = 1024
 MAX_MS = 2**53
+MAX_REASON = 127
+MAX_ROW = 64
 _REF = Field("ref", str, 1, 40)
 _NAME = Field("name", str, 1, 64)
 
 
 class Reason(IntEnum):
-    """Why the server refused one operation (the rest of the batch is unaffected)."""
+    """Why the server refused one operation (the rest of the batch is unaffected).
+
+    Numbers are only ever appended (docs/sync-protocol.md, Schema evolution): a number this
+    code does not know decodes as a pseudo-member named ``reason_N``, so an older handset
+    parks the operation under that name instead of refusing the whole answer."""
 
     CONFLICT = 1  # same (handset, seq) was applied earlier with different content
     NOT_IN_STOCK = 2  # the device is not in this agent's stock
@@ -44,6 +50,17 @@ class Reason(IntEnum):
     UNKNOWN_ACCOUNT = 5  # no sale of this device by this agent
     AMOUNT_TOO_LOW = 6  # a down payment that buys less than one day
     ALREADY_SOLD = 7
+    UNKNOWN_KIND = 8  # an operation kind the platform does not know (a newer handset)
+    BAD_FIELD = 9  # a field missing, of the wrong type or out of range (d_at included)
+
+    @classmethod
+    def _missing_(cls, value: object) -> Reason | None:
+        if type(value) is not int or not 1 <= value <= MAX_REASON:
+            return None
+        member = int.__new__(cls, value)
+        member._name_ = f"REASON_{value}"
+        member._value_ = value
+        return member
 
 
 class EntryKind(IntEnum):
@@ -104,10 +121,24 @@ Entry = Keycode | Payment | Stock | Plan | Unknown
 
 
 @dataclass(frozen=True)
+class BadOperation:
+    """An operation whose key decodes but whose kind or fields do not: the server refuses it
+    alone (``reason``) and applies the rest of the batch. ``content`` is the canonical bytes of
+    what was sent, so a replay gets the same answer and other content a ``conflict``."""
+
+    seq: int
+    kind: int  # as sent, or -1 when it was not an integer
+    reason: Reason
+    content: bytes
+    detail: str
+
+
+@dataclass(frozen=True)
 class UplinkFrame:
     handset: int
     cursor: int  # number of the last downlink entry the handset has stored
     ops: tuple[Operation, ...]
+    bad: tuple[BadOperation, ...] = ()  # decoded only; a handset never sends these
 
 
 @dataclass(frozen=True)
@@ -127,8 +158,10 @@ class DownlinkFrame:
 # -- envelope ---------------------------------------------------------------------------------
 
 
-def _seal(frame: list[object]) -> bytes:
+def _seal(frame: list[object], compress: bool = True) -> bytes:
     raw = msgpack.packb(frame)
+    if not compress:
+        return raw
     packed = msgpack.packb(zlib.compress(raw, 9))
     return packed if len(packed) < len(raw) else raw
 
@@ -174,14 +207,15 @@ def _list(value: object, what: str, limit: int, min_len: int = 0) -> list[object
 
 def _fields(frame: list[object], count: int, what: str) -> list[object]:
     if len(frame) < count:
-        raise FrameError(f"{what} frame has {len(frame)} fields, needs {count}", code="bad_field")
+        raise FrameError(f"{what} has {len(frame)} fields, needs {count}")
     return frame[:count]  # trailing fields are a newer minor schema: ignored
 
 
 # -- uplink -----------------------------------------------------------------------------------
 
 
-def encode_uplink(frame: UplinkFrame) -> bytes:
+def encode_uplink(frame: UplinkFrame, *, compress: bool = True) -> bytes:
+    """The body; deflated when that is strictly smaller, unless `compress` is False."""
     ops = frame.ops
     base_seq = ops[0].seq if ops else 0
     base_at = min((op.at for op in ops), default=0)
@@ -190,24 +224,58 @@ def encode_uplink(frame: UplinkFrame) -> bytes:
     for op in ops:
         rows.append([op.seq - prev, int(op.kind), op.at - base_at, *op.fields])
         prev = op.seq
-    return _seal([VERSION, frame.handset, frame.cursor, base_seq, base_at, rows])
+    return _seal([VERSION, frame.handset, frame.cursor, base_seq, base_at, rows], compress)
 
 
 def decode_uplink(body: bytes) -> UplinkFrame:
+    """The frame, or FrameError for a frame-level fault (envelope, header fields, an op row
+    that is not an array or whose ``d_seq`` breaks the key order). A fault inside one
+    operation (kind, ``d_at``, fields) refuses that operation only: it lands in ``bad``."""
     _, handset, cursor, base_seq, base_at, rows = _fields(_open(body), 6, "uplink")
     handset = check_int(handset, 1, U32, "handset")
     cursor = check_int(cursor, 0, MAX_SEQ, "cursor")
     seq = check_int(base_seq, 0, MAX_SEQ, "base_seq")
     base = check_int(base_at, 0, MAX_TIME, "base_at")
     ops: list[Operation] = []
+    bad: list[BadOperation] = []
     for i, row in enumerate(_list(rows, "ops", MAX_OPS)):
-        items = _list(row, f"ops[{i}]", 64, 3)
-        step = check_int(items[0], 0 if i == 0 else 1, MAX_SEQ, f"ops[{i}].d_seq")
-        kind = Kind(check_int(items[1], 0, max(Kind), f"ops[{i}].kind"))
-        d_at = check_int(items[2], -base, MAX_TIME, f"ops[{i}].d_at")
-        seq += step
-        ops.append(Operation.make(seq, kind, base + d_at, *items[3:]))
-    return UplinkFrame(handset, cursor, tuple(ops))
+        if not isinstance(row, list) or not row:
+            raise FrameError(f"ops[{i}] is not a non-empty array [d_seq, kind, d_at, ...]")
+        seq += check_int(row[0], 0 if i == 0 else 1, 0 if i == 0 else MAX_SEQ, f"ops[{i}].d_seq")
+        check_int(seq, 1, MAX_SEQ, f"ops[{i}] seq (base_seq + d_seq)")
+        try:
+            ops.append(_operation(seq, base, row, f"ops[{i}]"))
+        except _Refused as refused:
+            kind = row[1] if len(row) > 1 and type(row[1]) is int and row[1] <= MAX_SEQ else -1
+            at = base + row[2] if len(row) > 2 and type(row[2]) is int else None
+            content = msgpack.packb([*row[1:2], at, *row[3:]])
+            bad.append(BadOperation(seq, kind, refused.reason, content, refused.detail))
+    return UplinkFrame(handset, cursor, tuple(ops), tuple(bad))
+
+
+class _Refused(Exception):
+    def __init__(self, reason: Reason, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+def _operation(seq: int, base_at: int, row: list[object], what: str) -> Operation:
+    """One op row past its key; _Refused names the reason the server refuses it with."""
+    try:
+        if len(row) < 3 or len(row) > MAX_ROW:
+            raise FrameError(f"{what}: {len(row)} items, need 3..{MAX_ROW}")
+        number = check_int(row[1], 0, MAX_SEQ, f"{what}.kind")
+        try:
+            kind = Kind(number)
+        except ValueError:
+            raise _Refused(
+                Reason.UNKNOWN_KIND, f"{what}: unknown operation kind {number}"
+            ) from None
+        d_at = check_int(row[2], 0, MAX_TIME - base_at, f"{what}.d_at")
+        return Operation.make(seq, kind, base_at + d_at, *row[3:])
+    except FrameError as exc:
+        raise _Refused(Reason.BAD_FIELD, exc.detail) from exc
 
 
 # -- downlink ---------------------------------------------------------------------------------
@@ -269,7 +337,7 @@ def _fmt(value: object, what: str) -> KeycodeFormat:
 
 
 def entry_from_row(row: object, what: str = "entry") -> Entry:
-    items = _list(row, what, 64, 1)
+    items = _list(row, what, MAX_ROW, 1)
     kind = check_int(items[0], 0, 127, f"{what}.kind")
     if kind > max(EntryKind):
         return Unknown(kind)  # schema evolution: a newer server's entry kind
@@ -307,14 +375,16 @@ def entry_from_row(row: object, what: str = "entry") -> Entry:
             )
 
 
-def encode_downlink(frame: DownlinkFrame) -> bytes:
+def encode_downlink(frame: DownlinkFrame, *, compress: bool = True) -> bytes:
+    """The body; deflated when that is strictly smaller, unless `compress` is False."""
     rejected: list[int] = []
     for seq, reason in sorted(frame.rejected):
         rejected += [seq, int(reason)]
     done = runs([*frame.acked, *(seq for seq, _ in frame.rejected)])
     rows = [entry_to_row(entry) for entry in frame.entries]
     return _seal(
-        [VERSION, frame.server_ms, done, rejected, frame.first_entry, rows, int(frame.more)]
+        [VERSION, frame.server_ms, done, rejected, frame.first_entry, rows, int(frame.more)],
+        compress,
     )
 
 
@@ -328,7 +398,7 @@ def decode_downlink(body: bytes) -> DownlinkFrame:
     rejected: dict[int, Reason] = {}
     for i in range(0, len(flat), 2):
         seq = check_int(flat[i], 1, MAX_SEQ, f"rejected[{i}]")
-        code = check_int(flat[i + 1], min(Reason), max(Reason), f"rejected[{i + 1}]")
+        code = check_int(flat[i + 1], 1, MAX_REASON, f"rejected[{i + 1}]")
         rejected[seq] = Reason(code)
     if not set(rejected) <= set(done):
         raise FrameError("rejected seqs missing from done", code="bad_field")

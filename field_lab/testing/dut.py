@@ -2,9 +2,10 @@
 driven with `expect` as pytest-embedded and labgrid drive consoles.
 
 `Dut` reads through `meter_sim.trace.targets` (the replay tool's links: `tcp://HOST:PORT`, or
-any pyserial port or URL: `/dev/ttyUSB0`, `/dev/pts/3`, `socket://`, `rfc2217://`, `loop://`),
-keeps what arrived in a buffer, and `expect` consumes it up to the first match. `command`
-speaks the line protocol of docs/line-protocol.md: one request line, one `OK`/`ERR` answer.
+any pyserial port or URL: `/dev/ttyUSB0`, `/dev/pts/3`, `socket://`, `rfc2217://`, `loop://`)
+with `meter_sim.line_client.LineClient`, which keeps what arrived in a buffer that `expect`
+consumes up to the first match. `command` speaks the line protocol of docs/line-protocol.md:
+one request line, one `OK`/`ERR` answer; `status()`, `code()`, `reset()`... are its typed calls.
 `simulator` starts `meter-sim serve` as a child process so the same tests run without hardware.
 """
 
@@ -15,32 +16,40 @@ import re
 import selectors
 import subprocess
 import sys
-import time
-from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import IO
 
 from field_lab.net import LOOPBACK
 from field_lab.testing.errors import DutTimeout, DutUnreachable, FixtureError
+from meter_sim.line_client import (
+    AnswerTimeout,
+    BadRequest,
+    CodeAnswer,
+    Hello,
+    KeyAnswer,
+    LineClient,
+    LinkDown,
+    Pattern,
+    Status,
+)
 from meter_sim.trace.errors import TargetError
-from meter_sim.trace.targets import Link, SerialLink, open_target
+from meter_sim.trace.targets import Link, SerialLink, SerialSettings, open_target
 
 DEFAULT_TIMEOUT_S = 10.0
 DEFAULT_BAUD = 115_200
 START_TIMEOUT_S = 15.0
 """How long the simulator may take to say where it serves."""
-KEPT_LINES = 20
-"""Lines of device output kept for error messages."""
-ANSWER = re.compile(r"^(?:OK|ERR) [^\r\n]*(?=\r?\n)", re.MULTILINE)
-"""One answer line of the line protocol."""
 PROTOCOLS = ("nexus-full", "nexus-small", "openpaygo")
-
-Pattern = str | re.Pattern[str]
 
 
 class Dut:
-    """A device under test behind a byte link; see the module docstring."""
+    """A device under test behind a byte link; see the module docstring.
+
+    The line protocol is spoken by `client` (`meter_sim.line_client.LineClient`): its typed
+    calls (`status()`, `code(text)`, `reset()`...) are here too, with the link's failures as
+    `DutUnreachable` and `DutTimeout`; an `ERR` answer raises `LineClient`'s `Refused`.
+    """
 
     def __init__(self, link: Link, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
         if not timeout_s > 0:
@@ -48,22 +57,12 @@ class Dut:
         self.link = link
         self.name = link.name
         self.timeout_s = timeout_s
-        self._buffer = ""
-        self._lines: deque[str] = deque(maxlen=KEPT_LINES)
-        self._partial = ""
+        self.client = LineClient(link, timeout=timeout_s)
 
     def write(self, line: str) -> None:
         """Send one line (a newline is added unless it ends with one); ASCII only."""
-        if not line.endswith("\n"):
-            line += "\n"
-        try:
-            data = line.encode("ascii")
-        except UnicodeEncodeError as exc:
-            raise FixtureError(f"payg_dut: write ASCII only, got {line!r}") from exc
-        try:
-            self.link.write(data)
-        except TargetError as exc:
-            raise DutUnreachable(str(exc)) from exc
+        with _as_dut_errors():
+            self.client.write(line)
 
     def expect(
         self, pattern: Pattern | Sequence[Pattern], timeout: float | None = None
@@ -71,66 +70,89 @@ class Dut:
         """Wait for `pattern` (a regex, or a list of them: the earliest match wins) in what the
         device said since the last match; consume up to the match's end and return it.
         Raises DutTimeout, naming the pattern and the last lines seen, after `timeout` s."""
-        patterns = [pattern] if isinstance(pattern, str | re.Pattern) else list(pattern)
-        if not patterns:
-            raise FixtureError("expect: give at least one pattern")
-        compiled = [re.compile(p, re.MULTILINE) if isinstance(p, str) else p for p in patterns]
-        wait = self.timeout_s if timeout is None else timeout
-        deadline = time.monotonic() + wait
-        while True:  # bounded: each turn reads until the deadline at most
-            found = [m for m in (c.search(self._buffer) for c in compiled) if m is not None]
-            if found:
-                match = min(found, key=lambda m: m.start())
-                self._buffer = self._buffer[match.end() :]
-                return match
-            left = deadline - time.monotonic()
-            if left <= 0:
-                shown = " or ".join(repr(c.pattern) for c in compiled)
-                seen = "\n".join(f"    {line}" for line in self.lines) or "    (nothing)"
-                raise DutTimeout(
-                    f"{self.name}: expected {shown} within {wait:g} s; last lines seen:\n{seen}"
-                )
-            self._receive(left)
+        with _as_dut_errors():
+            return self.client.expect(pattern, timeout)
 
     def command(self, line: str, timeout: float | None = None) -> str:
         """Send one line-protocol request and return its answer line (``OK ...`` or
         ``ERR <code> <message>``), without the newline."""
-        if "\n" in line.rstrip("\n") or not line.strip():
-            raise FixtureError(f"command: one non-blank request line, got {line!r}")
-        self.write(line)
-        return self.expect(ANSWER, timeout).group(0)
+        with _as_dut_errors():
+            return self.client.command(line, timeout)
+
+    def hello(self) -> Hello:
+        with _as_dut_errors():
+            return self.client.hello()
+
+    def key(self, key: str) -> KeyAnswer:
+        with _as_dut_errors():
+            return self.client.key(key)
+
+    def code(self, text: str) -> CodeAnswer:
+        with _as_dut_errors():
+            return self.client.code(text)
+
+    def time(self, seconds: float) -> float:
+        with _as_dut_errors():
+            return self.client.time(seconds)
+
+    def wait(self, seconds: float) -> float:
+        with _as_dut_errors():
+            return self.client.wait(seconds)
+
+    def status(self) -> Status:
+        with _as_dut_errors():
+            return self.client.status()
+
+    def power(self) -> str:
+        with _as_dut_errors():
+            return self.client.power()
+
+    def reset(self) -> float:
+        """Back to a factory meter (the simulator's RESET), for test isolation."""
+        with _as_dut_errors():
+            return self.client.reset()
 
     @property
     def lines(self) -> list[str]:
         """The last complete lines the device sent (at most KEPT_LINES), oldest first."""
-        return list(self._lines)
+        return self.client.lines
 
     def close(self) -> None:
-        self.link.close()
-
-    def _receive(self, timeout: float) -> None:
-        try:
-            data = self.link.read(min(timeout, 0.2))
-        except TargetError as exc:
-            raise DutUnreachable(str(exc)) from exc
-        if not data:
-            return
-        text = data.decode("ascii", errors="replace")
-        self._buffer += text
-        self._partial += text
-        *complete, self._partial = self._partial.split("\n")
-        self._lines.extend(line.rstrip("\r") for line in complete)
+        self.client.close()
 
 
-def open_dut(url: str, *, baud: int = DEFAULT_BAUD, timeout_s: float = DEFAULT_TIMEOUT_S) -> Dut:
-    """A `Dut` on `tcp://HOST:PORT` or any pyserial port or URL, at `baud` where that means
-    something."""
+@contextlib.contextmanager
+def _as_dut_errors() -> Iterator[None]:
+    """The client's failures as the fixture's: whose fault, in field_lab's hierarchy."""
+    try:
+        yield
+    except BadRequest as exc:
+        raise FixtureError(f"payg_dut: {exc}") from exc
+    except AnswerTimeout as exc:
+        raise DutTimeout(str(exc)) from exc
+    except LinkDown as exc:
+        raise DutUnreachable(str(exc)) from exc
+
+
+def open_dut(
+    url: str,
+    *,
+    baud: int = DEFAULT_BAUD,
+    serial: SerialSettings | None = None,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+) -> Dut:
+    """A `Dut` on `tcp://HOST:PORT` or any pyserial port or URL, at `baud` (or with all of
+    `serial`'s framing: parity, data and stop bits, flow control) where that means something."""
     if not url:
         raise FixtureError("payg_dut: the device URL is empty")
-    if not isinstance(baud, int) or baud <= 0:
+    if not isinstance(baud, int) or isinstance(baud, bool) or baud <= 0:
         raise FixtureError(f"payg_dut: baud must be a positive int, got {baud!r}")
     try:
-        link = open_target(url) if url.startswith("tcp://") else SerialLink(url, baudrate=baud)
+        settings = serial if serial is not None else SerialSettings(baudrate=baud)
+    except ValueError as exc:
+        raise FixtureError(f"payg_dut: {exc}") from exc
+    try:
+        link = open_target(url) if url.startswith("tcp://") else SerialLink(url, settings=settings)
     except (TargetError, ValueError) as exc:
         raise DutUnreachable(f"payg_dut: cannot open {url}: {exc}") from exc
     return Dut(link, timeout_s=timeout_s)

@@ -13,6 +13,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from meter_sim.line_protocol import check_word
 from meter_sim.meter import MAX_OPENPAYGO_COUNT, Meter
 from meter_sim.nexus.policy import Quirk
 from meter_sim.openpaygo.policy import C_EXAMPLE_BLOCKING, PRESETS, TokenQuirk
@@ -150,7 +151,7 @@ class DeviceConfig:
         config = cls(
             protocol=protocol,
             key=key,
-            payg_id=f.text("payg_id", limit=64) if f.has("payg_id") else "",
+            payg_id=_payg_id(f) if f.has("payg_id") else "",
             starting_code=(
                 f.integer("starting_code", 0, 999_999_999)
                 if openpaygo and f.has("starting_code")
@@ -199,6 +200,15 @@ def load_device(path: str | Path) -> DeviceConfig:
     except (ValueError, RecursionError) as exc:
         raise TraceFormatError(f"not usable JSON: {exc}", source=source) from None
     return DeviceConfig.from_fields(Fields(obj, path="device", source=source, line=None))
+
+
+def _payg_id(f: Fields) -> str:
+    """The PAYG id, if it can stand as one word of an answer (`id=<payg id>`)."""
+    text = f.text("payg_id", limit=64)
+    try:
+        return check_word(f"{f.path}.payg_id", text) if text else text
+    except ValueError as exc:
+        raise f.error(str(exc)) from None
 
 
 QUIRKS = frozenset(q.value for q in Quirk) | frozenset(q.value for q in TokenQuirk)

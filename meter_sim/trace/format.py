@@ -52,9 +52,13 @@ KINDS: dict[str, Kind] = {
     "power": Kind("POWER", None),
     "status": Kind("STATUS", None),
     "hello": Kind("HELLO", None),
+    "reset": Kind("RESET", None),
+    "connect": Kind("HELLO", None),
     "line": Kind(None, "line"),
 }
-"""Event kinds. `line` carries any other request verbatim (what a jig sent on a tapped wire)."""
+"""Event kinds. `line` carries any other request verbatim (what a jig sent on a tapped wire);
+`connect` marks where a connection to the device started (replay opens a new one there and
+asks HELLO)."""
 
 Arg = str | float | None
 
@@ -80,6 +84,8 @@ class Event:
         return f"{kind.verb} {text}"
 
     def label(self) -> str:
+        if self.kind == "connect":
+            return "(new connection) HELLO"
         return self.command() if self.kind != "line" else f"(line) {self.arg}"
 
 

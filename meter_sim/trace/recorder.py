@@ -17,15 +17,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from meter_sim.framing import Frame, Framed, LineFramer
 from meter_sim.keypad import Keypad
-from meter_sim.line_protocol import MAX_LINE, LineSession, describe, format_seconds
+from meter_sim.line_protocol import (
+    MAX_LINE,
+    Device,
+    LineSession,
+    blank,
+    describe,
+    format_seconds,
+)
 from meter_sim.meter import KeyResult, Meter, Result
 from meter_sim.nv import NVStatus, Snapshot
 from meter_sim.storage import Storage
 from meter_sim.trace.device import DeviceConfig, simulator_version
 from meter_sim.trace.errors import RecordError
 from meter_sim.trace.format import Arg, Event, Header, TraceWriter
-from meter_sim.trace.lines import Garbage, Line, LineSplitter
+from meter_sim.trace.lines import Line, LineSplitter
 from meter_sim.trace.replies import Reply, ReplyError, parse_reply
 
 EventSink = Callable[[Event], None]
@@ -247,7 +255,7 @@ def classify(line: str) -> tuple[str, Arg]:
             return "advance", quantise(value)
     if verb == "WAIT":
         return "wait", line
-    if verb in ("POWER", "STATUS", "HELLO") and not rest:
+    if verb in ("POWER", "STATUS", "HELLO", "RESET") and not rest:
         return verb.lower(), None
     return "line", line
 
@@ -264,7 +272,7 @@ class WireRecorder:
 
     def __init__(self, sink: EventSink) -> None:
         self._sink = sink
-        self._requests = LineSplitter(MAX_LINE + 1)
+        self._requests = LineFramer(MAX_LINE)
         self._answers = LineSplitter()
         self._pending: deque[_Pending | None] = deque()
         self.unanswered = 0
@@ -273,12 +281,16 @@ class WireRecorder:
         """Requests that cannot be carried in a trace (too long, not ASCII)."""
 
     def request(self, data: bytes, now: float) -> None:
+        """Requests framed as the device frames them: each non-blank line gets one answer."""
         for item in self._requests.feed(data):
-            if isinstance(item, Garbage) or len(item.text) > MAX_LINE:
+            if isinstance(item, Frame) and blank(item.raw):
+                continue  # a blank line: the device answers nothing
+            text = _carried(item)
+            if text is None:
                 self._pending.append(None)
                 self.skipped += 1
             else:
-                kind, arg = classify(item.text)
+                kind, arg = classify(text)
                 self._pending.append(_Pending(now, kind, arg))
 
     def answer(self, data: bytes, now: float) -> None:
@@ -318,25 +330,50 @@ def _settle(pending: _Pending, reply: Reply | None) -> Event:
 
 
 class RecordingSession(LineSession):
-    """A line-protocol session that records every exchange (for `meter-sim serve --record`)."""
+    """A line-protocol session that records every exchange (for `meter-sim serve --record`).
+
+    It records each line as the session framed it, with the answer it got, so CR-ended lines
+    and refused ones pair exactly; its first event marks the connection's start (`connect`).
+    Lines a trace cannot carry (too long, not printable ASCII) are counted in `skipped`.
+    """
 
     def __init__(
         self,
-        meter: Meter,
+        meter: Meter | Device,
         clock: Callable[[], float] | None,
         sink: EventSink,
         stamp: Callable[[], float],
     ) -> None:
         super().__init__(meter, clock)
-        self.wire = WireRecorder(sink)
+        self._sink = sink
         self._stamp = stamp
+        self.skipped = 0
+        sink(Event("connect", stamp()))
 
-    def feed(self, data: bytes) -> bytes:
-        out = super().feed(data)
-        now = self._stamp()
-        self.wire.request(data, now)
-        self.wire.answer(out, now)
-        return out
+    def exchanged(self, item: Framed, response: bytes | None) -> None:
+        if response is None:
+            return
+        text = _carried(item)
+        if text is None:
+            self.skipped += 1
+            return
+        kind, arg = classify(text)
+        try:
+            reply: Reply | None = parse_reply(response.decode("ascii", "replace").rstrip("\n"))
+        except ReplyError:
+            reply = None
+        self._sink(_settle(_Pending(self._stamp(), kind, arg), reply))
+
+
+def _carried(item: Framed) -> str | None:
+    """The request line as a trace carries it, or None when it cannot be carried."""
+    if not isinstance(item, Frame) or len(item.raw) > MAX_LINE:
+        return None
+    try:
+        text = item.raw.decode("ascii").replace("\t", " ")
+    except UnicodeDecodeError:
+        return None
+    return text if text.isprintable() else None
 
 
 def _both_are_meters(meter: Meter, recorder: TraceRecorder) -> tuple[MeterLike, MeterLike]:

@@ -52,6 +52,8 @@ class Send:
     data: bytes
     due: float
     """Seconds after the replay started at which to write `data` (0 as fast as possible)."""
+    reconnect: bool = False
+    """Open a new connection to the device before writing (a recorded connection start)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +168,7 @@ class Replayer:
         self._hello_error: Value | None = None
         """The error code a device without HELLO answers it with, once seen."""
         self._timeouts = 0
+        self._sent_event = False
         self._splitter = LineSplitter()
         self._t0 = trace.events[0].t if trace.events else 0.0
         self._table: dict[tuple[Phase, type], Callable[[object], None]] = {
@@ -202,7 +205,12 @@ class Replayer:
             return None
         event = self.trace.events[self._next]
         self.phase = Phase.AWAITING
-        return Send(self._next, event.command().encode("ascii") + b"\n", self._due(self._next))
+        data = event.command().encode("ascii") + b"\n"
+        reconnect = event.kind == "connect" and self._sent_event
+        self._sent_event = True
+        if reconnect:
+            self._splitter.clear()  # what was half-received belongs to the old connection
+        return Send(self._next, data, self._due(self._next), reconnect)
 
     def receive(self, data: bytes) -> None:
         for item in self._splitter.feed(data):
@@ -244,6 +252,9 @@ class Replayer:
             self._incident("stale", self._next, f"OK {got.verb} cannot answer {event.label()}")
             return
         self._timeouts = 0
+        if event.kind == "connect":
+            self._check(Status.MATCH, got)  # the device answers on the new connection
+            return
         if event.reply is None:
             self._check(Status.UNCHECKED, got)
             return

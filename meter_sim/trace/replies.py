@@ -22,6 +22,7 @@ POSITIONAL: Mapping[str, tuple[str, ...]] = {
     "TIME": ("time",),
     "STATUS": (),
     "POWER": (),
+    "RESET": (),
 }
 """Per verb, the names of the words before the `name=value` fields."""
 

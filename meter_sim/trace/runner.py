@@ -5,6 +5,7 @@ The clock and sleep are parameters so tests drive pacing without waiting on the 
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,22 +35,36 @@ def replay(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
     timing: Timing | None = None,
+    key_gap: float = 0.0,
 ) -> Result:
-    """Replay `trace` on `link`; returns the comparisons. Never waits longer than the bounds."""
+    """Replay `trace` on `link`; returns the comparisons. Never waits longer than the bounds.
+
+    `key_gap` paces keys: a KEY request goes out at least that many seconds after the one
+    before it, whatever the speed (a real keypad's debounce and scan time)."""
     if not timeout > 0:
         raise ValueError("timeout must be positive")
+    if not (math.isfinite(key_gap) and key_gap >= 0):
+        raise ValueError(f"key_gap must be a non-negative number of seconds, got {key_gap!r}")
     core = Replayer(trace, speed=speed, max_timeouts=max_timeouts)
     timing = timing if timing is not None else Timing()
     start = clock()
+    last_key = -math.inf
     try:
         while not core.finished:
             send = core.next_send()
             if send is None:
                 continue
-            delay = start + send.due - clock()
+            due = send.due
+            if key_gap and send.index >= 0 and trace.events[send.index].kind == "key":
+                due = max(due, last_key + key_gap - start)
+            delay = start + due - clock()
             if delay > 0:
                 sleep(delay)
+            if send.reconnect:
+                link.reconnect()
             link.write(send.data)
+            if send.index >= 0 and trace.events[send.index].kind == "key":
+                last_key = clock()
             timing.sent += 1
             deadline = clock() + timeout
             while core.waiting:

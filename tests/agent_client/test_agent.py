@@ -128,7 +128,9 @@ async def test_a_200_that_is_not_a_frame_is_not_success(
         return web.Response(text="<html>buy airtime</html>", content_type="text/html")
 
     portal = await serve(captive_portal)
-    agent = await Agent.open(tmp_path / "h.db", server_url=str(portal.make_url("")), config=FAST)
+    # a backoff far longer than the test: one attempt however slow the machine is
+    patient = SyncConfig(backoff_base_s=60, backoff_cap_s=60)
+    agent = await Agent.open(tmp_path / "h.db", server_url=str(portal.make_url("")), config=patient)
     customer = await agent.register_customer("Esi", "+233200000001")
     report = await agent.sync()
     assert report.failures == 1

@@ -17,6 +17,7 @@ from agent_client.protocol.frames import (
     VERSION,
     DownlinkFrame,
     Payment,
+    Reason,
     Unknown,
     UplinkFrame,
     decode_downlink,
@@ -91,19 +92,60 @@ def test_mutated_uplink_decodes_or_is_frame_error(frame: UplinkFrame, data: st.D
     [
         ({"v": 1}, "malformed_frame"),
         ([2, 1, 0, 0, 0, []], "unsupported_version"),
-        ([VERSION, 1, 0, 0, 0], "bad_field"),
+        ([VERSION, 1, 0, 0, 0], "malformed_frame"),  # too few fields
+        ([VERSION, 1, 0, 1, 0, [5]], "malformed_frame"),  # an op row that is not an array
+        ([VERSION, 1, 0, 1, 0, [[]]], "malformed_frame"),  # an op row without d_seq
         ([VERSION, "1", 0, 0, 0, []], "bad_field"),
-        ([VERSION, 1, 0, 0, 0, [[0, 2, 0, 5]]], "bad_field"),
-        ([VERSION, 1, 0, 0, 0, [[0, 9, 0, 5, 1]]], "bad_field"),
-        ([VERSION, 1, 0, 0, 0, [[0, 2, 0, True, 1]]], "bad_field"),
+        ([VERSION, 1, 0, 0, 0, [[0, 2, 0, 5, 1]]], "bad_field"),  # seq 0
+        ([VERSION, 1, 0, 1, 0, [[1, 2, 0, 5, 1]]], "bad_field"),  # first d_seq is not 0
         ([VERSION, 1, 0, 1, 0, [[0, 2, 0, 5, 1], [0, 2, 0, 5, 1]]], "bad_field"),
-        ([VERSION, 1, 0, 1, 0, [[0, 0, 0, "", "123"]]], "bad_field"),
+        ([VERSION, 1, 0, 1, 0, [[0, 2, 0, 5, 1], ["1", 2, 0, 5, 1]]], "bad_field"),
     ],
 )
 def test_invalid_uplink_names_the_problem(obj: object, code: str) -> None:
     with pytest.raises(FrameError) as info:
         decode_uplink(msgpack.packb(obj))
     assert info.value.code == code
+
+
+@pytest.mark.parametrize(
+    ("row", "reason"),
+    [
+        ([0, 2, 0, 5], Reason.BAD_FIELD),  # a field missing
+        ([0, 9, 0, 5, 1], Reason.UNKNOWN_KIND),
+        ([0, "2", 0, 5, 1], Reason.BAD_FIELD),
+        ([0, 2, 0, True, 1], Reason.BAD_FIELD),
+        ([0, 0, 0, "", "123"], Reason.BAD_FIELD),
+        ([0, 0, 0, "x" * 65, "123"], Reason.BAD_FIELD),
+        ([0, 2, 0, 5, 0], Reason.BAD_FIELD),  # amount 0
+        ([0, 2, -1, 5, 1], Reason.BAD_FIELD),  # d_at below base_at
+        ([0, 2, 0, 5, 1, *range(61)], Reason.BAD_FIELD),  # a row of 65 items
+    ],
+)
+def test_a_bad_operation_is_refused_alone(row: list[object], reason: Reason) -> None:
+    good = [1, 2, 0, 7, 100]
+    frame = decode_uplink(msgpack.packb([VERSION, 1, 0, 10, 5, [row, good]]))
+    assert [(b.seq, b.reason) for b in frame.bad] == [(10, reason)]
+    assert frame.ops == (Operation.make(11, Kind.RECORD_PAYMENT, 5, 7, 100),)
+
+
+@given(uplink_frames(), st.data())
+def test_one_garbage_operation_never_poisons_the_batch(
+    frame: UplinkFrame, data: st.DataObject
+) -> None:
+    if not frame.ops:
+        return
+    raw = encode_uplink(frame, compress=False)
+    _, handset, cursor, base_seq, base_at, rows = msgpack.unpackb(raw)
+    victim = data.draw(st.integers(0, len(rows) - 1))
+    junk = st.one_of(st.integers(-5, 2**40), st.text(max_size=70), st.booleans(), st.none())
+    rows[victim] = [rows[victim][0], *data.draw(st.lists(junk, max_size=8))]
+    decoded = decode_uplink(msgpack.packb([VERSION, handset, cursor, base_seq, base_at, rows]))
+    seqs = [op.seq for op in frame.ops]
+    assert [op.seq for op in decoded.ops] + [b.seq for b in decoded.bad] != []
+    assert {op.seq for op in decoded.ops} | {b.seq for b in decoded.bad} == set(seqs)
+    kept = [op for op in frame.ops if op.seq != seqs[victim]]
+    assert [op for op in decoded.ops if op.seq != seqs[victim]] == kept
 
 
 def test_trailing_fields_from_a_newer_schema_are_ignored() -> None:
@@ -122,11 +164,17 @@ def test_entry_kinds_from_a_newer_server_keep_their_place() -> None:
 def test_oversized_body_and_inflation_bomb_are_refused() -> None:
     with pytest.raises(FrameError) as info:
         decode_uplink(b"\x90" * (MAX_BODY_BYTES + 1))
-    assert info.value.code == "too_large"
+    assert (info.value.code, info.value.status) == ("too_large", 413)
     bomb = msgpack.packb(zlib.compress(b"\x00" * (4 * 1024 * 1024)))
     with pytest.raises(FrameError) as info:
         decode_uplink(bomb)
-    assert info.value.code == "too_large"
+    assert (info.value.code, info.value.status) == ("too_large", 413)
+
+
+def test_a_reason_this_code_does_not_know_is_kept_by_number() -> None:
+    body = msgpack.packb([VERSION, 5, [3, 1], [3, 42], 1, [], 0])
+    ((seq, reason),) = decode_downlink(body).rejected
+    assert (seq, int(reason), reason.name) == (3, 42, "REASON_42")
 
 
 def test_trailing_garbage_is_refused() -> None:

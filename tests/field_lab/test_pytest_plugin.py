@@ -21,6 +21,7 @@ from field_lab.testing.errors import DutTimeout, DutUnreachable, FixtureError
 from field_lab.testing.link import LinkSpec, PaygLink
 from field_lab.testing.platform import PaygPlatform, PlatformSpec
 from meter_sim import Outcome
+from meter_sim.line_client import Refused
 from server_stub.faults import PlatformFaults
 
 pytest_plugins = ["pytester"]
@@ -230,6 +231,16 @@ def test_the_simulated_device_answers_the_line_protocol(payg_dut: Dut) -> None:
     assert payg_dut.command("FLY").startswith("ERR unknown-command 'FLY' is not one of: CODE")
     assert payg_dut.command("CODE *123 456 789 012 34#").startswith("OK CODE invalid credit=0")
     assert payg_dut.name.startswith("tcp://127.0.0.1:")
+    # the typed calls of meter_sim's LineClient, and RESET for the next test's isolation
+    assert payg_dut.hello().protocol == "nexus-full"
+    assert payg_dut.status().time == 3600.0
+    assert payg_dut.reset() == 0.0
+    assert payg_dut.status().credit == 0.0
+    with pytest.raises(Refused) as refused:
+        payg_dut.code("")
+    assert refused.value.code == "bad-argument"
+    with pytest.raises(FixtureError, match="seconds must be a number 0"):
+        payg_dut.time(-1)  # the test's mistake: never sent
 
 
 # -- payg_link's controls, each seen on a real handset's sync ----------------------------------

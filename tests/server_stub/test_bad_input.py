@@ -7,6 +7,7 @@ import hashlib
 import json
 import sqlite3
 import time
+import zlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from agent_client.protocol.auth import HandsetKey
 from agent_client.protocol.frames import (
     MAX_BODY_BYTES,
     VERSION,
+    Keycode,
     Reason,
     UplinkFrame,
     decode_downlink,
@@ -116,6 +118,9 @@ async def refused(h: Handset, db: Path, body: bytes, status: int, code: str, **k
         (msgpack.packb([VERSION, 1, 0, 0, 0, [[0, 2, 0, "12", 300]]]), "bad_field"),
         (msgpack.packb([VERSION, 1, 0, 0, 0, [[0, 2, 0, 5, -1]]]), "bad_field"),
         (msgpack.packb([VERSION, 1, "0", 0, 0, []]), "bad_field"),
+        (msgpack.packb([VERSION, 1, 0, 0, 0]), "malformed_frame"),  # too few fields
+        (msgpack.packb([VERSION, 1, 0, 1, 0, [[1, 2, 0, 5, 1]]]), "bad_field"),  # d_seq 1st
+        (msgpack.packb([VERSION, 1, 0, 1, 0, ["row"]]), "malformed_frame"),
     ],
 )
 async def test_malformed_frames(env: Env, body: bytes, code: str) -> None:
@@ -126,6 +131,48 @@ async def test_malformed_frames(env: Env, body: bytes, code: str) -> None:
 async def test_oversized_body(env: Env) -> None:
     h, _, db = env
     await refused(h, db, b"\x00" * (MAX_BODY_BYTES + 1), 413, "too_large")
+
+
+async def test_over_inflating_body_is_413(env: Env) -> None:
+    h, _, db = env
+    bomb = msgpack.packb(zlib.compress(b"\x00" * (2 * 1024 * 1024), 9))
+    assert len(bomb) < MAX_BODY_BYTES
+    await refused(h, db, bomb, 413, "too_large")
+
+
+async def test_one_invalid_operation_is_refused_alone(env: Env) -> None:
+    """A batch holding one operation with a bad field (a 65-character name): that one is
+    refused with `bad_field` (reason 9), the others are applied and acknowledged; a replay
+    gets the same answer, and the same seq with other content is a conflict."""
+    h, platform, db = env
+    device = platform.agents[0].devices[0]
+    rows = [
+        [0, 0, 0, "Esi Mensah", "+233200000001"],
+        [1, 0, 0, "x" * 65, "+233200000002"],  # the poison
+        [1, 1, 0, 1, device, platform.plan, 3 * PRICE_PER_DAY],
+        [1, 9, 0, "a kind from a newer app"],
+        [1, 2, 0, device, 0],  # amount 0
+        [1, 2, 0, device, PRICE_PER_DAY],
+    ]
+    body = msgpack.packb([VERSION, h.handset, 0, 1, 1_795_000_000, rows])
+    status, raw = await h.post(body)
+    assert status == 200
+    assert isinstance(raw, bytes)
+    reply = decode_downlink(raw)
+    bad, unknown = Reason.BAD_FIELD, Reason.UNKNOWN_KIND
+    assert reply.rejected == ((2, bad), (4, unknown), (5, bad))
+    assert reply.acked == (1, 3, 6)
+    keycodes = [e for e in reply.entries if isinstance(e, Keycode)]
+    assert [(k.op_seq, k.device) for k in keycodes] == [(3, device), (6, device)]
+    again = decode_downlink((await h.post(body))[1])  # type: ignore[arg-type]
+    assert (again.acked, again.rejected) == (reply.acked, reply.rejected)
+    fixed = frame(h.handset, Operation.make(2, Kind.REGISTER_CUSTOMER, 1, "Esi", "+2332"))
+    assert decode_downlink((await h.post(fixed))[1]).rejected == (  # type: ignore[arg-type]
+        (2, Reason.CONFLICT),
+    )
+    with sqlite3.connect(db) as conn:
+        outcomes = conn.execute("SELECT seq, outcome FROM ops ORDER BY seq").fetchall()
+    assert outcomes == [(1, 0), (2, 9), (3, 0), (4, 8), (5, 9), (6, 0)]
 
 
 async def test_bad_signature_and_missing_auth(env: Env) -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from agent_client.protocol.auth import Claim, HandsetKey
 from agent_client.protocol.errors import AuthError
-from agent_client.protocol.frames import Keycode, Reason
+from agent_client.protocol.frames import Keycode, Reason, Stock
 from agent_client.protocol.ops import Kind, Operation
 from server_stub.store import Store
 
@@ -121,9 +121,11 @@ def test_keycodes_and_stock_come_down_in_order_with_paging(
 ) -> None:
     store, stamp = opened
     first = store.exchange(stamp(), sale_ops(seeded), 0, 1)
-    # a plan, 12 devices of stock, then the sale's keycode
+    # a plan, 12 devices of stock, the sold device's stock out, then the sale's keycode
     assert first.first_entry == 1
-    assert len(first.entries) == 14
+    assert len(first.entries) == 15
+    sold = seeded.stock["ama"][0]
+    assert first.entries[-2] == Stock(sold, seeded.secrets[sold].format, False)
     assert first.entries[-1] == Keycode(
         2,
         seeded.stock["ama"][0],

@@ -15,7 +15,7 @@ from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
 from meter_sim import Meter
-from meter_sim.line_protocol import LineSession, VirtualClock
+from meter_sim.line_protocol import Device, LineSession, VirtualClock
 from meter_sim.serve import open_pty, serve_pty, serve_tcp
 
 BANNER = b"\x00\xff\xfe BOOT fake-meter v0\r\n"
@@ -25,7 +25,7 @@ class Misbehaving(LineSession):
     """A line session whose answer to request number n (0 is the replayer's HELLO) follows
     `plan[n]`: `diverge`, `silent`, `garbage`, `partial`, `echo`, `flood` or `reboot`."""
 
-    def __init__(self, meter: Meter, plan: dict[int, str]) -> None:
+    def __init__(self, meter: Meter | Device, plan: dict[int, str]) -> None:
         super().__init__(meter)
         self.plan = plan
         self.requests = 0
@@ -99,7 +99,7 @@ def pty_device(session: LineSession) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def tcp_device(meter: Meter, make_session: Callable[[Meter], LineSession]) -> Iterator[str]:
+def tcp_device(meter: Meter, make_session: Callable[[Device], LineSession]) -> Iterator[str]:
     """Serve `meter` with meter_sim's TCP shell on 127.0.0.1; yields `tcp://127.0.0.1:PORT`."""
     bg = Background()
     stop = asyncio.Event()

@@ -58,6 +58,8 @@ def test_commands_map_onto_the_line_protocol() -> None:
     assert Event("advance", 0, 7200.0).command() == "TIME 7200"
     assert Event("power", 0).command() == "POWER"
     assert Event("line", 0, "WAIT 5").command() == "WAIT 5"
+    assert Event("reset", 0).command() == "RESET"
+    assert Event("connect", 0).command() == "HELLO"
     assert {k.verb for k in KINDS.values()} == {
         "KEY",
         "CODE",
@@ -65,6 +67,7 @@ def test_commands_map_onto_the_line_protocol() -> None:
         "POWER",
         "STATUS",
         "HELLO",
+        "RESET",
         None,
     }
 
@@ -79,6 +82,11 @@ BAD = [
     (text_of(header={"extra": 1}), 1, "unknown field 'extra'"),
     (text_of(header={"device": {"protocol": "nexus-huge"}}), 1, "device.protocol is 'nexus-huge'"),
     (text_of(header={"device": {"protocol": "nexus-full", "key": "zz"}}), 1, "hex digits"),
+    (
+        text_of(header={"device": {"protocol": "nexus-full", "payg_id": "12 34"}}),
+        1,
+        "device.payg_id must be one word",
+    ),
     (text_of(header={"device": {"protocol": "nexus-full", "key": "00"}}), 1, "32 hex digits"),
     (
         text_of(header={"device": {"protocol": "nexus-full", "key": KEY.hex(), "key_id": "x"}}),

@@ -203,7 +203,15 @@ def test_serve_record_then_replay(tmp_path: Path) -> None:
     served = _cli("serve", "--stdio", "--record", str(path), "--include-secret", stdin=script)
     assert served.returncode == 0, served.stderr
     trace = load(path)
-    assert [e.kind for e in trace.events] == ["hello", "code", "advance", "code", "status", "power"]
+    assert [e.kind for e in trace.events] == [
+        "connect",
+        "hello",
+        "code",
+        "advance",
+        "code",
+        "status",
+        "power",
+    ]
     assert trace.header.recorder == "meter-sim serve"
     assert trace.header.device.key == KEY
     replayed = _cli("replay", str(path), "--fast")

@@ -2,17 +2,30 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from meter_sim.line_protocol import LineSession
-from meter_sim.trace import Replayer, Status, Timing, load, replay
+from meter_sim.trace import (
+    DeviceConfig,
+    Event,
+    Header,
+    Replayer,
+    Status,
+    Timing,
+    TraceRecorder,
+    load,
+    replay,
+)
 from meter_sim.trace.format import Trace
 from meter_sim.trace.replay import PROBE, Phase
 from meter_sim.trace.targets import SimLink
 
+from ..helpers import KEY, full_add
 from .test_golden import GOLDEN_DIR
 
 TRACE = load(GOLDEN_DIR / "nexus_small.jsonl")
@@ -234,3 +247,66 @@ class ReplayerMachine(RuleBasedStateMachine):
 
 
 TestReplayerMachine = ReplayerMachine.TestCase
+
+
+class WriteTimes(SimLink):
+    """The simulator, noting the fake clock's time at each write and each reconnect."""
+
+    def __init__(self, link: SimLink, clock: FakeClock) -> None:
+        super().__init__(link.session)
+        self.clock = clock
+        self.writes: list[tuple[float, bytes]] = []
+        self.reconnects: list[int] = []
+
+    def write(self, data: bytes) -> None:
+        self.writes.append((self.clock.now, data))
+        super().write(data)
+
+    def reconnect(self) -> None:
+        self.reconnects.append(len(self.writes))
+        super().reconnect()
+
+
+def keyed_trace() -> Trace:
+    events: list[Event] = []
+    config = DeviceConfig("nexus-full", KEY)
+    meter = TraceRecorder(config.build(), events.append)
+    for key in full_add(1, 2).replace(" ", ""):
+        meter.press_key(key, 0.0)
+    meter.status(0.0)
+    return Trace(Header(config, timebase="device"), tuple(events))
+
+
+def test_key_gap_paces_keys_at_any_speed() -> None:
+    trace = keyed_trace()
+    clock = FakeClock()
+    link = WriteTimes(SimLink.for_device(trace.header.device), clock)
+    result = replay(trace, link, clock=clock, sleep=clock.sleep, key_gap=0.25)
+    assert result.exit_code == 0
+    keys = [t for t, data in link.writes if data.startswith(b"KEY ")]
+    assert len(keys) == len(full_add(1, 2).replace(" ", ""))
+    gaps = [b - a for a, b in itertools.pairwise(keys)]
+    assert all(abs(gap - 0.25) < 1e-9 for gap in gaps)
+    assert link.writes[-1][0] == keys[-1]  # STATUS is not a key: it is not held back
+    with pytest.raises(ValueError, match="key_gap"):
+        replay(trace, link, key_gap=-1)
+
+
+def test_a_connection_mark_opens_a_new_connection_to_the_same_device() -> None:
+    keys = full_add(1, 2).replace(" ", "")
+    half = len(keys) // 2
+    base = keyed_trace()
+    events = (
+        Event("connect", 0.0),
+        *base.events[:half],
+        Event("connect", 0.0),
+        *base.events[half:],
+    )
+    trace = Trace(base.header, events)
+    clock = FakeClock()
+    link = WriteTimes(SimLink.for_device(trace.header.device), clock)
+    result = replay(trace, link, clock=clock, sleep=clock.sleep)
+    assert result.exit_code == 0
+    assert result.count(Status.MATCH) == len(events)  # the key entry went on across connections
+    assert link.reconnects == [half + 2]  # after identify, the first mark's HELLO, half the keys
+    assert result.checks[0].event.label() == "(new connection) HELLO"
