@@ -120,7 +120,8 @@ def test_an_entry_block_is_never_shortened_by_storage(blocked: float, invalid: i
     )
     back = decode_payload(encode_payload(snap), Kind.OPENPAYGO).block
     assert back is not None
-    assert blocked <= back.blocked_until <= blocked + 0.001
+    # Rounded up, never down (beyond float noise): storage never shortens a block.
+    assert blocked - 2 * math.ulp(blocked) <= back.blocked_until <= blocked + 0.001
     assert back.invalid_count == 2**14 - 1  # saturates far past any block's growth
 
 
