@@ -1,11 +1,9 @@
-"""The lab's PNG charts are optional: with matplotlib they are drawn, without it every other
-file is still written and the run says what it skipped."""
+"""The lab's PNG charts are optional: without matplotlib every other file is still written and
+the run says what it skipped (with it, tests/field_lab/test_lab.py checks the PNGs)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-
-import pytest
 
 from field_lab.lab import output
 from field_lab.lab.stats import RunStats
@@ -24,9 +22,3 @@ def test_without_matplotlib_the_charts_are_skipped_with_a_note(tmp_path: Path) -
     assert (tmp_path / "summary.json").exists()
     assert (tmp_path / "timeseries.csv").exists()
     assert not any((tmp_path / name).exists() for name in PNGS)
-
-
-def test_with_matplotlib_the_charts_are_drawn(tmp_path: Path) -> None:
-    pytest.importorskip("matplotlib")
-    assert output.write(tmp_path, {"run": "x"}, RunStats(), SERIES) is None
-    assert all((tmp_path / name).stat().st_size > 0 for name in PNGS)
