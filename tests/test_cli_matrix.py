@@ -98,7 +98,7 @@ def _cases() -> dict[str, Case]:
         "meter state other key": Case(
             m, "session --key " + "00" * 16 + " --state nexus.img", 2, "another device key"
         ),
-        "meter state old format": Case(m, "session --state format1.img", 2, "--reset-state"),
+        "meter state old format": Case(m, "session --state format1.img", 2, "format-1"),
         "meter state in missing folder": Case(m, "session --state nodir/x.img", 2, "create it"),
         "meter state is a folder": Case(m, "session --state sub", 2, "is a directory"),
         "meter reset without state": Case(m, "session --reset-state", 2, "--state FILE"),
