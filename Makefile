@@ -4,15 +4,12 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit bench clean chaos reliability fuzz chromium screenshot
+.PHONY: run test lint typecheck unit bench clean chaos reliability fuzz chromium screenshot equivalence
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
-	@# nexus-keycode hard-depends on the enum34/typing backports; on Python 3 they only shadow
-	@# the stdlib when site-packages comes first, so remove them from our environment.
-	$(BIN)/python -m pip uninstall --quiet -y enum34 typing
+	$(BIN)/python -m pip install --quiet -e '.[test,plots]'
 	@$(MAKE) --no-print-directory chromium
 	touch $(STAMP)
 
@@ -50,6 +47,11 @@ test: lint typecheck unit
 
 bench: $(STAMP)
 	@for script in benchmarks/*.py; do echo "# $$script"; $(BIN)/python $$script || exit 1; done
+
+# Our Nexus and OpenPAYGO encoders against nexus-keycode and openpaygo on random messages
+# (`make test` runs a small sample of the same comparison).
+equivalence: $(STAMP)
+	$(BIN)/python -m tests.equivalence --nexus 100000 --openpaygo 5000 --jobs 2
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis

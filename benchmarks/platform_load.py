@@ -10,7 +10,9 @@ request's intended start, so a stalled server cannot hide its queue (no coordina
 Phases in the same run, so every figure has its own baseline:
     reports_idle        report latency with no ingest                  (the latency baseline)
     ingest_alone        sync ingest with no report traffic             (the throughput baseline)
-    ingest_with_reports both at once: ops/s and report p50/p99, each as a ratio to its baseline
+    ingest_with_reports both at once: ops/s and report p50/p99, each as a ratio to its baseline,
+                        and each sync exchange's time (sync_p50_ms, sync_p99_ms; handsets
+                        sync back to back, so this is the platform's answer time per batch)
     mm_alone            mobile-money payments (`--mm-hz`, open loop, 10 % duplicate callbacks):
                         payment to the platform's answer (keycode committed), p50/p99
                                                                        (the activation baseline)
@@ -135,16 +137,22 @@ async def ingest(
     batch: int,
     seconds: float,
     rng: random.Random,
+    exchanges: HdrHistogram | None = None,
 ) -> tuple[int, float]:
-    """Every handset syncs back to back until the deadline; returns (ops acked, elapsed)."""
+    """Every handset syncs back to back until the deadline; returns (ops acked, elapsed).
+
+    Each exchange's time (request sent to answer decoded) goes into `exchanges` when given.
+    """
     began = time.perf_counter()
     deadline = began + seconds
     total = 0
 
     async def one(h: Handset) -> None:
         nonlocal total
-        while time.perf_counter() < deadline:
+        while (sent := time.perf_counter()) < deadline:
             acked, _ = await sync_once(http, url, h, h.batch(batch, rng))
+            if exchanges is not None:
+                exchanges.record_value(max(1, int((time.perf_counter() - sent) * 1e6)))
             total += acked
 
     await asyncio.gather(*(one(h) for h in handsets))
@@ -259,12 +267,14 @@ async def main(args: argparse.Namespace) -> None:
                     handsets=args.handsets,
                     batch=args.batch,
                 )
+                syncs = HdrHistogram(1, 60_000_000, 3)  # microseconds
                 ingest_task = asyncio.create_task(
-                    ingest(http, url, handsets, args.batch, args.seconds, rng)
+                    ingest(http, url, handsets, args.batch, args.seconds, rng, syncs)
                 )
                 busy = latency(await reports(http, base, args.report_hz, args.seconds))
                 ops, elapsed = await ingest_task
                 rate = ops / elapsed
+                sync = latency(syncs)
                 emit(
                     phase="ingest_with_reports",
                     ops=ops,
@@ -276,6 +286,9 @@ async def main(args: argparse.Namespace) -> None:
                     p50_ratio=round(busy["p50_ms"] / idle["p50_ms"], 2),
                     p99_ratio=round(busy["p99_ms"] / idle["p99_ms"], 2),
                     report_hz=args.report_hz,
+                    sync_exchanges=sync["n"],
+                    sync_p50_ms=sync["p50_ms"],
+                    sync_p99_ms=sync["p99_ms"],
                 )
                 mno = MnoSimulator(
                     base + "/v1/mm/callback",

@@ -21,6 +21,7 @@ import aiohttp
 from aiohttp import web
 
 from agent_client.protocol.keycodes import KeycodeFormat
+from agent_client.protocol.version import distribution_version
 
 from .app import Platform, bearer_safe, create_app
 from .devices import MAX_SERIAL, make_devices, parse_devices_csv, write_devices_csv
@@ -82,6 +83,7 @@ def _serial(text: str) -> int:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="server-stub", description=__doc__)
+    p.add_argument("--version", action="version", version=f"%(prog)s {distribution_version()}")
     p.add_argument("--db", type=Path, default=Path(DEFAULT_DB), help="SQLite file")
     sub = p.add_subparsers(dest="command", required=True)
     serve = sub.add_parser(

@@ -35,6 +35,7 @@ from field_lab.scenario import DEFAULT
 from field_lab.world.fixture import Stocking, seed
 from meter_sim import Meter
 from meter_sim.cli import main as meter_sim_main
+from meter_sim.nv import crc16
 from meter_sim.storage import MemoryStorage
 from server_stub.app import create_app
 from server_stub.cli import main as server_stub_main
@@ -94,6 +95,10 @@ def _cases() -> dict[str, Case]:
         "meter state other kind": Case(
             m, "session --protocol openpaygo --state nexus.img", 2, "kind nexus-full"
         ),
+        "meter state other key": Case(
+            m, "session --key " + "00" * 16 + " --state nexus.img", 2, "another device key"
+        ),
+        "meter state old format": Case(m, "session --state format1.img", 2, "format-1"),
         "meter state in missing folder": Case(m, "session --state nodir/x.img", 2, "create it"),
         "meter state is a folder": Case(m, "session --state sub", 2, "is a directory"),
         "meter reset without state": Case(m, "session --reset-state", 2, "--state FILE"),
@@ -343,6 +348,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     corrupt = bytearray(storage.read())
     corrupt[20] ^= 0xFF
     (template / "corrupt.img").write_bytes(bytes(corrupt))
+    head = b"PGNV\x01\x01" + (48).to_bytes(2, "little") + (7).to_bytes(4, "little")
+    legacy = head + bytes(48)
+    (template / "format1.img").write_bytes(legacy + crc16(legacy).to_bytes(2, "little"))
     devices = make_devices(30_000_001, 2, KeycodeFormat.NEXUS_FULL, random.Random(1))
     (template / "devices.csv").write_text(write_devices_csv(devices))
     seed_platform(template / "server.db")

@@ -227,7 +227,9 @@ def run_command(args: argparse.Namespace) -> int:
             console.print("field-lab run: harness error:", markup=False)
             console.print(traceback.format_exc(), markup=False)
             return EXIT_HARNESS_ERROR
-        output.write(where, doc, lab.stats, lab.series)
+        note = output.write(where, doc, lab.stats, lab.series)
+        if note is not None:
+            console.print(note, markup=False)
         if args.record_traces:
             console.print(f"traces: {lab.traces_written} meters in {where / 'traces'}")
         output.table(doc, Console(width=None if sys.stdout.isatty() else 150))

@@ -5,9 +5,13 @@ report.html         all of it on one self-contained page, with interactive chart
 timeseries.csv      one row a second: sales, activations, queue depth, links down
 histograms/*.hgrm   percentile distributions (HdrHistogram text format)
 histograms/*.hlog   base64 histoblobs, for lossless merging across runs or workers
-activation_cdf.png  activation latency CDF per link profile     (PNGs only where matplotlib
-sales_over_time.png sales attempted and succeeded over time       is installed: the page's
-queue_and_links.png outbox queue depth and links down over time   charts need nothing)
+activation_cdf.png  activation latency CDF per link profile
+sales_over_time.png sales attempted and succeeded over time
+queue_and_links.png outbox queue depth and links down over time
+
+The PNGs need matplotlib, the optional `plots` extra (`pip install 'payg-field-lab[plots]'`);
+without it a run writes everything else (report.html's charts need nothing) and says that it
+skipped them.
 """
 
 from __future__ import annotations
@@ -16,8 +20,9 @@ import csv
 import io
 import json
 import math
-from importlib.util import find_spec
+from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from rich.console import Console
@@ -93,12 +98,32 @@ def summary(
     return doc
 
 
+PNG_SKIPPED = (
+    "charts: matplotlib is not installed, so no PNGs were written"
+    " (pip install 'payg-field-lab[plots]')"
+)
+
+
+def load_pyplot() -> ModuleType | None:
+    """matplotlib's pyplot on the file-only backend, or None without the `plots` extra."""
+    try:
+        import matplotlib
+    except ImportError:
+        return None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def write(
     out: Path,
     doc: dict[str, Any],
     stats: RunStats,
     series: list[dict[str, float]],
-) -> None:
+    pyplot: Callable[[], ModuleType | None] = load_pyplot,
+) -> str | None:
+    """Write the run's files; return a note for the user when the charts were skipped."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(json.dumps(doc, indent=2, allow_nan=False) + "\n")
     if series:
@@ -124,8 +149,11 @@ def write(
     (out / "report.html").write_text(
         page.render(doc, activation_cdfs(stats), series), encoding="utf-8"
     )
-    if find_spec("matplotlib") is not None:  # PNGs too, where the plotting library is installed
-        plot(out, stats, series)
+    plt = pyplot()
+    if plt is None:
+        return PNG_SKIPPED
+    plot(plt, out, stats, series)
+    return None
 
 
 def activation_cdfs(stats: RunStats) -> dict[str, list[tuple[float, float]]]:
@@ -135,12 +163,7 @@ def activation_cdfs(stats: RunStats) -> dict[str, list[tuple[float, float]]]:
     return cdfs
 
 
-def plot(out: Path, stats: RunStats, series: list[dict[str, float]]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def plot(plt: Any, out: Path, stats: RunStats, series: list[dict[str, float]]) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for profile, group in sorted(stats.by_profile.items()):
         points = group.activation.distribution()
