@@ -199,10 +199,10 @@ def _cases() -> dict[str, Case]:
             a, "provision {url} --agent ama --code wrong", 2, "name or the id"
         ),
         "handset provision unknown id": Case(
-            a, "provision {url} --agent 99 --code code-ama", 2, "name or the id"
+            a, "provision {url} --agent 99 --code code-ama-7f3a9c", 2, "name or the id"
         ),
         "handset provision into the platform db": Case(
-            a, "--db server.db provision {url} --agent 1 --code code-ama", 2, "server.db"
+            a, "--db server.db provision {url} --agent 1 --code code-ama-7f3a9c", 2, "server.db"
         ),
         "handset missing cafile": Case(a, "--cafile nope.pem status", 2, "--cafile"),
         "handset cafile not a certificate": Case(
@@ -224,7 +224,7 @@ def _cases() -> dict[str, Case]:
             a, "--db ama.db sale --customer 999 --device 1 --plan 1 --down 5", 2, "999"
         ),
         "handset provision twice": Case(
-            a, "--db ama.db provision {url} --agent ama --code code-ama", 2, "already"
+            a, "--db ama.db provision {url} --agent ama --code code-ama-7f3a9c", 2, "already"
         ),
         "handset sync unreachable": Case(
             a, "--db gone.db sync", 1, "127.0.0.1", may_change=("gone.db",)
@@ -351,7 +351,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             "--agent",
             "ama",
             "--code",
-            "code-ama",
+            "code-ama-7f3a9c",
         ]
     )
     gone = web.AppRunner(create_app(served), access_log=None)  # a platform that goes away
@@ -371,7 +371,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             "--agent",
             "kofi",
             "--code",
-            "code-kofi",
+            "code-kofi-7f3a9c",
         ]
     )
     on_loop(gone.cleanup())

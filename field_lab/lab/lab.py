@@ -190,7 +190,11 @@ class Lab:
             asyncio.create_task(h.sync_loop(field.agent.sync_every_s, stop)) for h in fleet.handsets
         ]
         background += [
-            asyncio.create_task(read_reports(platform.url, i, s, clock, start, self.stats, stop))
+            asyncio.create_task(
+                read_reports(
+                    platform.url, i, s, clock, start, self.stats, stop, platform.report_token
+                )
+            )
             for i in range(s.reports.readers)
         ]
         background.append(asyncio.create_task(self._sample(fleet, field, clock, stop)))

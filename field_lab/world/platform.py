@@ -18,7 +18,7 @@ from field_lab.check.evidence import AuditClient
 from field_lab.errors import ConfigError
 from field_lab.net import LOOPBACK
 from field_lab.scenario import Scenario
-from field_lab.world.fixture import Fixture, Stocking, seed
+from field_lab.world.fixture import Fixture, Stocking, distributor_token, seed
 from server_stub.app import Platform as StubConfig
 from server_stub.app import create_app
 from server_stub.faults import PlatformFaults
@@ -39,6 +39,8 @@ class Platform:
     """The mobile-money operator calling the platform back; None: customers pay cash only."""
     sms: SmsGateway | None
     """Where the platform's SMS go (embedded only); None: keycodes travel by sync only."""
+    report_token: str | None = None
+    """The distributor's bearer token the report readers send; None: they send none."""
 
 
 @asynccontextmanager
@@ -83,6 +85,7 @@ async def embedded(
 ) -> AsyncIterator[Platform]:
     """A fresh, seeded `server_stub` with an operator, an SMS gateway and an audit token."""
     fixture = await asyncio.to_thread(seed, workdir / "server.db", Stocking.of(scenario))
+    report_token = await asyncio.to_thread(distributor_token, workdir / "server.db")
     s = scenario.sms
     gateway = SmsGateway(SmsConfig(delay_s=s.delay_s, loss_rate=s.loss_rate, seed=scenario.seed))
     mm_secret, audit_token = secrets.token_bytes(16), secrets.token_urlsafe(24)
@@ -96,7 +99,8 @@ async def embedded(
         mno = operator(url, mm_secret, scenario)
         await mno.start()
         try:
-            yield Platform(url, fixture, AuditClient(url, audit_token), mno, gateway)
+            audit = AuditClient(url, audit_token)
+            yield Platform(url, fixture, audit, mno, gateway, report_token)
         finally:
             await mno.stop(timeout_s=5)
 
