@@ -160,6 +160,21 @@ def _cases() -> dict[str, Case]:
             s, "--db p.db add-agent bob --first-serial 4294967295 --devices 2", 2, "--first-serial"
         ),
         "stub agent twice": Case(s, "--db server.db add-agent ama", 2, "already exists"),
+        "stub weak code": Case(s, "--db p.db add-agent bob --code secret", 2, "too weak"),
+        "stub agent of nobody": Case(
+            s, "--db p.db add-agent bob --distributor nobody", 2, "add-distributor"
+        ),
+        "stub plan of nobody": Case(
+            s, "--db p.db add-plan daily 5 --distributor nobody", 2, "add-distributor"
+        ),
+        "stub distributor twice": Case(
+            s, "--db server.db add-distributor default", 2, "issue-token"
+        ),
+        "stub token for nobody": Case(s, "--db server.db issue-token nobody", 2, "nobody"),
+        "stub revoke unknown token": Case(
+            s, "--db server.db revoke-token payg_nope", 2, "no live token"
+        ),
+        "stub revoke without db": Case(s, "--db new.db revoke-token x", 2, "does not exist"),
         "stub export from nothing": Case(s, "--db new.db export-devices", 2, "does not exist"),
         "stub pay without secret": Case(s, "mm-pay 10000001 100 +2330", 2, "PAYG_MM_SECRET"),
         "stub pay unreachable": Case(
