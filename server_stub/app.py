@@ -1,7 +1,8 @@
 """The aiohttp application: ``POST /v1/sync`` (the compact contract), ``POST /v1/provision``,
 ``POST /v1/ops`` (one JSON operation per request, for naive REST clients), ``GET /v1/health``;
-the mobile-money callback ``POST /v1/mm/callback``, distributor reports ``GET /v1/reports/*``,
-payment steps ``GET /v1/payments/{txn}``, the audit API ``GET /v1/audit/*`` (bearer token),
+the mobile-money callback ``POST /v1/mm/callback``, distributor reports ``GET /v1/reports/*``
+and payment steps ``GET /v1/payments/{txn}`` (a distributor's bearer token: its rows only),
+the audit API ``GET /v1/audit/*`` (the operator's bearer token),
 and operations: ``/healthz``, ``/readyz``, ``/metrics``, ``/openapi.json``.
 
 Handlers are thin: read the bounded body, verify the signature and decode the frame (pure, from
@@ -49,6 +50,8 @@ from .callbacks import (
 from .errors import RequestError
 from .faults import PlatformFaults
 from .health import OVER_BUDGET, TIMED_OUT, ReportFailed, check_reports, healthy
+from .ledger.access import bearer
+from .ledger.throttle import Backoff, Throttle
 from .metrics import CONTENT_TYPE, Metrics
 from .notify import Gateway, ResendRule, SmsSender
 from .openapi import document
@@ -71,6 +74,8 @@ METRICS = web.AppKey("metrics", Metrics)
 CONFIG: web.AppKey[Platform] = web.AppKey("config")
 SENDER: web.AppKey[SmsSender | None] = web.AppKey("sender")
 DRAINING = web.AppKey("draining", asyncio.Event)
+CODE_GUESSES = web.AppKey("code_guesses", Throttle)
+TOKEN_GUESSES = web.AppKey("token_guesses", Throttle)
 
 log = logging.getLogger("server_stub.access")
 
@@ -86,6 +91,7 @@ class Platform:
     report_threads: int = 2
     audit_token: str | None = None  # bearer token of the audit API; None: no audit API
     synchronous: str = "full"  # "normal": commits survive the process dying, not power loss
+    backoff: Backoff = field(default_factory=Backoff)  # after failed codes and tokens
 
     def __post_init__(self) -> None:
         if self.audit_token is not None and not bearer_safe(self.audit_token):
@@ -232,7 +238,48 @@ async def sync(request: web.Request) -> web.Response:
     return web.Response(body=encode_downlink(reply), content_type="application/msgpack")
 
 
+def too_many(app: web.Application, kind: str, retry_after: int) -> web.Response:
+    """429 with Retry-After: this secret attempt was not even checked."""
+    app[METRICS].auth_failures.labels(kind, "throttled").inc()
+    response = refusal(
+        app,
+        429,
+        "too_many_attempts",
+        f"too many failed attempts; retry after {retry_after} s",
+        retry_after_s=retry_after,
+    )
+    response.headers["Retry-After"] = str(retry_after)
+    return response
+
+
+async def failed_attempt(
+    request: web.Request, kind: str, throttle: Throttle, keys: tuple[str, ...], subject: str
+) -> None:
+    """Count a wrong code or token against each key, in /metrics and in the audit trail."""
+    app = request.app
+    now = app[CLOCK]()
+    blocks = [b for b in (throttle.failed(key, now) for key in keys) if b is not None]
+    app[METRICS].auth_failures.labels(kind, "refused").inc()
+    await run_urgent(
+        app,
+        Store.audit_auth,
+        kind,
+        subject,
+        request.remote or "",
+        "refused",
+        max(blocks, default=None),
+        now_ms(app),
+    )
+
+
+def blocked(app: web.Application, throttle: Throttle, keys: tuple[str, ...]) -> int | None:
+    now = app[CLOCK]()
+    waits = [w for w in (throttle.retry_after(key, now) for key in keys) if w is not None]
+    return max(waits, default=None)
+
+
 async def provision(request: web.Request) -> web.Response:
+    app = request.app
     doc = await json_body(request)
     agent, code, key = (doc.get(k) for k in ("agent", "code", "public_key"))
     if not (isinstance(agent, str) and isinstance(code, str) and isinstance(key, str)):
@@ -241,8 +288,18 @@ async def provision(request: web.Request) -> web.Response:
         public_key = bytes.fromhex(key)
     except ValueError as exc:
         raise RequestError(400, "bad_public_key", "public_key must be hex") from exc
-    handset = await run(request.app, Store.provision, agent, code, public_key, now_ms(request.app))
-    return web.json_response({"handset": handset, "server_ms": now_ms(request.app)}, status=201)
+    keys = (f"agent:{agent[:100]}", f"source:{request.remote}")
+    wait = blocked(app, app[CODE_GUESSES], keys)
+    if wait is not None:
+        return too_many(app, "provision", wait)
+    try:
+        handset = await run(app, Store.provision, agent, code, public_key, now_ms(app))
+    except RequestError as exc:
+        if exc.code == "bad_provisioning_code":
+            await failed_attempt(request, "provision", app[CODE_GUESSES], keys, agent)
+        raise
+    app[CODE_GUESSES].succeeded(keys[0])
+    return web.json_response({"handset": handset, "server_ms": now_ms(app)}, status=201)
 
 
 async def json_body(request: web.Request) -> dict[str, Any]:
@@ -299,20 +356,52 @@ async def mm_callback(request: web.Request) -> web.Response:
     return web.json_response({**doc, "server_ms": now_ms(app)}, status=status)
 
 
+def unauthorized(app: web.Application, challenge: str, detail: str) -> web.Response:
+    response = refusal(app, 401, "unauthorized", detail)
+    response.headers["WWW-Authenticate"] = challenge
+    return response
+
+
+async def tenant(request: web.Request) -> int | web.Response:
+    """The distributor whose token the request carries, or the refusal to send: 401 without
+    a live token, 429 while this source is backing off after wrong ones."""
+    app = request.app
+    token = bearer(request.headers.get("Authorization", ""))
+    if token is None:
+        return unauthorized(app, "Bearer", "send Authorization: Bearer <distributor token>")
+    keys = (f"source:{request.remote}",)
+    wait = blocked(app, app[TOKEN_GUESSES], keys)
+    if wait is not None:
+        return too_many(app, "token", wait)
+    distributor = await read(app, Reports.tenant, token)
+    if distributor is None:
+        await failed_attempt(request, "token", app[TOKEN_GUESSES], keys, "distributor token")
+        return unauthorized(
+            app, 'Bearer error="invalid_token"', "unknown or revoked distributor token"
+        )
+    return distributor
+
+
 async def report(request: web.Request) -> web.Response:
+    distributor = await tenant(request)
+    if isinstance(distributor, web.Response):
+        return distributor
     name = request.match_info["name"]
     if name not in REPORTS:
         raise RequestError(404, "not_found", f"no report {name!r}; reports: {', '.join(REPORTS)}")
     query = parse_query(name, request.query)
-    page = await read(request.app, getattr(Reports, name), query, now_ms(request.app))
+    page = await read(request.app, getattr(Reports, name), query, now_ms(request.app), distributor)
     return web.json_response({**page, "server_ms": now_ms(request.app)})
 
 
 async def payment_steps(request: web.Request) -> web.Response:
+    distributor = await tenant(request)
+    if isinstance(distributor, web.Response):
+        return distributor
     txn = request.match_info["txn"]
-    steps = await read(request.app, Reports.payment, txn)
+    steps = await read(request.app, Reports.payment, txn, distributor)
     if steps is None:
-        raise RequestError(404, "not_found", "no such transaction")
+        raise RequestError(404, "not_found", "no such transaction for this distributor")
     return web.json_response({**steps, "server_ms": now_ms(request.app)})
 
 
@@ -333,9 +422,7 @@ def audit_refusal(request: web.Request) -> web.Response | None:
         return None
     else:
         challenge, detail = 'Bearer error="invalid_token"', "wrong audit token"
-    response = refusal(app, 401, "unauthorized", detail)
-    response.headers["WWW-Authenticate"] = challenge
-    return response
+    return unauthorized(app, challenge, detail)
 
 
 async def audit_feed(feed: str, request: web.Request) -> web.Response:
@@ -361,7 +448,7 @@ async def readyz(request: web.Request) -> web.Response:
 
     async def first_page(report: str) -> int:
         try:
-            await read(app, getattr(Reports, report), Query(), now_ms(app))
+            await read(app, getattr(Reports, report), Query(), now_ms(app), None)
         except Exception as exc:  # the database is what is unready, whatever it raised
             raise ReportFailed(f"{type(exc).__name__}: {exc}") from exc
         return 200
@@ -404,6 +491,8 @@ def create_app(
     app[METRICS] = Metrics()
     app[DRAINING] = asyncio.Event()
     app[SENDER] = None
+    app[CODE_GUESSES] = Throttle(config.backoff)
+    app[TOKEN_GUESSES] = Throttle(config.backoff)
     runner = StoreThread()
     app[RUNNER] = runner
     readers = ThreadPoolExecutor(max_workers=config.report_threads, thread_name_prefix="report")

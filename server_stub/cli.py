@@ -1,4 +1,5 @@
-"""``server-stub``: run the platform stand-in and set up its agents, plans and devices."""
+"""``server-stub``: run the platform stand-in and set up its distributors, agents, plans and
+devices."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import random
 import socket
 import sqlite3
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -116,12 +118,26 @@ def parser() -> argparse.ArgumentParser:
     pay.add_argument("msisdn", help="the paying customer's phone number")
     pay.add_argument("--duplicate-rate", type=float, default=0.0)
     pay.add_argument("--seed", type=int, default=0)
+    dist = sub.add_parser(
+        "add-distributor", help="add a distributor (prints its report API token, only once)"
+    )
+    dist.add_argument("name")
+    issue = sub.add_parser(
+        "issue-token", help="another report API token for a distributor (printed only once)"
+    )
+    issue.add_argument("name", help="the distributor (an existing database's is 'default')")
+    revoke = sub.add_parser("revoke-token", help="revoke a report API token")
+    revoke.add_argument("token", help="the token, or - to read it from stdin (keeps it out of ps)")
     plan = sub.add_parser("add-plan", help="add a catalog plan")
     plan.add_argument("name")
     plan.add_argument("price_per_day", type=int, help="minor currency units per day")
+    plan.add_argument("--distributor", help="whose catalog (default: 'default')")
     agent = sub.add_parser("add-agent", help="add an agent (prints its provisioning code)")
     agent.add_argument("name")
-    agent.add_argument("--code", help="provisioning code (default: random)")
+    agent.add_argument("--distributor", help="who the agent works for (default: 'default')")
+    agent.add_argument(
+        "--code", help="provisioning code (default: random; a chosen one must be strong)"
+    )
     agent.add_argument("--devices", type=_count, default=0, help="generate this many devices")
     agent.add_argument(
         "--format", choices=[f.name.lower() for f in KeycodeFormat], default="nexus_full"
@@ -343,7 +359,7 @@ def run(args: argparse.Namespace) -> int:
         return asyncio.run(mm_pay(args))
     if args.command == "check-reports":
         return asyncio.run(check_reports_command(args))
-    check_db(args.db, create=args.command != "export-devices")
+    check_db(args.db, create=args.command not in ("export-devices", "revoke-token", "issue-token"))
     if args.command == "serve":
         config = platform(args.synchronous)  # before anything starts: a bad token is a setup error
         if args.cert_out is not None and not args.cert_out.parent.is_dir():
@@ -376,11 +392,25 @@ def run(args: argparse.Namespace) -> int:
     elif args.command == "add-agent" and args.first_serial + args.devices - 1 > MAX_SERIAL:
         raise SetupError(f"--first-serial + --devices passes the last serial, {MAX_SERIAL}")
     store = Store.open(args.db)
+    now_ms = int(time.time() * 1000)
     try:
-        if args.command == "add-plan":
-            print(json.dumps({"plan": store.add_plan(args.name, args.price_per_day)}))
+        if args.command == "add-distributor":
+            distributor, token = store.add_distributor(args.name, now_ms)
+            print(json.dumps({"distributor": distributor, "name": args.name, "token": token}))
+        elif args.command == "issue-token":
+            print(json.dumps({"name": args.name, "token": store.issue_token(args.name, now_ms)}))
+        elif args.command == "revoke-token":
+            token = sys.stdin.readline().strip() if args.token == "-" else args.token
+            if not store.revoke_token(token, now_ms):
+                raise SetupError("no live token matches; it was revoked already or never issued")
+            print(json.dumps({"revoked": True}))
+        elif args.command == "add-plan":
+            owner = store.distributor_id(args.distributor or "default")
+            plan = store.add_plan(args.name, args.price_per_day, owner)
+            print(json.dumps({"plan": plan}))
         elif args.command == "add-agent":
-            agent, code = store.add_agent(args.name, args.code)
+            owner = store.distributor_id(args.distributor or "default")
+            agent, code = store.add_agent(args.name, args.code, owner)
             fmt = KeycodeFormat[args.format.upper()]
             records = make_devices(args.first_serial, args.devices, fmt, random.Random(args.seed))
             store.add_devices(agent, records)
@@ -395,8 +425,8 @@ def run(args: argparse.Namespace) -> int:
                 )
             )
         elif args.command == "import-devices":
-            owner = store.agent_id(args.agent) if args.agent else None
-            store.add_devices(owner, records)
+            holder = store.agent_id(args.agent) if args.agent else None
+            store.add_devices(holder, records)
             print(json.dumps({"imported": len(records)}))
         elif args.command == "export-devices":
             records = [DeviceRecord(d, s) for d, s in sorted(store.device_secrets().items())]

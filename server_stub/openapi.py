@@ -332,6 +332,12 @@ AUDIT_ITEMS: dict[str, tuple[str, Schema]] = {
     ),
 }
 CHALLENGE = {"WWW-Authenticate": {"schema": {"type": "string", "pattern": "^Bearer"}}}
+RETRY = {"Retry-After": {"schema": {"type": "string", "pattern": "^[0-9]+$"}}}
+TENANT = {
+    "401": {**_error("missing, unknown or revoked distributor token"), "headers": CHALLENGE},
+    "429": {**_error("too many wrong tokens from this source; retry later"), "headers": RETRY},
+}
+"""How the distributor-facing endpoints refuse a request without a live token."""
 
 
 def _audit() -> Schema:
@@ -363,10 +369,13 @@ def _reports() -> Schema:
             "get": {
                 "operationId": f"report_{name}",
                 "summary": summary,
+                "description": "The token's distributor's rows only.",
+                "security": [{"distributor": []}],
                 "parameters": PAGE_PARAMS + params,
                 "responses": {
                     "200": _json("one page; pass next_cursor back for the next", _page(item)),
                     "400": _error("bad parameter or cursor"),
+                    **TENANT,
                 },
             }
         }
@@ -389,10 +398,12 @@ def document() -> Schema:
                 "get": {
                     "operationId": "payment_steps",
                     "summary": "When each step of one mobile-money payment happened (ms)",
+                    "security": [{"distributor": []}],
                     "parameters": [{"name": "txn", "in": "path", "required": True, "schema": STR}],
                     "responses": {
                         "200": _json("the steps", STEPS),
-                        "404": _error("no such transaction"),
+                        "404": _error("no such transaction for the token's distributor"),
+                        **TENANT,
                     },
                 }
             },
@@ -494,7 +505,12 @@ def document() -> Schema:
                     "type": "http",
                     "scheme": "bearer",
                     "description": "the audit token the server was started with",
-                }
+                },
+                "distributor": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "a distributor's token (server-stub add-distributor)",
+                },
             },
         },
     }

@@ -165,6 +165,21 @@ def _cases() -> dict[str, Case]:
             s, "--db p.db add-agent bob --first-serial 4294967295 --devices 2", 2, "--first-serial"
         ),
         "stub agent twice": Case(s, "--db server.db add-agent ama", 2, "already exists"),
+        "stub weak code": Case(s, "--db p.db add-agent bob --code secret", 2, "too weak"),
+        "stub agent of nobody": Case(
+            s, "--db p.db add-agent bob --distributor nobody", 2, "add-distributor"
+        ),
+        "stub plan of nobody": Case(
+            s, "--db p.db add-plan daily 5 --distributor nobody", 2, "add-distributor"
+        ),
+        "stub distributor twice": Case(
+            s, "--db server.db add-distributor default", 2, "issue-token"
+        ),
+        "stub token for nobody": Case(s, "--db server.db issue-token nobody", 2, "nobody"),
+        "stub revoke unknown token": Case(
+            s, "--db server.db revoke-token payg_nope", 2, "no live token"
+        ),
+        "stub revoke without db": Case(s, "--db new.db revoke-token x", 2, "does not exist"),
         "stub export from nothing": Case(s, "--db new.db export-devices", 2, "does not exist"),
         "stub pay without secret": Case(s, "mm-pay 10000001 100 +2330", 2, "PAYG_MM_SECRET"),
         "stub pay unreachable": Case(
@@ -221,10 +236,10 @@ def _cases() -> dict[str, Case]:
             a, "provision {url} --agent ama --code wrong", 2, "name or the id"
         ),
         "handset provision unknown id": Case(
-            a, "provision {url} --agent 99 --code code-ama", 2, "name or the id"
+            a, "provision {url} --agent 99 --code code-ama-7f3a9c", 2, "name or the id"
         ),
         "handset provision into the platform db": Case(
-            a, "--db server.db provision {url} --agent 1 --code code-ama", 2, "server.db"
+            a, "--db server.db provision {url} --agent 1 --code code-ama-7f3a9c", 2, "server.db"
         ),
         "handset missing cafile": Case(a, "--cafile nope.pem status", 2, "--cafile"),
         "handset cafile not a certificate": Case(
@@ -246,7 +261,7 @@ def _cases() -> dict[str, Case]:
             a, "--db ama.db sale --customer 999 --device 1 --plan 1 --down 5", 2, "999"
         ),
         "handset provision twice": Case(
-            a, "--db ama.db provision {url} --agent ama --code code-ama", 2, "already"
+            a, "--db ama.db provision {url} --agent ama --code code-ama-7f3a9c", 2, "already"
         ),
         "handset sync unreachable": Case(
             a, "--db gone.db sync", 1, "127.0.0.1", may_change=("gone.db",)
@@ -376,7 +391,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             "--agent",
             "ama",
             "--code",
-            "code-ama",
+            "code-ama-7f3a9c",
         ]
     )
     gone = web.AppRunner(create_app(served), access_log=None)  # a platform that goes away
@@ -396,7 +411,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             "--agent",
             "kofi",
             "--code",
-            "code-kofi",
+            "code-kofi-7f3a9c",
         ]
     )
     on_loop(gone.cleanup())

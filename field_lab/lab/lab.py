@@ -281,7 +281,11 @@ class Lab:
         syncs = SyncScheduler(field.agent.sync_every_s, self.max_syncing)
         syncs.start(fleet.handsets)
         background = [
-            asyncio.create_task(read_reports(platform.url, i, s, clock, start, self.stats, stop))
+            asyncio.create_task(
+                read_reports(
+                    platform.url, i, s, clock, start, self.stats, stop, platform.report_token
+                )
+            )
             for i in range(s.reports.readers if self.readers else 0)
         ]
         background.append(asyncio.create_task(self._sample(fleet, field, clock, stop)))

@@ -134,6 +134,16 @@ def _secret(rng: random.Random, fmt: KeycodeFormat) -> DeviceSecret:
     return DeviceSecret(fmt, key)
 
 
+def distributor_token(db_path: str | Path, name: str = "default") -> str:
+    """A fresh report token for a distributor of a server-stub database (the seeded agents
+    work for ``default``)."""
+    store = Store.open(db_path)
+    try:
+        return store.issue_token(name, 0)
+    finally:
+        store.close()
+
+
 def seed(db_path: str | Path, stocking: Stocking) -> Fixture:
     """Create the plan, agents and devices in a server-stub database (same keys per seed)."""
     rng = random.Random(f"{stocking.seed}:fixture")
@@ -150,7 +160,7 @@ def seed(db_path: str | Path, stocking: Stocking) -> Fixture:
         per_agent, extra = divmod(stocking.devices, stocking.agents)
         for index in range(stocking.agents):
             name = f"agent-{index:05d}"
-            _, code = store.add_agent(name, f"code-{index:05d}-{rng.randrange(10**6):06d}")
+            _, code = store.add_agent(name, f"code-{index:05d}-{rng.randbytes(8).hex()}")
             records = []
             for _ in range(per_agent + (1 if index < extra else 0)):
                 fmt = FORMATS[rng.choices(names, weights)[0]]

@@ -19,7 +19,7 @@ from field_lab.errors import ConfigError
 from field_lab.net import LOOPBACK
 from field_lab.scenario import Scenario
 from field_lab.workload.plan import Shard
-from field_lab.world.fixture import Fixture, Stocking, seed
+from field_lab.world.fixture import Fixture, Stocking, distributor_token, seed
 from server_stub.app import Platform as StubConfig
 from server_stub.app import create_app
 from server_stub.faults import PlatformFaults
@@ -42,6 +42,8 @@ class Platform:
     """Where the platform's SMS go (embedded only); None: keycodes travel by sync only."""
     mm_secret: bytes | None = None
     """The operator's shared secret (shards run their own operators with it)."""
+    report_token: str | None = None
+    """The distributor's bearer token the report readers send; None: they send none."""
 
 
 @asynccontextmanager
@@ -92,6 +94,7 @@ async def embedded(
 ) -> AsyncIterator[Platform]:
     """A fresh, seeded `server_stub` with an operator, an SMS gateway and an audit token."""
     fixture = await asyncio.to_thread(seed, workdir / "server.db", Stocking.of(scenario))
+    report_token = await asyncio.to_thread(distributor_token, workdir / "server.db")
     s = scenario.sms
     gateway = SmsGateway(SmsConfig(delay_s=s.delay_s, loss_rate=s.loss_rate, seed=scenario.seed))
     mm_secret, audit_token = secrets.token_bytes(16), secrets.token_urlsafe(24)
@@ -106,7 +109,8 @@ async def embedded(
         mno = operator(url, mm_secret, scenario)
         await mno.start()
         try:
-            yield Platform(url, fixture, AuditClient(url, audit_token), mno, gateway, mm_secret)
+            audit = AuditClient(url, audit_token)
+            yield Platform(url, fixture, audit, mno, gateway, mm_secret, report_token)
         finally:
             await mno.stop(timeout_s=5)
 

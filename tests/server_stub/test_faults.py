@@ -172,7 +172,7 @@ def test_credit_factor_is_clamped_to_what_one_keycode_can_grant(
     device = next(d for d in seeded.stock["ama"] if seeded.secrets[d].format is fmt)
     store = Store.open(db, faults=PlatformFaults(credit_factor=factor))
     try:
-        handset = store.provision("ama", "code-ama", HandsetKey.generate().public, 1)
+        handset = store.provision("ama", "code-ama-7f3a9c", HandsetKey.generate().public, 1)
         ops = [
             Operation.make(1, Kind.REGISTER_CUSTOMER, 1, "Esi", "+233200000001"),
             Operation.make(2, Kind.RECORD_SALE, 1, 1, device, seeded.plan, 3 * PRICE_PER_DAY),
