@@ -42,6 +42,7 @@ from agent_client.protocol.auth import HandsetKey
 from agent_client.protocol.frames import UplinkFrame, decode_downlink, encode_uplink
 from agent_client.protocol.keycodes import KeycodeFormat
 from agent_client.protocol.ops import Kind, Operation
+from field_lab.world.fixture import distributor_token
 from server_stub.app import SYNC_PATH, Platform, create_app
 from server_stub.devices import make_devices
 from server_stub.mno import Final, MnoConfig, MnoSimulator
@@ -160,7 +161,7 @@ async def ingest(
 
 
 async def reports(
-    http: aiohttp.ClientSession, base: str, hz: float, seconds: float
+    http: aiohttp.ClientSession, base: str, hz: float, seconds: float, token: str
 ) -> HdrHistogram:
     """Open loop: request i is due at start + i/hz; its latency counts from then."""
     hist = HdrHistogram(1, 60_000_000, 3)  # microseconds
@@ -168,7 +169,8 @@ async def reports(
     tasks: list[asyncio.Task[None]] = []
 
     async def one(i: int, due: float) -> None:
-        async with http.get(f"{base}/v1/reports/{REPORTS[i % 4]}?limit=100") as response:
+        path = f"{base}/v1/reports/{REPORTS[i % 4]}?limit=100"
+        async with http.get(path, headers={"Authorization": f"Bearer {token}"}) as response:
             await response.read()
             if response.status != 200:
                 raise RuntimeError(f"report answered {response.status}")
@@ -208,7 +210,7 @@ def activation(db: Path, mno: MnoSimulator, txns: list[str]) -> HdrHistogram:
     reports = Reports.open(db)
     try:
         for txn_id in txns:
-            steps = reports.payment(txn_id)
+            steps = reports.payment(txn_id, None)
             if steps is None or steps["issued_ms"] is None:
                 raise RuntimeError(f"payment {txn_id} has no keycode: {steps}")
             txn = mno.history[txn_id]
@@ -238,6 +240,7 @@ async def main(args: argparse.Namespace) -> None:
         db = Path(tmp) / "platform.db"
         fmt = KeycodeFormat[args.format.upper()]
         handsets = seed(db, args.handsets, args.devices, rng, fmt)
+        token = distributor_token(db)  # the seeded agents work for the default distributor
         app = create_app(db, platform=Platform(mm_secret=SECRET))
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
@@ -252,7 +255,7 @@ async def main(args: argparse.Namespace) -> None:
                     while more:
                         _, more = await sync_once(http, url, h, [])
                     await sync_once(http, url, h, h.batch(args.batch, rng))
-                idle = latency(await reports(http, base, args.report_hz, args.seconds / 2))
+                idle = latency(await reports(http, base, args.report_hz, args.seconds / 2, token))
                 emit(phase="reports_idle", **idle)
                 alone_ops, alone_s = await ingest(
                     http, url, handsets, args.batch, args.seconds, rng
@@ -271,7 +274,7 @@ async def main(args: argparse.Namespace) -> None:
                 ingest_task = asyncio.create_task(
                     ingest(http, url, handsets, args.batch, args.seconds, rng, syncs)
                 )
-                busy = latency(await reports(http, base, args.report_hz, args.seconds))
+                busy = latency(await reports(http, base, args.report_hz, args.seconds, token))
                 ops, elapsed = await ingest_task
                 rate = ops / elapsed
                 sync = latency(syncs)
