@@ -14,6 +14,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from field_lab.world.fixture import distributor_token
 from server_stub.app import Platform
 from server_stub.cli import main
 from server_stub.health import (
@@ -140,12 +141,13 @@ async def test_check_reports_and_readyz_agree_on_a_running_platform(
 ) -> None:
     db = tmp_path / "server.db"
     seed_platform(db)
+    token = distributor_token(db)  # the seeded agents work for the default distributor
     server = await start(db, Platform())
     url = url_of(server)
     try:
-        code = await asyncio.to_thread(main, ["check-reports", "--url", url, "--token", "t0k"])
+        code = await asyncio.to_thread(main, ["check-reports", "--url", url, "--token", token])
         healthy_out = capsys.readouterr().out
-        monkeypatch.setenv("PAYG_REPORT_TOKEN", "t0k")  # the token kept off the command line
+        monkeypatch.setenv("PAYG_REPORT_TOKEN", token)  # the token kept off the command line
         strict = ["check-reports", "--url", url, "--budget-ms", "0.0001"]
         strict_code = await asyncio.to_thread(main, strict)
         strict_out = capsys.readouterr().out

@@ -105,7 +105,13 @@ def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         store.close()
     # wrong tokens are what this test sends on purpose: no backoff to get in its way
-    platform = Platform(mm_secret=SECRET, audit_token=AUDIT_TOKEN, backoff=Backoff(free=10**9))
+    # readiness budget far above a loaded machine's report latency: a 503 here is a real fault
+    platform = Platform(
+        mm_secret=SECRET,
+        audit_token=AUDIT_TOKEN,
+        backoff=Backoff(free=10**9),
+        ready_budget_s=30.0,
+    )
     with ServerThread(create_app(db, platform=platform)) as url:
         yield url
 
