@@ -37,6 +37,7 @@ from field_lab.workload.runner import read_reports, run_plan
 from field_lab.world.clock import LabClock
 from field_lab.world.fixture import Fixture
 from field_lab.world.fleet import Fleet
+from field_lab.world.metering import Metering
 from field_lab.world.platform import Platform, embedded, target
 from field_lab.world.sites import Site, build_sites
 from field_lab.world.traces import TraceBook
@@ -194,6 +195,9 @@ class Lab:
             for i in range(s.reports.readers)
         ]
         background.append(asyncio.create_task(self._sample(fleet, field, clock, stop)))
+        metering = Metering(s, self.sites, platform.url, clock)
+        if s.metering.metered_share > 0:
+            background.append(asyncio.create_task(metering.run(stop)))
         paying = [serial for serial, site in sorted(self.sites.items()) if site.sold]
 
         async def act(kind: str, target: int, intended: float) -> None:
@@ -222,6 +226,9 @@ class Lab:
             for task in [*actions, *background]:
                 task.cancel()
             await asyncio.gather(*actions, *background, return_exceptions=True)
+            metering.close()
+        if s.metering.metered_share > 0:
+            self.stats.sections["metering"] = metering.figures()
         await field.typed(TYPING_GRACE_S)
 
     async def _sample(
