@@ -46,6 +46,7 @@ from field_lab.world.clock import LabClock
 from field_lab.world.fixture import Fixture
 from field_lab.world.fleet import SETUP_CONCURRENCY, Fleet
 from field_lab.world.handset import STORAGE
+from field_lab.world.metering import Metering
 from field_lab.world.platform import Platform, embedded, target
 from field_lab.world.sites import Site, build_sites
 from field_lab.world.syncs import SyncScheduler
@@ -289,6 +290,9 @@ class Lab:
             for i in range(s.reports.readers if self.readers else 0)
         ]
         background.append(asyncio.create_task(self._sample(fleet, field, clock, stop)))
+        metering = Metering(s, self.sites, platform.url, clock)
+        if s.metering.metered_share > 0:
+            background.append(asyncio.create_task(metering.run(stop)))
 
         async def act(kind: str, target: int, intended: float) -> None:
             if kind == plan.VISIT:
@@ -322,6 +326,9 @@ class Lab:
                 task.cancel()
             await asyncio.gather(*actions, *background, return_exceptions=True)
             self.syncing_peak = syncs.peak_active
+            metering.close()
+        if s.metering.metered_share > 0:
+            self.stats.sections["metering"] = metering.figures()
         await field.typed(TYPING_GRACE_S)
 
     def _sold_by(self, fixture: Fixture) -> list[tuple[int, int]]:

@@ -94,6 +94,7 @@ def summary(
         "slo_pass": all(v.passed for v in verdicts),
         "by_profile": {p: figures(g) for p, g in sorted(stats.by_profile.items())},
     }
+    doc.update(stats.sections)
     doc.update(extra)
     return doc
 
