@@ -4,16 +4,28 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit bench clean chaos reliability fuzz
+.PHONY: run test lint typecheck unit bench clean chaos reliability fuzz chromium screenshot equivalence
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
-	@# nexus-keycode hard-depends on the enum34/typing backports; on Python 3 they only shadow
-	@# the stdlib when site-packages comes first, so remove them from our environment.
-	$(BIN)/python -m pip uninstall --quiet -y enum34 typing
+	$(BIN)/python -m pip install --quiet -e '.[test,plots]'
+	@$(MAKE) --no-print-directory chromium
 	touch $(STAMP)
+
+# The report's browser test drives Chromium from the system's packages: installed here where
+# setup may (root, with apt-get); elsewhere that one test is skipped and says why.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing chromium (apt-get) for the report's browser test"; \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+			apt-get install -y -qq chromium chromium-driver >/dev/null; } \
+		|| echo "chromium could not be installed: the report's browser test will be skipped"; \
+	else \
+		echo "no chromium, and setup cannot install it here (needs root and apt-get):" \
+			"the report's browser test will be skipped"; \
+	fi
 
 run: $(STAMP)
 	$(BIN)/field-lab run
@@ -28,7 +40,7 @@ typecheck: $(STAMP)
 # The suite waits on sockets and subprocesses more than it computes: two workers halve its wall time.
 PYTEST_WORKERS ?= 2
 
-unit: $(STAMP)
+unit: $(STAMP) chromium
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS)
 
 test: lint typecheck unit
@@ -36,12 +48,20 @@ test: lint typecheck unit
 bench: $(STAMP)
 	@for script in benchmarks/*.py; do echo "# $$script"; $(BIN)/python $$script || exit 1; done
 
+# Our Nexus and OpenPAYGO encoders against nexus-keycode and openpaygo on random messages
+# (`make test` runs a small sample of the same comparison).
+equivalence: $(STAMP)
+	$(BIN)/python -m tests.equivalence --nexus 100000 --openpaygo 5000 --jobs 2
+
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis
 
-# The crash harness at full size: 1,000 trials; prints trials, faults landed and failures.
+# The crash harness at full size: 10,000 trials in pieces over 2 worker processes (prints
+# trials, faults landed, failures, seconds), then a power cut at every byte of every save of
+# a Nexus full, a Nexus small and an OpenPAYGO meter.
 chaos: $(STAMP)
-	$(BIN)/python -m field_lab.chaos.crash --cut 800 --server-kills 100 --handset-kills 100
+	$(BIN)/python -m field_lab.chaos.trials --cut 8000 --server-kills 1000 --handset-kills 1000 --workers 2
+	$(BIN)/python -m field_lab.chaos.tearing
 
 # RELIABILITY.md from one run of crash, network-fault, fuzz, brute-force and load figures.
 reliability: $(STAMP)
@@ -53,3 +73,11 @@ reliability: $(STAMP)
 fuzz: $(STAMP)
 	-$(BIN)/python -m pip install --quiet atheris || echo "atheris cannot be installed here: fuzzing with our own mutator"
 	$(BIN)/python -m field_lab.chaos.fuzz run --size chaos
+
+# docs/report.png: the report.html of a short run as headless Chromium draws it (README).
+SHOT := results/screenshot
+screenshot: $(STAMP) chromium
+	rm -rf $(SHOT)
+	-$(BIN)/field-lab run --agents 40 --devices 400 --duration 45 --out $(SHOT) --quiet
+	chromium --headless --disable-gpu --hide-scrollbars $$([ "$$(id -u)" = 0 ] && echo --no-sandbox) \
+		--window-size=1100,2700 --screenshot=docs/report.png "file://$(CURDIR)/$(SHOT)/report.html"

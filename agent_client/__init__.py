@@ -2,7 +2,8 @@
 
     protocol/   the sync wire contract, pure and sans-I/O (frames, keycode formats, signing,
                 the sync state machine); the server imports it, so it imports nothing else of ours
-    store       the durable SQLite outbox and inbox (aiosqlite, WAL, migrations)
+    store       the durable SQLite outbox and inbox (WAL, migrations)
+    database    its connection: sqlite3 on one shared thread (or inline), no thread per file
     transport   the `Transport` seam: `HttpTransport` (one aiohttp POST per exchange on a
                 kept-alive connection) and `MockTransport` (in memory, for tests)
     adapters    how a handset talks to a platform: `CompactAdapter` (our protocol),

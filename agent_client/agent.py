@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .adapters import CompactAdapter, Link, PlatformAdapter
+from .database import Storage
 from .errors import InvalidOperation, NotProvisioned, ServerRefused, TransientError
 from .protocol.auth import HandsetKey, Stamper
 from .protocol.frames import Keycode, Reason
@@ -116,13 +117,14 @@ class Agent:
         config: SyncConfig | None = None,
         rng: random.Random | None = None,
         adapter: PlatformAdapter | None = None,
+        storage: Storage | None = None,
     ) -> Agent:
         """Create this handset's key pair, register it with the platform (through `adapter`,
         default our compact protocol) and store the identity.
 
         The returned Agent keeps using `transport` (and its warm connection); without one it
         makes an `HttpTransport` to `server_url`."""
-        store = await HandsetStore.open(db_path)
+        store = await HandsetStore.open(db_path, storage)
         own = transport is None
         transport = transport or HttpTransport(server_url, ssl_context=ssl_context)
         adapter = adapter or CompactAdapter()
@@ -159,6 +161,7 @@ class Agent:
             config=config,
             rng=rng,
             adapter=adapter,
+            storage=storage,
         )
 
     @classmethod
@@ -174,11 +177,13 @@ class Agent:
         sleep: Sleep = asyncio.sleep,
         rng: random.Random | None = None,
         adapter: PlatformAdapter | None = None,
+        storage: Storage | None = None,
     ) -> Agent:
         """The provisioned handset at `db_path`, over `transport` (default: an `HttpTransport`
         to `server_url`, or to the server it was provisioned with), speaking through `adapter`
-        (default our compact protocol; it must be the one it was provisioned with)."""
-        store = await HandsetStore.open(db_path)
+        (default our compact protocol; it must be the one it was provisioned with); `storage`:
+        how its file is kept and which thread serves it (`agent_client.database`)."""
+        store = await HandsetStore.open(db_path, storage)
         handset = await store.get("handset")
         if handset is None:
             await store.close()

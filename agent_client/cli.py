@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 from .agent import Agent
 from .errors import AgentError, NotProvisioned, ServerRefused, TransientError
 from .protocol.sync import SyncConfig
+from .protocol.version import distribution_version
 
 EXIT_UNREACHABLE = 1
 EXIT_USAGE = 2
@@ -34,6 +35,7 @@ class UsageError(Exception):
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="agent-client", description=__doc__)
+    p.add_argument("--version", action="version", version=f"%(prog)s {distribution_version()}")
     p.add_argument("--db", type=Path, default=Path("handset.db"), help="the handset's SQLite file")
     p.add_argument("--cafile", type=Path, help="trust this certificate (a TLS server-stub)")
     sub = p.add_subparsers(dest="command", required=True)

@@ -41,3 +41,7 @@ class ServerRefused(AgentError):
         self.status = status
         self.code = code
         self.detail = detail
+
+    def __reduce__(self) -> tuple[type[ServerRefused], tuple[int, str, str]]:
+        # rebuilt from its fields, so it crosses process boundaries (worker pools) intact
+        return (type(self), (self.status, self.code, self.detail))

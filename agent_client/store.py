@@ -1,4 +1,4 @@
-"""The handset's durable state in one SQLite file (WAL): identity, outbox, inbox, cursor.
+"""The handset's durable state in one SQLite file: identity, outbox, inbox, cursor.
 
 The outbox row is the idempotency key: ``seq`` is allocated once (AUTOINCREMENT never reuses a
 value) and the payload is stored as the operation's canonical bytes, frozen from the moment a
@@ -17,8 +17,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-import aiosqlite
-
+from .database import Connection, Storage
 from .errors import InvalidOperation, OperationFrozen
 from .protocol.errors import FrameError
 from .protocol.frames import Keycode, Payment, Plan, Stock
@@ -80,16 +79,15 @@ class OutboxRow:
 
 
 class HandsetStore:
-    def __init__(self, db: aiosqlite.Connection) -> None:
+    def __init__(self, db: Connection) -> None:
         self._db = db
         self._lock = asyncio.Lock()
 
     @classmethod
-    async def open(cls, path: str | Path) -> HandsetStore:
-        db = await aiosqlite.connect(str(path), isolation_level=None)
+    async def open(cls, path: str | Path, storage: Storage | None = None) -> HandsetStore:
+        """`storage`: journal, sync and runner (default: WAL, synced commits, shared thread)."""
+        db = await Connection.connect(path, storage or Storage())
         try:
-            await db.execute("PRAGMA journal_mode=WAL")
-            await db.execute("PRAGMA synchronous=FULL")
             await db.execute("PRAGMA foreign_keys=ON")
             await db.execute("PRAGMA busy_timeout=5000")
             store = cls(db)
@@ -116,7 +114,7 @@ class HandsetStore:
                 await self._db.execute(f"PRAGMA user_version = {number}")
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+    async def transaction(self) -> AsyncIterator[Connection]:
         async with self._lock:
             await self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -145,7 +143,7 @@ class HandsetStore:
             await self._put(db, values)
 
     @staticmethod
-    async def _put(db: aiosqlite.Connection, values: dict[str, Any]) -> None:
+    async def _put(db: Connection, values: dict[str, Any]) -> None:
         await db.executemany(
             "INSERT INTO meta(key, value) VALUES (?, ?) "
             "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
@@ -246,7 +244,7 @@ class HandsetStore:
             await self._put(db, {"cursor": result.cursor, **meta})
 
     @staticmethod
-    async def _store_entry(db: aiosqlite.Connection, n: int, entry: object, now_ms: int) -> None:
+    async def _store_entry(db: Connection, n: int, entry: object, now_ms: int) -> None:
         cursor = await db.execute(
             "INSERT OR IGNORE INTO inbox(n, kind, received_ms) VALUES (?, ?, ?)",
             (n, type(entry).__name__.lower(), now_ms),

@@ -1,27 +1,39 @@
-"""Emulated handsets per CPU core: the lab at a few fleet sizes, CPU measured, one JSON line each.
+"""Emulated handsets per CPU core: the lab at a few fleet sizes, one JSON line each.
 
-For each fleet size the default scenario runs for a short stretch; the process's CPU seconds
-(user + system, all threads) over the measured phase give the CPU one handset costs at the
-scenario's activity rate, so `handsets_per_core` = how many such handsets one busy core
-carries. Figures are ratios within one run on one machine, not absolute promises.
+For each fleet size the default scenario runs against `server-stub` in its own process (a load
+generator's cost is measured without the platform under test's), seeded afresh. The lab
+process's CPU seconds (user + system, all threads) over the field phase give the CPU one
+handset costs at the scenario's activity rate, so `handsets_per_core` = how many such handsets
+one busy core carries. Set-up (seeding, provisioning, stock, installed base) is timed apart.
+Memory (RSS) and open file descriptors are sampled once a second during the field phase; the
+per-1000 figures are over the process's level before the lab started. The machine's load
+average is printed with each line: other work on the machine slows everything down.
 
-    python benchmarks/lab_scale.py [--agents 50 200 800] [--duration 30]
+    python benchmarks/lab_scale.py [--agents 1000 4000 10000] [--duration 30]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import resource
+import secrets
+import socket
+import subprocess
+import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
-from field_lab.lab.lab import Lab
+from field_lab.lab.lab import Lab, Target
 from field_lab.scenario import DEFAULT
+from field_lab.world.fixture import Stocking, seed
+from server_stub.cli import AUDIT_TOKEN_ENV, SECRET_ENV
 
 
 def cpu_seconds() -> float:
@@ -29,48 +41,108 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def rss_mb() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def platform(db: Path, mm_secret: bytes, token: str) -> Iterator[str]:
+    """`server-stub serve` on the seeded `db`, in its own process; yields its URL."""
+    port = free_port()
+    env = {**os.environ, SECRET_ENV: mm_secret.decode(), AUDIT_TOKEN_ENV: token}
+    code = "import sys; from server_stub.cli import main; sys.exit(main(sys.argv[1:]))"
+    args = ["--db", str(db), "serve", "--port", str(port), "--synchronous", "normal"]
+    args += ["--shutdown-timeout", "2"]
+    proc = subprocess.Popen([sys.executable, "-c", code, *args], env=env, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(200):
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+                break
+            if proc.poll() is not None:
+                raise RuntimeError(f"server-stub exited with {proc.returncode}")
+            time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
 async def one(agents: int, duration: float) -> dict[str, object]:
     scenario = replace(
         DEFAULT.with_overrides(agents=agents, devices=agents * 10, duration_s=duration, seed=7),
         settle_s=20,
     )
+    base_rss, base_fds = rss_mb(), open_fds()
+    start = (time.monotonic(), cpu_seconds())
     with tempfile.TemporaryDirectory(prefix="lab-scale-") as tmp:
-        lab = Lab(scenario, Path(tmp))
-        marks: dict[str, tuple[float, float]] = {}
+        workdir = Path(tmp)
+        fixture = await asyncio.to_thread(seed, workdir / "server.db", Stocking.of(scenario))
+        mm_secret, token = secrets.token_hex(16).encode(), secrets.token_urlsafe(16)
+        with platform(workdir / "server.db", mm_secret, token) as url:
+            lab = Lab(scenario, workdir, target=Target(url, fixture, token, mm_secret))
+            marks: dict[str, tuple[float, float]] = {}
+            peak = {"rss": 0.0, "fds": 0}
 
-        def progress(current: Lab) -> None:
-            if current.phase == "field" and "field" not in marks:
-                marks["field"] = (time.monotonic(), cpu_seconds())
+            def progress(current: Lab) -> None:
+                if current.phase == "field":
+                    marks.setdefault("field", (time.monotonic(), cpu_seconds()))
+                    peak["rss"] = max(peak["rss"], rss_mb())
+                    peak["fds"] = max(peak["fds"], open_fds())
+                elif "field" in marks:
+                    marks.setdefault("settle", (time.monotonic(), cpu_seconds()))
 
-        lab.progress = progress
-        start = (time.monotonic(), cpu_seconds())
-        await lab.run()
-        end = (time.monotonic(), cpu_seconds())
+            lab.progress = progress
+            await lab.run()
     field_start = marks.get("field", start)
-    wall = end[0] - field_start[0]
-    cpu = end[1] - field_start[1]
+    field_end = marks.get("settle", field_start)
+    wall = field_end[0] - field_start[0]
+    cpu = field_end[1] - field_start[1]
     s = lab.stats
+    per_k = 1000 / agents
     return {
         "agents": agents,
         "devices": len(lab.sites),
         "setup_wall_s": round(field_start[0] - start[0], 1),
         "field_wall_s": round(wall, 1),
         "field_cpu_s": round(cpu, 2),
-        "cpu_share_of_one_core": round(cpu / wall, 3),
-        "cpu_ms_per_handset_second": round(1000 * cpu / wall / agents, 3),
+        "cpu_share_of_one_core": round(cpu / wall, 3) if wall else None,
+        "cpu_ms_per_handset_second": round(1000 * cpu / wall / agents, 4) if wall else None,
         "handsets_per_core": round(agents * wall / cpu) if cpu else None,
+        "rss_mb_per_1000_handsets": round((peak["rss"] - base_rss) * per_k, 1),
+        "fds_per_1000_handsets": round((peak["fds"] - base_fds) * per_k),
+        "descriptor_limit": lab.descriptor_limit,
+        "syncing_peak": lab.syncing_peak,
         "operations": s.total.ops,
+        "exchanges": s.total.exchanges,
         "late_starts": s.late_starts,
-        "sale_success_rate": (s.total.sale_failed.total - s.total.sale_failed.hits)
-        / max(1, s.total.sale_failed.total),
+        "sale_success_rate": round(
+            (s.total.sale_failed.total - s.total.sale_failed.hits)
+            / max(1, s.total.sale_failed.total),
+            3,
+        ),
         "lost_ops": s.checks.get("lost_ops"),
         "duplicate_ops": s.checks.get("duplicate_ops"),
+        "load_average": os.getloadavg()[0],
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--agents", type=int, nargs="+", default=[50, 200, 800])
+    parser.add_argument("--agents", type=int, nargs="+", default=[1000, 4000, 10000])
     parser.add_argument("--duration", type=float, default=30.0)
     args = parser.parse_args()
     print(json.dumps({"cores": os.cpu_count(), "duration_s": args.duration}))

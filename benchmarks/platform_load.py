@@ -10,7 +10,9 @@ request's intended start, so a stalled server cannot hide its queue (no coordina
 Phases in the same run, so every figure has its own baseline:
     reports_idle        report latency with no ingest                  (the latency baseline)
     ingest_alone        sync ingest with no report traffic             (the throughput baseline)
-    ingest_with_reports both at once: ops/s and report p50/p99, each as a ratio to its baseline
+    ingest_with_reports both at once: ops/s and report p50/p99, each as a ratio to its baseline,
+                        and each sync exchange's time (sync_p50_ms, sync_p99_ms; handsets
+                        sync back to back, so this is the platform's answer time per batch)
     mm_alone            mobile-money payments (`--mm-hz`, open loop, 10 % duplicate callbacks):
                         payment to the platform's answer (keycode committed), p50/p99
                                                                        (the activation baseline)
@@ -40,6 +42,7 @@ from agent_client.protocol.auth import HandsetKey
 from agent_client.protocol.frames import UplinkFrame, decode_downlink, encode_uplink
 from agent_client.protocol.keycodes import KeycodeFormat
 from agent_client.protocol.ops import Kind, Operation
+from field_lab.world.fixture import distributor_token
 from server_stub.app import SYNC_PATH, Platform, create_app
 from server_stub.devices import make_devices
 from server_stub.mno import Final, MnoConfig, MnoSimulator
@@ -135,16 +138,22 @@ async def ingest(
     batch: int,
     seconds: float,
     rng: random.Random,
+    exchanges: HdrHistogram | None = None,
 ) -> tuple[int, float]:
-    """Every handset syncs back to back until the deadline; returns (ops acked, elapsed)."""
+    """Every handset syncs back to back until the deadline; returns (ops acked, elapsed).
+
+    Each exchange's time (request sent to answer decoded) goes into `exchanges` when given.
+    """
     began = time.perf_counter()
     deadline = began + seconds
     total = 0
 
     async def one(h: Handset) -> None:
         nonlocal total
-        while time.perf_counter() < deadline:
+        while (sent := time.perf_counter()) < deadline:
             acked, _ = await sync_once(http, url, h, h.batch(batch, rng))
+            if exchanges is not None:
+                exchanges.record_value(max(1, int((time.perf_counter() - sent) * 1e6)))
             total += acked
 
     await asyncio.gather(*(one(h) for h in handsets))
@@ -152,7 +161,7 @@ async def ingest(
 
 
 async def reports(
-    http: aiohttp.ClientSession, base: str, hz: float, seconds: float
+    http: aiohttp.ClientSession, base: str, hz: float, seconds: float, token: str
 ) -> HdrHistogram:
     """Open loop: request i is due at start + i/hz; its latency counts from then."""
     hist = HdrHistogram(1, 60_000_000, 3)  # microseconds
@@ -160,7 +169,8 @@ async def reports(
     tasks: list[asyncio.Task[None]] = []
 
     async def one(i: int, due: float) -> None:
-        async with http.get(f"{base}/v1/reports/{REPORTS[i % 4]}?limit=100") as response:
+        path = f"{base}/v1/reports/{REPORTS[i % 4]}?limit=100"
+        async with http.get(path, headers={"Authorization": f"Bearer {token}"}) as response:
             await response.read()
             if response.status != 200:
                 raise RuntimeError(f"report answered {response.status}")
@@ -200,7 +210,7 @@ def activation(db: Path, mno: MnoSimulator, txns: list[str]) -> HdrHistogram:
     reports = Reports.open(db)
     try:
         for txn_id in txns:
-            steps = reports.payment(txn_id)
+            steps = reports.payment(txn_id, None)
             if steps is None or steps["issued_ms"] is None:
                 raise RuntimeError(f"payment {txn_id} has no keycode: {steps}")
             txn = mno.history[txn_id]
@@ -230,6 +240,7 @@ async def main(args: argparse.Namespace) -> None:
         db = Path(tmp) / "platform.db"
         fmt = KeycodeFormat[args.format.upper()]
         handsets = seed(db, args.handsets, args.devices, rng, fmt)
+        token = distributor_token(db)  # the seeded agents work for the default distributor
         app = create_app(db, platform=Platform(mm_secret=SECRET))
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
@@ -244,7 +255,7 @@ async def main(args: argparse.Namespace) -> None:
                     while more:
                         _, more = await sync_once(http, url, h, [])
                     await sync_once(http, url, h, h.batch(args.batch, rng))
-                idle = latency(await reports(http, base, args.report_hz, args.seconds / 2))
+                idle = latency(await reports(http, base, args.report_hz, args.seconds / 2, token))
                 emit(phase="reports_idle", **idle)
                 alone_ops, alone_s = await ingest(
                     http, url, handsets, args.batch, args.seconds, rng
@@ -259,12 +270,14 @@ async def main(args: argparse.Namespace) -> None:
                     handsets=args.handsets,
                     batch=args.batch,
                 )
+                syncs = HdrHistogram(1, 60_000_000, 3)  # microseconds
                 ingest_task = asyncio.create_task(
-                    ingest(http, url, handsets, args.batch, args.seconds, rng)
+                    ingest(http, url, handsets, args.batch, args.seconds, rng, syncs)
                 )
-                busy = latency(await reports(http, base, args.report_hz, args.seconds))
+                busy = latency(await reports(http, base, args.report_hz, args.seconds, token))
                 ops, elapsed = await ingest_task
                 rate = ops / elapsed
+                sync = latency(syncs)
                 emit(
                     phase="ingest_with_reports",
                     ops=ops,
@@ -276,6 +289,9 @@ async def main(args: argparse.Namespace) -> None:
                     p50_ratio=round(busy["p50_ms"] / idle["p50_ms"], 2),
                     p99_ratio=round(busy["p99_ms"] / idle["p99_ms"], 2),
                     report_hz=args.report_hz,
+                    sync_exchanges=sync["n"],
+                    sync_p50_ms=sync["p50_ms"],
+                    sync_p99_ms=sync["p99_ms"],
                 )
                 mno = MnoSimulator(
                     base + "/v1/mm/callback",

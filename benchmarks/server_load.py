@@ -30,6 +30,7 @@ from agent_client.protocol.auth import Claim
 from agent_client.protocol.frames import UplinkFrame, decode_downlink, encode_uplink
 from agent_client.protocol.keycodes import KeycodeFormat
 from field_lab.chaos.world import CONFIG, MM_SECRET
+from field_lab.world.fixture import distributor_token
 from field_lab.world.platform import serving
 from server_stub.mno import Final, MnoConfig, MnoSimulator
 from server_stub.store import Store
@@ -70,8 +71,9 @@ async def sync(http: aiohttp.ClientSession, url: str, h: Handset, rng: random.Ra
     return not reply.rejected
 
 
-async def report(http: aiohttp.ClientSession, url: str, i: int) -> bool:
-    async with http.get(f"{url}/v1/reports/{REPORTS[i % 4]}?limit=100") as r:
+async def report(http: aiohttp.ClientSession, url: str, i: int, token: str) -> bool:
+    path = f"{url}/v1/reports/{REPORTS[i % 4]}?limit=100"
+    async with http.get(path, headers={"Authorization": f"Bearer {token}"}) as r:
         await r.read()
         return r.status == 200
 
@@ -81,6 +83,7 @@ async def run_step(handsets: int, args: argparse.Namespace) -> dict[str, object]
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "server.db"
         fleet = seed(db, handsets, 12, rng, KeycodeFormat.NEXUS_FULL)
+        token = distributor_token(db)  # the seeded agents work for the default distributor
         store = Store.open(db)  # each handset registered its v2 sync key when provisioned
         for h in fleet:
             store.set_sync_key(Claim(h.handset, 1, b""), envelope.sync_key(h.key.seed))
@@ -123,7 +126,7 @@ async def run_step(handsets: int, args: argparse.Namespace) -> dict[str, object]
                         if h.sold and rng.random() < args.mm_share:
                             mno.pay(rng.choice(h.sold), 300, "+233240000001")
                     else:
-                        call = asyncio.ensure_future(report(http, url, i))
+                        call = asyncio.ensure_future(report(http, url, i, token))
                     tasks.append(asyncio.create_task(timed(kind, due, call)))
                 await asyncio.gather(*tasks)
                 elapsed = time.perf_counter() - start

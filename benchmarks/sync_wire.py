@@ -115,7 +115,7 @@ def seed(db: Path) -> tuple[int, dict[str, list[int]]]:
     for client in ("compact", "naive"):
         for n in SIZES:
             name = f"{client}-{n}"
-            agent, _ = store.add_agent(name, code=name)
+            agent, _ = store.add_agent(name, code=f"{name}-Bench-1")
             count = max(1, n // 5 + 1)
             records = []
             for i in range(count):
@@ -136,7 +136,7 @@ async def compact(
     meter: Meter,
     app: web.Application,
 ) -> dict[str, object]:
-    agent = await Agent.provision(db, url, name, name)
+    agent = await Agent.provision(db, url, name, f"{name}-Bench-1")
     await agent.sync()  # stock and catalog: setup, not counted
     record = {
         Kind.REGISTER_CUSTOMER: agent.register_customer,
@@ -166,7 +166,7 @@ async def naive(
 ) -> dict[str, object]:
     key = HandsetKey.generate()
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1)) as session:
-        doc = {"agent": name, "code": name, "public_key": key.public.hex()}
+        doc = {"agent": name, "code": f"{name}-Bench-1", "public_key": key.public.hex()}
         async with session.post(url + "/v1/provision", json=doc) as response:
             handset = (await response.json())["handset"]
         start_requests, meter.up, meter.down = app[STATS]["requests"], 0, 0

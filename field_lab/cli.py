@@ -17,6 +17,7 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 
+from agent_client.protocol.version import distribution_version
 from field_lab.conformance.command import add_parser as add_conformance_parser
 from field_lab.lab.command import add_parsers as add_lab_parsers
 from field_lab.link.errors import ConfigError
@@ -74,6 +75,7 @@ def _add_link_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="field-lab", description="The PAYG field lab.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {distribution_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_link_parser(sub)
     add_lab_parsers(sub)

@@ -2,8 +2,10 @@
 
     FieldLabError
     ├── ConfigError     the user's input is wrong (scenario, fixture, link file, CLI): exit 2
+    │   └── BudgetError   the machine cannot give the run the file descriptors it needs
     └── HarnessError    the lab itself could not run or could not trust its figures: exit 107
-        └── AuditError    a platform's audit API answered outside the contract
+        ├── AuditError    a platform's audit API answered outside the contract
+        └── PlatformGone  the platform (or a shard) stopped answering mid-run
 
 A failed check is none of these: it is a verdict about the system under test.
 """
@@ -25,3 +27,11 @@ class HarnessError(FieldLabError, RuntimeError):
 
 class AuditError(HarnessError):
     """The platform's audit API refused the lab or answered outside the audit contract."""
+
+
+class BudgetError(ConfigError):
+    """The run needs more file descriptors than this machine lets the process have."""
+
+
+class PlatformGone(HarnessError):
+    """The platform stopped answering during the run, or a shard of the run died."""

@@ -55,6 +55,12 @@ it got, so a typo fails before the run, not during it.
     sale_failed = ["rate<0.05"]
     lost_ops = ["count==0"]
 
+    [metering]                   # meters with their own 2G link (OpenPAYGO Metrics)
+    metered_share = 0            # share of devices that report; payments also reach them so
+    report_every_h = 4           # device hours between reports
+    link = "gprs-typ"            # their link profile
+    budget_kb_month = 750        # the 2G data budget bytes per device are compared with
+
     [checks]
     waive = []                   # checks whose thresholds may pass without evidence
     pass_without_samples = []    # metrics whose thresholds pass with no samples (else FAIL)
@@ -162,6 +168,16 @@ class Reports:
 
 
 @dataclass(frozen=True)
+class Metering:
+    metered_share: float = 0.0
+    """Share of devices with their own link, reporting in OpenPAYGO Metrics (0: none)."""
+    report_every_h: float = 4.0
+    """Device hours between two reports."""
+    link: str = "gprs-typ"
+    budget_kb_month: float = 750.0
+
+
+@dataclass(frozen=True)
 class Checks:
     waive: tuple[str, ...] = ()
     """Judge figures whose thresholds may pass unchecked (no evidence); say why in a comment."""
@@ -196,6 +212,7 @@ class Scenario:
     reports: Reports = field(default_factory=Reports)
     slo: dict[str, list[str]] = field(default_factory=lambda: dict(DEFAULT_SLO))
     checks: Checks = field(default_factory=Checks)
+    metering: Metering = field(default_factory=Metering)
 
     @property
     def thresholds(self) -> list[Threshold]:
@@ -270,6 +287,12 @@ def _section(path: str, raw: Mapping[str, Any], cls: type, rules: dict[str, Any]
         name: check(f"{path}.{name}", table[name]) for name, check in rules.items() if name in table
     }
     return cls(**values)
+
+
+def _choice(path: str, value: object, allowed: tuple[str, ...]) -> str:
+    if not isinstance(value, str) or value not in allowed:
+        raise _fail(path, f"one of {', '.join(allowed)}", value)
+    return value
 
 
 def _interval(path: str, value: object) -> tuple[float, float]:
@@ -437,8 +460,20 @@ def parse(raw: Mapping[str, Any]) -> Scenario:
     checks = _section(
         "checks", raw, Checks, {"waive": _waive, "pass_without_samples": _metric_names}
     )
+    metering = _section(
+        "metering",
+        raw,
+        Metering,
+        {
+            "metered_share": _share,
+            "report_every_h": lambda p, v: _number(p, v, low=0.01, high=24 * 365),
+            "link": lambda p, v: _choice(p, v, LINK_PROFILES),
+            "budget_kb_month": lambda p, v: _number(p, v, low=1, high=1e9),
+        },
+    )
     return Scenario(
         **top,
+        metering=metering,
         fleet=fleet,
         devices=devices,
         agents=agents,

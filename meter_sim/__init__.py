@@ -15,7 +15,14 @@ For tests: `meter_sim.strategies` draws keycode texts and valid add-credit codes
 
 from __future__ import annotations
 
-from meter_sim.errors import ClockError, ConfigError, CorruptStateError, MeterError, NVError
+from meter_sim.errors import (
+    ClockError,
+    ConfigError,
+    CorruptStateError,
+    EncodeError,
+    MeterError,
+    NVError,
+)
 from meter_sim.meter import KeyResult, Meter, Result
 from meter_sim.nexus.policy import NexusPolicy, Quirk
 from meter_sim.nv import NVStatus
@@ -28,6 +35,7 @@ __all__ = [
     "ClockError",
     "ConfigError",
     "CorruptStateError",
+    "EncodeError",
     "FileStorage",
     "KeyFeedback",
     "KeyResult",

@@ -2,7 +2,7 @@
 
 meter-sim [session] [device options]      type keys at an interactive keypad
 meter-sim serve --stdio|--tcp H:P|--pty   serve the line protocol (docs/line-protocol.md)
-meter-sim demo                            enter reference-encoder keycodes into meters
+meter-sim demo                            enter issued keycodes into meters
 meter-sim replay TRACE --target T         replay a recorded trace (docs/trace-format.md)
                                           (--junit FILE: also a JUnit XML report for CI)
 meter-sim tap --jig URL --device URL      record a jig talking to a device
@@ -219,9 +219,10 @@ def _port_free(host: str, port: int) -> None:
 _KINDS = {"nexus-full": Kind.NEXUS_FULL, "nexus-small": Kind.NEXUS_SMALL}
 
 
-def state_storage(path: str, kind: Kind, *, reset: bool) -> FileStorage:
-    """A storage on `path` only if it is empty or this kind of meter's image: a meter boots
-    over anything with factory defaults, so the file is judged before the meter may write."""
+def state_storage(path: str, kind: Kind, fingerprint: int, *, reset: bool) -> FileStorage:
+    """A storage on `path` only if it is empty or this device's image (kind and key, as
+    `nv.key_fingerprint`): a meter boots over a corrupt image with factory defaults, so the
+    file is judged before the meter may write."""
     file = Path(path)
     if file.is_dir():
         raise UsageError(f"--state {path} is a directory: name a file (it is created)")
@@ -239,7 +240,7 @@ def state_storage(path: str, kind: Kind, *, reset: bool) -> FileStorage:
     if reset:
         file.write_bytes(b"")
         return FileStorage(file)
-    verdict, why = classify(medium, kind)
+    verdict, why = classify(medium, kind, fingerprint)
     if verdict in (Image.EMPTY, Image.VALID):
         return FileStorage(file)
     untouched = "it was left untouched"
@@ -250,8 +251,19 @@ def state_storage(path: str, kind: Kind, *, reset: bool) -> FileStorage:
         )
     if verdict is Image.OTHER_KIND:
         raise UsageError(
-            f"--state {path} holds {why}, not {kind.label}; {untouched}: pass the"
+            f"--state {path} holds a meter image of another kind ({why}); {untouched}: pass the"
             " --protocol it was made with, or name another file"
+        )
+    if verdict is Image.OTHER_KEY:
+        raise UsageError(
+            f"--state {path} holds a {kind.label} image written for another device key (or"
+            f" starting code); {untouched}: pass the --key it was made with, name another file,"
+            " or pass --fresh to start it again from factory defaults"
+        )
+    if verdict is Image.OLD_FORMAT:
+        raise UsageError(
+            f"--state {path} holds {why}, which this version does not read; {untouched}: pass"
+            " --fresh to start it again from factory defaults (its replay history is lost)"
         )
     raise UsageError(
         f"--state {path} is a corrupt meter image of kind {kind.label} ({why}); {untouched}: pass"
@@ -285,7 +297,8 @@ def build_meter(args: argparse.Namespace, now: float = 0.0) -> Meter:
     storage = None
     if args.state:
         kind = _KINDS.get(args.protocol, Kind.OPENPAYGO)
-        storage = state_storage(args.state, kind, reset=args.reset_state or args.fresh)
+        reset = args.reset_state or args.fresh
+        storage = state_storage(args.state, kind, config.nv_fingerprint, reset=reset)
     elif args.reset_state:
         raise UsageError("--reset-state goes with --state FILE (--fresh alone is the default)")
     return config.build(storage=storage, now=now)
@@ -316,6 +329,7 @@ def _wall_stamp() -> Callable[[], float]:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="meter-sim", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=simulator_version())
     sub = parser.add_subparsers(dest="command")
     session = sub.add_parser("session", help="interactive keypad session (the default)")
     _device_options(session)
@@ -482,7 +496,7 @@ def interactive(meter: MeterLike) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
-    commands = {"session", "serve", "demo", "replay", "tap", "-h", "--help"}
+    commands = {"session", "serve", "demo", "replay", "tap", "-h", "--help", "--version"}
     if not words or words[0] not in commands:
         words = ["session", *words]
     args = _parser().parse_args(words)

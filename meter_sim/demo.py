@@ -1,7 +1,8 @@
-"""A short demonstration: reference-encoder keycodes typed into simulated meters.
+"""A short demonstration: issued keycodes typed into simulated meters.
 
-The keycodes come from the backends' own libraries (`nexus-keycode`, `openpaygo`); the meters
-validate them independently, as firmware would. `make run` shows this until the lab exists.
+The keycodes come from the encoders the platform issues with (`meter_sim.nexus.encode`,
+`meter_sim.openpaygo.encode`, proven identical to the backends' own libraries by
+`make equivalence`); the meters validate them as firmware would.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from dataclasses import dataclass
 
 from meter_sim.line_protocol import format_seconds
 from meter_sim.meter import Meter
+from meter_sim.nexus import encode
+from meter_sim.openpaygo.encode import Kind, issue_token
 
 KEY = bytes.fromhex("deadbeef1020304004030201feebdaed")
 OPENPAYGO_KEY = "a29ab82edc5fbbc41ec9530f6dac86b1"
@@ -27,46 +30,31 @@ class Step:
 
 
 def _nexus_full_steps() -> list[Step]:
-    from nexus_keycode.protocols.full import FullMessage
-
-    add = FullMessage.add_credit(id_=1, hours=24, secret_key=KEY).to_keycode()
+    add = encode.full_add_credit(KEY, 1, 24)
     tampered = add[:-3] + ("0" if add[-3] != "0" else "1") + add[-2:]
     return [
         Step("add 24 h (id 1)", add),
         Step("same code again", add, wait=720),
         Step("one digit changed", tampered, wait=720),
-        Step("add 48 h (id 2), a day later", FullMessage.add_credit(2, 48, KEY).to_keycode(), DAY),
-        Step("unlock (id 3)", FullMessage.unlock(3, KEY).to_keycode(), wait=720),
-        Step("set 12 h relocks (id 4)", FullMessage.set_credit(4, 12, KEY).to_keycode(), 720),
+        Step("add 48 h (id 2), a day later", encode.full_add_credit(KEY, 2, 48), DAY),
+        Step("unlock (id 3)", encode.full_unlock(KEY, 3), wait=720),
+        Step("set 12 h relocks (id 4)", encode.full_set_credit(KEY, 4, 12), 720),
     ]
 
 
 def _nexus_small_steps() -> list[Step]:
-    from nexus_keycode.protocols.small import AddCreditSmallMessage, SetCreditSmallMessage
-
     return [
-        Step("add 7 days (id 1)", AddCreditSmallMessage(1, 7, KEY).to_keycode()),
-        Step("set 30 days (id 2)", SetCreditSmallMessage(2, 30, KEY).to_keycode(), wait=720),
-        Step("add 7 days (id 1) again", AddCreditSmallMessage(1, 7, KEY).to_keycode(), 720),
+        Step("add 7 days (id 1)", encode.small_add_credit(KEY, 1, 7)),
+        Step("set 30 days (id 2)", encode.small_set_credit(KEY, 2, 30), wait=720),
+        Step("add 7 days (id 1) again", encode.small_add_credit(KEY, 1, 7), 720),
     ]
 
 
 def _openpaygo_steps() -> list[Step]:
-    from openpaygo import TokenType, generate_token
-
-    def token(count: int, value: int | None, kind: TokenType) -> tuple[int, str]:
-        new_count, text = generate_token(
-            secret_key=OPENPAYGO_KEY,
-            count=count,
-            value=value,
-            token_type=kind,
-            starting_code=OPENPAYGO_STARTING_CODE,
-        )
-        return int(new_count), str(text)
-
-    count, add7 = token(1, 7, TokenType.ADD_TIME)
-    count, set30 = token(count, 30, TokenType.SET_TIME)
-    count, disable = token(count, None, TokenType.DISABLE_PAYG)
+    key = bytes.fromhex(OPENPAYGO_KEY)
+    count, add7 = issue_token(key, OPENPAYGO_STARTING_CODE, 1, Kind.ADD, 7)
+    count, set30 = issue_token(key, OPENPAYGO_STARTING_CODE, count, Kind.SET, 30)
+    count, disable = issue_token(key, OPENPAYGO_STARTING_CODE, count, Kind.DISABLE)
     return [
         Step("add 7 days", add7),
         Step("same token again", add7),
@@ -91,7 +79,7 @@ def _play(title: str, meter: Meter, steps: list[Step], out: Callable[[str], None
 
 
 def run_demo(out: Callable[[str], None] = print) -> int:
-    out("meter-sim demo: keycodes from the reference encoders, validated by simulated meters")
+    out("meter-sim demo: issued keycodes, validated by simulated meters")
     _play("Nexus full (keypad 0-9*#)", Meter.nexus(KEY), _nexus_full_steps(), out)
     _play("Nexus small (keypad 1-5)", Meter.nexus(KEY, "small"), _nexus_small_steps(), out)
     meter = Meter.openpaygo(bytes.fromhex(OPENPAYGO_KEY), OPENPAYGO_STARTING_CODE)

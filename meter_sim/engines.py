@@ -6,15 +6,16 @@ evaluated now, what does this frame do, and what must be persisted.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from meter_sim.actions import Decision
+from meter_sim.credit import Credit
 from meter_sim.keypad import NEXUS_FULL, NEXUS_SMALL, OPENPAYGO, OPENPAYGO_RESTRICTED, Keypad
 from meter_sim.nexus.full import process_full
 from meter_sim.nexus.policy import NexusPolicy
 from meter_sim.nexus.small import process_small
 from meter_sim.nexus.state import NexusState
-from meter_sim.nv import Kind, Snapshot
+from meter_sim.nv import Kind, Snapshot, key_fingerprint
 from meter_sim.openpaygo.policy import TokenPolicy
 from meter_sim.openpaygo.state import TokenState
 from meter_sim.openpaygo.token import process_token
@@ -35,6 +36,10 @@ class NexusEngine:
     @property
     def kind(self) -> Kind:
         return Kind.NEXUS_SMALL if self.small else Kind.NEXUS_FULL
+
+    @property
+    def fingerprint(self) -> int:
+        return key_fingerprint(self.secret_key)
 
     @property
     def keypad(self) -> Keypad:
@@ -65,9 +70,9 @@ class NexusEngine:
         self.state = decision.state
         return decision
 
-    def persist(self, snap: Snapshot, now: float) -> Snapshot:
+    def persist(self, credit: Credit, now: float) -> Snapshot:
         grace = self.bucket.grace(self.limit, now) if self.limit is not None else 0
-        return replace(snap, nexus=self.state, grace=grace)
+        return Snapshot(credit=credit, clock=now, nexus=self.state, grace=grace)
 
     def restore(self, snap: Snapshot, now: float) -> None:
         assert snap.nexus is not None
@@ -91,6 +96,10 @@ class OpenPaygoEngine:
     @property
     def kind(self) -> Kind:
         return Kind.OPENPAYGO
+
+    @property
+    def fingerprint(self) -> int:
+        return key_fingerprint(self.secret_key, self.starting_code)
 
     @property
     def keypad(self) -> Keypad:
@@ -119,8 +128,8 @@ class OpenPaygoEngine:
             self.block = self.block.after_invalid(self.blocking, now)
         return decision
 
-    def persist(self, snap: Snapshot, now: float) -> Snapshot:
-        return replace(snap, token=self.state, block=self.block)
+    def persist(self, credit: Credit, now: float) -> Snapshot:
+        return Snapshot(credit=credit, clock=now, token=self.state, block=self.block)
 
     def restore(self, snap: Snapshot, now: float) -> None:
         assert snap.token is not None

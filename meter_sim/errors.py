@@ -3,6 +3,7 @@
     MeterError
     ├── ConfigError        the caller built a meter with bad parameters (caller's fault)
     ├── ClockError         the caller moved the device clock backwards (caller's fault)
+    ├── EncodeError        a keycode was asked for that its protocol cannot carry (caller's fault)
     └── NVError
         └── CorruptStateError   the stored image failed its CRC or layout checks (storage's fault)
 
@@ -23,6 +24,10 @@ class ConfigError(MeterError, ValueError):
 
 class ClockError(MeterError, ValueError):
     """`now` went backwards; the device clock is monotonic, so the caller must not rewind it."""
+
+
+class EncodeError(MeterError, ValueError):
+    """A keycode was asked for with values its protocol cannot carry; fix the arguments."""
 
 
 class NVError(MeterError):

@@ -24,6 +24,8 @@ from meter_sim.ratelimit import EntryBlock, NexusBucket, NexusRateLimit, OpenPay
 from meter_sim.storage import MemoryStorage, Storage
 
 _REFERENCE_LIMIT = NexusRateLimit()
+_SEPARATORS = str.maketrans("", "", " \t\r\n-")
+"""What whole-code text may hold between keys (`enter_keycode` drops it)."""
 MAX_OPENPAYGO_COUNT = 1_000_000
 """Validating a token walks count+65 hashes; beyond a million that takes tens of seconds."""
 _REFERENCE_BLOCKING = OpenPaygoBlocking()
@@ -77,7 +79,10 @@ class Meter:
             raise ConfigError(f"entry_timeout_seconds must be 2..255, got {entry_timeout_seconds}")
         self.entry_timeout_seconds = float(entry_timeout_seconds)
         self._engine = engine
-        self._store = NVStore(storage if storage is not None else MemoryStorage(), engine.kind)
+        self._whole_code = isinstance(engine, NexusEngine) and not engine.policy.strict
+        """Whole codes are framed as nexus-embedded frames them (Nexus, unless strict)."""
+        medium = storage if storage is not None else MemoryStorage()
+        self._store = NVStore(medium, engine.kind, engine.fingerprint)
         self._credit = Credit(until=now)
         self._clock = now
         self._entry = Entry()
@@ -237,7 +242,7 @@ class Meter:
         if problem is not None:
             return self._result(Outcome.INVALID, problem, now)
         pad = self._engine.keypad
-        if self._firmware_whole_code:
+        if self._whole_code:
             # nexus-embedded's whole-code entry: small reads at most 14 symbols after the
             # start key, full drops the last key without checking it is `#`; either way what
             # it got is evaluated, so a malformed code costs a rate-limit attempt too.
@@ -301,11 +306,6 @@ class Meter:
 
     # -- internals ------------------------------------------------------------------------
 
-    @property
-    def _firmware_whole_code(self) -> bool:
-        """Whole codes are framed as nexus-embedded frames them (Nexus, unless strict)."""
-        return isinstance(self._engine, NexusEngine) and not self._engine.policy.strict
-
     def _tick(self, now: float) -> None:
         if not isinstance(now, int | float) or now != now:
             raise ClockError(f"now must be a number of seconds, got {now!r}")
@@ -337,19 +337,19 @@ class Meter:
             engine.block = EntryBlock()
 
     def _snapshot(self, now: float) -> Snapshot:
-        return self._engine.persist(Snapshot(credit=self._credit, clock=now), now)
+        return self._engine.persist(self._credit, now)
 
     def _save(self, now: float) -> None:
         self._store.save(self._snapshot(now))
 
     def _frame_keys(self, text: str) -> tuple[str, str | None]:
         """Normalise whole-code text to the keys to press, or say why it is not a code."""
-        keys = "".join(ch for ch in text if ch not in " \t\r\n-")
+        keys = text.translate(_SEPARATORS)
         pad = self._engine.keypad
         if not keys:
             return "", "empty keycode"
-        bad = sorted({ch for ch in keys if ch not in pad.keys})
-        if bad:
+        if not frozenset(keys) <= frozenset(pad.keys):
+            bad = sorted({ch for ch in keys if ch not in pad.keys})
             shown = "".join(bad)[:8].encode("unicode_escape").decode()
             return "", f"keys {shown!r} are not on this keypad ({pad.keys})"
         if pad.end is not None and keys[0] != pad.start and pad.name.startswith("openpaygo"):
@@ -357,7 +357,7 @@ class Meter:
         if keys[0] != pad.start:
             return "", f"a keycode starts with {pad.start!r}"
         body = keys[1:]
-        if self._firmware_whole_code:
+        if self._whole_code:
             return keys, None
         if pad.end is None:
             assert pad.fixed_length is not None

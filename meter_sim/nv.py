@@ -1,53 +1,63 @@
 """The meter's non-volatile image: what survives a power cut, and how it survives one.
 
-An image is a run of blocks in the Nexus reference layout, `[u16 id LE][inner][u16 CRC LE]`
-with CRC-16/CCITT-FALSE over id and inner:
+The medium holds two slots of at most 32 bytes; each save goes to the slot not holding the
+current image, so a write torn at any byte only spoils the slot being written and loading
+(the valid slot with the newer sequence number) gives the old image or the new one. A slot:
 
-    block 0x0000  KEYCODE_MAS   grace attempts u8, pad[3]                         (8 B)
-    block 0x0001  KEYCODE_PRO   received[5], qc u8 (long<<4|short), pd u32,
-                                custom flags u8 (bit0 restricted), pad u8          (16 B)
-    block 0x0100  PAYG          credit-until f64, flags u8 (bit0 unlocked), pad[3],
-                                clock f64 (device time of the write)               (24 B)
-    block 0x0200  OPENPAYGO     count u32, used u32 (bit d = count-d used),
-                                invalid count u16, pad u16, blocked-until f64      (24 B)
+    u8   0xB2           magic (high nibble 0xB) and format version 2 (low nibble)
+    u8   kind << 4 | seq    which meter (`Kind`) and a 2-bit sequence number (the two valid
+                            slots always differ by one, so it orders them, wrapping)
+    u16  key fingerprint    low 16 bits of SipHash(device key, "meter-sim nv" [+ starting
+                            code]): an image never loads into a meter with another key
+    ...  payload            per kind, below
+    u16  CRC-16/CCITT-FALSE over everything before it (`binascii.crc_hqx`, init 0xFFFF)
 
-A Nexus meter stores MAS, PRO and PAYG; an OpenPAYGO meter stores OPENPAYGO and PAYG.
+Every slot is 32 bytes, so a slot of another kind sits where it would and is named as such.
+Nexus payload (26 bytes): pd u32, received mask u24, QC counts u8 (long << 4 | short), flags
+u8 (bit0 restricted, bit1 unlocked), grace attempts u8, credit until and the clock as i48
+milliseconds, 4 reserved zero bytes. OpenPAYGO payload (26 bytes): count u32,
+a u32 of used counts (bits 0..16: count-d used), unlocked (bit 17) and consecutive invalid
+tokens (bits 18..31, saturating at 16383, past any entry block's growth), then credit until,
+blocked-until and the clock as i48 milliseconds. The clock comes last in both: a save whose
+state (everything before it) equals the stored one is skipped.
 
-Atomicity comes from two slots: each save goes to the slot not holding the current image,
-framed as `[b"PGNV"][u8 version][u8 kind][u16 payload len][u32 seq][payload][u16 CRC]`.
-A write torn at any byte only spoils the slot being written; loading takes the valid slot
-with the highest sequence number, so the result is the old image or the new one.
+Times are kept to the millisecond, rounded the safe way: credit-until and the clock down
+(never more credit, never a clock ahead of the device), blocked-until up (never a shorter
+block). Version-1 images (62-byte slots, PGNV magic, before meter-sim 0.1.0 had this layout)
+are recognised and refused with a message, never read as something else.
 """
 
 from __future__ import annotations
 
+import binascii
+import math
 import struct
 from dataclasses import dataclass
 from enum import IntEnum, StrEnum
 
-from meter_sim.crc import crc16_ccitt_false
 from meter_sim.credit import Credit
 from meter_sim.errors import ConfigError, CorruptStateError
 from meter_sim.nexus.state import NexusState
-from meter_sim.openpaygo.state import TokenState
+from meter_sim.openpaygo.state import OLDER_WINDOW, TokenState
 from meter_sim.ratelimit import EntryBlock
+from meter_sim.siphash import siphash24
 from meter_sim.storage import Storage
 
-MAGIC = b"PGNV"
-VERSION = 1
-_HEADER = struct.Struct("<4sBBHI")
+MAGIC = 0xB0
+VERSION = 2
+_HEAD = struct.Struct("<BBH")
 _CRC = struct.Struct("<H")
-
-BLOCK_MAS = 0x0000
-BLOCK_PRO = 0x0001
-BLOCK_PAYG = 0x0100
-BLOCK_OPENPAYGO = 0x0200
-
-_MAS = struct.Struct("<B3x")
-_PRO = struct.Struct("<5sBIBx")
-_PAYG = struct.Struct("<dB3xd")
-_OPENPAYGO = struct.Struct("<IIH2xd")
-_USED_SPAN = 31
+_NEXUS_STATE = struct.Struct("<I3sBBB6s")
+_OPENPAYGO_STATE = struct.Struct("<II6s6s")
+_PAYLOAD = 26
+LEGACY_MAGIC = b"PGNV"
+"""Version-1 images start each 62-byte slot with this."""
+_INVALID_MAX = (1 << 14) - 1
+_UNLOCKED_BIT = 1 << (OLDER_WINDOW + 1)
+_USED_MASK = _UNLOCKED_BIT - 1
+_MS = 1000
+_TIME_LIMIT = 1 << 47
+_TIME_LIMIT_S = _TIME_LIMIT / _MS
 
 
 class Kind(IntEnum):
@@ -69,6 +79,22 @@ def kind_label(value: int) -> str:
         return Kind(value).label
     except ValueError:
         return f"unknown kind {value}"
+
+
+def key_fingerprint(secret_key: bytes, starting_code: int | None = None) -> int:
+    """16 bits that tell one device's image from another's without revealing the key.
+
+    OpenPAYGO devices include their starting code: another code is another token chain.
+    """
+    message = b"meter-sim nv"
+    if starting_code is not None:
+        message += starting_code.to_bytes(8, "little")
+    return siphash24(bytes(secret_key), message) & 0xFFFF
+
+
+def crc16(data: bytes) -> int:
+    """CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF), the checksum of the Nexus NV blocks."""
+    return binascii.crc_hqx(data, 0xFFFF)
 
 
 class NVStatus(StrEnum):
@@ -95,148 +121,195 @@ class Snapshot:
 
     def same_state(self, other: Snapshot | None) -> bool:
         """Equal apart from the clock reading: writes are skipped when nothing changed."""
-        return other is not None and encode_payload(self, 0.0) == encode_payload(other, 0.0)
+        return other is not None and encode_state(self) == encode_state(other)
 
 
-def _block(block_id: int, inner: bytes) -> bytes:
-    head = struct.pack("<H", block_id) + inner
-    return head + _CRC.pack(crc16_ccitt_false(head))
+_pack_i64 = struct.Struct("<q").pack
+
+
+def _ms(seconds: float, *, up: bool = False) -> bytes:
+    """Seconds as i48 milliseconds, rounded down (or up), saturating past ±4,000 years.
+
+    A time read back from storage (a whole millisecond, give or take the last bit of the
+    float) stays that millisecond, so a snapshot encodes the same however often it goes
+    round.
+    """
+    if not -_TIME_LIMIT_S < seconds < _TIME_LIMIT_S:
+        value = _TIME_LIMIT - 1 if seconds > 0 else -_TIME_LIMIT
+        return _pack_i64(value)[:6]
+    scaled = seconds * _MS
+    value = int(scaled)
+    if value != scaled:
+        nearest = round(scaled)
+        if abs(scaled - nearest) <= math.ulp(scaled):
+            value = nearest
+        else:
+            value = math.ceil(scaled) if up else math.floor(scaled)
+    return _pack_i64(value)[:6]
+
+
+def _seconds(raw: bytes) -> float:
+    return int.from_bytes(raw, "little", signed=True) / _MS
+
+
+def quantized(snap: Snapshot) -> Snapshot:
+    """`snap` as it reads back from storage (times to the millisecond, the safe way round)."""
+    kind = Kind.OPENPAYGO if snap.token is not None else Kind.NEXUS_FULL
+    return decode_payload(encode_payload(snap), kind)
+
+
+def encode_state(snap: Snapshot) -> bytes:
+    """The payload without the clock: what decides whether a save needs a write."""
+    c = snap.credit
+    n = snap.nexus
+    if n is not None:
+        flags = n.restricted | c.unlocked << 1
+        received = n.received.to_bytes(3, "little")
+        qc = (n.qc_long << 4) | n.qc_short
+        return _NEXUS_STATE.pack(n.pd, received, qc, flags, snap.grace, _ms(c.until))
+    t = snap.token
+    assert t is not None, "a snapshot holds Nexus or OpenPAYGO state"
+    used = 0
+    for x in t.used:
+        d = t.count - x
+        if 0 <= d <= OLDER_WINDOW:
+            used |= 1 << d
+    block = snap.block or EntryBlock()
+    invalid = min(block.invalid_count, _INVALID_MAX)
+    word = used | c.unlocked * _UNLOCKED_BIT | invalid << (OLDER_WINDOW + 2)
+    blocked = _ms(block.blocked_until, up=True)
+    return _OPENPAYGO_STATE.pack(t.count, word, _ms(c.until), blocked)
 
 
 def encode_payload(snap: Snapshot, clock: float | None = None) -> bytes:
-    out = []
-    if snap.nexus is not None:
-        n = snap.nexus
-        out.append(_block(BLOCK_MAS, _MAS.pack(snap.grace)))
-        flags = n.received.to_bytes(3, "little") + b"\x00\x00"
-        qc = (n.qc_long << 4) | n.qc_short
-        out.append(_block(BLOCK_PRO, _PRO.pack(flags, qc, n.pd, int(n.restricted))))
-    c = snap.credit
-    when = snap.clock if clock is None else clock
-    out.append(_block(BLOCK_PAYG, _PAYG.pack(c.until, int(c.unlocked), when)))
-    if snap.token is not None:
-        t = snap.token
-        used = 0
-        for x in t.used:
-            d = t.count - x
-            if 0 <= d < _USED_SPAN:
-                used |= 1 << d
-        block = snap.block or EntryBlock()
-        inner = _OPENPAYGO.pack(t.count, used, block.invalid_count, block.blocked_until)
-        out.append(_block(BLOCK_OPENPAYGO, inner))
-    return b"".join(out)
+    """The state, then the clock (the device time of the write), then padding to 26 bytes."""
+    return _payload(encode_state(snap), snap.clock if clock is None else clock)
 
 
-def _read_blocks(payload: bytes) -> dict[int, bytes]:
-    sizes = {
-        BLOCK_MAS: _MAS.size,
-        BLOCK_PRO: _PRO.size,
-        BLOCK_PAYG: _PAYG.size,
-        BLOCK_OPENPAYGO: _OPENPAYGO.size,
-    }
-    blocks: dict[int, bytes] = {}
-    pos = 0
-    while pos < len(payload):
-        if pos + 2 > len(payload):
-            raise CorruptStateError(f"truncated block header at byte {pos}")
-        (block_id,) = struct.unpack_from("<H", payload, pos)
-        size = sizes.get(block_id)
-        if size is None:
-            raise CorruptStateError(f"unknown block id 0x{block_id:04x} at byte {pos}")
-        end = pos + 2 + size
-        if end + 2 > len(payload):
-            raise CorruptStateError(f"block 0x{block_id:04x} truncated")
-        (crc,) = _CRC.unpack_from(payload, end)
-        if crc != crc16_ccitt_false(payload[pos:end]):
-            raise CorruptStateError(f"block 0x{block_id:04x} fails its CRC")
-        if block_id in blocks:
-            raise CorruptStateError(f"block 0x{block_id:04x} appears twice")
-        blocks[block_id] = payload[pos + 2 : end]
-        pos = end + 2
-    return blocks
+def _payload(state: bytes, clock: float) -> bytes:
+    when = _ms(clock)
+    return state + when + bytes(_PAYLOAD - len(state) - len(when))
 
 
 def decode_payload(payload: bytes, kind: Kind) -> Snapshot:
     """Parse a payload for a device of `kind`; raise CorruptStateError saying what is wrong."""
-    blocks = _read_blocks(payload)
     nexus_kind = kind in (Kind.NEXUS_FULL, Kind.NEXUS_SMALL)
-    expected = {BLOCK_MAS, BLOCK_PRO, BLOCK_PAYG} if nexus_kind else {BLOCK_PAYG, BLOCK_OPENPAYGO}
-    if set(blocks) != expected:
-        have = ", ".join(f"0x{b:04x}" for b in sorted(blocks))
-        raise CorruptStateError(f"a {kind.name} image needs blocks {sorted(expected)}, has {have}")
-    until, flags, clock = _PAYG.unpack(blocks[BLOCK_PAYG])
-    credit = Credit(until=until, unlocked=bool(flags & 1))
+    if len(payload) != _PAYLOAD:
+        raise CorruptStateError(
+            f"a {kind.label} payload is {_PAYLOAD} bytes, this one {len(payload)}"
+        )
     if nexus_kind:
-        (grace,) = _MAS.unpack(blocks[BLOCK_MAS])
-        received, qc, pd, custom = _PRO.unpack(blocks[BLOCK_PRO])
-        if pd < 23:
-            raise CorruptStateError(f"Pd index {pd} is below its floor of 23")
+        pd, received, qc, flags, grace, until = _NEXUS_STATE.unpack_from(payload)
+        clock = payload[_NEXUS_STATE.size : _NEXUS_STATE.size + 6]
+        if flags > 3:
+            raise CorruptStateError(f"unknown flag bits {flags:#x}")
+        if payload[_NEXUS_STATE.size + 6 :].strip(b"\x00"):
+            raise CorruptStateError("reserved bytes are not zero")
         try:
             nexus = NexusState(
                 pd=pd,
-                received=int.from_bytes(received[:3], "little"),
+                received=int.from_bytes(received, "little"),
                 qc_long=qc >> 4,
                 qc_short=qc & 0x0F,
-                restricted=bool(custom & 1),
+                restricted=bool(flags & 1),
             )
         except ConfigError as exc:
-            raise CorruptStateError(f"block 0x0001 holds an impossible state: {exc}") from exc
-        return Snapshot(credit=credit, clock=clock, nexus=nexus, grace=grace)
-    count, used_bits, invalid, blocked_until = _OPENPAYGO.unpack(blocks[BLOCK_OPENPAYGO])
-    used = frozenset(count - d for d in range(_USED_SPAN) if used_bits >> d & 1)
+            raise CorruptStateError(f"the Nexus state is impossible: {exc}") from exc
+        credit = Credit(until=_seconds(until), unlocked=bool(flags & 2))
+        return Snapshot(credit=credit, clock=_seconds(clock), nexus=nexus, grace=grace)
+    count, word, until, blocked = _OPENPAYGO_STATE.unpack_from(payload)
+    clock = payload[_OPENPAYGO_STATE.size :]
+    used = frozenset(count - d for d in range(OLDER_WINDOW + 1) if word >> d & 1 and d <= count)
     return Snapshot(
-        credit=credit,
-        clock=clock,
+        credit=Credit(until=_seconds(until), unlocked=bool(word & _UNLOCKED_BIT)),
+        clock=_seconds(clock),
         token=TokenState(count=count, used=used),
-        block=EntryBlock(invalid_count=invalid, blocked_until=blocked_until),
+        block=EntryBlock(invalid_count=word >> (OLDER_WINDOW + 2), blocked_until=_seconds(blocked)),
     )
 
 
-def encode_slot(snap: Snapshot, kind: Kind, seq: int) -> bytes:
-    payload = encode_payload(snap)
-    head = _HEADER.pack(MAGIC, VERSION, int(kind), len(payload), seq & 0xFFFFFFFF) + payload
-    return head + _CRC.pack(crc16_ccitt_false(head))
+class ForeignImage(ConfigError):
+    """A slot belongs to another meter (kind or key) or an older format: never load it."""
+
+    def __init__(self, message: str, image: Image) -> None:
+        super().__init__(message)
+        self.image = image
 
 
-def decode_slot(raw: bytes, kind: Kind) -> tuple[int, Snapshot]:
-    """Return (sequence number, snapshot) of one slot, or raise CorruptStateError."""
-    if len(raw) < _HEADER.size + _CRC.size:
-        raise CorruptStateError(f"slot is {len(raw)} bytes, shorter than its header")
-    magic, version, slot_kind, length, seq = _HEADER.unpack_from(raw)
-    if magic != MAGIC:
-        raise CorruptStateError("slot does not start with the PGNV magic")
-    end = _HEADER.size + length
-    if len(raw) < end + _CRC.size:
-        raise CorruptStateError(f"slot payload of {length} bytes is truncated")
-    (crc,) = _CRC.unpack_from(raw, end)
-    if crc != crc16_ccitt_false(raw[:end]):
+SLOT_SIZE = _HEAD.size + _PAYLOAD + _CRC.size
+assert SLOT_SIZE == 32
+
+
+def encode_slot(snap: Snapshot, kind: Kind, seq: int, fingerprint: int) -> bytes:
+    return _slot(kind, seq, fingerprint, encode_state(snap), snap.clock)
+
+
+def _slot(kind: Kind, seq: int, fingerprint: int, state: bytes, clock: float) -> bytes:
+    body = _HEAD.pack(MAGIC | VERSION, int(kind) << 4 | seq & 3, fingerprint)
+    body += _payload(state, clock)
+    return body + _CRC.pack(crc16(body))
+
+
+def decode_slot(raw: bytes, kind: Kind, fingerprint: int) -> tuple[int, Snapshot]:
+    """Return (sequence number, snapshot) of one slot, or raise CorruptStateError.
+
+    A valid slot of another kind, key or format raises `ForeignImage` instead.
+    """
+    if len(raw) < SLOT_SIZE:
+        raise CorruptStateError(f"slot is {len(raw)} bytes, shorter than {SLOT_SIZE}")
+    magic, kind_seq, stored_key = _HEAD.unpack_from(raw)
+    if magic != MAGIC | VERSION:
+        raise CorruptStateError(f"slot does not start with the image magic {MAGIC | VERSION:#x}")
+    (crc,) = _CRC.unpack_from(raw, SLOT_SIZE - _CRC.size)
+    if crc != crc16(raw[: SLOT_SIZE - _CRC.size]):
         raise CorruptStateError("slot fails its CRC")
-    if version != VERSION:
-        raise CorruptStateError(f"image format version {version}; this simulator reads {VERSION}")
+    slot_kind = kind_seq >> 4
     if slot_kind != kind:
-        raise ConfigError(
+        raise ForeignImage(
             f"stored state belongs to a meter of kind {kind_label(slot_kind)}, not {kind.label}:"
-            " use a separate storage per meter"
+            " use a separate storage per meter",
+            Image.OTHER_KIND,
         )
-    return seq, decode_payload(raw[_HEADER.size : end], kind)
+    if stored_key != fingerprint:
+        raise ForeignImage(
+            "stored state was written for another device key (or starting code):"
+            " use a separate storage per meter",
+            Image.OTHER_KEY,
+        )
+    return kind_seq & 3, decode_payload(raw[_HEAD.size : SLOT_SIZE - _CRC.size], kind)
+
+
+_LEGACY_HEADER = struct.Struct("<4sBBHI")
+
+
+def is_legacy(medium: bytes) -> bool:
+    """Whether `medium` starts with a valid slot of format version 1 (magic, header and CRC)."""
+    if len(medium) < _LEGACY_HEADER.size + _CRC.size or not medium.startswith(LEGACY_MAGIC):
+        return False
+    _, version, _, length, _ = _LEGACY_HEADER.unpack_from(medium)
+    end = _LEGACY_HEADER.size + length
+    if version != 1 or len(medium) < end + _CRC.size:
+        return False
+    return bool(_CRC.unpack_from(medium, end)[0] == crc16(medium[:end]))
+
+
+def _refuse_legacy(medium: bytes) -> None:
+    if is_legacy(medium):
+        raise ForeignImage(
+            "stored state is a format-1 meter image (62-byte slots, written by an older"
+            " meter-sim), which this one does not read: start it again from factory defaults",
+            Image.OLD_FORMAT,
+        )
 
 
 def slot_size(kind: Kind) -> int:
-    """Slots have a fixed size per kind, so both fit side by side on the medium."""
-    nexus = kind in (Kind.NEXUS_FULL, Kind.NEXUS_SMALL)
-    probe = Snapshot(
-        credit=Credit(),
-        clock=0.0,
-        nexus=NexusState() if nexus else None,
-        token=None if nexus else TokenState(count=1, used=frozenset({1})),
-        block=None if nexus else EntryBlock(),
-    )
-    return len(encode_slot(probe, kind, 0))
+    """Every kind's slot is `SLOT_SIZE` bytes (kept as a function for callers by kind)."""
+    return SLOT_SIZE
 
 
 def _newer(a: int, b: int) -> bool:
-    """Serial-number order, so the sequence may wrap around 2**32."""
-    return 0 < ((a - b) & 0xFFFFFFFF) < 0x80000000
+    """The 2-bit sequence numbers of two valid slots differ by one, wrapping."""
+    return (a - b) & 3 == 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,21 +322,27 @@ class Loaded:
 
 
 class NVStore:
-    """Two-slot image store over a `Storage`: load the newest valid slot, save to the other."""
+    """Two-slot image store over a `Storage`: load the newest valid slot, save to the other.
 
-    def __init__(self, storage: Storage, kind: Kind) -> None:
+    `fingerprint` (`key_fingerprint`) marks the images as this device's; loading another
+    kind's, another key's or an older format's image raises `ForeignImage`.
+    """
+
+    def __init__(self, storage: Storage, kind: Kind, fingerprint: int) -> None:
         self.storage = storage
         self.kind = kind
-        self.size = slot_size(kind)
+        self.fingerprint = fingerprint
+        self.size = SLOT_SIZE
         self._seq = 0
         self._slot = -1
-        self._last: Snapshot | None = None
+        self._state: bytes | None = None
 
     def load(self) -> Loaded:
         medium = self.storage.read()
         if not medium.strip(b"\x00\xff"):
-            self._seq, self._slot, self._last = 0, -1, None
+            self._seq, self._slot, self._state = 0, -1, None
             return Loaded(None, NVStatus.FRESH)
+        _refuse_legacy(medium)
         found: list[tuple[int, int, Snapshot]] = []
         problems: list[str] = []
         for index in (0, 1):
@@ -271,30 +350,32 @@ class NVStore:
             if not raw.strip(b"\x00\xff"):
                 continue
             try:
-                seq, snap = decode_slot(raw, self.kind)
+                seq, snap = decode_slot(raw, self.kind, self.fingerprint)
             except CorruptStateError as exc:
                 problems.append(f"slot {index}: {exc}")
                 continue
             found.append((seq, index, snap))
         if not found:
-            self._seq, self._slot, self._last = 0, -1, None
+            self._seq, self._slot, self._state = 0, -1, None
             return Loaded(None, NVStatus.CORRUPT, tuple(problems))
         seq, index, snap = found[0]
         for other in found[1:]:
             if _newer(other[0], seq):
                 seq, index, snap = other
-        self._seq, self._slot, self._last = seq, index, snap
+        self._seq, self._slot, self._state = seq, index, encode_state(snap)
         status = NVStatus.RECOVERED if problems else NVStatus.OK
         return Loaded(snap, status, tuple(problems), seq, index)
 
     def save(self, snap: Snapshot) -> bool:
         """Persist `snap` unless it equals what is stored; return whether a write happened."""
-        if snap.same_state(self._last):
+        state = encode_state(snap)
+        if state == self._state:
             return False
-        seq = (self._seq + 1) & 0xFFFFFFFF
+        seq = (self._seq + 1) & 3
         index = 1 - self._slot if self._slot in (0, 1) else 0
-        self.storage.write(index * self.size, encode_slot(snap, self.kind, seq))
-        self._seq, self._slot, self._last = seq, index, snap
+        raw = _slot(self.kind, seq, self.fingerprint, state, snap.clock)
+        self.storage.write(index * self.size, raw)
+        self._seq, self._slot, self._state = seq, index, state
         return True
 
 
@@ -304,40 +385,47 @@ class Image(StrEnum):
     EMPTY = "empty"
     """Nothing, or only erased bytes: a new meter may start here."""
     VALID = "valid"
-    """A meter image of the expected kind with at least one valid slot."""
+    """This device's image with at least one valid slot."""
     CORRUPT = "corrupt"
-    """A meter image of the expected kind, but no slot survives its checks."""
+    """A meter image, but no slot survives its checks."""
     OTHER_KIND = "other-kind"
     """A meter image of another kind of meter."""
+    OTHER_KEY = "other-key"
+    """A meter image of this kind written for another device key (or starting code)."""
+    OLD_FORMAT = "old-format"
+    """A meter image in a format this meter-sim no longer reads (version 1)."""
     FOREIGN = "foreign"
-    """Not a meter image at all (no PGNV magic where a slot starts, or too long)."""
+    """Not a meter image at all (no image magic where a slot starts, or too long)."""
 
 
-def classify(medium: bytes, kind: Kind) -> tuple[Image, str]:
-    """Say what `medium` holds for a meter of `kind`, with a reason fit for a message.
+def classify(medium: bytes, kind: Kind, fingerprint: int) -> tuple[Image, str]:
+    """Say what `medium` holds for the device (`kind`, `fingerprint`), with a reason.
 
     A meter boots over corrupt data with factory defaults, as firmware must; a tool that is
     handed a file uses this first, so it never overwrites a file that is not its own image.
     """
     if not medium.strip(b"\x00\xff"):
         return Image.EMPTY, "empty"
-    size = slot_size(kind)
-    if len(medium) > 2 * slot_size(Kind.NEXUS_FULL) and len(medium) > 2 * size:
+    if is_legacy(medium):
+        return Image.OLD_FORMAT, "a format-1 meter image (62-byte slots) from an older meter-sim"
+    if len(medium) > 2 * SLOT_SIZE:
         return Image.FOREIGN, f"{len(medium)} bytes, longer than any meter image"
-    starts = [medium[i * size : i * size + len(MAGIC)] == MAGIC for i in (0, 1)]
-    if not starts[0] and not starts[1]:
-        return Image.FOREIGN, f"no {MAGIC.decode()} magic at the start of a slot"
-    if starts[0] and len(medium) > _HEADER.size:
-        stored = medium[len(MAGIC) + 1]
-        if stored != kind and stored in set(Kind):
-            return Image.OTHER_KIND, f"a meter image of kind {kind_label(stored)}"
-    try:
-        loaded = NVStore(_Bytes(medium), kind).load()
-    except ConfigError as exc:
-        return Image.OTHER_KIND, str(exc)
-    if loaded.status is NVStatus.CORRUPT:
-        return Image.CORRUPT, "; ".join(loaded.problems) or "no valid slot"
-    return Image.VALID, loaded.status.value
+    slots = [medium[i * SLOT_SIZE : (i + 1) * SLOT_SIZE] for i in (0, 1)]
+    if not any(raw[:1] == bytes([MAGIC | VERSION]) for raw in slots):
+        return Image.FOREIGN, f"no image magic {MAGIC | VERSION:#x} at the start of a slot"
+    valid = False
+    for raw in slots:
+        try:
+            decode_slot(raw, kind, fingerprint)
+        except ForeignImage as exc:  # the meter would refuse to boot from it
+            return exc.image, str(exc)
+        except CorruptStateError:
+            continue
+        valid = True
+    if valid:
+        return Image.VALID, "ok"
+    problems = NVStore(_Bytes(medium), kind, fingerprint).load().problems
+    return Image.CORRUPT, "; ".join(problems) or "no valid slot"
 
 
 class _Bytes:

@@ -1,12 +1,16 @@
 """SipHash-2-4, the MAC primitive of both Nexus and OpenPAYGO.
 
-The meter computes it itself, as firmware does, rather than borrowing the backend's library:
-that keeps the device side an independent implementation the interop tests can check.
+`siphash24` is the C implementation from `siphashc` when that package is installed (a runtime
+dependency, ~0.3 µs a call) and the pure-Python `siphash24_python` otherwise (~10 µs): a
+validation costs one to a few calls, so the C one is what lets a meter check 50,000 codes a
+second. Both are the same function; the test suite proves it on random keys and messages.
+Keys must be 16 `bytes` and messages `bytes` (the C one refuses anything else).
 """
 
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 
 _MASK = 0xFFFFFFFFFFFFFFFF
 
@@ -31,7 +35,7 @@ def _rounds(v0: int, v1: int, v2: int, v3: int, n: int) -> tuple[int, int, int, 
     return v0, v1, v2, v3
 
 
-def siphash24(key: bytes, data: bytes) -> int:
+def siphash24_python(key: bytes, data: bytes) -> int:
     """Return the 64-bit SipHash-2-4 of `data` under a 16-byte `key`, as an integer."""
     if len(key) != 16:
         raise ValueError(f"SipHash key must be 16 bytes, got {len(key)}")
@@ -58,3 +62,15 @@ def siphash24(key: bytes, data: bytes) -> int:
     v2 ^= 0xFF
     v0, v1, v2, v3 = _rounds(v0, v1, v2, v3, 4)
     return v0 ^ v1 ^ v2 ^ v3
+
+
+def _native() -> tuple[str, Callable[[bytes, bytes], int]]:
+    try:
+        from siphashc import siphash
+    except ImportError:  # pragma: no cover - only where siphashc is not installed
+        return "python", siphash24_python
+    return "siphashc", siphash
+
+
+IMPLEMENTATION, siphash24 = _native()
+"""Which SipHash `siphash24` is (`"siphashc"` or `"python"`), and the function itself."""

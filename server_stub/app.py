@@ -1,7 +1,8 @@
 """The aiohttp application: ``POST /v1/sync`` (the compact contract), ``POST /v1/provision``,
 ``POST /v1/ops`` (one JSON operation per request, for naive REST clients), ``GET /v1/health``;
-the mobile-money callback ``POST /v1/mm/callback``, distributor reports ``GET /v1/reports/*``,
-payment steps ``GET /v1/payments/{txn}``, the audit API ``GET /v1/audit/*`` (bearer token),
+the mobile-money callback ``POST /v1/mm/callback``, distributor reports ``GET /v1/reports/*``
+and payment steps ``GET /v1/payments/{txn}`` (a distributor's bearer token: its rows only),
+the audit API ``GET /v1/audit/*`` (the operator's bearer token),
 and operations: ``/healthz``, ``/readyz``, ``/metrics``, ``/openapi.json``.
 
 Handlers are thin: read the bounded body, verify the signature and decode the frame (pure, from
@@ -48,11 +49,14 @@ from .callbacks import (
 )
 from .errors import RequestError
 from .faults import PlatformFaults
+from .health import OVER_BUDGET, TIMED_OUT, ReportFailed, check_reports, healthy
+from .ledger.access import bearer
+from .ledger.throttle import Backoff, Throttle
 from .metrics import CONTENT_TYPE, Metrics
 from .notify import Gateway, ResendRule, SmsSender
 from .openapi import document
 from .opm import routes as opm_routes
-from .reports import REPORTS, Reports, parse_query
+from .reports import REPORTS, Query, Reports, parse_query
 from .runner import URGENT, StoreThread
 from .store import Store
 
@@ -75,6 +79,8 @@ KEYS = web.AppKey("keys", dict[int, bytes])
 """Handset public keys read so far (they never change)."""
 SYNC_KEYS = web.AppKey("sync_keys", dict[int, bytes])
 """v2 sync keys read or registered so far (only `/v2/key` changes one, in this process)."""
+CODE_GUESSES = web.AppKey("code_guesses", Throttle)
+TOKEN_GUESSES = web.AppKey("token_guesses", Throttle)
 
 log = logging.getLogger("server_stub.access")
 
@@ -86,15 +92,20 @@ class Platform:
     mm_secret: bytes | None = None  # shared with the operator; no secret, no callback endpoint
     sms: Gateway | None = None  # where keycode SMS go; None: keycodes travel by sync only
     resend: ResendRule = field(default_factory=ResendRule)
-    ready_budget_s: float = 0.5  # /readyz fails when the critical reports take longer
+    ready_budget_s: float = 0.5  # /readyz fails when a critical report's first page takes longer
     report_threads: int = 2
     audit_token: str | None = None  # bearer token of the audit API; None: no audit API
+    synchronous: str = "full"  # "normal": commits survive the process dying, not power loss
+    backoff: Backoff = field(default_factory=Backoff)  # after failed codes and tokens
 
     def __post_init__(self) -> None:
-        token = self.audit_token
-        if token is not None and not (token and all("!" <= c <= "~" for c in token)):
-            # it must travel in an Authorization header: visible ASCII, no spaces
+        if self.audit_token is not None and not bearer_safe(self.audit_token):
             raise ValueError("audit_token must be non-empty visible ASCII without spaces")
+
+
+def bearer_safe(token: str) -> bool:
+    """A token can travel in an Authorization header: non-empty visible ASCII, no spaces."""
+    return bool(token) and all("!" <= c <= "~" for c in token)
 
 
 SYNC_PATH = "/v1/sync"
@@ -302,7 +313,48 @@ async def lean(request: web.Request, response: web.StreamResponse) -> None:
             response.headers.popall("Content-Type", None)
 
 
+def too_many(app: web.Application, kind: str, retry_after: int) -> web.Response:
+    """429 with Retry-After: this secret attempt was not even checked."""
+    app[METRICS].auth_failures.labels(kind, "throttled").inc()
+    response = refusal(
+        app,
+        429,
+        "too_many_attempts",
+        f"too many failed attempts; retry after {retry_after} s",
+        retry_after_s=retry_after,
+    )
+    response.headers["Retry-After"] = str(retry_after)
+    return response
+
+
+async def failed_attempt(
+    request: web.Request, kind: str, throttle: Throttle, keys: tuple[str, ...], subject: str
+) -> None:
+    """Count a wrong code or token against each key, in /metrics and in the audit trail."""
+    app = request.app
+    now = app[CLOCK]()
+    blocks = [b for b in (throttle.failed(key, now) for key in keys) if b is not None]
+    app[METRICS].auth_failures.labels(kind, "refused").inc()
+    await run_urgent(
+        app,
+        Store.audit_auth,
+        kind,
+        subject,
+        request.remote or "",
+        "refused",
+        max(blocks, default=None),
+        now_ms(app),
+    )
+
+
+def blocked(app: web.Application, throttle: Throttle, keys: tuple[str, ...]) -> int | None:
+    now = app[CLOCK]()
+    waits = [w for w in (throttle.retry_after(key, now) for key in keys) if w is not None]
+    return max(waits, default=None)
+
+
 async def provision(request: web.Request) -> web.Response:
+    app = request.app
     doc = await json_body(request)
     agent, code, key = (doc.get(k) for k in ("agent", "code", "public_key"))
     if not (isinstance(agent, str) and isinstance(code, str) and isinstance(key, str)):
@@ -311,8 +363,18 @@ async def provision(request: web.Request) -> web.Response:
         public_key = bytes.fromhex(key)
     except ValueError as exc:
         raise RequestError(400, "bad_public_key", "public_key must be hex") from exc
-    handset = await run(request.app, Store.provision, agent, code, public_key, now_ms(request.app))
-    return web.json_response({"handset": handset, "server_ms": now_ms(request.app)}, status=201)
+    keys = (f"agent:{agent[:100]}", f"source:{request.remote}")
+    wait = blocked(app, app[CODE_GUESSES], keys)
+    if wait is not None:
+        return too_many(app, "provision", wait)
+    try:
+        handset = await run(app, Store.provision, agent, code, public_key, now_ms(app))
+    except RequestError as exc:
+        if exc.code == "bad_provisioning_code":
+            await failed_attempt(request, "provision", app[CODE_GUESSES], keys, agent)
+        raise
+    app[CODE_GUESSES].succeeded(keys[0])
+    return web.json_response({"handset": handset, "server_ms": now_ms(app)}, status=201)
 
 
 async def json_body(request: web.Request) -> dict[str, Any]:
@@ -369,20 +431,52 @@ async def mm_callback(request: web.Request) -> web.Response:
     return web.json_response({**doc, "server_ms": now_ms(app)}, status=status)
 
 
+def unauthorized(app: web.Application, challenge: str, detail: str) -> web.Response:
+    response = refusal(app, 401, "unauthorized", detail)
+    response.headers["WWW-Authenticate"] = challenge
+    return response
+
+
+async def tenant(request: web.Request) -> int | web.Response:
+    """The distributor whose token the request carries, or the refusal to send: 401 without
+    a live token, 429 while this source is backing off after wrong ones."""
+    app = request.app
+    token = bearer(request.headers.get("Authorization", ""))
+    if token is None:
+        return unauthorized(app, "Bearer", "send Authorization: Bearer <distributor token>")
+    keys = (f"source:{request.remote}",)
+    wait = blocked(app, app[TOKEN_GUESSES], keys)
+    if wait is not None:
+        return too_many(app, "token", wait)
+    distributor = await read(app, Reports.tenant, token)
+    if distributor is None:
+        await failed_attempt(request, "token", app[TOKEN_GUESSES], keys, "distributor token")
+        return unauthorized(
+            app, 'Bearer error="invalid_token"', "unknown or revoked distributor token"
+        )
+    return distributor
+
+
 async def report(request: web.Request) -> web.Response:
+    distributor = await tenant(request)
+    if isinstance(distributor, web.Response):
+        return distributor
     name = request.match_info["name"]
     if name not in REPORTS:
         raise RequestError(404, "not_found", f"no report {name!r}; reports: {', '.join(REPORTS)}")
     query = parse_query(name, request.query)
-    page = await read(request.app, getattr(Reports, name), query, now_ms(request.app))
+    page = await read(request.app, getattr(Reports, name), query, now_ms(request.app), distributor)
     return web.json_response({**page, "server_ms": now_ms(request.app)})
 
 
 async def payment_steps(request: web.Request) -> web.Response:
+    distributor = await tenant(request)
+    if isinstance(distributor, web.Response):
+        return distributor
     txn = request.match_info["txn"]
-    steps = await read(request.app, Reports.payment, txn)
+    steps = await read(request.app, Reports.payment, txn, distributor)
     if steps is None:
-        raise RequestError(404, "not_found", "no such transaction")
+        raise RequestError(404, "not_found", "no such transaction for this distributor")
     return web.json_response({**steps, "server_ms": now_ms(request.app)})
 
 
@@ -403,9 +497,7 @@ def audit_refusal(request: web.Request) -> web.Response | None:
         return None
     else:
         challenge, detail = 'Bearer error="invalid_token"', "wrong audit token"
-    response = refusal(app, 401, "unauthorized", detail)
-    response.headers["WWW-Authenticate"] = challenge
-    return response
+    return unauthorized(app, challenge, detail)
 
 
 async def audit_feed(feed: str, request: web.Request) -> web.Response:
@@ -422,19 +514,29 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Ready when not draining, the database answers, and the critical reports fit the budget."""
+    """Ready when not draining and each critical report's first page runs within the budget
+    (the check `server-stub check-reports` runs over HTTP, here on the report threads)."""
     app = request.app
     budget = app[CONFIG].ready_budget_s
     if app[DRAINING].is_set():
         return web.json_response({"ready": False, "reason": "draining"}, status=503)
-    try:
-        async with asyncio.timeout(budget):
-            took = await read(app, Reports.probe, now_ms(app))
-    except TimeoutError:
-        return web.json_response({"ready": False, "reason": "over budget"}, status=503)
-    except Exception as exc:  # the database is what is unready, whatever it raised
-        return web.json_response({"ready": False, "reason": type(exc).__name__}, status=503)
-    return web.json_response({"ready": True, "probe_s": round(took, 6)})
+
+    async def first_page(report: str) -> int:
+        try:
+            await read(app, getattr(Reports, report), Query(), now_ms(app), None)
+        except Exception as exc:  # the database is what is unready, whatever it raised
+            raise ReportFailed(f"{type(exc).__name__}: {exc}") from exc
+        return 200
+
+    checks = await check_reports(first_page, budget * 1000, timeout_s=budget)
+    reports = [c.as_dict() for c in checks]
+    if not healthy(checks):
+        failed = next(c for c in checks if not c.ok)
+        late = failed.verdict in (OVER_BUDGET, TIMED_OUT)
+        reason = "over budget" if late else f"{failed.report}: {failed.problem or failed.status}"
+        return web.json_response({"ready": False, "reason": reason, "reports": reports}, status=503)
+    took = sum(c.ms for c in checks) / 1000
+    return web.json_response({"ready": True, "probe_s": round(took, 6), "reports": reports})
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -466,6 +568,8 @@ def create_app(
     app[SENDER] = None
     app[KEYS] = {}
     app[SYNC_KEYS] = {}
+    app[CODE_GUESSES] = Throttle(config.backoff)
+    app[TOKEN_GUESSES] = Throttle(config.backoff)
     runner = StoreThread()
     app[RUNNER] = runner
     readers = ThreadPoolExecutor(max_workers=config.report_threads, thread_name_prefix="report")
@@ -483,7 +587,7 @@ def create_app(
     app[READER] = reader
 
     async def open_store(app: web.Application) -> None:
-        opening = partial(Store.open, db_path, faults=faults)
+        opening = partial(Store.open, db_path, faults=faults, synchronous=config.synchronous)
         app[STORE] = await asyncio.get_running_loop().run_in_executor(runner, opening)
         runner.grouping = app[STORE].group
         if config.sms is not None:

@@ -1,4 +1,5 @@
-"""``server-stub``: run the platform stand-in and set up its agents, plans and devices."""
+"""``server-stub``: run the platform stand-in and set up its distributors, agents, plans and
+devices."""
 
 from __future__ import annotations
 
@@ -7,22 +8,27 @@ import asyncio
 import contextlib
 import errno
 import json
+import math
 import os
 import random
 import socket
 import sqlite3
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import aiohttp
 from aiohttp import web
 
 from agent_client.protocol.keycodes import KeycodeFormat
+from agent_client.protocol.version import distribution_version
 
-from .app import Platform, create_app
+from .app import Platform, bearer_safe, create_app
 from .devices import MAX_SERIAL, make_devices, parse_devices_csv, write_devices_csv
 from .errors import SetupError
+from .health import DEFAULT_BUDGET_MS, check_reports, healthy, over_http, table
 from .logs import configure
 from .mno import Final, MnoConfig, MnoSimulator
 from .store import DeviceRecord, Store
@@ -31,8 +37,10 @@ from .tls import self_signed
 DEFAULT_DB = "server-stub.db"
 SECRET_ENV = "PAYG_MM_SECRET"
 AUDIT_TOKEN_ENV = "PAYG_AUDIT_TOKEN"
+REPORT_TOKEN_ENV = "PAYG_REPORT_TOKEN"
 EXIT_UNAVAILABLE = 1
-"""A peer is unreachable or the port is taken: nothing is wrong with the input as such."""
+"""A peer is unreachable or the port is taken: nothing is wrong with the input as such.
+Also `check-reports` finding a report failed or over its budget (the platform is unwell)."""
 EXIT_USAGE = 2
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
@@ -59,6 +67,16 @@ def _amount(text: str) -> int:
     return int(text)
 
 
+def _budget_ms(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value <= 600_000:
+        raise argparse.ArgumentTypeError(f"a budget is milliseconds in (0, 600000], got {text!r}")
+    return value
+
+
 def _serial(text: str) -> int:
     if not text.isdigit() or not 1 <= int(text) <= MAX_SERIAL:
         raise argparse.ArgumentTypeError(f"a serial is an integer in 1..{MAX_SERIAL}, got {text!r}")
@@ -67,6 +85,7 @@ def _serial(text: str) -> int:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="server-stub", description=__doc__)
+    p.add_argument("--version", action="version", version=f"%(prog)s {distribution_version()}")
     p.add_argument("--db", type=Path, default=Path(DEFAULT_DB), help="SQLite file")
     sub = p.add_subparsers(dest="command", required=True)
     serve = sub.add_parser(
@@ -77,6 +96,13 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=_port, default=8080)
     serve.add_argument("--tls", action="store_true", help="self-signed certificate made at start")
     serve.add_argument("--cert-out", type=Path, help="write the certificate PEM here")
+    serve.add_argument(
+        "--synchronous",
+        choices=("full", "normal"),
+        default="full",
+        help="full: every commit synced to the disk (default); normal: at checkpoints only"
+        " (a commit survives the process dying, not power loss; for load-test rigs)",
+    )
     serve.add_argument(
         "--shutdown-timeout",
         type=float,
@@ -92,12 +118,26 @@ def parser() -> argparse.ArgumentParser:
     pay.add_argument("msisdn", help="the paying customer's phone number")
     pay.add_argument("--duplicate-rate", type=float, default=0.0)
     pay.add_argument("--seed", type=int, default=0)
+    dist = sub.add_parser(
+        "add-distributor", help="add a distributor (prints its report API token, only once)"
+    )
+    dist.add_argument("name")
+    issue = sub.add_parser(
+        "issue-token", help="another report API token for a distributor (printed only once)"
+    )
+    issue.add_argument("name", help="the distributor (an existing database's is 'default')")
+    revoke = sub.add_parser("revoke-token", help="revoke a report API token")
+    revoke.add_argument("token", help="the token, or - to read it from stdin (keeps it out of ps)")
     plan = sub.add_parser("add-plan", help="add a catalog plan")
     plan.add_argument("name")
     plan.add_argument("price_per_day", type=int, help="minor currency units per day")
+    plan.add_argument("--distributor", help="whose catalog (default: 'default')")
     agent = sub.add_parser("add-agent", help="add an agent (prints its provisioning code)")
     agent.add_argument("name")
-    agent.add_argument("--code", help="provisioning code (default: random)")
+    agent.add_argument("--distributor", help="who the agent works for (default: 'default')")
+    agent.add_argument(
+        "--code", help="provisioning code (default: random; a chosen one must be strong)"
+    )
     agent.add_argument("--devices", type=_count, default=0, help="generate this many devices")
     agent.add_argument(
         "--format", choices=[f.name.lower() for f in KeycodeFormat], default="nexus_full"
@@ -108,13 +148,30 @@ def parser() -> argparse.ArgumentParser:
     imp.add_argument("csv", type=Path)
     imp.add_argument("--agent", help="put the devices in this agent's stock")
     sub.add_parser("export-devices", help="print every device with its secret as CSV")
+    check = sub.add_parser(
+        "check-reports",
+        help="time each critical report's first page on a running platform; exit 1 when one"
+        " fails or misses its budget (a CI or cron health check)",
+    )
+    check.add_argument("--url", required=True, help="the platform, e.g. http://127.0.0.1:8080")
+    check.add_argument(
+        "--token",
+        help=f"the distributor's report token, sent as Authorization: Bearer (default"
+        f" ${REPORT_TOKEN_ENV}); the reports ignore it until distributors are tenants",
+    )
+    check.add_argument(
+        "--budget-ms",
+        type=_budget_ms,
+        default=DEFAULT_BUDGET_MS,
+        help=f"each first page's budget (default {DEFAULT_BUDGET_MS:g} ms)",
+    )
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     db: Path = args.db
-    created = args.command not in ("mm-pay",) and not db.exists()
+    created = args.command not in ("mm-pay", "check-reports") and not db.exists()
     try:
         return run(args)
     except SetupError as exc:
@@ -217,9 +274,15 @@ def audit_token() -> str | None:
     return os.environ.get(AUDIT_TOKEN_ENV) or None
 
 
-def platform() -> Platform:
+def report_token() -> str | None:
+    """A distributor's report token for `check-reports`, from the environment when not given
+    as --token (a cron job's command line is visible to every user of the machine)."""
+    return os.environ.get(REPORT_TOKEN_ENV) or None
+
+
+def platform(synchronous: str = "full") -> Platform:
     try:
-        return Platform(mm_secret=mm_secret(), audit_token=audit_token())
+        return Platform(mm_secret=mm_secret(), audit_token=audit_token(), synchronous=synchronous)
     except ValueError as exc:
         raise SetupError(f"${AUDIT_TOKEN_ENV}: {exc}") from exc
 
@@ -263,12 +326,42 @@ async def reachable(url: str) -> None:
     await writer.wait_closed()
 
 
+async def check_reports_command(args: argparse.Namespace) -> int:
+    """Each critical report's first page against the budget, as a table; 1 when unwell."""
+    token = args.token or report_token()
+    if not token:
+        raise SetupError(f"pass --token TOKEN (or set ${REPORT_TOKEN_ENV}): the report token")
+    if not bearer_safe(token):
+        raise SetupError("--token must be visible ASCII without spaces (an Authorization header)")
+    parts = urlsplit(args.url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SetupError(f"--url {args.url}: give the platform's http://HOST:PORT")
+    await reachable(args.url)
+    timeout_s = max(CHECK_TIMEOUT_S, 4 * args.budget_ms / 1000)
+    try:
+        async with aiohttp.ClientSession() as session:
+            first_page = over_http(session, args.url, token)
+            checks = await check_reports(first_page, args.budget_ms, timeout_s=timeout_s)
+    except aiohttp.ClientConnectorError as exc:
+        raise Unavailable(
+            f"--url {args.url} stopped answering ({exc}): is it still running?"
+        ) from None
+    print(table(checks))
+    return 0 if healthy(checks) else EXIT_UNAVAILABLE
+
+
+CHECK_TIMEOUT_S = 5.0
+"""A first page that has not come after max(this, 4 x budget) counts as timed out."""
+
+
 def run(args: argparse.Namespace) -> int:
     if args.command == "mm-pay":
         return asyncio.run(mm_pay(args))
-    check_db(args.db, create=args.command != "export-devices")
+    if args.command == "check-reports":
+        return asyncio.run(check_reports_command(args))
+    check_db(args.db, create=args.command not in ("export-devices", "revoke-token", "issue-token"))
     if args.command == "serve":
-        config = platform()  # before anything starts: a bad token is a setup error
+        config = platform(args.synchronous)  # before anything starts: a bad token is a setup error
         if args.cert_out is not None and not args.cert_out.parent.is_dir():
             raise SetupError(f"--cert-out {args.cert_out}: its directory does not exist")
         sock = listen(args.host, args.port)
@@ -299,11 +392,25 @@ def run(args: argparse.Namespace) -> int:
     elif args.command == "add-agent" and args.first_serial + args.devices - 1 > MAX_SERIAL:
         raise SetupError(f"--first-serial + --devices passes the last serial, {MAX_SERIAL}")
     store = Store.open(args.db)
+    now_ms = int(time.time() * 1000)
     try:
-        if args.command == "add-plan":
-            print(json.dumps({"plan": store.add_plan(args.name, args.price_per_day)}))
+        if args.command == "add-distributor":
+            distributor, token = store.add_distributor(args.name, now_ms)
+            print(json.dumps({"distributor": distributor, "name": args.name, "token": token}))
+        elif args.command == "issue-token":
+            print(json.dumps({"name": args.name, "token": store.issue_token(args.name, now_ms)}))
+        elif args.command == "revoke-token":
+            token = sys.stdin.readline().strip() if args.token == "-" else args.token
+            if not store.revoke_token(token, now_ms):
+                raise SetupError("no live token matches; it was revoked already or never issued")
+            print(json.dumps({"revoked": True}))
+        elif args.command == "add-plan":
+            owner = store.distributor_id(args.distributor or "default")
+            plan = store.add_plan(args.name, args.price_per_day, owner)
+            print(json.dumps({"plan": plan}))
         elif args.command == "add-agent":
-            agent, code = store.add_agent(args.name, args.code)
+            owner = store.distributor_id(args.distributor or "default")
+            agent, code = store.add_agent(args.name, args.code, owner)
             fmt = KeycodeFormat[args.format.upper()]
             records = make_devices(args.first_serial, args.devices, fmt, random.Random(args.seed))
             store.add_devices(agent, records)
@@ -318,8 +425,8 @@ def run(args: argparse.Namespace) -> int:
                 )
             )
         elif args.command == "import-devices":
-            owner = store.agent_id(args.agent) if args.agent else None
-            store.add_devices(owner, records)
+            holder = store.agent_id(args.agent) if args.agent else None
+            store.add_devices(holder, records)
             print(json.dumps({"imported": len(records)}))
         elif args.command == "export-devices":
             records = [DeviceRecord(d, s) for d, s in sorted(store.device_secrets().items())]

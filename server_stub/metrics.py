@@ -92,6 +92,12 @@ class Metrics:
             buckets=LAG_BUCKETS,
             registry=r,
         )
+        self.auth_failures = Counter(
+            "payg_auth_failures",
+            "Provisioning codes and distributor tokens refused (wrong) or throttled (not checked)",
+            ["kind", "outcome"],
+            registry=r,
+        )
         self.store_totals = StoreTotals()
         r.register(self.store_totals)
 

@@ -15,6 +15,7 @@ from agent_client.protocol.ops import Kind
 
 from . import audit
 from .callbacks import Outcome
+from .health import FAILED, OK, OVER_BUDGET, TIMED_OUT
 from .reports import MAX_ID, MAX_LIMIT
 
 Schema = dict[str, Any]
@@ -45,6 +46,25 @@ def _page(item: Schema) -> Schema:
 
 def _object(**props: Schema) -> Schema:
     return {"type": "object", "required": list(props), "properties": props}
+
+
+VERDICTS = [OK, OVER_BUDGET, TIMED_OUT, FAILED]
+REPORT_CHECKS: Schema = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "required": ["report", "status", "ms", "budget_ms", "verdict"],
+        "properties": {
+            "report": STR,
+            "status": NULL_INT,
+            "ms": {"type": "number"},
+            "budget_ms": {"type": "number"},
+            "verdict": {"enum": VERDICTS},
+            "problem": STR,
+        },
+    },
+}
+"""/readyz's checks, as `server-stub check-reports` prints them."""
 
 
 def _error(description: str) -> Schema:
@@ -312,6 +332,12 @@ AUDIT_ITEMS: dict[str, tuple[str, Schema]] = {
     ),
 }
 CHALLENGE = {"WWW-Authenticate": {"schema": {"type": "string", "pattern": "^Bearer"}}}
+RETRY = {"Retry-After": {"schema": {"type": "string", "pattern": "^[0-9]+$"}}}
+TENANT = {
+    "401": {**_error("missing, unknown or revoked distributor token"), "headers": CHALLENGE},
+    "429": {**_error("too many wrong tokens from this source; retry later"), "headers": RETRY},
+}
+"""How the distributor-facing endpoints refuse a request without a live token."""
 
 
 def _audit() -> Schema:
@@ -343,10 +369,13 @@ def _reports() -> Schema:
             "get": {
                 "operationId": f"report_{name}",
                 "summary": summary,
+                "description": "The token's distributor's rows only.",
+                "security": [{"distributor": []}],
                 "parameters": PAGE_PARAMS + params,
                 "responses": {
                     "200": _json("one page; pass next_cursor back for the next", _page(item)),
                     "400": _error("bad parameter or cursor"),
+                    **TENANT,
                 },
             }
         }
@@ -369,10 +398,12 @@ def document() -> Schema:
                 "get": {
                     "operationId": "payment_steps",
                     "summary": "When each step of one mobile-money payment happened (ms)",
+                    "security": [{"distributor": []}],
                     "parameters": [{"name": "txn", "in": "path", "required": True, "schema": STR}],
                     "responses": {
                         "200": _json("the steps", STEPS),
-                        "404": _error("no such transaction"),
+                        "404": _error("no such transaction for the token's distributor"),
+                        **TENANT,
                     },
                 }
             },
@@ -433,11 +464,24 @@ def document() -> Schema:
                     "operationId": "readyz",
                     "responses": {
                         "200": _json(
-                            "ready", _object(ready={"type": "boolean"}, probe_s={"type": "number"})
+                            "ready: each critical report's first page ran within the budget",
+                            _object(
+                                ready={"type": "boolean"},
+                                probe_s={"type": "number"},
+                                reports=REPORT_CHECKS,
+                            ),
                         ),
                         "503": _json(
-                            "not ready (draining, database or budget)",
-                            _object(ready={"type": "boolean"}, reason=STR),
+                            "not ready (draining; a report failed or missed the budget)",
+                            {
+                                "type": "object",
+                                "required": ["ready", "reason"],
+                                "properties": {
+                                    "ready": {"type": "boolean"},
+                                    "reason": STR,
+                                    "reports": REPORT_CHECKS,
+                                },
+                            },
                         ),
                     },
                 }
@@ -461,7 +505,12 @@ def document() -> Schema:
                     "type": "http",
                     "scheme": "bearer",
                     "description": "the audit token the server was started with",
-                }
+                },
+                "distributor": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "a distributor's token (server-stub add-distributor)",
+                },
             },
         },
     }

@@ -5,8 +5,11 @@ report never queues behind sync ingest. Pages are keyset-paginated: the cursor i
 token holding the last row's sort key, so a page costs the same however deep it is and rows
 written meanwhile neither repeat nor vanish from the pages already read.
 
-`parse_query` (pure) validates the query string; each report method takes the parsed query
-and ``now_ms`` and returns a JSON-ready page.
+`parse_query` (pure) validates the query string; each report method takes the parsed query,
+``now_ms`` and the asking distributor, and returns a JSON-ready page of that distributor's
+rows only (``None``: every distributor's, for the operator's own readiness probe). The scope
+is in every query's WHERE clause, so no parameter or cursor, forged or another tenant's, can
+reach another distributor's rows: a cursor only says where to start.
 """
 
 from __future__ import annotations
@@ -15,14 +18,15 @@ import base64
 import json
 import re
 import sqlite3
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .errors import RequestError
+from .ledger.access import same_digest, token_digest
 from .opm.report import usage
+from .scope import SCOPE
 
 DAY_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 DEFAULT_LIMIT = 100
@@ -109,9 +113,16 @@ def parse_query(report: str, params: Mapping[str, str]) -> Query:
 
 # keyset paging over the (day, agent) rollup: the primary key order, so a page reads `limit` rows
 PAGE_WHERE = (
-    " AND d.day >= :from AND d.day <= :to AND (:agent IS NULL OR d.agent = :agent)"
+    f" AND {SCOPE} AND d.day >= :from AND d.day <= :to AND (:agent IS NULL OR d.agent = :agent)"
     " AND (d.day, d.agent) > (:after_day, :after_agent) ORDER BY d.day, d.agent LIMIT :limit"
 )
+
+
+CONFIRMED = (
+    "mm_txns t LEFT JOIN sms s ON s.txn = t.txn JOIN handsets h ON h.handset = t.handset"
+    f" JOIN agents a ON a.agent = h.agent WHERE t.outcome = 'confirmed' AND {SCOPE}"
+)
+"""Confirmed mobile-money payments with their SMS, scoped to the selling agent's distributor."""
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -149,7 +160,20 @@ class Reports:
         cursor = encode_cursor(report, key(items[-1])) if more else None
         return {"items": items, "next_cursor": cursor}
 
-    def _grouped(self, report: str, sql: str, q: Query, fields: tuple[str, ...]) -> dict[str, Any]:
+    def tenant(self, token: str) -> int | None:
+        """The distributor a live API token belongs to, or None."""
+        digest = token_digest(token)
+        row = self.db.execute(
+            "SELECT digest, distributor FROM tokens WHERE digest = ? AND revoked_ms IS NULL",
+            (digest,),
+        ).fetchone()
+        if row is None or not same_digest(bytes(row[0]), digest):
+            return None
+        return int(row[1])
+
+    def _grouped(
+        self, report: str, sql: str, q: Query, fields: tuple[str, ...], distributor: int | None
+    ) -> dict[str, Any]:
         """Read one page of the per-(day, agent) rollup."""
         after_day, after_agent = q.after if q.after else ("", 0)
         rows = self.db.execute(
@@ -161,12 +185,13 @@ class Reports:
                 "after_day": after_day,
                 "after_agent": after_agent,
                 "limit": q.limit + 1,
+                "distributor": distributor,
             },
         ).fetchall()
         items = [dict(zip(("day", "agent", "agent_name", *fields), r, strict=True)) for r in rows]
         return self._page(report, q, items, lambda r: (r["day"], r["agent"]))
 
-    def sales(self, q: Query, now_ms: int) -> dict[str, Any]:
+    def sales(self, q: Query, now_ms: int, distributor: int | None) -> dict[str, Any]:
         """Devices sold and down payments taken, per agent and day (the handset's day)."""
         return self._grouped(
             "sales",
@@ -174,9 +199,10 @@ class Reports:
             " JOIN agents a ON a.agent = d.agent WHERE d.sales > 0" + PAGE_WHERE,
             q,
             ("sales", "down_payments"),
+            distributor,
         )
 
-    def collections(self, q: Query, now_ms: int) -> dict[str, Any]:
+    def collections(self, q: Query, now_ms: int, distributor: int | None) -> dict[str, Any]:
         """Payments after the sale, per agent and day, split by channel."""
         return self._grouped(
             "collections",
@@ -184,17 +210,19 @@ class Reports:
             " FROM daily d JOIN agents a ON a.agent = d.agent WHERE d.payments > 0" + PAGE_WHERE,
             q,
             ("payments", "amount", "mobile_money", "agent_cash"),
+            distributor,
         )
 
-    def devices(self, q: Query, now_ms: int) -> dict[str, Any]:
+    def devices(self, q: Query, now_ms: int, distributor: int | None) -> dict[str, Any]:
         """Sold devices: credit remaining now and whole days since the last payment."""
         (after,) = q.after if q.after else (0,)
         rows = self.db.execute(
             "SELECT d.device, h.agent, d.plan, d.credit_until_ms, d.last_paid_ms, d.balance"
             " FROM devices d JOIN customers c ON c.customer = d.customer"
-            " JOIN handsets h ON h.handset = c.handset"
-            " WHERE d.device > ? AND (? IS NULL OR h.agent = ?) ORDER BY d.device LIMIT ?",
-            (after, q.agent, q.agent, q.limit + 1),
+            " JOIN handsets h ON h.handset = c.handset JOIN agents a ON a.agent = h.agent"
+            f" WHERE d.device > :after AND (:agent IS NULL OR h.agent = :agent) AND {SCOPE}"
+            " ORDER BY d.device LIMIT :limit",
+            {"after": after, "agent": q.agent, "limit": q.limit + 1, "distributor": distributor},
         ).fetchall()
         items = [
             {
@@ -209,28 +237,33 @@ class Reports:
         ]
         return self._page("devices", q, items, lambda r: (r["device"],))
 
-    def usage(self, q: Query, now_ms: int) -> dict[str, Any]:
+    def usage(self, q: Query, now_ms: int, distributor: int | None) -> dict[str, Any]:
         """OpenPAYGO Metrics: each reporting device's last usage and its bytes (opm.report)."""
-        return usage(self, q)
+        return usage(self, q, distributor)
 
-    def activation(self, q: Query, now_ms: int) -> dict[str, Any]:
+    def activation(self, q: Query, now_ms: int, distributor: int | None) -> dict[str, Any]:
         """Mobile-money activation latency per day: payment to keycode issued, to SMS
         delivered, and to the keycode reaching the selling agent's handset."""
         (after,) = q.after if q.after else ("",)
         days = self.db.execute(
-            "SELECT DISTINCT day FROM mm_txns"
-            " WHERE outcome = 'confirmed' AND day >= ? AND day <= ? AND day > ?"
-            " ORDER BY day LIMIT ?",
-            (q.day_from, q.day_to, after, q.limit + 1),
+            f"SELECT DISTINCT t.day FROM {CONFIRMED} AND t.day >= :from AND t.day <= :to"
+            " AND t.day > :after ORDER BY t.day LIMIT :limit",
+            {
+                "from": q.day_from,
+                "to": q.day_to,
+                "after": after,
+                "limit": q.limit + 1,
+                "distributor": distributor,
+            },
         ).fetchall()
-        items = [self._activation_day(str(day)) for (day,) in days]
+        items = [self._activation_day(str(day), distributor) for (day,) in days]
         return self._page("activation", q, items, lambda r: (r["day"],))
 
-    def _activation_day(self, day: str) -> dict[str, Any]:
+    def _activation_day(self, day: str, distributor: int | None) -> dict[str, Any]:
         rows = self.db.execute(
-            "SELECT t.paid_ms, t.issued_ms, s.delivered_ms, t.downlinked_ms FROM mm_txns t"
-            " LEFT JOIN sms s ON s.txn = t.txn WHERE t.outcome = 'confirmed' AND t.day = ?",
-            (day,),
+            "SELECT t.paid_ms, t.issued_ms, s.delivered_ms, t.downlinked_ms"
+            f" FROM {CONFIRMED} AND t.day = :day",
+            {"day": day, "distributor": distributor},
         ).fetchall()
         item: dict[str, Any] = {"day": day, "payments": len(rows)}
         for name, column in (("issued", 1), ("sms_delivered", 2), ("handset_downlinked", 3)):
@@ -245,15 +278,17 @@ class Reports:
 
     # -- lab and operations --------------------------------------------------------------------
 
-    def payment(self, txn: str) -> dict[str, Any] | None:
-        """Every recorded step of one mobile-money transaction (milliseconds)."""
+    def payment(self, txn: str, distributor: int | None) -> dict[str, Any] | None:
+        """Every recorded step of one mobile-money transaction (milliseconds), when it paid
+        for a device in stock with one of `distributor`'s agents; else None (not found)."""
         row = self.db.execute(
             "SELECT t.txn, t.outcome, t.account, t.amount, t.paid_ms, t.received_ms,"
             " t.confirmed_ms, t.issued_ms, k.text, s.first_sent_ms, s.attempts,"
             " s.delivered_ms, t.downlinked_ms, t.synced_ms FROM mm_txns t"
             " LEFT JOIN keycodes k ON k.keycode = t.keycode LEFT JOIN sms s ON s.txn = t.txn"
-            " WHERE t.txn = ?",
-            (txn,),
+            " JOIN devices d ON d.device = t.account JOIN agents a ON a.agent = d.agent"
+            f" WHERE t.txn = :txn AND {SCOPE}",
+            {"txn": txn, "distributor": distributor},
         ).fetchone()
         if row is None:
             return None
@@ -292,12 +327,3 @@ class Reports:
             "sms_delivered": int(delivered),
             **{f"mm_{k}": int(v) for k, v in by_outcome.items()},
         }
-
-    def probe(self, now_ms: int) -> float:
-        """Readiness: the database answers and the critical reports' first pages run.
-        Returns the seconds it took."""
-        began = time.perf_counter()
-        self.db.execute("SELECT 1").fetchone()
-        self.devices(Query(limit=10), now_ms)
-        self.sales(Query(limit=10), now_ms)
-        return time.perf_counter() - began

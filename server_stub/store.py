@@ -42,7 +42,8 @@ from .callbacks import Answer, MoneyCallback, Outcome
 from .errors import RequestError, SetupError
 from .faults import Every, PlatformFaults
 from .keycodes import DeviceSecret, creditable_days, issue
-from .opm.schema import SCHEMA as METRICS_SCHEMA
+from .ledger.access import code_weakness, new_token, token_digest
+from .migrations import DEFAULT_DISTRIBUTOR, migrate
 
 ENTRIES_PER_RESPONSE = 256
 APPLIED = 0
@@ -62,103 +63,6 @@ class Issued:
     keycode: int
     text: str
     entry: int
-
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS agents (
-    agent INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, code TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS handsets (
-    handset INTEGER PRIMARY KEY, agent INTEGER NOT NULL REFERENCES agents(agent),
-    public_key BLOB NOT NULL UNIQUE, last_ms INTEGER NOT NULL DEFAULT 0, created_ms INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS sync_keys (
-    handset INTEGER PRIMARY KEY REFERENCES handsets(handset), key BLOB NOT NULL
-);
-CREATE TABLE IF NOT EXISTS plans (
-    plan INTEGER PRIMARY KEY, name TEXT NOT NULL,
-    price_per_day INTEGER NOT NULL CHECK (price_per_day > 0)
-);
-CREATE TABLE IF NOT EXISTS customers (
-    customer INTEGER PRIMARY KEY, handset INTEGER NOT NULL, seq INTEGER NOT NULL,
-    name TEXT NOT NULL, phone TEXT NOT NULL, UNIQUE (handset, seq)
-);
-CREATE TABLE IF NOT EXISTS devices (
-    device INTEGER PRIMARY KEY, format INTEGER NOT NULL, key BLOB NOT NULL,
-    starting_code INTEGER NOT NULL DEFAULT 0, time_divider INTEGER NOT NULL DEFAULT 1,
-    next_id INTEGER NOT NULL, agent INTEGER REFERENCES agents(agent),
-    customer INTEGER REFERENCES customers(customer), plan INTEGER REFERENCES plans(plan),
-    balance INTEGER NOT NULL DEFAULT 0, credit_until_ms INTEGER NOT NULL DEFAULT 0,
-    last_paid_ms INTEGER
-);
-CREATE TABLE IF NOT EXISTS ops (
-    handset INTEGER NOT NULL, seq INTEGER NOT NULL, digest BLOB NOT NULL, kind INTEGER NOT NULL,
-    at INTEGER NOT NULL, received_ms INTEGER NOT NULL, outcome INTEGER NOT NULL,
-    PRIMARY KEY (handset, seq)
-);
-CREATE TABLE IF NOT EXISTS keycodes (
-    keycode INTEGER PRIMARY KEY, device INTEGER NOT NULL, message_id INTEGER NOT NULL,
-    handset INTEGER NOT NULL, op_seq INTEGER NOT NULL, text TEXT NOT NULL, days INTEGER NOT NULL,
-    credit_s INTEGER NOT NULL, amount INTEGER NOT NULL, issued_ms INTEGER NOT NULL,
-    txn TEXT, UNIQUE (device, message_id)
-);
-CREATE TABLE IF NOT EXISTS downlink (
-    handset INTEGER NOT NULL, n INTEGER NOT NULL, body BLOB NOT NULL, PRIMARY KEY (handset, n)
-);
-CREATE TABLE IF NOT EXISTS sales (
-    device INTEGER PRIMARY KEY, agent INTEGER NOT NULL, handset INTEGER NOT NULL,
-    day TEXT NOT NULL, down_payment INTEGER NOT NULL, received_ms INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS sales_by_day ON sales(day, agent);
-CREATE TABLE IF NOT EXISTS payments (
-    payment INTEGER PRIMARY KEY, device INTEGER NOT NULL, agent INTEGER NOT NULL,
-    source TEXT NOT NULL, ref TEXT NOT NULL, amount INTEGER NOT NULL, day TEXT NOT NULL,
-    received_ms INTEGER NOT NULL, UNIQUE (source, ref)
-);
-CREATE INDEX IF NOT EXISTS payments_by_day ON payments(day, agent);
-CREATE TABLE IF NOT EXISTS daily (
-    day TEXT NOT NULL, agent INTEGER NOT NULL, sales INTEGER NOT NULL DEFAULT 0,
-    down_payments INTEGER NOT NULL DEFAULT 0, payments INTEGER NOT NULL DEFAULT 0,
-    amount INTEGER NOT NULL DEFAULT 0, mobile_money INTEGER NOT NULL DEFAULT 0,
-    agent_cash INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (day, agent)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS mm_txns (
-    txn TEXT PRIMARY KEY, digest BLOB NOT NULL, outcome TEXT NOT NULL, account TEXT NOT NULL,
-    amount INTEGER NOT NULL, msisdn TEXT NOT NULL, device INTEGER, handset INTEGER,
-    paid_ms INTEGER NOT NULL, day TEXT NOT NULL, received_ms INTEGER NOT NULL,
-    confirmed_ms INTEGER,
-    keycode INTEGER REFERENCES keycodes(keycode), issued_ms INTEGER, downlink_n INTEGER,
-    downlinked_ms INTEGER, synced_ms INTEGER
-);
-CREATE INDEX IF NOT EXISTS mm_txns_unsynced ON mm_txns(handset, downlink_n)
-    WHERE synced_ms IS NULL AND downlink_n IS NOT NULL;
-CREATE INDEX IF NOT EXISTS mm_txns_by_day ON mm_txns(outcome, day);
-CREATE TABLE IF NOT EXISTS sms (
-    sms INTEGER PRIMARY KEY, txn TEXT NOT NULL REFERENCES mm_txns(txn), msisdn TEXT NOT NULL,
-    text TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, created_ms INTEGER NOT NULL,
-    first_sent_ms INTEGER, sent_ms INTEGER, delivered_ms INTEGER
-);
-CREATE INDEX IF NOT EXISTS sms_undelivered ON sms(sms) WHERE delivered_ms IS NULL;
-"""
-
-
-def migrate(db: sqlite3.Connection) -> None:
-    """Bring a database made by an older release up to SCHEMA (which only creates what is
-    missing): ``keycodes.txn`` came later, and its old rows keep NULL there."""
-    if _has_column(db, "keycodes", "txn"):
-        return
-    db.execute("BEGIN IMMEDIATE")  # another process may be migrating the same file
-    try:
-        if not _has_column(db, "keycodes", "txn"):
-            db.execute("ALTER TABLE keycodes ADD COLUMN txn TEXT")
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")
-
-
-def _has_column(db: sqlite3.Connection, table: str, column: str) -> bool:
-    return any(row[1] == column for row in db.execute(f"PRAGMA table_info({table})"))
 
 
 class Refused(Exception):
@@ -238,14 +142,18 @@ class Store:
         self._apply_twice = Every(self.faults.apply_twice_every)
 
     @classmethod
-    def open(cls, path: str | Path, *, faults: PlatformFaults | None = None) -> Store:
+    def open(
+        cls, path: str | Path, *, faults: PlatformFaults | None = None, synchronous: str = "full"
+    ) -> Store:
+        """`synchronous`: "full" syncs every commit to the disk; "normal" (WAL) only at
+        checkpoints, so a commit survives the process dying but not the machine's power."""
+        if synchronous not in ("full", "normal"):
+            raise ValueError(f"synchronous must be full or normal, got {synchronous!r}")
         db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=FULL")
+        db.execute(f"PRAGMA synchronous={synchronous.upper()}")
         db.execute("PRAGMA foreign_keys=ON")
         db.execute("PRAGMA busy_timeout=10000")
-        db.executescript(SCHEMA)
-        db.executescript(METRICS_SCHEMA)
         migrate(db)
         return cls(db, faults=faults)
 
@@ -306,30 +214,109 @@ class Store:
 
     # -- setup (operator) ----------------------------------------------------------------------
 
-    def add_plan(self, name: str, price_per_day: int) -> int:
+    def add_distributor(self, name: str, now_ms: int) -> tuple[int, str]:
+        """Create a distributor; returns (its id, its first API token, shown only now)."""
+        if not name or not name.isprintable() or len(name) > 100:
+            raise SetupError("a distributor needs a printable name of 1..100 characters")
+        try:
+            with self.transaction() as db:
+                distributor = db.execute(
+                    "INSERT INTO distributors(name, created_ms) VALUES (?, ?)", (name, now_ms)
+                ).lastrowid
+                assert distributor is not None
+                token = self._new_token(distributor, now_ms)
+        except sqlite3.IntegrityError as exc:
+            raise SetupError(
+                f"distributor {name!r} already exists; issue-token gives it another token"
+            ) from exc
+        return distributor, token
+
+    def issue_token(self, name: str, now_ms: int) -> str:
+        """Another API token for an existing distributor (rotation; the `default` one)."""
+        distributor = self.distributor_id(name)
+        with self.transaction():
+            return self._new_token(distributor, now_ms)
+
+    def _new_token(self, distributor: int, now_ms: int) -> str:
+        token = new_token()
+        self.db.execute(
+            "INSERT INTO tokens(digest, distributor, created_ms) VALUES (?, ?, ?)",
+            (token_digest(token), distributor, now_ms),
+        )
+        return token
+
+    def revoke_token(self, token: str, now_ms: int) -> bool:
+        """Revoke a token (given in full); False when no live token matches it."""
+        with self.transaction() as db:
+            cur = db.execute(
+                "UPDATE tokens SET revoked_ms = ? WHERE digest = ? AND revoked_ms IS NULL",
+                (now_ms, token_digest(token)),
+            )
+            return cur.rowcount == 1
+
+    def distributor_id(self, name: str) -> int:
+        row = self._one("SELECT distributor FROM distributors WHERE name = ?", name)
+        if row is None:
+            raise SetupError(f"no distributor {name!r}; add-distributor makes one")
+        return int(row[0])
+
+    def add_plan(
+        self, name: str, price_per_day: int, distributor: int = DEFAULT_DISTRIBUTOR
+    ) -> int:
+        """Add a plan to a distributor's catalog, telling its agents' handsets."""
         if not name or price_per_day < 1:
             raise SetupError("a plan needs a name and a positive price per day")
         with self.transaction() as db:
             plan = db.execute(
-                "INSERT INTO plans(name, price_per_day) VALUES (?, ?)", (name, price_per_day)
+                "INSERT INTO plans(name, price_per_day, distributor) VALUES (?, ?, ?)",
+                (name, price_per_day, distributor),
             ).lastrowid
             assert plan is not None
-            for (handset,) in db.execute("SELECT handset FROM handsets").fetchall():
+            for (handset,) in db.execute(
+                "SELECT h.handset FROM handsets h JOIN agents a ON a.agent = h.agent"
+                " WHERE a.distributor = ?",
+                (distributor,),
+            ).fetchall():
                 self._emit(handset, Plan(plan, name, price_per_day))
         return plan
 
-    def add_agent(self, name: str, code: str | None = None) -> tuple[int, str]:
-        """Create an agent; returns (agent id, one provisioning code for its handsets)."""
+    def add_agent(
+        self, name: str, code: str | None = None, distributor: int = DEFAULT_DISTRIBUTOR
+    ) -> tuple[int, str]:
+        """Create a distributor's agent; returns (agent id, one provisioning code for its
+        handsets). A code chosen by the caller must be strong enough (ledger.access)."""
+        if code is not None:
+            weakness = code_weakness(code)
+            if weakness is not None:
+                raise SetupError(f"provisioning code too weak: {weakness} (or omit it)")
         code = code or secrets.token_urlsafe(12)
         try:
             with self.transaction() as db:
                 agent = db.execute(
-                    "INSERT INTO agents(name, code) VALUES (?, ?)", (name, code)
+                    "INSERT INTO agents(name, code, distributor) VALUES (?, ?, ?)",
+                    (name, code, distributor),
                 ).lastrowid
         except sqlite3.IntegrityError as exc:
             raise SetupError(f"agent {name!r} already exists") from exc
         assert agent is not None
         return agent, code
+
+    def audit_auth(
+        self,
+        kind: str,
+        subject: str,
+        source: str,
+        outcome: str,
+        retry_after_s: int | None,
+        now_ms: int,
+    ) -> None:
+        """Write one refused or throttled secret attempt to the trail (never the secret)."""
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO auth_events(at_ms, kind, subject, source, outcome, retry_after_s)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (now_ms, kind, subject[:100], source[:100], outcome, retry_after_s),
+            )
 
     def agent_id(self, name: str) -> int:
         row = self._one("SELECT agent FROM agents WHERE name = ?", name)
@@ -395,7 +382,10 @@ class Store:
                 ).lastrowid
                 assert handset is not None
                 for plan, name, price in db.execute(
-                    "SELECT plan, name, price_per_day FROM plans ORDER BY plan"
+                    "SELECT p.plan, p.name, p.price_per_day FROM plans p"
+                    " JOIN agents a ON a.distributor = p.distributor WHERE a.agent = ?"
+                    " ORDER BY p.plan",
+                    (agent,),
                 ).fetchall():
                     self._emit(handset, Plan(plan, name, price))
                 for device, fmt in db.execute(
@@ -603,7 +593,12 @@ class Store:
         )
         if customer is None:
             raise Refused(Reason.UNKNOWN_CUSTOMER)
-        plan = self._one("SELECT price_per_day FROM plans WHERE plan = ?", op.field("plan"))
+        plan = self._one(  # only the agent's distributor's catalog
+            "SELECT p.price_per_day FROM plans p JOIN agents a ON a.distributor = p.distributor"
+            " WHERE p.plan = ? AND a.agent = ?",
+            op.field("plan"),
+            handset.agent,
+        )
         if plan is None:
             raise Refused(Reason.UNKNOWN_PLAN)
         device = self._one(

@@ -35,6 +35,7 @@ from field_lab.scenario import DEFAULT
 from field_lab.world.fixture import Stocking, seed
 from meter_sim import Meter
 from meter_sim.cli import main as meter_sim_main
+from meter_sim.nv import crc16
 from meter_sim.storage import MemoryStorage
 from server_stub.app import create_app
 from server_stub.cli import main as server_stub_main
@@ -94,6 +95,10 @@ def _cases() -> dict[str, Case]:
         "meter state other kind": Case(
             m, "session --protocol openpaygo --state nexus.img", 2, "kind nexus-full"
         ),
+        "meter state other key": Case(
+            m, "session --key " + "00" * 16 + " --state nexus.img", 2, "another device key"
+        ),
+        "meter state old format": Case(m, "session --state format1.img", 2, "format-1"),
         "meter state in missing folder": Case(m, "session --state nodir/x.img", 2, "create it"),
         "meter state is a folder": Case(m, "session --state sub", 2, "is a directory"),
         "meter reset without state": Case(m, "session --reset-state", 2, "--state FILE"),
@@ -160,6 +165,21 @@ def _cases() -> dict[str, Case]:
             s, "--db p.db add-agent bob --first-serial 4294967295 --devices 2", 2, "--first-serial"
         ),
         "stub agent twice": Case(s, "--db server.db add-agent ama", 2, "already exists"),
+        "stub weak code": Case(s, "--db p.db add-agent bob --code secret", 2, "too weak"),
+        "stub agent of nobody": Case(
+            s, "--db p.db add-agent bob --distributor nobody", 2, "add-distributor"
+        ),
+        "stub plan of nobody": Case(
+            s, "--db p.db add-plan daily 5 --distributor nobody", 2, "add-distributor"
+        ),
+        "stub distributor twice": Case(
+            s, "--db server.db add-distributor default", 2, "issue-token"
+        ),
+        "stub token for nobody": Case(s, "--db server.db issue-token nobody", 2, "nobody"),
+        "stub revoke unknown token": Case(
+            s, "--db server.db revoke-token payg_nope", 2, "no live token"
+        ),
+        "stub revoke without db": Case(s, "--db new.db revoke-token x", 2, "does not exist"),
         "stub export from nothing": Case(s, "--db new.db export-devices", 2, "does not exist"),
         "stub pay without secret": Case(s, "mm-pay 10000001 100 +2330", 2, "PAYG_MM_SECRET"),
         "stub pay unreachable": Case(
@@ -176,6 +196,23 @@ def _cases() -> dict[str, Case]:
         "stub pay negative amount": Case(s, "mm-pay 10000001 -2 +2330", 2, "amount", secret),
         "stub pay duplicate rate": Case(
             s, "mm-pay 10000001 1 +2330 --duplicate-rate 7", 2, "duplicate_rate", secret
+        ),
+        "stub check-reports unreachable": Case(
+            s, "check-reports --url http://127.0.0.1:{closed} --token t", 1, "unreachable"
+        ),
+        "stub check-reports not a url": Case(
+            s, "check-reports --url notaurl --token t", 2, "--url"
+        ),
+        "stub check-reports port out of range": Case(
+            s, "check-reports --url http://127.0.0.1:99999 --token t", 2, "--url"
+        ),
+        "stub check-reports without url": Case(s, "check-reports --token t", 2, "--url"),
+        "stub check-reports without token": Case(s, "check-reports --url {url}", 2, "--token"),
+        "stub check-reports negative budget": Case(
+            s, "check-reports --url {url} --token t --budget-ms -5", 2, "--budget-ms"
+        ),
+        "stub check-reports budget not a number": Case(
+            s, "check-reports --url {url} --token t --budget-ms soon", 2, "--budget-ms"
         ),
         "stub no command": Case(s, "", 2, "command"),
         # agent-client: handset files, URLs, certificates, refusals, numbers
@@ -199,10 +236,10 @@ def _cases() -> dict[str, Case]:
             a, "provision {url} --agent ama --code wrong", 2, "name or the id"
         ),
         "handset provision unknown id": Case(
-            a, "provision {url} --agent 99 --code code-ama", 2, "name or the id"
+            a, "provision {url} --agent 99 --code code-ama-7f3a9c", 2, "name or the id"
         ),
         "handset provision into the platform db": Case(
-            a, "--db server.db provision {url} --agent 1 --code code-ama", 2, "server.db"
+            a, "--db server.db provision {url} --agent 1 --code code-ama-7f3a9c", 2, "server.db"
         ),
         "handset missing cafile": Case(a, "--cafile nope.pem status", 2, "--cafile"),
         "handset cafile not a certificate": Case(
@@ -224,7 +261,7 @@ def _cases() -> dict[str, Case]:
             a, "--db ama.db sale --customer 999 --device 1 --plan 1 --down 5", 2, "999"
         ),
         "handset provision twice": Case(
-            a, "--db ama.db provision {url} --agent ama --code code-ama", 2, "already"
+            a, "--db ama.db provision {url} --agent ama --code code-ama-7f3a9c", 2, "already"
         ),
         "handset sync unreachable": Case(
             a, "--db gone.db sync", 1, "127.0.0.1", may_change=("gone.db",)
@@ -326,6 +363,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     corrupt = bytearray(storage.read())
     corrupt[20] ^= 0xFF
     (template / "corrupt.img").write_bytes(bytes(corrupt))
+    head = b"PGNV\x01\x01" + (48).to_bytes(2, "little") + (7).to_bytes(4, "little")
+    legacy = head + bytes(48)
+    (template / "format1.img").write_bytes(legacy + crc16(legacy).to_bytes(2, "little"))
     devices = make_devices(30_000_001, 2, KeycodeFormat.NEXUS_FULL, random.Random(1))
     (template / "devices.csv").write_text(write_devices_csv(devices))
     seed_platform(template / "server.db")
@@ -351,7 +391,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             "--agent",
             "ama",
             "--code",
-            "code-ama",
+            "code-ama-7f3a9c",
         ]
     )
     gone = web.AppRunner(create_app(served), access_log=None)  # a platform that goes away
@@ -371,7 +411,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             "--agent",
             "kofi",
             "--code",
-            "code-kofi",
+            "code-kofi-7f3a9c",
         ]
     )
     on_loop(gone.cleanup())
@@ -401,7 +441,7 @@ def workspace(world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     here = tmp_path / "ws"
     shutil.copytree(world.template, here)
     monkeypatch.chdir(here)
-    for name in ("PAYG_MM_SECRET", "PAYG_AUDIT_TOKEN"):
+    for name in ("PAYG_MM_SECRET", "PAYG_AUDIT_TOKEN", "PAYG_REPORT_TOKEN"):
         monkeypatch.delenv(name, raising=False)
     return here
 
@@ -489,7 +529,8 @@ def test_the_entry_points_answer_without_a_traceback(
     case = SUBPROCESS_CASES[name]
     before = snapshot(workspace)
     words = world.fill(case.argv).split()
-    env = {k: v for k, v in os.environ.items() if k not in ("PAYG_MM_SECRET", "PAYG_AUDIT_TOKEN")}
+    secrets = ("PAYG_MM_SECRET", "PAYG_AUDIT_TOKEN", "PAYG_REPORT_TOKEN")
+    env = {k: v for k, v in os.environ.items() if k not in secrets}
     proc = subprocess.Popen(
         [str(BIN / words[0]), *words[1:]],
         cwd=workspace,

@@ -248,6 +248,8 @@ def decode_uplink(body: bytes, version: int = VERSION) -> UplinkFrame:
         except _Refused as refused:
             kind = row[1] if len(row) > 1 and type(row[1]) is int and row[1] <= MAX_SEQ else -1
             at = base + row[2] if len(row) > 2 and type(row[2]) is int else None
+            if at is not None and not 0 <= at <= MAX_TIME:
+                at = None  # past any time msgpack can carry: refused as bad_field all the same
             content = msgpack.packb([*row[1:2], at, *row[3:]])
             bad.append(BadOperation(seq, kind, refused.reason, content, refused.detail))
     return UplinkFrame(handset, cursor, tuple(ops), tuple(bad))

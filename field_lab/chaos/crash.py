@@ -15,22 +15,17 @@ Three kinds of trial share one platform database, one handset and one history:
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
-import json
 import os
 import random
 import signal
-import sys
 import tempfile
 import time
-from asyncio.subprocess import Process
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from subprocess import DEVNULL
 from urllib.parse import urlsplit
 
 from agent_client.agent import Agent
@@ -49,10 +44,10 @@ from server_stub.faults import PlatformFaults
 from server_stub.mno import MnoConfig, MnoSimulator
 
 from . import ChaosError
+from .children import Child, spawn
 from .proxy import DOWN, UP, FaultProxy
 from .world import AUDIT_TOKEN, CONFIG, MM_SECRET, PRICE, claim, digest, stock, verdict
 
-BIN = Path(sys.executable).parent
 SETTLE_S = 60.0
 ONE_BY_ONE = SyncConfig(initial_batch=1, min_batch=1, max_batch=1)  # more exchanges to hit
 INJECTED: dict[str, PlatformFaults] = {
@@ -138,6 +133,7 @@ class Run:
         self.handset = 0
         self.devices: list[int] = []
         self.operators: list[MnoSimulator] = []
+        self._reader: HandsetStore | None = None
 
     # -- recording ---------------------------------------------------------------------------
 
@@ -158,13 +154,21 @@ class Run:
         txn = mno.pay(device, amount, "+233240000001")
         self.attempt(mm_key(txn), MOBILE_MONEY, device, amount)
 
+    async def reader(self) -> HandsetStore:
+        """One connection that only reads the handset's file, kept for the whole run: the
+        handset itself is reopened every trial, its evidence need not be."""
+        if self._reader is None:
+            self._reader = await HandsetStore.open(self.handset_db)
+        return self._reader
+
+    async def close(self) -> None:
+        if self._reader is not None:
+            await self._reader.close()
+            self._reader = None
+
     async def observe(self) -> None:
         """Complete what the handset and the operator now know; the rest stays unknown."""
-        store = await HandsetStore.open(self.handset_db)
-        try:
-            evidence = await HandsetEvidence.read(store)
-        finally:
-            await store.close()
+        evidence = await HandsetEvidence.read(await self.reader())
         now = time.time()
         learn_from_handset(self.history, evidence, now)
         for mno in self.operators:
@@ -224,7 +228,7 @@ class Run:
                         await mno.drain(SETTLE_S)
                     landed = not proxy.disarm()
                     if not landed:
-                        estimate[direction] = max(64, proxy.last_bytes[direction])
+                        estimate[direction] = max(64, proxy.since_arm[direction])
                     self.report.trials[kind] += 1
                     self.report.landed[kind] += landed
                     await self.observe()
@@ -261,7 +265,7 @@ class Run:
             server.terminate()
             await server.wait()
 
-    async def kill_server(self, server: Process, mno: MnoSimulator) -> Process:
+    async def kill_server(self, server: Child, mno: MnoSimulator) -> Child:
         agent = await Agent.open(self.handset_db, server_url=self.url, config=ONE_BY_ONE)
         await self.pay_offline(agent, self.rng.randint(1, 4))
         self.pay_mm(mno)
@@ -281,32 +285,27 @@ class Run:
         agent = await Agent.open(self.handset_db, server_url=self.url)
         await self.pay_offline(agent, self.rng.randint(1, 3))
         await agent.close()
-        store = await HandsetStore.open(self.handset_db)
-        try:
-            before = await _attempts(store)
-            proc = await _spawn(
-                "agent-client", "--db", str(self.handset_db), "sync", "--batch", "1"
-            )
-            if self.rng.random() < 0.2:  # sometimes while it starts up
-                await asyncio.sleep(self.rng.uniform(0.0, 0.3))
-            else:  # mostly once a batch is frozen and on the wire
-                end = time.monotonic() + 10.0
-                while proc.returncode is None and time.monotonic() < end:
-                    if await _attempts(store) > before:
-                        break
-                    await asyncio.sleep(0.002)
-                await asyncio.sleep(self.rng.uniform(0.0, 0.01))
-            self.report.landed["handset-kill"] += proc.returncode is None
-            with contextlib.suppress(ProcessLookupError):  # it may have finished on its own
-                proc.kill()
-            await proc.wait()
-        finally:
-            await store.close()
+        store = await self.reader()
+        before = await _attempts(store)
+        proc = spawn("agent-client", ["--db", str(self.handset_db), "sync", "--batch", "1"])
+        if self.rng.random() < 0.2:  # sometimes while it starts up (opens its store, signs)
+            await asyncio.sleep(self.rng.uniform(0.0, 0.03))
+        else:  # mostly once a batch is frozen and on the wire
+            end = time.monotonic() + 10.0
+            while proc.returncode is None and time.monotonic() < end:
+                if await _attempts(store) > before:
+                    break
+                await asyncio.sleep(0.002)
+            await asyncio.sleep(self.rng.uniform(0.0, 0.01))
+        self.report.landed["handset-kill"] += proc.returncode is None
+        with contextlib.suppress(ProcessLookupError):  # it may have finished on its own
+            proc.kill()
+        await proc.wait()
 
-    async def start_server(self) -> Process:
+    async def start_server(self) -> Child:
         env = {**os.environ, SECRET_ENV: MM_SECRET.decode(), AUDIT_TOKEN_ENV: AUDIT_TOKEN}
-        args = ("--db", str(self.server_db), "serve", "--port", str(self.port))
-        proc = await _spawn("server-stub", *args, env=env)
+        args = ["--db", str(self.server_db), "serve", "--port", str(self.port)]
+        proc = spawn("server-stub", args, env)
         if not await _until(lambda: listening(self.port) or proc.returncode is not None, 30.0):
             proc.kill()
             await proc.wait()
@@ -331,11 +330,7 @@ class Run:
     async def judge(self) -> None:
         """Read the settled platform as an outsider would, and judge."""
         assert self.fixture is not None
-        store = await HandsetStore.open(self.handset_db)
-        try:
-            handset = await HandsetEvidence.read(store)
-        finally:
-            await store.close()
+        handset = await HandsetEvidence.read(await self.reader())
         async with serving(self.server_db, config=CONFIG) as url:
             found, evidence = await verdict(
                 url, self.history, self.claims, [handset], self.fixture.secrets
@@ -350,15 +345,9 @@ async def _attempts(store: HandsetStore) -> int:
     return sum(row.attempts for row in rows)
 
 
-async def _spawn(program: str, *args: str, env: dict[str, str] | None = None) -> Process:
-    return await asyncio.create_subprocess_exec(
-        str(BIN / program), *args, env=env, stdout=DEVNULL, stderr=DEVNULL
-    )
-
-
 def _operator() -> MnoConfig:
-    """The operator retries fast at first and long enough to outlast a platform restart."""
-    return MnoConfig(delay_s=(0.0, 0.0), timeout_s=10.0, retry_s=(0.05, 0.2, 0.5, 1, 2, 4, 8))
+    """The operator retries at once, then backs off long enough to outlast a restart."""
+    return MnoConfig(delay_s=(0.0, 0.0), timeout_s=10.0, retry_s=(0.0, 0.05, 0.2, 0.5, 1, 2, 4, 8))
 
 
 async def _until(done: Callable[[], bool], deadline_s: float) -> bool:
@@ -374,8 +363,11 @@ async def run_crash(plan: CrashPlan, workdir: Path) -> CrashReport:
     began = time.monotonic()
     run = Run(plan, workdir)
     phases: list[Callable[[], Awaitable[None]]] = [run.setup, run.cuts, run.kills, run.judge]
-    for phase in phases:
-        await phase()
+    try:
+        for phase in phases:
+            await phase()
+    finally:
+        await run.close()
     run.report.seconds = time.monotonic() - began
     return run.report
 
@@ -390,31 +382,3 @@ async def injected(
         with tempfile.TemporaryDirectory(prefix="payg-injected-") as tmp:
             out[name] = (await run_crash(plan, Path(tmp))).summary()
     return out
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m field_lab.chaos.crash``: one crash run on a correct platform, then one small
-    run on each deliberately broken one; prints their counts as JSON. Exit 0 when the correct
-    platform passes and every injected bug is found, 1 otherwise."""
-    p = argparse.ArgumentParser(prog="python -m field_lab.chaos.crash", description=main.__doc__)
-    p.add_argument("--cut", type=int, default=800)
-    p.add_argument("--server-kills", type=int, default=100)
-    p.add_argument("--handset-kills", type=int, default=100)
-    p.add_argument("--seed", type=int, default=CrashPlan.seed)
-    a = p.parse_args(argv)
-    try:
-        plan = CrashPlan(a.cut, a.server_kills, a.handset_kills, a.seed)
-    except ConfigError as exc:
-        p.error(str(exc))
-    with tempfile.TemporaryDirectory(prefix="payg-crash-") as tmp:
-        report = asyncio.run(run_crash(plan, Path(tmp)))
-    print(json.dumps({"clean": report.summary()}), flush=True)
-    found = asyncio.run(injected(seed=a.seed))
-    for name, summary in found.items():
-        print(json.dumps({"injected": name, "found": not summary["valid"], **summary}))
-    ok = report.verdict is not None and report.verdict.valid
-    return 0 if ok and all(not s["valid"] for s in found.values()) else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -35,7 +35,9 @@ class FaultProxy:
         self._writers: set[asyncio.StreamWriter] = set()
         self.cuts = 0
         self.refused = 0
-        self.last_bytes = {UP: 0, DOWN: 0}  # per connection, the most recent one
+        self.since_arm = {UP: 0, DOWN: 0}
+        """Bytes passed each way since the last `arm`, over any connection: the size of the
+        exchange an unfired cut was too long for (a kept-alive connection's total is not)."""
 
     async def start(self) -> int:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
@@ -46,6 +48,7 @@ class FaultProxy:
         if direction not in (UP, DOWN) or after < 0:
             raise ValueError(f"bad cut {direction!r} after {after}")
         self._cut = Cut(direction, after)
+        self.since_arm = {UP: 0, DOWN: 0}
 
     def disarm(self) -> bool:
         """Drop an unfired cut; True if one was still armed."""
@@ -76,7 +79,6 @@ class FaultProxy:
             _reset(writer)
             return
         self._writers |= {writer, up_writer}
-        self.last_bytes = {UP: 0, DOWN: 0}
         pair = (writer, up_writer)
         try:
             await asyncio.gather(
@@ -109,7 +111,7 @@ class FaultProxy:
                     return
                 if cut is not None and cut.direction == direction:
                     cut.after -= len(data)
-                self.last_bytes[direction] += len(data)
+                self.since_arm[direction] += len(data)
                 writer.write(data)
                 await writer.drain()
             if writer.can_write_eof():

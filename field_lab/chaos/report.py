@@ -11,26 +11,31 @@ import asyncio
 import json
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from .abuse import PROTOCOLS, guessing
-from .crash import CrashPlan, injected, run_crash
+from .crash import CrashPlan, injected
 from .faults import catalogue, converge
 from .fuzz import PLANS, campaign, headline, passed, table
+from .tearing import tear_all
+from .trials import quiet, run_pieces
 
 SIZES: dict[str, dict[str, Any]] = {
     "suite": {
         "crash": CrashPlan(cut=180, server_kills=10, handset_kills=12),
+        "workers": 1,
+        "tear_stride": 5,
         "outage_s": 1.0,
         "fuzz": PLANS["suite"],
         "guesses": 4000,
         "load": ["--steps", "100,200,300", "--seconds", "4"],
     },
     "chaos": {
-        "crash": CrashPlan(cut=800, server_kills=100, handset_kills=100),
+        "crash": CrashPlan(cut=8000, server_kills=1000, handset_kills=1000),  # = make chaos
+        "workers": 2,
+        "tear_stride": 1,
         "outage_s": 8.0,
         "fuzz": PLANS["chaos"],
         "guesses": 20000,
@@ -40,9 +45,9 @@ SIZES: dict[str, dict[str, Any]] = {
 LOAD = Path(__file__).resolve().parents[2] / "benchmarks" / "server_load.py"
 
 
-async def crash(plan: CrashPlan) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="payg-crash-") as tmp:
-        return (await run_crash(plan, Path(tmp))).summary()
+async def crash(plan: CrashPlan, workers: int) -> dict[str, Any]:
+    quiet()
+    return await asyncio.to_thread(run_pieces, plan, workers=workers)
 
 
 def load(args: list[str]) -> list[dict[str, Any]]:
@@ -59,8 +64,9 @@ async def collect(size: str) -> dict[str, Any]:
         "size": size,
         "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
-    figures["crash"] = await crash(cfg["crash"])
+    figures["crash"] = await crash(cfg["crash"], cfg["workers"])
     print(json.dumps({"crash": figures["crash"]}), flush=True)
+    figures["tearing"] = [t.summary() for t in tear_all(cfg["tear_stride"])]
     figures["injected"] = await injected()
     figures["faults"] = [vars(o) for o in await converge(catalogue(cfg["outage_s"]))]
     figures["fuzz"] = await campaign(cfg["fuzz"])
@@ -76,6 +82,7 @@ def verdicts(f: dict[str, Any]) -> dict[str, bool]:
     clean = f["faults"][0]["digest"]
     return {
         "crash": bool(f["crash"]["valid"]),
+        "power-cut tearing": all(t["cuts"] > 0 and t["violations"] == 0 for t in f["tearing"]),
         "injected bugs found": all(not s["valid"] for s in f["injected"].values()),
         "network faults": all(o["digest"] == clean and o["valid"] for o in f["faults"]),
         "fuzzing": passed(f["fuzz"]),
@@ -93,6 +100,7 @@ def _found(found: bool) -> str:
 
 def render(f: dict[str, Any]) -> str:
     c = f["crash"]
+    tears = f["tearing"]
     clean = f["faults"][0]["digest"]
     converged = sum(1 for o in f["faults"][1:] if o["digest"] == clean)
     judged = sum(1 for o in f["faults"] if o["valid"])
@@ -113,7 +121,14 @@ def render(f: dict[str, Any]) -> str:
         f"- **Crash trials: {c['trials']}**, violations found {c['failures']}"
         f" ({', '.join(f'{k} {v}' for k, v in c['by_kind'].items())});"
         f" faults that landed mid-exchange: {sum(c['faults_landed'].values())};"
-        f" unchecked: {', '.join(c['unchecked']) or 'none'}.",
+        f" unchecked: {', '.join(c['unchecked']) or 'none'}; {c['pieces']} pieces on"
+        f" {c['workers']} workers in {c['seconds']} s ({c['ms_per_trial']} ms a trial).",
+        f"- **Power cuts mid-save: {sum(t['cuts'] for t in tears)}**"
+        f" ({', '.join(str(t['protocol']) + ' ' + str(t['cuts']) for t in tears)}), every byte of"
+        f" {sum(t['saves'] for t in tears)} saves: rebooted with the old state"
+        f" {sum(t['old_state'] for t in tears)}, the new state"
+        f" {sum(t['new_state'] for t in tears)}, anything else"
+        f" {sum(t['violations'] for t in tears)}.",
         f"- **Platform audit against the handset**: {c['ops_acknowledged']} of"
         f" {c['ops_attempted']} handset operations and {c['payments_acknowledged']} of"
         f" {c['payments_attempted']} mobile-money payments acknowledged; lost {c['lost_ops']},"
@@ -148,7 +163,26 @@ def render(f: dict[str, Any]) -> str:
         " `server-kill` SIGKILLs `server-stub serve` during syncs and operator callbacks;"
         " `handset-kill` SIGKILLs `agent-client sync`. Verdicts come from the judge"
         " (`field_lab.check`): the platform's audit API, the handset's store, and meters that"
-        " type every keycode issued (docs/judge.md).",
+        " type every keycode issued (docs/judge.md). A run is split into pieces of at most"
+        " 500 trials, each a complete run with its own platform, handset and judge and a seed"
+        " derived from (seed, piece), spread over worker processes.",
+        "",
+        "## Power cuts mid-save (meter tearing)",
+        "",
+        "| protocol | saves | bytes saved | cuts | old state | new state | credit from nowhere |"
+        " code reused | other state | seconds |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+        *[
+            f"| {t['protocol']} | {t['saves']} | {t['bytes_saved']} | {t['cuts']} |"
+            f" {t['old_state']} | {t['new_state']} | {t['credit_from_nowhere']} |"
+            f" {t['code_reused']} | {t['other_state']} | {t['seconds']} |"
+            for t in tears
+        ],
+        "",
+        "`field_lab.chaos.tearing`: each save of a session of codes is cut after every byte"
+        " it writes (through the meter's storage seam), and the meter is booted from what is"
+        " left. Its credit, the session's codes it would still apply and the state it would"
+        " save next must be those from before the save or after it.",
         "",
         "## Injected platform bugs (built in through `create_app(faults=...)`)",
         "",

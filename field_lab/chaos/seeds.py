@@ -240,6 +240,7 @@ def queries() -> list[bytes]:
         "collections": ("2026-11-26", 3),
         "devices": (SERIAL,),
         "activation": ("2026-11-26",),
+        "usage": (SERIAL,),
     }
     seeds: list[bytes] = []
     for index, report in enumerate(REPORTS):

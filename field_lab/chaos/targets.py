@@ -192,7 +192,7 @@ def nv_image(g: Golden) -> Callable[[bytes], str]:
         index, medium = _head(data)
         device = devices[index % len(devices)]
         kind = _NV_KINDS.get(device.protocol, NVKind.OPENPAYGO)
-        loaded = NVStore(MemoryStorage(medium), kind).load()
+        loaded = NVStore(MemoryStorage(medium), kind, device.nv_fingerprint).load()
         meter = device.build(storage=MemoryStorage(medium), now=100.0)
         # the image carries the device clock it was written at; time goes on from there
         later = 200.0 + (loaded.snapshot.clock if loaded.snapshot else 0.0)

@@ -21,9 +21,9 @@ EXIT_UNREACHABLE = 1
 EXIT_USAGE = 2
 EXIT_FAILED = 99
 DEFAULT_AGENT = "conformance"
-DEFAULT_CODE = "conformance"
+DEFAULT_CODE = "conformance-kit-1"
 """The test-provisioning convention (docs/sync-protocol.md, Testing a platform): without
---agent/--code the kit provisions as agent ``conformance`` with code ``conformance``."""
+--agent/--code the kit provisions as agent ``conformance`` with code ``conformance-kit-1``."""
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

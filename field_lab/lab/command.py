@@ -1,7 +1,8 @@
 """`field-lab run` and `field-lab seed`: the lab's main job on the command line.
 
     field-lab run [SCENARIO.toml] [--agents N] [--devices N] [--duration S] [--seed N]
-                  [--out DIR] [--target URL --fixture FILE [--audit-token TOKEN]] [--quiet]
+                  [--shards N] [--out DIR] [--target URL --fixture FILE [--audit-token TOKEN]]
+                  [--quiet]
     field-lab seed --db PATH --fixture FILE [SCENARIO.toml] [--agents N] [--devices N]
 
 Exit codes: 0 every SLO holds; 99 an SLO failed; 107 the lab itself failed (its figures
@@ -27,7 +28,8 @@ from rich.markup import escape
 from agent_client.errors import AgentError, InvalidOperation, ServerRefused, TransientError
 from field_lab.errors import ConfigError, HarnessError
 from field_lab.lab import output
-from field_lab.lab.lab import Lab, Target
+from field_lab.lab.lab import SET_UP_PHASES, Lab, Target
+from field_lab.lab.shards import ShardedLab, default_shards
 from field_lab.measure.slo import EXIT_HARNESS_ERROR, evaluate, exit_code
 from field_lab.scenario import DEFAULT, Scenario, load
 from field_lab.world.fixture import Fixture, Stocking, seed
@@ -70,6 +72,12 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         help="the customers' behaviour (a CustomerBehaviour); overrides the scenario",
     )
     run.add_argument("--quiet", action="store_true", help="no live progress view")
+    run.add_argument(
+        "--shards",
+        type=int,
+        help="handset processes the fleet is split into (default: one per core, at most one"
+        " per 50 handsets); the same seed gives the same plan whatever the number",
+    )
     run.add_argument(
         "--compare",
         action="store_true",
@@ -161,7 +169,7 @@ class Progress:
         self.quiet = quiet
         self.last = 0.0
 
-    def __call__(self, lab: Lab) -> None:
+    def __call__(self, lab: Lab | ShardedLab) -> None:
         if self.quiet:
             return
         now = time.monotonic()
@@ -188,6 +196,8 @@ def run_command(args: argparse.Namespace) -> int:
     try:
         scenario = scenario_from(args)
         target = target_from(args)
+        if args.shards is not None and not 1 <= args.shards <= 1024:
+            raise ConfigError(f"--shards must be 1..1024, got {args.shards}")
     except ConfigError as exc:
         console.print(f"field-lab run: {exc}", markup=False, soft_wrap=True)
         return EXIT_USAGE
@@ -217,9 +227,11 @@ def run_command(args: argparse.Namespace) -> int:
             console.print("field-lab run: harness error:", markup=False)
             console.print(traceback.format_exc(), markup=False)
             return EXIT_HARNESS_ERROR
-        output.write(where, doc, lab.stats, lab.series)
-        if lab.traces is not None:
-            console.print(f"traces: {lab.traces.write()} meters in {where / 'traces'}")
+        note = output.write(where, doc, lab.stats, lab.series)
+        if note is not None:
+            console.print(note, markup=False)
+        if args.record_traces:
+            console.print(f"traces: {lab.traces_written} meters in {where / 'traces'}")
         output.table(doc, Console(width=None if sys.stdout.isatty() else 150))
         docs[client] = doc
         codes.append(exit_code(lab.slo))
@@ -237,18 +249,35 @@ async def _run(
     progress: Progress,
     out: Path,
     client: str,
-) -> tuple[dict[str, Any], Lab]:
+) -> tuple[dict[str, Any], Lab | ShardedLab]:
+    shards = args.shards or default_shards(scenario.fleet.agents)
+    traces = out / "traces" if args.record_traces else None
     with tempfile.TemporaryDirectory(prefix="field-lab-") as tmp:
-        lab = Lab(
-            scenario,
-            Path(tmp),
-            target=target,
-            progress=progress,
-            traces=TraceBook(out / "traces") if args.record_traces else None,
-            adapter=client,
-            behaviour=args.behaviour,
-            customer_behaviour=args.customer_behaviour,
-        )
+        lab: Lab | ShardedLab
+        if shards == 1:  # in this process: no process to start, no evidence to ship
+            lab = Lab(
+                scenario,
+                Path(tmp),
+                target=target,
+                progress=progress,
+                traces=TraceBook(traces) if traces is not None else None,
+                adapter=client,
+                behaviour=args.behaviour,
+                customer_behaviour=args.customer_behaviour,
+            )
+        else:
+            lab = ShardedLab(
+                scenario,
+                Path(tmp),
+                shards,
+                target=target,
+                progress=progress,
+                traces=traces,
+                adapter=client,
+                behaviour=args.behaviour,
+                customer_behaviour=args.customer_behaviour,
+                fixture_name=str(args.fixture or ""),
+            )
         started = time.monotonic()
         running = asyncio.ensure_future(lab.run())
         try:
@@ -259,8 +288,10 @@ async def _run(
         except AgentError as exc:
             if target is None or lab.phase not in SET_UP_PHASES:
                 raise  # the lab's own platform refused its own handsets: a lab fault
-            raise ConfigError(target_problem(args, exc)) from exc
+            raise ConfigError(target_problem(target.url, args.fixture, exc)) from exc
         wall = time.monotonic() - started
+    if isinstance(lab, Lab) and lab.traces is not None:
+        lab.traces_written = lab.traces.write()
     checks = scenario.checks
     lab.slo = evaluate(
         scenario.thresholds, lab.stats.metrics(), checks.waive, checks.pass_without_samples
@@ -269,7 +300,9 @@ async def _run(
     extra = {
         "wall_s": round(wall, 1),
         "handsets": lab.handsets,
-        "devices": len(lab.sites),
+        "devices": lab.devices,
+        "shards": lab.shards,
+        "plan": {"events": lab.planned, "digest": lab.plan_digest},
         "history": lab.history.counts(),
         "checks": lab.verdict.checks(),
         "check_details": lab.verdict.details(),
@@ -277,10 +310,6 @@ async def _run(
     }
     doc = output.summary(name, scenario, lab.stats, lab.slo, extra)
     return doc, lab
-
-
-SET_UP_PHASES = frozenset({"setup", "set-up"})
-"""Phases in which a target's refusal is about the fixture or the URL, not a lab fault."""
 
 
 async def _stop(running: asyncio.Future[Any]) -> None:
@@ -295,20 +324,17 @@ async def _stop(running: asyncio.Future[Any]) -> None:
     await asyncio.gather(running, return_exceptions=True)
 
 
-def target_problem(args: argparse.Namespace, exc: AgentError) -> str:
+def target_problem(url: str, fixture: Path | str, exc: AgentError) -> str:
     """What a handset error while setting up against `--target` means to the user."""
     if isinstance(exc, TransientError):
-        return (
-            f"--target {args.target} is unreachable ({exc}): start the platform there, or"
-            " check the URL"
-        )
+        return f"--target {url} is unreachable ({exc}): start the platform there, or check the URL"
     if isinstance(exc, ServerRefused | InvalidOperation):
         return (
-            f"--target {args.target} refused the fixture {args.fixture} ({exc}): it was"
+            f"--target {url} refused the fixture {fixture} ({exc}): it was"
             " already used, or belongs to another platform; seed again (field-lab seed"
-            f" --db PLATFORM.db --fixture {args.fixture}) and restart the platform on it"
+            f" --db PLATFORM.db --fixture {fixture}) and restart the platform on it"
         )
-    return f"--target {args.target}: {exc}"
+    return f"--target {url}: {exc}"
 
 
 def target_from(args: argparse.Namespace) -> Target | None:

@@ -7,15 +7,21 @@
 Phases: set-up (handsets provisioned, the installed base sold, not measured), field (the plan,
 open loop), settle (no new actions; ends once all has settled, at most `settle_s`), end of day
 (every handset syncs once more), check.
+
+A lab may run one shard of a fleet (`Shard`): it provisions only its handsets, acts on its part
+of the whole fleet's plan and gathers its evidence, which the parent judges with the other
+shards' (`field_lab.lab.shards`). Before anything starts it checks the file descriptors the run
+needs; while it runs, a watchdog stops it within seconds if the platform dies.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from agent_client.adapters import ADAPTERS, PlatformAdapter
 from field_lab.check.evidence import (
@@ -24,8 +30,9 @@ from field_lab.check.evidence import (
     learn_from_handset,
     learn_from_operator,
 )
-from field_lab.check.judge import Verdict, judge
-from field_lab.errors import ConfigError
+from field_lab.check.judge import Claim, Verdict, judge
+from field_lab.errors import ConfigError, HarnessError
+from field_lab.lab.budget import Budget, Limits, ProcessLimits
 from field_lab.lab.stats import RunStats
 from field_lab.measure.history import History
 from field_lab.measure.slo import Verdict as SloVerdict
@@ -33,13 +40,18 @@ from field_lab.scenario import Scenario
 from field_lab.workload import plan
 from field_lab.workload.behaviour import agent_behaviour, customer_behaviour, load_class
 from field_lab.workload.field import Field
+from field_lab.workload.plan import Shard
 from field_lab.workload.runner import read_reports, run_plan
 from field_lab.world.clock import LabClock
 from field_lab.world.fixture import Fixture
-from field_lab.world.fleet import Fleet
+from field_lab.world.fleet import SETUP_CONCURRENCY, Fleet
+from field_lab.world.handset import STORAGE
+from field_lab.world.metering import Metering
 from field_lab.world.platform import Platform, embedded, target
 from field_lab.world.sites import Site, build_sites
+from field_lab.world.syncs import SyncScheduler
 from field_lab.world.traces import TraceBook
+from field_lab.world.watchdog import watch
 from server_stub.faults import PlatformFaults
 
 TYPING_GRACE_S = 30.0
@@ -49,6 +61,10 @@ platform sent down and what it still owes can be judged, not left to timing."""
 STUCK_EXCHANGE_S = 5.0
 """An exchange stuck on a 2G link can take minutes to time out; its operations stay queued on
 the handset (unknown, never lost), so the run waits this long for it, no more."""
+SET_UP_PHASES = frozenset({"setup", "set-up"})
+"""Phases in which a target's refusal is about the fixture or the URL, not a lab fault."""
+MAX_SYNCING = 2048
+"""Handsets syncing at once, at most (each holds a socket while it does)."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +77,17 @@ class Target:
     """Without it the server-side checks are unchecked."""
     mm_secret: bytes | None = None
     """The mobile-money operator's shared secret; without it customers pay cash only."""
+
+
+@dataclass
+class FieldEvidence:
+    """What one lab (or shard) saw, for the judge: the history, what each operation buys,
+    the handsets' own views and the credit each meter granted."""
+
+    history: History
+    claims: dict[str, Claim]
+    handsets: list[HandsetEvidence]
+    meters: dict[int, float]
 
 
 def platform_adapter(name: str) -> PlatformAdapter:
@@ -93,8 +120,16 @@ class Lab:
         progress: Callable[[Lab], None] | None = None,
         behaviour: str | None = None,
         customer_behaviour: str | None = None,
+        shard: Shard | None = None,
+        limits: Limits | None = None,
+        max_syncing: int = MAX_SYNCING,
+        readers: bool = True,
+        judging: bool = True,
     ) -> None:
-        """`behaviour` / `customer_behaviour`: MODULE:CLASS overriding the scenario's."""
+        """`behaviour` / `customer_behaviour`: MODULE:CLASS overriding the scenario's.
+        `shard`: run only this part of the fleet; `limits`: where the descriptor limit comes
+        from (default this process's); `readers`: run the distributors' report readers;
+        `judging`: judge at the end (a shard leaves its `evidence` to its parent)."""
         self.adapter = platform_adapter(adapter)
         if target is not None and faults is not None:
             raise ConfigError("faults are built into the embedded platform; a target has its own")
@@ -106,6 +141,14 @@ class Lab:
         self.adapter_name = adapter
         self.progress = progress
         self.behaviours = (behaviour, customer_behaviour)
+        self.shard = shard or Shard()
+        self.limits = limits or ProcessLimits()
+        self.max_syncing = max_syncing
+        self.readers = readers
+        self.judging = judging
+        self.evidence: FieldEvidence | None = None
+        self.descriptor_limit = 0
+        self.syncing_peak = 0
         self.stats = RunStats()
         self.series: list[dict[str, float]] = []
         self.phase = "setup"
@@ -114,20 +157,53 @@ class Lab:
         self.sites: dict[int, Site] = {}
         self.verdict: Verdict | None = None
         self.slo: list[SloVerdict] = []
+        self.paying: list[int] = []
+        self.planned = 0
+        """Events in the whole fleet's plan (every shard's)."""
+        self.plan_part: tuple[tuple[float, str, int], ...] = ()
+        """The events of that plan this lab acted on (all of them unless it is a shard)."""
+        self.field: Field | None = None
+        self.shards = self.shard.count
+        self.traces_written = 0
 
     def _platform(self) -> contextlib.AbstractAsyncContextManager[Platform]:
         if self.target is None:
             return embedded(self.workdir, self.scenario, faults=self.faults)
         t = self.target
         return target(
-            t.url, t.fixture, self.scenario, audit_token=t.audit_token, mm_secret=t.mm_secret
+            t.url,
+            t.fixture,
+            self.scenario,
+            audit_token=t.audit_token,
+            mm_secret=t.mm_secret,
+            shard=self.shard,
+        )
+
+    @property
+    def devices(self) -> int:
+        return len(self.sites)
+
+    @property
+    def plan_digest(self) -> str:
+        return plan.digest(self.plan_part)
+
+    def budget(self) -> Budget:
+        """The descriptors this lab's part of the fleet needs."""
+        s = self.scenario
+        return Budget(
+            handsets=sum(1 for i in range(s.fleet.agents) if self.shard.owns(i)),
+            per_database=STORAGE.descriptors,
+            max_syncing=min(self.max_syncing, s.fleet.agents),
+            setup_concurrency=SETUP_CONCURRENCY,
+            embedded=self.target is None,
         )
 
     async def run(self) -> RunStats:
+        self.descriptor_limit = self.budget().ensure(self.limits)
         fleet = Fleet(self.workdir, self.adapter)
         try:
             async with self._platform() as platform:
-                await self._run(platform, fleet)
+                await _watched(self._run(platform, fleet), platform.url)
         finally:
             await fleet.close()
         return self.stats
@@ -142,11 +218,22 @@ class Lab:
         clock = LabClock.start(s.time_scale)
         agent = agent_behaviour(s, self.behaviours[0])
         customer = customer_behaviour(s, self.behaviours[1])
-        self.sites = build_sites(platform.fixture, s, s.fleet.agents, customer, self.traces)
+        self.sites = build_sites(
+            platform.fixture, s, s.fleet.agents, customer, self.traces, keep=self.shard.owns
+        )
         field = Field(
-            s, platform.fixture, self.sites, clock, self.stats, platform.operator, agent, customer
+            s,
+            platform.fixture,
+            self.sites,
+            clock,
+            self.stats,
+            platform.operator,
+            agent,
+            customer,
+            self.shard,
         )
         self.history = field.history
+        self.field = field
         if platform.sms is not None:
             platform.sms.inbox.listen(field.sms_arrived)
         await self._set_up(platform, fleet, field, clock)
@@ -163,21 +250,27 @@ class Lab:
     ) -> None:
         """Provision every handset and sell the installed base (not measured)."""
         self.phase = "set-up"
+        s = self.scenario
+        profiles = plan.link_profiles(s)
         await fleet.provision(
             platform.url,
             platform.fixture,
-            plan.link_profiles(self.scenario),
+            profiles,
+            [i for i in range(len(profiles)) if self.shard.owns(i)],
             field.keycodes_arrived,
         )
         self.handsets = len(fleet.handsets)
-        stock = [list(h.unsold) for h in fleet.handsets]
-        for index, serial in plan.installed_base(self.scenario, stock):
-            handset = fleet.handsets[index]
-            handset.unsold.remove(serial)
-            await field.sell(handset, serial, clock.real())
+        stock = [list(spec.devices) for spec in platform.fixture.agents[: s.fleet.agents]]
+        base = plan.installed_base(s, stock)
+        self.paying = sorted(serial for _, serial in base)
+        for index, serial in base:
+            if self.shard.owns(index):
+                handset = fleet.by_index[index]
+                handset.unsold.remove(serial)
+                await field.sell(handset, serial, clock.real())
         await fleet.drain()
         await field.typed(TYPING_GRACE_S)
-        await fleet.to_field(platform.url, plan.outages(self.scenario, len(fleet.handsets)))
+        await fleet.to_field(platform.url, plan.outages(s, s.fleet.agents))
 
     async def _field(self, platform: Platform, fleet: Fleet, field: Field, clock: LabClock) -> None:
         s = self.scenario
@@ -186,24 +279,33 @@ class Lab:
         start = clock.real()
         field.settle_by = start + s.duration_s + s.settle_s
         stop = asyncio.Event()
+        syncs = SyncScheduler(field.agent.sync_every_s, self.max_syncing)
+        syncs.start(fleet.handsets)
         background = [
-            asyncio.create_task(h.sync_loop(field.agent.sync_every_s, stop)) for h in fleet.handsets
-        ]
-        background += [
-            asyncio.create_task(read_reports(platform.url, i, s, clock, start, self.stats, stop))
-            for i in range(s.reports.readers)
+            asyncio.create_task(
+                read_reports(
+                    platform.url, i, s, clock, start, self.stats, stop, platform.report_token
+                )
+            )
+            for i in range(s.reports.readers if self.readers else 0)
         ]
         background.append(asyncio.create_task(self._sample(fleet, field, clock, stop)))
-        paying = [serial for serial, site in sorted(self.sites.items()) if site.sold]
+        metering = Metering(s, self.sites, platform.url, clock)
+        if s.metering.metered_share > 0:
+            background.append(asyncio.create_task(metering.run(stop)))
 
         async def act(kind: str, target: int, intended: float) -> None:
             if kind == plan.VISIT:
-                await field.visit(fleet.handsets[target], intended)
+                await field.visit(fleet.by_index[target], intended)
             else:
                 site = self.sites[target]
-                await field.pay(fleet.handsets[site.agent], site, intended)
+                await field.pay(fleet.by_index[site.agent], site, intended)
 
-        schedule = plan.field_plan(s, field.agent, field.customer, len(fleet.handsets), paying)
+        whole = plan.field_plan(s, field.agent, field.customer, s.fleet.agents, self.paying)
+        agent_of = {serial: index for index, serial in self._sold_by(platform.fixture)}
+        schedule = self.shard.part(whole, agent_of)
+        self.planned = len(whole.events)
+        self.plan_part = schedule.events
         actions: set[asyncio.Task[None]] = set()
         try:
             await run_plan(schedule, act, clock, start, self.stats, actions)
@@ -214,15 +316,25 @@ class Lab:
             if actions:
                 await asyncio.wait(actions, timeout=max(0.0, field.settle_by - clock.real()))
             stop.set()
-            for handset in fleet.handsets:
-                handset.wake.set()
-            await asyncio.wait(background, timeout=STUCK_EXCHANGE_S)
+            await syncs.stop(STUCK_EXCHANGE_S)
+            if syncs.failure is not None:
+                raise HarnessError(f"a handset's sync failed: {syncs.failure!r}") from syncs.failure
         finally:  # also when the run is cancelled: nothing of the field outlives it
             stop.set()
+            await syncs.stop(0)
             for task in [*actions, *background]:
                 task.cancel()
             await asyncio.gather(*actions, *background, return_exceptions=True)
+            self.syncing_peak = syncs.peak_active
+            metering.close()
+        if s.metering.metered_share > 0:
+            self.stats.sections["metering"] = metering.figures()
         await field.typed(TYPING_GRACE_S)
+
+    def _sold_by(self, fixture: Fixture) -> list[tuple[int, int]]:
+        """(handset index, serial) of every paying device, whoever's shard it is in."""
+        stock = [list(spec.devices) for spec in fixture.agents[: self.scenario.fleet.agents]]
+        return plan.installed_base(self.scenario, stock)
 
     async def _sample(
         self, fleet: Fleet, field: Field, clock: LabClock, stop: asyncio.Event
@@ -260,14 +372,42 @@ class Lab:
         if platform.operator is not None:
             await platform.operator.drain(timeout_s=10)
             learn_from_operator(field.history, platform.operator, field.clock.real())
+        self.evidence = FieldEvidence(
+            field.history,
+            field.claims,
+            handsets,
+            {serial: site.granted for serial, site in self.sites.items()},
+        )
+        if not self.judging:
+            return
         audited: PlatformEvidence | None = None
         if platform.audit is not None:
             audited = await platform.audit.evidence()
-        self.verdict = judge(
-            field.history,
-            field.claims,
-            platform=audited,
-            handsets=handsets,
-            meters={serial: site.granted for serial, site in self.sites.items()},
-        )
+        self.verdict = judged(self.evidence, audited)
         self.stats.checks = self.verdict.figures()
+
+
+def judged(evidence: FieldEvidence, platform: PlatformEvidence | None) -> Verdict:
+    """The judge's verdict on a run's evidence (one lab's, or every shard's merged)."""
+    return judge(
+        evidence.history,
+        evidence.claims,
+        platform=platform,
+        handsets=evidence.handsets,
+        meters=evidence.meters,
+    )
+
+
+async def _watched(body: Coroutine[Any, Any, None], url: str) -> None:
+    """Run `body`; if the platform at `url` dies meanwhile, stop it and say so."""
+    work = asyncio.ensure_future(body)
+    watchdog = asyncio.ensure_future(watch(url))
+    try:
+        await asyncio.wait({work, watchdog}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (work, watchdog):
+            task.cancel()
+        done = await asyncio.gather(work, watchdog, return_exceptions=True)
+    for outcome in reversed(done):  # the watchdog's word first: it says why the rest failed
+        if isinstance(outcome, BaseException) and not isinstance(outcome, asyncio.CancelledError):
+            raise outcome

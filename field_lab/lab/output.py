@@ -1,12 +1,17 @@
 """What a run leaves behind: results/<run>/ and the final table.
 
 summary.json        the answers, the invariants, SLO verdicts, per link profile
+report.html         all of it on one self-contained page, with interactive charts
 timeseries.csv      one row a second: sales, activations, queue depth, links down
 histograms/*.hgrm   percentile distributions (HdrHistogram text format)
 histograms/*.hlog   base64 histoblobs, for lossless merging across runs or workers
 activation_cdf.png  activation latency CDF per link profile
 sales_over_time.png sales attempted and succeeded over time
 queue_and_links.png outbox queue depth and links down over time
+
+The PNGs need matplotlib, the optional `plots` extra (`pip install 'payg-field-lab[plots]'`);
+without it a run writes everything else (report.html's charts need nothing) and says that it
+skipped them.
 """
 
 from __future__ import annotations
@@ -15,7 +20,9 @@ import csv
 import io
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from rich.console import Console
@@ -25,6 +32,7 @@ from field_lab.check.keys import FIGURES
 from field_lab.lab.stats import Figures, RunStats
 from field_lab.measure.latency import Latency
 from field_lab.measure.slo import Verdict
+from field_lab.report import page
 from field_lab.scenario import Scenario, to_dict
 
 
@@ -86,8 +94,27 @@ def summary(
         "slo_pass": all(v.passed for v in verdicts),
         "by_profile": {p: figures(g) for p, g in sorted(stats.by_profile.items())},
     }
+    doc.update(stats.sections)
     doc.update(extra)
     return doc
+
+
+PNG_SKIPPED = (
+    "charts: matplotlib is not installed, so no PNGs were written"
+    " (pip install 'payg-field-lab[plots]')"
+)
+
+
+def load_pyplot() -> ModuleType | None:
+    """matplotlib's pyplot on the file-only backend, or None without the `plots` extra."""
+    try:
+        import matplotlib
+    except ImportError:
+        return None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def write(
@@ -95,7 +122,9 @@ def write(
     doc: dict[str, Any],
     stats: RunStats,
     series: list[dict[str, float]],
-) -> None:
+    pyplot: Callable[[], ModuleType | None] = load_pyplot,
+) -> str | None:
+    """Write the run's files; return a note for the user when the charts were skipped."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(json.dumps(doc, indent=2, allow_nan=False) + "\n")
     if series:
@@ -118,15 +147,24 @@ def write(
         (hist / f"{label}.hlog").write_text(h.encode().decode("ascii") + "\n")
         lines = ["value_s\tcumulative"] + [f"{v:.3f}\t{c:.6f}" for v, c in h.distribution()]
         (hist / f"{label}.hgrm").write_text("\n".join(lines) + "\n")
-    plot(out, stats, series)
+    (out / "report.html").write_text(
+        page.render(doc, activation_cdfs(stats), series), encoding="utf-8"
+    )
+    plt = pyplot()
+    if plt is None:
+        return PNG_SKIPPED
+    plot(plt, out, stats, series)
+    return None
 
 
-def plot(out: Path, stats: RunStats, series: list[dict[str, float]]) -> None:
-    import matplotlib
+def activation_cdfs(stats: RunStats) -> dict[str, list[tuple[float, float]]]:
+    """Activation latency CDF points: "all", then each link profile."""
+    cdfs = {"all": stats.total.activation.distribution()}
+    cdfs.update((p, g.activation.distribution()) for p, g in sorted(stats.by_profile.items()))
+    return cdfs
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
+def plot(plt: Any, out: Path, stats: RunStats, series: list[dict[str, float]]) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for profile, group in sorted(stats.by_profile.items()):
         points = group.activation.distribution()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from field_lab.check.keys import FIGURES
 from field_lab.measure.latency import Latency
@@ -49,6 +49,8 @@ class RunStats:
     """The judge's figures: violations found, or None where a check had no evidence."""
     late_starts: int = 0
     no_stock: int = 0
+    sections: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Figures of optional parts of a run (e.g. `metering`), each a summary.json section."""
 
     def groups(self, profile: str) -> tuple[Figures, Figures]:
         return self.total, self.by_profile[profile]

@@ -49,13 +49,15 @@ class Valve:
 class LinkPort:
     """A link driven by a scheduler, with per-connection event sinks."""
 
-    __slots__ = ("_due", "_scheduler", "_sinks", "link")
+    __slots__ = ("_due", "_scheduler", "_sinks", "link", "opened")
 
     def __init__(self, scheduler: LinkScheduler, link: Link) -> None:
         self._scheduler = scheduler
         self.link = link
         self._sinks: dict[int, Sink] = {}
         self._due: float | None = None
+        self.opened = 0
+        """Connections opened so far (a cold exchange opened one)."""
 
     def now(self) -> float:
         return self._scheduler.now()
@@ -63,6 +65,7 @@ class LinkPort:
     def open(self, sink: Sink) -> Connection:
         """Open a connection from the handset (its SYN is queued now); events go to `sink`."""
         conn = self.link.connect(self.now())
+        self.opened += 1
         self._sinks[conn.id] = sink
         self.touch()
         return conn

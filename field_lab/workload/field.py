@@ -22,6 +22,7 @@ from field_lab.lab.stats import RunStats
 from field_lab.measure.history import History
 from field_lab.scenario import Scenario
 from field_lab.workload.behaviour import AgentBehaviour, CustomerBehaviour
+from field_lab.workload.plan import Shard
 from field_lab.world.clock import LabClock
 from field_lab.world.fixture import Fixture
 from field_lab.world.handset import Handset
@@ -43,6 +44,7 @@ class Field:
         operator: MnoSimulator | None,
         agent: AgentBehaviour,
         customer: CustomerBehaviour,
+        shard: Shard | None = None,
     ) -> None:
         self.scenario = scenario
         self.agent = agent
@@ -60,7 +62,7 @@ class Field:
         self.settle_by = 0.0
         """Lab seconds after which nobody waits for a keycode any more."""
         self.typing: set[asyncio.Task[object]] = set()
-        self._choices = random.Random(f"{scenario.seed}:choices")
+        self._choices = random.Random((shard or Shard()).seed(scenario.seed, "choices"))
 
     # -- keycodes reaching customers -----------------------------------------------------------
 
@@ -111,7 +113,7 @@ class Field:
 
     def _recorded(self, handset: Handset) -> None:
         if self.agent.sync_on_record:
-            handset.wake.set()
+            handset.wake()
 
     def _count_ops(self, handset: Handset, n: int) -> None:
         self.counters["handset_ops"] += n

@@ -1,11 +1,14 @@
 """The run's schedule, decided up front from the scenario's seed and nothing else.
 
 Pure functions: the same scenario and seed give the same link per handset, the same outages,
-and the same visits and payments at the same planned times, whatever the machine does.
+and the same visits and payments at the same planned times, whatever the machine does, and
+whatever the number of shards: the whole fleet's plan is drawn, then each shard takes the
+part of it that concerns its handsets (handset `i` is shard `i % count`'s).
 """
 
 from __future__ import annotations
 
+import hashlib
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -16,6 +19,45 @@ from field_lab.scenario import Scenario
 from field_lab.workload.behaviour import AgentBehaviour, CustomerBehaviour
 
 VISIT, PAY = "visit", "pay"
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One process's part of the fleet: the handsets whose index is `index` modulo `count`."""
+
+    index: int = 0
+    count: int = 1
+
+    def __post_init__(self) -> None:
+        if self.count < 1 or not 0 <= self.index < self.count:
+            raise ConfigError(f"shard {self.index} of {self.count}: need 0 <= index < count")
+
+    def owns(self, handset: int) -> bool:
+        return handset % self.count == self.index
+
+    def seed(self, seed: int, name: str) -> str:
+        """The seed of a generator this shard draws from as the run goes (its own choices);
+        one shard keeps the single-process run's seeds."""
+        if self.count == 1:
+            return f"{seed}:{name}"
+        return f"{seed}:shard{self.index}of{self.count}:{name}"
+
+    def number(self, seed: int, name: str) -> int:
+        """`seed` as an integer seed for a library that takes one (one shard: `seed` itself)."""
+        if self.count == 1:
+            return seed
+        return random.Random(self.seed(seed, name)).randrange(2**31)
+
+    def part(self, plan: Plan, site_agent: dict[int, int]) -> Plan:
+        """The events of `plan` this shard acts on: its handsets' visits, and the payments of
+        devices sold from its handsets (`site_agent`: device serial -> handset index)."""
+        return Plan(
+            tuple(
+                event
+                for event in plan.events
+                if self.owns(event[2] if event[1] == VISIT else site_agent[event[2]])
+            )
+        )
 
 
 @dataclass(frozen=True)
@@ -103,3 +145,9 @@ def reader_start(scenario: Scenario, reader: int) -> float:
     interval so that together they read at an even pace."""
     interval = scenario.reports.interval_s
     return reader * interval / max(1, scenario.reports.readers)
+
+
+def digest(events: Iterable[tuple[float, str, int]]) -> str:
+    """A fingerprint of a plan's events (in any order): the same events, the same digest."""
+    text = "\n".join(f"{at!r} {kind} {target}" for at, kind, target in sorted(events))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

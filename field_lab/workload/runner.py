@@ -57,8 +57,11 @@ async def read_reports(
     start: float,
     stats: RunStats,
     stop: asyncio.Event,
+    token: str | None = None,
 ) -> None:
-    """A distributor polling reports, one request every `interval_s` from its planned time."""
+    """A distributor polling reports, one request every `interval_s` from its planned time,
+    with its bearer `token` when it has one."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     interval = scenario.reports.interval_s
     first = start + reader_start(scenario, reader)
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
@@ -74,7 +77,9 @@ async def read_reports(
                     return
             ok = False
             try:
-                async with session.get(url + REPORT_PATHS[n % len(REPORT_PATHS)]) as response:
+                async with session.get(
+                    url + REPORT_PATHS[n % len(REPORT_PATHS)], headers=headers
+                ) as response:
                     await response.read()
                     ok = response.status == 200
             except (aiohttp.ClientError, OSError, TimeoutError):

@@ -134,12 +134,24 @@ def _secret(rng: random.Random, fmt: KeycodeFormat) -> DeviceSecret:
     return DeviceSecret(fmt, key)
 
 
+def distributor_token(db_path: str | Path, name: str = "default") -> str:
+    """A fresh report token for a distributor of a server-stub database (the seeded agents
+    work for ``default``)."""
+    store = Store.open(db_path)
+    try:
+        return store.issue_token(name, 0)
+    finally:
+        store.close()
+
+
 def seed(db_path: str | Path, stocking: Stocking) -> Fixture:
     """Create the plan, agents and devices in a server-stub database (same keys per seed)."""
     rng = random.Random(f"{stocking.seed}:fixture")
     names = list(stocking.protocols)
     weights = [stocking.protocols[n] for n in names]
     store = Store.open(db_path)
+    # a seed that does not finish is seeded again: no commit needs the disk until the end
+    store.db.execute("PRAGMA synchronous=OFF")
     try:
         plan = store.add_plan(PLAN_NAME, stocking.price_per_day)
         agents: list[AgentSpec] = []
@@ -148,7 +160,7 @@ def seed(db_path: str | Path, stocking: Stocking) -> Fixture:
         per_agent, extra = divmod(stocking.devices, stocking.agents)
         for index in range(stocking.agents):
             name = f"agent-{index:05d}"
-            _, code = store.add_agent(name, f"code-{index:05d}-{rng.randrange(10**6):06d}")
+            _, code = store.add_agent(name, f"code-{index:05d}-{rng.randbytes(8).hex()}")
             records = []
             for _ in range(per_agent + (1 if index < extra else 0)):
                 fmt = FORMATS[rng.choices(names, weights)[0]]
@@ -157,6 +169,8 @@ def seed(db_path: str | Path, stocking: Stocking) -> Fixture:
                 serial += 1
             store.add_devices(store.agent_id(name), records)
             agents.append(AgentSpec(name, code, tuple(r.device for r in records)))
+        store.db.execute("PRAGMA synchronous=FULL")
+        store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # now all of it is on the disk
         return Fixture(plan, stocking.price_per_day, tuple(agents), secrets)
     finally:
         store.close()

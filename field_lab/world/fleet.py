@@ -1,7 +1,8 @@
 """The agents' handsets: one real `agent_client.Agent` each, its HTTP on its own emulated link.
 
 Provisioning and the installed base run over perfect links (set-up is not measured); then every
-handset moves onto its scenario link, with its scripted outages, for the field phase.
+handset moves onto its scenario link, with its scripted outages, for the field phase. A fleet
+may be one shard's part of a larger one: handsets keep their index in the whole fleet.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from field_lab.link.scheduler import LinkScheduler
 from field_lab.world.fixture import Fixture
 from field_lab.world.handset import Handset, MeasuredTransport
 
-SETUP_CONCURRENCY = 32
+SETUP_CONCURRENCY = 64
 DRAIN_ROUNDS = 8
 BACKOFF_WAIT_S = 10.0
 """A draining handset waits out its backoff this long (after a failed exchange), no more."""
@@ -31,6 +32,7 @@ class Fleet:
         self.adapter = adapter
         self.scheduler = LinkScheduler()
         self.handsets: list[Handset] = []
+        self.by_index: dict[int, Handset] = {}
         self._gate = asyncio.Semaphore(SETUP_CONCURRENCY)
 
     async def provision(
@@ -38,9 +40,11 @@ class Fleet:
         url: str,
         fixture: Fixture,
         profiles: list[str],
+        indexes: list[int],
         on_keycodes: Callable[[Handset, list[Keycode]], None],
     ) -> None:
-        """One handset per profile, for the fixture's first agents; each fetches its stock."""
+        """A handset for each of `indexes` (of the fixture's agents, on `profiles[index]`);
+        each fetches its stock."""
         perfect = get_profile("perfect")
 
         async def one(index: int) -> Handset:
@@ -58,8 +62,9 @@ class Fleet:
                 await handset.sync_once()  # stock and catalog
                 return handset
 
-        made = await asyncio.gather(*(one(i) for i in range(len(profiles))), return_exceptions=True)
+        made = await asyncio.gather(*(one(i) for i in indexes), return_exceptions=True)
         self.handsets = [h for h in made if isinstance(h, Handset)]  # closed by close()
+        self.by_index = {h.index: h for h in self.handsets}
         for outcome in made:
             if isinstance(outcome, BaseException):
                 raise outcome

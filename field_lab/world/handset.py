@@ -1,15 +1,16 @@
 """An emulated agent handset: a real `agent_client.Agent` whose HTTP rides its own 2G link.
 
-The handset's sync habit is the lab's to drive: sync when something was recorded, and every
-`sync_interval_s` to fetch what came down for its customers. Every exchange is measured on the
-link (bytes each way, time) and compared with the link's physical floor.
+The handset's sync habit is the lab's to drive (`field_lab.world.syncs`: one scheduler for the
+fleet): sync when something was recorded, and every `sync_interval_s` to fetch what came down
+for its customers. Every exchange is measured on the link (bytes each way, time) and compared
+with the link's physical floor. An idle handset holds no socket: its connection closes
+`IDLE_CLOSE_S` after its last exchange, as a phone's data session does, so the next sync
+starts cold (and its floor counts the handshake).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ import aiohttp
 
 from agent_client.adapters import Link, PlatformAdapter, Provisioned
 from agent_client.agent import Agent
+from agent_client.database import Inline, Storage
 from agent_client.errors import ServerRefused
 from agent_client.protocol.frames import Keycode
 from agent_client.protocol.ops import Operation
@@ -27,6 +29,13 @@ from field_lab.link import DOWN, UP, Profile, floor_seconds
 from field_lab.link.aio import LinkConnector
 from field_lab.link.scheduler import LinkPort
 from field_lab.world.fixture import AgentSpec
+
+IDLE_CLOSE_S = 5.0
+"""An idle handset's connection closes this long after its last exchange."""
+STORAGE = Storage(journal="truncate", synchronous="off", runner=Inline())
+"""How emulated handsets keep their files: each commit handed to the OS (it survives the
+handset's process dying, not the lab machine losing power), one descriptor per idle file, no
+thread (see docs/scale.md for what was measured)."""
 
 
 @dataclass(frozen=True)
@@ -65,7 +74,7 @@ class MeasuredTransport(HttpTransport):
     def __init__(self, base_url: str, port: LinkPort, profile: Profile) -> None:
         super().__init__(
             base_url,
-            connector=lambda: LinkConnector(port, limit=1, keepalive_timeout=300),
+            connector=lambda: LinkConnector(port, limit=1, keepalive_timeout=IDLE_CLOSE_S),
         )
         self.port = port
         self.profile = profile
@@ -77,6 +86,7 @@ class MeasuredTransport(HttpTransport):
 
     async def post(self, path: str, body: bytes, headers: dict[str, str]) -> Reply:
         ops = self.carrying
+        opened = self.port.opened
         written = self.port.link.bytes_written
         up0, down0 = written[UP], written[DOWN]
         start = self._loop.time()
@@ -94,7 +104,7 @@ class MeasuredTransport(HttpTransport):
                     bytes_up=up,
                     bytes_down=down,
                     ok=ok,
-                    floor=floor_seconds(self.profile, up, down, warm=True),
+                    floor=floor_seconds(self.profile, up, down, warm=self.port.opened == opened),
                     ops=ops,
                 )
             )
@@ -110,7 +120,8 @@ class Handset:
     transport: MeasuredTransport
     on_keycodes: Callable[[Handset, list[Keycode]], None]
     unsold: list[int] = field(default_factory=list)
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    waker: Callable[[Handset], None] | None = None
+    """Who syncs this handset when something is recorded (the fleet's sync scheduler)."""
     refused: int = 0
     syncs: int = 0
     finished: int = 0
@@ -132,14 +143,20 @@ class Handset:
         metered = Metered(adapter)
         try:
             first = await Agent.provision(
-                db_path, url, spec.name, spec.code, transport=setup, adapter=metered
+                db_path,
+                url,
+                spec.name,
+                spec.code,
+                transport=setup,
+                adapter=metered,
+                storage=STORAGE,
             )
         except BaseException:
             await setup.close()  # ours, not the agent's: it was never handed over
             raise
         await first.close()
         transport = MeasuredTransport(url, port, profile)
-        agent = await Agent.open(db_path, transport=transport, adapter=metered)
+        agent = await Agent.open(db_path, transport=transport, adapter=metered, storage=STORAGE)
         return cls(index, spec, profile, port, agent, transport, on_keycodes, list(spec.devices))
 
     @property
@@ -164,23 +181,10 @@ class Handset:
         if report.keycodes:
             self.on_keycodes(self, report.keycodes)
 
-    async def sync_loop(self, interval_s: float | None, stop: asyncio.Event) -> None:
-        """Sync on wake-up (something recorded) or every `interval_s` (None: only on
-        wake-up), until `stop`."""
-        while not stop.is_set():
-            woken = asyncio.ensure_future(self.wake.wait())
-            stopped = asyncio.ensure_future(stop.wait())
-            await asyncio.wait({woken, stopped}, timeout=interval_s, return_when="FIRST_COMPLETED")
-            woken.cancel()
-            stopped.cancel()
-            if stop.is_set():
-                return
-            self.wake.clear()
-            await self.sync_once()
-            retry_in = self.agent.core.retry_at - time.time()  # the agent's clock
-            if retry_in > 0 and not self.wake.is_set():
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), min(retry_in, interval_s or retry_in))
+    def wake(self) -> None:
+        """Something was recorded: sync soon (at once, or when the backoff ends)."""
+        if self.waker is not None:
+            self.waker(self)
 
     async def use(self, transport: MeasuredTransport, port: LinkPort) -> None:
         """Carry this handset's exchanges over another link from now on."""

@@ -18,7 +18,8 @@ from field_lab.check.evidence import AuditClient
 from field_lab.errors import ConfigError
 from field_lab.net import LOOPBACK
 from field_lab.scenario import Scenario
-from field_lab.world.fixture import Fixture, Stocking, seed
+from field_lab.workload.plan import Shard
+from field_lab.world.fixture import Fixture, Stocking, distributor_token, seed
 from server_stub.app import Platform as StubConfig
 from server_stub.app import create_app
 from server_stub.faults import PlatformFaults
@@ -39,6 +40,10 @@ class Platform:
     """The mobile-money operator calling the platform back; None: customers pay cash only."""
     sms: SmsGateway | None
     """Where the platform's SMS go (embedded only); None: keycodes travel by sync only."""
+    mm_secret: bytes | None = None
+    """The operator's shared secret (shards run their own operators with it)."""
+    report_token: str | None = None
+    """The distributor's bearer token the report readers send; None: they send none."""
 
 
 @asynccontextmanager
@@ -61,7 +66,12 @@ async def serving(
         await runner.cleanup()
 
 
-def operator(url: str, secret: bytes, scenario: Scenario) -> MnoSimulator:
+def operator(
+    url: str, secret: bytes, scenario: Scenario, shard: Shard | None = None
+) -> MnoSimulator:
+    """The customers' operator; each shard of a run has its own, with its own transaction ids
+    and seed (one shard: the single process's)."""
+    shard = shard or Shard()
     m = scenario.mobile_money
     return MnoSimulator(
         url.rstrip("/") + "/v1/mm/callback",
@@ -72,8 +82,9 @@ def operator(url: str, secret: bytes, scenario: Scenario) -> MnoSimulator:
             duplicate_rate=m.duplicate_rate,
             lost_answer_rate=m.lost_answer_rate,
             failure_rate=m.failure_rate,
-            seed=scenario.seed,
+            seed=shard.number(scenario.seed, "operator"),
         ),
+        prefix="MM" if shard.count == 1 else f"MM{shard.index}S",
     )
 
 
@@ -83,6 +94,7 @@ async def embedded(
 ) -> AsyncIterator[Platform]:
     """A fresh, seeded `server_stub` with an operator, an SMS gateway and an audit token."""
     fixture = await asyncio.to_thread(seed, workdir / "server.db", Stocking.of(scenario))
+    report_token = await asyncio.to_thread(distributor_token, workdir / "server.db")
     s = scenario.sms
     gateway = SmsGateway(SmsConfig(delay_s=s.delay_s, loss_rate=s.loss_rate, seed=scenario.seed))
     mm_secret, audit_token = secrets.token_bytes(16), secrets.token_urlsafe(24)
@@ -91,12 +103,14 @@ async def embedded(
         sms=gateway,
         resend=ResendRule(resend_after_s=s.resend_after_s, max_attempts=5),
         audit_token=audit_token,
+        synchronous="normal",  # the lab never cuts the power: a fsync per commit buys nothing
     )
     async with serving(workdir / "server.db", config=config, faults=faults) as url:
         mno = operator(url, mm_secret, scenario)
         await mno.start()
         try:
-            yield Platform(url, fixture, AuditClient(url, audit_token), mno, gateway)
+            audit = AuditClient(url, audit_token)
+            yield Platform(url, fixture, audit, mno, gateway, mm_secret, report_token)
         finally:
             await mno.stop(timeout_s=5)
 
@@ -109,6 +123,7 @@ async def target(
     *,
     audit_token: str | None = None,
     mm_secret: bytes | None = None,
+    shard: Shard | None = None,
 ) -> AsyncIterator[Platform]:
     """A platform someone else runs. Mobile money needs the operator's shared secret and a
     loopback target (the operator simulator sends real callbacks)."""
@@ -120,10 +135,10 @@ async def target(
         await audit.check()
     mno = None
     if mm_secret and url.startswith(f"http://{LOOPBACK}"):
-        mno = operator(url, mm_secret, scenario)
+        mno = operator(url, mm_secret, scenario, shard)
         await mno.start()
     try:
-        yield Platform(url, fixture, audit, mno, None)
+        yield Platform(url, fixture, audit, mno, None, mm_secret)
     finally:
         if mno is not None:
             await mno.stop(timeout_s=5)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -94,6 +94,9 @@ class Site:
     waiters: dict[str, Waiter] = field(default_factory=dict)
     rejected_codes: int = 0
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    by_link: dict[str, float] = field(default_factory=dict)
+    """Keycodes the meter took from its own link (a Metrics answer), with the lab time: when
+    the same code reaches the customer it settles its operation without being typed."""
 
     def expect(self, key: str, kind: str, intended: float) -> Waiter:
         waiter = Waiter(key, kind, intended)
@@ -110,6 +113,12 @@ class Site:
                 return waiter
         return None
 
+    def _settle(self, key: str | None, at: float) -> None:
+        waiter = self._settles(key)
+        if waiter is not None and waiter.applied_at is None:
+            waiter.applied_at = at
+            waiter.done.set()
+
     async def type_code(
         self,
         text: str,
@@ -125,6 +134,9 @@ class Site:
             return None
         self.typed.add(text)
         async with self.lock:
+            if text in self.by_link:
+                self._settle(key, self.by_link[text])
+                return None
             keys = sum(ch.isdigit() for ch in text) + 1
             outcome: Outcome | None = None
             for _ in range(MAX_TRIES):
@@ -144,10 +156,7 @@ class Site:
                     continue  # the mistyped code was refused (or, rarely, not): type it again
                 if outcome is Outcome.APPLIED:
                     self.granted += self.meter.credit_remaining(now) - before
-                    waiter = self._settles(key)
-                    if waiter is not None and waiter.applied_at is None:
-                        waiter.applied_at = clock.real()
-                        waiter.done.set()
+                    self._settle(key, clock.real())
                 elif outcome is Outcome.INVALID:
                     self.rejected_codes += 1
                 return outcome
@@ -160,12 +169,18 @@ def build_sites(
     agents: int,
     customer: CustomerBehaviour,
     traces: TraceBook | None = None,
+    keep: Callable[[int], bool] | None = None,
 ) -> dict[int, Site]:
-    """A site for every device in the first `agents` agents' stock (meters at device time 0)."""
+    """A site for every device in the first `agents` agents' stock (meters at device time 0);
+    with `keep`, only for the agents it keeps (a shard's), the customers' habits drawn the
+    same as for the whole fleet."""
     rng = random.Random(f"{scenario.seed}:sms")
     sites: dict[int, Site] = {}
     for index, spec in enumerate(fixture.agents[:agents]):
         for serial in spec.devices:
+            reads_sms = customer.reads_sms(rng)
+            if keep is not None and not keep(index):
+                continue
             secret = fixture.secrets[serial]
             meter = traces.recorder(serial, secret, 0.0) if traces else meter_for(secret, 0.0)
             sites[serial] = Site(
@@ -175,7 +190,7 @@ def build_sites(
                 meter,
                 random.Random(f"{scenario.seed}:customer:{serial}"),
                 phone=phone_of(serial),
-                reads_sms=customer.reads_sms(rng),
+                reads_sms=reads_sms,
             )
     return sites
 

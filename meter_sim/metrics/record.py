@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import struct
 
-from meter_sim.crc import crc16_ccitt_false
 from meter_sim.errors import CorruptStateError, NVError
+from meter_sim.nv import crc16
 from meter_sim.storage import Storage
 
 MAGIC = b"PGMX"
@@ -26,7 +26,7 @@ def frame(payload: bytes, seq: int) -> bytes:
     if len(payload) > MAX_PAYLOAD:
         raise NVError(f"metrics record of {len(payload)} bytes exceeds its {MAX_PAYLOAD}")
     head = _HEAD.pack(MAGIC, seq & 0xFFFFFFFF, len(payload)) + payload
-    return head + _CRC.pack(crc16_ccitt_false(head))
+    return head + _CRC.pack(crc16(head))
 
 
 def unframe(raw: bytes) -> tuple[int, bytes]:
@@ -39,7 +39,7 @@ def unframe(raw: bytes) -> tuple[int, bytes]:
     end = _HEAD.size + length
     if end + _CRC.size > len(raw):
         raise CorruptStateError("metrics slot payload truncated")
-    if _CRC.unpack_from(raw, end)[0] != crc16_ccitt_false(raw[:end]):
+    if _CRC.unpack_from(raw, end)[0] != crc16(raw[:end]):
         raise CorruptStateError("metrics slot fails its CRC")
     return seq, raw[_HEAD.size : end]
 

@@ -72,24 +72,34 @@ def process_full(
         return invalid(state, f"frame of {len(frame)} keys is longer than {MAX_FRAME_KEYS}")
     if not _DIGITS.issuperset(frame):
         return invalid(state, "frame holds a key that is not a digit")
+    key = secret_key if type(secret_key) is bytes else bytes(secret_key)
     if len(frame) == ACTIVATION_DIGITS:
-        return _activation(frame, bytes(secret_key), state, payg, policy)
-    return _factory(frame, bytes(secret_key), state, payg, payg_id, policy)
+        return _activation(frame, key, state, payg, policy)
+    return _factory(frame, key, state, payg, payg_id, policy)
+
+
+_pack_seed = struct.Struct("<I").pack
+
+
+def _clear_digits(frame: str) -> tuple[list[int], int]:
+    """The 8 deobscured digits of a 14-digit activation frame, and its MAC."""
+    mac = int(frame[8:])
+    pad = prng(_pack_seed(mac))  # 8 bytes: zip stops after the 8 obscured digits
+    return [(key - 48 - p) % 10 for key, p in zip(frame.encode(), pad, strict=False)], mac
 
 
 def deobscure(frame: str) -> str:
     """The cleartext of a 14-digit activation frame (the MAC digits travel in the clear)."""
-    mac = int(frame[8:])
-    pad = prng(struct.pack("<I", mac))
-    body = "".join(str((int(frame[i]) - pad[i]) % 10) for i in range(8))
-    return body + frame[8:]
+    digits, _ = _clear_digits(frame)
+    return "".join(map(str, digits)) + frame[8:]
 
 
 def _activation(
     frame: str, key: bytes, state: NexusState, payg: PaygState, policy: NexusPolicy
 ) -> Verdict:
-    clear = deobscure(frame)
-    type_digit, cid, body, mac = int(clear[0]), int(clear[1:3]), int(clear[3:8]), int(clear[8:])
+    d, mac = _clear_digits(frame)
+    type_digit, cid = d[0], d[1] * 10 + d[2]
+    body = (((d[3] * 10 + d[4]) * 10 + d[5]) * 10 + d[6]) * 10 + d[7]
     if type_digit > FullType.DEMO:
         return invalid(state, f"activation type {type_digit} does not exist")
     if cid > 63:

@@ -44,3 +44,17 @@ def days_for(table: tuple[Segment, ...], increment: int) -> int | None:
         if segment.first <= increment <= segment.last:
             return segment.first_days + (increment - segment.first) * segment.step
     return None
+
+
+def increment_for(table: tuple[Segment, ...], days: int) -> int | None:
+    """The increment id that carries `days`, floored to its bucket as the backend does.
+
+    A segment with step s covers the days above the previous segment's top, each bucket of s
+    days mapping to one increment (credited as the bucket's top). None: out of the table.
+    """
+    for segment in table:
+        low = segment.first_days - segment.step + 1
+        high = segment.first_days + (segment.last - segment.first) * segment.step
+        if low <= days <= high:
+            return segment.first + (days - low) // segment.step
+    return None

@@ -47,9 +47,11 @@ class NexusState:
             raise ConfigError(f"Nexus pd must be in 23..2**32-41, got {self.pd}")
         if not 0 <= self.received <= _MASK_ALL:
             raise ConfigError(f"Nexus received mask must fit 24 bits, got {self.received:#x}")
-        for name, count in (("qc_long", self.qc_long), ("qc_short", self.qc_short)):
-            if not 0 <= count <= QC_COUNT_MAX:
-                raise ConfigError(f"Nexus {name} must be in 0..15, got {count}")
+        if not (0 <= self.qc_long <= QC_COUNT_MAX and 0 <= self.qc_short <= QC_COUNT_MAX):
+            name, count = ("qc_long", self.qc_long)
+            if 0 <= count <= QC_COUNT_MAX:
+                name, count = ("qc_short", self.qc_short)
+            raise ConfigError(f"Nexus {name} must be in 0..15, got {count}")
 
 
 def window_bounds(state: NexusState) -> tuple[int, int]:
@@ -96,9 +98,12 @@ def set_flag(state: NexusState, id_: int) -> NexusState:
     """Mark one id received (ADD), shifting the window first if the id is above pd."""
     if id_ < state.pd - WINDOW_BELOW_PD:
         raise ValueError(f"id {id_} is below the window; it cannot be marked")
-    shifted = _shift_up_to(state, id_)
-    bit = WINDOW_BELOW_PD - (shifted.pd - id_)
-    return replace(shifted, received=shifted.received | 1 << bit)
+    pd, received = state.pd, state.received
+    if id_ > pd:  # shift the window right so that pd == id_ (as _shift_up_to, inline: hot)
+        increment = id_ - pd
+        pd, received = id_, 0 if increment > WINDOW_BELOW_PD else received >> increment
+    received |= 1 << (WINDOW_BELOW_PD - (pd - id_))
+    return NexusState(pd, received, state.qc_long, state.qc_short, state.restricted)
 
 
 def mask_below(state: NexusState, bound: int) -> NexusState:

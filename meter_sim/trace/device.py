@@ -16,6 +16,7 @@ from typing import Any
 from meter_sim.line_protocol import check_word
 from meter_sim.meter import MAX_OPENPAYGO_COUNT, Meter
 from meter_sim.nexus.policy import Quirk
+from meter_sim.nv import key_fingerprint
 from meter_sim.openpaygo.policy import C_EXAMPLE_BLOCKING, PRESETS, TokenQuirk
 from meter_sim.ratelimit import NexusRateLimit, OpenPaygoBlocking
 from meter_sim.storage import Storage
@@ -66,6 +67,13 @@ class DeviceConfig:
     def __post_init__(self) -> None:
         if self.key is not None and self.fingerprint is None:
             object.__setattr__(self, "fingerprint", key_id(self.key))
+
+    @property
+    def nv_fingerprint(self) -> int:
+        """The key's mark in the meter's saved images (`nv.key_fingerprint`); 0 without a key."""
+        if self.key is None:
+            return 0
+        return key_fingerprint(self.key, self.starting_code if self.is_openpaygo else None)
 
     @property
     def is_openpaygo(self) -> bool:

@@ -46,7 +46,7 @@ def test_provision_queue_sync_and_show(
 ) -> None:
     url, seeded = served
     db = tmp_path / "h.db"
-    assert run(capsys, db, "provision", url, "--agent", "ama", "--code", "code-ama")[0] == 0
+    assert run(capsys, db, "provision", url, "--agent", "ama", "--code", "code-ama-7f3a9c")[0] == 0
     device = seeded.stock["ama"][0]
     _, [customer] = run(capsys, db, "customer", "Esi", "+233200000001")
     code, _ = run(capsys, db, "sync")  # learn the stock first
@@ -77,7 +77,7 @@ def test_unreachable_server_leaves_the_queue_and_exits_1(
 ) -> None:
     url, seeded = served
     db = tmp_path / "h.db"
-    run(capsys, db, "provision", url, "--agent", "ama", "--code", "code-ama")
+    run(capsys, db, "provision", url, "--agent", "ama", "--code", "code-ama-7f3a9c")
     run(capsys, db, "payment", "--account", str(seeded.stock["ama"][0]), "--amount", "100")
     with sqlite3.connect(db) as conn:
         conn.execute("UPDATE meta SET value = 'http://127.0.0.1:9' WHERE key = 'server_url'")
@@ -91,7 +91,14 @@ def test_provision_takes_the_agent_id_add_agent_printed(
     url, seeded = served
     agent_id = seeded.agents["kofi"][0]
     code, [done] = run(
-        capsys, tmp_path / "h.db", "provision", url, "--agent", str(agent_id), "--code", "code-kofi"
+        capsys,
+        tmp_path / "h.db",
+        "provision",
+        url,
+        "--agent",
+        str(agent_id),
+        "--code",
+        "code-kofi-7f3a9c",
     )
     assert code == 0
     assert done["handset"]

@@ -119,6 +119,7 @@ def test_invalid_uplink_names_the_problem(obj: object, code: str) -> None:
         ([0, 0, 0, "x" * 65, "123"], Reason.BAD_FIELD),
         ([0, 2, 0, 5, 0], Reason.BAD_FIELD),  # amount 0
         ([0, 2, -1, 5, 1], Reason.BAD_FIELD),  # d_at below base_at
+        ([0, 2, 2**64 - 1, 5, 1], Reason.BAD_FIELD),  # base_at + d_at past msgpack's integers
         ([0, 2, 0, 5, 1, *range(61)], Reason.BAD_FIELD),  # a row of 65 items
     ],
 )
@@ -138,7 +139,10 @@ def test_one_garbage_operation_never_poisons_the_batch(
     raw = encode_uplink(frame, compress=False)
     _, handset, cursor, base_seq, base_at, rows = msgpack.unpackb(raw)
     victim = data.draw(st.integers(0, len(rows) - 1))
-    junk = st.one_of(st.integers(-5, 2**40), st.text(max_size=70), st.booleans(), st.none())
+    numbers = st.integers(-(2**63), 2**64 - 1)  # every integer msgpack carries
+    junk = st.one_of(
+        st.integers(-5, 2**40), numbers, st.text(max_size=70), st.booleans(), st.none()
+    )
     rows[victim] = [rows[victim][0], *data.draw(st.lists(junk, max_size=8))]
     decoded = decode_uplink(msgpack.packb([VERSION, handset, cursor, base_seq, base_at, rows]))
     seqs = [op.seq for op in frame.ops]

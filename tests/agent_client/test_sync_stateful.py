@@ -103,8 +103,10 @@ class RealServer:
         path = Path(self._tmp.name) / "s.db"
         seeded = seed_platform(path, agents=("ama",), per_format=1)
         self.store = Store.open(path)
-        seller = self.store.provision("ama", "code-ama", HandsetKey.generate().public, 1)
-        self.handset = self.store.provision("ama", "code-ama", HandsetKey.generate().public, 1)
+        seller = self.store.provision("ama", "code-ama-7f3a9c", HandsetKey.generate().public, 1)
+        self.handset = self.store.provision(
+            "ama", "code-ama-7f3a9c", HandsetKey.generate().public, 1
+        )
         self.device = seeded.stock["ama"][0]
         sale = [
             Operation.make(1, Kind.REGISTER_CUSTOMER, 1, "Esi", "+233200000001"),

@@ -91,7 +91,7 @@ async def provision(tmp_path: Path, clock: VirtualClock, platform: FlakyPlatform
         tmp_path / "h.db",
         "http://platform.test",
         "ama",
-        "code-ama",
+        "code-ama-7f3a9c",
         transport=MockTransport(platform),
         clock=clock.time,
         sleep=clock.sleep,

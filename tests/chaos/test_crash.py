@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from field_lab.chaos.crash import INJECTED, CrashPlan, injected, main, run_crash
+from field_lab.chaos.crash import INJECTED, CrashPlan, injected, run_crash
+from field_lab.chaos.trials import main
 from field_lab.errors import ConfigError
 from server_stub.faults import PlatformFaults
 
@@ -62,7 +63,7 @@ def test_the_command_exits_1_when_the_clean_run_fails(
 
     monkeypatch.setattr(crash, "INJECTED", {"not-a-bug": PlatformFaults()})
     monkeypatch.setattr(crash.injected, "__defaults__", ({"not-a-bug": PlatformFaults()},))
-    code = main(["--cut", "4", "--server-kills", "0", "--handset-kills", "0"])
+    code = main(["--cut", "4", "--server-kills", "0", "--handset-kills", "0", "--workers", "1"])
     out = capsys.readouterr().out
     assert code == 1
     assert '"found": false' in out

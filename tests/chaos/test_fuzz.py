@@ -100,6 +100,7 @@ def _report_figures(section: dict[str, Any]) -> dict[str, Any]:
     """Every other section passing, so `fuzzing` alone decides."""
     return {
         "crash": {"valid": True},
+        "tearing": [{"cuts": 1, "violations": 0}],
         "injected": {},
         "faults": [{"digest": "d", "valid": True}],
         "fuzz": section,

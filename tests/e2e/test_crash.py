@@ -76,7 +76,7 @@ def test_killed_mid_sync_loses_and_duplicates_nothing(tmp_path: Path) -> None:
         wait_listening(port)
         url = f"http://127.0.0.1:{port}"
         subprocess.run(
-            client(handset_db, "provision", url, "--agent", "ama", "--code", "code-ama"),
+            client(handset_db, "provision", url, "--agent", "ama", "--code", "code-ama-7f3a9c"),
             check=True,
             capture_output=True,
         )

@@ -35,8 +35,8 @@ async def test_a_sibling_handset_gets_stock_out_and_never_offers_the_sold_device
     server = TestServer(create_app(tmp_path / "server.db"), host="127.0.0.1")
     await server.start_server()
     url = str(server.make_url(""))
-    seller = await Agent.provision(tmp_path / "a.db", url, "ama", "code-ama")
-    sibling = await Agent.provision(tmp_path / "b.db", url, "ama", "code-ama")
+    seller = await Agent.provision(tmp_path / "a.db", url, "ama", "code-ama-7f3a9c")
+    sibling = await Agent.provision(tmp_path / "b.db", url, "ama", "code-ama-7f3a9c")
     try:
         for handset in (seller, sibling):
             await handset.sync()

@@ -21,7 +21,7 @@ async def test_fifty_offline_operations_become_applied_keycodes(tmp_path: Path) 
     server = TestServer(create_app(tmp_path / "server.db"), host="127.0.0.1")
     await server.start_server()
     url = str(server.make_url(""))
-    agent = await Agent.provision(tmp_path / "handset.db", url, "ama", "code-ama")
+    agent = await Agent.provision(tmp_path / "handset.db", url, "ama", "code-ama-7f3a9c")
     first = await agent.sync()  # stock and catalog come down
     assert first.pending == 0
     devices = (await agent.status()).stock[:10]

@@ -35,7 +35,7 @@ DEVICES = 300
 def seed(db: Path) -> None:
     """The documented test-provisioning convention, through server-stub's own CLI."""
     assert server_stub_main(["--db", str(db), "add-plan", "solar-home-10w", "100"]) == 0
-    argv = ["--db", str(db), "add-agent", "conformance", "--code", "conformance"]
+    argv = ["--db", str(db), "add-agent", "conformance", "--code", "conformance-kit-1"]
     assert server_stub_main([*argv, "--devices", str(DEVICES), "--seed", "1"]) == 0
 
 
@@ -44,7 +44,7 @@ async def kit(db: Path, faults: PlatformFaults | None = None) -> list[Verdict]:
     await server.start_server()
     wire = HttpWire(str(server.make_url("")), timeout_s=30)
     try:
-        return await run_clauses(wire, "conformance", "conformance", timeout_s=30)
+        return await run_clauses(wire, "conformance", "conformance-kit-1", timeout_s=30)
     finally:
         await wire.close()
         await server.close()

@@ -159,12 +159,18 @@ def test_cli_writes_results_and_exit_codes(tmp_path: Path) -> None:
     assert doc["slo"]["sale_activation_s: p(50)<0.001"]["pass"] is False
     for name in (
         "timeseries.csv",
+        "report.html",
         "activation_cdf.png",
         "sales_over_time.png",
         "queue_and_links.png",
         "histograms/activation.hlog",
     ):
         assert (out / name).exists(), name
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert f"field-lab run {doc['run']}" in page
+    status = doc["slo"]["sale_activation_s: p(50)<0.001"]["status"]
+    verdict = {"fail": "no", "no samples": "not shown"}[status]  # question 1 follows its SLO
+    assert f'data-verdict="{verdict}"' in page.split('id="q-activation"')[0]
 
 
 SERVER = Path(sys.executable).parent / "server-stub"
@@ -189,6 +195,15 @@ def lab_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
 @contextmanager
 def served(tmp_path: Path, scenario: Path, name: str) -> Iterator[tuple[str, Path]]:
     """`server-stub serve` on a database `field-lab seed` prepared; yields URL and fixture."""
+    with serving_process(tmp_path, scenario, name) as (url, fixture, _):
+        yield url, fixture
+
+
+@contextmanager
+def serving_process(
+    tmp_path: Path, scenario: Path, name: str
+) -> Iterator[tuple[str, Path, subprocess.Popen[bytes]]]:
+    """As `served`, and the server's process (to kill it mid-run)."""
     db, fixture = tmp_path / f"{name}.db", tmp_path / f"{name}.json"
     seeded = lab_cli("seed", str(scenario), "--db", str(db), "--fixture", str(fixture))
     assert seeded.returncode == 0, seeded.stderr.decode()
@@ -202,9 +217,10 @@ def served(tmp_path: Path, scenario: Path, name: str) -> Iterator[tuple[str, Pat
     )
     try:
         assert wait_until(lambda: listening(port), 30)
-        yield f"http://127.0.0.1:{port}", fixture
+        yield f"http://127.0.0.1:{port}", fixture, server
     finally:
-        server.terminate()
+        if server.poll() is None:
+            server.terminate()
         server.wait(timeout=30)
 
 

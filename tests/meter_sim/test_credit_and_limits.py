@@ -7,15 +7,32 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from meter_sim.actions import AddCredit, SetCredit, Unlock
-from meter_sim.crc import crc16_ccitt_false
 from meter_sim.credit import Credit
 from meter_sim.errors import ConfigError
+from meter_sim.nv import crc16
 from meter_sim.outcomes import PaygState
 from meter_sim.ratelimit import EntryBlock, NexusBucket, NexusRateLimit, OpenPaygoBlocking
 
 
+def crc16_ccitt_false(data: bytes) -> int:
+    """The Nexus NV CRC written out bit by bit: poly 0x1021, init 0xFFFF, no reflection."""
+    crc = 0xFFFF
+    for byte in data:
+        crc ^= byte << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else (crc << 1)
+            crc &= 0xFFFF
+    return crc
+
+
 def test_crc_check_value() -> None:
-    assert crc16_ccitt_false(b"123456789") == 0x29B1
+    assert crc16(b"123456789") == crc16_ccitt_false(b"123456789") == 0x29B1
+
+
+@given(st.binary(max_size=64))
+def test_the_standard_library_crc_is_the_nexus_crc(data: bytes) -> None:
+    # binascii.crc_hqx is CRC-16/XMODEM with a chosen start: from 0xFFFF, CCITT-FALSE.
+    assert crc16(data) == crc16_ccitt_false(data)
 
 
 def test_credit_counts_down_on_the_device_clock() -> None:

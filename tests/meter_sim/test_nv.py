@@ -3,25 +3,27 @@
 from __future__ import annotations
 
 import math
-import struct
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from meter_sim import Meter
-from meter_sim.crc import crc16_ccitt_false
 from meter_sim.credit import Credit
 from meter_sim.errors import ConfigError, CorruptStateError
 from meter_sim.nexus.state import NexusState
 from meter_sim.nv import (
-    BLOCK_MAS,
-    BLOCK_PRO,
+    SLOT_SIZE,
     Kind,
     NVStatus,
     Snapshot,
+    crc16,
     decode_payload,
+    decode_slot,
     encode_payload,
+    encode_slot,
+    key_fingerprint,
+    quantized,
     slot_size,
 )
 from meter_sim.openpaygo.state import TokenState
@@ -70,54 +72,76 @@ nexus_states = st.builds(
     qc_short=st.integers(0, 15),
     restricted=st.booleans(),
 )
-credits = st.builds(
-    Credit,
-    until=st.floats(0, 1e12, allow_nan=False),
-    unlocked=st.booleans(),
-)
+times = st.floats(-1e11, 1e11, allow_nan=False)  # the i48 ms field holds ±4,000 years
+millis = st.integers(-(10**14), 10**14).map(lambda ms: ms / 1000)
+credits = st.builds(Credit, until=times, unlocked=st.booleans())
 
 
-@given(credit=credits, nexus=nexus_states, grace=st.integers(0, 6), clock=st.floats(0, 1e12))
-def test_nexus_snapshot_round_trips(
+@given(credit=credits, nexus=nexus_states, grace=st.integers(0, 255), clock=times)
+def test_nexus_snapshot_round_trips_to_the_millisecond(
     credit: Credit, nexus: NexusState, grace: int, clock: float
 ) -> None:
     snap = Snapshot(credit=credit, clock=clock, nexus=nexus, grace=grace)
-    assert decode_payload(encode_payload(snap), Kind.NEXUS_FULL) == snap
+    back = decode_payload(encode_payload(snap), Kind.NEXUS_FULL)
+    assert (back.nexus, back.grace, back.credit.unlocked) == (nexus, grace, credit.unlocked)
+    # Rounded down, never up (beyond float noise): no credit is invented, no clock is ahead.
+    assert credit.until - 0.001 <= back.credit.until <= credit.until + 2 * math.ulp(credit.until)
+    assert clock - 0.001 <= back.clock <= clock + 2 * math.ulp(clock)
+    assert quantized(back) == back
+
+
+@given(until=millis, clock=millis)
+def test_times_on_the_millisecond_round_trip_exactly(until: float, clock: float) -> None:
+    snap = Snapshot(credit=Credit(until, False), clock=clock, nexus=NexusState())
+    assert decode_payload(encode_payload(snap), Kind.NEXUS_SMALL) == snap
 
 
 @given(
     credit=credits,
-    count=st.integers(31, 2**32 - 1),
-    offsets=st.sets(st.integers(1, 30)),
-    invalid=st.integers(0, 0xFFFF),
-    blocked=st.floats(0, 1e12),
+    count=st.integers(16, 2**32 - 1),
+    offsets=st.sets(st.integers(1, 16)),
+    invalid=st.integers(0, 2**14 - 1),
+    blocked=millis,
+    clock=millis,
 )
 def test_openpaygo_snapshot_round_trips(
-    credit: Credit, count: int, offsets: set[int], invalid: int, blocked: float
+    credit: Credit, count: int, offsets: set[int], invalid: int, blocked: float, clock: float
 ) -> None:
     token = TokenState(count=count, used=frozenset({count} | {count - d for d in offsets}))
-    snap = Snapshot(credit=credit, clock=1.0, token=token, block=EntryBlock(invalid, blocked))
+    credit = Credit(until=math.floor(credit.until * 1000) / 1000, unlocked=credit.unlocked)
+    snap = Snapshot(credit=credit, clock=clock, token=token, block=EntryBlock(invalid, blocked))
     assert decode_payload(encode_payload(snap), Kind.OPENPAYGO) == snap
 
 
-def test_nexus_blocks_follow_the_reference_layout() -> None:
-    nexus = NexusState(pd=350, received=0b1011, qc_long=2, qc_short=3, restricted=True)
-    payload = encode_payload(Snapshot(credit=Credit(), clock=0.0, nexus=nexus, grace=4))
-    mas, pro = payload[:8], payload[8:24]
-    assert struct.unpack("<H", mas[:2])[0] == BLOCK_MAS
-    assert mas[2] == 4
-    assert struct.unpack("<H", pro[:2])[0] == BLOCK_PRO
-    assert pro[2:7] == bytes([0b1011, 0, 0, 0, 0])
-    assert pro[7] == 0x23  # long count in the high nibble
-    assert struct.unpack("<I", pro[8:12])[0] == 350
-    assert pro[12] == 1
-    for block in (mas, pro):
-        assert struct.unpack("<H", block[-2:])[0] == crc16_ccitt_false(block[:-2])
+@given(blocked=times, invalid=st.integers(2**14, 2**16))
+def test_an_entry_block_is_never_shortened_by_storage(blocked: float, invalid: int) -> None:
+    snap = Snapshot(
+        credit=Credit(), clock=0.0, token=TokenState.initial(), block=EntryBlock(invalid, blocked)
+    )
+    back = decode_payload(encode_payload(snap), Kind.OPENPAYGO).block
+    assert back is not None
+    # Rounded up, never down (beyond float noise): storage never shortens a block.
+    assert blocked - 2 * math.ulp(blocked) <= back.blocked_until <= blocked + 0.001
+    assert back.invalid_count == 2**14 - 1  # saturates far past any block's growth
 
 
 @pytest.mark.parametrize("kind", list(Kind))
-def test_state_image_is_small(kind: Kind) -> None:
-    assert slot_size(kind) <= 80
+def test_a_slot_is_at_most_32_bytes(kind: Kind) -> None:
+    assert slot_size(kind) == SLOT_SIZE == 32
+
+
+def test_a_slot_names_its_kind_key_and_sequence_under_its_crc() -> None:
+    snap = Snapshot(credit=Credit(until=1.5), clock=1.0, nexus=NexusState(pd=350, received=5))
+    mark = key_fingerprint(KEY)
+    raw = encode_slot(snap, Kind.NEXUS_SMALL, 6, mark)
+    assert len(raw) == 32
+    assert raw[0] == 0xB2  # magic nibble, format version 2
+    assert raw[1] == Kind.NEXUS_SMALL << 4 | 2  # sequence modulo 4
+    assert int.from_bytes(raw[2:4], "little") == mark
+    assert int.from_bytes(raw[-2:], "little") == crc16(raw[:-2])
+    assert decode_slot(raw, Kind.NEXUS_SMALL, mark) == (2, snap)
+    assert key_fingerprint(KEY) != key_fingerprint(bytes(16))
+    assert key_fingerprint(KEY, 1) != key_fingerprint(KEY, 2)
 
 
 def _observe(meter: Meter, now: float) -> Snapshot:
@@ -202,12 +226,19 @@ def test_both_slots_corrupt_is_reported_and_factory_defaults_apply() -> None:
 
 
 def test_decoder_names_what_is_wrong() -> None:
-    payload = bytearray(encode_payload(Snapshot(credit=Credit(), clock=0.0, nexus=NexusState())))
-    payload[10] ^= 1
-    with pytest.raises(CorruptStateError, match="0x0001 fails its CRC"):
-        decode_payload(bytes(payload), Kind.NEXUS_FULL)
-    with pytest.raises(CorruptStateError, match="needs blocks"):
-        decode_payload(bytes(payload[:8]), Kind.NEXUS_FULL)
+    mark = key_fingerprint(KEY)
+    raw = bytearray(
+        encode_slot(
+            Snapshot(credit=Credit(), clock=0.0, nexus=NexusState()), Kind.NEXUS_FULL, 1, mark
+        )
+    )
+    raw[10] ^= 1
+    with pytest.raises(CorruptStateError, match="fails its CRC"):
+        decode_slot(bytes(raw), Kind.NEXUS_FULL, mark)
+    with pytest.raises(CorruptStateError, match="shorter than 32"):
+        decode_slot(bytes(raw[:20]), Kind.NEXUS_FULL, mark)
+    with pytest.raises(CorruptStateError, match="payload is 26 bytes"):
+        decode_payload(bytes(8), Kind.NEXUS_FULL)
 
 
 @given(st.binary(max_size=200))
@@ -221,6 +252,26 @@ def test_storage_of_another_kind_is_refused(tmp_path: object) -> None:
     Meter.openpaygo(OPAYGO_KEY, OPAYGO_SC, storage=medium)
     with pytest.raises(ConfigError, match="separate storage"):
         Meter.nexus(KEY, storage=medium)
+
+
+def test_storage_of_another_key_or_starting_code_is_refused() -> None:
+    nexus = MemoryStorage()
+    Meter.nexus(KEY, storage=nexus)
+    with pytest.raises(ConfigError, match="another device key"):
+        Meter.nexus(bytes(16), storage=nexus)
+    token = MemoryStorage()
+    Meter.openpaygo(OPAYGO_KEY, OPAYGO_SC, storage=token)
+    with pytest.raises(ConfigError, match="another device key"):
+        Meter.openpaygo(OPAYGO_KEY, OPAYGO_SC + 1, storage=token)
+
+
+def test_a_format_1_image_is_refused_not_misread() -> None:
+    head = b"PGNV\x01\x01" + (48).to_bytes(2, "little") + (7).to_bytes(4, "little")
+    legacy = head + bytes(48)
+    legacy += crc16(legacy).to_bytes(2, "little")  # a version-1 slot: header, payload, CRC
+    assert len(legacy) == 62
+    with pytest.raises(ConfigError, match="format-1 meter image"):
+        Meter.nexus(KEY, storage=MemoryStorage(legacy))
 
 
 def test_rate_limit_survives_power_cycles_and_restarts(tmp_path: pytest.TempPathFactory) -> None:

@@ -44,7 +44,7 @@ def seed_platform(
         secrets: dict[int, DeviceSecret] = {}
         serial = 10_000_000
         for name in agents:
-            made[name] = store.add_agent(name, code=f"code-{name}")
+            made[name] = store.add_agent(name, code=f"code-{name}-7f3a9c")
             records = []
             for fmt in KeycodeFormat:
                 for _ in range(per_format):

@@ -43,7 +43,7 @@ def sold_platform(path: Path) -> Sold:
     seeded = seed_platform(path)
     store = Store.open(path)
     try:
-        handset = store.provision("ama", "code-ama", bytes(range(32)), 1_000)
+        handset = store.provision("ama", "code-ama-7f3a9c", bytes(range(32)), 1_000)
         stock = seeded.stock["ama"]
         per_format = len(stock) // len(KeycodeFormat)
         devices = stock[::per_format]
@@ -59,6 +59,15 @@ def sold_platform(path: Path) -> Sold:
     return Sold(seeded, handset, devices)
 
 
+def bearer(path: Path, distributor: str = "default") -> dict[str, str]:
+    """Headers with a fresh report token of `distributor` (the seeded agents' is default)."""
+    store = Store.open(path)
+    try:
+        return {"Authorization": f"Bearer {store.issue_token(distributor, 0)}"}
+    finally:
+        store.close()
+
+
 def copy_db(template: Path, target: Path) -> Path:
     shutil.copyfile(template, target)
     return target
@@ -72,7 +81,7 @@ async def start(path: Path, platform: Platform, faults: PlatformFaults | None = 
 
 async def agent_for(server: TestServer, tmp_path: Path, name: str = "ama") -> Agent:
     url = str(server.make_url(""))
-    return await Agent.provision(tmp_path / f"{name}.db", url, name, f"code-{name}")
+    return await Agent.provision(tmp_path / f"{name}.db", url, name, f"code-{name}-7f3a9c")
 
 
 def url_of(server: TestServer | str) -> str:

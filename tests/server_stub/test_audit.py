@@ -35,8 +35,9 @@ from server_stub.audit import (
     parse_audit_query,
 )
 from server_stub.errors import RequestError
+from server_stub.migrations import BASE as SCHEMA
 from server_stub.reports import Reports, encode_cursor
-from server_stub.store import SCHEMA, Store
+from server_stub.store import Store
 
 from .fixtures import PRICE_PER_DAY, seed_platform
 from .platform import AUDIT_TOKEN, SECRET, agent_for, audit_items, pay, start

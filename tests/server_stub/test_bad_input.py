@@ -39,11 +39,12 @@ AMA, AMA_CODE, KOFI, KOFI_CODE = "<ama>", "<ama's code>", "<kofi>", "<kofi's cod
 
 
 def fingerprint(path: Path) -> str:
-    """Hash of every row of every table: proof that a refused request wrote nothing."""
+    """Hash of every row of every table but the security trail (which records refused codes
+    and tokens on purpose): proof that a refused request wrote nothing."""
     digest = hashlib.sha256()
     with sqlite3.connect(path) as db:
         tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
-        for table in sorted(tables):
+        for table in sorted(set(tables) - {"auth_events"}):
             for row in db.execute(f"SELECT * FROM {table} ORDER BY 1, 2"):
                 digest.update(repr(row).encode())
     return digest.hexdigest()

@@ -1,5 +1,7 @@
 """Package boundaries from DESIGN.md: agent_client imports nothing of ours; server_stub imports
-only agent_client.protocol (the contract); the contract itself stays free of I/O libraries."""
+only agent_client.protocol (the contract) and the keycode encoders that meter_sim publishes
+(issuer and validator share the protocol's formulas, never copies of them); the contract
+itself stays free of I/O libraries."""
 
 from __future__ import annotations
 
@@ -29,7 +31,15 @@ def imported(package: str) -> set[str]:
     ("package", "allowed"),
     [
         ("agent_client", ("agent_client",)),
-        ("server_stub", ("server_stub", "agent_client.protocol")),
+        (
+            "server_stub",
+            (
+                "server_stub",
+                "agent_client.protocol",
+                "meter_sim.nexus.encode",
+                "meter_sim.openpaygo.encode",
+            ),
+        ),
     ],
 )
 def test_imports_stay_inside_their_boundary(package: str, allowed: tuple[str, ...]) -> None:

@@ -172,7 +172,7 @@ def test_credit_factor_is_clamped_to_what_one_keycode_can_grant(
     device = next(d for d in seeded.stock["ama"] if seeded.secrets[d].format is fmt)
     store = Store.open(db, faults=PlatformFaults(credit_factor=factor))
     try:
-        handset = store.provision("ama", "code-ama", HandsetKey.generate().public, 1)
+        handset = store.provision("ama", "code-ama-7f3a9c", HandsetKey.generate().public, 1)
         ops = [
             Operation.make(1, Kind.REGISTER_CUSTOMER, 1, "Esi", "+233200000001"),
             Operation.make(2, Kind.RECORD_SALE, 1, 1, device, seeded.plan, 3 * PRICE_PER_DAY),
@@ -275,7 +275,11 @@ def environment_reads() -> set[tuple[str, str]]:
 
 
 def test_only_the_cli_reads_the_environment_and_only_for_secrets() -> None:
-    assert environment_reads() == {("cli.py", "mm_secret"), ("cli.py", "audit_token")}
+    assert environment_reads() == {
+        ("cli.py", "mm_secret"),
+        ("cli.py", "audit_token"),
+        ("cli.py", "report_token"),
+    }
     for path in SOURCE.glob("*.py"):
         assert "PAYG_TEST" not in path.read_text(), path.name
     cli = (SOURCE / "cli.py").read_text()

@@ -20,7 +20,7 @@ from server_stub.sms import SmsConfig, SmsGateway, SmsPlan
 from server_stub.store import Store
 
 from .fixtures import PRICE_PER_DAY, seed_platform
-from .platform import SECRET, agent_for, start
+from .platform import SECRET, agent_for, bearer, start
 
 PHONE = "+233200000001"
 
@@ -114,7 +114,7 @@ async def test_duplicates_reordering_and_retries_give_one_keycode_per_payment(
         expected = sum(1 for t in confirmed if int(t.callback.account) == device)
         assert len(handset_codes) == 1 + expected  # the sale's keycode and each payment's
 
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(headers=bearer(db)) as http:
         for t in confirmed:
             async with http.get(server.make_url(f"/v1/payments/{t.txn}")) as response:
                 steps = await response.json()
@@ -125,7 +125,7 @@ async def test_duplicates_reordering_and_retries_give_one_keycode_per_payment(
             assert steps["issued_ms"] <= steps["handset_downlinked_ms"]
             assert steps["handset_synced_ms"] is None  # the handset has not confirmed it yet
     await agent.sync()  # the next exchange's cursor says the entries arrived
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(headers=bearer(db)) as http:
         for t in confirmed:
             async with http.get(server.make_url(f"/v1/payments/{t.txn}")) as response:
                 steps = await response.json()

@@ -175,7 +175,7 @@ async def test_graceful_shutdown_finishes_in_flight_syncs_and_loses_nothing(
 
 
 async def agent_for_url(url: str, tmp_path: Path, i: int) -> Agent:
-    return await Agent.provision(tmp_path / f"h{i}.db", url, "ama", "code-ama")
+    return await Agent.provision(tmp_path / f"h{i}.db", url, "ama", "code-ama-7f3a9c")
 
 
 def test_grafana_dashboard_queries_only_metrics_the_server_exposes() -> None:

@@ -27,7 +27,7 @@ from server_stub.keycodes import DeviceSecret
 from server_stub.opm.wire import expand, parse_format, parse_request
 from server_stub.store import Store
 
-from .platform import sold_platform, start
+from .platform import bearer, sold_platform, start
 
 FORMAT = {
     "data_order": ["token_count", "energy_wh"],
@@ -83,7 +83,7 @@ def opm_request(
 async def serving(db: Path) -> AsyncIterator[tuple[str, aiohttp.ClientSession]]:
     server = await start(db, Platform())
     try:
-        async with aiohttp.ClientSession() as session:
+        async with aiohttp.ClientSession(headers=bearer(db)) as session:
             yield str(server.make_url("")).rstrip("/"), session
     finally:
         await server.close()

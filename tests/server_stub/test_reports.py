@@ -14,6 +14,7 @@ from agent_client.protocol.auth import Claim
 from agent_client.protocol.ops import Kind, Operation
 from server_stub.callbacks import MoneyCallback
 from server_stub.errors import RequestError
+from server_stub.migrations import DEFAULT_DISTRIBUTOR
 from server_stub.reports import (
     DAY_MS,
     KEYS,
@@ -41,7 +42,7 @@ def busy(tmp_path_factory: pytest.TempPathFactory) -> Path:
     store = Store.open(path)
     try:
         for a, name in enumerate(("ama", "kofi")):
-            handset = store.provision(name, f"code-{name}", bytes([a]) * 32, 1)
+            handset = store.provision(name, f"code-{name}-7f3a9c", bytes([a]) * 32, 1)
             ops = [Operation.make(1, Kind.REGISTER_CUSTOMER, DAY0, "Esi", "+233200000001")]
             for i, device in enumerate(seeded.stock[name][: 6 + 2 * a]):
                 at = DAY0 + (i % 4) * 86_400
@@ -66,7 +67,7 @@ def walk(reports: Reports, name: str, limit: int, **filters: Any) -> list[dict[s
     items: list[dict[str, Any]] = []
     query = Query(limit=limit, **filters)
     for _ in range(1000):
-        page = getattr(reports, name)(query, NOW_MS)
+        page = getattr(reports, name)(query, NOW_MS, DEFAULT_DISTRIBUTOR)
         items += page["items"]
         if page["next_cursor"] is None:
             return items

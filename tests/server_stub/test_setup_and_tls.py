@@ -51,7 +51,21 @@ def test_cli_sets_up_a_platform(tmp_path: Path, capsys: pytest.CaptureFixture[st
     db = str(tmp_path / "s.db")
     assert main(["--db", db, "add-plan", "basic", "50"]) == 0
     assert (
-        main(["--db", db, "add-agent", "ama", "--code", "c", "--devices", "2", "--seed", "1"]) == 0
+        main(
+            [
+                "--db",
+                db,
+                "add-agent",
+                "ama",
+                "--code",
+                "Code-ama-0001",
+                "--devices",
+                "2",
+                "--seed",
+                "1",
+            ]
+        )
+        == 0
     )
     out = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert out[0] == {"plan": 1}
@@ -70,7 +84,18 @@ def test_cli_sets_up_a_platform(tmp_path: Path, capsys: pytest.CaptureFixture[st
 
 async def test_tls_with_a_certificate_made_at_start(tmp_path: Path) -> None:
     main(["--db", str(tmp_path / "s.db"), "add-plan", "basic", "50"])
-    main(["--db", str(tmp_path / "s.db"), "add-agent", "ama", "--code", "c", "--devices", "1"])
+    main(
+        [
+            "--db",
+            str(tmp_path / "s.db"),
+            "add-agent",
+            "ama",
+            "--code",
+            "Code-ama-0001",
+            "--devices",
+            "1",
+        ]
+    )
     context, pem = self_signed("127.0.0.1", tmp_path / "cert.pem")
     runner = web.AppRunner(create_app(tmp_path / "s.db"), access_log=None)
     await runner.setup()
@@ -78,7 +103,7 @@ async def test_tls_with_a_certificate_made_at_start(tmp_path: Path) -> None:
     await site.start()
     url = f"https://127.0.0.1:{runner.addresses[0][1]}"
     trust = ssl.create_default_context(cafile=str(tmp_path / "cert.pem"))
-    agent = await Agent.provision(tmp_path / "h.db", url, "ama", "c", ssl_context=trust)
+    agent = await Agent.provision(tmp_path / "h.db", url, "ama", "Code-ama-0001", ssl_context=trust)
     report = await agent.sync()
     assert (report.exchanges, report.failures) == (1, 0)
     assert (await agent.status()).stock == [10_000_001]

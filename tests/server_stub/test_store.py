@@ -25,7 +25,7 @@ def seeded(tmp_path: Path) -> Seeded:
 
 def provisioned(path: Path) -> int:
     store = Store.open(path)
-    handset = store.provision("ama", "code-ama", HandsetKey.generate().public, 1)
+    handset = store.provision("ama", "code-ama-7f3a9c", HandsetKey.generate().public, 1)
     store.close()
     return handset
 
