@@ -252,7 +252,11 @@ class ShardedLab:
         clock = LabClock.start(s.time_scale)
         stop = asyncio.Event()
         tasks = [
-            asyncio.create_task(read_reports(platform.url, i, s, clock, 0.0, self._readers, stop))
+            asyncio.create_task(
+                read_reports(
+                    platform.url, i, s, clock, 0.0, self._readers, stop, platform.report_token
+                )
+            )
             for i in range(s.reports.readers)
         ]
         try:

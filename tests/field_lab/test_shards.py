@@ -156,5 +156,6 @@ def test_a_sharded_run_acts_on_the_whole_plan_and_is_judged_clean(tmp_path: Path
         "digest": plan.digest(list(expected.events)),
     }
     assert doc["handsets"] == 4
+    assert doc["report_availability"] == 1.0  # the parent's readers hold a distributor's token
     for name in FIGURES:
         assert doc[name] == 0, (name, doc["check_details"])
