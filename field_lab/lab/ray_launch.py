@@ -15,6 +15,7 @@ import importlib
 import json
 import logging
 import os
+import socket
 import sys
 import tempfile
 import threading
@@ -32,7 +33,10 @@ CONNECT_TIMEOUT_S = 60.0
 """Ray retries an unreachable cluster for minutes; the lab says so sooner."""
 START_TIMEOUT_S = 180.0
 """Each actor is a fresh worker process importing Ray and the lab: seconds on a busy node."""
+PROBE_TIMEOUT_S = 5.0
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
+RAY_LOG_LEVEL = "RAY_BACKEND_LOG_LEVEL"
+"""Ray's core logs a warning line every few seconds while it retries a cluster."""
 RAY_LOCAL_ONLY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 """Ray's switch for a cluster whose every node is on this machine. Ray rewrites a loopback
 address to the machine's own network address before connecting, which a cluster bound to
@@ -42,8 +46,10 @@ address to the machine's own network address before connecting, which a cluster 
 def ray_module(address: str) -> Any:
     """Ray, imported for a cluster at `address`; a one-line error naming the extra if absent."""
     host = address.rpartition(":")[0]
-    if host in LOOPBACK_HOSTS and "ray" not in sys.modules:
-        os.environ.setdefault(RAY_LOCAL_ONLY, "0")
+    if "ray" not in sys.modules:
+        os.environ.setdefault(RAY_LOG_LEVEL, "error")  # the lab says what went wrong, in a line
+        if host in LOOPBACK_HOSTS:
+            os.environ.setdefault(RAY_LOCAL_ONLY, "0")
     try:
         return importlib.import_module("ray")
     except ImportError as exc:
@@ -61,10 +67,26 @@ def check_address(address: str) -> str:
     )
 
 
+def probe(address: str, timeout_s: float = PROBE_TIMEOUT_S) -> None:
+    """Nothing listening at a named head is the user's to fix, said at once (Ray would retry
+    for minutes)."""
+    if address == "auto":
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise ConfigError(
+            f"--ray {address}: nothing answers there ({exc.strerror or type(exc).__name__});"
+            " start the head (ray start --head --port PORT) or check the address"
+        ) from exc
+
+
 def connect(address: str, *, timeout_s: float = CONNECT_TIMEOUT_S) -> RayCluster:
     """Join the Ray cluster at `address` as its driver, or say in one line why not."""
     ray = ray_module(check_address(address))
     if not ray.is_initialized():
+        probe(address)
         outcome: list[BaseException | None] = []
 
         def init() -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from field_lab.check.keys import FIGURES
+from field_lab.net import free_port
 from tests.field_lab.test_lab import lab_cli
 from tests.ray_cluster import LOCAL_ENV
 
@@ -90,9 +91,9 @@ def test_a_ray_run_acts_on_the_plan_of_a_sharded_run_and_reaches_its_verdicts(
     scenario = tmp_path / "s.toml"
     scenario.write_text(SCENARIO)
     local_out, ray_out = tmp_path / "local", tmp_path / "ray"
+    run = ["run", str(scenario), "--shards", "2", "--out", str(local_out), "--quiet"]
     local = subprocess.Popen(  # alongside the cluster's start: the machine has two cores
-        [sys.executable, "-m", "field_lab.cli", "run", str(scenario), "--shards", "2"]
-        + ["--out", str(local_out), "--quiet"],
+        [sys.executable, "-m", "field_lab.cli", *run],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
@@ -130,3 +131,13 @@ def test_more_shards_than_the_clusters_cpus_is_refused_in_one_line(
     assert done.returncode == 2, err
     assert "--shards 3 is more than the Ray cluster's 2 CPUs" in err
     assert "Traceback" not in err
+
+
+def test_a_head_address_where_nothing_listens_is_refused_at_once_in_one_line() -> None:
+    port = free_port()
+    done = lab_cli("run", "--ray", f"127.0.0.1:{port}", "--quiet", env={**os.environ, **LOCAL_ENV})
+    assert done.returncode == 2
+    assert done.stderr.decode().strip().splitlines() == [
+        f"field-lab run: --ray 127.0.0.1:{port}: nothing answers there (Connection refused);"
+        " start the head (ray start --head --port PORT) or check the address"
+    ]
