@@ -85,6 +85,7 @@ def summary(out: Path) -> dict[str, object]:
     return doc
 
 
+@pytest.mark.timeout(600)  # a cluster's start and two runs: 2.5 min at a load average of 10-14
 def test_a_ray_run_acts_on_the_plan_of_a_sharded_run_and_reaches_its_verdicts(
     tmp_path: Path, cluster: LocalCluster
 ) -> None:
@@ -118,6 +119,7 @@ def test_a_ray_run_acts_on_the_plan_of_a_sharded_run_and_reaches_its_verdicts(
     assert verdicts[0] == verdicts[1]
 
 
+@pytest.mark.timeout(300)  # run alone, it waits for the cluster's start
 def test_more_shards_than_the_clusters_cpus_is_refused_in_one_line(
     tmp_path: Path, cluster: LocalCluster
 ) -> None:
