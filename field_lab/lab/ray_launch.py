@@ -128,10 +128,9 @@ class ShardActor:
         self._outbox: asyncio.Queue[bytes] = asyncio.Queue()
         self._task: asyncio.Task[int] | None = None
 
-    async def start(self, orders: dict[str, Any], fixture: str, project: str) -> str:
+    async def start(self, orders: dict[str, Any], fixture: str, project: str) -> None:
         """Start the shard on `orders`, with the fixture's text; `project`: the driver's
-        working directory, where behaviours named as modules are found (if this node has it).
-        Returns this node's id."""
+        working directory, where behaviours named as modules are found (if this node has it)."""
         if project not in sys.path:
             sys.path.insert(0, project)
         path = Path(self._dir.name) / "fixture.json"
@@ -139,6 +138,9 @@ class ShardActor:
         self._inbox = asyncio.StreamReader(limit=INBOX_LIMIT)
         self._inbox.feed_data(json.dumps({**orders, "fixture": str(path)}).encode() + b"\n")
         self._task = asyncio.create_task(self._serve(self._inbox))
+
+    async def node(self) -> str:
+        """The Ray node this actor runs on."""
         return str(importlib.import_module("ray").get_runtime_context().get_node_id())
 
     async def _serve(self, inbox: asyncio.StreamReader) -> int:
@@ -228,7 +230,8 @@ class RayCluster:
             starts = [a.start.remote(o, fixture, here) for a, o in zip(actors, orders, strict=True)]
             try:
                 async with asyncio.timeout(self.start_timeout_s):
-                    self.nodes = list(await asyncio.gather(*starts))
+                    await asyncio.gather(*starts)
+                    self.nodes = list(await asyncio.gather(*(a.node.remote() for a in actors)))
             except TimeoutError:
                 raise HarnessError(
                     f"the Ray cluster did not start {len(orders)} shards within"

@@ -3,12 +3,15 @@ no traceback, no Ray started."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import sys
+from pathlib import Path
 
 import pytest
 
 from field_lab.cli import main
-from field_lab.lab.ray_launch import EXTRA
+from field_lab.lab.ray_launch import EXTRA, ShardActor
 
 
 @pytest.fixture
@@ -37,3 +40,22 @@ def test_a_ray_address_that_is_none_is_refused_before_ray_is_imported(
         "field-lab run: --ray 'head-node': expected auto or the head node's HOST:PORT"
         " (ray start --head prints it)"
     ]
+
+
+async def test_an_actor_passes_on_its_shards_last_word_and_then_its_end(tmp_path: Path) -> None:
+    """The actor's plumbing, outside Ray: orders with a fixture that is none in, the shard's
+    one-line error out (a configuration error: exit 2), then the end marker; a line told after
+    the end is dropped."""
+    actor = ShardActor()
+    orders = {"shard": 0, "shards": 1, "url": "http://127.0.0.1:1", "scenario": {"seed": "x"}}
+    await actor.start(orders, "{}", str(tmp_path))
+    got: list[bytes] = []
+    async with asyncio.timeout(30):
+        while not got or got[-1]:
+            got += await actor.lines()
+    *said, end = got
+    assert end == b""
+    assert len(said) == 1
+    doc = json.loads(said[0])
+    assert doc == {"t": "error", "code": 2, "message": "fixture is not valid: KeyError: 'devices'"}
+    await actor.tell(b'{"sms": ["+255", "PAYG 1: enter 123", 0]}\n')
