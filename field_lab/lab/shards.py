@@ -1,7 +1,8 @@
-"""A run split into shard processes (`field-lab run --shards N`), merged into one result.
+"""A run split into shards (`field-lab run --shards N [--ray ...]`), merged into one result.
 
 The parent holds the platform (the embedded one, or reaches `--target`) and starts N shards
-(`field_lab.lab.shard`), each running the handsets whose index is its own modulo N, its part
+(`field_lab.lab.shard`) through a launcher (`field_lab.lab.launch`: processes on this machine,
+or Ray actors across a cluster), each running the handsets whose index is its own modulo N, its part
 of the whole fleet's plan, and its own mobile-money operator. The parent forwards each SMS to
 the shard whose customer it is for, reads the distributors' reports itself, and merges what
 the shards send: every few seconds counters and HdrHistogram blobs for the live view, at the
