@@ -1,5 +1,9 @@
 """The platform's store: agents, handsets, stock, customers, idempotent ingest, downlink logs.
 
+The business rules are not here: each operation reads the state it touches, asks
+`server_stub.ledger` (pure) for the effects or a refusal, and writes the effects in the same
+transaction.
+
 Synchronous sqlite3, meant to run on one dedicated thread (see app.py) so that every request's
 work is one transaction with no interleaving. Idempotency does not rest on that: the
 ``ops(handset, seq)`` primary key is inserted *first*, so a concurrent retry of the same key,

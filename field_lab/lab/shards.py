@@ -43,7 +43,7 @@ from field_lab.workload.runner import read_reports
 from field_lab.world.clock import LabClock
 from field_lab.world.fleet import SETUP_CONCURRENCY
 from field_lab.world.platform import Platform, embedded, target
-from server_stub.sms import Message
+from field_lab.world.sms import Message
 
 PHASES = ("setup", "set-up", "field", "settle", "end of day", "check", "done")
 PIPE_LIMIT = 1 << 30

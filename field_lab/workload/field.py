@@ -26,9 +26,9 @@ from field_lab.workload.plan import Shard
 from field_lab.world.clock import LabClock
 from field_lab.world.fixture import Fixture
 from field_lab.world.handset import Handset
+from field_lab.world.mno import MnoSimulator
 from field_lab.world.sites import BY_OPERATOR, Site, Waiter, phone_of
-from server_stub.mno import MnoSimulator
-from server_stub.sms import Message
+from field_lab.world.sms import Message
 
 DAY_S = 86_400
 

@@ -20,12 +20,12 @@ from field_lab.net import LOOPBACK
 from field_lab.scenario import Scenario
 from field_lab.workload.plan import Shard
 from field_lab.world.fixture import Fixture, Stocking, distributor_token, seed
+from field_lab.world.mno import MnoConfig, MnoSimulator
+from field_lab.world.sms import SmsConfig, SmsGateway
 from server_stub.app import Platform as StubConfig
 from server_stub.app import create_app
 from server_stub.faults import PlatformFaults
-from server_stub.mno import MnoConfig, MnoSimulator
 from server_stub.notify import ResendRule
-from server_stub.sms import SmsConfig, SmsGateway
 
 
 @dataclass(frozen=True)
