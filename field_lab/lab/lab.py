@@ -77,6 +77,8 @@ class Target:
     """Without it the server-side checks are unchecked."""
     mm_secret: bytes | None = None
     """The mobile-money operator's shared secret; without it customers pay cash only."""
+    report_token: str | None = None
+    """What the report readers send when the fixture names no distributors (their tokens)."""
 
 
 @dataclass
@@ -177,6 +179,7 @@ class Lab:
             audit_token=t.audit_token,
             mm_secret=t.mm_secret,
             shard=self.shard,
+            report_token=t.report_token,
         )
 
     @property
@@ -281,13 +284,12 @@ class Lab:
         stop = asyncio.Event()
         syncs = SyncScheduler(field.agent.sync_every_s, self.max_syncing)
         syncs.start(fleet.handsets)
+        readers = platform.fixture.readers(s.reports.readers, platform.report_token)
         background = [
             asyncio.create_task(
-                read_reports(
-                    platform.url, i, s, clock, start, self.stats, stop, platform.report_token
-                )
+                read_reports(platform.url, i, s, clock, start, self.stats, stop, token, name)
             )
-            for i in range(s.reports.readers if self.readers else 0)
+            for i, (name, token) in enumerate(readers if self.readers else [])
         ]
         background.append(asyncio.create_task(self._sample(fleet, field, clock, stop)))
         metering = Metering(s, self.sites, platform.url, clock)
@@ -366,8 +368,9 @@ class Lab:
         for seen in handsets:
             learn_from_handset(field.history, seen, now)
         for handset in fleet.handsets:
-            self.stats.add_exchanges(handset.profile.name, handset.transport.exchanges)
-            for group in self.stats.groups(handset.profile.name):
+            profile, distributor = handset.profile.name, handset.spec.distributor
+            self.stats.add_exchanges(profile, handset.transport.exchanges, distributor)
+            for group in self.stats.groups(profile, distributor):
                 group.syncs += handset.syncs
         if platform.operator is not None:
             await platform.operator.drain(timeout_s=10)

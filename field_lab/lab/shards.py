@@ -121,7 +121,12 @@ class ShardedLab:
             return embedded(self.workdir, self.scenario)
         t = self.target
         return target(
-            t.url, t.fixture, self.scenario, audit_token=t.audit_token, mm_secret=t.mm_secret
+            t.url,
+            t.fixture,
+            self.scenario,
+            audit_token=t.audit_token,
+            mm_secret=t.mm_secret,
+            report_token=t.report_token,
         )
 
     async def run(self) -> RunStats:
@@ -251,13 +256,12 @@ class ShardedLab:
         s = self.scenario
         clock = LabClock.start(s.time_scale)
         stop = asyncio.Event()
+        readers = platform.fixture.readers(s.reports.readers, platform.report_token)
         tasks = [
             asyncio.create_task(
-                read_reports(
-                    platform.url, i, s, clock, 0.0, self._readers, stop, platform.report_token
-                )
+                read_reports(platform.url, i, s, clock, 0.0, self._readers, stop, token, name)
             )
-            for i in range(s.reports.readers)
+            for i, (name, token) in enumerate(readers)
         ]
         try:
             await self._left_field.wait()
