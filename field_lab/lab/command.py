@@ -135,8 +135,8 @@ def seed_command(args: argparse.Namespace) -> int:
     except DATABASE_ERRORS as exc:
         return _seed_failed(db, created, exc)
     print(
-        f"seeded {db}: {len(fixture.agents)} agents, {len(fixture.secrets)} devices; "
-        f"fixture in {args.fixture}"
+        f"seeded {db}: {len(fixture.agents)} agents of {len(fixture.distributors)} distributors,"
+        f" {len(fixture.secrets)} devices; fixture (with their report tokens) in {args.fixture}"
     )
     return 0
 
