@@ -80,6 +80,20 @@ class Target:
     report_token: str | None = None
     """What the report readers send when the fixture names no distributors (their tokens)."""
 
+    def reach(
+        self, scenario: Scenario, shard: Shard | None = None
+    ) -> contextlib.AbstractAsyncContextManager[Platform]:
+        """The platform as the lab drives it (a shard's own operator when `shard` is given)."""
+        return target(
+            self.url,
+            self.fixture,
+            scenario,
+            audit_token=self.audit_token,
+            mm_secret=self.mm_secret,
+            shard=shard,
+            report_token=self.report_token,
+        )
+
 
 @dataclass
 class FieldEvidence:
@@ -171,16 +185,7 @@ class Lab:
     def _platform(self) -> contextlib.AbstractAsyncContextManager[Platform]:
         if self.target is None:
             return embedded(self.workdir, self.scenario, faults=self.faults)
-        t = self.target
-        return target(
-            t.url,
-            t.fixture,
-            self.scenario,
-            audit_token=t.audit_token,
-            mm_secret=t.mm_secret,
-            shard=self.shard,
-            report_token=t.report_token,
-        )
+        return self.target.reach(self.scenario, self.shard)
 
     @property
     def devices(self) -> int:

@@ -42,7 +42,7 @@ from field_lab.workload.plan import digest
 from field_lab.workload.runner import read_reports
 from field_lab.world.clock import LabClock
 from field_lab.world.fleet import SETUP_CONCURRENCY
-from field_lab.world.platform import Platform, embedded, target
+from field_lab.world.platform import Platform, embedded
 from field_lab.world.sms import Message
 
 PHASES = ("setup", "set-up", "field", "settle", "end of day", "check", "done")
@@ -119,15 +119,7 @@ class ShardedLab:
     def _platform(self) -> contextlib.AbstractAsyncContextManager[Platform]:
         if self.target is None:
             return embedded(self.workdir, self.scenario)
-        t = self.target
-        return target(
-            t.url,
-            t.fixture,
-            self.scenario,
-            audit_token=t.audit_token,
-            mm_secret=t.mm_secret,
-            report_token=t.report_token,
-        )
+        return self.target.reach(self.scenario)
 
     async def run(self) -> RunStats:
         if self.target is None:  # the platform's end of every shard's connections is here
