@@ -706,7 +706,7 @@ class Store:
         with self.transaction() as db:
             row = self._one("SELECT digest, outcome, keycode FROM mm_txns WHERE txn = ?", cb.txn)
             if row is not None and not self.faults.replays_apply_again:
-                if row[0] != cb.digest():
+                if replay.conflicts(row[0], cb.digest()):
                     raise RequestError(
                         409, "txn_conflict", f"transaction {cb.txn} was sent with other content"
                     )

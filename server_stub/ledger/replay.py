@@ -18,6 +18,11 @@ def digest(content: bytes) -> bytes:
     return hashlib.sha256(content).digest()[:DIGEST_BYTES]
 
 
+def conflicts(stored_digest: bytes, new_digest: bytes) -> bool:
+    """A key seen before came with other content: never applied, answered as a conflict."""
+    return stored_digest != new_digest
+
+
 def answer(stored_digest: bytes, new_digest: bytes, stored_outcome: int) -> int:
     """The answer to a key seen before: its stored outcome, or `conflict` for other content."""
-    return int(Reason.CONFLICT) if stored_digest != new_digest else int(stored_outcome)
+    return int(Reason.CONFLICT) if conflicts(stored_digest, new_digest) else int(stored_outcome)
