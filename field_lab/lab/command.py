@@ -1,8 +1,8 @@
 """`field-lab run` and `field-lab seed`: the lab's main job on the command line.
 
     field-lab run [SCENARIO.toml] [--agents N] [--devices N] [--duration S] [--seed N]
-                  [--shards N] [--out DIR] [--target URL --fixture FILE [--audit-token TOKEN]]
-                  [--quiet]
+                  [--shards N] [--ray auto|ADDRESS] [--out DIR]
+                  [--target URL --fixture FILE [--audit-token TOKEN]] [--quiet]
     field-lab seed --db PATH --fixture FILE [SCENARIO.toml] [--agents N] [--devices N]
 
 Exit codes: 0 every SLO holds; 99 an SLO failed; 107 the lab itself failed (its figures
@@ -29,6 +29,8 @@ from agent_client.errors import AgentError, InvalidOperation, ServerRefused, Tra
 from field_lab.errors import ConfigError, HarnessError
 from field_lab.lab import output
 from field_lab.lab.lab import SET_UP_PHASES, Lab, Target
+from field_lab.lab.launch import Launcher
+from field_lab.lab.ray_launch import connect
 from field_lab.lab.shards import ShardedLab, default_shards
 from field_lab.measure.slo import EXIT_HARNESS_ERROR, evaluate, exit_code
 from field_lab.scenario import DEFAULT, Scenario, load
@@ -88,6 +90,13 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         type=int,
         help="handset processes the fleet is split into (default: one per core, at most one"
         " per 50 handsets); the same seed gives the same plan whatever the number",
+    )
+    run.add_argument(
+        "--ray",
+        metavar="auto|ADDRESS",
+        help="run the shards as actors on this Ray cluster (auto: the one `ray start` began"
+        " here), one per CPU across its nodes (default --shards: its CPUs); needs the ray"
+        " extra (docs/scale.md)",
     )
     run.add_argument(
         "--compare",
@@ -209,6 +218,7 @@ def run_command(args: argparse.Namespace) -> int:
         target = target_from(args)
         if args.shards is not None and not 1 <= args.shards <= 1024:
             raise ConfigError(f"--shards must be 1..1024, got {args.shards}")
+        launcher = connect(args.ray) if args.ray is not None else None
     except ConfigError as exc:
         console.print(f"field-lab run: {exc}", markup=False, soft_wrap=True)
         return EXIT_USAGE
@@ -224,7 +234,9 @@ def run_command(args: argparse.Namespace) -> int:
         where = out / client.replace(":", "-") if args.compare else out
         try:
             progress = Progress(console, args.quiet)
-            doc, lab = asyncio.run(_run(scenario, name, args, target, progress, where, client))
+            doc, lab = asyncio.run(
+                _run(scenario, name, args, target, progress, where, client, launcher)
+            )
         except ConfigError as exc:
             console.print(f"field-lab run: {exc}", markup=False, soft_wrap=True)
             return EXIT_USAGE
@@ -241,6 +253,8 @@ def run_command(args: argparse.Namespace) -> int:
         note = output.write(where, doc, lab.stats, lab.series)
         if note is not None:
             console.print(note, markup=False)
+        if launcher is not None:
+            console.print(f"shards: {lab.shards} ran {launcher.placed()}", markup=False)
         if args.record_traces:
             console.print(f"traces: {lab.traces_written} meters in {where / 'traces'}")
         output.table(doc, Console(width=None if sys.stdout.isatty() else 150))
@@ -260,12 +274,14 @@ async def _run(
     progress: Progress,
     out: Path,
     client: str,
+    launcher: Launcher | None = None,
 ) -> tuple[dict[str, Any], Lab | ShardedLab]:
-    shards = args.shards or default_shards(scenario.fleet.agents)
+    cores = launcher.cores() if launcher is not None else None
+    shards = args.shards or default_shards(scenario.fleet.agents, cores)
     traces = out / "traces" if args.record_traces else None
     with tempfile.TemporaryDirectory(prefix="field-lab-") as tmp:
         lab: Lab | ShardedLab
-        if shards == 1:  # in this process: no process to start, no evidence to ship
+        if shards == 1 and launcher is None:  # here: no process to start, no evidence to ship
             lab = Lab(
                 scenario,
                 Path(tmp),
@@ -288,6 +304,7 @@ async def _run(
                 behaviour=args.behaviour,
                 customer_behaviour=args.customer_behaviour,
                 fixture_name=str(args.fixture or ""),
+                launcher=launcher,
             )
         started = time.monotonic()
         running = asyncio.ensure_future(lab.run())

@@ -54,15 +54,16 @@ async def serving(
     config: StubConfig | None = None,
     faults: PlatformFaults | None = None,
     port: int = 0,
+    host: str = LOOPBACK,
 ) -> AsyncIterator[str]:
-    """`server_stub` in this process on 127.0.0.1 (`port` 0: any free one); yields its URL.
+    """`server_stub` in this process on `host` (`port` 0: any free one); yields its URL.
     `faults` is the only way a deliberately broken platform is built (tests, `make chaos`)."""
     runner = web.AppRunner(create_app(db, platform=config, faults=faults), access_log=None)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, LOOPBACK, port)
+        site = web.TCPSite(runner, host, port)
         await site.start()
-        yield f"http://{LOOPBACK}:{runner.addresses[0][1]}"
+        yield f"http://{host}:{runner.addresses[0][1]}"
     finally:
         await runner.cleanup()
 
@@ -91,9 +92,14 @@ def operator(
 
 @asynccontextmanager
 async def embedded(
-    workdir: Path, scenario: Scenario, *, faults: PlatformFaults | None = None
+    workdir: Path,
+    scenario: Scenario,
+    *,
+    faults: PlatformFaults | None = None,
+    host: str = LOOPBACK,
 ) -> AsyncIterator[Platform]:
-    """A fresh, seeded `server_stub` with an operator, an SMS gateway and an audit token."""
+    """A fresh, seeded `server_stub` with an operator, an SMS gateway and an audit token,
+    listening on `host` (a Ray run's head node's address, so that every node reaches it)."""
     fixture = await asyncio.to_thread(seed, workdir / "server.db", Stocking.of(scenario))
     s = scenario.sms
     gateway = SmsGateway(SmsConfig(delay_s=s.delay_s, loss_rate=s.loss_rate, seed=scenario.seed))
@@ -105,7 +111,7 @@ async def embedded(
         audit_token=audit_token,
         synchronous="normal",  # the lab never cuts the power: a fsync per commit buys nothing
     )
-    async with serving(workdir / "server.db", config=config, faults=faults) as url:
+    async with serving(workdir / "server.db", config=config, faults=faults, host=host) as url:
         mno = operator(url, mm_secret, scenario)
         await mno.start()
         try:
