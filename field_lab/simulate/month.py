@@ -532,13 +532,13 @@ def habit_of(seed: int, customer: int, plan: Plan) -> str:
 
 
 def _pay_hours(rng: random.Random, t: float) -> float:
-    """`t` moved into paying hours (07:00-21:00), to the same day or the next."""
+    """`t` moved into paying hours (07:00-21:00): at night, to the next morning's first two."""
     day, into = divmod(t, DAY)
     if PAY_HOURS[0] <= into < PAY_HOURS[1]:
         return t
     if into >= PAY_HOURS[1]:
         day += 1
-    return day * DAY + rng.uniform(*PAY_HOURS)
+    return day * DAY + PAY_HOURS[0] + rng.uniform(0, 2 * HOUR)
 
 
 def payments(
