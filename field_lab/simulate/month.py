@@ -609,10 +609,9 @@ def working_windows(
     rng = _rng(seed, "agent", agent)
     shift_start = rng.uniform(-hours.jitter_min, hours.jitter_min) * 60
     shift_end = rng.uniform(-hours.jitter_min, hours.jitter_min) * 60
-    lo = max(0.0, hours.hours[0] * 60 + shift_start)
-    hi = min(DAY, hours.hours[1] * 60 + shift_end)
-    if hi <= lo:
-        hi = min(DAY, lo + HOUR)
+    # within the day, at least a minute long, however far the jitter moved them
+    lo = min(max(0.0, hours.hours[0] * 60 + shift_start), DAY - 60)
+    hi = min(max(lo + 60, hours.hours[1] * 60 + shift_end), DAY)
     return tuple(
         (day * DAY + lo, day * DAY + hi)
         for day in range(days)

@@ -469,4 +469,13 @@ def test_working_windows_are_seeded_and_on_visit_days_within_hours(
         assert day % 7 in visit
         assert day * DAY <= a < b <= (day + 1) * DAY
         assert a >= day * DAY + (hours.hours[0] - jitter) * 60 - 1e-6
-        assert b <= day * DAY + (hours.hours[1] + jitter) * 60 + HOUR + 1e-6
+        assert b <= day * DAY + (hours.hours[1] + jitter) * 60 + 60 + 1e-6
+        assert b - a >= 60
+
+
+def test_late_starters_keep_their_window_inside_the_day() -> None:
+    hours = AgentHours((23 * 60 + 50, 23 * 60 + 59), (0, 1, 2, 3, 4, 5, 6), 30)
+    for agent in range(50):
+        for a, b in working_windows(seed=1, agent=agent, hours=hours, days=3):
+            assert int(a // DAY) == int((b - 1e-9) // DAY)
+            assert b - a >= 60
