@@ -15,6 +15,7 @@ import json
 import os
 import random
 import time
+from pathlib import Path
 
 from field_lab.simulate import postmortem
 from field_lab.simulate.darkness import Dark, Delivery, Outage, Stage, attribute
@@ -25,43 +26,24 @@ from field_lab.simulate.month import (
     agent_scope,
     coverage_of,
     habit_of,
-    loads,
+    load,
     payments,
     village_outages,
 )
 
-INCIDENTS = """
-[[incident]]
-kind = "platform_down"
-day = 3
-at = "10:00"
-hours = 2
-[[incident]]
-kind = "operator_delay"
-day = 12
-at = "00:00"
-hours = 24
-delay_hours = 6
-[[incident]]
-kind = "sms_loss"
-day = 20
-at = "00:00"
-hours = 24
-loss = 0.5
-[[incident]]
-kind = "agent_offline"
-day = 8
-at = "09:00"
-hours = 72
-agent = 17
-"""
+EXAMPLE = Path(__file__).parents[1] / "examples" / "a-month.toml"
+"""The issue's four incidents (the fleet is the benchmark's own)."""
 
 
 def synthetic(
     meters: int, days: int, seed: int
 ) -> tuple[list[Dark], list[Delivery], list[Outage], Month]:
-    _, month = loads(INCIDENTS)
-    month = month.with_days(days).resolve_agents([str(a) for a in range(max(18, meters // 10))])
+    _, example = load(EXAMPLE)  # its incidents, on the default month
+    month = (
+        Month(incidents=example.incidents)
+        .with_days(days)
+        .resolve_agents([str(a) for a in range(max(18, meters // 10))])
+    )
     plan = month.plans["solar-home"]
     rng = random.Random(seed)
     end = days * DAY

@@ -98,7 +98,7 @@ def svg(dark: DarkHours, *, width: int = 900, height: int = 260) -> str:
     """Households dark per hour (all, and after payment) over the run, incidents as bands.
 
     Self-contained (no scripts, no external fonts), so it can be inlined in report.html."""
-    pad_l, pad_r, pad_t, pad_b = 48, 12, 22, 28
+    pad_l, pad_r, pad_t, pad_b = 48, 28, 22, 28
     plot_w, plot_h = width - pad_l - pad_r, height - pad_t - pad_b
     n = max(1, len(dark.hourly_dark))
     top = max([1, *dark.hourly_dark])

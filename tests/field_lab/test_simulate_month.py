@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from itertools import pairwise
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,59 +32,12 @@ from field_lab.simulate.month import (
     working_windows,
 )
 
-EXAMPLE = """
-name = "a-month"
-[fleet]
-agents = 20
-devices = 200
-
-[simulate]
-days = 30
-villages = 5
-[simulate.agents]
-hours = ["07:30", "16:00"]
-visit_days = [0, 2, 4]
-[simulate.plans.solar-home]
-price_per_day = 400
-days_per_payment = 7
-habits = { on_time = 0.5, late = 0.3, defaulter = 0.1, advance = 0.1 }
-[simulate.coverage.hills]
-share = 1.0
-outages_per_day = 1.5
-outage_hours = [0.5, 2]
-peak = ["22:00", "02:00"]
-
-[[incident]]
-kind = "platform_down"
-day = 3
-at = "10:00"
-hours = 2
-
-[[incident]]
-kind = "operator_delay"
-day = 12
-at = "00:00"
-hours = 24
-delay_hours = 6
-
-[[incident]]
-kind = "sms_loss"
-day = 20
-at = "00:00"
-hours = 24
-loss = 0.5
-
-[[incident]]
-kind = "agent_offline"
-day = 8
-at = "09:00"
-hours = 72
-agent = 17
-"""
+EXAMPLE = (Path(__file__).parents[2] / "examples" / "a-month.toml").read_text(encoding="utf-8")
 
 
-def test_the_issue_example_parses_with_names_and_times() -> None:
-    scenario, m = loads(EXAMPLE)
+def test_the_example_month_parses_with_names_and_times() -> None:
+    scenario, m = month.load(Path(__file__).parents[2] / "examples" / "a-month.toml")
+    assert (scenario, m) == loads(EXAMPLE)
     assert scenario.fleet.agents == 20
     assert m.days == 30
     assert m.agents == AgentHours((450, 960), (0, 2, 4), 30)
