@@ -394,16 +394,8 @@ def parse(raw: Mapping[str, Any]) -> Month:
     known = ("days", "villages", "agents", "plans", "coverage")
     table = _table("simulate", raw.get("simulate", {}), known)
     d = Month()
-    days = int(_number("simulate.days", table.get("days", d.days), low=1, high=366, integer=True))
-    villages = int(
-        _number(
-            "simulate.villages",
-            table.get("villages", d.villages),
-            low=1,
-            high=100_000,
-            integer=True,
-        )
-    )
+    days = _whole(1, 366)("simulate.days", table.get("days", d.days))
+    villages = _whole(1, 100_000)("simulate.villages", table.get("villages", d.villages))
     agents = _agents("simulate.agents", table.get("agents", {}))
     plans = d.plans
     if "plans" in table:

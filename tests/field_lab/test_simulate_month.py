@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,16 @@ def test_the_example_month_parses_with_names_and_times() -> None:
     assert (down.start, down.end) == (3 * DAY + 10 * HOUR, 3 * DAY + 12 * HOUR)
     assert m.incidents[1].effect_end == 13 * DAY + 6 * HOUR
     assert parse(to_dict(m)) == m
+
+
+def test_the_docs_examples_parse() -> None:
+    text = (Path(__file__).parents[2] / "docs" / "simulate.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```toml\n(.*?)```", text, re.S)
+    assert len(blocks) == 2
+    _, m = loads(blocks[0])
+    assert m == Month()  # the documented defaults are the defaults
+    _, m = loads(blocks[1])
+    assert [i.name for i in m.incidents] == [i.name for i in loads(EXAMPLE)[1].incidents]
 
 
 def test_a_file_without_a_month_gets_the_default_month() -> None:
