@@ -125,9 +125,15 @@ class Incident:
             "platform_down": "platform outage",
             "operator_delay": f"operator callbacks {_num(self.delay_hours)} h late",
             "sms_loss": f"SMS gateway losing {_num(self.loss * 100)} %",
-            "agent_offline": f"agent {self.agent} phone offline",
+            "agent_offline": f"{self._agent_label} phone offline",
         }[self.kind]
         return f"{what} {self.when}"
+
+    @property
+    def _agent_label(self) -> str:
+        """ "agent 17" for an index, the id itself when it already says agent ("agent-00017")."""
+        label = str(self.agent)
+        return label if label.lower().startswith("agent") else f"agent {label}"
 
     def holds_up(self, stage: str, via: str, scope: str) -> bool:
         """Whether this incident delays a payment in `stage` (delivered `via`, over `scope`)."""
@@ -233,6 +239,7 @@ class Month:
                     raise ScenarioError(f"incident[{i}].agent: no agent with id {agent!r}")
                 inc = Incident(inc.kind, inc.day, inc.at_min, inc.hours, agent=agent)
             out.append(inc)
+        _unique(out)  # an index and an id may name the same agent
         return Month(self.days, self.villages, self.agents, self.plans, self.coverage, tuple(out))
 
 
@@ -416,12 +423,17 @@ def parse(raw: Mapping[str, Any]) -> Month:
     if not isinstance(items, list):
         raise _fail("incident", "[[incident]] tables", items)
     incidents = tuple(_incident(f"incident[{i}]", item, days) for i, item in enumerate(items))
+    _unique(incidents)
+    return Month(days, villages, agents, plans, coverage, incidents)
+
+
+def _unique(incidents: Sequence[Incident]) -> None:
+    """Two incidents with one name would share one line of every output: refuse them."""
     seen: dict[str, int] = {}
     for i, inc in enumerate(incidents):
         if inc.name in seen:
             raise ScenarioError(f"incident[{i}]: the same as incident[{seen[inc.name]}]")
         seen[inc.name] = i
-    return Month(days, villages, agents, plans, coverage, incidents)
 
 
 def to_dict(month: Month) -> dict[str, Any]:

@@ -79,11 +79,25 @@ def test_agents_are_resolved_by_index_or_id() -> None:
     resolved = m.resolve_agents(ids)
     assert resolved.incidents[3].agent == "agent-17"
     assert resolved.incidents[3].scope == month.agent_scope("agent-17")
+    assert resolved.incidents[3].name == "agent-17 phone offline day 8 09:00 (72 h)"
+    assert (
+        m.resolve_agents([f"a{i}" for i in range(20)])
+        .incidents[3]
+        .name.startswith("agent a17 phone offline")
+    )
     assert resolved.resolve_agents(ids) == resolved
     with pytest.raises(ConfigError, match=r"incident\[3\]\.agent: index 17 but the fleet has 5"):
         m.resolve_agents(ids[:5])
     with pytest.raises(ConfigError, match=r"incident\[3\]\.agent: no agent with id 'agent-17'"):
         resolved.resolve_agents(ids[:5])
+
+
+def test_an_index_and_an_id_of_the_same_agent_are_one_incident_twice() -> None:
+    raw = copy.deepcopy(BASE)
+    raw["incident"].append({**raw["incident"][3], "agent": "agent-17"})
+    m = parse(raw)
+    with pytest.raises(ConfigError, match=r"incident\[4\]: the same as incident\[3\]"):
+        m.resolve_agents([f"agent-{i}" for i in range(20)])
 
 
 def test_with_days_revalidates() -> None:
