@@ -393,3 +393,18 @@ def test_an_operator_delay_covers_callbacks_made_in_its_window_only() -> None:
     assert dark.by_incident[late.name].ms == ms(6 * H)
     assert dark.by_incident[late.name].households == 1
     assert dark.by_cause_ms == {"operator_delay": ms(6 * H), "operator_latency": ms(H)}
+
+
+def test_a_window_that_starts_mid_day_counts_only_inside_it() -> None:
+    dark = attribute(
+        dark=[Dark("m", 0, 2 * DAY)],
+        deliveries=[],
+        incidents=[],
+        outages=[],
+        start=0.5 * DAY,
+        end=1.25 * DAY,
+    )
+    assert dark.unpaid_ms == ms(0.75 * DAY)
+    assert [(d.day, d.unpaid_ms) for d in dark.days] == [(0, ms(0.5 * DAY)), (1, ms(0.25 * DAY))]
+    assert len(dark.hourly_dark) == 18
+    assert set(dark.hourly_dark) == {1}
