@@ -36,7 +36,7 @@ from agent_client.protocol.frames import (
     decode_uplink,
     encode_downlink,
 )
-from agent_client.protocol.ops import SCHEMAS, Kind, Operation
+from agent_client.protocol.ops import APPENDED, SCHEMAS, Kind, Operation
 
 from .audit import FEEDS, Audit, parse_audit_query
 from .callbacks import (
@@ -388,6 +388,7 @@ async def one_op(request: web.Request) -> web.Response:
         doc = json.loads(raw)
         kind = Kind[str(doc["type"]).upper()]
         values = [doc["fields"][field.name] for field in SCHEMAS[kind]]
+        values += [doc["fields"][f.name] for f in APPENDED.get(kind, ()) if f.name in doc["fields"]]
         op = Operation.make(doc["seq"], kind, doc["recorded_at"], *values)
     except (ValueError, UnicodeDecodeError, KeyError, TypeError, AttributeError) as exc:
         raise FrameError(f"not a JSON operation: {exc}", code="malformed_json") from exc
