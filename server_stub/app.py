@@ -48,6 +48,7 @@ from .callbacks import (
     parse_callback,
 )
 from .errors import RequestError
+from .escrow import EscrowPolicy
 from .faults import PlatformFaults
 from .health import OVER_BUDGET, TIMED_OUT, ReportFailed, check_reports, healthy
 from .ledger.access import bearer
@@ -97,6 +98,8 @@ class Platform:
     audit_token: str | None = None  # bearer token of the audit API; None: no audit API
     synchronous: str = "full"  # "normal": commits survive the process dying, not power loss
     backoff: Backoff = field(default_factory=Backoff)  # after failed codes and tokens
+    escrow: EscrowPolicy = field(default_factory=lambda: EscrowPolicy(devices=0))
+    """Offline-sale escrow per agent (docs/offline-sales.md); the default grants none."""
 
     def __post_init__(self) -> None:
         if self.audit_token is not None and not bearer_safe(self.audit_token):
@@ -588,7 +591,13 @@ def create_app(
     app[READER] = reader
 
     async def open_store(app: web.Application) -> None:
-        opening = partial(Store.open, db_path, faults=faults, synchronous=config.synchronous)
+        opening = partial(
+            Store.open,
+            db_path,
+            faults=faults,
+            synchronous=config.synchronous,
+            escrow=config.escrow,
+        )
         app[STORE] = await asyncio.get_running_loop().run_in_executor(runner, opening)
         runner.grouping = app[STORE].group
         if config.sms is not None:
