@@ -266,7 +266,13 @@ class Agent:
             )
         now = self._clock()
         op, code = await self.store.sell_offline(
-            int(now), customer, device, plan, down_payment, now_ms=int(now * 1000)
+            int(now),
+            customer,
+            device,
+            plan,
+            down_payment,
+            price_per_day=prices[plan],
+            now_ms=int(now * 1000),
         )
         self._wake.set()
         fmt = KeycodeFormat(code.format)

@@ -27,6 +27,8 @@ from .protocol.keycodes import KeycodeFormat
 from .protocol.ops import Kind, Operation
 from .protocol.sync import Result
 
+DAY_S = 86_400
+
 MIGRATIONS: tuple[str, ...] = (
     # v1: identity, outbox, inbox with its typed views
     """
@@ -333,10 +335,19 @@ class HandsetStore:
         return sorted((await self._vault()).codes.values(), key=lambda c: c.device)
 
     async def sell_offline(
-        self, at: int, customer: int, device: int, plan: int, down_payment: int, *, now_ms: int
+        self,
+        at: int,
+        customer: int,
+        device: int,
+        plan: int,
+        down_payment: int,
+        *,
+        price_per_day: int,
+        now_ms: int,
     ) -> tuple[Operation, EscrowCode]:
         """Release `device`'s escrowed code and queue the sale that carries its reserved id,
-        in one transaction: a code is never released without its sale, nor twice."""
+        in one transaction: a code is never released without its sale, nor twice, nor for a
+        down payment that does not pay for the code's days."""
         async with self.transaction() as db:
             vault = await self._vault()
             sold = {
@@ -346,6 +357,12 @@ class HandsetStore:
             }
             stock = await self.stock()
             code = vault.release(device, in_stock=device in stock and device not in sold)
+            days = -(-code.credit_s // DAY_S)
+            if down_payment < days * price_per_day:
+                raise InvalidOperation(
+                    f"a down payment of {down_payment} does not pay for the escrowed code's"
+                    f" {days} days at {price_per_day} a day"
+                )
             fields = (customer, device, plan, down_payment, code.reserved_id)
             try:
                 content = Operation.make(1, Kind.RECORD_SALE, at, *fields).content()

@@ -621,7 +621,7 @@ class Store:
         if plan is None:
             raise Refused(Reason.UNKNOWN_PLAN)
         released = None  # an offline sale: the escrowed code it released, accounted once
-        if op.get("reserved_id") is not None:
+        if op.get("reserved_id") is not None and not self.faults.escrow_unaccounted:
             released = escrow_store.reconcile(self, handset, op, now_ms)
         device = self._one(
             "SELECT agent, customer, format FROM devices WHERE device = ?", op.field("device")

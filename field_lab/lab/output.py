@@ -29,7 +29,7 @@ from rich.console import Console
 from rich.table import Table
 
 from field_lab.check.keys import FIGURES
-from field_lab.lab.stats import Figures, RunStats
+from field_lab.lab.stats import NO_COVERAGE, Figures, RunStats
 from field_lab.measure.latency import Latency
 from field_lab.measure.slo import Verdict
 from field_lab.report import page
@@ -72,6 +72,20 @@ def figures(group: Figures) -> dict[str, Any]:
     }
 
 
+def sale_success(stats: RunStats) -> dict[str, Any]:
+    """Sales that lit the device within the visit, in villages without coverage (sold from the
+    escrow) against everywhere else."""
+    offline = stats.by_profile.get(NO_COVERAGE, Figures()).sale_failed
+    total = stats.total.sale_failed
+    online_sales, online_failed = total.total - offline.total, total.hits - offline.hits
+    return {
+        "offline": _rate_ok(offline.hits, offline.total),
+        "online": _rate_ok(online_failed, online_sales),
+        "offline_sales": offline.total,
+        "online_sales": online_sales,
+    }
+
+
 def summary(
     name: str,
     scenario: Scenario,
@@ -93,6 +107,7 @@ def summary(
         "slo": {v.threshold.label(): v.as_dict() for v in verdicts},
         "slo_pass": all(v.passed for v in verdicts),
         "by_profile": {p: figures(g) for p, g in sorted(stats.by_profile.items())},
+        "sale_success": sale_success(stats),
     }
     doc.update(stats.sections)
     doc.update(extra)
