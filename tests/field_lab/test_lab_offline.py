@@ -15,11 +15,15 @@ from server_stub.faults import PlatformFaults
 
 from .test_lab import TINY
 
+SMALL = TINY.with_overrides(agents=4, devices=20, duration_s=3)
 OFFLINE = replace(
-    TINY.with_overrides(agents=4, devices=20, duration_s=5),
-    fleet=replace(TINY.with_overrides(agents=4, devices=20).fleet, offline_share=0.3, outages=()),
+    SMALL,
+    settle_s=3,
+    agents=replace(SMALL.agents, visits_per_hour=1800),
+    fleet=replace(SMALL.fleet, offline_share=0.3, outages=()),
 )
-"""Four agents, one of them (round(0.3 x 4)) in a village without coverage."""
+"""Four agents, one of them (round(0.3 x 4)) in a village without coverage; a short settle
+(cash payments in that village wait for the end of the day whatever it is)."""
 
 
 async def run(tmp_path: Path, scenario: Scenario, **kw: object) -> Lab:
