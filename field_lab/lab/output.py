@@ -245,6 +245,9 @@ INVARIANTS = (
     ("overcredited_meters", "over-credited meters"),
     ("undercredited_meters", "under-credited meters"),
     ("duplicate_keycodes", "keycodes twice"),
+    ("escrow_unaccounted", "escrow codes unaccounted"),
+    ("escrow_accounted_twice", "escrow codes accounted twice"),
+    ("credited_unsold_meters", "meters credited unsold"),
 )
 VERDICT_STYLE = {
     "pass": "[green]pass[/]",
@@ -294,6 +297,14 @@ def table(doc: dict[str, Any], console: Console) -> None:
         f"Reports: availability {_fmt(doc['report_availability'], pct=True)}, "
         f"p50 {_fmt(r['p50'], 3)} s, p99 {_fmt(r['p99'], 3)} s"
     )
+    success = doc.get("sale_success") or {}
+    if success.get("offline_sales"):
+        console.print(
+            f"Sales: villages without coverage {_fmt(success['offline'], pct=True)} of"
+            f" {success['offline_sales']} (from the escrow), elsewhere"
+            f" {_fmt(success['online'], pct=True)} of {success['online_sales']}",
+            highlight=False,
+        )
     console.print(
         "Invariants: " + ", ".join(f"{label} {_check(doc, name)}" for name, label in INVARIANTS),
         highlight=False,
