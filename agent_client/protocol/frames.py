@@ -373,6 +373,16 @@ def _fmt(value: object, what: str) -> KeycodeFormat:
     return KeycodeFormat(check_int(value, 0, max(KeycodeFormat), what))
 
 
+def _code(fmt: object, number: object, credit: object, what: str) -> tuple[KeycodeFormat, int, int]:
+    """A code's format, wire number (within its layout) and credit seconds, checked."""
+    keycode_format = _fmt(fmt, f"{what}.format")
+    return (
+        keycode_format,
+        check_int(number, 0, LAYOUTS[keycode_format].limit - 1, f"{what}.number"),
+        check_int(credit, 0, MAX_TIME, f"{what}.credit_s"),
+    )
+
+
 def entry_from_row(row: object, what: str = "entry") -> Entry:
     items = _list(row, what, MAX_ROW, 1)
     kind = check_int(items[0], 0, 127, f"{what}.kind")
@@ -381,13 +391,10 @@ def entry_from_row(row: object, what: str = "entry") -> Entry:
     match EntryKind(kind):
         case EntryKind.KEYCODE:
             op_seq, device, fmt, number, credit = _fields(items[1:], 5, what)
-            keycode_format = _fmt(fmt, f"{what}.format")
             return Keycode(
                 check_int(op_seq, 0, MAX_SEQ, f"{what}.op_seq"),
                 check_int(device, 1, U32, f"{what}.device"),
-                keycode_format,
-                check_int(number, 0, LAYOUTS[keycode_format].limit - 1, f"{what}.number"),
-                check_int(credit, 0, MAX_TIME, f"{what}.credit_s"),
+                *_code(fmt, number, credit, what),
             )
         case EntryKind.PAYMENT:
             device, amount, ref = _fields(items[1:], 3, what)
@@ -412,13 +419,10 @@ def entry_from_row(row: object, what: str = "entry") -> Entry:
             )
         case EntryKind.ESCROW:
             device, reserved, fmt, number, credit = _fields(items[1:], 5, what)
-            keycode_format = _fmt(fmt, f"{what}.format")
             return Escrow(
                 check_int(device, 1, U32, f"{what}.device"),
                 check_int(reserved, 0, U32, f"{what}.reserved_id"),
-                keycode_format,
-                check_int(number, 0, LAYOUTS[keycode_format].limit - 1, f"{what}.number"),
-                check_int(credit, 0, MAX_TIME, f"{what}.credit_s"),
+                *_code(fmt, number, credit, what),
             )
         case EntryKind.ESCROW_REVOKED:
             device, reserved = _fields(items[1:], 2, what)
