@@ -261,7 +261,7 @@ class EscrowOnTheStore(RuleBasedStateMachine):
 
 TestEscrowOnTheStore = EscrowOnTheStore.TestCase
 TestEscrowOnTheStore.settings = settings(
-    max_examples=12,
+    max_examples=8,
     stateful_step_count=12,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
