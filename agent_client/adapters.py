@@ -31,7 +31,7 @@ from .protocol.auth import HandsetKey, Stamper
 from .protocol.errors import FrameError
 from .protocol.frames import Keycode, Reason, UplinkFrame, decode_downlink, encode_uplink
 from .protocol.keycodes import KeycodeFormat, pack_keycode
-from .protocol.ops import SCHEMAS, Operation
+from .protocol.ops import Operation
 from .protocol.sync import Result, fresh_entries
 from .transport import Transport, refusal, refusal_int
 
@@ -234,7 +234,7 @@ class NaiveAdapter:
 
 
 def op_json(op: Operation) -> bytes:
-    fields = {spec.name: value for spec, value in zip(SCHEMAS[op.kind], op.fields, strict=True)}
+    fields = op.named()
     doc = {"seq": op.seq, "type": op.kind.name.lower(), "recorded_at": op.at, "fields": fields}
     return json.dumps(doc).encode()
 

@@ -24,8 +24,10 @@ from pathlib import Path
 from .adapters import CompactAdapter, Link, PlatformAdapter
 from .database import Storage
 from .errors import InvalidOperation, NotProvisioned, ServerRefused, TransientError
+from .escrow import EscrowCode
 from .protocol.auth import HandsetKey, Stamper
 from .protocol.frames import Keycode, Reason
+from .protocol.keycodes import KeycodeFormat, keycode_text
 from .protocol.ops import Kind
 from .protocol.sync import SyncConfig, SyncCore
 from .store import HandsetStore, OpState
@@ -46,6 +48,16 @@ class SyncReport:
     keycodes: list[Keycode] = field(default_factory=list)
     pending: int = 0
     last_error: str | None = None
+
+
+@dataclass(frozen=True)
+class OfflineSale:
+    """A sale made with no link: its operation, and the escrowed code the customer types."""
+
+    seq: int
+    device: int
+    keycode: str
+    credit_s: int
 
 
 @dataclass(frozen=True)
@@ -233,6 +245,42 @@ class Agent:
         if stock and device not in stock:
             raise InvalidOperation(f"device {device} is not in this agent's stock")
         return await self._enqueue(Kind.RECORD_SALE, customer, device, plan, down_payment)
+
+    async def sell_offline(
+        self, customer: int, device: int, plan: int, down_payment: int
+    ) -> OfflineSale:
+        """Sell with no link: release the device's escrowed code at once (the customer types
+        it now) and queue the sale carrying its reserved id; both reach the platform at the
+        next sync, where the sale is accounted once. EscrowRefused when there is no code to
+        release (none granted, revoked, released already, or the device not in stock)."""
+        row = await self.store.operation(customer)
+        if row is None or row.op.kind is not Kind.REGISTER_CUSTOMER:
+            raise InvalidOperation(f"{customer} is not a customer registered on this handset")
+        prices = {p.plan: p.price_per_day for p in await self.store.plans()}
+        if plan not in prices:
+            raise InvalidOperation(f"plan {plan} is not in this handset's catalog; sync first")
+        if down_payment < prices[plan]:
+            raise InvalidOperation(
+                f"a down payment of {down_payment} buys less than one day of plan {plan}"
+                f" ({prices[plan]} a day)"
+            )
+        now = self._clock()
+        op, code = await self.store.sell_offline(
+            int(now),
+            customer,
+            device,
+            plan,
+            down_payment,
+            price_per_day=prices[plan],
+            now_ms=int(now * 1000),
+        )
+        self._wake.set()
+        fmt = KeycodeFormat(code.format)
+        return OfflineSale(op.seq, device, keycode_text(fmt, code.number), code.credit_s)
+
+    async def escrow(self) -> list[EscrowCode]:
+        """The codes this handset holds for offline sales."""
+        return await self.store.escrow()
 
     async def record_payment(self, account: int, amount: int) -> int:
         return await self._enqueue(Kind.RECORD_PAYMENT, account, amount)

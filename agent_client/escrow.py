@@ -115,6 +115,17 @@ class HandsetEscrow:
         released here and not yet reconciled stays released (it is not offered again)."""
         self.codes = {c.device: c for c in platform_codes if c.device not in self.released}
 
+    def grant(self, code: EscrowCode) -> None:
+        """A code the platform escrowed (a downlink entry); one per device, the newest."""
+        if code.device not in self.released:
+            self.codes[code.device] = code
+
+    def revoke(self, device: int, reserved_id: int) -> None:
+        """The platform revoked this code (the device left the agent's stock)."""
+        held = self.codes.get(device)
+        if held is not None and held.reserved_id == reserved_id:
+            del self.codes[device]
+
     def release(self, device: int, *, in_stock: bool) -> EscrowCode:
         """The code for an offline sale of `device`, once."""
         if device in self.released:

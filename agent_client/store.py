@@ -10,6 +10,7 @@ The inbox and the cursor are written in the same transaction as the acks they ar
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -19,11 +20,14 @@ from typing import Any
 
 from .database import Connection, Storage
 from .errors import InvalidOperation, OperationFrozen
+from .escrow import EscrowCode, HandsetEscrow, escrow_key, seal, unseal
 from .protocol.errors import FrameError
-from .protocol.frames import Keycode, Payment, Plan, Stock
+from .protocol.frames import Escrow, EscrowRevoked, Keycode, Payment, Plan, Stock
 from .protocol.keycodes import KeycodeFormat
 from .protocol.ops import Kind, Operation
 from .protocol.sync import Result
+
+DAY_S = 86_400
 
 MIGRATIONS: tuple[str, ...] = (
     # v1: identity, outbox, inbox with its typed views
@@ -239,18 +243,25 @@ class HandsetStore:
                 "WHERE seq = ? AND state IN ('pending', 'in_flight')",
                 [(reason.name.lower(), now_ms, seq) for seq, reason in result.rejected],
             )
+            escrowed: list[Escrow | EscrowRevoked] = []
             for n, entry in result.entries:
-                await self._store_entry(db, n, entry, now_ms)
+                if await self._store_entry(db, n, entry, now_ms) and isinstance(
+                    entry, Escrow | EscrowRevoked
+                ):
+                    escrowed.append(entry)
+            if escrowed:
+                await self._escrow_update(db, escrowed)
             await self._put(db, {"cursor": result.cursor, **meta})
 
     @staticmethod
-    async def _store_entry(db: Connection, n: int, entry: object, now_ms: int) -> None:
+    async def _store_entry(db: Connection, n: int, entry: object, now_ms: int) -> bool:
+        """Store one downlink entry; False when it was stored already."""
         cursor = await db.execute(
             "INSERT OR IGNORE INTO inbox(n, kind, received_ms) VALUES (?, ?, ?)",
             (n, type(entry).__name__.lower(), now_ms),
         )
         if cursor.rowcount == 0:
-            return  # already stored (a late duplicate answer)
+            return False  # already stored (a late duplicate answer)
         match entry:
             case Keycode():
                 await db.execute(
@@ -280,6 +291,90 @@ class HandsetStore:
                     "INSERT OR REPLACE INTO plans VALUES (?, ?, ?)",
                     (entry.plan, entry.name, entry.price_per_day),
                 )
+        return True
+
+    # -- escrow (offline sales) ----------------------------------------------------------------
+
+    async def _vault_key(self) -> tuple[int, bytes]:
+        handset, seed = await self.get("handset"), await self.get("key_seed")
+        if handset is None or seed is None:
+            raise InvalidOperation("a handset without an identity holds no escrow")
+        return int(handset), escrow_key(bytes(seed), int(handset))
+
+    async def _vault(self) -> HandsetEscrow:
+        """The sealed escrow, opened; codes released by sales not yet acknowledged are
+        `released` (they go up with their sale, and are never offered again)."""
+        handset, key = await self._vault_key()
+        blob = await self.get("escrow")
+        vault = HandsetEscrow.of(unseal(key, handset, bytes(blob)) if blob is not None else [])
+        for row in await self.queue((OpState.PENDING, OpState.IN_FLIGHT)):
+            if row.op.kind is Kind.RECORD_SALE and row.op.get("reserved_id") is not None:
+                device = int(row.op.field("device"))
+                vault.released[device] = EscrowCode(
+                    device, int(row.op.field("reserved_id")), 0, 0, 0
+                )
+        return vault
+
+    async def _seal(self, db: Connection, vault: HandsetEscrow) -> None:
+        handset, key = await self._vault_key()
+        blob = seal(key, handset, vault.codes.values(), nonce=os.urandom(12))
+        await self._put(db, {"escrow": blob})
+
+    async def _escrow_update(self, db: Connection, entries: list[Escrow | EscrowRevoked]) -> None:
+        vault = await self._vault()
+        for entry in entries:
+            if isinstance(entry, Escrow):
+                fields = (entry.device, entry.reserved_id, int(entry.format), entry.number)
+                vault.grant(EscrowCode(*fields, entry.credit_s))
+            else:
+                vault.revoke(entry.device, entry.reserved_id)
+        await self._seal(db, vault)
+
+    async def escrow(self) -> list[EscrowCode]:
+        """The codes held for offline sales (opened for the handset's own use)."""
+        return sorted((await self._vault()).codes.values(), key=lambda c: c.device)
+
+    async def sell_offline(
+        self,
+        at: int,
+        customer: int,
+        device: int,
+        plan: int,
+        down_payment: int,
+        *,
+        price_per_day: int,
+        now_ms: int,
+    ) -> tuple[Operation, EscrowCode]:
+        """Release `device`'s escrowed code and queue the sale that carries its reserved id,
+        in one transaction: a code is never released without its sale, nor twice, nor for a
+        down payment that does not pay for the code's days."""
+        async with self.transaction() as db:
+            vault = await self._vault()
+            sold = {
+                int(row.op.field("device"))
+                for row in await self.queue((OpState.PENDING, OpState.IN_FLIGHT))
+                if row.op.kind is Kind.RECORD_SALE
+            }
+            stock = await self.stock()
+            code = vault.release(device, in_stock=device in stock and device not in sold)
+            days = -(-code.credit_s // DAY_S)
+            if down_payment < days * price_per_day:
+                raise InvalidOperation(
+                    f"a down payment of {down_payment} does not pay for the escrowed code's"
+                    f" {days} days at {price_per_day} a day"
+                )
+            fields = (customer, device, plan, down_payment, code.reserved_id)
+            try:
+                content = Operation.make(1, Kind.RECORD_SALE, at, *fields).content()
+            except FrameError as exc:
+                raise InvalidOperation(exc.detail) from exc
+            cursor = await db.execute(
+                "INSERT INTO outbox(kind, content, created_ms) VALUES (?, ?, ?)",
+                (int(Kind.RECORD_SALE), content, now_ms),
+            )
+            assert cursor.lastrowid is not None
+            await self._seal(db, vault)
+        return Operation.make(cursor.lastrowid, Kind.RECORD_SALE, at, *fields), code
 
     async def keycodes(self, device: int | None = None) -> list[Keycode]:
         """Keycodes received, in downlink order (all devices', or one device's)."""

@@ -25,6 +25,8 @@ except ImportError as exc:  # pragma: no cover - only without the test extra
 from .protocol.frames import (
     DownlinkFrame,
     Entry,
+    Escrow,
+    EscrowRevoked,
     Keycode,
     Payment,
     Plan,
@@ -39,6 +41,7 @@ from .protocol.ops import MAX_TIME, U32, Kind, Operation
 __all__ = [
     "downlink_frames",
     "entries",
+    "escrows",
     "fields_for",
     "keycodes",
     "names",
@@ -59,8 +62,9 @@ def fields_for(kind: Kind) -> st.SearchStrategy[tuple[object, ...]]:
     """Valid field values for an operation of `kind`, in schema order."""
     if kind is Kind.REGISTER_CUSTOMER:
         return st.tuples(names, phones)
-    if kind is Kind.RECORD_SALE:
-        return st.tuples(st.integers(1, 10**6), u32, u32, st.integers(0, U32))
+    if kind is Kind.RECORD_SALE:  # online, or offline with the escrowed code's reserved id
+        online = (st.integers(1, 10**6), u32, u32, st.integers(0, U32))
+        return st.tuples(*online) | st.tuples(*online, st.integers(0, U32))
     return st.tuples(u32, u32)
 
 
@@ -87,12 +91,22 @@ def keycodes(draw: st.DrawFn) -> Keycode:
     return Keycode(draw(st.integers(0, 2**40)), draw(u32), fmt, number, draw(times))
 
 
+@st.composite
+def escrows(draw: st.DrawFn) -> Escrow:
+    """An escrowed code entry of any format (a number in range, not a valid code)."""
+    fmt = draw(st.sampled_from(KeycodeFormat))
+    number = draw(st.integers(0, LAYOUTS[fmt].limit - 1))
+    return Escrow(draw(u32), draw(st.integers(0, U32)), fmt, number, draw(times))
+
+
 entries: st.SearchStrategy[Entry] = st.one_of(
     keycodes(),
     st.builds(Payment, u32, st.integers(0, U32), st.text(min_size=1, max_size=40)),
     st.builds(Stock, u32, st.sampled_from(KeycodeFormat), st.booleans()),
     st.builds(Plan, u32, names, u32),
-    st.builds(Unknown, st.integers(4, 127)),
+    escrows(),
+    st.builds(EscrowRevoked, u32, st.integers(0, U32)),
+    st.builds(Unknown, st.integers(6, 127)),
 )
 
 

@@ -16,6 +16,7 @@ it got, so a typo fails before the run, not during it.
     distributors = 3             # agents work for these in turn; each reads its own reports
     links = { gprs-typ = 0.5, gprs-bad = 0.2, edge-typ = 0.2, "3g" = 0.1 }
     outages = [ { at_s = 30, for_s = 12, share = 0.25 } ]
+    offline_share = 0            # agents in villages without coverage: they sell offline
 
     [devices]
     protocols = { nexus-full = 0.5, nexus-small = 0.2, openpaygo = 0.3 }
@@ -26,6 +27,8 @@ it got, so a typo fails before the run, not during it.
     visit_s = 90                 # a sale succeeds if the device is activated within this
     sync_interval_s = 15         # background sync besides sync-on-enqueue
     behaviour = ""               # MODULE:CLASS of your own AgentBehaviour (docs/library.md)
+    escrow_devices = 3           # offline sales: devices per agent with an escrowed code
+    escrow_days = 1              # days of credit one escrowed code grants
 
     [customers]
     payments_per_hour = 6        # per installed device, real time, Poisson
@@ -118,6 +121,9 @@ class Fleet:
         default_factory=lambda: {"gprs-typ": 0.5, "gprs-bad": 0.2, "edge-typ": 0.2, "3g": 0.1}
     )
     outages: tuple[Outage, ...] = (Outage(at_s=30, for_s=12, share=0.25),)
+    offline_share: float = 0.0
+    """Share of agents working in villages without coverage during the field: they sell from
+    the escrow (docs/offline-sales.md) and sync when they are back in coverage."""
 
 
 @dataclass(frozen=True)
@@ -135,6 +141,10 @@ class Agents:
     sync_interval_s: float = 15.0
     behaviour: str = ""
     """MODULE:CLASS of an `AgentBehaviour` (field_lab.workload.behaviour); empty: the built-in."""
+    escrow_devices: int = 3
+    """Devices per agent with an escrowed code for offline sales (used when offline_share > 0)."""
+    escrow_days: int = 1
+    """Days of credit one escrowed code grants."""
 
 
 @dataclass(frozen=True)
@@ -387,6 +397,7 @@ def parse(raw: Mapping[str, Any]) -> Scenario:
             "distributors": lambda p, v: int(_number(p, v, low=1, high=1000, integer=True)),
             "links": lambda p, v: _mix(p, v, LINK_PROFILES),
             "outages": _outages,
+            "offline_share": _share,
         },
     )
     if fleet.devices < fleet.agents:
@@ -409,6 +420,8 @@ def parse(raw: Mapping[str, Any]) -> Scenario:
             "visit_s": lambda p, v: _number(p, v, low=1, high=86400),
             "sync_interval_s": lambda p, v: _number(p, v, low=0.1, high=86400),
             "behaviour": _import_path,
+            "escrow_devices": lambda p, v: int(_number(p, v, low=0, high=1000, integer=True)),
+            "escrow_days": lambda p, v: int(_number(p, v, low=1, high=90, integer=True)),
         },
     )
     customers = _section(

@@ -36,7 +36,7 @@ from agent_client.protocol.frames import (
     decode_uplink,
     encode_downlink,
 )
-from agent_client.protocol.ops import SCHEMAS, Kind, Operation
+from agent_client.protocol.ops import APPENDED, SCHEMAS, Kind, Operation
 
 from .audit import FEEDS, Audit, parse_audit_query
 from .callbacks import (
@@ -48,6 +48,7 @@ from .callbacks import (
     parse_callback,
 )
 from .errors import RequestError
+from .escrow import EscrowPolicy
 from .faults import PlatformFaults
 from .health import OVER_BUDGET, TIMED_OUT, ReportFailed, check_reports, healthy
 from .ledger.access import bearer
@@ -97,6 +98,8 @@ class Platform:
     audit_token: str | None = None  # bearer token of the audit API; None: no audit API
     synchronous: str = "full"  # "normal": commits survive the process dying, not power loss
     backoff: Backoff = field(default_factory=Backoff)  # after failed codes and tokens
+    escrow: EscrowPolicy = field(default_factory=lambda: EscrowPolicy(devices=0))
+    """Offline-sale escrow per agent (docs/offline-sales.md); the default grants none."""
 
     def __post_init__(self) -> None:
         if self.audit_token is not None and not bearer_safe(self.audit_token):
@@ -388,6 +391,7 @@ async def one_op(request: web.Request) -> web.Response:
         doc = json.loads(raw)
         kind = Kind[str(doc["type"]).upper()]
         values = [doc["fields"][field.name] for field in SCHEMAS[kind]]
+        values += [doc["fields"][f.name] for f in APPENDED.get(kind, ()) if f.name in doc["fields"]]
         op = Operation.make(doc["seq"], kind, doc["recorded_at"], *values)
     except (ValueError, UnicodeDecodeError, KeyError, TypeError, AttributeError) as exc:
         raise FrameError(f"not a JSON operation: {exc}", code="malformed_json") from exc
@@ -587,7 +591,13 @@ def create_app(
     app[READER] = reader
 
     async def open_store(app: web.Application) -> None:
-        opening = partial(Store.open, db_path, faults=faults, synchronous=config.synchronous)
+        opening = partial(
+            Store.open,
+            db_path,
+            faults=faults,
+            synchronous=config.synchronous,
+            escrow=config.escrow,
+        )
         app[STORE] = await asyncio.get_running_loop().run_in_executor(runner, opening)
         runner.grouping = app[STORE].group
         if config.sms is not None:

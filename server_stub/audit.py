@@ -1,11 +1,13 @@
 """The audit API's read side: what the platform applied, for a judge that may not use SQL.
 
-Three feeds, one item per stored row: ``operations`` (every handset operation and its
-outcome), ``keycodes`` (every keycode issued, with the key that paid for it) and ``payments``
-(every operator transaction as received). Pages run in insertion (rowid) order: writers commit
-one at a time and each new row's rowid is above every committed one, so a reader that pages
-while writes happen sees each row exactly once. This is the contract a user's own platform
-implements to be judged by the lab (docs/platform.md, "The audit contract").
+Four feeds, one item per stored row: ``operations`` (every handset operation and its
+outcome), ``keycodes`` (every keycode issued, with the key that paid for it), ``payments``
+(every operator transaction as received) and ``escrow`` (every event of an offline-sale
+escrowed code: granted, reconciled to its sale, revoked, dropped, flagged). Pages run in
+insertion (rowid) order: writers commit one at a time and each new row's rowid is above every
+committed one, so a reader that pages while writes happen sees each row exactly once. This is
+the contract a user's own platform implements to be judged by the lab (docs/platform.md, "The
+audit contract").
 
 `parse_audit_query` (pure) validates the query string; `Audit` reads pages over a read-only
 connection (a report reader's), never the store's.
@@ -24,7 +26,7 @@ from agent_client.protocol.ops import Kind
 
 from .reports import decode_cursor, encode_cursor, int_param
 
-FEEDS = ("operations", "keycodes", "payments")
+FEEDS = ("operations", "keycodes", "payments", "escrow")
 DEFAULT_LIMIT = 500
 MAX_LIMIT = 1000
 APPLIED = "applied"
@@ -112,6 +114,22 @@ def _keycode(row: tuple[Any, ...]) -> dict[str, Any]:
     }
 
 
+def _escrow(row: tuple[Any, ...]) -> dict[str, Any]:
+    """One event of an escrowed code: granted, reconciled (to the sale that released it),
+    revoked, dropped (its handsets heard the revocation) or flagged (an abuse refused)."""
+    at_ms, kind, agent, device, reserved_id, days, handset, seq, flag = row
+    return {
+        "event": kind,
+        "agent": agent,
+        "device": device,
+        "reserved_id": reserved_id,
+        "days": days,
+        "sale": None if seq is None else {"handset": handset, "seq": seq},
+        "flag": flag,
+        "at_ms": at_ms,
+    }
+
+
 def _payment(row: tuple[Any, ...]) -> dict[str, Any]:
     txn, outcome, account, device, amount, keycode, received_ms = row
     return {
@@ -147,6 +165,11 @@ SQL: dict[str, tuple[str, Callable[[tuple[Any, ...]], dict[str, Any]]]] = {
         "SELECT rowid, txn, outcome, account, device, amount, keycode, received_ms FROM mm_txns"
         " WHERE rowid > ? ORDER BY rowid LIMIT ?",
         _payment,
+    ),
+    "escrow": (
+        "SELECT event, at_ms, kind, agent, device, reserved_id, days, handset, seq, flag"
+        " FROM escrow_events WHERE event > ? ORDER BY event LIMIT ?",
+        _escrow,
     ),
 }
 

@@ -28,6 +28,7 @@ from agent_client.protocol.version import distribution_version
 from .app import Platform, bearer_safe, create_app
 from .devices import MAX_SERIAL, make_devices, parse_devices_csv, write_devices_csv
 from .errors import SetupError
+from .escrow import EscrowPolicy
 from .health import DEFAULT_BUDGET_MS, check_reports, healthy, over_http, table
 from .logs import configure
 from .store import DeviceRecord, Store
@@ -95,6 +96,16 @@ def parser() -> argparse.ArgumentParser:
         default="full",
         help="full: every commit synced to the disk (default); normal: at checkpoints only"
         " (a commit survives the process dying, not power loss; for load-test rigs)",
+    )
+    serve.add_argument(
+        "--escrow-devices",
+        type=int,
+        default=0,
+        help="offline sales: devices per agent with an escrowed code (default 0: no escrow;"
+        " docs/offline-sales.md)",
+    )
+    serve.add_argument(
+        "--escrow-days", type=int, default=1, help="days of credit one escrowed code grants"
     )
     serve.add_argument(
         "--shutdown-timeout",
@@ -264,9 +275,15 @@ def report_token() -> str | None:
     return os.environ.get(REPORT_TOKEN_ENV) or None
 
 
-def platform(synchronous: str = "full") -> Platform:
+def platform(synchronous: str = "full", escrow: EscrowPolicy | None = None) -> Platform:
+    """`escrow`: EscrowPolicy checks its own bounds (a SetupError naming the flag's value)."""
     try:
-        return Platform(mm_secret=mm_secret(), audit_token=audit_token(), synchronous=synchronous)
+        return Platform(
+            mm_secret=mm_secret(),
+            audit_token=audit_token(),
+            synchronous=synchronous,
+            escrow=escrow or EscrowPolicy(devices=0),
+        )
     except ValueError as exc:
         raise SetupError(f"${AUDIT_TOKEN_ENV}: {exc}") from exc
 
@@ -320,9 +337,17 @@ CHECK_TIMEOUT_S = 5.0
 def run(args: argparse.Namespace) -> int:
     if args.command == "check-reports":
         return asyncio.run(check_reports_command(args))
+    escrow = None
+    if args.command == "serve":  # flags first: a bad one leaves no database behind
+        try:
+            escrow = EscrowPolicy(devices=args.escrow_devices, days=args.escrow_days)
+        except SetupError as exc:
+            raise SetupError(f"--escrow-devices/--escrow-days: {exc}") from None
     check_db(args.db, create=args.command not in ("export-devices", "revoke-token", "issue-token"))
     if args.command == "serve":
-        config = platform(args.synchronous)  # before anything starts: a bad token is a setup error
+        config = platform(
+            args.synchronous, escrow
+        )  # before anything starts: a bad token is a setup error
         if args.cert_out is not None and not args.cert_out.parent.is_dir():
             raise SetupError(f"--cert-out {args.cert_out}: its directory does not exist")
         sock = listen(args.host, args.port)

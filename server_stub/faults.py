@@ -30,9 +30,12 @@ class PlatformFaults:
     credit_factor: int = 1
     """Keycodes grant credit_factor x the days paid for (clamped to what one keycode can
     express); the keycodes row records what the keycode really grants."""
+    escrow_unaccounted: bool = False
+    """An offline sale's reserved id is ignored: the sale is applied as an online one, so the
+    escrowed code it released is never accounted and its days are paid out again."""
 
     def __post_init__(self) -> None:
-        for flag in ("replays_apply_again", "poison_batches"):
+        for flag in ("replays_apply_again", "poison_batches", "escrow_unaccounted"):
             if type(getattr(self, flag)) is not bool:
                 raise ValueError(f"{flag} must be a bool, got {getattr(self, flag)!r}")
         for name in ("lose_ack_every", "apply_twice_every", "credit_factor"):

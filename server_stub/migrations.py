@@ -115,6 +115,29 @@ CREATE TABLE sync_keys (
 """
 """Version 3: each handset's sync v2 MAC key, registered once under its Ed25519 key."""
 
+ESCROW = """
+CREATE TABLE escrow (
+    device INTEGER NOT NULL REFERENCES devices(device), reserved_id INTEGER NOT NULL,
+    agent INTEGER NOT NULL, days INTEGER NOT NULL, credit_s INTEGER NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('held', 'reconciled', 'revoked', 'dropped')),
+    sale_handset INTEGER, sale_seq INTEGER, granted_ms INTEGER NOT NULL, settled_ms INTEGER,
+    PRIMARY KEY (device, reserved_id)
+);
+CREATE INDEX escrow_by_agent ON escrow(agent, state);
+CREATE TABLE escrow_unheard (
+    handset INTEGER NOT NULL, n INTEGER NOT NULL, device INTEGER NOT NULL,
+    reserved_id INTEGER NOT NULL, PRIMARY KEY (handset, n)
+);
+CREATE INDEX escrow_unheard_by_code ON escrow_unheard(device, reserved_id);
+CREATE TABLE escrow_events (
+    event INTEGER PRIMARY KEY, at_ms INTEGER NOT NULL, kind TEXT NOT NULL,
+    agent INTEGER NOT NULL, device INTEGER NOT NULL, reserved_id INTEGER NOT NULL,
+    days INTEGER NOT NULL, handset INTEGER, seq INTEGER, flag TEXT
+);
+"""
+"""Version 4: offline sales' escrow (docs/offline-sales.md): one row per reserved code, the
+revocations each handset has not yet heard, and the append-only trail the audit API serves."""
+
 DEFAULT_DISTRIBUTOR = 1
 
 
@@ -142,6 +165,7 @@ MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _base,
     _script(TENANTS),
     _script(SYNC_KEYS),
+    _script(ESCROW),
 )
 """MIGRATIONS[n - 1] brings version n - 1 to n."""
 VERSION = len(MIGRATIONS)

@@ -15,6 +15,7 @@ from agent_client.protocol.ops import Kind
 
 from . import audit
 from .callbacks import Outcome
+from .escrow import Flag
 from .health import FAILED, OK, OVER_BUDGET, TIMED_OUT
 from .reports import MAX_ID, MAX_LIMIT
 
@@ -328,6 +329,19 @@ AUDIT_ITEMS: dict[str, tuple[str, Schema]] = {
             amount=INT,
             keycode=NULL_INT,
             received_ms=INT,
+        ),
+    ),
+    "escrow": (
+        "Every event of an offline-sale escrowed code (docs/offline-sales.md)",
+        _object(
+            event={"enum": ["granted", "reconciled", "revoked", "dropped", "flagged"]},
+            agent=INT,
+            device=INT,
+            reserved_id=INT,
+            days=INT,
+            sale={"anyOf": [_object(handset=INT, seq=INT), {"type": "null"}]},
+            flag={"enum": [*(f.value for f in Flag), None]},
+            at_ms=INT,
         ),
     ),
 }

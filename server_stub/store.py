@@ -39,8 +39,10 @@ from agent_client.protocol.frames import (
 from agent_client.protocol.keycodes import KeycodeFormat
 from agent_client.protocol.ops import Kind, Operation
 
+from . import escrow_store
 from .callbacks import Answer, MoneyCallback, Outcome
 from .errors import RequestError, SetupError
+from .escrow import EscrowPolicy
 from .faults import Every, PlatformFaults
 from .keycodes import DeviceSecret
 from .ledger import credit, replay, sales
@@ -92,9 +94,17 @@ def _keyed_insert(table: str, key: tuple[str, ...], columns: tuple[str, ...], ag
 
 
 class Store:
-    def __init__(self, db: sqlite3.Connection, *, faults: PlatformFaults | None = None) -> None:
+    def __init__(
+        self,
+        db: sqlite3.Connection,
+        *,
+        faults: PlatformFaults | None = None,
+        escrow: EscrowPolicy | None = None,
+    ) -> None:
         self.db = db
         self.faults = faults or PlatformFaults()
+        self.escrow = escrow or EscrowPolicy(devices=0)
+        """Offline-sale escrow per agent (docs/offline-sales.md); the default grants none."""
         self._grouped = False
         again = self.faults.replays_apply_again
         self._insert_op = _keyed_insert(
@@ -132,7 +142,12 @@ class Store:
 
     @classmethod
     def open(
-        cls, path: str | Path, *, faults: PlatformFaults | None = None, synchronous: str = "full"
+        cls,
+        path: str | Path,
+        *,
+        faults: PlatformFaults | None = None,
+        synchronous: str = "full",
+        escrow: EscrowPolicy | None = None,
     ) -> Store:
         """`synchronous`: "full" syncs every commit to the disk; "normal" (WAL) only at
         checkpoints, so a commit survives the process dying but not the machine's power."""
@@ -144,7 +159,7 @@ class Store:
         db.execute("PRAGMA foreign_keys=ON")
         db.execute("PRAGMA busy_timeout=10000")
         migrate(db)
-        return cls(db, faults=faults)
+        return cls(db, faults=faults, escrow=escrow)
 
     def close(self) -> None:
         self.db.close()
@@ -441,6 +456,8 @@ class Store:
         with self.transaction():
             handset = self._fresh(claim)
             acked, rejected = self._ingest(handset, ops, now_ms, bad)
+            if paging:
+                self._escrow_sync(handset, cursor, now_ms)
             first, entries, more = self._page(handset.handset, cursor)
             if paging:
                 for column, upto in (
@@ -499,11 +516,13 @@ class Store:
                     "DELETE FROM ops WHERE handset = ? AND seq = ?", (handset.handset, op.seq)
                 )
                 acked.append(op.seq)
-            except Refused as refusal:
+            except (Refused, escrow_store.Flagged) as refusal:
                 self.db.execute(
                     "UPDATE ops SET outcome = ? WHERE handset = ? AND seq = ?",
                     (int(refusal.reason), handset.handset, op.seq),
                 )
+                if isinstance(refusal, escrow_store.Flagged):
+                    escrow_store.flag(self, handset, op, refusal, now_ms)
                 rejected.append((op.seq, refusal.reason))
         return acked, rejected
 
@@ -584,6 +603,14 @@ class Store:
             op.field("plan"),
             handset.agent,
         )
+        released = None  # an offline sale: the escrowed code it released, accounted once
+        if (
+            op.get("reserved_id") is not None
+            and customer is not None
+            and plan is not None
+            and not self.faults.escrow_unaccounted
+        ):
+            released = escrow_store.reconcile(self, handset, op, now_ms)
         device = self._one(
             "SELECT agent, customer, format FROM devices WHERE device = ?", op.field("device")
         )
@@ -614,6 +641,7 @@ class Store:
             "SELECT handset FROM handsets WHERE agent = ? ORDER BY handset", (handset.agent,)
         ).fetchall():
             self._emit(sibling, sale.gone)
+        escrow_store.sold(self, sale.device, released, sale.price_per_day, now_ms)
         self._credit(sale.device, handset.handset, op.seq, now_ms)
 
     def _pay(self, paid: sales.Paid, now_ms: int) -> None:
@@ -693,6 +721,35 @@ class Store:
             entry = self._emit(handset, done.entry(issued, op_seq, account))
             written.append(Issued(keycode, issued.text, entry))
         return written[0]
+
+    # -- escrow (offline sales) ----------------------------------------------------------------
+
+    def _escrow_sync(self, handset: Handset, cursor: int, now_ms: int) -> None:
+        """End of an exchange: revocations the handset has heard, and its agent's escrow
+        topped up (the page answering this exchange may carry the new codes)."""
+        if self.escrow.bound_days:
+            escrow_store.heard(self, handset.handset, cursor, now_ms)
+            escrow_store.grant(self, handset.agent, now_ms)
+
+    def move_device(self, device: int, agent: int | None, now_ms: int) -> None:
+        """An unsold device returns to the warehouse (`agent` None) or moves to another agent:
+        the old agent's handsets drop it from stock and its escrowed code is revoked."""
+        with self.transaction() as db:
+            row = self._one("SELECT agent, customer, format FROM devices WHERE device = ?", device)
+            if row is None:
+                raise SetupError(f"no device {device}")
+            if row[1] is not None:
+                raise SetupError(f"device {device} is sold; only stock moves")
+            fmt = KeycodeFormat(row[2])
+            escrow_store.revoke(self, device, now_ms)
+            db.execute("UPDATE devices SET agent = ? WHERE device = ?", (agent, device))
+            for owner, present in ((row[0], False), (agent, True)):
+                if owner is None:
+                    continue
+                for (handset,) in db.execute(
+                    "SELECT handset FROM handsets WHERE agent = ? ORDER BY handset", (owner,)
+                ).fetchall():
+                    self._emit(handset, Stock(device, fmt, present))
 
     # -- mobile money --------------------------------------------------------------------------
 

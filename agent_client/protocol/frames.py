@@ -52,6 +52,8 @@ class Reason(IntEnum):
     ALREADY_SOLD = 7
     UNKNOWN_KIND = 8  # an operation kind the platform does not know (a newer handset)
     BAD_FIELD = 9  # a field missing, of the wrong type or out of range (d_at included)
+    ESCROW_RELEASED_TWICE = 10  # an offline sale's escrowed code was accounted for another sale
+    ESCROW_REVOKED = 11  # an offline sale released a code revoked before it was released
 
     @classmethod
     def _missing_(cls, value: object) -> Reason | None:
@@ -68,6 +70,8 @@ class EntryKind(IntEnum):
     PAYMENT = 1
     STOCK = 2
     PLAN = 3
+    ESCROW = 4
+    ESCROW_REVOKED = 5
 
 
 @dataclass(frozen=True)
@@ -111,13 +115,33 @@ class Plan:
 
 
 @dataclass(frozen=True)
+class Escrow:
+    """An activation code the handset keeps sealed for an offline sale of ``device``: an
+    add-credit code at the device's reserved message id / count ``reserved_id``."""
+
+    device: int
+    reserved_id: int
+    format: KeycodeFormat
+    number: int
+    credit_s: int
+
+
+@dataclass(frozen=True)
+class EscrowRevoked:
+    """The escrowed code (``device``, ``reserved_id``) is revoked: the handset drops it."""
+
+    device: int
+    reserved_id: int
+
+
+@dataclass(frozen=True)
 class Unknown:
     """An entry of a kind newer than this code: kept in sequence, otherwise ignored."""
 
     kind: int
 
 
-Entry = Keycode | Payment | Stock | Plan | Unknown
+Entry = Keycode | Payment | Stock | Plan | Escrow | EscrowRevoked | Unknown
 
 
 @dataclass(frozen=True)
@@ -330,12 +354,33 @@ def entry_to_row(entry: Entry) -> list[object]:
             return [EntryKind.STOCK, entry.device, int(entry.format), int(entry.present)]
         case Plan():
             return [EntryKind.PLAN, entry.plan, entry.name, entry.price_per_day]
+        case Escrow():
+            return [
+                EntryKind.ESCROW,
+                entry.device,
+                entry.reserved_id,
+                int(entry.format),
+                entry.number,
+                entry.credit_s,
+            ]
+        case EscrowRevoked():
+            return [EntryKind.ESCROW_REVOKED, entry.device, entry.reserved_id]
         case Unknown():
             return [entry.kind]
 
 
 def _fmt(value: object, what: str) -> KeycodeFormat:
     return KeycodeFormat(check_int(value, 0, max(KeycodeFormat), what))
+
+
+def _code(fmt: object, number: object, credit: object, what: str) -> tuple[KeycodeFormat, int, int]:
+    """A code's format, wire number (within its layout) and credit seconds, checked."""
+    keycode_format = _fmt(fmt, f"{what}.format")
+    return (
+        keycode_format,
+        check_int(number, 0, LAYOUTS[keycode_format].limit - 1, f"{what}.number"),
+        check_int(credit, 0, MAX_TIME, f"{what}.credit_s"),
+    )
 
 
 def entry_from_row(row: object, what: str = "entry") -> Entry:
@@ -346,13 +391,10 @@ def entry_from_row(row: object, what: str = "entry") -> Entry:
     match EntryKind(kind):
         case EntryKind.KEYCODE:
             op_seq, device, fmt, number, credit = _fields(items[1:], 5, what)
-            keycode_format = _fmt(fmt, f"{what}.format")
             return Keycode(
                 check_int(op_seq, 0, MAX_SEQ, f"{what}.op_seq"),
                 check_int(device, 1, U32, f"{what}.device"),
-                keycode_format,
-                check_int(number, 0, LAYOUTS[keycode_format].limit - 1, f"{what}.number"),
-                check_int(credit, 0, MAX_TIME, f"{what}.credit_s"),
+                *_code(fmt, number, credit, what),
             )
         case EntryKind.PAYMENT:
             device, amount, ref = _fields(items[1:], 3, what)
@@ -374,6 +416,19 @@ def entry_from_row(row: object, what: str = "entry") -> Entry:
                 check_int(plan, 1, U32, f"{what}.plan"),
                 str(check_field(_NAME, name, f"{what}.name")),
                 check_int(price, 1, U32, f"{what}.price_per_day"),
+            )
+        case EntryKind.ESCROW:
+            device, reserved, fmt, number, credit = _fields(items[1:], 5, what)
+            return Escrow(
+                check_int(device, 1, U32, f"{what}.device"),
+                check_int(reserved, 0, U32, f"{what}.reserved_id"),
+                *_code(fmt, number, credit, what),
+            )
+        case EntryKind.ESCROW_REVOKED:
+            device, reserved = _fields(items[1:], 2, what)
+            return EscrowRevoked(
+                check_int(device, 1, U32, f"{what}.device"),
+                check_int(reserved, 0, U32, f"{what}.reserved_id"),
             )
 
 

@@ -49,6 +49,19 @@ SCHEMAS: dict[Kind, tuple[Field, ...]] = {
     ),
     Kind.RECORD_PAYMENT: (Field("account", int, 1, U32), Field("amount", int, 1, U32)),
 }
+"""The fields every operation of a kind carries."""
+
+APPENDED: dict[Kind, tuple[Field, ...]] = {
+    # an offline sale: the id/count of the escrowed code it released (absent: an online sale)
+    Kind.RECORD_SALE: (Field("reserved_id", int, 0, U32),),
+}
+"""Fields appended later (schema evolution): optional, in order, each absent meaning the old
+behaviour; an operation without them keeps its old canonical bytes."""
+
+
+def schema(kind: Kind) -> tuple[Field, ...]:
+    """Every field `kind` may carry: the required ones, then the appended ones."""
+    return SCHEMAS[kind] + APPENDED.get(kind, ())
 
 
 def check_int(value: object, lo: int, hi: int, what: str) -> int:
@@ -73,15 +86,16 @@ def check_field(spec: Field, value: object, what: str) -> FieldValue:
 
 
 def check_fields(kind: Kind, values: tuple[object, ...] | list[object]) -> tuple[FieldValue, ...]:
-    """Validate the fields of `kind`; extra trailing fields (a newer schema) are dropped."""
-    schema = SCHEMAS[kind]
-    if len(values) < len(schema):
+    """Validate the fields of `kind` (the required ones, then any appended ones present);
+    extra trailing fields (a newer schema) are dropped."""
+    required = len(SCHEMAS[kind])
+    if len(values) < required:
         raise FrameError(
-            f"{kind.name.lower()}: {len(values)} fields, need {len(schema)}", code="bad_field"
+            f"{kind.name.lower()}: {len(values)} fields, need {required}", code="bad_field"
         )
     return tuple(
         check_field(spec, value, f"{kind.name.lower()}.{spec.name}")
-        for spec, value in zip(schema, values, strict=False)
+        for spec, value in zip(schema(kind), values, strict=False)
     )
 
 
@@ -102,10 +116,21 @@ class Operation:
         return cls(seq, Kind(kind), at, check_fields(Kind(kind), values))
 
     def field(self, name: str) -> FieldValue:
-        for spec, value in zip(SCHEMAS[self.kind], self.fields, strict=True):
+        for spec, value in zip(schema(self.kind), self.fields, strict=False):
             if spec.name == name:
                 return value
         raise KeyError(name)
+
+    def get(self, name: str) -> FieldValue | None:
+        """An appended field's value, None when this operation does not carry it."""
+        try:
+            return self.field(name)
+        except KeyError:
+            return None
+
+    def named(self) -> dict[str, FieldValue]:
+        """The fields it carries, by name."""
+        return {s.name: v for s, v in zip(schema(self.kind), self.fields, strict=False)}
 
     def content(self) -> bytes:
         """Canonical bytes of everything but the key; what the outbox freezes and dedup compares."""

@@ -11,13 +11,14 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, overload
 
 import aiohttp
 
 from agent_client.protocol.errors import FrameError
 from agent_client.protocol.keycodes import KeycodeFormat, keycode_text
 from agent_client.store import HandsetStore, OpState
+from field_lab.check.escrow import EscrowEvent, Release, parse_escrow
 from field_lab.check.keys import mm_key, op_key
 from field_lab.errors import AuditError
 from field_lab.measure.history import History, Status
@@ -69,6 +70,8 @@ class PlatformEvidence:
     operations: tuple[AppliedOp, ...]
     keycodes: tuple[IssuedKeycode, ...]
     payments: tuple[OperatorTxn, ...]
+    escrow: tuple[EscrowEvent, ...] | None = ()
+    """The escrow feed's events; None: the platform serves no escrow feed (404)."""
 
 
 def _get(item: Mapping[str, Any], name: str, kind: type | tuple[type, ...], where: str) -> Any:
@@ -148,10 +151,12 @@ class AuditClient:
             ops = await self._all(session, "operations")
             keycodes = await self._all(session, "keycodes")
             payments = await self._all(session, "payments")
+            escrow = await self._all(session, "escrow", missing_ok=True)
         return PlatformEvidence(
             tuple(parse_operation(item, where) for where, item in ops),
             tuple(parse_keycode(item, where) for where, item in keycodes),
             tuple(parse_payment(item, where) for where, item in payments),
+            None if escrow is None else tuple(parse_escrow(item, where) for where, item in escrow),
         )
 
     async def check(self) -> None:
@@ -159,9 +164,25 @@ class AuditClient:
         async with aiohttp.ClientSession(timeout=self._timeout) as session:
             await self._all(session, "operations", pages=1)
 
+    @overload
     async def _all(
         self, session: aiohttp.ClientSession, name: str, pages: int = MAX_PAGES
-    ) -> list[tuple[str, Mapping[str, Any]]]:
+    ) -> list[tuple[str, Mapping[str, Any]]]: ...
+
+    @overload
+    async def _all(
+        self, session: aiohttp.ClientSession, name: str, *, missing_ok: bool
+    ) -> list[tuple[str, Mapping[str, Any]]] | None: ...
+
+    async def _all(
+        self,
+        session: aiohttp.ClientSession,
+        name: str,
+        pages: int = MAX_PAGES,
+        missing_ok: bool = False,
+    ) -> list[tuple[str, Mapping[str, Any]]] | None:
+        """Every item of feed `name`; with `missing_ok`, None when the platform has no such
+        feed (404 on the first page: a platform without offline sales)."""
         url = self.base_url + AUDIT_PATH + name
         headers = {"Authorization": f"Bearer {self._token}"}
         out: list[tuple[str, Mapping[str, Any]]] = []
@@ -176,6 +197,8 @@ class AuditClient:
                     body = await response.read()
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
                 raise AuditError(f"GET {url}: {type(exc).__name__}: {exc}") from exc
+            if status == 404 and missing_ok and page == 0:
+                return None
             if status == 401:
                 raise AuditError(
                     f"GET {url}: 401, the platform refused the audit token"
@@ -214,6 +237,8 @@ class HandsetEvidence:
     """seq -> state, for every operation in its outbox."""
     keycodes: tuple[tuple[int, str], ...]
     """(device, keycode text), one per downlink entry received."""
+    released: tuple[Release, ...] = ()
+    """Escrowed codes it released, one per offline sale in its outbox."""
 
     @property
     def pending(self) -> int:
@@ -225,14 +250,20 @@ class HandsetEvidence:
         handset = await store.get("handset")
         if handset is None:
             raise AuditError("a handset without an identity has no evidence to give")
-        states = {row.op.seq: row.state for row in await store.queue()}
+        rows = await store.queue()
+        states = {row.op.seq: row.state for row in rows}
+        released = tuple(
+            Release(op_key(int(handset), row.op.seq), int(row.op.field("device")), int(reserved))
+            for row in rows
+            if (reserved := row.op.get("reserved_id")) is not None
+        )
         held = []
         for code in await store.keycodes():
             try:
                 held.append((code.device, keycode_text(code.format, code.number)))
             except FrameError:  # a number no keycode has: the handset holds garbage
                 held.append((code.device, f"<bad {code.format.name} {code.number}>"))
-        return cls(int(handset), states, tuple(held))
+        return cls(int(handset), states, tuple(held), released)
 
 
 def keycodes_by_device(keycodes: Sequence[IssuedKeycode]) -> dict[int, list[IssuedKeycode]]:

@@ -11,7 +11,9 @@ caller must say so. The checks:
 - credit: each meter's granted credit between what was confirmed and what was attempted;
 - keycodes: the same keycode issued or held twice; keycodes the platform sent a handset that
   it does not hold (compared as sets of keycodes, not counts);
-- pending: operations still queued on a handset.
+- pending: operations still queued on a handset;
+- escrow (`field_lab.check.escrow`): each code released for an offline sale accounted once,
+  nothing accounted that no handset released, and no meter credited without a recorded sale.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from field_lab.check.escrow import RECORD_SALE, EscrowCheck, check_escrow, credited_unsold
 from field_lab.check.evidence import HandsetEvidence, PlatformEvidence
-from field_lab.check.keys import MOBILE_MONEY
+from field_lab.check.keys import MOBILE_MONEY, op_key
 from field_lab.measure.history import (
     Bounded,
     CounterCheck,
@@ -34,6 +37,7 @@ from field_lab.measure.history import (
 
 APPLIED = "applied"
 CONFIRMED = "confirmed"
+QUEUED = ("pending", "in_flight")
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +58,8 @@ class Verdict:
     keycodes_twice: tuple[str, ...] | None
     undelivered: tuple[str, ...] | None
     pending: int | None
+    escrow: EscrowCheck | None = None
+    credited_unsold: tuple[str, ...] | None = None
 
     def figures(self) -> dict[str, int | None]:
         ops, pay = self.ops, self.payments
@@ -70,6 +76,9 @@ class Verdict:
             "duplicate_keycodes": _len(self.keycodes_twice),
             "undelivered_keycodes": _len(self.undelivered),
             "pending_ops": self.pending,
+            "escrow_unaccounted": None if self.escrow is None else len(self.escrow.unaccounted),
+            "escrow_accounted_twice": None if self.escrow is None else len(self.escrow.twice),
+            "credited_unsold_meters": _len(self.credited_unsold),
         }
 
     def checks(self) -> dict[str, str]:
@@ -114,6 +123,12 @@ class Verdict:
         out["strays"] = few(self.strays)
         out["keycodes_twice"] = few(self.keycodes_twice)
         out["undelivered"] = few(self.undelivered)
+        if self.escrow is not None:
+            out["escrow"] = {
+                "unaccounted": few(self.escrow.unaccounted),
+                "twice": few(self.escrow.twice),
+            }
+        out["credited_unsold"] = few(self.credited_unsold)
         return out
 
 
@@ -150,6 +165,13 @@ def judge(
                 twice += held_twice
     credit = None if meters is None else _credit(history, claims, meters, credit_tolerance_s)
     pending = None if handsets is None else sum(h.pending for h in handsets)
+    escrow = unsold = None
+    if platform is not None and handsets is not None:
+        escrow = _escrow(platform, handsets)
+    if platform is not None and meters is not None:
+        applied = {o.key for o in platform.operations if o.outcome == APPLIED}
+        sales = {k: c.device for k, c in claims.items() if history.kind(k) == RECORD_SALE}
+        unsold = credited_unsold(sales, applied, meters, credit_tolerance_s)
     return Verdict(
         ops=ops,
         payments=payments,
@@ -158,7 +180,23 @@ def judge(
         keycodes_twice=None if twice is None else tuple(twice),
         undelivered=None if undelivered is None else tuple(undelivered),
         pending=pending,
+        escrow=escrow,
+        credited_unsold=unsold,
     )
+
+
+def _escrow(platform: PlatformEvidence, handsets: Sequence[HandsetEvidence]) -> EscrowCheck | None:
+    """Unchecked only when codes were released and the platform has no escrow feed."""
+    releases = [r for h in handsets for r in h.released]
+    if platform.escrow is None:
+        return None if releases else EscrowCheck((), ())
+    settled = {
+        op_key(h.handset, seq)
+        for h in handsets
+        for seq, state in h.states.items()
+        if state.value not in QUEUED
+    }
+    return check_escrow(releases, settled, platform.escrow)
 
 
 def in_scope(
@@ -186,6 +224,9 @@ def in_scope(
         ),
         tuple(k for k in platform.keycodes if for_us(k.paid_by, k.device)),
         tuple(t for t in platform.payments if for_us(t.key, t.device)),
+        None
+        if platform.escrow is None
+        else tuple(e for e in platform.escrow if for_us(e.sale, e.device)),
     )
 
 

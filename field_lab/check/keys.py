@@ -11,6 +11,9 @@ FIGURES = (
     "duplicate_keycodes",
     "undelivered_keycodes",
     "pending_ops",
+    "escrow_unaccounted",
+    "escrow_accounted_twice",
+    "credited_unsold_meters",
 )
 """Every figure the judge gives (a count of violations, or None when unchecked)."""
 

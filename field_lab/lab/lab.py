@@ -247,6 +247,7 @@ class Lab:
         await self._set_up(platform, fleet, field, clock)
         await self._field(platform, fleet, field, clock)
         self.phase = "end of day"
+        fleet.back_in_coverage()  # agents of villages without coverage come back to town
         with contextlib.suppress(TimeoutError):  # agents sync once more before going home
             await asyncio.wait_for(fleet.drain(), END_OF_DAY_S)
         await field.typed(TYPING_GRACE_S)
@@ -279,6 +280,7 @@ class Lab:
         await fleet.drain()
         await field.typed(TYPING_GRACE_S)
         await fleet.to_field(platform.url, plan.outages(s, s.fleet.agents))
+        await fleet.leave_coverage(plan.offline_agents(s))
 
     async def _field(self, platform: Platform, fleet: Fleet, field: Field, clock: LabClock) -> None:
         s = self.scenario
@@ -373,9 +375,9 @@ class Lab:
         for seen in handsets:
             learn_from_handset(field.history, seen, now)
         for handset in fleet.handsets:
-            profile, distributor = handset.profile.name, handset.spec.distributor
-            self.stats.add_exchanges(profile, handset.transport.exchanges, distributor)
-            for group in self.stats.groups(profile, distributor):
+            distributor = handset.spec.distributor
+            self.stats.add_exchanges(handset.group, handset.transport.exchanges, distributor)
+            for group in self.stats.groups(handset.group, distributor):
                 group.syncs += handset.syncs
         if platform.operator is not None:
             await platform.operator.drain(timeout_s=10)

@@ -29,7 +29,7 @@ from rich.console import Console
 from rich.table import Table
 
 from field_lab.check.keys import FIGURES
-from field_lab.lab.stats import Figures, RunStats
+from field_lab.lab.stats import NO_COVERAGE, Figures, RunStats
 from field_lab.measure.latency import Latency
 from field_lab.measure.slo import RateMetric, Verdict
 from field_lab.report import page
@@ -80,6 +80,20 @@ def figures(group: Figures) -> dict[str, Any]:
     }
 
 
+def sale_success(stats: RunStats) -> dict[str, Any]:
+    """Sales that lit the device within the visit, in villages without coverage (sold from the
+    escrow) against everywhere else."""
+    offline = stats.by_profile.get(NO_COVERAGE, Figures()).sale_failed
+    total = stats.total.sale_failed
+    online_sales, online_failed = total.total - offline.total, total.hits - offline.hits
+    return {
+        "offline": _rate_ok(offline.hits, offline.total),
+        "online": _rate_ok(online_failed, online_sales),
+        "offline_sales": offline.total,
+        "online_sales": online_sales,
+    }
+
+
 def summary(
     name: str,
     scenario: Scenario,
@@ -105,6 +119,7 @@ def summary(
         "slo_pass": all(v.passed for v in verdicts),
         "by_profile": {p: figures(g) for p, g in sorted(stats.by_profile.items())},
         "by_distributor": by_distributor,
+        "sale_success": sale_success(stats),
     }
     doc.update(stats.sections)
     doc.update(extra)
@@ -242,6 +257,9 @@ INVARIANTS = (
     ("overcredited_meters", "over-credited meters"),
     ("undercredited_meters", "under-credited meters"),
     ("duplicate_keycodes", "keycodes twice"),
+    ("escrow_unaccounted", "escrow codes unaccounted"),
+    ("escrow_accounted_twice", "escrow codes accounted twice"),
+    ("credited_unsold_meters", "meters credited unsold"),
 )
 VERDICT_STYLE = {
     "pass": "[green]pass[/]",
@@ -291,6 +309,14 @@ def table(doc: dict[str, Any], console: Console) -> None:
         f"Reports: availability {_fmt(doc['report_availability'], pct=True)}, "
         f"p50 {_fmt(r['p50'], 3)} s, p99 {_fmt(r['p99'], 3)} s"
     )
+    success = doc.get("sale_success") or {}
+    if success.get("offline_sales"):
+        console.print(
+            f"Sales: villages without coverage {_fmt(success['offline'], pct=True)} of"
+            f" {success['offline_sales']} (from the escrow), elsewhere"
+            f" {_fmt(success['online'], pct=True)} of {success['online_sales']}",
+            highlight=False,
+        )
     console.print(
         "Invariants: " + ", ".join(f"{label} {_check(doc, name)}" for name, label in INVARIANTS),
         highlight=False,

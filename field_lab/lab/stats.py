@@ -15,6 +15,9 @@ from field_lab.measure.slo import CounterMetric, Metric, RateMetric, TrendMetric
 if TYPE_CHECKING:
     from field_lab.world.handset import Exchange
 
+NO_COVERAGE = "no-coverage"
+"""The figures group of handsets in villages without coverage (whatever their link)."""
+
 
 @dataclass
 class Figures:

@@ -14,6 +14,7 @@ from dataclasses import fields
 from typing import Any
 
 from agent_client.store import OpState
+from field_lab.check.escrow import Release
 from field_lab.check.evidence import HandsetEvidence
 from field_lab.check.judge import Claim
 from field_lab.errors import HarnessError
@@ -109,6 +110,7 @@ def evidence_to_wire(evidence: FieldEvidence) -> dict[str, Any]:
                 "handset": h.handset,
                 "states": [[seq, state.value] for seq, state in h.states.items()],
                 "keycodes": [list(k) for k in h.keycodes],
+                "released": [[r.key, r.device, r.reserved_id] for r in h.released],
             }
             for h in evidence.handsets
         ],
@@ -132,6 +134,10 @@ def add_evidence(into: FieldEvidence, doc: dict[str, Any]) -> None:
                     int(h["handset"]),
                     {int(seq): OpState(state) for seq, state in h["states"]},
                     tuple((int(device), str(text)) for device, text in h["keycodes"]),
+                    tuple(
+                        Release(str(key), int(device), int(reserved))
+                        for key, device, reserved in h.get("released", [])
+                    ),
                 )
             )
         for serial, granted in doc["meters"]:

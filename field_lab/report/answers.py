@@ -166,6 +166,9 @@ INVARIANTS: dict[str, str] = {  # every figure of field_lab.check.keys.FIGURES
     "duplicate_keycodes": "no keycode issued or held twice",
     "undelivered_keycodes": "every keycode sent down reached its handset",
     "pending_ops": "nothing left queued on a handset",
+    "escrow_unaccounted": "every code released for an offline sale accounted by the platform",
+    "escrow_accounted_twice": "no escrowed code accounted twice or without its release",
+    "credited_unsold_meters": "no meter credited without a recorded sale",
 }
 
 EVIDENCE: dict[str, tuple[KeyPath, ...]] = {
@@ -183,6 +186,9 @@ EVIDENCE: dict[str, tuple[KeyPath, ...]] = {
     "duplicate_keycodes": (("keycodes_twice",),),
     "undelivered_keycodes": (("undelivered",),),
     "pending_ops": (),
+    "escrow_unaccounted": (("escrow", "unaccounted"),),
+    "escrow_accounted_twice": (("escrow", "twice"),),
+    "credited_unsold_meters": (("credited_unsold",),),
 }
 """Where the judge's details name the offending keys of each figure."""
 

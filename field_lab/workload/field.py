@@ -13,6 +13,8 @@ import contextlib
 import random
 from collections import Counter
 
+from agent_client.agent import OfflineSale
+from agent_client.escrow import EscrowRefused
 from agent_client.protocol.frames import Keycode
 from agent_client.protocol.ops import Kind
 from field_lab.check.judge import Claim
@@ -118,11 +120,13 @@ class Field:
     def _count_ops(self, handset: Handset, n: int) -> None:
         self.counters["handset_ops"] += n
         if self.measured:
-            for group in self.stats.groups(handset.profile.name, handset.spec.distributor):
+            for group in self.stats.groups(handset.group, handset.spec.distributor):
                 group.ops += n
 
     async def sell(self, handset: Handset, serial: int, intended: float) -> Waiter:
-        """Register the customer and record the sale on the handset (offline)."""
+        """Register the customer and record the sale on the handset (queued until it syncs).
+        With no signal the agent sells from the escrow: the customer types the released code
+        at once; without a code to release, the sale waits for a sync like any other."""
         days = _at_least_one(self.agent.down_payment_days(self._choices), "down_payment_days")
         # drawn before any await: the same choices whatever the timing
         site = self.sites[serial]
@@ -131,11 +135,18 @@ class Field:
         self.history.invoke(
             op_key(handset.handset_id, customer), Kind.REGISTER_CUSTOMER.name.lower(), intended
         )
-        sale = await agent.record_sale(
-            customer,
-            serial,
-            self.fixture.plan_of(handset.spec),
-            days * self.fixture.price_per_day,
+        down = days * self.fixture.price_per_day
+        plan = self.fixture.plan_of(handset.spec)
+        released: OfflineSale | None = None
+        if not handset.covered:
+            try:
+                released = await agent.sell_offline(customer, serial, plan, down)
+            except EscrowRefused:
+                self.counters["offline_sales_without_code"] += 1
+        sale = (
+            released.seq
+            if released is not None
+            else await agent.record_sale(customer, serial, plan, down)
         )
         key = op_key(handset.handset_id, sale)
         self.history.invoke(key, Kind.RECORD_SALE.name.lower(), intended)
@@ -143,21 +154,29 @@ class Field:
         self._count_ops(handset, 2)
         site.sold = True
         waiter = site.expect(key, "sale", intended)
+        if released is not None:
+            self.counters["offline_sales"] += 1
+            self.type(site, released.keycode, key)
         self._recorded(handset)
         return waiter
 
     async def visit(self, handset: Handset, intended: float) -> None:
         """An agent visits a new customer: sell, and stay until the light comes on."""
+        held: set[int] = set()
+        if not handset.covered:  # no signal: a device it holds a code for, if any
+            held = {code.device for code in await handset.agent.escrow()}
         if not handset.unsold:
             self.stats.no_stock += 1
             return
-        waiter = await self.sell(handset, handset.unsold.pop(0), intended)
+        serial = next((d for d in handset.unsold if d in held), handset.unsold[0])
+        handset.unsold.remove(serial)  # chosen and taken with no await between
+        waiter = await self.sell(handset, serial, intended)
         deadline = intended + self.agent.visit_s
         try:
             await self._until_applied(waiter, deadline)
         finally:  # also when the run's end cancels the visit: it counts, as a failure
             ok = waiter.applied_at is not None and waiter.applied_at <= deadline
-            for group in self.stats.groups(handset.profile.name, handset.spec.distributor):
+            for group in self.stats.groups(handset.group, handset.spec.distributor):
                 group.sale_failed.add(not ok)
                 if waiter.applied_at is not None and ok:
                     group.sale_activation.record(waiter.applied_at - intended)
@@ -187,7 +206,7 @@ class Field:
         try:
             await self._until_applied(waiter, self.settle_by)
         finally:  # a payment still dark when the run ends counts as not activated
-            for group in self.stats.groups(handset.profile.name, handset.spec.distributor):
+            for group in self.stats.groups(handset.group, handset.spec.distributor):
                 group.payment_unactivated.add(waiter.applied_at is None)
                 if waiter.applied_at is not None:
                     group.activation.record(waiter.applied_at - intended)

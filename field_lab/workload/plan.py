@@ -77,6 +77,13 @@ def link_profiles(scenario: Scenario) -> list[str]:
     return [rng.choices(names, weights)[0] for _ in range(fleet.agents)]
 
 
+def offline_agents(scenario: Scenario) -> frozenset[int]:
+    """Indexes of the agents working in villages without coverage (`fleet.offline_share`)."""
+    rng = random.Random(f"{scenario.seed}:offline")
+    count = round(scenario.fleet.offline_share * scenario.fleet.agents)
+    return frozenset(rng.sample(range(scenario.fleet.agents), count))
+
+
 def outages(scenario: Scenario, handsets: int) -> dict[int, list[Outage]]:
     """Which handsets lose their link when (scripted outages hit a share of the fleet);
     overlapping outages of one handset are merged."""

@@ -89,6 +89,24 @@ class Fleet:
             )
             await handset.use(MeasuredTransport(url, port, handset.profile), port)
 
+    async def leave_coverage(self, offline: frozenset[int]) -> None:
+        """The handsets of agents in villages without coverage sync once more (their escrow
+        topped up past revocations of the set-up's sales), then lose their signal."""
+        leaving = [h for h in self.handsets if h.index in offline]
+        for handset in leaving:
+            handset.offline_village = True
+
+        async def one(handset: Handset) -> None:
+            async with self._gate:
+                await handset.sync_once()
+                handset.covered = False
+
+        await asyncio.gather(*(one(h) for h in leaving))
+
+    def back_in_coverage(self) -> None:
+        for handset in self.handsets:
+            handset.covered = True
+
     def queue_depth(self, recorded: int) -> int:
         """Operations recorded in the field that no handset has heard settled yet."""
         return max(0, recorded - sum(h.finished for h in self.handsets))

@@ -25,6 +25,7 @@ from agent_client.protocol.frames import Keycode
 from agent_client.protocol.ops import Operation
 from agent_client.protocol.sync import Result
 from agent_client.transport import HttpTransport, Reply
+from field_lab.lab.stats import NO_COVERAGE
 from field_lab.link import DOWN, UP, Profile, floor_seconds
 from field_lab.link.aio import LinkConnector
 from field_lab.link.scheduler import LinkPort
@@ -122,6 +123,10 @@ class Handset:
     unsold: list[int] = field(default_factory=list)
     waker: Callable[[Handset], None] | None = None
     """Who syncs this handset when something is recorded (the fleet's sync scheduler)."""
+    offline_village: bool = False
+    """Its agent works where there is no coverage: no sync during the field, sales offline."""
+    covered: bool = True
+    """Whether it has a signal now (an offline village's handset has none in the field)."""
     refused: int = 0
     syncs: int = 0
     finished: int = 0
@@ -163,12 +168,19 @@ class Handset:
     def handset_id(self) -> int:
         return self.agent.handset
 
+    @property
+    def group(self) -> str:
+        """The figures group it counts in: its link profile, or the villages without coverage."""
+        return NO_COVERAGE if self.offline_village else self.profile.name
+
     def link_down(self, now: float) -> bool:
         link = self.port.link
         rel = now - link.epoch
         return link.outages.next_up(rel) > rel
 
     async def sync_once(self, max_exchanges: int = 16, max_wait_s: float = 0.0) -> None:
+        if not self.covered:
+            return  # no signal: the phone does not try (what it recorded waits in its outbox)
         try:
             report = await self.agent.sync(max_exchanges=max_exchanges, max_wait_s=max_wait_s)
         except ServerRefused:

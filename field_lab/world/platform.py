@@ -24,6 +24,7 @@ from field_lab.world.mno import MnoConfig, MnoSimulator
 from field_lab.world.sms import SmsConfig, SmsGateway
 from server_stub.app import Platform as StubConfig
 from server_stub.app import create_app
+from server_stub.escrow import EscrowPolicy
 from server_stub.faults import PlatformFaults
 from server_stub.notify import ResendRule
 
@@ -90,6 +91,13 @@ def operator(
     )
 
 
+def escrow_policy(scenario: Scenario) -> EscrowPolicy:
+    """The embedded platform's escrow: the scenario's bound when some agents sell offline."""
+    agents = scenario.agents
+    devices = agents.escrow_devices if scenario.fleet.offline_share > 0 else 0
+    return EscrowPolicy(devices=devices, days=agents.escrow_days)
+
+
 @asynccontextmanager
 async def embedded(
     workdir: Path,
@@ -110,6 +118,7 @@ async def embedded(
         resend=ResendRule(resend_after_s=s.resend_after_s, max_attempts=5),
         audit_token=audit_token,
         synchronous="normal",  # the lab never cuts the power: a fsync per commit buys nothing
+        escrow=escrow_policy(scenario),
     )
     async with serving(workdir / "server.db", config=config, faults=faults, host=host) as url:
         mno = operator(url, mm_secret, scenario)

@@ -39,6 +39,7 @@ class Sale:
     device: int
     customer: int
     plan: int
+    price_per_day: int
     balance: int  # the down payment, to be turned into days
     day: str
     rollup: dict[str, int]
@@ -84,6 +85,7 @@ def sale(
         device,
         customer,
         plan,
+        price_per_day,
         down_payment,
         day_of(at_s * 1000),
         sale_rollup(down_payment),

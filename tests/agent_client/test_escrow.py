@@ -1,10 +1,12 @@
-"""The handset's sealed escrow: opens only with its key and handset id, releases each code once."""
+"""The handset's sealed escrow: opens only with its key and handset id, releases each code once,
+and follows the platform's grants and revocations (a state machine against a plain model)."""
 
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from agent_client.escrow import (
     EscrowCode,
@@ -67,3 +69,69 @@ def test_a_code_is_released_once_only_for_a_device_in_stock_and_never_after_revo
     vault.reconciled(1)
     assert vault.release(3, in_stock=True) == c
     assert set(vault.released) == {3}
+
+
+class VaultMachine(RuleBasedStateMachine):
+    """Escrow entries (grant, revoke) and releases in any order, sealed at rest after every
+    step as the handset store does: the vault agrees with a plain model, never releases a code
+    twice, and never holds a code for a device it released."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.key = escrow_key(SECRET, 7)
+        self.blob = seal(self.key, 7, [], nonce=bytes(12))
+        self.held: dict[int, int] = {}
+        self.released: set[tuple[int, int]] = set()
+        self.nonce = 0
+
+    def vault(self) -> HandsetEscrow:
+        vault = HandsetEscrow.of(unseal(self.key, 7, self.blob))
+        vault.released = {d: EscrowCode(d, r, 0, 0, 0) for d, r in self.released}
+        return vault
+
+    def keep(self, vault: HandsetEscrow) -> None:
+        self.nonce += 1
+        self.blob = seal(self.key, 7, vault.codes.values(), nonce=self.nonce.to_bytes(12, "big"))
+
+    @rule(device=st.integers(1, 5), reserved=st.integers(0, 9))
+    def grant(self, device: int, reserved: int) -> None:
+        vault = self.vault()
+        vault.grant(EscrowCode(device, reserved, 0, reserved, 86_400))
+        if device not in {d for d, _ in self.released}:
+            self.held[device] = reserved
+        self.keep(vault)
+
+    @rule(device=st.integers(1, 5), reserved=st.integers(0, 9))
+    def revoke(self, device: int, reserved: int) -> None:
+        vault = self.vault()
+        vault.revoke(device, reserved)
+        if self.held.get(device) == reserved:
+            del self.held[device]
+        self.keep(vault)
+
+    @rule(device=st.integers(1, 5), in_stock=st.booleans())
+    def release(self, device: int, in_stock: bool) -> None:
+        vault = self.vault()
+        expected = self.held.get(device) if in_stock else None
+        if device in {d for d, _ in self.released}:
+            expected = None
+        try:
+            code = vault.release(device, in_stock=in_stock)
+        except EscrowRefused:
+            assert expected is None
+            return
+        assert (code.device, code.reserved_id) == (device, expected)
+        assert (device, code.reserved_id) not in self.released
+        self.released.add((device, code.reserved_id))
+        del self.held[device]
+        self.keep(vault)
+
+    @invariant()
+    def agrees(self) -> None:
+        codes = {c.device: c.reserved_id for c in unseal(self.key, 7, self.blob)}
+        assert codes == self.held
+        assert not set(codes) & {d for d, _ in self.released}
+
+
+TestVault = VaultMachine.TestCase
+TestVault.settings = settings(max_examples=20, stateful_step_count=15, deadline=None)

@@ -27,6 +27,8 @@ from agent_client.protocol.auth import HandsetKey, signing_bytes
 from agent_client.protocol.errors import FrameError
 from agent_client.protocol.frames import (
     DownlinkFrame,
+    Escrow,
+    EscrowRevoked,
     Keycode,
     Payment,
     Plan,
@@ -100,6 +102,9 @@ KEYCODES = {
 
 
 KEYCODE = Keycode(13, 10_000_003, KeycodeFormat.NEXUS_FULL, 74_795_183_827_441, 604_800)
+OFFLINE_SALE = op(15, Kind.RECORD_SALE, 12, 10_000_004, 1, 700, 6)
+"""An offline sale (v2 addition, an appended field): it released the code reserved at id 6."""
+ESCROW = Escrow(10_000_004, 6, KeycodeFormat.NEXUS_FULL, 74_795_183_827_441, 86_400)
 
 
 def frame_cases() -> dict[str, Case]:
@@ -158,6 +163,28 @@ def v2_cases() -> dict[str, Case]:
         "mac_input": raw(envelope.mac_bytes(HANDSET, MS, frame)),
         "body_example": raw(envelope.seal(key, HANDSET, MS, frame)),
         "body_record_payment": raw(envelope.seal(key, HANDSET, MS, single)),
+        **escrow_cases(),
+    }
+
+
+def escrow_cases() -> dict[str, Case]:
+    """Offline sales from an escrow, added in v2's time by appending (frames stay version 1)."""
+    return {
+        "content_record_sale_offline": Case(
+            OFFLINE_SALE, lambda o: o.content(), lambda b: Operation.from_content(15, b)
+        ),
+        "uplink_record_sale_offline": uplink(up(OFFLINE_SALE)),
+        "downlink_entry_escrow": downlink(down(first=41, entries=(ESCROW,))),
+        "downlink_entry_escrow_revoked": downlink(
+            down(first=41, entries=(EscrowRevoked(10_000_004, 6),))
+        ),
+        "downlink_escrow_refused": downlink(
+            down(
+                (),
+                ((15, Reason.ESCROW_RELEASED_TWICE), (16, Reason.ESCROW_REVOKED)),
+                41,
+            )
+        ),
     }
 
 
@@ -265,9 +292,12 @@ def test_fixtures_cover_every_operation_and_entry_kind() -> None:
 
 
 def write() -> None:
-    """(Re)write the fixtures of the current version from the cases (review the diff!)."""
+    """(Re)write the fixtures of the current version from the cases (review the diff!); files
+    that exist are kept as they are (a shipped fixture never changes)."""
     for name, case in VERSIONS[CURRENT]().items():
         path = fixture_path(CURRENT, name)
+        if path.exists():
+            continue
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(case.encode(case.value).hex() + "\n")
         print(path, file=sys.stderr)
@@ -305,3 +335,8 @@ def test_the_doc_shows_the_golden_bytes() -> None:
         assert read(1, name).decode() in doc, name
     for name in ("sync_key", "body_record_payment"):  # v2's envelope
         assert read(2, name).hex() in flat, name
+    for name in ("content_record_sale_offline", "uplink_record_sale_offline"):
+        assert read(2, name).hex() in flat, name
+    assert read(2, "downlink_escrow_refused").hex() in flat
+    for entry in ("escrow", "escrow_revoked"):
+        assert read(2, f"downlink_entry_{entry}")[15:-1].hex() in flat, entry

@@ -76,6 +76,14 @@ def world(payments: list[tuple[bool, int, int]], handset: int = 7) -> World:
         held.append((device, text))
         meters[device] = meters.get(device, 0.0) + days * DAY
     states = {n: OpState.ACKNOWLEDGED for n, (mobile, _, _) in enumerate(payments, 1) if not mobile}
+    for device in sorted(meters):  # each device was sold (its down payment bought nothing here)
+        seq = 1000 + device
+        key = op_key(handset, seq)
+        history.invoke(key, "record_sale", 0.0)
+        history.ok(key, 1.0)
+        claims[key] = Claim(device, 0.0)
+        ops.append(AppliedOp(key, handset, "record_sale", "applied"))
+        states[seq] = OpState.ACKNOWLEDGED
     return World(
         history,
         claims,
