@@ -10,12 +10,13 @@ The inbox and the cursor are written in the same transaction as the acks they ar
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from .database import Connection, Storage
 from .errors import InvalidOperation, OperationFrozen
@@ -60,6 +61,13 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE INDEX outbox_state_seq ON outbox(state, seq);
     """,
+)
+
+
+T = TypeVar("T")
+_PUT_META = (
+    "INSERT INTO meta(key, value) VALUES (?, ?) "
+    "ON CONFLICT(key) DO UPDATE SET value = excluded.value"
 )
 
 
@@ -124,6 +132,23 @@ class HandsetStore:
                 raise
             await self._db.execute("COMMIT")
 
+    async def _atomic(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """`work`'s statements as one transaction in one hand-off to the database's thread
+        (a sync's acks and 200 keycodes are one wake-up, not 400); committed before it returns."""
+
+        def run(db: sqlite3.Connection) -> T:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                done = work(db)
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+            return done
+
+        async with self._lock:
+            return await self._db.run(run)
+
     async def _one(self, sql: str, args: Iterable[Any] = ()) -> Any:
         async with self._db.execute(sql, tuple(args)) as cursor:
             return await cursor.fetchone()
@@ -144,11 +169,7 @@ class HandsetStore:
 
     @staticmethod
     async def _put(db: Connection, values: dict[str, Any]) -> None:
-        await db.executemany(
-            "INSERT INTO meta(key, value) VALUES (?, ?) "
-            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            list(values.items()),
-        )
+        await db.executemany(_PUT_META, list(values.items()))
 
     # -- outbox --------------------------------------------------------------------------------
 
@@ -192,13 +213,17 @@ class HandsetStore:
 
     async def mark_in_flight(self, seqs: Iterable[int], **meta: Any) -> None:
         """Freeze `seqs` for sending (and record `meta`, e.g. the request timestamp)."""
-        async with self.transaction() as db:
-            await self._put(db, meta)
-            await db.executemany(
+        rows = [(seq,) for seq in seqs]
+
+        def work(db: sqlite3.Connection) -> None:
+            db.executemany(_PUT_META, list(meta.items()))
+            db.executemany(
                 "UPDATE outbox SET state = 'in_flight', attempts = attempts + 1 "
                 "WHERE seq = ? AND state IN ('pending', 'in_flight')",
-                [(seq,) for seq in seqs],
+                rows,
             )
+
+        await self._atomic(work)
 
     async def operation(self, seq: int) -> OutboxRow | None:
         rows = await self._rows("WHERE seq = ?", (seq,))
@@ -228,24 +253,27 @@ class HandsetStore:
 
     async def apply(self, result: Result, now_ms: int, **meta: Any) -> None:
         """Acks, rejections, downlink entries and the cursor: all or nothing."""
-        async with self.transaction() as db:
-            await db.executemany(
+
+        def work(db: sqlite3.Connection) -> None:
+            db.executemany(
                 "UPDATE outbox SET state = 'acknowledged', settled_ms = ? "
                 "WHERE seq = ? AND state IN ('pending', 'in_flight')",
                 [(now_ms, seq) for seq in result.acked],
             )
-            await db.executemany(
+            db.executemany(
                 "UPDATE outbox SET state = 'rejected', reason = ?, settled_ms = ? "
                 "WHERE seq = ? AND state IN ('pending', 'in_flight')",
                 [(reason.name.lower(), now_ms, seq) for seq, reason in result.rejected],
             )
             for n, entry in result.entries:
-                await self._store_entry(db, n, entry, now_ms)
-            await self._put(db, {"cursor": result.cursor, **meta})
+                self._store_entry(db, n, entry, now_ms)
+            db.executemany(_PUT_META, [("cursor", result.cursor), *meta.items()])
+
+        await self._atomic(work)
 
     @staticmethod
-    async def _store_entry(db: Connection, n: int, entry: object, now_ms: int) -> None:
-        cursor = await db.execute(
+    def _store_entry(db: sqlite3.Connection, n: int, entry: object, now_ms: int) -> None:
+        cursor = db.execute(
             "INSERT OR IGNORE INTO inbox(n, kind, received_ms) VALUES (?, ?, ?)",
             (n, type(entry).__name__.lower(), now_ms),
         )
@@ -253,7 +281,7 @@ class HandsetStore:
             return  # already stored (a late duplicate answer)
         match entry:
             case Keycode():
-                await db.execute(
+                db.execute(
                     "INSERT INTO keycodes VALUES (?, ?, ?, ?, ?, ?)",
                     (
                         n,
@@ -265,18 +293,18 @@ class HandsetStore:
                     ),
                 )
             case Payment():
-                await db.execute(
+                db.execute(
                     "INSERT INTO payments VALUES (?, ?, ?, ?)",
                     (n, entry.device, entry.amount, entry.ref),
                 )
             case Stock(present=True):
-                await db.execute(
+                db.execute(
                     "INSERT OR REPLACE INTO stock VALUES (?, ?)", (entry.device, int(entry.format))
                 )
             case Stock(present=False):
-                await db.execute("DELETE FROM stock WHERE device = ?", (entry.device,))
+                db.execute("DELETE FROM stock WHERE device = ?", (entry.device,))
             case Plan():
-                await db.execute(
+                db.execute(
                     "INSERT OR REPLACE INTO plans VALUES (?, ?, ?)",
                     (entry.plan, entry.name, entry.price_per_day),
                 )

@@ -13,7 +13,7 @@ from meter_sim.credit import Credit
 from meter_sim.keypad import NEXUS_FULL, NEXUS_SMALL, OPENPAYGO, OPENPAYGO_RESTRICTED, Keypad
 from meter_sim.nexus.full import decide_full
 from meter_sim.nexus.policy import NexusPolicy
-from meter_sim.nexus.small import process_small
+from meter_sim.nexus.small import decide_small
 from meter_sim.nexus.state import NexusState
 from meter_sim.nv import Kind, Snapshot, encode_nexus_state, encode_token_state, key_fingerprint
 from meter_sim.openpaygo.policy import TokenPolicy
@@ -59,9 +59,7 @@ class NexusEngine:
         if self.limit is not None:
             self.bucket = self.bucket.spend(self.limit, now)
         if self.small:
-            decision = process_small(
-                frame, secret_key=self.secret_key, state=self.state, payg=payg, policy=self.policy
-            )
+            decision = decide_small(frame, self.secret_key, self.state, payg, self.policy)
         else:
             decision = decide_full(
                 frame, self.secret_key, self.state, payg, self.payg_id, self.policy

@@ -25,6 +25,7 @@ from meter_sim.ratelimit import EntryBlock, NexusBucket, NexusRateLimit, OpenPay
 from meter_sim.storage import MemoryStorage, Storage
 
 _REFERENCE_LIMIT = NexusRateLimit()
+_NUMBER = (int, float)
 _SEPARATOR_BYTES = b" \t\r\n-"
 """What whole-code text may hold between keys (`enter_keycode` drops it)."""
 _SEPARATORS = str.maketrans("", "", _SEPARATOR_BYTES.decode())
@@ -310,7 +311,7 @@ class Meter:
     # -- internals ------------------------------------------------------------------------
 
     def _tick(self, now: float) -> None:
-        if not isinstance(now, int | float) or now != now:
+        if not isinstance(now, _NUMBER) or now != now:  # a tuple: `int | float` is built per call
             raise ClockError(f"now must be a number of seconds, got {now!r}")
         if now < self._clock:
             raise ClockError(f"device clock went backwards: {now} after {self._clock}")

@@ -244,15 +244,16 @@ assert SLOT_SIZE == 32
 
 
 def encode_slot(snap: Snapshot, kind: Kind, seq: int, fingerprint: int) -> bytes:
-    return _sealed(_head(kind, seq, fingerprint) + _payload(encode_state(snap), snap.clock))
+    return _sealed(_head(kind, seq, fingerprint), encode_state(snap), snap.clock)
 
 
 def _head(kind: Kind, seq: int, fingerprint: int) -> bytes:
     return _HEAD.pack(MAGIC | VERSION, int(kind) << 4 | seq & 3, fingerprint)
 
 
-def _sealed(body: bytes) -> bytes:
-    """A slot's bytes before the CRC, with the CRC appended."""
+def _sealed(head: bytes, state: bytes, clock: float) -> bytes:
+    """A whole slot: header, payload (`state`, then the clock, padded) and the CRC."""
+    body = head + _payload(state, clock)
     return body + _CRC.pack(binascii.crc_hqx(body, 0xFFFF))
 
 
@@ -384,7 +385,7 @@ class NVStore:
             return False
         seq = (self._seq + 1) & 3
         index = 1 - self._slot if self._slot in (0, 1) else 0
-        self.storage.write(index * self.size, _sealed(self._heads[seq] + _payload(state, clock)))
+        self.storage.write(index * self.size, _sealed(self._heads[seq], state, clock))
         self._seq, self._slot, self._state = seq, index, state
         return True
 

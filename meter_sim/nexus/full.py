@@ -139,18 +139,7 @@ def _activation(
     def mac_ok(id_: int) -> bool:
         return full_mac(key, id_, kind, value) == mac
 
-    return _checked(kind, infer_id(state, cid), value, mac_ok, state, payg, policy)
-
-
-def _checked(
-    kind: FullType,
-    id_: int,
-    value: int,
-    mac_ok: Callable[[int], bool],
-    state: NexusState,
-    payg: PaygState,
-    policy: NexusPolicy,
-) -> Verdict:
+    id_ = infer_id(state, cid)
     refused = rules.gate(state, id_, mac_ok, policy)
     if refused is not None:
         return refused
@@ -237,7 +226,10 @@ def _short_activation(
 
     if not mac_ok(0):
         return invalid(state, "mac mismatch")
-    return _checked(kind, 0, 0, mac_ok, state, payg, policy)
+    refused = rules.gate(state, 0, mac_ok, policy)
+    if refused is not None:
+        return refused
+    return _APPLY[kind](state, payg, 0, 0, policy)
 
 
 def _qc(frame: str, state: NexusState, payg: PaygState, policy: NexusPolicy) -> Verdict:

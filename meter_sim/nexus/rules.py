@@ -75,16 +75,10 @@ def gate(
         return invalid(state, f"id {id_} beyond the device's 16-bit id range")
     if not mac_ok(id_):
         return invalid(state, mismatch_reason(id_, mac_ok))
-    if is_set(state, flag_id(id_, policy)):
+    # flag_id(id_, policy), inline: past the range check the id fits 16 bits or the quirk is on.
+    if is_set(state, id_ & MAX_MESSAGE_ID):
         return duplicate(state, f"id already used (id {id_})")
     return None
-
-
-def mark(state: NexusState, id_: int) -> NexusState:
-    """Set one id's flag; the firmware marks pd's own bit for an id below the window."""
-    if id_ < state.pd - WINDOW_BELOW_PD:
-        return set_flag(state, state.pd)
-    return set_flag(state, id_)
 
 
 def mask_through(state: NexusState, id_: int, policy: NexusPolicy = FIRMWARE) -> NexusState:
@@ -103,10 +97,12 @@ def add_credit(
     policy: NexusPolicy = FIRMWARE,
 ) -> Verdict:
     """ADD consumes its id; on an unlocked unit it changes nothing else and answers DUPLICATE."""
-    consumed = mark(state, flag_id(id_, policy))
+    flagged = flag_id(id_, policy)
+    # The firmware marks pd's own bit for an id below the window.
+    consumed = set_flag(state, flagged if flagged >= state.pd - WINDOW_BELOW_PD else state.pd)
     if payg is PaygState.UNLOCKED:
         return duplicate(consumed, f"unit unlocked: id {id_} consumed without credit")
-    return applied(consumed, action, f"{what}, id {id_}")
+    return _decision(Outcome.APPLIED, consumed, action, f"{what}, id {id_}")
 
 
 def set_credit(
@@ -195,7 +191,6 @@ __all__ = [
     "flag_id",
     "gate",
     "invalid",
-    "mark",
     "mask_through",
     "qc_test",
     "set_credit",
