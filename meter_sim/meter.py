@@ -87,6 +87,9 @@ class Meter:
         self._engine = engine
         self._whole_code = isinstance(engine, NexusEngine) and not engine.policy.strict
         """Whole codes are framed as nexus-embedded frames them (Nexus, unless strict)."""
+        self._pad = engine.keypad
+        """The engine's keypad, read on every code (the engine's property builds nothing, but
+        a property call costs more than the attribute)."""
         self._keyset = frozenset(engine.keypad.keys)
         self._wraps = engine.keypad.end is not None and engine.keypad.name.startswith("openpaygo")
         """OpenPAYGO tokens may be typed without their start and end keys."""
@@ -250,7 +253,7 @@ class Meter:
         keys, problem = self._frame_keys(text)
         if problem is not None:
             return self._result(Outcome.INVALID, problem, now)
-        pad = self._engine.keypad
+        pad = self._pad
         if self._whole_code:
             # nexus-embedded's whole-code entry: small reads at most 14 symbols after the
             # start key, full drops the last key without checking it is `#`; either way what
@@ -352,7 +355,7 @@ class Meter:
             keys = text.encode().translate(None, _SEPARATOR_BYTES).decode()
         else:
             keys = text.translate(_SEPARATORS)
-        pad = self._engine.keypad
+        pad = self._pad
         if not keys:
             return "", "empty keycode"
         if not self._keyset.issuperset(keys):
@@ -386,7 +389,7 @@ class Meter:
         decision = self._engine.evaluate(frame, before, now)
         if decision.action is not None:
             self._credit = self._credit.apply(decision.action, now)
-        self._save(now)
+        self._store.save_state(self._engine.nv_state(self._credit, now), now)  # _save, inline
         payg_id = None
         if decision.outcome is Outcome.DISPLAY_ID and isinstance(self._engine, NexusEngine):
             payg_id = self._engine.payg_id
