@@ -20,52 +20,13 @@ def maker(cls: type[T]) -> Callable[..., T]:
     """A positional constructor of `cls` (a frozen dataclass with slots) that skips checks."""
     if not dataclasses.is_dataclass(cls) or "__slots__" not in vars(cls):
         raise TypeError(f"{cls.__name__} is not a slotted dataclass")
-    setters: list[Callable[[Any, Any], None]] = [
-        vars(cls)[field.name].__set__ for field in dataclasses.fields(cls)
-    ]
-    new = object.__new__
-    if len(setters) == 1:
-        (s1,) = setters
-
-        def make1(a: object) -> T:
-            obj: T = new(cls)
-            s1(obj, a)
-            return obj
-
-        return make1
-    if len(setters) == 2:
-        s1, s2 = setters
-
-        def make2(a: object, b: object) -> T:
-            obj: T = new(cls)
-            s1(obj, a)
-            s2(obj, b)
-            return obj
-
-        return make2
-    if len(setters) == 4:
-        s1, s2, s3, s4 = setters
-
-        def make4(a: object, b: object, c: object, d: object) -> T:
-            obj: T = new(cls)
-            s1(obj, a)
-            s2(obj, b)
-            s3(obj, c)
-            s4(obj, d)
-            return obj
-
-        return make4
-    if len(setters) == 5:
-        s1, s2, s3, s4, s5 = setters
-
-        def make5(a: object, b: object, c: object, d: object, e: object) -> T:
-            obj: T = new(cls)
-            s1(obj, a)
-            s2(obj, b)
-            s3(obj, c)
-            s4(obj, d)
-            s5(obj, e)
-            return obj
-
-        return make5
-    raise TypeError(f"no maker for {len(setters)} fields ({cls.__name__})")
+    names = [f"v{i}" for i in range(len(dataclasses.fields(cls)))]
+    scope: dict[str, Any] = {"new": object.__new__, "cls": cls}
+    for name, field in zip(names, dataclasses.fields(cls), strict=True):
+        scope[f"set_{name}"] = vars(cls)[field.name].__set__  # the slot's own descriptor
+    # One straight-line function per class, as dataclasses writes its own __init__: a loop
+    # over the setters would cost what this saves.
+    body = "".join(f"    set_{name}(obj, {name})\n" for name in names)
+    exec(f"def make({', '.join(names)}):\n    obj = new(cls)\n{body}    return obj\n", scope)
+    made: Callable[..., T] = scope["make"]
+    return made
