@@ -221,5 +221,9 @@ class Connection:
 
         return await self._runner.call(run)
 
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """`fn(connection)` where the statements run: many statements in one hand-off."""
+        return await self._runner.call(lambda: fn(self._db))
+
     async def close(self) -> None:
         await self._runner.call(self._db.close)

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Iterable
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from .database import Connection, Storage
 from .errors import InvalidOperation, OperationFrozen
@@ -64,6 +65,13 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE INDEX outbox_state_seq ON outbox(state, seq);
     """,
+)
+
+
+T = TypeVar("T")
+_PUT_META = (
+    "INSERT INTO meta(key, value) VALUES (?, ?) "
+    "ON CONFLICT(key) DO UPDATE SET value = excluded.value"
 )
 
 
@@ -128,6 +136,23 @@ class HandsetStore:
                 raise
             await self._db.execute("COMMIT")
 
+    async def _atomic(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """`work`'s statements as one transaction in one hand-off to the database's thread
+        (a sync's acks and 200 keycodes are one wake-up, not 400); committed before it returns."""
+
+        def run(db: sqlite3.Connection) -> T:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                done = work(db)
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+            return done
+
+        async with self._lock:
+            return await self._db.run(run)
+
     async def _one(self, sql: str, args: Iterable[Any] = ()) -> Any:
         async with self._db.execute(sql, tuple(args)) as cursor:
             return await cursor.fetchone()
@@ -148,11 +173,7 @@ class HandsetStore:
 
     @staticmethod
     async def _put(db: Connection, values: dict[str, Any]) -> None:
-        await db.executemany(
-            "INSERT INTO meta(key, value) VALUES (?, ?) "
-            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            list(values.items()),
-        )
+        await db.executemany(_PUT_META, list(values.items()))
 
     # -- outbox --------------------------------------------------------------------------------
 
@@ -196,13 +217,17 @@ class HandsetStore:
 
     async def mark_in_flight(self, seqs: Iterable[int], **meta: Any) -> None:
         """Freeze `seqs` for sending (and record `meta`, e.g. the request timestamp)."""
-        async with self.transaction() as db:
-            await self._put(db, meta)
-            await db.executemany(
+        rows = [(seq,) for seq in seqs]
+
+        def work(db: sqlite3.Connection) -> None:
+            db.executemany(_PUT_META, list(meta.items()))
+            db.executemany(
                 "UPDATE outbox SET state = 'in_flight', attempts = attempts + 1 "
                 "WHERE seq = ? AND state IN ('pending', 'in_flight')",
-                [(seq,) for seq in seqs],
+                rows,
             )
+
+        await self._atomic(work)
 
     async def operation(self, seq: int) -> OutboxRow | None:
         rows = await self._rows("WHERE seq = ?", (seq,))
@@ -232,31 +257,39 @@ class HandsetStore:
 
     async def apply(self, result: Result, now_ms: int, **meta: Any) -> None:
         """Acks, rejections, downlink entries and the cursor: all or nothing."""
-        async with self.transaction() as db:
-            await db.executemany(
+
+        def work(db: sqlite3.Connection) -> list[Escrow | EscrowRevoked]:
+            db.executemany(
                 "UPDATE outbox SET state = 'acknowledged', settled_ms = ? "
                 "WHERE seq = ? AND state IN ('pending', 'in_flight')",
                 [(now_ms, seq) for seq in result.acked],
             )
-            await db.executemany(
+            db.executemany(
                 "UPDATE outbox SET state = 'rejected', reason = ?, settled_ms = ? "
                 "WHERE seq = ? AND state IN ('pending', 'in_flight')",
                 [(reason.name.lower(), now_ms, seq) for seq, reason in result.rejected],
             )
             escrowed: list[Escrow | EscrowRevoked] = []
             for n, entry in result.entries:
-                if await self._store_entry(db, n, entry, now_ms) and isinstance(
+                if self._store_entry(db, n, entry, now_ms) and isinstance(
                     entry, Escrow | EscrowRevoked
                 ):
                     escrowed.append(entry)
+            db.executemany(_PUT_META, [("cursor", result.cursor), *meta.items()])
+            return escrowed
+
+        if not any(isinstance(entry, Escrow | EscrowRevoked) for _, entry in result.entries):
+            await self._atomic(work)  # the common answer: one hand-off to the database thread
+            return
+        async with self.transaction() as db:  # the vault is opened and sealed in the same one
+            escrowed = await db.run(work)
             if escrowed:
                 await self._escrow_update(db, escrowed)
-            await self._put(db, {"cursor": result.cursor, **meta})
 
     @staticmethod
-    async def _store_entry(db: Connection, n: int, entry: object, now_ms: int) -> bool:
+    def _store_entry(db: sqlite3.Connection, n: int, entry: object, now_ms: int) -> bool:
         """Store one downlink entry; False when it was stored already."""
-        cursor = await db.execute(
+        cursor = db.execute(
             "INSERT OR IGNORE INTO inbox(n, kind, received_ms) VALUES (?, ?, ?)",
             (n, type(entry).__name__.lower(), now_ms),
         )
@@ -264,7 +297,7 @@ class HandsetStore:
             return False  # already stored (a late duplicate answer)
         match entry:
             case Keycode():
-                await db.execute(
+                db.execute(
                     "INSERT INTO keycodes VALUES (?, ?, ?, ?, ?, ?)",
                     (
                         n,
@@ -276,18 +309,18 @@ class HandsetStore:
                     ),
                 )
             case Payment():
-                await db.execute(
+                db.execute(
                     "INSERT INTO payments VALUES (?, ?, ?, ?)",
                     (n, entry.device, entry.amount, entry.ref),
                 )
             case Stock(present=True):
-                await db.execute(
+                db.execute(
                     "INSERT OR REPLACE INTO stock VALUES (?, ?)", (entry.device, int(entry.format))
                 )
             case Stock(present=False):
-                await db.execute("DELETE FROM stock WHERE device = ?", (entry.device,))
+                db.execute("DELETE FROM stock WHERE device = ?", (entry.device,))
             case Plan():
-                await db.execute(
+                db.execute(
                     "INSERT OR REPLACE INTO plans VALUES (?, ?, ?)",
                     (entry.plan, entry.name, entry.price_per_day),
                 )

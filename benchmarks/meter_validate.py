@@ -7,7 +7,15 @@ how many MAC computations' worth of time one validation takes (machine-independe
 the per-core figure that holds on a machine other processes share (the first line gives the
 load average and which SipHash the meter uses).
 The Meter runs with rate limiting off and an in-memory medium; every applied code also
-writes its NV slot, as on the device.
+writes its NV slot, as on the device. What is timed is `Meter.enter_keycode(text, now)`, the
+whole path a user's code takes: separators dropped, framing checked, the code validated,
+credit applied, the 32-byte NV slot written (CRC, alternate slot) and the `Result` built.
+
+On a shared machine one run's CPU time is inflated by the other processes (caches, SMT
+siblings), so each case runs `REPEATS` times, on a fresh meter for the applied codes, and the
+best run is reported (as `timeit` does); `runs_per_cpu_s` lists every run.
+
+    python benchmarks/meter_validate.py
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ KEY = bytes.fromhex("deadbeef1020304004030201feebdaed")
 OPAYGO_KEY = "a29ab82edc5fbbc41ec9530f6dac86b1"
 SC = 123456789
 N = 3000
+REPEATS = 5
 _clock = itertools.count()
 
 
@@ -100,12 +109,16 @@ def main() -> None:
     ]
     meter: Meter | None = None
     for protocol, what, build, codes, expect in cases:
-        if build is not None:
-            meter = build()
-        assert meter is not None
-        # Duplicates of the last few codes (still in the window) after all were applied.
+        # Applied: every code once, on a fresh meter each run. Duplicates: the last few codes
+        # (still in the window) again and again, on the meter that applied them all.
         batch = codes if what == "applied" else codes[-8:] * (N // 8)
-        per_s, per_cpu_s = timed(batch, meter, expect)
+        runs: list[tuple[float, float]] = []
+        for _ in range(REPEATS):
+            if build is not None:
+                meter = build()
+            assert meter is not None
+            runs.append(timed(batch, meter, expect))
+        per_s = max(wall for wall, _ in runs)
         print(
             json.dumps(
                 {
@@ -113,7 +126,8 @@ def main() -> None:
                     "outcome": what,
                     "validations_per_s": round(per_s),
                     "cost_in_siphash_calls": round(floor / per_s, 1),
-                    "validations_per_cpu_s": round(per_cpu_s),
+                    "validations_per_cpu_s": round(max(cpu for _, cpu in runs)),
+                    "runs_per_cpu_s": [round(cpu) for _, cpu in runs],
                 }
             )
         )

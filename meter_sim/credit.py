@@ -10,7 +10,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from meter_sim.actions import Action, AddCredit, SetCredit, Unlock
+from meter_sim.actions import Action, AddCredit, SetCredit
+from meter_sim.frozen import maker
 from meter_sim.outcomes import PaygState
 
 
@@ -32,10 +33,14 @@ class Credit:
 
     def apply(self, action: Action, now: float) -> Credit:
         """Nexus product semantics: add keeps an unlock, set relocks, unlock zeroes credit."""
-        match action:
-            case AddCredit(seconds):
-                return Credit(until=max(self.until, now) + seconds, unlocked=self.unlocked)
-            case SetCredit(seconds):
-                return Credit(until=now + seconds, unlocked=False)
-            case Unlock():
-                return Credit(until=now, unlocked=True)
+        # isinstance, not `match`: this runs for every applied code and the class patterns
+        # cost more than the rest of the method.
+        if isinstance(action, AddCredit):
+            until = self.until
+            return _credit((until if until >= now else now) + action.seconds, self.unlocked)
+        if isinstance(action, SetCredit):
+            return Credit(until=now + action.seconds, unlocked=False)
+        return Credit(until=now, unlocked=True)
+
+
+_credit = maker(Credit)

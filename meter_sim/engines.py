@@ -6,16 +6,16 @@ evaluated now, what does this frame do, and what must be persisted.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from meter_sim.actions import Decision
 from meter_sim.credit import Credit
 from meter_sim.keypad import NEXUS_FULL, NEXUS_SMALL, OPENPAYGO, OPENPAYGO_RESTRICTED, Keypad
-from meter_sim.nexus.full import process_full
+from meter_sim.nexus.full import decide_full
 from meter_sim.nexus.policy import NexusPolicy
-from meter_sim.nexus.small import process_small
+from meter_sim.nexus.small import decide_small
 from meter_sim.nexus.state import NexusState
-from meter_sim.nv import Kind, Snapshot, key_fingerprint
+from meter_sim.nv import Kind, Snapshot, encode_nexus_state, encode_token_state, key_fingerprint
 from meter_sim.openpaygo.policy import TokenPolicy
 from meter_sim.openpaygo.state import TokenState
 from meter_sim.openpaygo.token import process_token
@@ -32,6 +32,10 @@ class NexusEngine:
     policy: NexusPolicy
     state: NexusState
     bucket: NexusBucket
+    saved: tuple[NexusState, Credit, int, bytes] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+    """The last `nv_state` and what it encoded (a duplicate code changes nothing)."""
 
     @property
     def kind(self) -> Kind:
@@ -55,17 +59,10 @@ class NexusEngine:
         if self.limit is not None:
             self.bucket = self.bucket.spend(self.limit, now)
         if self.small:
-            decision = process_small(
-                frame, secret_key=self.secret_key, state=self.state, payg=payg, policy=self.policy
-            )
+            decision = decide_small(frame, self.secret_key, self.state, payg, self.policy)
         else:
-            decision = process_full(
-                frame,
-                secret_key=self.secret_key,
-                state=self.state,
-                payg=payg,
-                payg_id=self.payg_id,
-                policy=self.policy,
+            decision = decide_full(
+                frame, self.secret_key, self.state, payg, self.payg_id, self.policy
             )
         self.state = decision.state
         return decision
@@ -73,6 +70,16 @@ class NexusEngine:
     def persist(self, credit: Credit, now: float) -> Snapshot:
         grace = self.bucket.grace(self.limit, now) if self.limit is not None else 0
         return Snapshot(credit=credit, clock=now, nexus=self.state, grace=grace)
+
+    def nv_state(self, credit: Credit, now: float) -> bytes:
+        """`encode_state(self.persist(credit, now))`, without building the snapshot."""
+        grace = self.bucket.grace(self.limit, now) if self.limit is not None else 0
+        state, saved = self.state, self.saved
+        if saved is not None and saved[0] is state and saved[1] is credit and saved[2] == grace:
+            return saved[3]
+        encoded = encode_nexus_state(state, credit, grace)
+        self.saved = (state, credit, grace, encoded)
+        return encoded
 
     def restore(self, snap: Snapshot, now: float) -> None:
         assert snap.nexus is not None
@@ -130,6 +137,10 @@ class OpenPaygoEngine:
 
     def persist(self, credit: Credit, now: float) -> Snapshot:
         return Snapshot(credit=credit, clock=now, token=self.state, block=self.block)
+
+    def nv_state(self, credit: Credit, now: float) -> bytes:
+        """`encode_state(self.persist(credit, now))`, without building the snapshot."""
+        return encode_token_state(self.state, credit, self.block)
 
     def restore(self, snap: Snapshot, now: float) -> None:
         assert snap.token is not None

@@ -84,6 +84,10 @@ class Entry:
         return _Phase.IDLE if self.frame is None else _Phase.ENTERING
 
 
+IDLE = Entry()
+"""No partial frame (entries are immutable, so one instance serves every meter)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Step:
     entry: Entry
@@ -101,6 +105,18 @@ def _classify(pad: Keypad, key: str) -> _Key:
     if key == pad.end:
         return _Key.END
     return _Key.SYMBOL if key in pad.symbols else _Key.FOREIGN
+
+
+def frame_of(pad: Keypad, keys: str) -> str:
+    """The frame that pressing `keys` at one instant finishes, for keys that make one code.
+
+    `keys` must be a start key, content symbols, then the end key (or exactly `fixed_length`
+    symbols): what `Meter` checks before whole-code entry. Equal to stepping them one by one
+    (no key can time out at one instant), without the per-key work.
+    """
+    if pad.fixed_length is not None:
+        return keys[1 : 1 + pad.fixed_length]
+    return keys[1:-1][: MAX_FRAME_KEYS + 1]
 
 
 def expire(entry: Entry, now: float, timeout: float = ENTRY_TIMEOUT_SECONDS) -> Entry:

@@ -13,7 +13,8 @@ from dataclasses import dataclass, replace
 from meter_sim.credit import Credit
 from meter_sim.engines import Engine, NexusEngine, OpenPaygoEngine
 from meter_sim.errors import ClockError, ConfigError
-from meter_sim.keypad import ENTRY_TIMEOUT_SECONDS, Entry, Keypad, expire, step
+from meter_sim.frozen import maker
+from meter_sim.keypad import ENTRY_TIMEOUT_SECONDS, IDLE, Keypad, expire, frame_of, step
 from meter_sim.nexus.policy import NexusPolicy, Quirk
 from meter_sim.nexus.state import NexusState
 from meter_sim.nv import Loaded, NVStatus, NVStore, Snapshot
@@ -24,8 +25,10 @@ from meter_sim.ratelimit import EntryBlock, NexusBucket, NexusRateLimit, OpenPay
 from meter_sim.storage import MemoryStorage, Storage
 
 _REFERENCE_LIMIT = NexusRateLimit()
-_SEPARATORS = str.maketrans("", "", " \t\r\n-")
+_NUMBER = (int, float)
+_SEPARATOR_BYTES = b" \t\r\n-"
 """What whole-code text may hold between keys (`enter_keycode` drops it)."""
+_SEPARATORS = str.maketrans("", "", _SEPARATOR_BYTES.decode())
 MAX_OPENPAYGO_COUNT = 1_000_000
 """Validating a token walks count+65 hashes; beyond a million that takes tens of seconds."""
 _REFERENCE_BLOCKING = OpenPaygoBlocking()
@@ -50,6 +53,9 @@ class KeyResult:
 
     feedback: KeyFeedback
     result: Result | None = None
+
+
+_make_result = maker(Result)
 
 
 def _check_key(secret_key: bytes) -> bytes:
@@ -81,11 +87,17 @@ class Meter:
         self._engine = engine
         self._whole_code = isinstance(engine, NexusEngine) and not engine.policy.strict
         """Whole codes are framed as nexus-embedded frames them (Nexus, unless strict)."""
+        self._pad = engine.keypad
+        """The engine's keypad, read on every code (the engine's property builds nothing, but
+        a property call costs more than the attribute)."""
+        self._keyset = frozenset(engine.keypad.keys)
+        self._wraps = engine.keypad.end is not None and engine.keypad.name.startswith("openpaygo")
+        """OpenPAYGO tokens may be typed without their start and end keys."""
         medium = storage if storage is not None else MemoryStorage()
         self._store = NVStore(medium, engine.kind, engine.fingerprint)
         self._credit = Credit(until=now)
         self._clock = now
-        self._entry = Entry()
+        self._entry = IDLE
         self.nv_status = NVStatus.FRESH
         self.nv_problems: tuple[str, ...] = ()
         self._boot(now, first=True)
@@ -241,29 +253,24 @@ class Meter:
         keys, problem = self._frame_keys(text)
         if problem is not None:
             return self._result(Outcome.INVALID, problem, now)
-        pad = self._engine.keypad
+        pad = self._pad
         if self._whole_code:
             # nexus-embedded's whole-code entry: small reads at most 14 symbols after the
             # start key, full drops the last key without checking it is `#`; either way what
             # it got is evaluated, so a malformed code costs a rate-limit attempt too.
-            self._entry = Entry()
+            self._entry = IDLE
             if pad.fixed_length is not None:
                 return self._finish(keys[1 : 1 + pad.fixed_length], now)
             return self._finish(keys[1:-1], now)
-        entry = Entry()
-        for key in keys:
-            done = step(pad, entry, key, now, self.entry_timeout_seconds)
-            entry = done.entry
-            if done.finished is not None:
-                self._entry = Entry()
-                return self._finish(done.finished, now)
-        raise AssertionError("a framed keycode always finishes")  # pragma: no cover
+        # A framed code typed at one instant: what stepping its keys one by one finishes.
+        self._entry = IDLE
+        return self._finish(frame_of(pad, keys), now)
 
     def press_key(self, key: str, now: float) -> KeyResult:
         """Press one key; while rate limited every key is rejected."""
         self._tick(now)
         if self._engine.refusal(now) is not None:
-            self._entry = Entry()
+            self._entry = IDLE
             return KeyResult(KeyFeedback.REJECTED)
         done = step(self._engine.keypad, self._entry, key, now, self.entry_timeout_seconds)
         self._entry = done.entry
@@ -293,7 +300,7 @@ class Meter:
         if not isinstance(now, int | float) or not math.isfinite(now) or now < 0:
             raise ClockError(f"now must be a non-negative number of seconds, got {now!r}")
         self._clock = float(now)
-        self._entry = Entry()
+        self._entry = IDLE
         self._factory_reset(now)
         self.nv_status, self.nv_problems = NVStatus.FRESH, ()
         self._save(now)
@@ -301,13 +308,13 @@ class Meter:
     def power_cycle(self, now: float) -> None:
         """Lose power and boot again from storage at device time `now`."""
         self._tick(now)
-        self._entry = Entry()
+        self._entry = IDLE
         self._boot(now, first=False)
 
     # -- internals ------------------------------------------------------------------------
 
     def _tick(self, now: float) -> None:
-        if not isinstance(now, int | float) or now != now:
+        if not isinstance(now, _NUMBER) or now != now:  # a tuple: `int | float` is built per call
             raise ClockError(f"now must be a number of seconds, got {now!r}")
         if now < self._clock:
             raise ClockError(f"device clock went backwards: {now} after {self._clock}")
@@ -340,19 +347,22 @@ class Meter:
         return self._engine.persist(self._credit, now)
 
     def _save(self, now: float) -> None:
-        self._store.save(self._snapshot(now))
+        self._store.save_state(self._engine.nv_state(self._credit, now), now)
 
     def _frame_keys(self, text: str) -> tuple[str, str | None]:
         """Normalise whole-code text to the keys to press, or say why it is not a code."""
-        keys = text.translate(_SEPARATORS)
-        pad = self._engine.keypad
+        if text.isascii():  # bytes.translate is several times faster than str.translate
+            keys = text.encode().translate(None, _SEPARATOR_BYTES).decode()
+        else:
+            keys = text.translate(_SEPARATORS)
+        pad = self._pad
         if not keys:
             return "", "empty keycode"
-        if not frozenset(keys) <= frozenset(pad.keys):
+        if not self._keyset.issuperset(keys):
             bad = sorted({ch for ch in keys if ch not in pad.keys})
             shown = "".join(bad)[:8].encode("unicode_escape").decode()
             return "", f"keys {shown!r} are not on this keypad ({pad.keys})"
-        if pad.end is not None and keys[0] != pad.start and pad.name.startswith("openpaygo"):
+        if self._wraps and keys[0] != pad.start and pad.end is not None:
             keys = pad.start + keys + ("" if keys.endswith(pad.end) else pad.end)
         if keys[0] != pad.start:
             return "", f"a keycode starts with {pad.start!r}"
@@ -379,7 +389,7 @@ class Meter:
         decision = self._engine.evaluate(frame, before, now)
         if decision.action is not None:
             self._credit = self._credit.apply(decision.action, now)
-        self._save(now)
+        self._store.save_state(self._engine.nv_state(self._credit, now), now)  # _save, inline
         payg_id = None
         if decision.outcome is Outcome.DISPLAY_ID and isinstance(self._engine, NexusEngine):
             payg_id = self._engine.payg_id
@@ -388,10 +398,5 @@ class Meter:
     def _result(
         self, outcome: Outcome, reason: str, now: float, payg_id: str | None = None
     ) -> Result:
-        return Result(
-            outcome=outcome,
-            reason=reason,
-            credit_remaining=self._credit.remaining(now),
-            state=self._credit.state(now),
-            payg_id=payg_id,
-        )
+        credit = self._credit
+        return _make_result(outcome, reason, credit.remaining(now), credit.state(now), payg_id)

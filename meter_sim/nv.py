@@ -124,9 +124,6 @@ class Snapshot:
         return other is not None and encode_state(self) == encode_state(other)
 
 
-_pack_i64 = struct.Struct("<q").pack
-
-
 def _ms(seconds: float, *, up: bool = False) -> bytes:
     """Seconds as i48 milliseconds, rounded down (or up), saturating past ±4,000 years.
 
@@ -136,7 +133,7 @@ def _ms(seconds: float, *, up: bool = False) -> bytes:
     """
     if not -_TIME_LIMIT_S < seconds < _TIME_LIMIT_S:
         value = _TIME_LIMIT - 1 if seconds > 0 else -_TIME_LIMIT
-        return _pack_i64(value)[:6]
+        return value.to_bytes(6, "little", signed=True)
     scaled = seconds * _MS
     value = int(scaled)
     if value != scaled:
@@ -145,7 +142,7 @@ def _ms(seconds: float, *, up: bool = False) -> bytes:
             value = nearest
         else:
             value = math.ceil(scaled) if up else math.floor(scaled)
-    return _pack_i64(value)[:6]
+    return value.to_bytes(6, "little", signed=True)
 
 
 def _seconds(raw: bytes) -> float:
@@ -160,21 +157,27 @@ def quantized(snap: Snapshot) -> Snapshot:
 
 def encode_state(snap: Snapshot) -> bytes:
     """The payload without the clock: what decides whether a save needs a write."""
-    c = snap.credit
-    n = snap.nexus
-    if n is not None:
-        flags = n.restricted | c.unlocked << 1
-        received = n.received.to_bytes(3, "little")
-        qc = (n.qc_long << 4) | n.qc_short
-        return _NEXUS_STATE.pack(n.pd, received, qc, flags, snap.grace, _ms(c.until))
-    t = snap.token
-    assert t is not None, "a snapshot holds Nexus or OpenPAYGO state"
+    if snap.nexus is not None:
+        return encode_nexus_state(snap.nexus, snap.credit, snap.grace)
+    assert snap.token is not None, "a snapshot holds Nexus or OpenPAYGO state"
+    return encode_token_state(snap.token, snap.credit, snap.block)
+
+
+def encode_nexus_state(n: NexusState, c: Credit, grace: int) -> bytes:
+    """`encode_state` of a Nexus snapshot, from its parts (a meter saves without building one)."""
+    flags = n.restricted | c.unlocked << 1
+    qc = (n.qc_long << 4) | n.qc_short
+    return _NEXUS_STATE.pack(n.pd, n.received.to_bytes(3, "little"), qc, flags, grace, _ms(c.until))
+
+
+def encode_token_state(t: TokenState, c: Credit, block: EntryBlock | None) -> bytes:
+    """`encode_state` of an OpenPAYGO snapshot, from its parts."""
     used = 0
     for x in t.used:
         d = t.count - x
         if 0 <= d <= OLDER_WINDOW:
             used |= 1 << d
-    block = snap.block or EntryBlock()
+    block = block or EntryBlock()
     invalid = min(block.invalid_count, _INVALID_MAX)
     word = used | c.unlocked * _UNLOCKED_BIT | invalid << (OLDER_WINDOW + 2)
     blocked = _ms(block.blocked_until, up=True)
@@ -241,13 +244,17 @@ assert SLOT_SIZE == 32
 
 
 def encode_slot(snap: Snapshot, kind: Kind, seq: int, fingerprint: int) -> bytes:
-    return _slot(kind, seq, fingerprint, encode_state(snap), snap.clock)
+    return _sealed(_head(kind, seq, fingerprint), encode_state(snap), snap.clock)
 
 
-def _slot(kind: Kind, seq: int, fingerprint: int, state: bytes, clock: float) -> bytes:
-    body = _HEAD.pack(MAGIC | VERSION, int(kind) << 4 | seq & 3, fingerprint)
-    body += _payload(state, clock)
-    return body + _CRC.pack(crc16(body))
+def _head(kind: Kind, seq: int, fingerprint: int) -> bytes:
+    return _HEAD.pack(MAGIC | VERSION, int(kind) << 4 | seq & 3, fingerprint)
+
+
+def _sealed(head: bytes, state: bytes, clock: float) -> bytes:
+    """A whole slot: header, payload (`state`, then the clock, padded) and the CRC."""
+    body = head + _payload(state, clock)
+    return body + _CRC.pack(binascii.crc_hqx(body, 0xFFFF))
 
 
 def decode_slot(raw: bytes, kind: Kind, fingerprint: int) -> tuple[int, Snapshot]:
@@ -336,6 +343,8 @@ class NVStore:
         self._seq = 0
         self._slot = -1
         self._state: bytes | None = None
+        self._heads = tuple(_head(kind, seq, fingerprint) for seq in range(4))
+        """The four slot headers (one per sequence number), made once: saves are hot."""
 
     def load(self) -> Loaded:
         medium = self.storage.read()
@@ -368,13 +377,15 @@ class NVStore:
 
     def save(self, snap: Snapshot) -> bool:
         """Persist `snap` unless it equals what is stored; return whether a write happened."""
-        state = encode_state(snap)
+        return self.save_state(encode_state(snap), snap.clock)
+
+    def save_state(self, state: bytes, clock: float) -> bool:
+        """`save` of an encoded state (`encode_state`) written at device time `clock`."""
         if state == self._state:
             return False
         seq = (self._seq + 1) & 3
         index = 1 - self._slot if self._slot in (0, 1) else 0
-        raw = _slot(self.kind, seq, self.fingerprint, state, snap.clock)
-        self.storage.write(index * self.size, raw)
+        self.storage.write(index * self.size, _sealed(self._heads[seq], state, clock))
         self._seq, self._slot, self._state = seq, index, state
         return True
 

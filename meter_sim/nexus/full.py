@@ -16,6 +16,7 @@ from dataclasses import replace
 from enum import IntEnum
 
 from meter_sim.actions import AddCredit, Decision, SetCredit, Unlock
+from meter_sim.frozen import maker
 from meter_sim.nexus import rules
 from meter_sim.nexus.mac import KEY_00, check_secret_key, full_mac, prng
 from meter_sim.nexus.policy import FIRMWARE, NexusPolicy
@@ -66,45 +67,64 @@ def process_full(
             allow_demo=policy.allow_demo if allow_demo is None else allow_demo,
             allow_nomac_id=policy.allow_nomac_id if allow_nomac_id is None else allow_nomac_id,
         )
+    key = secret_key if type(secret_key) is bytes else bytes(secret_key)
+    return decide_full(frame, key, state, payg, payg_id, policy)
+
+
+def decide_full(
+    frame: str, key: bytes, state: NexusState, payg: PaygState, payg_id: str, policy: NexusPolicy
+) -> Verdict:
+    """`process_full` for a key already checked to be 16 `bytes`: a meter's per-code path."""
+    if len(frame) == ACTIVATION_DIGITS and _DIGITS.issuperset(frame):
+        return _activation(frame, key, state, payg, policy)
     if not frame:
         return invalid(state, "empty frame")
     if len(frame) > MAX_FRAME_KEYS:
         return invalid(state, f"frame of {len(frame)} keys is longer than {MAX_FRAME_KEYS}")
     if not _DIGITS.issuperset(frame):
         return invalid(state, "frame holds a key that is not a digit")
-    key = secret_key if type(secret_key) is bytes else bytes(secret_key)
-    if len(frame) == ACTIVATION_DIGITS:
-        return _activation(frame, key, state, payg, policy)
     return _factory(frame, key, state, payg, payg_id, policy)
 
 
+_ACTIVATION_TYPES = (FullType.ADD_CREDIT, FullType.SET_CREDIT, FullType.WIPE_STATE, FullType.DEMO)
+_add_credit = maker(AddCredit)
 _pack_seed = struct.Struct("<I").pack
+_MOD10 = bytes(b % 10 for b in range(256))
+_ASCII_MOD10 = bytes(48 + b % 10 for b in range(256))
+_ASCII_ZERO_MINUS_TEN = int.from_bytes(b"\x26" * 8, "little")
+"""Per byte: ord("0") - 10, so each byte of `typed - this - pad` is its digit + 10 - pad."""
 
 
-def _clear_digits(frame: str) -> tuple[list[int], int]:
-    """The 8 deobscured digits of a 14-digit activation frame, and its MAC."""
+def _clear_digits(frame: str) -> tuple[bytes, int]:
+    """The 8 deobscured digits (ASCII) of a 14-digit activation frame, and its MAC.
+
+    Digit i is (typed digit - PRNG byte i) mod 10. All eight at once: with each pad byte
+    reduced mod 10, byte i of `typed + 10 - pad` is 1..19 (no carry between bytes), and one
+    more mod-10 table lookup per byte (`bytes.translate`) gives the digit.
+    """
     mac = int(frame[8:])
-    pad = prng(_pack_seed(mac))  # 8 bytes: zip stops after the 8 obscured digits
-    return [(key - 48 - p) % 10 for key, p in zip(frame.encode(), pad, strict=False)], mac
+    pad = prng(_pack_seed(mac)).translate(_MOD10)
+    typed = int.from_bytes(frame[:8].encode(), "little")
+    clear = typed - _ASCII_ZERO_MINUS_TEN - int.from_bytes(pad, "little")
+    return clear.to_bytes(8, "little").translate(_ASCII_MOD10), mac
 
 
 def deobscure(frame: str) -> str:
     """The cleartext of a 14-digit activation frame (the MAC digits travel in the clear)."""
     digits, _ = _clear_digits(frame)
-    return "".join(map(str, digits)) + frame[8:]
+    return digits.decode() + frame[8:]
 
 
 def _activation(
     frame: str, key: bytes, state: NexusState, payg: PaygState, policy: NexusPolicy
 ) -> Verdict:
     d, mac = _clear_digits(frame)
-    type_digit, cid = d[0], d[1] * 10 + d[2]
-    body = (((d[3] * 10 + d[4]) * 10 + d[5]) * 10 + d[6]) * 10 + d[7]
+    type_digit, cid, body = d[0] - 48, int(d[1:3]), int(d[3:])
     if type_digit > FullType.DEMO:
         return invalid(state, f"activation type {type_digit} does not exist")
     if cid > 63:
         return invalid(state, f"id field {cid} out of range 0..63")
-    kind = FullType(type_digit)
+    kind = _ACTIVATION_TYPES[type_digit]
     value = body
     if kind is FullType.WIPE_STATE:
         # The MAC covers only the target digit; the firmware discards the 4 reserved ones.
@@ -119,18 +139,7 @@ def _activation(
     def mac_ok(id_: int) -> bool:
         return full_mac(key, id_, kind, value) == mac
 
-    return _checked(kind, infer_id(state, cid), value, mac_ok, state, payg, policy)
-
-
-def _checked(
-    kind: FullType,
-    id_: int,
-    value: int,
-    mac_ok: Callable[[int], bool],
-    state: NexusState,
-    payg: PaygState,
-    policy: NexusPolicy,
-) -> Verdict:
+    id_ = infer_id(state, cid)
     refused = rules.gate(state, id_, mac_ok, policy)
     if refused is not None:
         return refused
@@ -138,7 +147,7 @@ def _checked(
 
 
 def _add(state: NexusState, payg: PaygState, id_: int, hours: int, policy: NexusPolicy) -> Verdict:
-    action = AddCredit(hours * 3600)
+    action = _add_credit(hours * 3600)
     return rules.add_credit(state, payg, id_, action, f"add {hours} h", policy)
 
 
@@ -217,7 +226,10 @@ def _short_activation(
 
     if not mac_ok(0):
         return invalid(state, "mac mismatch")
-    return _checked(kind, 0, 0, mac_ok, state, payg, policy)
+    refused = rules.gate(state, 0, mac_ok, policy)
+    if refused is not None:
+        return refused
+    return _APPLY[kind](state, payg, 0, 0, policy)
 
 
 def _qc(frame: str, state: NexusState, payg: PaygState, policy: NexusPolicy) -> Verdict:

@@ -11,6 +11,7 @@ import struct
 from meter_sim.errors import ConfigError
 from meter_sim.siphash import siphash24
 
+_BYTES = (bytes, bytearray)
 KEY_00 = bytes(16)
 """Fixed key of the obfuscation PRNG and of the universal full-protocol factory codes."""
 KEY_FF = b"\xff" * 16
@@ -19,7 +20,7 @@ KEY_FF = b"\xff" * 16
 
 def check_secret_key(secret_key: bytes) -> None:
     """A device key is exactly 16 bytes; anything else is a configuration error, not input."""
-    if not isinstance(secret_key, bytes | bytearray) or len(secret_key) != 16:
+    if not isinstance(secret_key, _BYTES) or len(secret_key) != 16:
         raise ConfigError("Nexus secret_key must be 16 bytes")
 
 

@@ -9,7 +9,7 @@ named firmware bugs, so a bench can mirror a fielded version exactly; none is on
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from meter_sim.errors import ConfigError
@@ -41,6 +41,8 @@ class NexusPolicy:
     qc_long_lifetime_max: int = QC_LIFETIME_MAX_DEFAULT
     """NEXUS_KEYCODE_PRO_FACTORY_QC_LONG_LIFETIME_MAX."""
     quirks: frozenset[Quirk] = frozenset()
+    id16: bool = field(default=False, init=False, repr=False, compare=False)
+    """`Quirk.ID16_TRUNCATION` is on (derived from `quirks`; read on every code)."""
 
     def __post_init__(self) -> None:
         for name in ("qc_short_lifetime_max", "qc_long_lifetime_max"):
@@ -52,6 +54,7 @@ class NexusPolicy:
         except ValueError as exc:
             raise ConfigError(f"unknown quirk: {exc}") from None
         object.__setattr__(self, "quirks", quirks)
+        object.__setattr__(self, "id16", Quirk.ID16_TRUNCATION in quirks)
 
     @property
     def demo(self) -> bool:

@@ -12,7 +12,8 @@ from enum import IntEnum
 from typing import NamedTuple
 
 from meter_sim.actions import Action, AddCredit, Decision, SetCredit
-from meter_sim.nexus.policy import FIRMWARE, NexusPolicy, Quirk
+from meter_sim.frozen import maker
+from meter_sim.nexus.policy import FIRMWARE, NexusPolicy
 from meter_sim.nexus.state import (
     MAX_MESSAGE_ID,
     WINDOW_BELOW_PD,
@@ -34,16 +35,19 @@ QC_SHORT_MAX_SECONDS = 600
 """QC codes up to 10 minutes count against the short lifetime limit."""
 
 
+_decision = maker(Decision)
+
+
 def invalid(state: NexusState, reason: str) -> Verdict:
-    return Decision(Outcome.INVALID, state, None, reason)
+    return _decision(Outcome.INVALID, state, None, reason)
 
 
 def duplicate(state: NexusState, reason: str) -> Verdict:
-    return Decision(Outcome.DUPLICATE, state, None, reason)
+    return _decision(Outcome.DUPLICATE, state, None, reason)
 
 
 def applied(state: NexusState, action: Action | None, reason: str) -> Verdict:
-    return Decision(Outcome.APPLIED, state, action, reason)
+    return _decision(Outcome.APPLIED, state, action, reason)
 
 
 def mismatch_reason(id_: int, mac_ok: Callable[[int], bool]) -> str:
@@ -60,32 +64,26 @@ def mismatch_reason(id_: int, mac_ok: Callable[[int], bool]) -> str:
 
 def flag_id(id_: int, policy: NexusPolicy) -> int:
     """The id the window functions see: the firmware's `uint16_t` under the truncation quirk."""
-    return id_ & MAX_MESSAGE_ID if policy.has(Quirk.ID16_TRUNCATION) else id_
+    return id_ & MAX_MESSAGE_ID if policy.id16 else id_
 
 
 def gate(
     state: NexusState, id_: int, mac_ok: Callable[[int], bool], policy: NexusPolicy = FIRMWARE
 ) -> Verdict | None:
     """The check every id-carrying activation passes first: range, MAC, then not yet used."""
-    if id_ > MAX_MESSAGE_ID and not policy.has(Quirk.ID16_TRUNCATION):
+    if id_ > MAX_MESSAGE_ID and not policy.id16:
         return invalid(state, f"id {id_} beyond the device's 16-bit id range")
     if not mac_ok(id_):
         return invalid(state, mismatch_reason(id_, mac_ok))
-    if is_set(state, flag_id(id_, policy)):
+    # flag_id(id_, policy), inline: past the range check the id fits 16 bits or the quirk is on.
+    if is_set(state, id_ & MAX_MESSAGE_ID):
         return duplicate(state, f"id already used (id {id_})")
     return None
 
 
-def mark(state: NexusState, id_: int) -> NexusState:
-    """Set one id's flag; the firmware marks pd's own bit for an id below the window."""
-    if id_ < state.pd - WINDOW_BELOW_PD:
-        return set_flag(state, state.pd)
-    return set_flag(state, id_)
-
-
 def mask_through(state: NexusState, id_: int, policy: NexusPolicy = FIRMWARE) -> NexusState:
     """mask_below(id + 1) as the firmware computes it (a 16-bit bound under the quirk)."""
-    if policy.has(Quirk.ID16_TRUNCATION):
+    if policy.id16:
         return mask_below(state, (flag_id(id_, policy) + 1) & MAX_MESSAGE_ID)
     return mask_below(state, id_ + 1)
 
@@ -99,10 +97,12 @@ def add_credit(
     policy: NexusPolicy = FIRMWARE,
 ) -> Verdict:
     """ADD consumes its id; on an unlocked unit it changes nothing else and answers DUPLICATE."""
-    consumed = mark(state, flag_id(id_, policy))
+    flagged = flag_id(id_, policy)
+    # The firmware marks pd's own bit for an id below the window.
+    consumed = set_flag(state, flagged if flagged >= state.pd - WINDOW_BELOW_PD else state.pd)
     if payg is PaygState.UNLOCKED:
         return duplicate(consumed, f"unit unlocked: id {id_} consumed without credit")
-    return applied(consumed, action, f"{what}, id {id_}")
+    return _decision(Outcome.APPLIED, consumed, action, f"{what}, id {id_}")
 
 
 def set_credit(
@@ -191,7 +191,6 @@ __all__ = [
     "flag_id",
     "gate",
     "invalid",
-    "mark",
     "mask_through",
     "qc_test",
     "set_credit",

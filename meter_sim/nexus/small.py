@@ -45,7 +45,8 @@ FRAME_SYMBOLS = 14
 ALPHABET = "2345"
 """Keys 2..5 carry two bits each, MSB first (2 -> 00 ... 5 -> 11)."""
 SECONDS_PER_DAY = 86400
-_SYMBOL_BITS = {symbol: value for value, symbol in enumerate(ALPHABET)}
+_SYMBOLS = frozenset(ALPHABET)
+_AS_BASE4 = str.maketrans(ALPHABET, "0123")
 
 
 class SmallType(IntEnum):
@@ -55,6 +56,8 @@ class SmallType(IntEnum):
     MAINTENANCE_OR_TEST = 3
 
 
+_SMALL_TYPES = tuple(SmallType)
+"""By value (a tuple index is cheaper than the enum's lookup by value)."""
 EXTENDED_SET_CREDIT_CLEAR_RESTRICTED = 0
 """The only extended-small type: SET credit and clear the restricted flag."""
 MAINTENANCE_BIT = 0x80
@@ -72,12 +75,19 @@ def process_small(
 ) -> Verdict:
     """Decide the 14 symbols after the start key. Never raises on input."""
     check_secret_key(secret_key)
+    key = secret_key if type(secret_key) is bytes else bytes(secret_key)
+    return decide_small(symbols, key, state, payg, policy)
+
+
+def decide_small(
+    symbols: str, key: bytes, state: NexusState, payg: PaygState, policy: NexusPolicy
+) -> Verdict:
+    """`process_small` for a key already checked to be 16 `bytes`: a meter's per-code path."""
     if len(symbols) != FRAME_SYMBOLS:
         return invalid(state, f"frame of {len(symbols)} symbols, expected {FRAME_SYMBOLS}")
-    if not set(ALPHABET).issuperset(symbols):
+    if not _SYMBOLS.issuperset(symbols):
         return invalid(state, f"frame holds a key outside {ALPHABET}")
     cid, kind, body, mac = decode(symbols)
-    key = bytes(secret_key)
     if kind is SmallType.ADD_CREDIT:
         return _add(key, state, payg, cid, body, mac, policy)
     if kind is SmallType.SET_CREDIT:
@@ -89,13 +99,11 @@ def process_small(
 
 def decode(symbols: str) -> tuple[int, SmallType, int, int]:
     """(cid, type, body, mac) of a well-formed frame, with the obfuscation removed."""
-    bits = 0
-    for symbol in symbols:
-        bits = bits << 2 | _SYMBOL_BITS[symbol]
+    bits = int(symbols.translate(_AS_BASE4), 4)  # each key its 2-bit value, read in C
     mac = bits & 0xFFF
     pad = prng(struct.pack(">H", mac))
     head = bits >> 12 ^ int.from_bytes(pad[:2], "big")
-    return head >> 10, SmallType(head >> 8 & 3), head & 0xFF, mac
+    return head >> 10, _SMALL_TYPES[head >> 8 & 3], head & 0xFF, mac
 
 
 def _mac_check(key: bytes, kind: SmallType, body: int, mac: int) -> Callable[[int], bool]:

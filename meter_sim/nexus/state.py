@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from meter_sim.errors import ConfigError
+from meter_sim.frozen import maker
 
 WINDOW_BELOW_PD = 23
 """Ids pd-23..pd have a received bit (NEXUS_KEYCODE_PRO_RECEIVE_WINDOW_BEFORE_PD)."""
@@ -23,6 +24,8 @@ MAX_MESSAGE_ID = 0xFFFF
 QC_COUNT_MAX = 15
 """Each QC counter is a nibble of the stored qc_counts byte."""
 
+PD_MAX = 0xFFFFFFFF - WINDOW_ABOVE_PD
+"""The highest pd a u32 NV field holds with the whole window above it."""
 _MASK_BITS = WINDOW_BELOW_PD + 1
 _MASK_ALL = (1 << _MASK_BITS) - 1
 
@@ -43,7 +46,7 @@ class NexusState:
     """Custom flag bit 0: set by the product, cleared by keycodes."""
 
     def __post_init__(self) -> None:
-        if not PD_INITIAL <= self.pd <= 0xFFFFFFFF - WINDOW_ABOVE_PD:
+        if not PD_INITIAL <= self.pd <= PD_MAX:
             raise ConfigError(f"Nexus pd must be in 23..2**32-41, got {self.pd}")
         if not 0 <= self.received <= _MASK_ALL:
             raise ConfigError(f"Nexus received mask must fit 24 bits, got {self.received:#x}")
@@ -52,6 +55,9 @@ class NexusState:
             if 0 <= count <= QC_COUNT_MAX:
                 name, count = ("qc_short", self.qc_short)
             raise ConfigError(f"Nexus {name} must be in 0..15, got {count}")
+
+
+_unchecked = maker(NexusState)
 
 
 def window_bounds(state: NexusState) -> tuple[int, int]:
@@ -103,7 +109,9 @@ def set_flag(state: NexusState, id_: int) -> NexusState:
         increment = id_ - pd
         pd, received = id_, 0 if increment > WINDOW_BELOW_PD else received >> increment
     received |= 1 << (WINDOW_BELOW_PD - (pd - id_))
-    return NexusState(pd, received, state.qc_long, state.qc_short, state.restricted)
+    if pd > PD_MAX:  # the one check the new state could fail (the mask is in range)
+        raise ConfigError(f"Nexus pd must be in 23..2**32-41, got {pd}")
+    return _unchecked(pd, received, state.qc_long, state.qc_short, state.restricted)
 
 
 def mask_below(state: NexusState, bound: int) -> NexusState:

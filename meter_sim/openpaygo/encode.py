@@ -11,7 +11,7 @@ proves the tokens identical to `openpaygo` 0.6.3's.
 from __future__ import annotations
 
 from meter_sim.errors import EncodeError
-from meter_sim.openpaygo.chain import EXTENDED, STANDARD, chain_highs, derive_starting_code
+from meter_sim.openpaygo.chain import EXTENDED, STANDARD, code_chain, derive_starting_code
 from meter_sim.openpaygo.token import DISABLE_VALUE, SYNC_VALUE, Kind
 
 __all__ = ["Kind", "issue_token", "next_count"]
@@ -68,7 +68,8 @@ def issue_token(
     modulus = fmt.value_modulus
     base = (start % modulus + value) % modulus
     new = next_count(count, kind)
-    code = chain_highs(fmt, secret_key, start - start % modulus + base, new)[new] * modulus + base
+    walked = code_chain(fmt, secret_key, start - start % modulus + base, new)
+    code = walked.high(new) * modulus + base
     if restricted:
         keys = fmt.restricted_digits
         return new, "".join(str((code >> shift & 3) + 1) for shift in range(2 * keys - 2, -1, -2))

@@ -30,7 +30,7 @@ from enum import StrEnum
 
 from meter_sim.actions import Action, AddCredit, Decision, SetCredit, Unlock
 from meter_sim.errors import ConfigError
-from meter_sim.openpaygo.chain import STANDARD, TokenFormat, chain_highs
+from meter_sim.openpaygo.chain import STANDARD, TokenFormat, code_chain
 from meter_sim.openpaygo.digits import Typed, parse_digits
 from meter_sim.openpaygo.policy import DEFAULT, TokenPolicy, TokenQuirk
 from meter_sim.openpaygo.state import OLDER_WINDOW, TokenState
@@ -120,15 +120,11 @@ def _match(
         return Decision(Outcome.INVALID, state, reason=f"value {value} is reserved")
     kinds = kinds_for(fmt, value)
     last = state.count + max(RULES[k].jump for k in kinds)
-    highs = chain_highs(fmt, key, starting_code - starting_code % modulus + base, last)
+    walked = code_chain(fmt, key, starting_code - starting_code % modulus + base, last)
     target = typed.code // modulus
     refused: str | None = None
     count = 0
-    while True:
-        try:
-            count = highs.index(target, count + 1, last + 1)
-        except ValueError:
-            break
+    while (count := walked.find(target, count + 1, last)) >= 0:
         kind = kinds[count & 1]
         rule = RULES[kind]
         if (
@@ -153,7 +149,7 @@ def _match(
         refused = refused or _why_refused(kind, count, state)
     if refused is not None:
         return Decision(Outcome.DUPLICATE, state, reason=refused)
-    if highs[0] == target:
+    if walked.high(0) == target:
         if policy.count_zero_duplicate:
             return Decision(Outcome.DUPLICATE, state, reason="count 0: valid, already used")
         return Decision(Outcome.INVALID, state, reason="count 0 is the starting code, no token")

@@ -50,6 +50,11 @@ def test_number_text_round_trip(fmt: KeycodeFormat, data: st.DataObject) -> None
         (KeycodeFormat.NEXUS_FULL, "74795183827441"),
         (KeycodeFormat.NEXUS_SMALL, "135253543544213"),
         (KeycodeFormat.OPENPAYGO, "01660979a"),
+        # what int() would read but a keypad cannot type (packing reads digits with int())
+        (KeycodeFormat.OPENPAYGO, "+01660979"),
+        (KeycodeFormat.OPENPAYGO, "0_1660979"),
+        (KeycodeFormat.OPENPAYGO, "٠١٦٦٠٩٧٩٨"),
+        (KeycodeFormat.OPENPAYGO_RESTRICTED, "123412341234120"),
     ],
 )
 def test_wrong_keycodes_are_refused(fmt: KeycodeFormat, text: str) -> None:

@@ -16,10 +16,12 @@ from meter_sim.nv import (
     SLOT_SIZE,
     Kind,
     NVStatus,
+    NVStore,
     Snapshot,
     crc16,
     decode_payload,
     decode_slot,
+    encode_nexus_state,
     encode_payload,
     encode_slot,
     key_fingerprint,
@@ -320,3 +322,24 @@ def test_credit_and_used_codes_survive_restart(tmp_path: pytest.TempPathFactory)
     restarted.enter_keycode(full_unlock(2), 3601.0)
     again = Meter.nexus(KEY, storage=FileStorage(path), rate_limit=None, now=3602.0)
     assert again.credit_remaining(1e12) == math.inf
+
+
+@given(
+    credit=credits,
+    nexus=nexus_states,
+    grace=st.integers(0, 255),
+    clock=times,
+    seq=st.integers(0, 3),
+)
+def test_a_save_writes_the_slot_the_snapshot_encodes(
+    credit: Credit, nexus: NexusState, grace: int, clock: float, seq: int
+) -> None:
+    # The meter saves from its parts (`save_state`), never building a Snapshot: the bytes on
+    # the medium must be exactly `encode_slot` of the snapshot it stands for.
+    snap = Snapshot(credit=credit, clock=clock, nexus=nexus, grace=grace)
+    medium = MemoryStorage()
+    store = NVStore(medium, Kind.NEXUS_SMALL, 0xBEEF)
+    store._seq, store._slot = (seq - 1) & 3, 1
+    assert store.save_state(encode_nexus_state(nexus, credit, grace), clock)
+    assert bytes(medium.data) == encode_slot(snap, Kind.NEXUS_SMALL, seq, 0xBEEF)
+    assert not store.save(snap)  # same state: no second write

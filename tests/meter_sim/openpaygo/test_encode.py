@@ -10,7 +10,7 @@ START = 123456789
 
 
 def _walked() -> int:
-    return sum(len(highs) for highs, _ in chain._chains.values())
+    return chain.memoised_codes()
 
 
 def test_the_next_token_extends_the_memoised_chain_instead_of_walking_it_again() -> None:

@@ -1,0 +1,128 @@
+"""The per-code shortcuts against the plain definitions they replace (Hypothesis).
+
+Each shortcut in the meter's per-code path (issue 18: 50,000 validations a second) has a
+plain reference here, written the obvious way; the shortcut must agree on every input.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from meter_sim.actions import AddCredit, Decision, SetCredit, Unlock
+from meter_sim.credit import Credit
+from meter_sim.frozen import maker
+from meter_sim.keypad import (
+    IDLE,
+    NEXUS_FULL,
+    NEXUS_SMALL,
+    OPENPAYGO,
+    OPENPAYGO_RESTRICTED,
+    Keypad,
+    frame_of,
+    step,
+)
+from meter_sim.meter import Result
+from meter_sim.nexus.full import deobscure
+from meter_sim.nexus.mac import prng
+from meter_sim.nexus.small import ALPHABET, SmallType, decode
+from meter_sim.nexus.state import NexusState
+from meter_sim.outcomes import PaygState
+
+digits = st.text("0123456789", min_size=14, max_size=14)
+
+
+def deobscure_digit_by_digit(frame: str) -> str:
+    """Nexus full: digit i is (typed digit i - PRNG byte i) mod 10, MAC digits in the clear."""
+    pad = prng(int(frame[8:]).to_bytes(4, "little"))
+    return "".join(str((int(d) - pad[i]) % 10) for i, d in enumerate(frame[:8])) + frame[8:]
+
+
+@given(digits)
+def test_deobscuring_all_digits_at_once_equals_digit_by_digit(frame: str) -> None:
+    assert deobscure(frame) == deobscure_digit_by_digit(frame)
+
+
+@given(st.text(ALPHABET, min_size=14, max_size=14))
+def test_small_decoding_in_base_4_equals_two_bits_a_key(symbols: str) -> None:
+    bits = 0
+    for symbol in symbols:
+        bits = bits << 2 | ALPHABET.index(symbol)
+    mac = bits & 0xFFF
+    head = bits >> 12 ^ int.from_bytes(prng(mac.to_bytes(2, "big"))[:2], "big")
+    assert decode(symbols) == (head >> 10, SmallType(head >> 8 & 3), head & 0xFF, mac)
+
+
+def framed(pad: Keypad) -> st.SearchStrategy[str]:
+    """Key sequences `Meter` hands to whole-code entry: start, symbols, end (or fixed count)."""
+    if pad.fixed_length is not None:
+        body = st.text(pad.symbols, min_size=pad.fixed_length, max_size=pad.fixed_length)
+        return body.map(lambda b: pad.start + b)
+    assert pad.end is not None
+    end = pad.end
+    return st.text(pad.symbols, min_size=0, max_size=40).map(lambda b: pad.start + b + end)
+
+
+@given(st.data(), st.sampled_from([NEXUS_FULL, NEXUS_SMALL, OPENPAYGO, OPENPAYGO_RESTRICTED]))
+def test_a_framed_code_finishes_the_frame_its_keys_step_to(
+    data: st.DataObject, pad: Keypad
+) -> None:
+    keys = data.draw(framed(pad))
+    entry, finished = IDLE, None
+    for key in keys:
+        done = step(pad, entry, key, 100.0)
+        entry, finished = done.entry, done.finished
+        if finished is not None:
+            break
+    assert frame_of(pad, keys) == finished
+
+
+values = st.integers(-(2**40), 2**40) | st.floats(allow_nan=False) | st.none() | st.text()
+
+
+@given(st.sampled_from([Decision, Credit, NexusState, Result, AddCredit]), st.data())
+def test_a_maker_builds_what_the_constructor_builds(cls: type, data: st.DataObject) -> None:
+    fields = dataclasses.fields(cls)
+    args = [data.draw(values) for _ in fields]
+    made = maker(cls)(*args)
+    assert type(made) is cls
+    assert [getattr(made, f.name) for f in fields] == args
+    # still frozen (3.11's slotted frozen classes raise TypeError from their __setattr__)
+    with pytest.raises((dataclasses.FrozenInstanceError, TypeError)):
+        setattr(made, fields[0].name, 1)
+
+
+def test_a_maker_refuses_a_class_without_slots() -> None:
+    @dataclasses.dataclass(frozen=True)
+    class Loose:
+        a: int
+
+    with pytest.raises(TypeError, match="not a slotted dataclass"):
+        maker(Loose)
+
+
+times = st.floats(-1e9, 1e9, allow_nan=False)
+
+
+@given(
+    until=times,
+    unlocked=st.booleans(),
+    now=times,
+    action=st.builds(AddCredit, st.integers(0, 10**7))
+    | st.builds(SetCredit, st.integers(0, 10**7))
+    | st.just(Unlock()),
+)
+def test_credit_apply_follows_the_nexus_product_rules(
+    until: float, unlocked: bool, now: float, action: AddCredit | SetCredit | Unlock
+) -> None:
+    after = Credit(until, unlocked).apply(action, now)
+    if isinstance(action, AddCredit):
+        assert after == Credit(max(until, now) + action.seconds, unlocked)
+    elif isinstance(action, SetCredit):
+        assert after == Credit(now + action.seconds, False)
+    else:
+        assert after == Credit(now, True)
+    assert after.state(now) in set(PaygState)
