@@ -43,6 +43,7 @@ from .errors import RequestError, SetupError
 from .faults import Every, PlatformFaults
 from .keycodes import DeviceSecret, creditable_days, issue
 from .ledger.access import code_weakness, new_token, token_digest
+from .memo import Memo
 from .migrations import DEFAULT_DISTRIBUTOR, migrate
 
 ENTRIES_PER_RESPONSE = 256
@@ -103,10 +104,17 @@ def _keyed_insert(table: str, key: tuple[str, ...], columns: tuple[str, ...], ag
 
 
 class Store:
-    def __init__(self, db: sqlite3.Connection, *, faults: PlatformFaults | None = None) -> None:
+    def __init__(
+        self,
+        db: sqlite3.Connection,
+        *,
+        faults: PlatformFaults | None = None,
+        memo: Memo | None = None,
+    ) -> None:
         self.db = db
         self.faults = faults or PlatformFaults()
         self._grouped = False
+        self.memo = memo or Memo()  # hot-path state; see memo.py for why it stays true
         again = self.faults.replays_apply_again
         self._insert_op = _keyed_insert(
             "ops",
@@ -143,7 +151,12 @@ class Store:
 
     @classmethod
     def open(
-        cls, path: str | Path, *, faults: PlatformFaults | None = None, synchronous: str = "full"
+        cls,
+        path: str | Path,
+        *,
+        faults: PlatformFaults | None = None,
+        synchronous: str = "full",
+        memo: Memo | None = None,
     ) -> Store:
         """`synchronous`: "full" syncs every commit to the disk; "normal" (WAL) only at
         checkpoints, so a commit survives the process dying but not the machine's power."""
@@ -155,7 +168,7 @@ class Store:
         db.execute("PRAGMA foreign_keys=ON")
         db.execute("PRAGMA busy_timeout=10000")
         migrate(db)
-        return cls(db, faults=faults)
+        return cls(db, faults=faults, memo=memo)
 
     def close(self) -> None:
         self.db.close()
@@ -169,29 +182,37 @@ class Store:
             try:
                 yield self.db
             except BaseException:
+                self.memo.clear()
                 self.db.execute("ROLLBACK TO request")
                 self.db.execute("RELEASE request")
                 raise
             self.db.execute("RELEASE request")
             return
-        self.db.execute("BEGIN IMMEDIATE")
+        self._begin()
         try:
             yield self.db
         except BaseException:
+            self.memo.clear()
             self.db.execute("ROLLBACK")
             raise
         self.db.execute("COMMIT")
+
+    def _begin(self) -> None:
+        """Take the write lock; the memo survives only if nobody else wrote meanwhile."""
+        self.db.execute("BEGIN IMMEDIATE")
+        self.memo.seen(self.db.execute("PRAGMA data_version").fetchone()[0])
 
     @contextmanager
     def group(self) -> Iterator[None]:
         """Group commit: the transactions run inside are savepoints of one transaction, made
         durable by one commit (one fsync) at the end. Nobody may be answered before it: the
         store thread resolves the group's requests only after this exits."""
-        self.db.execute("BEGIN IMMEDIATE")
+        self._begin()
         self._grouped = True
         try:
             yield
         except BaseException:
+            self.memo.clear()
             self.db.execute("ROLLBACK")
             raise
         finally:
@@ -204,6 +225,7 @@ class Store:
         try:
             yield
         except BaseException:
+            self.memo.clear()
             self.db.execute("ROLLBACK TO op")
             self.db.execute("RELEASE op")
             raise
@@ -381,6 +403,7 @@ class Store:
                     (agent, public_key, now_ms),
                 ).lastrowid
                 assert handset is not None
+                self.memo.siblings.pop(agent, None)
                 for plan, name, price in db.execute(
                     "SELECT p.plan, p.name, p.price_per_day FROM plans p"
                     " JOIN agents a ON a.distributor = p.distributor WHERE a.agent = ?"
@@ -453,7 +476,7 @@ class Store:
             handset = self._fresh(claim)
             acked, rejected = self._ingest(handset, ops, now_ms, bad)
             first, entries, more = self._page(handset.handset, cursor)
-            if paging:
+            if paging and handset.handset in self._unsynced():
                 for column, upto in (
                     ("synced_ms", cursor),
                     ("downlinked_ms", cursor + len(entries)),
@@ -463,10 +486,32 @@ class Store:
                         f" AND {column} IS NULL AND downlink_n IS NOT NULL",
                         (now_ms, handset.handset, upto),
                     )
+                if (
+                    self._one(
+                        "SELECT 1 FROM mm_txns WHERE handset = ? AND synced_ms IS NULL"
+                        " AND downlink_n IS NOT NULL LIMIT 1",
+                        handset.handset,
+                    )
+                    is None
+                ):
+                    self._unsynced().discard(handset.handset)
         return DownlinkFrame(now_ms, tuple(acked), tuple(rejected), first, entries, more)
 
+    def _unsynced(self) -> set[int]:
+        """Handsets with mobile-money keycodes not yet confirmed stored (memo.unsynced)."""
+        if self.memo.unsynced is None:
+            self.memo.unsynced = {
+                int(h)
+                for (h,) in self.db.execute(
+                    "SELECT DISTINCT handset FROM mm_txns"
+                    " WHERE synced_ms IS NULL AND downlink_n IS NOT NULL"
+                )
+            }
+        return self.memo.unsynced
+
     def _fresh(self, claim: auth.Claim) -> Handset:
-        handset = self.handset(claim.handset)
+        known = self.memo.handsets.get(claim.handset)
+        handset = Handset(claim.handset, *known) if known else self.handset(claim.handset)
         if claim.ts_ms <= handset.last_ms:
             raise RequestError(
                 401,
@@ -477,6 +522,7 @@ class Store:
         self.db.execute(
             "UPDATE handsets SET last_ms = ? WHERE handset = ?", (claim.ts_ms, handset.handset)
         )
+        self.memo.handsets[handset.handset] = (handset.agent, handset.public_key, claim.ts_ms)
         return handset
 
     def _ingest(
@@ -593,13 +639,8 @@ class Store:
         )
         if customer is None:
             raise Refused(Reason.UNKNOWN_CUSTOMER)
-        plan = self._one(  # only the agent's distributor's catalog
-            "SELECT p.price_per_day FROM plans p JOIN agents a ON a.distributor = p.distributor"
-            " WHERE p.plan = ? AND a.agent = ?",
-            op.field("plan"),
-            handset.agent,
-        )
-        if plan is None:
+        price = self._price(int(op.field("plan")), handset.agent)
+        if price is None:
             raise Refused(Reason.UNKNOWN_PLAN)
         device = self._one(
             "SELECT agent, customer, format FROM devices WHERE device = ?", op.field("device")
@@ -608,7 +649,7 @@ class Store:
             raise Refused(Reason.NOT_IN_STOCK)
         if device[1] is not None:
             raise Refused(Reason.ALREADY_SOLD)
-        if int(op.field("down_payment")) < plan[0]:
+        if int(op.field("down_payment")) < price:
             raise Refused(Reason.AMOUNT_TOO_LOW)
         self.db.execute(
             "UPDATE devices SET customer = ?, plan = ?, balance = ?, last_paid_ms = ?"
@@ -634,11 +675,36 @@ class Store:
             down_payments=int(op.field("down_payment")),
         )
         gone = Stock(int(op.field("device")), KeycodeFormat(device[2]), False)
-        for (sibling,) in self.db.execute(  # every handset of the agent stops offering it
-            "SELECT handset FROM handsets WHERE agent = ? ORDER BY handset", (handset.agent,)
-        ).fetchall():
+        for sibling in self._siblings(handset.agent):  # each of the agent's handsets drops it
             self._emit(sibling, gone)
         self._credit(int(op.field("device")), handset.handset, op.seq, now_ms)
+
+    def _price(self, plan: int, agent: int) -> int | None:
+        """A plan's price per day if it is in the agent's distributor's catalog (memo.prices:
+        plans never change; an unknown plan is not remembered, it may be added)."""
+        key = (plan, agent)
+        price = self.memo.prices.get(key)
+        if price is None:
+            row = self._one(
+                "SELECT p.price_per_day FROM plans p JOIN agents a"
+                " ON a.distributor = p.distributor WHERE p.plan = ? AND a.agent = ?",
+                plan,
+                agent,
+            )
+            if row is None:
+                return None
+            price = self.memo.prices[key] = int(row[0])
+        return price
+
+    def _siblings(self, agent: int) -> tuple[int, ...]:
+        """The agent's handsets, ascending (memo.siblings; provisioning forgets them)."""
+        handsets = self.memo.siblings.get(agent)
+        if handsets is None:
+            rows = self.db.execute(
+                "SELECT handset FROM handsets WHERE agent = ? ORDER BY handset", (agent,)
+            ).fetchall()
+            handsets = self.memo.siblings[agent] = tuple(int(h) for (h,) in rows)
+        return handsets
 
     def _pay(
         self, device: int, agent: int, source: str, ref: str, amount: int, at_ms: int, now_ms: int
@@ -783,6 +849,8 @@ class Store:
                     cb.txn,
                 ),
             )
+            if issued is not None:
+                self._unsynced().add(handset)
             if issued is not None and sms:
                 db.execute(
                     "INSERT INTO sms(txn, msisdn, text, created_ms) VALUES (?, ?, ?, ?)",
@@ -828,21 +896,34 @@ class Store:
     # -- downlink ------------------------------------------------------------------------------
 
     def _emit(self, handset: int, entry: Entry) -> int:
-        (last,) = self._one("SELECT coalesce(max(n), 0) FROM downlink WHERE handset = ?", handset)
+        last = self.memo.last_n.get(handset)
+        if last is None:
+            (last,) = self._one(
+                "SELECT coalesce(max(n), 0) FROM downlink WHERE handset = ?", handset
+            )
+        n = int(last) + 1
         self.db.execute(
             "INSERT INTO downlink(handset, n, body) VALUES (?, ?, ?)",
-            (handset, last + 1, msgpack.packb(entry_to_row(entry))),
+            (handset, n, msgpack.packb(entry_to_row(entry))),
         )
-        return int(last) + 1
+        self.memo.emitted(handset, n, entry)
+        return n
 
     def _page(self, handset: int, cursor: int) -> tuple[int, tuple[Entry, ...], bool]:
+        """The entries past `cursor`: from the memo when it holds them all (the common case:
+        a handset fetching what was written since its last sync), else decoded from SQL."""
         limit = min(ENTRIES_PER_RESPONSE, MAX_ENTRIES)
+        remembered = self.memo.page(handset, cursor, limit)
+        if remembered is not None:
+            return cursor + 1, *remembered
         rows = self.db.execute(
             "SELECT n, body FROM downlink WHERE handset = ? AND n > ? ORDER BY n LIMIT ?",
             (handset, cursor, limit + 1),
         ).fetchall()
-        entries = tuple(entry_from_row(msgpack.unpackb(body)) for _, body in rows[:limit])
-        return cursor + 1, entries, len(rows) > limit
+        numbered = [(int(n), entry_from_row(msgpack.unpackb(body))) for n, body in rows[:limit]]
+        more = len(rows) > limit
+        self.memo.start_tail(handset, numbered, more)
+        return cursor + 1, tuple(e for _, e in numbered), more
 
     # -- read side (tests, CLI, naive endpoint) ------------------------------------------------
 
