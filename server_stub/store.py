@@ -8,6 +8,7 @@ even from another process on the same file, fails the insert and is answered as 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import secrets
@@ -52,9 +53,18 @@ MM = "mm"  # payments.source of mobile money; agent (cash) payments use "agent"
 AGENT = "agent"
 
 
+DAY_MS = 86_400_000
+
+
 def day_of(ms: int) -> str:
     """The UTC calendar day of a millisecond timestamp, as reports group by it."""
-    return datetime.fromtimestamp(ms / 1000, UTC).date().isoformat()
+    return _day(ms // DAY_MS)
+
+
+@functools.lru_cache(maxsize=64)
+def _day(number: int) -> str:
+    """Day `number` since the epoch as ISO text (a handful of days are live at a time)."""
+    return datetime.fromtimestamp(number * 86_400, UTC).date().isoformat()
 
 
 @dataclass(frozen=True)
@@ -90,6 +100,15 @@ class Handset:
 class DeviceRecord:
     device: int
     secret: DeviceSecret
+
+
+def _replayed(last_ms: int) -> RequestError:
+    return RequestError(
+        401,
+        "replayed_request",
+        "timestamp not newer than the last accepted",
+        {"last_ms": last_ms},
+    )
 
 
 def _keyed_insert(table: str, key: tuple[str, ...], columns: tuple[str, ...], again: bool) -> str:
@@ -472,6 +491,9 @@ class Store:
         """
         if bad and self.faults.poison_batches:
             raise RequestError(400, "bad_field", f"operation {bad[0].seq}: {bad[0].detail}")
+        known = self.memo.handsets.get(claim.handset)  # stamps only grow: a memo behind the
+        if known is not None and claim.ts_ms <= known[2]:  # table still proves a replay
+            raise _replayed(known[2])  # before any write: no rollback, the memo stays
         with self.transaction():
             handset = self._fresh(claim)
             acked, rejected = self._ingest(handset, ops, now_ms, bad)
@@ -513,12 +535,7 @@ class Store:
         known = self.memo.handsets.get(claim.handset)
         handset = Handset(claim.handset, *known) if known else self.handset(claim.handset)
         if claim.ts_ms <= handset.last_ms:
-            raise RequestError(
-                401,
-                "replayed_request",
-                "timestamp not newer than the last accepted",
-                {"last_ms": handset.last_ms},
-            )
+            raise _replayed(handset.last_ms)
         self.db.execute(
             "UPDATE handsets SET last_ms = ? WHERE handset = ?", (claim.ts_ms, handset.handset)
         )
