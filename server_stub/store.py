@@ -84,6 +84,11 @@ class Refused(Exception):
         self.reason = reason
 
 
+class _WroteThenRefused(Exception):
+    """An operation refused after it wrote, outside a savepoint: its request must be rolled
+    back and run again with a savepoint per operation."""
+
+
 class _LostAck(Exception):
     """The lose-ack fault: roll the operation back, but acknowledge it anyway."""
 
@@ -494,9 +499,24 @@ class Store:
         known = self.memo.handsets.get(claim.handset)  # stamps only grow: a memo behind the
         if known is not None and claim.ts_ms <= known[2]:  # table still proves a replay
             raise _replayed(known[2])  # before any write: no rollback, the memo stays
+        try:  # first without a savepoint per operation (two statements each)
+            return self._exchange(claim, ops, cursor, now_ms, paging, bad, careful=False)
+        except _WroteThenRefused:  # rolled back whole: again, each operation in a savepoint
+            return self._exchange(claim, ops, cursor, now_ms, paging, bad, careful=True)
+
+    def _exchange(
+        self,
+        claim: auth.Claim,
+        ops: Sequence[Operation],
+        cursor: int,
+        now_ms: int,
+        paging: bool,
+        bad: Sequence[BadOperation],
+        careful: bool,
+    ) -> DownlinkFrame:
         with self.transaction():
             handset = self._fresh(claim)
-            acked, rejected = self._ingest(handset, ops, now_ms, bad)
+            acked, rejected = self._ingest(handset, ops, now_ms, bad, careful=careful)
             first, entries, more = self._page(handset.handset, cursor)
             if paging and handset.handset in self._unsynced():
                 for column, upto in (
@@ -548,7 +568,14 @@ class Store:
         ops: Sequence[Operation],
         now_ms: int,
         bad: Sequence[BadOperation] = (),
+        *,
+        careful: bool = True,
     ) -> tuple[list[int], list[tuple[int, Reason]]]:
+        """Apply each new operation; a refused one leaves nothing of itself. `careful`: each
+        in a savepoint. Otherwise none, since a refusal normally comes before any write: one
+        that wrote first raises _WroteThenRefused, and the caller rolls back and runs again
+        carefully."""
+        careful = careful or bool(self.faults.lose_ack_every)  # that fault needs savepoints
         acked: list[int] = []
         rejected: list[tuple[int, Reason]] = []
         for item in bad:  # refused alone, and the refusal kept: a replay gets the same answer
@@ -563,10 +590,13 @@ class Store:
                     rejected.append((op.seq, Reason(stored)))
                 continue
             try:
-                with self._savepoint():
-                    self._apply(handset, op, now_ms)
-                    if self._lose_ack.hit():
-                        raise _LostAck
+                if careful:
+                    with self._savepoint():
+                        self._apply(handset, op, now_ms)
+                        if self._lose_ack.hit():
+                            raise _LostAck
+                else:
+                    self._apply_or_nothing(handset, op, now_ms)
                 acked.append(op.seq)
             except _LostAck:  # the fault: acknowledged, yet nothing of it is kept
                 self.db.execute(
@@ -580,6 +610,16 @@ class Store:
                 )
                 rejected.append((op.seq, refusal.reason))
         return acked, rejected
+
+    def _apply_or_nothing(self, handset: Handset, op: Operation, now_ms: int) -> None:
+        """`_apply` with no savepoint: a refusal after a write cannot be undone here."""
+        written = self.db.total_changes
+        try:
+            self._apply(handset, op, now_ms)
+        except Refused:
+            if self.db.total_changes != written:
+                raise _WroteThenRefused from None
+            raise
 
     def _key(
         self,

@@ -58,6 +58,7 @@ class Fleet:
     cursor: list[int] = field(default_factory=lambda: [0, 0, 0])
     sold: list[int] = field(default_factory=list)
     txns: int = 0
+    writes: int = 0  # by another connection
 
     def claim(self, i: int, stale: bool = False) -> Claim:
         """A fresh claim, or a replay of the last one accepted (0 before any)."""
@@ -147,11 +148,12 @@ def agree_now(fleet: Fleet) -> None:
 def cli_write(fleet: Fleet, what: int) -> None:
     """Another connection writes, as `server-stub add-plan` / `add-devices` would."""
     other = Store.open(fleet.path)
+    fleet.writes += 1
     try:
         if what == 0:
-            other.add_plan(f"plan-{fleet.txns}-{fleet.seq}", PRICE_PER_DAY)
+            other.add_plan(f"plan-{fleet.writes}", PRICE_PER_DAY)
         else:
-            serial = 20_000_000 + sum(fleet.seq) * 10 + fleet.txns
+            serial = 20_000_000 + fleet.writes
             secret = secret_for(random.Random(serial), KeycodeFormat.NEXUS_FULL)
             record = DeviceRecord(serial, secret)
             other.add_devices(fleet.seeded.agents["ama"][0], [record])
