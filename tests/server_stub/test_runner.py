@@ -8,6 +8,7 @@ import contextlib
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -18,20 +19,27 @@ from server_stub.runner import NORMAL, URGENT, StoreThread
 
 @given(st.lists(st.sampled_from([URGENT, NORMAL]), max_size=20))
 def test_queued_jobs_run_urgent_first_then_in_submission_order(priorities: list[int]) -> None:
-    thread = StoreThread()
-    gate = threading.Event()
     ran: list[int] = []
+    run_queued(
+        StoreThread(),
+        lambda t: [t.submit_at(p, lambda i=i: ran.append(i)) for i, p in enumerate(priorities)],
+    )
+    expected = sorted(range(len(priorities)), key=lambda i: (priorities[i], i))
+    assert ran == expected
+
+
+def run_queued(thread: StoreThread, submit: Callable[[StoreThread], list[Future[Any]]]) -> None:
+    """Submit while the worker is held, so everything queues; then run it all and stop."""
+    gate = threading.Event()
     try:
-        thread.submit(gate.wait, 10)  # hold the worker so everything below queues
-        futures = [thread.submit_at(p, lambda i=i: ran.append(i)) for i, p in enumerate(priorities)]
+        hold(thread, gate)
+        futures = submit(thread)
         gate.set()
         for f in futures:
             f.result(timeout=10)
     finally:
         gate.set()
         thread.shutdown()
-    expected = sorted(range(len(priorities)), key=lambda i: (priorities[i], i))
-    assert ran == expected
 
 
 def test_errors_reach_the_caller_and_shutdown_drains_accepted_work() -> None:
@@ -129,17 +137,13 @@ def test_urgent_grouped_jobs_lead_the_group_of_sync_jobs() -> None:
     recorder = Recorder()
     thread = StoreThread()
     thread.grouping = recorder.group
-    gate = threading.Event()
-    try:
-        hold(thread, gate)
-        futures = [thread.submit_grouped(lambda i=i: recorder.log.append(i)) for i in range(3)]
-        futures.append(thread.submit_grouped(lambda: recorder.log.append("mm"), URGENT))
-        gate.set()
-        for f in futures:
-            f.result(timeout=10)
-    finally:
-        gate.set()
-        thread.shutdown()
+    run_queued(
+        thread,
+        lambda t: [
+            *(t.submit_grouped(lambda i=i: recorder.log.append(i)) for i in range(3)),
+            t.submit_grouped(lambda: recorder.log.append("mm"), URGENT),
+        ],
+    )
     assert recorder.log == ["begin", "mm", 0, 1, 2, "commit"]
 
 
