@@ -953,6 +953,8 @@ class Store:
     # -- downlink ------------------------------------------------------------------------------
 
     def _emit(self, handset: int, entry: Entry) -> int:
+        """Append to a handset's downlink. Every downlink row is written here (and handsets
+        only by `provision` and `_fresh`): the memo counts on it within this connection."""
         last = self.memo.last_n.get(handset)
         if last is None:
             (last,) = self._one(
