@@ -26,12 +26,14 @@ TICKS = os.sysconf("SC_CLK_TCK")
 START_TIMEOUT_S = 60.0
 
 
-def cpu_seconds(pid: int | None = None) -> float:
-    """User + system CPU of a process (all its threads) so far; this process when None."""
+def cpu_seconds(pid: int | None = None, tid: int | None = None) -> float:
+    """User + system CPU so far of a process (all its threads; this process when None), or
+    of its thread `tid` alone."""
     if pid is None:
         t = os.times()
         return t.user + t.system
-    with open(f"/proc/{pid}/stat") as f:
+    path = f"/proc/{pid}/stat" if tid is None else f"/proc/{pid}/task/{tid}/stat"
+    with open(path) as f:
         fields = f.read().rpartition(")")[2].split()
     return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime (fields 14, 15)
 
@@ -66,6 +68,11 @@ class Served:
 
     def cpu_seconds(self) -> float:
         return cpu_seconds(self.pid)
+
+    def loop_cpu_seconds(self) -> float:
+        """The main thread's CPU: the event loop (HTTP, frames, metrics); the rest of the
+        process is the store thread and the report readers."""
+        return cpu_seconds(self.pid, self.pid)
 
 
 @asynccontextmanager

@@ -232,14 +232,17 @@ def latency(hist: HdrHistogram) -> dict[str, float]:
 
 
 def cpu_per_op(
-    served: Served, before: tuple[float, float], ops: int, seconds: float, in_process: bool
+    served: Served, before: tuple[float, float, float], ops: int, seconds: float, in_process: bool
 ) -> dict[str, object]:
-    """CPU per operation on each side since `before` (server, client). In-process the two
-    are one figure: the server's holds the sum and the client's is null."""
+    """CPU per operation on each side since `before` (server, client, server's event loop).
+    In-process the two are one figure: the server's holds the sum and the client's is null."""
     server = served.cpu_seconds() - before[0]
     client = cpu_seconds() - before[1]
+    loop = served.loop_cpu_seconds() - before[2]
     return {
         "server_cpu_us_per_op": round(1e6 * server / max(1, ops), 1),
+        # of which the event loop (HTTP, frames); the rest is the store and report threads
+        "server_loop_cpu_us_per_op": None if in_process else round(1e6 * loop / max(1, ops), 1),
         "client_cpu_us_per_op": None if in_process else round(1e6 * client / max(1, ops), 1),
         "server_cpu_share": round(server / seconds, 2),
         "load_average": load_average(),
@@ -270,7 +273,7 @@ async def main(args: argparse.Namespace) -> None:
                     await sync_once(http, url, h, h.batch(args.batch, rng))
                 idle = latency(await reports(http, base, args.report_hz, args.seconds / 2, token))
                 emit(phase="reports_idle", **idle)
-                cpu = served.cpu_seconds(), cpu_seconds()
+                cpu = served.cpu_seconds(), cpu_seconds(), served.loop_cpu_seconds()
                 alone_ops, alone_s = await ingest(
                     http, url, handsets, args.batch, args.seconds, rng
                 )
@@ -287,7 +290,7 @@ async def main(args: argparse.Namespace) -> None:
                     **alone_cpu,
                 )
                 syncs = HdrHistogram(1, 60_000_000, 3)  # microseconds
-                cpu = served.cpu_seconds(), cpu_seconds()
+                cpu = served.cpu_seconds(), cpu_seconds(), served.loop_cpu_seconds()
                 ingest_task = asyncio.create_task(
                     ingest(http, url, handsets, args.batch, args.seconds, rng, syncs)
                 )
