@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import random
 import sys
@@ -35,7 +34,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
-from aiohttp import web
 from hdrh.histogram import HdrHistogram
 
 from agent_client.protocol.auth import HandsetKey
@@ -44,10 +42,13 @@ from agent_client.protocol.keycodes import KeycodeFormat
 from agent_client.protocol.ops import Kind, Operation
 from field_lab.world.fixture import distributor_token
 from field_lab.world.mno import Final, MnoConfig, MnoSimulator
-from server_stub.app import SYNC_PATH, Platform, create_app
+from server_stub.app import SYNC_PATH, Platform
 from server_stub.devices import make_devices
 from server_stub.reports import Reports
 from server_stub.store import Store
+
+sys.path.insert(0, str(Path(__file__).parent))
+from apart import Served, cpu_seconds, load_average, serving_apart, serving_here
 
 PRICE = 100
 SECRET = b"benchmark-operator-secret"
@@ -230,6 +231,25 @@ def latency(hist: HdrHistogram) -> dict[str, float]:
     }
 
 
+def cpu_per_op(
+    served: Served, before: tuple[float, float, float], ops: int, seconds: float, in_process: bool
+) -> dict[str, object]:
+    """CPU per operation on each side since `before` (server, client, server's event loop).
+    In-process the two are one figure: the server's holds the sum and the client's is null."""
+    server = served.cpu_seconds() - before[0]
+    client = cpu_seconds() - before[1]
+    loop = served.loop_cpu_seconds() - before[2]
+    return {
+        "server_cpu_us_per_op": round(1e6 * server / max(1, ops), 1),
+        # of which the event loop (HTTP, frames); the rest is the store and report threads
+        "server_loop_cpu_us_per_op": None if in_process else round(1e6 * loop / max(1, ops), 1),
+        "client_cpu_us_per_op": None if in_process else round(1e6 * client / max(1, ops), 1),
+        "server_cpu_share": round(server / seconds, 2),
+        "load_average": load_average(),
+        "server_process": "in-process" if in_process else "apart",
+    }
+
+
 def emit(**doc: object) -> None:
     print(json.dumps({"bench": "platform_load", **doc}), flush=True)
 
@@ -241,14 +261,10 @@ async def main(args: argparse.Namespace) -> None:
         fmt = KeycodeFormat[args.format.upper()]
         handsets = seed(db, args.handsets, args.devices, rng, fmt)
         token = distributor_token(db)  # the seeded agents work for the default distributor
-        app = create_app(db, platform=Platform(mm_secret=SECRET))
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        base = f"http://127.0.0.1:{runner.addresses[0][1]}"
-        url = base + SYNC_PATH
-        try:
+        serve = serving_here if args.in_process else serving_apart
+        async with serve(db, Platform(mm_secret=SECRET)) as served:
+            base = served.url
+            url = base + SYNC_PATH
             async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as http:
                 for h in handsets:  # warm: download the stock, then a first batch of sales
                     more = True
@@ -257,10 +273,12 @@ async def main(args: argparse.Namespace) -> None:
                     await sync_once(http, url, h, h.batch(args.batch, rng))
                 idle = latency(await reports(http, base, args.report_hz, args.seconds / 2, token))
                 emit(phase="reports_idle", **idle)
+                cpu = served.cpu_seconds(), cpu_seconds(), served.loop_cpu_seconds()
                 alone_ops, alone_s = await ingest(
                     http, url, handsets, args.batch, args.seconds, rng
                 )
                 alone = alone_ops / alone_s
+                alone_cpu = cpu_per_op(served, cpu, alone_ops, alone_s, args.in_process)
                 emit(
                     phase="ingest_alone",
                     ops=alone_ops,
@@ -269,13 +287,16 @@ async def main(args: argparse.Namespace) -> None:
                     keycode_format=args.format,
                     handsets=args.handsets,
                     batch=args.batch,
+                    **alone_cpu,
                 )
                 syncs = HdrHistogram(1, 60_000_000, 3)  # microseconds
+                cpu = served.cpu_seconds(), cpu_seconds(), served.loop_cpu_seconds()
                 ingest_task = asyncio.create_task(
                     ingest(http, url, handsets, args.batch, args.seconds, rng, syncs)
                 )
                 busy = latency(await reports(http, base, args.report_hz, args.seconds, token))
                 ops, elapsed = await ingest_task
+                busy_cpu = cpu_per_op(served, cpu, ops, elapsed, args.in_process)
                 rate = ops / elapsed
                 sync = latency(syncs)
                 emit(
@@ -292,6 +313,7 @@ async def main(args: argparse.Namespace) -> None:
                     sync_exchanges=sync["n"],
                     sync_p50_ms=sync["p50_ms"],
                     sync_p99_ms=sync["p99_ms"],
+                    **busy_cpu,  # reports' CPU included
                 )
                 mno = MnoSimulator(
                     base + "/v1/mm/callback",
@@ -321,9 +343,6 @@ async def main(args: argparse.Namespace) -> None:
                     )
                 finally:
                     await mno.stop(timeout_s=10.0)
-        finally:
-            with contextlib.suppress(Exception):
-                await runner.cleanup()
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -335,6 +354,11 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--report-hz", type=float, default=40.0)
     p.add_argument("--mm-hz", type=float, default=20.0, help="mobile-money payments per second")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument(
+        "--in-process",
+        action="store_true",
+        help="serve in this process (sharing its interpreter) instead of a child process",
+    )
     p.add_argument(
         "--format",
         choices=[f.name.lower() for f in KeycodeFormat],

@@ -32,10 +32,10 @@ from agent_client.protocol.keycodes import KeycodeFormat
 from field_lab.chaos.world import CONFIG, MM_SECRET
 from field_lab.world.fixture import distributor_token
 from field_lab.world.mno import Final, MnoConfig, MnoSimulator
-from field_lab.world.platform import serving
 from server_stub.store import Store
 
 sys.path.insert(0, str(Path(__file__).parent))
+from apart import cpu_seconds, load_average, serving_apart, serving_here
 from platform_load import Handset, seed
 
 REPORTS = ("sales", "collections", "devices", "activation")
@@ -90,7 +90,9 @@ async def run_step(handsets: int, args: argparse.Namespace) -> dict[str, object]
         store.close()
         step = Step()
         tasks: list[asyncio.Task[None]] = []
-        async with serving(db, config=CONFIG) as url:
+        serve = serving_here if args.in_process else serving_apart
+        async with serve(db, CONFIG) as served:
+            url = served.url
             connector = aiohttp.TCPConnector(limit=args.connections)
             timeout = aiohttp.ClientTimeout(total=30)
             mm_config = MnoConfig(delay_s=(0.0, 0.0), duplicate_rate=0.1, seed=args.seed)
@@ -116,6 +118,8 @@ async def run_step(handsets: int, args: argparse.Namespace) -> dict[str, object]
                     for i in range(int(args.seconds * args.report_hz))
                 ]
                 events.sort()
+                cpu_server, cpu_client = served.cpu_seconds(), cpu_seconds()
+                cpu_loop = served.loop_cpu_seconds()
                 start = time.perf_counter()
                 for offset, kind, i in events:
                     due = start + offset
@@ -130,6 +134,9 @@ async def run_step(handsets: int, args: argparse.Namespace) -> dict[str, object]
                     tasks.append(asyncio.create_task(timed(kind, due, call)))
                 await asyncio.gather(*tasks)
                 elapsed = time.perf_counter() - start
+                cpu_server = served.cpu_seconds() - cpu_server
+                cpu_client = cpu_seconds() - cpu_client
+                cpu_loop = served.loop_cpu_seconds() - cpu_loop
             await mno.drain(60.0)
             txns = list(mno.history.values())
             await mno.stop()
@@ -151,6 +158,19 @@ async def run_step(handsets: int, args: argparse.Namespace) -> dict[str, object]
         "report_p99_ms": step.p("report", 99),
         "mm_callbacks": len(txns),
         "seconds": round(elapsed, 1),
+        # CPU per sync exchange (reports and callbacks included) on each side; in-process the
+        # two are one figure (server_cpu_ms_per_exchange holds the sum, client's is null)
+        "server_cpu_ms_per_exchange": round(1000 * cpu_server / max(1, step.sent["sync"]), 3),
+        # of which the server's event loop (HTTP, frames); the rest: store and report threads
+        "server_loop_cpu_ms_per_exchange": None
+        if args.in_process
+        else round(1000 * cpu_loop / max(1, step.sent["sync"]), 3),
+        "client_cpu_ms_per_exchange": None
+        if args.in_process
+        else round(1000 * cpu_client / max(1, step.sent["sync"]), 3),
+        "server_cpu_share": round(cpu_server / elapsed, 2),
+        "load_average": load_average(),
+        "server_process": "in-process" if args.in_process else "apart",
     }
     doc["held"] = (
         doc["error_rate"] < 0.01  # type: ignore[operator]
@@ -185,6 +205,11 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--p99-budget", type=float, default=2.0, help="sync p99 budget, seconds")
     p.add_argument("--connections", type=int, default=200)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument(
+        "--in-process",
+        action="store_true",
+        help="serve in this process (sharing its interpreter) instead of a child process",
+    )
     return p.parse_args(argv)
 
 

@@ -49,6 +49,7 @@ from .ledger import credit, replay, sales
 from .ledger.access import code_weakness, new_token, token_digest
 from .ledger.rollup import MM, day_of
 from .ledger.sales import Refused
+from .memo import Memo
 from .migrations import DEFAULT_DISTRIBUTOR, migrate
 
 ENTRIES_PER_RESPONSE = 256
@@ -62,6 +63,11 @@ class Issued:
     keycode: int
     text: str
     entry: int
+
+
+class _WroteThenRefused(Exception):
+    """An operation refused after it wrote, outside a savepoint: its request must be rolled
+    back and run again with a savepoint per operation."""
 
 
 class _LostAck(Exception):
@@ -82,6 +88,15 @@ class DeviceRecord:
     secret: DeviceSecret
 
 
+def _replayed(last_ms: int) -> RequestError:
+    return RequestError(
+        401,
+        "replayed_request",
+        "timestamp not newer than the last accepted",
+        {"last_ms": last_ms},
+    )
+
+
 def _keyed_insert(table: str, key: tuple[str, ...], columns: tuple[str, ...], again: bool) -> str:
     """The insert that records an idempotency key. Correct: a plain INSERT, so a replay fails
     on the key and is answered from the stored row. With the replay fault: an upsert, so the
@@ -100,12 +115,14 @@ class Store:
         *,
         faults: PlatformFaults | None = None,
         escrow: EscrowPolicy | None = None,
+        memo: Memo | None = None,
     ) -> None:
         self.db = db
         self.faults = faults or PlatformFaults()
         self.escrow = escrow or EscrowPolicy(devices=0)
         """Offline-sale escrow per agent (docs/offline-sales.md); the default grants none."""
         self._grouped = False
+        self.memo = memo or Memo()  # hot-path state; see memo.py for why it stays true
         again = self.faults.replays_apply_again
         self._insert_op = _keyed_insert(
             "ops",
@@ -148,6 +165,7 @@ class Store:
         faults: PlatformFaults | None = None,
         synchronous: str = "full",
         escrow: EscrowPolicy | None = None,
+        memo: Memo | None = None,
     ) -> Store:
         """`synchronous`: "full" syncs every commit to the disk; "normal" (WAL) only at
         checkpoints, so a commit survives the process dying but not the machine's power."""
@@ -159,7 +177,7 @@ class Store:
         db.execute("PRAGMA foreign_keys=ON")
         db.execute("PRAGMA busy_timeout=10000")
         migrate(db)
-        return cls(db, faults=faults, escrow=escrow)
+        return cls(db, faults=faults, escrow=escrow, memo=memo)
 
     def close(self) -> None:
         self.db.close()
@@ -173,29 +191,37 @@ class Store:
             try:
                 yield self.db
             except BaseException:
+                self.memo.clear()
                 self.db.execute("ROLLBACK TO request")
                 self.db.execute("RELEASE request")
                 raise
             self.db.execute("RELEASE request")
             return
-        self.db.execute("BEGIN IMMEDIATE")
+        self._begin()
         try:
             yield self.db
         except BaseException:
+            self.memo.clear()
             self.db.execute("ROLLBACK")
             raise
         self.db.execute("COMMIT")
+
+    def _begin(self) -> None:
+        """Take the write lock; the memo survives only if nobody else wrote meanwhile."""
+        self.db.execute("BEGIN IMMEDIATE")
+        self.memo.seen(self.db.execute("PRAGMA data_version").fetchone()[0])
 
     @contextmanager
     def group(self) -> Iterator[None]:
         """Group commit: the transactions run inside are savepoints of one transaction, made
         durable by one commit (one fsync) at the end. Nobody may be answered before it: the
         store thread resolves the group's requests only after this exits."""
-        self.db.execute("BEGIN IMMEDIATE")
+        self._begin()
         self._grouped = True
         try:
             yield
         except BaseException:
+            self.memo.clear()
             self.db.execute("ROLLBACK")
             raise
         finally:
@@ -208,6 +234,7 @@ class Store:
         try:
             yield
         except BaseException:
+            self.memo.clear()
             self.db.execute("ROLLBACK TO op")
             self.db.execute("RELEASE op")
             raise
@@ -385,6 +412,7 @@ class Store:
                     (agent, public_key, now_ms),
                 ).lastrowid
                 assert handset is not None
+                self.memo.siblings.pop(agent, None)
                 for plan, name, price in db.execute(
                     "SELECT p.plan, p.name, p.price_per_day FROM plans p"
                     " JOIN agents a ON a.distributor = p.distributor WHERE a.agent = ?"
@@ -453,13 +481,31 @@ class Store:
         """
         if bad and self.faults.poison_batches:
             raise RequestError(400, "bad_field", f"operation {bad[0].seq}: {bad[0].detail}")
+        known = self.memo.handsets.get(claim.handset)  # stamps only grow: a memo behind the
+        if known is not None and claim.ts_ms <= known[2]:  # table still proves a replay
+            raise _replayed(known[2])  # before any write: no rollback, the memo stays
+        try:  # first without a savepoint per operation (two statements each)
+            return self._exchange(claim, ops, cursor, now_ms, paging, bad, careful=False)
+        except _WroteThenRefused:  # rolled back whole: again, each operation in a savepoint
+            return self._exchange(claim, ops, cursor, now_ms, paging, bad, careful=True)
+
+    def _exchange(
+        self,
+        claim: auth.Claim,
+        ops: Sequence[Operation],
+        cursor: int,
+        now_ms: int,
+        paging: bool,
+        bad: Sequence[BadOperation],
+        careful: bool,
+    ) -> DownlinkFrame:
         with self.transaction():
             handset = self._fresh(claim)
-            acked, rejected = self._ingest(handset, ops, now_ms, bad)
+            acked, rejected = self._ingest(handset, ops, now_ms, bad, careful=careful)
             if paging:
                 self._escrow_sync(handset, cursor, now_ms)
             first, entries, more = self._page(handset.handset, cursor)
-            if paging:
+            if paging and handset.handset in self._unsynced():
                 for column, upto in (
                     ("synced_ms", cursor),
                     ("downlinked_ms", cursor + len(entries)),
@@ -469,20 +515,38 @@ class Store:
                         f" AND {column} IS NULL AND downlink_n IS NOT NULL",
                         (now_ms, handset.handset, upto),
                     )
+                if (
+                    self._one(
+                        "SELECT 1 FROM mm_txns WHERE handset = ? AND synced_ms IS NULL"
+                        " AND downlink_n IS NOT NULL LIMIT 1",
+                        handset.handset,
+                    )
+                    is None
+                ):
+                    self._unsynced().discard(handset.handset)
         return DownlinkFrame(now_ms, tuple(acked), tuple(rejected), first, entries, more)
 
+    def _unsynced(self) -> set[int]:
+        """Handsets with mobile-money keycodes not yet confirmed stored (memo.unsynced)."""
+        if self.memo.unsynced is None:
+            self.memo.unsynced = {
+                int(h)
+                for (h,) in self.db.execute(
+                    "SELECT DISTINCT handset FROM mm_txns"
+                    " WHERE synced_ms IS NULL AND downlink_n IS NOT NULL"
+                )
+            }
+        return self.memo.unsynced
+
     def _fresh(self, claim: auth.Claim) -> Handset:
-        handset = self.handset(claim.handset)
+        known = self.memo.handsets.get(claim.handset)
+        handset = Handset(claim.handset, *known) if known else self.handset(claim.handset)
         if claim.ts_ms <= handset.last_ms:
-            raise RequestError(
-                401,
-                "replayed_request",
-                "timestamp not newer than the last accepted",
-                {"last_ms": handset.last_ms},
-            )
+            raise _replayed(handset.last_ms)
         self.db.execute(
             "UPDATE handsets SET last_ms = ? WHERE handset = ?", (claim.ts_ms, handset.handset)
         )
+        self.memo.handsets[handset.handset] = (handset.agent, handset.public_key, claim.ts_ms)
         return handset
 
     def _ingest(
@@ -491,7 +555,14 @@ class Store:
         ops: Sequence[Operation],
         now_ms: int,
         bad: Sequence[BadOperation] = (),
+        *,
+        careful: bool = True,
     ) -> tuple[list[int], list[tuple[int, Reason]]]:
+        """Apply each new operation; a refused one leaves nothing of itself. `careful`: each
+        in a savepoint. Otherwise none, since a refusal normally comes before any write: one
+        that wrote first raises _WroteThenRefused, and the caller rolls back and runs again
+        carefully."""
+        careful = careful or bool(self.faults.lose_ack_every)  # that fault needs savepoints
         acked: list[int] = []
         rejected: list[tuple[int, Reason]] = []
         for item in bad:  # refused alone, and the refusal kept: a replay gets the same answer
@@ -506,10 +577,13 @@ class Store:
                     rejected.append((op.seq, Reason(stored)))
                 continue
             try:
-                with self._savepoint():
-                    self._apply(handset, op, now_ms)
-                    if self._lose_ack.hit():
-                        raise _LostAck
+                if careful:
+                    with self._savepoint():
+                        self._apply(handset, op, now_ms)
+                        if self._lose_ack.hit():
+                            raise _LostAck
+                else:
+                    self._apply_or_nothing(handset, op, now_ms)
                 acked.append(op.seq)
             except _LostAck:  # the fault: acknowledged, yet nothing of it is kept
                 self.db.execute(
@@ -525,6 +599,16 @@ class Store:
                     escrow_store.flag(self, handset, op, refusal, now_ms)
                 rejected.append((op.seq, refusal.reason))
         return acked, rejected
+
+    def _apply_or_nothing(self, handset: Handset, op: Operation, now_ms: int) -> None:
+        """`_apply` with no savepoint: a refusal after a write cannot be undone here."""
+        written = self.db.total_changes
+        try:
+            self._apply(handset, op, now_ms)
+        except Refused:
+            if self.db.total_changes != written:
+                raise _WroteThenRefused from None
+            raise
 
     def _key(
         self,
@@ -597,17 +681,12 @@ class Store:
             handset.handset,
             op.field("customer"),
         )
-        plan = self._one(  # only the agent's distributor's catalog
-            "SELECT p.price_per_day FROM plans p JOIN agents a ON a.distributor = p.distributor"
-            " WHERE p.plan = ? AND a.agent = ?",
-            op.field("plan"),
-            handset.agent,
-        )
+        price = self._price(int(op.field("plan")), handset.agent)  # the agent's catalog only
         released = None  # an offline sale: the escrowed code it released, accounted once
         if (
             op.get("reserved_id") is not None
             and customer is not None
-            and plan is not None
+            and price is not None
             and not self.faults.escrow_unaccounted
         ):
             released = escrow_store.reconcile(self, handset, op, now_ms)
@@ -621,7 +700,7 @@ class Store:
             int(op.field("down_payment")),
             op.at,
             None if customer is None else int(customer[0]),
-            None if plan is None else int(plan[0]),
+            price,
             None
             if device is None
             else sales.InStock(device[0], device[1], KeycodeFormat(device[2])),
@@ -637,12 +716,37 @@ class Store:
             (sale.device, handset.agent, handset.handset, sale.day, sale.balance, now_ms),
         )
         self._roll(sale.day, handset.agent, **sale.rollup)
-        for (sibling,) in self.db.execute(  # every handset of the agent stops offering it
-            "SELECT handset FROM handsets WHERE agent = ? ORDER BY handset", (handset.agent,)
-        ).fetchall():
+        for sibling in self._siblings(handset.agent):  # each of the agent's handsets drops it
             self._emit(sibling, sale.gone)
         escrow_store.sold(self, sale.device, released, sale.price_per_day, now_ms)
         self._credit(sale.device, handset.handset, op.seq, now_ms)
+
+    def _price(self, plan: int, agent: int) -> int | None:
+        """A plan's price per day if it is in the agent's distributor's catalog (memo.prices:
+        plans never change; an unknown plan is not remembered, it may be added)."""
+        key = (plan, agent)
+        price = self.memo.prices.get(key)
+        if price is None:
+            row = self._one(
+                "SELECT p.price_per_day FROM plans p JOIN agents a"
+                " ON a.distributor = p.distributor WHERE p.plan = ? AND a.agent = ?",
+                plan,
+                agent,
+            )
+            if row is None:
+                return None
+            price = self.memo.prices[key] = int(row[0])
+        return price
+
+    def _siblings(self, agent: int) -> tuple[int, ...]:
+        """The agent's handsets, ascending (memo.siblings; provisioning forgets them)."""
+        handsets = self.memo.siblings.get(agent)
+        if handsets is None:
+            rows = self.db.execute(
+                "SELECT handset FROM handsets WHERE agent = ? ORDER BY handset", (agent,)
+            ).fetchall()
+            handsets = self.memo.siblings[agent] = tuple(int(h) for (h,) in rows)
+        return handsets
 
     def _pay(self, paid: sales.Paid, now_ms: int) -> None:
         """Add money to a device's balance and to the collections ledger."""
@@ -808,6 +912,8 @@ class Store:
                     cb.txn,
                 ),
             )
+            if issued is not None:
+                self._unsynced().add(handset)
             if issued is not None and sms:
                 db.execute(
                     "INSERT INTO sms(txn, msisdn, text, created_ms) VALUES (?, ?, ?, ?)",
@@ -853,21 +959,36 @@ class Store:
     # -- downlink ------------------------------------------------------------------------------
 
     def _emit(self, handset: int, entry: Entry) -> int:
-        (last,) = self._one("SELECT coalesce(max(n), 0) FROM downlink WHERE handset = ?", handset)
+        """Append to a handset's downlink. Every downlink row is written here (and handsets
+        only by `provision` and `_fresh`): the memo counts on it within this connection."""
+        last = self.memo.last_n.get(handset)
+        if last is None:
+            (last,) = self._one(
+                "SELECT coalesce(max(n), 0) FROM downlink WHERE handset = ?", handset
+            )
+        n = int(last) + 1
         self.db.execute(
             "INSERT INTO downlink(handset, n, body) VALUES (?, ?, ?)",
-            (handset, last + 1, msgpack.packb(entry_to_row(entry))),
+            (handset, n, msgpack.packb(entry_to_row(entry))),
         )
-        return int(last) + 1
+        self.memo.emitted(handset, n, entry)
+        return n
 
     def _page(self, handset: int, cursor: int) -> tuple[int, tuple[Entry, ...], bool]:
+        """The entries past `cursor`: from the memo when it holds them all (the common case:
+        a handset fetching what was written since its last sync), else decoded from SQL."""
         limit = min(ENTRIES_PER_RESPONSE, MAX_ENTRIES)
+        remembered = self.memo.page(handset, cursor, limit)
+        if remembered is not None:
+            return cursor + 1, *remembered
         rows = self.db.execute(
             "SELECT n, body FROM downlink WHERE handset = ? AND n > ? ORDER BY n LIMIT ?",
             (handset, cursor, limit + 1),
         ).fetchall()
-        entries = tuple(entry_from_row(msgpack.unpackb(body)) for _, body in rows[:limit])
-        return cursor + 1, entries, len(rows) > limit
+        numbered = [(int(n), entry_from_row(msgpack.unpackb(body))) for n, body in rows[:limit]]
+        more = len(rows) > limit
+        self.memo.start_tail(handset, numbered, more)
+        return cursor + 1, tuple(e for _, e in numbered), more
 
     # -- read side (tests, CLI, naive endpoint) ------------------------------------------------
 

@@ -369,8 +369,12 @@ def entry_to_row(entry: Entry) -> list[object]:
             return [entry.kind]
 
 
+_MAX_FORMAT = max(KeycodeFormat)
+_MAX_ENTRY_KIND = max(EntryKind)  # both read per entry decoded: an Enum's max() walks it
+
+
 def _fmt(value: object, what: str) -> KeycodeFormat:
-    return KeycodeFormat(check_int(value, 0, max(KeycodeFormat), what))
+    return KeycodeFormat(check_int(value, 0, _MAX_FORMAT, what))
 
 
 def _code(fmt: object, number: object, credit: object, what: str) -> tuple[KeycodeFormat, int, int]:
@@ -386,7 +390,7 @@ def _code(fmt: object, number: object, credit: object, what: str) -> tuple[Keyco
 def entry_from_row(row: object, what: str = "entry") -> Entry:
     items = _list(row, what, MAX_ROW, 1)
     kind = check_int(items[0], 0, 127, f"{what}.kind")
-    if kind > max(EntryKind):
+    if kind > _MAX_ENTRY_KIND:
         return Unknown(kind)  # schema evolution: a newer server's entry kind
     match EntryKind(kind):
         case EntryKind.KEYCODE:

@@ -64,6 +64,10 @@ def schema(kind: Kind) -> tuple[Field, ...]:
     return SCHEMAS[kind] + APPENDED.get(kind, ())
 
 
+_POSITION = {kind: {f.name: i for i, f in enumerate(schema(kind))} for kind in SCHEMAS}
+"""kind -> field name -> its position (`Operation.field` is on the platform's hot path)"""
+
+
 def check_int(value: object, lo: int, hi: int, what: str) -> int:
     """An int (not a bool) within [lo, hi], or a FrameError naming the field."""
     if type(value) is not int:
@@ -116,10 +120,10 @@ class Operation:
         return cls(seq, Kind(kind), at, check_fields(Kind(kind), values))
 
     def field(self, name: str) -> FieldValue:
-        for spec, value in zip(schema(self.kind), self.fields, strict=False):
-            if spec.name == name:
-                return value
-        raise KeyError(name)
+        at = _POSITION[self.kind][name]  # KeyError for a name not in the kind
+        if at >= len(self.fields):  # an appended field this operation does not carry
+            raise KeyError(name)
+        return self.fields[at]
 
     def get(self, name: str) -> FieldValue | None:
         """An appended field's value, None when this operation does not carry it."""

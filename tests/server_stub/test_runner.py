@@ -1,9 +1,14 @@
 """The store thread: urgent jobs run before queued normal ones, equals keep submission order,
-errors reach the caller, and shutdown runs everything already accepted."""
+errors reach the caller, shutdown runs everything already accepted, and grouped jobs share one
+commit and are answered only after it."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -14,20 +19,27 @@ from server_stub.runner import NORMAL, URGENT, StoreThread
 
 @given(st.lists(st.sampled_from([URGENT, NORMAL]), max_size=20))
 def test_queued_jobs_run_urgent_first_then_in_submission_order(priorities: list[int]) -> None:
-    thread = StoreThread()
-    gate = threading.Event()
     ran: list[int] = []
+    run_queued(
+        StoreThread(),
+        lambda t: [t.submit_at(p, lambda i=i: ran.append(i)) for i, p in enumerate(priorities)],
+    )
+    expected = sorted(range(len(priorities)), key=lambda i: (priorities[i], i))
+    assert ran == expected
+
+
+def run_queued(thread: StoreThread, submit: Callable[[StoreThread], list[Future[Any]]]) -> None:
+    """Submit while the worker is held, so everything queues; then run it all and stop."""
+    gate = threading.Event()
     try:
-        thread.submit(gate.wait, 10)  # hold the worker so everything below queues
-        futures = [thread.submit_at(p, lambda i=i: ran.append(i)) for i, p in enumerate(priorities)]
+        hold(thread, gate)
+        futures = submit(thread)
         gate.set()
         for f in futures:
             f.result(timeout=10)
     finally:
         gate.set()
         thread.shutdown()
-    expected = sorted(range(len(priorities)), key=lambda i: (priorities[i], i))
-    assert ran == expected
 
 
 def test_errors_reach_the_caller_and_shutdown_drains_accepted_work() -> None:
@@ -49,3 +61,97 @@ def test_errors_reach_the_caller_and_shutdown_drains_accepted_work() -> None:
     assert later.result(timeout=0) == 42
     with pytest.raises(RuntimeError, match="shut down"):
         thread.submit(lambda: 1)
+
+
+class Recorder:
+    """A grouping seam that logs each group's jobs and its commit; `fail_commit` breaks it."""
+
+    def __init__(self, fail_commit: bool = False) -> None:
+        self.log: list[object] = []
+        self.fail_commit = fail_commit
+
+    @contextlib.contextmanager
+    def group(self) -> Iterator[None]:
+        self.log.append("begin")
+        yield
+        if self.fail_commit:
+            raise OSError("disk full")
+        self.log.append("commit")
+
+
+def hold(thread: StoreThread, gate: threading.Event) -> None:
+    """Occupy the worker until `gate` is set (returns once it is occupied)."""
+    busy = threading.Event()
+    thread.submit(lambda: (busy.set(), gate.wait(10)))
+    assert busy.wait(10)
+
+
+def grouped_run(recorder: Recorder) -> tuple[list[Future[int]], Future[int], Future[int]]:
+    """Queue behind a held worker: two sync jobs (one failing), an urgent grouped job, a
+    normal one; then let it all run."""
+    thread = StoreThread()
+    thread.grouping = recorder.group
+    gate = threading.Event()
+
+    def job(name: str, fails: bool = False) -> Callable[[], int]:
+        def run() -> int:
+            recorder.log.append(name)
+            if fails:
+                raise ValueError(name)
+            return len(name)
+
+        return run
+
+    try:
+        hold(thread, gate)
+        syncs = [thread.submit_grouped(job("sync1")), thread.submit_grouped(job("bad", True))]
+        normal = thread.submit(job("normal"))
+        urgent = thread.submit_grouped(job("mm"), URGENT)
+        for f in [*syncs, normal, urgent]:  # each answer must find its group committed
+            f.add_done_callback(lambda f: recorder.log.append(("answered", f)))
+        gate.set()
+        for f in [*syncs, normal, urgent]:
+            f.exception(timeout=10)
+    finally:
+        gate.set()
+        thread.shutdown()
+    return syncs, normal, urgent
+
+
+def test_groups_commit_once_and_answer_only_after_the_commit() -> None:
+    recorder = Recorder()
+    (sync1, bad), normal, urgent = grouped_run(recorder)
+    names = [e for e in recorder.log if isinstance(e, str)]
+    # the urgent callback goes first, alone (a normal job is next in line), then the normal
+    # job, then both sync jobs in one group with one commit
+    assert names == ["mm", "normal", "begin", "sync1", "bad", "commit"]
+    commit = recorder.log.index("commit")
+    for f in (sync1, bad):
+        assert recorder.log.index(("answered", f)) > commit
+    assert (sync1.result(0), urgent.result(0), normal.result(0)) == (5, 2, 6)
+    with pytest.raises(ValueError, match="bad"):  # one job's failure stays its own
+        bad.result(0)
+
+
+def test_urgent_grouped_jobs_lead_the_group_of_sync_jobs() -> None:
+    recorder = Recorder()
+    thread = StoreThread()
+    thread.grouping = recorder.group
+    run_queued(
+        thread,
+        lambda t: [
+            *(t.submit_grouped(lambda i=i: recorder.log.append(i)) for i in range(3)),
+            t.submit_grouped(lambda: recorder.log.append("mm"), URGENT),
+        ],
+    )
+    assert recorder.log == ["begin", "mm", 0, 1, 2, "commit"]
+
+
+def test_a_failed_commit_fails_every_job_of_the_group() -> None:
+    recorder = Recorder(fail_commit=True)
+    (sync1, bad), normal, urgent = grouped_run(recorder)
+    assert "commit" not in recorder.log
+    for f in (sync1, bad):
+        with pytest.raises(OSError, match="disk full"):
+            f.result(0)
+    assert (normal.result(0), urgent.result(0)) == (6, 2)  # not in that group

@@ -1,0 +1,87 @@
+"""What the store thread remembers between transactions, so a sync exchange does not re-read it.
+
+At hundreds of exchanges a second each SQL statement costs (the store thread is the platform's
+bottleneck), and several of an exchange's statements re-read what the store itself wrote or
+what never changes: the handset row, each handset's last downlink number, the entries it has
+not yet fetched, the agent's handsets, a plan's price, whether a handset has mobile-money
+keycodes still travelling. The memo keeps those.
+
+It is only ever a copy of committed-or-current-transaction state, and two rules keep it so:
+any rollback forgets everything (`clear`), and so does a write by another connection (the CLI
+on the same file), seen as a changed ``PRAGMA data_version`` when a transaction starts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from agent_client.protocol.frames import Entry
+
+TAIL_LIMIT = 1024
+"""Entries remembered per handset past its cursor; past that the page is read from SQL."""
+
+
+@dataclass
+class Memo:
+    data_version: int | None = None
+    handsets: dict[int, tuple[int, bytes, int]] = field(default_factory=dict)
+    """handset -> (agent, public key, last accepted request stamp)"""
+    last_n: dict[int, int] = field(default_factory=dict)
+    """handset -> number of its last downlink entry"""
+    tails: dict[int, dict[int, Entry]] = field(default_factory=dict)
+    """handset -> its downlink entries from some number on to `last_n` (no gaps)"""
+    siblings: dict[int, tuple[int, ...]] = field(default_factory=dict)
+    """agent -> its handsets, ascending"""
+    prices: dict[tuple[int, int], int] = field(default_factory=dict)
+    """(plan, agent) -> price per day, for plans in the agent's distributor's catalog"""
+    unsynced: set[int] | None = None
+    """handsets with mobile-money keycodes not yet confirmed stored; None: not loaded"""
+
+    def clear(self) -> None:
+        self.handsets.clear()
+        self.last_n.clear()
+        self.tails.clear()
+        self.siblings.clear()
+        self.prices.clear()
+        self.unsynced = None
+
+    def seen(self, data_version: int) -> None:
+        """Another connection committed since the last look: forget everything."""
+        if data_version != self.data_version:
+            self.clear()
+            self.data_version = data_version
+
+    def emitted(self, handset: int, n: int, entry: Entry) -> None:
+        self.last_n[handset] = n
+        tail = self.tails.get(handset)
+        if tail is None:
+            if n == 1:  # the whole downlink of a new handset is known
+                self.tails[handset] = {n: entry}
+            return
+        if len(tail) >= TAIL_LIMIT:  # a handset that stopped syncing: read it from SQL
+            del self.tails[handset]
+        else:
+            tail[n] = entry
+
+    def page(self, handset: int, cursor: int, limit: int) -> tuple[tuple[Entry, ...], bool] | None:
+        """The entries past `cursor` (at most `limit`) and whether more follow, when every one
+        is remembered; None otherwise. Entries at or below the cursor are dropped: the
+        handset has them."""
+        tail = self.tails.get(handset)
+        last = self.last_n.get(handset)
+        if tail is None or last is None:
+            return None
+        for n in [n for n in tail if n <= cursor]:
+            del tail[n]
+        if cursor < last and cursor + 1 not in tail:
+            return None
+        upto = min(last, cursor + limit)
+        return tuple(tail[n] for n in range(cursor + 1, upto + 1)), last > upto
+
+    def start_tail(self, handset: int, rows: list[tuple[int, Entry]], more: bool) -> None:
+        """A page read from SQL (numbered entries) that reached the handset's last entry:
+        remember from there on. An empty page proves nothing (the cursor may be past the
+        end), so it starts nothing."""
+        if rows and not more:
+            self.last_n[handset] = rows[-1][0]
+            self.tails[handset] = dict(rows)
