@@ -159,6 +159,7 @@ async def one(agents: int, duration: float) -> dict[str, object]:
         "devices": len(lab.sites),
         "setup_wall_s": round(field_start[0] - start[0], 1),
         "setup_steps_s": {"seed_platform": round(seeded - start[0], 2), **lab.setup_s},
+        "setup_cpu_s": round(field_start[1] - start[1], 2),
         "field_wall_s": round(wall, 1),
         "field_cpu_s": round(cpu, 2),
         "field_gc_s": round(gc_at.get("settle", 0.0) - gc_at.get("field", 0.0), 2),
