@@ -165,7 +165,7 @@ COUNTED = (
 """The section's fields that add up across shards; the rest follow from them."""
 
 
-def section(counted: dict[str, int], report_every_h: float, budget_bytes: int) -> dict[str, Any]:
+def section(counted: dict[str, int], report_every_h: float, budget_bytes: float) -> dict[str, Any]:
     """The `metering` section from its counted fields. Each report stands for `report_every_h`
     of the device's life, so bytes per device-month = bytes / reports x reports a month."""
     reports = counted["reports"]
@@ -191,4 +191,4 @@ def merged(sections: list[dict[str, Any]]) -> dict[str, Any]:
         raise ValueError(f"shards report different metering settings: {sorted(settings)}")
     every_h, budget = settings.pop()
     counted = {name: sum(int(s[name]) for s in sections) for name in COUNTED}
-    return section(counted, float(every_h), int(budget))
+    return section(counted, float(every_h), float(budget))
