@@ -22,7 +22,7 @@ from field_lab.check.keys import mm_key, op_key
 from field_lab.errors import AuditError
 from field_lab.measure.history import History, Status
 from field_lab.protocols import format_named
-from server_stub.mno import Final, MnoSimulator
+from field_lab.world.mno import Final, MnoSimulator
 
 AUDIT_PATH = "/v1/audit/"
 PAGE_SIZE = 500

@@ -1,8 +1,8 @@
 """`field-lab run` and `field-lab seed`: the lab's main job on the command line.
 
     field-lab run [SCENARIO.toml] [--agents N] [--devices N] [--duration S] [--seed N]
-                  [--shards N] [--out DIR] [--target URL --fixture FILE [--audit-token TOKEN]]
-                  [--quiet]
+                  [--shards N] [--ray auto|ADDRESS] [--out DIR]
+                  [--target URL --fixture FILE [--audit-token TOKEN]] [--quiet]
     field-lab seed --db PATH --fixture FILE [SCENARIO.toml] [--agents N] [--devices N]
 
 Exit codes: 0 every SLO holds; 99 an SLO failed; 107 the lab itself failed (its figures
@@ -29,12 +29,20 @@ from agent_client.errors import AgentError, InvalidOperation, ServerRefused, Tra
 from field_lab.errors import ConfigError, HarnessError
 from field_lab.lab import output
 from field_lab.lab.lab import SET_UP_PHASES, Lab, Target
+from field_lab.lab.launch import Launcher
+from field_lab.lab.ray_launch import connect
 from field_lab.lab.shards import ShardedLab, default_shards
 from field_lab.measure.slo import EXIT_HARNESS_ERROR, evaluate, exit_code
 from field_lab.scenario import DEFAULT, Scenario, load
 from field_lab.world.fixture import Fixture, Stocking, seed
 from field_lab.world.traces import TraceBook
-from server_stub.cli import AUDIT_TOKEN_ENV, DATABASE_ERRORS, SECRET_ENV, seeded_agents
+from server_stub.cli import (
+    AUDIT_TOKEN_ENV,
+    DATABASE_ERRORS,
+    REPORT_TOKEN_ENV,
+    SECRET_ENV,
+    seeded_agents,
+)
 from server_stub.errors import SetupError
 
 EXIT_USAGE = 2
@@ -57,6 +65,11 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     run.add_argument("--target", help="run the handsets against this platform URL")
     run.add_argument("--fixture", type=Path, help="with --target: agents and device secrets")
     run.add_argument(
+        "--report-token",
+        help=f"with --target: the report token readers send when the fixture names no"
+        f" distributors (default ${REPORT_TOKEN_ENV}); a fixture's distributors send their own",
+    )
+    run.add_argument(
         "--audit-token",
         help=f"with --target: the platform's audit API token (default ${AUDIT_TOKEN_ENV});"
         " without one the server-side checks are unchecked and their thresholds fail",
@@ -77,6 +90,13 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         type=int,
         help="handset processes the fleet is split into (default: one per core, at most one"
         " per 50 handsets); the same seed gives the same plan whatever the number",
+    )
+    run.add_argument(
+        "--ray",
+        metavar="auto|ADDRESS",
+        help="run the shards as actors on this Ray cluster (auto: the one `ray start` began"
+        " here), one per CPU across its nodes (default --shards: its CPUs); needs the ray"
+        " extra (docs/scale.md)",
     )
     run.add_argument(
         "--compare",
@@ -124,8 +144,8 @@ def seed_command(args: argparse.Namespace) -> int:
     except DATABASE_ERRORS as exc:
         return _seed_failed(db, created, exc)
     print(
-        f"seeded {db}: {len(fixture.agents)} agents, {len(fixture.secrets)} devices; "
-        f"fixture in {args.fixture}"
+        f"seeded {db}: {len(fixture.agents)} agents of {len(fixture.distributors)} distributors,"
+        f" {len(fixture.secrets)} devices; fixture (with their report tokens) in {args.fixture}"
     )
     return 0
 
@@ -198,6 +218,7 @@ def run_command(args: argparse.Namespace) -> int:
         target = target_from(args)
         if args.shards is not None and not 1 <= args.shards <= 1024:
             raise ConfigError(f"--shards must be 1..1024, got {args.shards}")
+        launcher = connect(args.ray) if args.ray is not None else None
     except ConfigError as exc:
         console.print(f"field-lab run: {exc}", markup=False, soft_wrap=True)
         return EXIT_USAGE
@@ -213,7 +234,9 @@ def run_command(args: argparse.Namespace) -> int:
         where = out / client.replace(":", "-") if args.compare else out
         try:
             progress = Progress(console, args.quiet)
-            doc, lab = asyncio.run(_run(scenario, name, args, target, progress, where, client))
+            doc, lab = asyncio.run(
+                _run(scenario, name, args, target, progress, where, client, launcher)
+            )
         except ConfigError as exc:
             console.print(f"field-lab run: {exc}", markup=False, soft_wrap=True)
             return EXIT_USAGE
@@ -230,6 +253,8 @@ def run_command(args: argparse.Namespace) -> int:
         note = output.write(where, doc, lab.stats, lab.series)
         if note is not None:
             console.print(note, markup=False)
+        if launcher is not None:
+            console.print(f"shards: {lab.shards} ran {launcher.placed()}", markup=False)
         if args.record_traces:
             console.print(f"traces: {lab.traces_written} meters in {where / 'traces'}")
         output.table(doc, Console(width=None if sys.stdout.isatty() else 150))
@@ -249,12 +274,14 @@ async def _run(
     progress: Progress,
     out: Path,
     client: str,
+    launcher: Launcher | None = None,
 ) -> tuple[dict[str, Any], Lab | ShardedLab]:
-    shards = args.shards or default_shards(scenario.fleet.agents)
+    cores = launcher.cores() if launcher is not None else None
+    shards = args.shards or default_shards(scenario.fleet.agents, cores)
     traces = out / "traces" if args.record_traces else None
     with tempfile.TemporaryDirectory(prefix="field-lab-") as tmp:
         lab: Lab | ShardedLab
-        if shards == 1:  # in this process: no process to start, no evidence to ship
+        if shards == 1 and launcher is None:  # here: no process to start, no evidence to ship
             lab = Lab(
                 scenario,
                 Path(tmp),
@@ -277,6 +304,7 @@ async def _run(
                 behaviour=args.behaviour,
                 customer_behaviour=args.customer_behaviour,
                 fixture_name=str(args.fixture or ""),
+                launcher=launcher,
             )
         started = time.monotonic()
         running = asyncio.ensure_future(lab.run())
@@ -341,11 +369,14 @@ def target_from(args: argparse.Namespace) -> Target | None:
     """`--target URL --fixture FILE`, the audit token and the operator's secret (from the
     environment, never argv, where it can be read)."""
     if args.target is None:
-        if args.fixture is not None or args.audit_token is not None:
-            raise ConfigError("--fixture and --audit-token go with --target URL")
+        if args.fixture is not None or args.audit_token is not None or args.report_token:
+            raise ConfigError("--fixture, --audit-token and --report-token go with --target URL")
         return None
     if args.fixture is None:
         raise ConfigError("--target needs --fixture (write one with field-lab seed)")
     token = args.audit_token or os.environ.get(AUDIT_TOKEN_ENV) or None
     secret = os.environ.get(SECRET_ENV, "").encode() or None
-    return Target(args.target, Fixture.load(args.fixture), token, secret)
+    fixture = Fixture.load(args.fixture)
+    # a fixture's distributors read with their own tokens; without any, this one (or none)
+    report = args.report_token or os.environ.get(REPORT_TOKEN_ENV) or None
+    return Target(args.target, fixture, token, secret, report)

@@ -17,6 +17,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,21 +25,17 @@ from agent_client.errors import AgentError
 from field_lab.errors import ConfigError, HarnessError
 from field_lab.lab.command import target_problem
 from field_lab.lab.lab import SET_UP_PHASES, Lab, Target
+from field_lab.lab.launch import INBOX_LIMIT
 from field_lab.lab.wire import evidence_to_wire, stats_to_wire
 from field_lab.measure.slo import EXIT_HARNESS_ERROR
 from field_lab.scenario import parse
 from field_lab.workload.plan import Shard
 from field_lab.world.fixture import Fixture
+from field_lab.world.sms import Message
 from field_lab.world.traces import TraceBook
-from server_stub.sms import Message
 
 REPORT_EVERY_S = 2.0
 EXIT_USAGE = 2
-
-
-def send(doc: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(doc, separators=(",", ":")) + "\n")
-    sys.stdout.flush()
 
 
 def lab_of(orders: dict[str, Any], workdir: Path) -> Lab:
@@ -89,20 +86,42 @@ def done(lab: Lab) -> dict[str, Any]:
     }
 
 
-async def follow(lab: Lab, stdin: asyncio.StreamReader, running: asyncio.Future[Any]) -> None:
+Send = Callable[[dict[str, Any]], None]
+
+
+def send_line(doc: dict[str, Any]) -> None:
+    """A shard process's way to its parent: one JSON line on stdout."""
+    sys.stdout.write(json.dumps(doc, separators=(",", ":")) + "\n")
+    sys.stdout.flush()
+
+
+async def follow(lab: Lab, inbox: asyncio.StreamReader, running: asyncio.Future[Any]) -> None:
     """SMS for this shard's customers until the parent closes the pipe (then stop the run)."""
-    while line := await stdin.readline():
+    while line := await inbox.readline():
         sms = json.loads(line)["sms"]
         if lab.field is not None:
             lab.field.sms_arrived(Message(str(sms[0]), str(sms[1]), float(sms[2])))
     running.cancel()
 
 
-async def shard_main() -> int:
-    loop = asyncio.get_running_loop()
-    stdin = asyncio.StreamReader(limit=1 << 24)
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdin), sys.stdin)
-    orders = json.loads(await stdin.readline())
+async def serve(inbox: asyncio.StreamReader, send: Send) -> int:
+    """One shard from its orders to its last word: `done`, or `error` with its exit code.
+    `inbox` carries the orders line, then SMS lines; its end means the parent went away.
+    What carries the lines is the launcher's (a pipe here; a Ray actor's queues elsewhere)."""
+    try:
+        return await _serve(inbox, send)
+    except ConfigError as exc:
+        code, message = EXIT_USAGE, str(exc)
+    except HarnessError as exc:
+        code, message = EXIT_HARNESS_ERROR, str(exc)
+    except Exception as exc:  # a lab bug: say what, in one line
+        code, message = EXIT_HARNESS_ERROR, f"{type(exc).__name__}: {exc}"
+    send({"t": "error", "code": code, "message": message})
+    return code
+
+
+async def _serve(inbox: asyncio.StreamReader, send: Send) -> int:
+    orders = json.loads(await inbox.readline())
     with tempfile.TemporaryDirectory(prefix=f"field-lab-shard{orders['shard']}-") as tmp:
         lab = lab_of(orders, Path(tmp))
         last = [0.0]
@@ -115,7 +134,7 @@ async def shard_main() -> int:
 
         lab.progress = progress
         running = asyncio.ensure_future(lab.run())
-        listening = asyncio.ensure_future(follow(lab, stdin, running))
+        listening = asyncio.ensure_future(follow(lab, inbox, running))
         try:
             await running
         except AgentError as exc:
@@ -132,19 +151,17 @@ async def shard_main() -> int:
     return 0
 
 
+async def shard_main() -> int:
+    loop = asyncio.get_running_loop()
+    stdin = asyncio.StreamReader(limit=INBOX_LIMIT)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdin), sys.stdin)
+    return await serve(stdin, send_line)
+
+
 def main() -> int:
     if os.getcwd() not in sys.path:  # behaviours are named as modules of the user's project
         sys.path.insert(0, os.getcwd())
-    try:
-        return asyncio.run(shard_main())
-    except ConfigError as exc:
-        code, message = EXIT_USAGE, str(exc)
-    except HarnessError as exc:
-        code, message = EXIT_HARNESS_ERROR, str(exc)
-    except Exception as exc:  # a lab bug: say what, in one line
-        code, message = EXIT_HARNESS_ERROR, f"{type(exc).__name__}: {exc}"
-    send({"t": "error", "code": code, "message": message})
-    return code
+    return asyncio.run(shard_main())
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
-"""A run split into shard processes (`field-lab run --shards N`), merged into one result.
+"""A run split into shards (`field-lab run --shards N [--ray ...]`), merged into one result.
 
 The parent holds the platform (the embedded one, or reaches `--target`) and starts N shards
-(`field_lab.lab.shard`), each running the handsets whose index is its own modulo N, its part
+(`field_lab.lab.shard`) through a launcher (`field_lab.lab.launch`: processes on this machine,
+or Ray actors across a cluster), each running the handsets whose index is its own modulo N, its part
 of the whole fleet's plan, and its own mobile-money operator. The parent forwards each SMS to
 the shard whose customer it is for, reads the distributors' reports itself, and merges what
 the shards send: every few seconds counters and HdrHistogram blobs for the live view, at the
@@ -19,9 +20,7 @@ import asyncio
 import contextlib
 import json
 import os
-import sys
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -30,6 +29,7 @@ from field_lab.check.judge import Verdict
 from field_lab.errors import ConfigError, HarnessError, PlatformGone
 from field_lab.lab.budget import Budget, ProcessLimits
 from field_lab.lab.lab import MAX_SYNCING, Target, _watched, judged, platform_adapter
+from field_lab.lab.launch import Launcher, Processes, ShardLink
 from field_lab.lab.stats import RunStats
 from field_lab.lab.wire import add_stats, merged_evidence, merged_stats, stats_to_wire
 from field_lab.measure.history import History
@@ -42,22 +42,21 @@ from field_lab.workload.plan import digest
 from field_lab.workload.runner import read_reports
 from field_lab.world.clock import LabClock
 from field_lab.world.fleet import SETUP_CONCURRENCY
-from field_lab.world.platform import Platform, embedded, target
-from server_stub.sms import Message
+from field_lab.world.platform import Platform, embedded
+from field_lab.world.sms import Message
 
 PHASES = ("setup", "set-up", "field", "settle", "end of day", "check", "done")
-PIPE_LIMIT = 1 << 30
-"""A shard's last line carries its whole evidence."""
-STDERR_TAIL = 2000
 
 
 HANDSETS_PER_SHARD_AT_LEAST = 50
 """Fewer handsets than this per process cost more in processes than they save in cores."""
 
 
-def default_shards(handsets: int) -> int:
-    """One shard per core, but no more than one per `HANDSETS_PER_SHARD_AT_LEAST` handsets."""
-    return max(1, min(os.cpu_count() or 1, handsets // HANDSETS_PER_SHARD_AT_LEAST))
+def default_shards(handsets: int, cores: int | None = None) -> int:
+    """One shard per core (of this machine, or `cores`: a cluster's), but no more than one
+    per `HANDSETS_PER_SHARD_AT_LEAST` handsets."""
+    cores = cores or os.cpu_count() or 1
+    return max(1, min(cores, handsets // HANDSETS_PER_SHARD_AT_LEAST))
 
 
 class ShardFailed(HarnessError):
@@ -80,8 +79,10 @@ class ShardedLab:
         traces: Path | None = None,
         progress: Callable[[ShardedLab], None] | None = None,
         fixture_name: str = "",
+        launcher: Launcher | None = None,
     ) -> None:
-        """`fixture_name`: the fixture file as the user named it (for their error messages)."""
+        """`fixture_name`: the fixture file as the user named it (for their error messages);
+        `launcher`: where the shards run (default: processes on this machine)."""
         if shards < 1:
             raise ConfigError(f"--shards must be >= 1, got {shards}")
         platform_adapter(adapter)  # a wrong name or class fails here, before anything starts
@@ -91,6 +92,7 @@ class ShardedLab:
         self.workdir = workdir
         self.shards = shards
         self.target = target
+        self.launcher: Launcher = launcher or Processes()
         self.orders = {
             "adapter": adapter,
             "behaviour": behaviour,
@@ -118,11 +120,8 @@ class ShardedLab:
 
     def _platform(self) -> contextlib.AbstractAsyncContextManager[Platform]:
         if self.target is None:
-            return embedded(self.workdir, self.scenario)
-        t = self.target
-        return target(
-            t.url, t.fixture, self.scenario, audit_token=t.audit_token, mm_secret=t.mm_secret
-        )
+            return embedded(self.workdir, self.scenario, host=self.launcher.host)
+        return self.target.reach(self.scenario)
 
     async def run(self) -> RunStats:
         if self.target is None:  # the platform's end of every shard's connections is here
@@ -143,71 +142,39 @@ class ShardedLab:
             for index, spec in enumerate(platform.fixture.agents[: self.scenario.fleet.agents])
             for serial in spec.devices
         }
-        async with self._started(platform, fixture) as procs:
+        orders = [
+            {
+                **self.orders,
+                "scenario": to_dict(self.scenario),
+                "url": platform.url,
+                "fixture": str(fixture),
+                "mm_secret": platform.mm_secret.hex() if platform.mm_secret else None,
+                "shard": index,
+                "shards": self.shards,
+            }
+            for index in range(self.shards)
+        ]
+        async with self.launcher.started(orders) as links:
             if platform.sms is not None:
-                platform.sms.inbox.listen(lambda m: self._forward(m, owner, procs))
+                platform.sms.inbox.listen(lambda m: self._forward(m, owner, links))
             readers = asyncio.create_task(self._read_reports(platform))
             try:
-                finals = await asyncio.gather(*(self._follow(i, p) for i, p in enumerate(procs)))
+                finals = await asyncio.gather(*(self._follow(i, p) for i, p in enumerate(links)))
             finally:
                 readers.cancel()
                 await asyncio.gather(readers, return_exceptions=True)
         await self._merge(platform, finals)
 
-    @asynccontextmanager
-    async def _started(
-        self, platform: Platform, fixture: Path
-    ) -> AsyncIterator[list[asyncio.subprocess.Process]]:
-        procs: list[asyncio.subprocess.Process] = []
-        try:
-            for index in range(self.shards):
-                proc = await asyncio.create_subprocess_exec(
-                    sys.executable,
-                    "-m",
-                    "field_lab.lab.shard",
-                    stdin=asyncio.subprocess.PIPE,
-                    stdout=asyncio.subprocess.PIPE,
-                    stderr=asyncio.subprocess.PIPE,
-                    limit=PIPE_LIMIT,
-                )
-                procs.append(proc)
-                orders = {
-                    **self.orders,
-                    "scenario": to_dict(self.scenario),
-                    "url": platform.url,
-                    "fixture": str(fixture),
-                    "mm_secret": platform.mm_secret.hex() if platform.mm_secret else None,
-                    "shard": index,
-                    "shards": self.shards,
-                }
-                assert proc.stdin is not None
-                proc.stdin.write(json.dumps(orders).encode() + b"\n")
-            yield procs
-        finally:  # whatever happened, no shard outlives the run
-            for proc in procs:
-                if proc.returncode is None:
-                    with contextlib.suppress(ProcessLookupError):
-                        proc.kill()
-            for proc in procs:
-                with contextlib.suppress(ProcessLookupError):
-                    await proc.wait()
-
-    def _forward(
-        self, message: Message, owner: dict[int, int], procs: list[asyncio.subprocess.Process]
-    ) -> None:
+    def _forward(self, message: Message, owner: dict[int, int], links: list[ShardLink]) -> None:
         """An SMS goes to the shard whose customer's phone it reaches."""
         head = message.text.partition(": enter ")[0].removeprefix("PAYG ")
         index = owner.get(int(head), 0) if head.isdigit() else 0
-        proc = procs[index % len(procs)]
-        if proc.stdin is not None and not proc.stdin.is_closing():
-            line = json.dumps({"sms": [message.msisdn, message.text, message.at]})
-            proc.stdin.write(line.encode() + b"\n")
+        line = json.dumps({"sms": [message.msisdn, message.text, message.at]})
+        links[index % len(links)].tell(line.encode() + b"\n")
 
-    async def _follow(self, index: int, proc: asyncio.subprocess.Process) -> dict[str, Any]:
+    async def _follow(self, index: int, link: ShardLink) -> dict[str, Any]:
         """Read shard `index` until it is done; its failure or death ends the run."""
-        assert proc.stdout is not None
-        assert proc.stderr is not None
-        while line := await proc.stdout.readline():
+        while line := await link.readline():
             doc = json.loads(line)
             if doc["t"] == "report":
                 self._phases[index] = doc["phase"]
@@ -222,10 +189,7 @@ class ShardedLab:
                 if doc["code"] == 2:
                     raise ConfigError(message)
                 raise ShardFailed(message)
-        code = await proc.wait()
-        tail = (await proc.stderr.read())[-STDERR_TAIL:].decode(errors="replace").strip()
-        last = tail.splitlines()[-1] if tail else "no message"
-        raise PlatformGone(f"shard {index} died (exit {code}): {last}")
+        raise PlatformGone(f"shard {index} {await link.death()}")
 
     def _live(self) -> None:
         docs = [d["stats"] for d in self._latest.values()]
@@ -251,13 +215,12 @@ class ShardedLab:
         s = self.scenario
         clock = LabClock.start(s.time_scale)
         stop = asyncio.Event()
+        readers = platform.fixture.readers(s.reports.readers, platform.report_token)
         tasks = [
             asyncio.create_task(
-                read_reports(
-                    platform.url, i, s, clock, 0.0, self._readers, stop, platform.report_token
-                )
+                read_reports(platform.url, i, s, clock, 0.0, self._readers, stop, token, name)
             )
-            for i in range(s.reports.readers)
+            for i, (name, token) in enumerate(readers)
         ]
         try:
             await self._left_field.wait()
