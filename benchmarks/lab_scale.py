@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import resource
@@ -49,6 +50,13 @@ def rss_mb() -> float:
     return 0.0
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of another process (the platform's), from /proc."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
@@ -59,9 +67,23 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class GcClock:
+    """Wall seconds the garbage collector spent, from the interpreter's own callbacks."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._began = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._began = time.perf_counter()
+        else:
+            self.seconds += time.perf_counter() - self._began
+
+
 @contextlib.contextmanager
-def platform(db: Path, mm_secret: bytes, token: str) -> Iterator[str]:
-    """`server-stub serve` on the seeded `db`, in its own process; yields its URL."""
+def platform(db: Path, mm_secret: bytes, token: str) -> Iterator[tuple[str, int]]:
+    """`server-stub serve` on the seeded `db`, in its own process; yields its URL and pid."""
     port = free_port()
     env = {**os.environ, SECRET_ENV: mm_secret.decode(), AUDIT_TOKEN_ENV: token}
     code = "import sys; from server_stub.cli import main; sys.exit(main(sys.argv[1:]))"
@@ -75,7 +97,7 @@ def platform(db: Path, mm_secret: bytes, token: str) -> Iterator[str]:
             if proc.poll() is not None:
                 raise RuntimeError(f"server-stub exited with {proc.returncode}")
             time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}", proc.pid
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -91,37 +113,64 @@ async def one(agents: int, duration: float) -> dict[str, object]:
     with tempfile.TemporaryDirectory(prefix="lab-scale-") as tmp:
         workdir = Path(tmp)
         fixture = await asyncio.to_thread(seed, workdir / "server.db", Stocking.of(scenario))
+        seeded = time.monotonic()
         mm_secret, token = secrets.token_hex(16).encode(), secrets.token_urlsafe(16)
-        with platform(workdir / "server.db", mm_secret, token) as url:
+        with platform(workdir / "server.db", mm_secret, token) as (url, pid):
             lab = Lab(scenario, workdir, target=Target(url, fixture, token, mm_secret))
             marks: dict[str, tuple[float, float]] = {}
+            counts: dict[str, tuple[int, float]] = {"start": (0, process_cpu_seconds(pid))}
             peak = {"rss": 0.0, "fds": 0}
+            gc_clock = GcClock()
+            gc_at: dict[str, float] = {}
+            gc.callbacks.append(gc_clock)
 
             def progress(current: Lab) -> None:
                 if current.phase == "field":
                     marks.setdefault("field", (time.monotonic(), cpu_seconds()))
+                    counts.setdefault("field", (current.field_syncs, process_cpu_seconds(pid)))
+                    gc_at.setdefault("field", gc_clock.seconds)
                     peak["rss"] = max(peak["rss"], rss_mb())
                     peak["fds"] = max(peak["fds"], open_fds())
                 elif "field" in marks:
                     marks.setdefault("settle", (time.monotonic(), cpu_seconds()))
+                    counts.setdefault("settle", (current.field_syncs, process_cpu_seconds(pid)))
+                    gc_at.setdefault("settle", gc_clock.seconds)
 
             lab.progress = progress
-            await lab.run()
+            try:
+                await lab.run()
+            finally:
+                gc.callbacks.remove(gc_clock)
     field_start = marks.get("field", start)
     field_end = marks.get("settle", field_start)
     wall = field_end[0] - field_start[0]
     cpu = field_end[1] - field_start[1]
     s = lab.stats
     per_k = 1000 / agents
+    syncs = counts.get("settle", (0, 0.0))[0] - counts.get("field", (0, 0.0))[0]
+    due = agents * wall / scenario.agents.sync_interval_s if wall else 0.0
+    pace = min(1.0, syncs / due) if due else 0.0
+    platform_cpu = {
+        "setup": counts.get("field", counts["start"])[1] - counts["start"][1],
+        "field": counts.get("settle", (0, 0.0))[1] - counts.get("field", (0, 0.0))[1],
+    }
     return {
         "agents": agents,
         "devices": len(lab.sites),
         "setup_wall_s": round(field_start[0] - start[0], 1),
+        "setup_steps_s": {"seed_platform": round(seeded - start[0], 2), **lab.setup_s},
+        "setup_cpu_s": round(field_start[1] - start[1], 2),
         "field_wall_s": round(wall, 1),
         "field_cpu_s": round(cpu, 2),
+        "field_gc_s": round(gc_at.get("settle", 0.0) - gc_at.get("field", 0.0), 2),
         "cpu_share_of_one_core": round(cpu / wall, 3) if wall else None,
-        "cpu_ms_per_handset_second": round(1000 * cpu / wall / agents, 4) if wall else None,
-        "handsets_per_core": round(agents * wall / cpu) if cpu else None,
+        "cpu_ms_per_handset_second": round(1000 * cpu / (wall * agents * pace), 4)
+        if wall and pace
+        else None,
+        "field_syncs": syncs,
+        "pace": round(pace, 3),
+        "handsets_per_core": round(agents * wall / cpu * pace) if cpu else None,
+        "platform_cpu_s": {k: round(v, 2) for k, v in platform_cpu.items()},
         "rss_mb_per_1000_handsets": round((peak["rss"] - base_rss) * per_k, 1),
         "fds_per_1000_handsets": round((peak["fds"] - base_fds) * per_k),
         "descriptor_limit": lab.descriptor_limit,

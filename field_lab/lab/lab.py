@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Coroutine
+import gc
+import time
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -165,6 +167,7 @@ class Lab:
         self.evidence: FieldEvidence | None = None
         self.descriptor_limit = 0
         self.syncing_peak = 0
+        self._syncs: SyncScheduler | None = None
         self.stats = RunStats()
         self.series: list[dict[str, float]] = []
         self.phase = "setup"
@@ -181,6 +184,8 @@ class Lab:
         self.field: Field | None = None
         self.shards = self.shard.count
         self.traces_written = 0
+        self.setup_s: dict[str, float] = {}
+        """Wall seconds of each set-up step (provision, installed_base, drain, typing, to_field)."""
 
     def _platform(self) -> contextlib.AbstractAsyncContextManager[Platform]:
         if self.target is None:
@@ -190,6 +195,11 @@ class Lab:
     @property
     def devices(self) -> int:
         return len(self.sites)
+
+    @property
+    def field_syncs(self) -> int:
+        """Syncs the fleet's scheduler has run so far in the field (0 before it)."""
+        return self._syncs.syncs if self._syncs is not None else 0
 
     @property
     def plan_digest(self) -> str:
@@ -245,7 +255,8 @@ class Lab:
         if platform.sms is not None:
             platform.sms.inbox.listen(field.sms_arrived)
         await self._set_up(platform, fleet, field, clock)
-        await self._field(platform, fleet, field, clock)
+        with _field_collector():
+            await self._field(platform, fleet, field, clock)
         self.phase = "end of day"
         fleet.back_in_coverage()  # agents of villages without coverage come back to town
         with contextlib.suppress(TimeoutError):  # agents sync once more before going home
@@ -261,6 +272,7 @@ class Lab:
         self.phase = "set-up"
         s = self.scenario
         profiles = plan.link_profiles(s)
+        lap = _Laps(self.setup_s)
         await fleet.provision(
             platform.url,
             platform.fixture,
@@ -269,18 +281,38 @@ class Lab:
             field.keycodes_arrived,
         )
         self.handsets = len(fleet.handsets)
+        lap("provision")
         stock = [list(spec.devices) for spec in platform.fixture.agents[: s.fleet.agents]]
         base = plan.installed_base(s, stock)
         self.paying = sorted(serial for _, serial in base)
+        sold: dict[int, list[int]] = {}
         for index, serial in base:
             if self.shard.owns(index):
+                sold.setdefault(index, []).append(serial)
+        # sales are recorded in the plan's order (their choices are drawn in it); each handset
+        # drains as soon as its sales are recorded, while the next handsets record theirs
+        draining: list[asyncio.Task[None]] = []
+        try:
+            for index, serials in sold.items():
                 handset = fleet.by_index[index]
-                handset.unsold.remove(serial)
-                await field.sell(handset, serial, clock.real())
-        await fleet.drain()
+                for serial in serials:
+                    handset.unsold.remove(serial)
+                    await field.sell(handset, serial, clock.real())
+                draining.append(asyncio.create_task(fleet.drain_one(handset)))
+                await asyncio.sleep(0)  # recording never waits: let the drains move on
+            lap("installed_base")
+            await asyncio.gather(*draining)
+        finally:
+            for task in draining:
+                task.cancel()
+            await asyncio.gather(*draining, return_exceptions=True)
+        await fleet.drain([h for h in fleet.handsets if h.index not in sold])
+        lap("drain")
         await field.typed(TYPING_GRACE_S)
+        lap("typing")
         await fleet.to_field(platform.url, plan.outages(s, s.fleet.agents))
         await fleet.leave_coverage(plan.offline_agents(s))
+        lap("to_field")
 
     async def _field(self, platform: Platform, fleet: Fleet, field: Field, clock: LabClock) -> None:
         s = self.scenario
@@ -290,6 +322,7 @@ class Lab:
         field.settle_by = start + s.duration_s + s.settle_s
         stop = asyncio.Event()
         syncs = SyncScheduler(field.agent.sync_every_s, self.max_syncing)
+        self._syncs = syncs
         syncs.start(fleet.handsets)
         readers = platform.fixture.readers(s.reports.readers, platform.report_token)
         background = [
@@ -395,6 +428,40 @@ class Lab:
             audited = await platform.audit.evidence()
         self.verdict = judged(self.evidence, audited)
         self.stats.checks = self.verdict.figures()
+
+
+FIELD_GC_THRESHOLD = 50_000
+"""Allocations between young collections in the field (Python's default is 700): an
+exchange's objects mostly die by reference counting before a collection would scan them."""
+
+
+@contextlib.contextmanager
+def _field_collector() -> Iterator[None]:
+    """Set-up's objects (handsets, sites, meters: most of the heap) live to the end: frozen out
+    of the collector's sight, so the field's collections scan only what the field makes, and
+    less often. Measured in benchmarks/lab_scale.py (`field_gc_s`)."""
+    thresholds = gc.get_threshold()
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(FIELD_GC_THRESHOLD, *thresholds[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
+
+
+class _Laps:
+    """Records the wall seconds since the previous lap under each name."""
+
+    def __init__(self, into: dict[str, float]) -> None:
+        self.into = into
+        self.last = time.monotonic()
+
+    def __call__(self, name: str) -> None:
+        now = time.monotonic()
+        self.into[name] = round(now - self.last, 2)
+        self.last = now
 
 
 def judged(evidence: FieldEvidence, platform: PlatformEvidence | None) -> Verdict:

@@ -23,6 +23,10 @@ from field_lab.lab.stats import Figures, RunStats
 from field_lab.measure.history import History, Status
 from field_lab.measure.latency import Latency
 from field_lab.measure.slo import RateMetric
+from field_lab.world import metering
+
+SECTIONS = {"metering": metering.merged}
+"""How each optional summary section merges across shards."""
 
 
 class WireError(HarnessError):
@@ -72,6 +76,7 @@ def stats_to_wire(stats: RunStats) -> dict[str, Any]:
         "report_failed": [stats.report_failed.hits, stats.report_failed.total],
         "late_starts": stats.late_starts,
         "no_stock": stats.no_stock,
+        "sections": stats.sections,
     }
 
 
@@ -88,6 +93,9 @@ def add_stats(into: RunStats, doc: dict[str, Any]) -> None:
         into.report_failed.total += int(doc["report_failed"][1])
         into.late_starts += int(doc["late_starts"])
         into.no_stock += int(doc["no_stock"])
+        for name, section in doc["sections"].items():
+            so_far = [into.sections[name]] if name in into.sections else []
+            into.sections[name] = SECTIONS[name]([*so_far, section])
     except (KeyError, TypeError, ValueError) as exc:
         raise WireError(f"a shard's figures do not parse: {exc!r}") from exc
 

@@ -69,17 +69,18 @@ class Fleet:
             if isinstance(outcome, BaseException):
                 raise outcome
 
-    async def drain(self) -> None:
-        """Sync every handset until its outbox is empty (bounded rounds)."""
+    async def drain(self, handsets: list[Handset] | None = None) -> None:
+        """Sync every handset (or each of `handsets`) until its outbox is empty."""
+        chosen = self.handsets if handsets is None else handsets
+        await asyncio.gather(*(self.drain_one(h) for h in chosen))
 
-        async def one(handset: Handset) -> None:
-            async with self._gate:
-                for _ in range(DRAIN_ROUNDS):
-                    await handset.sync_once(max_exchanges=32, max_wait_s=BACKOFF_WAIT_S)
-                    if not await handset.agent.store.sendable(1):
-                        return
-
-        await asyncio.gather(*(one(h) for h in self.handsets))
+    async def drain_one(self, handset: Handset) -> None:
+        """Sync `handset` until its outbox is empty (bounded rounds)."""
+        async with self._gate:
+            for _ in range(DRAIN_ROUNDS):
+                await handset.sync_once(max_exchanges=32, max_wait_s=BACKOFF_WAIT_S)
+                if not await handset.agent.store.sendable(1):
+                    return
 
     async def to_field(self, url: str, outages: dict[int, list[Outage]]) -> None:
         """Move every handset onto its scenario link with its outages."""

@@ -144,24 +144,20 @@ class Handset:
         on_keycodes: Callable[[Handset, list[Keycode]], None],
         adapter: PlatformAdapter,
     ) -> Handset:
-        setup = MeasuredTransport(url, port, profile)
-        metered = Metered(adapter)
+        transport = MeasuredTransport(url, port, profile)
         try:
-            first = await Agent.provision(
+            agent = await Agent.provision(
                 db_path,
                 url,
                 spec.name,
                 spec.code,
-                transport=setup,
-                adapter=metered,
+                transport=transport,
+                adapter=Metered(adapter),
                 storage=STORAGE,
             )
         except BaseException:
-            await setup.close()  # ours, not the agent's: it was never handed over
+            await transport.close()  # ours, not the agent's: it was never handed over
             raise
-        await first.close()
-        transport = MeasuredTransport(url, port, profile)
-        agent = await Agent.open(db_path, transport=transport, adapter=metered, storage=STORAGE)
         return cls(index, spec, profile, port, agent, transport, on_keycodes, list(spec.devices))
 
     @property

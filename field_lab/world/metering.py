@@ -59,24 +59,20 @@ class Metering:
         self.every_s = m.report_every_h * 3600
         self.budget_bytes = m.budget_kb_month * 1000
         self.scheduler = LinkScheduler()
-        rng = random.Random(f"{scenario.seed}:metered")
-        chosen = [s for s in sorted(sites) if rng.random() < m.metered_share]
         profile = get_profile(m.link)
         now = clock.meter()
-        self.meters = [
-            MeterLink(
-                sites[serial],
-                MetricsReporter(
-                    sites[serial].meter,
-                    ReporterConfig(str(serial), sites[serial].secret.key, url),
-                    storage=None,
-                    now=now,
-                ),
-                self.scheduler.add(profile, seed=serial),
-                rng.uniform(0, self.every_s),
+        self.meters = []
+        for serial in sorted(sites):
+            first_s = first_report_s(scenario.seed, serial, m.metered_share, self.every_s)
+            if first_s is None:
+                continue
+            site = sites[serial]
+            reporter = MetricsReporter(
+                site.meter, ReporterConfig(str(serial), site.secret.key, url), storage=None, now=now
             )
-            for serial in chosen
-        ]
+            self.meters.append(
+                MeterLink(site, reporter, self.scheduler.add(profile, seed=serial), first_s)
+            )
 
     async def run(self, stop: asyncio.Event) -> None:
         """Every metered meter reports on its schedule until `stop` (bounded in count)."""
@@ -133,23 +129,66 @@ class Metering:
         self.scheduler.close()
 
     def figures(self) -> dict[str, Any]:
-        """The `metering` section of summary.json. Each report stands for `report_every_h`
-        of the device's life, so bytes per device-month = bytes / reports x reports a month."""
-        up = sum(m.port.link.bytes_written[UP] for m in self.meters)
-        down = sum(m.port.link.bytes_written[DOWN] for m in self.meters)
-        reports = sum(m.reports for m in self.meters)
-        per_month = (up + down) / reports * (MONTH_S / self.every_s) if reports else None
-        return {
+        """The `metering` section of summary.json."""
+        counted = {
             "meters": len(self.meters),
-            "report_every_h": self.every_s / 3600,
-            "reports": reports,
+            "reports": sum(m.reports for m in self.meters),
             "reports_acknowledged": sum(m.acknowledged for m in self.meters),
             "reports_failed": sum(m.failed for m in self.meters),
             "tokens_by_link": sum(m.tokens_applied for m in self.meters),
             "tokens_by_link_not_applied": sum(m.tokens_not_applied for m in self.meters),
-            "bytes_up": up,
-            "bytes_down": down,
-            "bytes_per_device_month": None if per_month is None else round(per_month),
-            "budget_bytes_month": self.budget_bytes,
-            "budget_share": None if per_month is None else round(per_month / self.budget_bytes, 4),
+            "bytes_up": sum(m.port.link.bytes_written[UP] for m in self.meters),
+            "bytes_down": sum(m.port.link.bytes_written[DOWN] for m in self.meters),
         }
+        return section(counted, self.every_s / 3600, self.budget_bytes)
+
+
+def first_report_s(seed: int, serial: int, share: float, every_s: float) -> float | None:
+    """Device seconds into the field of a metered meter's first report; None: not metered.
+    Drawn per device from the run's seed, so the same meters report whatever the shards."""
+    if share <= 0:
+        return None
+    rng = random.Random(f"{seed}:metered:{serial}")
+    return rng.uniform(0, every_s) if rng.random() < share else None
+
+
+COUNTED = (
+    "meters",
+    "reports",
+    "reports_acknowledged",
+    "reports_failed",
+    "tokens_by_link",
+    "tokens_by_link_not_applied",
+    "bytes_up",
+    "bytes_down",
+)
+"""The section's fields that add up across shards; the rest follow from them."""
+
+
+def section(counted: dict[str, int], report_every_h: float, budget_bytes: float) -> dict[str, Any]:
+    """The `metering` section from its counted fields. Each report stands for `report_every_h`
+    of the device's life, so bytes per device-month = bytes / reports x reports a month."""
+    reports = counted["reports"]
+    both = counted["bytes_up"] + counted["bytes_down"]
+    per_month = both / reports * (MONTH_S / (report_every_h * 3600)) if reports else None
+    return {
+        **{name: counted[name] for name in COUNTED},
+        "report_every_h": report_every_h,
+        "budget_bytes_month": budget_bytes,
+        "bytes_per_device_month": None if per_month is None else round(per_month),
+        "budget_share": None if per_month is None else round(per_month / budget_bytes, 4),
+    }
+
+
+def merged(sections: list[dict[str, Any]]) -> dict[str, Any]:
+    """Shards' `metering` sections as one run's: counts add, per-month figures are recomputed
+    from the sums (never averaged). Raises ValueError when the shards disagree on the
+    scenario's report interval or budget, or a section lacks a field."""
+    if not sections:
+        raise ValueError("no metering section to merge")
+    settings = {(s["report_every_h"], s["budget_bytes_month"]) for s in sections}
+    if len(settings) != 1:
+        raise ValueError(f"shards report different metering settings: {sorted(settings)}")
+    every_h, budget = settings.pop()
+    counted = {name: sum(int(s[name]) for s in sections) for name in COUNTED}
+    return section(counted, float(every_h), float(budget))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import subprocess
@@ -63,7 +64,19 @@ def figures(lab: Lab) -> dict[str, int | None]:
 
 
 async def test_a_small_run_is_clean(tmp_path: Path) -> None:
-    lab = await run(tmp_path)
+    frozen: dict[str, tuple[int, int]] = {}
+    thresholds = gc.get_threshold()
+
+    def progress(current: Lab) -> None:
+        frozen.setdefault(current.phase, (gc.get_freeze_count(), gc.get_threshold()[0]))
+
+    lab = await run(tmp_path, progress=progress)
+    # set-up's objects are out of the collector's sight in the field only, never after
+    assert frozen["field"][0] > 0
+    assert frozen["field"][1] > thresholds[0]
+    assert gc.get_freeze_count() == 0
+    assert gc.get_threshold() == thresholds
+    assert lab.setup_s.keys() == {"provision", "installed_base", "drain", "typing", "to_field"}
     s = lab.stats
     assert s.total.sale_failed.total > 0
     assert s.total.activation.count > 0

@@ -7,6 +7,7 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -16,11 +17,18 @@ from field_lab.check.judge import Claim
 from field_lab.check.keys import FIGURES
 from field_lab.lab.lab import FieldEvidence
 from field_lab.lab.stats import RunStats
-from field_lab.lab.wire import evidence_to_wire, merged_evidence, merged_stats, stats_to_wire
+from field_lab.lab.wire import (
+    WireError,
+    evidence_to_wire,
+    merged_evidence,
+    merged_stats,
+    stats_to_wire,
+)
 from field_lab.measure.history import History
 from field_lab.scenario import DEFAULT, load
 from field_lab.workload import plan
 from field_lab.workload.behaviour import agent_behaviour, customer_behaviour
+from field_lab.world import metering
 from field_lab.world.fixture import Stocking, seed
 from tests.field_lab.test_lab import lab_cli
 
@@ -103,6 +111,37 @@ def test_figures_merge_as_if_recorded_in_one_process(
     assert mine.report.count == theirs.report.count == merged.report.count
 
 
+meter_counts = st.fixed_dictionaries({name: st.integers(0, 10_000) for name in metering.COUNTED})
+
+
+@given(st.lists(meter_counts, min_size=1, max_size=4), st.sampled_from([0.25, 4.0]))
+@settings(max_examples=40, deadline=None)
+def test_metering_sections_merge_as_if_counted_in_one_process(
+    shards: list[dict[str, int]], every_h: float
+) -> None:
+    """Counts add and the per-month figures follow from the sums: the merged section is the
+    one a single process counting every shard's meters would have written."""
+    wire = []
+    for counted in shards:
+        stats = RunStats()
+        stats.sections["metering"] = metering.section(counted, every_h, 750_000)
+        wire.append(json.loads(json.dumps(stats_to_wire(stats))))
+    whole = {name: sum(c[name] for c in shards) for name in metering.COUNTED}
+    assert merged_stats(wire).sections["metering"] == metering.section(whole, every_h, 750_000)
+
+
+def test_shards_that_disagree_on_metering_settings_are_a_wire_error() -> None:
+    docs = []
+    for every_h in (4.0, 2.0):
+        stats = RunStats()
+        stats.sections["metering"] = metering.section(
+            dict.fromkeys(metering.COUNTED, 1), every_h, 9
+        )
+        docs.append(stats_to_wire(stats))
+    with pytest.raises(WireError, match="different metering settings"):
+        merged_stats(docs)
+
+
 def evidence(handset: int, ops: int) -> FieldEvidence:
     history = History()
     for seq in range(1, ops + 1):
@@ -147,6 +186,7 @@ def test_a_sharded_run_acts_on_the_whole_plan_and_is_judged_clean(tmp_path: Path
         "seed = 3\nduration_s = 6\nsettle_s = 10\n[fleet]\nagents = 4\ndevices = 16\n"
         "[agents]\nvisits_per_hour = 900\nsync_interval_s = 3\n"
         "[customers]\npayments_per_hour = 240\nseconds_per_key = 0.05\n"
+        '[metering]\nmetered_share = 0.5\nreport_every_h = 0.25\nlink = "3g"\n'
     )
     out = tmp_path / "out"
     done = lab_cli("run", str(scenario), "--shards", "2", "--out", str(out), "--quiet")
@@ -165,6 +205,11 @@ def test_a_sharded_run_acts_on_the_whole_plan_and_is_judged_clean(tmp_path: Path
     }
     assert doc["handsets"] == 4
     assert doc["report_availability"] == 1.0  # the parent's readers hold a distributor's token
+    # every shard's metered meters in one section, the same meters a single process meters
+    metered = [d for d in fixture.secrets if metering.first_report_s(3, d, 0.5, 900.0) is not None]
+    assert 0 < len(metered) < 16
+    assert doc["metering"]["meters"] == len(metered)
+    assert doc["metering"]["reports_acknowledged"] > 0
     assert set(doc["by_distributor"]) == {"distributor-1", "distributor-2", "distributor-3"}
     by = doc["by_distributor"].values()
     assert all(d["report_availability"] == 1.0 for d in by)  # each read with its own token
