@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 
@@ -22,7 +22,7 @@ from field_lab.check.keys import mm_key, op_key
 from field_lab.errors import AuditError
 from field_lab.measure.history import History, Status
 from field_lab.protocols import format_named
-from server_stub.mno import Final, MnoSimulator
+from server_stub.mno import Final, Txn
 
 AUDIT_PATH = "/v1/audit/"
 PAGE_SIZE = 500
@@ -263,7 +263,15 @@ def learn_from_handset(history: History, handset: HandsetEvidence, at: float) ->
         learn(history, op_key(handset.handset, seq), status, at, state.value)
 
 
-def learn_from_operator(history: History, operator: MnoSimulator, at: float) -> None:
+class OperatorRecord(Protocol):
+    """What the judge reads of a mobile-money operator: every transaction and its attempts
+    (`server_stub.mno.MnoSimulator` in real time, the simulation's operator in virtual time)."""
+
+    @property
+    def history(self) -> Mapping[str, Txn]: ...
+
+
+def learn_from_operator(history: History, operator: OperatorRecord, at: float) -> None:
     """Each payment as the operator knows it: confirmed (ok); refused or answered otherwise
     (fail); given up on without an answer (unknown). Payments still in flight stay open."""
     for txn, record in operator.history.items():
