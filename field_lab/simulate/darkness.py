@@ -201,11 +201,12 @@ def attribute(
     merged_links = {scope: _merge(sorted(w)) for scope, w in links.items()}
     order = sorted(range(len(incidents)), key=lambda i: (incidents[i].start, i))
     ranked = [incidents[i] for i in order]
+    windows = [(ms(i.start), ms(i.end), ms(i.effect_end), i) for i in ranked]
     tally = _Tally(t0, t1, ranked)
     for meter in sorted(by_meter):
         intervals = _merge(sorted(by_meter[meter]))
         meter_pays = sorted(pays.get(meter, ()), key=lambda p: ms(p.paid_at))
-        _attribute_meter(meter, intervals, meter_pays, ranked, merged_links, t1, tally)
+        _attribute_meter(intervals, meter_pays, windows, merged_links, t1, tally)
     return tally.result(start, end)
 
 
@@ -307,36 +308,45 @@ class _Tally:
         )
 
 
+_Window = tuple[int, int, int, Incident]
+"""An incident in ms: (start, end, effect_end, incident)."""
+_Span = tuple[int, int, list[tuple[int, int, Stage]]]
+"""A payment on its way in ms: (paid, until, its stages as (start, end, stage))."""
+
+
 def _attribute_meter(
-    meter: str,
     intervals: list[tuple[int, int]],
     pays: list[Delivery],
-    incidents: list[Incident],
+    incidents: list[_Window],
     links: dict[str, list[tuple[int, int]]],
     t1: int,
     tally: _Tally,
 ) -> None:
     day = ms(DAY)
+    lo, hi = intervals[0][0], intervals[-1][1]
     # Every moment the answer can change: segments between them are charged to one cause.
-    cuts: set[int] = set()
-    spans = []  # (paid, until, stages as (start, end, stage)) per delivery, in paid order
+    cuts: set[int] = set(range(-(-lo // day) * day, hi, day))
+    spans: list[_Span] = []  # in paid order; only those overlapping the dark time
     for p in pays:
+        paid = ms(p.paid_at)
         until = t1 if p.applied_at is None else ms(p.applied_at)
+        if paid >= hi or until <= lo:
+            continue
         stages = [(ms(s.start), ms(s.end), s) for s in p.stages]
         if p.applied_at is None:  # the last stage lasts to the run's end
-            a, _, s = stages[-1]
-            stages[-1] = (a, max(t1, stages[-1][1]), s)
-        spans.append((ms(p.paid_at), until, stages))
-        cuts.add(ms(p.paid_at))
-        cuts.add(until)
-        for a, b, s in stages:
+            a, b, last = stages[-1]
+            stages[-1] = (a, max(t1, b), last)
+        spans.append((paid, until, stages))
+        cuts.update((paid, until))
+        for a, b, stage in stages:
             cuts.update((a, b))
-            for w in links.get(s.scope, ()) if s.scope else ():
-                cuts.update(w)
-    for inc in incidents:
-        cuts.update((ms(inc.start), ms(inc.end), ms(inc.effect_end)))
-    lo, hi = intervals[0][0], intervals[-1][1]
-    cuts.update(range(-(-lo // day) * day, hi, day))
+            windows = links.get(stage.scope) if stage.scope else None
+            if windows:
+                first = max(0, bisect.bisect_left(windows, (lo, lo)) - 1)
+                for w in windows[first : bisect.bisect_left(windows, (hi, hi))]:
+                    cuts.update(w)
+    for a, b, c, _ in incidents:
+        cuts.update((a, b, c))
     ordered = sorted(c for c in cuts if lo < c < hi)
     seen: set[str] = set()
     waiting_spans: list[tuple[int, int]] = []
@@ -349,7 +359,7 @@ def _attribute_meter(
         for a, b in pairwise(edges):
             length = b - a
             d = a // day - tally.day0
-            cause, incident = _cause_at(a, spans, incidents, links)
+            cause, incident = _cause_at(a, spans, incidents, links) if spans else (None, None)
             if cause is None:
                 tally.unpaid += length
                 tally.day_unpaid[d] += length
@@ -373,24 +383,24 @@ def _attribute_meter(
 
 def _cause_at(
     t: int,
-    spans: list[tuple[int, int, list[tuple[int, int, Stage]]]],
-    incidents: list[Incident],
+    spans: list[_Span],
+    incidents: list[_Window],
     links: dict[str, list[tuple[int, int]]],
 ) -> tuple[str | None, str | None]:
     """(cause, incident name) of a dark millisecond t; (None, None) when unpaid."""
-    pending = [stages for paid, until, stages in spans if paid <= t < until]
-    if not pending:
+    # the earliest payment still on its way
+    stages = next((st for paid, until, st in spans if paid <= t < until), None)
+    if stages is None:
         return None, None
-    stages = pending[0]  # the earliest payment still on its way
-    stage = stages[-1][2]
+    begun, _, stage = stages[-1]
     for a, b, s in stages:
         if a <= t < b:
-            stage = s
+            begun, stage = a, s
             break
-    for inc in incidents:
+    for start, end, effect_end, inc in incidents:
         if (
-            ms(inc.start) <= t < ms(inc.effect_end)
-            and ms(stage.start) < ms(inc.end)
+            start <= t < effect_end
+            and begun < end
             and inc.holds_up(stage.name, stage.via, stage.scope)
         ):
             return inc.kind, inc.name

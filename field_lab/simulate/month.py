@@ -40,13 +40,15 @@ import math
 import random
 import re
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from field_lab.scenario import Scenario, ScenarioError, _fail, _number
 from field_lab.scenario import parse as parse_scenario
+
+T = TypeVar("T")
 
 DAY = 86_400.0
 HOUR = 3_600.0
@@ -123,9 +125,15 @@ class Incident:
             "platform_down": "platform outage",
             "operator_delay": f"operator callbacks {_num(self.delay_hours)} h late",
             "sms_loss": f"SMS gateway losing {_num(self.loss * 100)} %",
-            "agent_offline": f"agent {self.agent} phone offline",
+            "agent_offline": f"{self._agent_label} phone offline",
         }[self.kind]
         return f"{what} {self.when}"
+
+    @property
+    def _agent_label(self) -> str:
+        """ "agent 17" for an index, the id itself when it already says agent ("agent-00017")."""
+        label = str(self.agent)
+        return label if label.lower().startswith("agent") else f"agent {label}"
 
     def holds_up(self, stage: str, via: str, scope: str) -> bool:
         """Whether this incident delays a payment in `stage` (delivered `via`, over `scope`)."""
@@ -231,6 +239,7 @@ class Month:
                     raise ScenarioError(f"incident[{i}].agent: no agent with id {agent!r}")
                 inc = Incident(inc.kind, inc.day, inc.at_min, inc.hours, agent=agent)
             out.append(inc)
+        _unique(out)  # an index and an id may name the same agent
         return Month(self.days, self.villages, self.agents, self.plans, self.coverage, tuple(out))
 
 
@@ -286,83 +295,64 @@ def _shares(path: str, value: object, allowed: Sequence[str]) -> dict[str, float
     return out
 
 
-def _agents(path: str, value: object) -> AgentHours:
-    table = _table(path, value, ("hours", "visit_days", "jitter_min"))
-    out = AgentHours()
-    hours = _clock_window(f"{path}.hours", table["hours"]) if "hours" in table else out.hours
+Check = Callable[[str, Any], Any]
+
+
+def _whole(low: int, high: int) -> Check:
+    return lambda p, v: int(_number(p, v, low=low, high=high, integer=True))
+
+
+def _real(low: float, high: float) -> Check:
+    return lambda p, v: float(_number(p, v, low=low, high=high))
+
+
+def _build(path: str, value: object, cls: type[T], rules: dict[str, Check]) -> T:
+    """A `cls` from a table: each key given is checked by its rule, the rest are defaults."""
+    table = _table(path, value, tuple(rules))
+    return cls(**{k: check(f"{path}.{k}", table[k]) for k, check in rules.items() if k in table})
+
+
+def _work_hours(path: str, value: object) -> tuple[int, int]:
+    hours = _clock_window(path, value)
     if hours[0] >= hours[1]:
-        raise ScenarioError(f"{path}.hours: the day must end after it starts, got {hours}")
-    days = table.get("visit_days", list(out.visit_days))
-    if not isinstance(days, list) or not days:
-        raise _fail(f"{path}.visit_days", "a non-empty list of weekdays 0 to 6", days)
-    visit = tuple(
-        int(_number(f"{path}.visit_days[{i}]", d, low=0, high=6, integer=True))
-        for i, d in enumerate(days)
-    )
-    if len(set(visit)) != len(visit):
-        raise ScenarioError(f"{path}.visit_days: a weekday is listed twice: {list(visit)}")
-    jitter = table.get("jitter_min", out.jitter_min)
-    jitter_min = int(_number(f"{path}.jitter_min", jitter, low=0, high=180, integer=True))
-    return AgentHours(hours, tuple(sorted(visit)), jitter_min)
+        raise ScenarioError(f"{path}: the day must end after it starts, got {value!r}")
+    return hours
+
+
+def _weekdays(path: str, value: object) -> tuple[int, ...]:
+    if not isinstance(value, list) or not value:
+        raise _fail(path, "a non-empty list of weekdays 0 to 6", value)
+    days = [_whole(0, 6)(f"{path}[{i}]", d) for i, d in enumerate(value)]
+    if len(set(days)) != len(days):
+        raise ScenarioError(f"{path}: a weekday is listed twice: {days}")
+    return tuple(sorted(days))
+
+
+def _agents(path: str, value: object) -> AgentHours:
+    rules = {"hours": _work_hours, "visit_days": _weekdays, "jitter_min": _whole(0, 180)}
+    return _build(path, value, AgentHours, rules)
 
 
 def _plan(path: str, value: object) -> Plan:
-    known = ("price_per_day", "days_per_payment", "habits", "late_days", "advance_days")
-    table = _table(path, value, known)
-    d = Plan()
-    return Plan(
-        price_per_day=int(
-            _number(
-                f"{path}.price_per_day",
-                table.get("price_per_day", d.price_per_day),
-                low=1,
-                high=10**9,
-                integer=True,
-            )
-        ),
-        days_per_payment=int(
-            _number(
-                f"{path}.days_per_payment",
-                table.get("days_per_payment", d.days_per_payment),
-                low=1,
-                high=365,
-                integer=True,
-            )
-        ),
-        habits=_shares(f"{path}.habits", table["habits"], HABITS)
-        if "habits" in table
-        else dict(d.habits),
-        late_days=_range(f"{path}.late_days", table["late_days"], low=0, high=60)
-        if "late_days" in table
-        else d.late_days,
-        advance_days=_range(f"{path}.advance_days", table["advance_days"], low=0, high=60)
-        if "advance_days" in table
-        else d.advance_days,
-    )
+    rules: dict[str, Check] = {
+        "price_per_day": _whole(1, 10**9),
+        "days_per_payment": _whole(1, 365),
+        "habits": lambda p, v: _shares(p, v, HABITS),
+        "late_days": lambda p, v: _range(p, v, low=0, high=60),
+        "advance_days": lambda p, v: _range(p, v, low=0, high=60),
+    }
+    return _build(path, value, Plan, rules)
 
 
 def _coverage(path: str, value: object) -> Coverage:
-    known = ("share", "outages_per_day", "outage_hours", "peak", "peak_share")
-    table = _table(path, value, known)
-    d = Coverage()
-    return Coverage(
-        share=float(_number(f"{path}.share", table.get("share", d.share), low=0, high=1)),
-        outages_per_day=float(
-            _number(
-                f"{path}.outages_per_day",
-                table.get("outages_per_day", d.outages_per_day),
-                low=0,
-                high=48,
-            )
-        ),
-        outage_hours=_range(f"{path}.outage_hours", table["outage_hours"], low=0, high=72)
-        if "outage_hours" in table
-        else d.outage_hours,
-        peak=_clock_window(f"{path}.peak", table["peak"]) if "peak" in table else d.peak,
-        peak_share=float(
-            _number(f"{path}.peak_share", table.get("peak_share", d.peak_share), low=0, high=1)
-        ),
-    )
+    rules: dict[str, Check] = {
+        "share": _real(0, 1),
+        "outages_per_day": _real(0, 48),
+        "outage_hours": lambda p, v: _range(p, v, low=0, high=72),
+        "peak": _clock_window,
+        "peak_share": _real(0, 1),
+    }
+    return _build(path, value, Coverage, rules)
 
 
 _INCIDENT_EXTRA = {
@@ -411,16 +401,8 @@ def parse(raw: Mapping[str, Any]) -> Month:
     known = ("days", "villages", "agents", "plans", "coverage")
     table = _table("simulate", raw.get("simulate", {}), known)
     d = Month()
-    days = int(_number("simulate.days", table.get("days", d.days), low=1, high=366, integer=True))
-    villages = int(
-        _number(
-            "simulate.villages",
-            table.get("villages", d.villages),
-            low=1,
-            high=100_000,
-            integer=True,
-        )
-    )
+    days = _whole(1, 366)("simulate.days", table.get("days", d.days))
+    villages = _whole(1, 100_000)("simulate.villages", table.get("villages", d.villages))
     agents = _agents("simulate.agents", table.get("agents", {}))
     plans = d.plans
     if "plans" in table:
@@ -441,12 +423,17 @@ def parse(raw: Mapping[str, Any]) -> Month:
     if not isinstance(items, list):
         raise _fail("incident", "[[incident]] tables", items)
     incidents = tuple(_incident(f"incident[{i}]", item, days) for i, item in enumerate(items))
+    _unique(incidents)
+    return Month(days, villages, agents, plans, coverage, incidents)
+
+
+def _unique(incidents: Sequence[Incident]) -> None:
+    """Two incidents with one name would share one line of every output: refuse them."""
     seen: dict[str, int] = {}
     for i, inc in enumerate(incidents):
         if inc.name in seen:
             raise ScenarioError(f"incident[{i}]: the same as incident[{seen[inc.name]}]")
         seen[inc.name] = i
-    return Month(days, villages, agents, plans, coverage, incidents)
 
 
 def to_dict(month: Month) -> dict[str, Any]:
@@ -532,13 +519,13 @@ def habit_of(seed: int, customer: int, plan: Plan) -> str:
 
 
 def _pay_hours(rng: random.Random, t: float) -> float:
-    """`t` moved into paying hours (07:00-21:00), to the same day or the next."""
+    """`t` moved into paying hours (07:00-21:00): at night, to the next morning's first two."""
     day, into = divmod(t, DAY)
     if PAY_HOURS[0] <= into < PAY_HOURS[1]:
         return t
     if into >= PAY_HOURS[1]:
         day += 1
-    return day * DAY + rng.uniform(*PAY_HOURS)
+    return day * DAY + PAY_HOURS[0] + rng.uniform(0, 2 * HOUR)
 
 
 def payments(
@@ -609,10 +596,9 @@ def working_windows(
     rng = _rng(seed, "agent", agent)
     shift_start = rng.uniform(-hours.jitter_min, hours.jitter_min) * 60
     shift_end = rng.uniform(-hours.jitter_min, hours.jitter_min) * 60
-    lo = max(0.0, hours.hours[0] * 60 + shift_start)
-    hi = min(DAY, hours.hours[1] * 60 + shift_end)
-    if hi <= lo:
-        hi = min(DAY, lo + HOUR)
+    # within the day, at least a minute long, however far the jitter moved them
+    lo = min(max(0.0, hours.hours[0] * 60 + shift_start), DAY - 60)
+    hi = min(max(lo + 60, hours.hours[1] * 60 + shift_end), DAY)
     return tuple(
         (day * DAY + lo, day * DAY + hi)
         for day in range(days)

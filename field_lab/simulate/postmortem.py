@@ -12,7 +12,7 @@ from html import escape
 from typing import Any
 
 from field_lab.simulate.darkness import MS_PER_HOUR, DarkHours, hours
-from field_lab.simulate.month import DAY, HOUR
+from field_lab.simulate.month import DAY, HOUR, Incident
 
 CSV_NAME = "dark_hours_by_day.csv"
 SVG_NAME = "dark_households.svg"
@@ -98,7 +98,7 @@ def svg(dark: DarkHours, *, width: int = 900, height: int = 260) -> str:
     """Households dark per hour (all, and after payment) over the run, incidents as bands.
 
     Self-contained (no scripts, no external fonts), so it can be inlined in report.html."""
-    pad_l, pad_r, pad_t, pad_b = 48, 12, 22, 28
+    pad_l, pad_r, pad_t, pad_b = 48, 28, 22, 28
     plot_w, plot_h = width - pad_l - pad_r, height - pad_t - pad_b
     n = max(1, len(dark.hourly_dark))
     top = max([1, *dark.hourly_dark])
@@ -125,7 +125,7 @@ def svg(dark: DarkHours, *, width: int = 900, height: int = 260) -> str:
         f'<rect x="{pad_l}" y="{pad_t}" width="{plot_w}" height="{plot_h}" fill="#fafafa"'
         ' stroke="#999"/>',
     ]
-    for inc in dark.incidents:
+    for inc in shown_incidents(dark):
         a, b = x(inc.start), x(inc.end)
         parts.append(
             f'<rect class="incident" x="{a:.1f}" y="{pad_t}" width="{max(b - a, 1.0):.1f}"'
@@ -154,6 +154,11 @@ def svg(dark: DarkHours, *, width: int = 900, height: int = 260) -> str:
     )
     parts.append("</svg>")
     return "\n".join(parts) + "\n"
+
+
+def shown_incidents(dark: DarkHours) -> list[Incident]:
+    """The incidents the plot marks: those that overlap the run."""
+    return [i for i in dark.incidents if i.start < dark.end and i.end > dark.start]
 
 
 def files(dark: DarkHours) -> dict[str, str]:
