@@ -224,8 +224,9 @@ class Engine:
             self.db, clock=lambda: EPOCH + loop.time(), platform=config, faults=self.faults
         )
         app[RUNNER] = InlineStore()  # the store's work inline: no thread, no virtual-time race
-        app.freeze()
+        app.on_startup.freeze()  # as aiohttp's AppRunner does: start, then freeze the app
         await app.startup()
+        app.freeze()
         door = Door(AppDispatch(app), down)
         operator = Operator(
             door,

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from field_lab.check.evidence import AuditClient, PlatformEvidence
 from field_lab.check.judge import Verdict, judge
+from field_lab.errors import ConfigError
 from field_lab.scenario import Scenario
 from field_lab.simulate import darkness, vloop
 from field_lab.simulate.engine import Engine, Evidence
@@ -56,6 +57,12 @@ def simulate(
     agents = fixture.agents[: scenario.fleet.agents]
     month = month.resolve_agents([a.name for a in agents])
     schedule = schedule or schedule_of(scenario, month, fixture)
+    unknown = [c.serial for c in schedule.customers if c.serial not in fixture.secrets]
+    if unknown or len(schedule.agents) > len(agents):
+        raise ConfigError(
+            f"the schedule names devices the fleet does not have ({unknown[:3]}) or more than"
+            f" its {len(agents)} agents: build it from this scenario's fixture"
+        )
     engine = Engine(scenario, month, fixture, schedule, db, workdir, faults)
     virtual = time.perf_counter()
     evidence, _ = vloop.run(engine.run())
