@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from field_lab.cli import main
+from field_lab.scenario import Scenario
 from field_lab.scenario import parse as parse_scenario
 from field_lab.simulate import month as months
 from field_lab.simulate import vloop
@@ -94,7 +95,7 @@ def test_without_the_outage_the_code_lands_in_seconds(tmp_path: Path) -> None:
     assert outcome.evidence.meters[serial] == pytest.approx((2 + 7) * DAY, abs=60)
 
 
-def _small(seed: int) -> tuple[object, months.Month]:
+def _small(seed: int) -> tuple[Scenario, months.Month]:
     scenario = ONE_HOME.with_overrides(agents=3, devices=24, seed=seed)
     month = months.parse(
         {
@@ -113,7 +114,7 @@ def test_the_same_seed_gives_the_same_figures(tmp_path: Path) -> None:
     docs = []
     for run in ("a", "b"):
         (tmp_path / run).mkdir()
-        doc = summary(simulate(scenario, month, tmp_path / run))  # type: ignore[arg-type]
+        doc = summary(simulate(scenario, month, tmp_path / run))
         doc.pop("wall")
         docs.append(doc)
     assert docs[0] == docs[1]
@@ -124,13 +125,15 @@ def test_the_same_seed_gives_the_same_figures(tmp_path: Path) -> None:
 def test_an_over_crediting_platform_turns_the_credit_check_red(tmp_path: Path) -> None:
     scenario, month = _small(7)
     outcome = simulate(
-        scenario,  # type: ignore[arg-type]
+        scenario,
         month,
         tmp_path,
         faults=PlatformFaults(credit_factor=2),
     )
     figures = outcome.verdict.figures()
-    assert figures["overcredited_meters"] is not None and figures["overcredited_meters"] > 0
+    over = figures["overcredited_meters"]
+    assert over is not None
+    assert over > 0
     assert summary(outcome)["all_checks_verified"] is False
 
 
