@@ -26,6 +26,7 @@ from typing import Any
 
 from agent_client.adapters import CompactAdapter, Link, Provisioned
 from agent_client.agent import Agent
+from agent_client.database import Inline, Storage
 from agent_client.errors import AgentError, ServerRefused
 from agent_client.protocol.frames import Keycode
 from agent_client.protocol.ops import Kind, Operation
@@ -45,9 +46,8 @@ from field_lab.simulate.schedule import Customer, Schedule
 from field_lab.simulate.wire import Door, LinkTransport, Windows
 from field_lab.workload.plan import link_profiles
 from field_lab.world.fixture import Fixture
-from field_lab.world.handset import STORAGE
 from field_lab.world.sites import meter_for, phone_of
-from server_stub.app import RUNNER, create_app
+from server_stub.app import RUNNER, STORE, create_app
 from server_stub.app import Platform as StubConfig
 from server_stub.faults import PlatformFaults
 from server_stub.notify import ResendRule
@@ -60,6 +60,8 @@ BASE = DAY
 SETTLE_S = 2 * DAY
 """After the month, at most this long for late callbacks and codes to land."""
 FINAL_SYNC_EXCHANGES = 32
+STORAGE = Storage(journal="wal", synchronous="off", runner=Inline())
+"""Simulated handsets never lose power: a log append per commit, no sync, no thread."""
 
 
 @dataclass(frozen=True)
@@ -227,6 +229,7 @@ class Engine:
         app.on_startup.freeze()  # as aiohttp's AppRunner does: start, then freeze the app
         await app.startup()
         app.freeze()
+        app[STORE].db.execute("PRAGMA synchronous=OFF")  # a simulated platform never loses power
         door = Door(AppDispatch(app), down)
         operator = Operator(
             door,
