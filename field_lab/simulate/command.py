@@ -87,7 +87,7 @@ def _simulate(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     try:
         with tempfile.TemporaryDirectory(prefix="simulate-", dir=scratch()) as work:
-            outcome = simulate(scenario, month, Path(work))
+            outcome = simulate(scenario, month, Path(work), progress=_progress)
     except HarnessError as exc:
         print(f"field-lab simulate: harness error: {exc}", file=sys.stderr)
         return EXIT_HARNESS
@@ -103,6 +103,10 @@ def _simulate(args: argparse.Namespace) -> int:
     for line in doc["postmortem"]:
         print(f"  {line}")
     return EXIT_OK if verified else EXIT_CHECKS
+
+
+def _progress(line: str) -> None:
+    print(f"field-lab simulate: {line}", file=sys.stderr, flush=True)
 
 
 def scratch() -> str | None:

@@ -19,7 +19,7 @@ import contextlib
 import random
 import secrets
 from collections import Counter
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -146,6 +146,8 @@ class Engine:
     handsets: list[Handset] = field(default_factory=list)
     counters: Counter[str] = field(default_factory=Counter)
     setting_up: bool = True
+    progress: Callable[[str], None] | None = None
+    """Told a line at each simulated day (and every few hundred handsets set up)."""
     customers: dict[int, Customer] = field(default_factory=dict)
     village_windows: dict[int, Windows] = field(default_factory=dict)
     _by_txn: dict[str, Paid] = field(default_factory=dict)
@@ -306,6 +308,8 @@ class Engine:
 
         for index in range(len(self.schedule.agents)):
             await one(index)  # one at a time: the same order, the same ids, every run
+            if (index + 1) % 250 == 0:
+                self._say(f"set-up: {index + 1} of {len(self.schedule.agents)} handsets")
         self.handsets.sort(key=lambda h: h.index)
         await self._typed()
 
@@ -374,9 +378,13 @@ class Engine:
         end = BASE + self.month.end
         due = {c.serial: list(c.payments) for c in self.schedule.customers}
         by_index = {h.index: h for h in self.handsets}
+        day = 0
         for at, _, action, target in self._events():
             if at >= end:
                 break
+            while at >= BASE + (day + 1) * DAY:
+                day += 1
+                self._say(f"day {day} of {self.month.days}: {self.counters.total()} events")
             await asyncio.sleep(at - loop.time())
             if action == "pay":
                 payment = due[target].pop(0)
@@ -386,6 +394,10 @@ class Engine:
             else:
                 by_index[target].agent.connectivity_changed(True)
         await asyncio.sleep(max(0.0, end - loop.time()))
+
+    def _say(self, line: str) -> None:
+        if self.progress is not None:
+            self.progress(line)
 
     async def _poll(self, h: Handset) -> None:
         """An agent starts the working day: one sync fetches what came for their customers."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +48,7 @@ def simulate(
     *,
     faults: PlatformFaults | None = None,
     schedule: Schedule | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> Outcome:
     """Run the month in `workdir` (a fresh platform database and one file per handset).
     `faults` breaks the platform on purpose (tests of the judge only); `schedule` replaces
@@ -63,7 +65,7 @@ def simulate(
             f"the schedule names devices the fleet does not have ({unknown[:3]}) or more than"
             f" its {len(agents)} agents: build it from this scenario's fixture"
         )
-    engine = Engine(scenario, month, fixture, schedule, db, workdir, faults)
+    engine = Engine(scenario, month, fixture, schedule, db, workdir, faults, progress=progress)
     virtual = time.perf_counter()
     evidence, _ = vloop.run(engine.run())
     month_wall = time.perf_counter() - virtual
