@@ -39,6 +39,14 @@ ONE_HOME = parse_scenario(
 )
 
 
+def one_payment() -> Schedule:
+    """One home whose 2 days of credit from the sale run out at day 1 00:00; its customer
+    pays a week by mobile money at day 0 23:30:10."""
+    pay = Payment(at=23.5 * HOUR + 10, amount=500 * 7, days=7)
+    home = Customer(FIRST_SERIAL, 0, 0, mobile=True, reads_sms=True, down_days=2, payments=(pay,))
+    return Schedule((home,), (AgentPlan(0, 0, ((8 * HOUR, 17 * HOUR),)),), {0: ()})
+
+
 def test_the_clock_jumps_and_nothing_waits_in_real_time() -> None:
     async def main_() -> float:
         await asyncio.gather(*(asyncio.sleep(h * HOUR) for h in range(1, 25)))
@@ -62,10 +70,7 @@ def test_a_two_hour_outage_at_payment_time_is_charged_to_it(tmp_path: Path) -> N
             "incident": [{"kind": "platform_down", "day": 0, "at": "23:30", "hours": 2}],
         }
     )
-    serial = FIRST_SERIAL
-    pay = Payment(at=23.5 * HOUR + 10, amount=500 * 7, days=7)
-    home = Customer(serial, 0, 0, mobile=True, reads_sms=True, down_days=2, payments=(pay,))
-    schedule = Schedule((home,), (AgentPlan(0, 0, ((8 * HOUR, 17 * HOUR),)),), {0: ()})
+    schedule = one_payment()
 
     outcome = simulate(ONE_HOME, month, tmp_path, schedule=schedule)
 
@@ -82,17 +87,34 @@ def test_a_two_hour_outage_at_payment_time_is_charged_to_it(tmp_path: Path) -> N
     assert outcome.evidence.counters["platform_refused"] >= 5  # callbacks knocked on a shut door
 
 
+def test_an_operator_delay_holds_the_callback_back(tmp_path: Path) -> None:
+    """The same payment while the operator holds callbacks 6 h: dark from 00:00 until the
+    callback lands at about 05:30, all of it charged to the delay."""
+    month = months.parse(
+        {
+            "simulate": {"days": 2, "villages": 1},
+            "incident": [
+                {"kind": "operator_delay", "day": 0, "at": "23:00", "hours": 2, "delay_hours": 6}
+            ],
+        }
+    )
+    schedule = one_payment()
+
+    outcome = simulate(ONE_HOME, month, tmp_path, schedule=schedule)
+
+    charged = outcome.dark.by_incident[month.incidents[0].name].ms / 3_600_000
+    assert charged == pytest.approx(5.5, abs=0.01)
+    assert outcome.dark.paid_waiting_ms / 3_600_000 == pytest.approx(5.5, abs=0.02)
+
+
 def test_without_the_outage_the_code_lands_in_seconds(tmp_path: Path) -> None:
     month = months.parse({"simulate": {"days": 2, "villages": 1}})
-    serial = FIRST_SERIAL
-    pay = Payment(at=23.5 * HOUR + 10, amount=500 * 7, days=7)
-    home = Customer(serial, 0, 0, mobile=True, reads_sms=True, down_days=2, payments=(pay,))
-    schedule = Schedule((home,), (AgentPlan(0, 0, ((8 * HOUR, 17 * HOUR),)),), {0: ()})
+    schedule = one_payment()
 
     outcome = simulate(ONE_HOME, month, tmp_path, schedule=schedule)
 
     assert outcome.dark.paid_waiting_ms == 0  # applied before the credit ran out
-    assert outcome.evidence.meters[serial] == pytest.approx((2 + 7) * DAY, abs=60)
+    assert outcome.evidence.meters[FIRST_SERIAL] == pytest.approx((2 + 7) * DAY, abs=60)
 
 
 def _small(seed: int) -> tuple[Scenario, months.Month]:
