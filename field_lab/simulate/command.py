@@ -76,11 +76,6 @@ def _simulate(args: argparse.Namespace) -> int:
     scenario = scenario.with_overrides(agents=args.agents, devices=args.devices, seed=args.seed)
     if args.days is not None:
         month = month.with_days(args.days)
-    if scenario.fleet.devices < scenario.fleet.agents:
-        raise ConfigError(
-            f"--devices {scenario.fleet.devices} is fewer than --agents {scenario.fleet.agents}:"
-            " every agent needs a device to sell"
-        )
     out: Path = args.out or Path(tempfile.mkdtemp(prefix="simulate-"))
     if out.exists() and any(out.iterdir()):
         raise ConfigError(f"--out {out} is not empty: name a new or empty folder")
