@@ -249,7 +249,7 @@ class Engine:
             await self._to_field(door)
             await self._month(operator)
             end = BASE + self.month.end
-            await self._settle(operator, end)
+            await self._settle(operator)
             evidence = await self._evidence(operator, end)
         finally:
             await operator.stop()
@@ -431,7 +431,7 @@ class Engine:
             self._by_txn[txn] = paid
         home.expect(paid)
 
-    async def _settle(self, operator: Operator, end: float) -> None:
+    async def _settle(self, operator: Operator) -> None:
         """No new payments: late callbacks land, every agent syncs in coverage, codes typed."""
         door = operator.door
         await operator.drain(SETTLE_S / 2)
