@@ -5,10 +5,13 @@ and the virtual clock itself."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from field_lab.cli import main
 from field_lab.scenario import Scenario
@@ -19,6 +22,7 @@ from field_lab.simulate.command import summary
 from field_lab.simulate.month import DAY, HOUR, Payment
 from field_lab.simulate.run import simulate
 from field_lab.simulate.schedule import AgentPlan, Customer, Schedule
+from field_lab.simulate.wire import Windows
 from field_lab.world.fixture import FIRST_SERIAL
 from server_stub.faults import PlatformFaults
 
@@ -173,3 +177,23 @@ def test_the_command_writes_its_files_and_refuses_bad_input(
     bad.write_text('[[incident]]\nkind = "meteor"\nday = 0\nat = "10:00"\nhours = 1\n')
     assert main(["simulate", str(bad), "--out", str(tmp_path / "o2")]) == 2
     assert "incident[0].kind" in capsys.readouterr().err
+
+
+@given(
+    st.lists(
+        st.tuples(st.floats(0, 1e6), st.floats(0, 1e4)).map(lambda p: (p[0], p[0] + p[1])),
+        max_size=20,
+    ),
+    st.floats(0, 1.1e6),
+)
+def test_windows_cover_exactly_the_moments_some_window_covers(
+    spans: list[tuple[float, float]], t: float
+) -> None:
+    windows = Windows(spans)
+    inside = any(s <= t < e for s, e in spans)
+    found = windows.covering(t)
+    assert (found is not None) == inside
+    if found is not None:
+        assert found[0] <= t < found[1]
+    merged = list(windows)
+    assert all(a[1] < b[0] for a, b in itertools.pairwise(merged))  # disjoint, sorted
