@@ -43,9 +43,9 @@ from agent_client.protocol.frames import UplinkFrame, decode_downlink, encode_up
 from agent_client.protocol.keycodes import KeycodeFormat
 from agent_client.protocol.ops import Kind, Operation
 from field_lab.world.fixture import distributor_token
+from field_lab.world.mno import Final, MnoConfig, MnoSimulator
 from server_stub.app import SYNC_PATH, Platform, create_app
 from server_stub.devices import make_devices
-from server_stub.mno import Final, MnoConfig, MnoSimulator
 from server_stub.reports import Reports
 from server_stub.store import Store
 

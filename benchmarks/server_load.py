@@ -31,8 +31,8 @@ from agent_client.protocol.frames import UplinkFrame, decode_downlink, encode_up
 from agent_client.protocol.keycodes import KeycodeFormat
 from field_lab.chaos.world import CONFIG, MM_SECRET
 from field_lab.world.fixture import distributor_token
+from field_lab.world.mno import Final, MnoConfig, MnoSimulator
 from field_lab.world.platform import serving
-from server_stub.mno import Final, MnoConfig, MnoSimulator
 from server_stub.store import Store
 
 sys.path.insert(0, str(Path(__file__).parent))

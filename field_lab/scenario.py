@@ -13,6 +13,7 @@ it got, so a typo fails before the run, not during it.
     [fleet]
     agents = 200
     devices = 2000
+    distributors = 3             # agents work for these in turn; each reads its own reports
     links = { gprs-typ = 0.5, gprs-bad = 0.2, edge-typ = 0.2, "3g" = 0.1 }
     outages = [ { at_s = 30, for_s = 12, share = 0.25 } ]
 
@@ -111,6 +112,8 @@ class Outage:
 class Fleet:
     agents: int = 200
     devices: int = 2000
+    distributors: int = 3
+    """The platform's tenants the agents work for, in turn (at most one per agent)."""
     links: dict[str, float] = field(
         default_factory=lambda: {"gprs-typ": 0.5, "gprs-bad": 0.2, "edge-typ": 0.2, "3g": 0.1}
     )
@@ -381,6 +384,7 @@ def parse(raw: Mapping[str, Any]) -> Scenario:
         {
             "agents": lambda p, v: int(_number(p, v, low=1, high=100_000, integer=True)),
             "devices": lambda p, v: int(_number(p, v, low=1, high=1_000_000, integer=True)),
+            "distributors": lambda p, v: int(_number(p, v, low=1, high=1000, integer=True)),
             "links": lambda p, v: _mix(p, v, LINK_PROFILES),
             "outages": _outages,
         },

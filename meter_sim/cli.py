@@ -52,6 +52,7 @@ SAMPLE_KEY = "deadbeef1020304004030201feebdaed"
 
 EXIT_BUSY = 1
 EXIT_USAGE = 2
+EXIT_BROKEN_PIPE = 141  # as a shell reports a reader that closed early (128 + SIGPIPE)
 LONG_REPLAY = 60.0
 """Seconds of pacing past which `replay` says how long it will take."""
 
@@ -495,6 +496,16 @@ def interactive(meter: MeterLike) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The CLI; a reader that stops early (`meter-sim demo | head`) ends it quietly."""
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # Python would report the broken pipe again when it flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+
+
+def _main(argv: Sequence[str] | None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
     commands = {"session", "serve", "demo", "replay", "tap", "-h", "--help", "--version"}
     if not words or words[0] not in commands:

@@ -30,7 +30,6 @@ from .devices import MAX_SERIAL, make_devices, parse_devices_csv, write_devices_
 from .errors import SetupError
 from .health import DEFAULT_BUDGET_MS, check_reports, healthy, over_http, table
 from .logs import configure
-from .mno import Final, MnoConfig, MnoSimulator
 from .store import DeviceRecord, Store
 from .tls import self_signed
 
@@ -58,12 +57,6 @@ def _port(text: str) -> int:
 def _count(text: str) -> int:
     if not text.isdigit():
         raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
-    return int(text)
-
-
-def _amount(text: str) -> int:
-    if not text.isdigit() or int(text) == 0:
-        raise argparse.ArgumentTypeError(f"expected a positive whole amount, got {text!r}")
     return int(text)
 
 
@@ -109,15 +102,6 @@ def parser() -> argparse.ArgumentParser:
         default=30.0,
         help="on SIGTERM/SIGINT, seconds to let in-flight requests finish",
     )
-    pay = sub.add_parser(
-        "mm-pay", help=f"pay through the operator simulator (secret from ${SECRET_ENV})"
-    )
-    pay.add_argument("--url", default="http://127.0.0.1:8080/v1/mm/callback")
-    pay.add_argument("account", help="the device serial the customer pays for")
-    pay.add_argument("amount", type=_amount, help="minor currency units")
-    pay.add_argument("msisdn", help="the paying customer's phone number")
-    pay.add_argument("--duplicate-rate", type=float, default=0.0)
-    pay.add_argument("--seed", type=int, default=0)
     dist = sub.add_parser(
         "add-distributor", help="add a distributor (prints its report API token, only once)"
     )
@@ -171,7 +155,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     db: Path = args.db
-    created = args.command not in ("mm-pay", "check-reports") and not db.exists()
+    created = args.command != "check-reports" and not db.exists()
     try:
         return run(args)
     except SetupError as exc:
@@ -287,29 +271,8 @@ def platform(synchronous: str = "full") -> Platform:
         raise SetupError(f"${AUDIT_TOKEN_ENV}: {exc}") from exc
 
 
-async def mm_pay(args: argparse.Namespace) -> int:
-    secret = mm_secret()
-    if secret is None:
-        raise SetupError(f"set ${SECRET_ENV} to the secret the server was started with")
-    try:
-        config = MnoConfig(delay_s=(0.0, 0.0), duplicate_rate=args.duplicate_rate, seed=args.seed)
-        mno = MnoSimulator(args.url, secret, config)
-    except ValueError as exc:
-        raise SetupError(
-            f"--url {args.url}: {exc}" if "127.0.0.1" in str(exc) else str(exc)
-        ) from exc
-    await reachable(args.url)
-    await mno.start()
-    txn_id = mno.pay(args.account, args.amount, args.msisdn)
-    await mno.stop(timeout_s=60.0)
-    txn = mno.history[txn_id]
-    answers = [a.answer or {"error": a.error} for a in txn.attempts]
-    print(json.dumps({"txn": txn_id, "final": txn.final.value, "answers": answers}))
-    return 0 if txn.final is Final.ACKNOWLEDGED else 1
-
-
 async def reachable(url: str) -> None:
-    """One connection attempt first: a one-off payment to nobody should not retry for 8 s."""
+    """One connection attempt first: a one-off request to nobody should not retry for long."""
     parts = urlsplit(url)
     try:
         port = parts.port or (443 if parts.scheme == "https" else 80)
@@ -355,8 +318,6 @@ CHECK_TIMEOUT_S = 5.0
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.command == "mm-pay":
-        return asyncio.run(mm_pay(args))
     if args.command == "check-reports":
         return asyncio.run(check_reports_command(args))
     check_db(args.db, create=args.command not in ("export-devices", "revoke-token", "issue-token"))

@@ -14,10 +14,10 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .sms import Receipt
 from .store import Store
 
 StoreCall = Callable[..., Coroutine[Any, Any, Any]]
+Receipt = Callable[[int, float], None]  # (the platform's reference, delivered at)
 
 
 class Gateway(Protocol):

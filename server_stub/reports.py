@@ -26,7 +26,7 @@ from typing import Any
 from .errors import RequestError
 from .ledger.access import same_digest, token_digest
 from .opm.report import usage
-from .scope import SCOPE
+from .scope import TENANT, Scope
 
 DAY_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 DEFAULT_LIMIT = 100
@@ -111,18 +111,23 @@ def parse_query(report: str, params: Mapping[str, str]) -> Query:
     )
 
 
-# keyset paging over the (day, agent) rollup: the primary key order, so a page reads `limit` rows
-PAGE_WHERE = (
-    f" AND {SCOPE} AND d.day >= :from AND d.day <= :to AND (:agent IS NULL OR d.agent = :agent)"
-    " AND (d.day, d.agent) > (:after_day, :after_agent) ORDER BY d.day, d.agent LIMIT :limit"
-)
+def page_where(scope: str) -> str:
+    """Keyset paging over the (day, agent) rollup: the primary key order, so a page reads
+    `limit` rows."""
+    return (
+        f" AND {scope} AND d.day >= :from AND d.day <= :to"
+        " AND (:agent IS NULL OR d.agent = :agent)"
+        " AND (d.day, d.agent) > (:after_day, :after_agent) ORDER BY d.day, d.agent LIMIT :limit"
+    )
 
 
-CONFIRMED = (
-    "mm_txns t LEFT JOIN sms s ON s.txn = t.txn JOIN handsets h ON h.handset = t.handset"
-    f" JOIN agents a ON a.agent = h.agent WHERE t.outcome = 'confirmed' AND {SCOPE}"
-)
-"""Confirmed mobile-money payments with their SMS, scoped to the selling agent's distributor."""
+def confirmed(scope: str) -> str:
+    """Confirmed mobile-money payments with their SMS, scoped to the selling agent's
+    distributor."""
+    return (
+        "mm_txns t LEFT JOIN sms s ON s.txn = t.txn JOIN handsets h ON h.handset = t.handset"
+        f" JOIN agents a ON a.agent = h.agent WHERE t.outcome = 'confirmed' AND {scope}"
+    )
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -132,18 +137,22 @@ def percentile(sorted_values: list[float], q: float) -> float:
 
 
 class Reports:
-    """Read-only queries; one instance per thread (sqlite3 connections are not shared)."""
+    """Read-only queries; one instance per thread (sqlite3 connections are not shared).
+    Every query filters by `scope` (scope.TENANT: the asking distributor's rows)."""
 
-    def __init__(self, db: sqlite3.Connection) -> None:
+    def __init__(self, db: sqlite3.Connection, scope: Scope = TENANT) -> None:
         self.db = db
+        self.scope = scope.where
+        self._page_where = page_where(self.scope)
+        self._confirmed = confirmed(self.scope)
 
     @classmethod
-    def open(cls, path: str | Path) -> Reports:
+    def open(cls, path: str | Path, scope: Scope = TENANT) -> Reports:
         uri = f"{Path(path).resolve().as_uri()}?mode=ro"
         db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
         db.execute("PRAGMA busy_timeout=10000")
         db.execute("PRAGMA query_only=ON")
-        return cls(db)
+        return cls(db, scope)
 
     def close(self) -> None:
         self.db.close()
@@ -196,7 +205,7 @@ class Reports:
         return self._grouped(
             "sales",
             "SELECT d.day, d.agent, a.name, d.sales, d.down_payments FROM daily d"
-            " JOIN agents a ON a.agent = d.agent WHERE d.sales > 0" + PAGE_WHERE,
+            " JOIN agents a ON a.agent = d.agent WHERE d.sales > 0" + self._page_where,
             q,
             ("sales", "down_payments"),
             distributor,
@@ -207,7 +216,8 @@ class Reports:
         return self._grouped(
             "collections",
             "SELECT d.day, d.agent, a.name, d.payments, d.amount, d.mobile_money, d.agent_cash"
-            " FROM daily d JOIN agents a ON a.agent = d.agent WHERE d.payments > 0" + PAGE_WHERE,
+            " FROM daily d JOIN agents a ON a.agent = d.agent WHERE d.payments > 0"
+            + self._page_where,
             q,
             ("payments", "amount", "mobile_money", "agent_cash"),
             distributor,
@@ -220,7 +230,7 @@ class Reports:
             "SELECT d.device, h.agent, d.plan, d.credit_until_ms, d.last_paid_ms, d.balance"
             " FROM devices d JOIN customers c ON c.customer = d.customer"
             " JOIN handsets h ON h.handset = c.handset JOIN agents a ON a.agent = h.agent"
-            f" WHERE d.device > :after AND (:agent IS NULL OR h.agent = :agent) AND {SCOPE}"
+            f" WHERE d.device > :after AND (:agent IS NULL OR h.agent = :agent) AND {self.scope}"
             " ORDER BY d.device LIMIT :limit",
             {"after": after, "agent": q.agent, "limit": q.limit + 1, "distributor": distributor},
         ).fetchall()
@@ -246,7 +256,7 @@ class Reports:
         delivered, and to the keycode reaching the selling agent's handset."""
         (after,) = q.after if q.after else ("",)
         days = self.db.execute(
-            f"SELECT DISTINCT t.day FROM {CONFIRMED} AND t.day >= :from AND t.day <= :to"
+            f"SELECT DISTINCT t.day FROM {self._confirmed} AND t.day >= :from AND t.day <= :to"
             " AND t.day > :after ORDER BY t.day LIMIT :limit",
             {
                 "from": q.day_from,
@@ -262,7 +272,7 @@ class Reports:
     def _activation_day(self, day: str, distributor: int | None) -> dict[str, Any]:
         rows = self.db.execute(
             "SELECT t.paid_ms, t.issued_ms, s.delivered_ms, t.downlinked_ms"
-            f" FROM {CONFIRMED} AND t.day = :day",
+            f" FROM {self._confirmed} AND t.day = :day",
             {"day": day, "distributor": distributor},
         ).fetchall()
         item: dict[str, Any] = {"day": day, "payments": len(rows)}
@@ -287,7 +297,7 @@ class Reports:
             " s.delivered_ms, t.downlinked_ms, t.synced_ms FROM mm_txns t"
             " LEFT JOIN keycodes k ON k.keycode = t.keycode LEFT JOIN sms s ON s.txn = t.txn"
             " JOIN devices d ON d.device = t.account JOIN agents a ON a.agent = d.agent"
-            f" WHERE t.txn = :txn AND {SCOPE}",
+            f" WHERE t.txn = :txn AND {self.scope}",
             {"txn": txn, "distributor": distributor},
         ).fetchone()
         if row is None:

@@ -1,5 +1,9 @@
 """The platform's store: agents, handsets, stock, customers, idempotent ingest, downlink logs.
 
+The business rules are not here: each operation reads the state it touches, asks
+`server_stub.ledger` (pure) for the effects or a refusal, and writes the effects in the same
+transaction.
+
 Synchronous sqlite3, meant to run on one dedicated thread (see app.py) so that every request's
 work is one transaction with no interleaving. Idempotency does not rest on that: the
 ``ops(handset, seq)`` primary key is inserted *first*, so a concurrent retry of the same key,
@@ -8,14 +12,12 @@ even from another process on the same file, fails the insert and is answered as 
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import secrets
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +29,6 @@ from agent_client.protocol.frames import (
     BadOperation,
     DownlinkFrame,
     Entry,
-    Keycode,
     Payment,
     Plan,
     Reason,
@@ -41,19 +42,15 @@ from agent_client.protocol.ops import Kind, Operation
 from .callbacks import Answer, MoneyCallback, Outcome
 from .errors import RequestError, SetupError
 from .faults import Every, PlatformFaults
-from .keycodes import DeviceSecret, creditable_days, issue
+from .keycodes import DeviceSecret
+from .ledger import credit, replay, sales
 from .ledger.access import code_weakness, new_token, token_digest
+from .ledger.rollup import MM, day_of
+from .ledger.sales import Refused
 from .migrations import DEFAULT_DISTRIBUTOR, migrate
 
 ENTRIES_PER_RESPONSE = 256
 APPLIED = 0
-MM = "mm"  # payments.source of mobile money; agent (cash) payments use "agent"
-AGENT = "agent"
-
-
-def day_of(ms: int) -> str:
-    """The UTC calendar day of a millisecond timestamp, as reports group by it."""
-    return datetime.fromtimestamp(ms / 1000, UTC).date().isoformat()
 
 
 @dataclass(frozen=True)
@@ -63,14 +60,6 @@ class Issued:
     keycode: int
     text: str
     entry: int
-
-
-class Refused(Exception):
-    """One operation refused for a business reason; its savepoint is rolled back."""
-
-    def __init__(self, reason: Reason) -> None:
-        super().__init__(reason.name)
-        self.reason = reason
 
 
 class _LostAck(Exception):
@@ -530,7 +519,7 @@ class Store:
     ) -> int | None:
         """Record the key (handset, seq) with `outcome`; None when it is new, else the stored
         answer: APPLIED, the stored reason's number, or `conflict` when the content differs."""
-        digest = hashlib.sha256(content).digest()[:16]
+        digest = replay.digest(content)
         try:
             self.db.execute(
                 self._insert_op,
@@ -550,7 +539,7 @@ class Store:
                 handset.handset,
                 seq,
             )
-            return int(Reason.CONFLICT) if old_digest != digest else int(stored)
+            return replay.answer(old_digest, digest, stored)
         return None
 
     def _apply(self, handset: Handset, op: Operation, now_ms: int) -> None:
@@ -571,19 +560,17 @@ class Store:
                     device,
                     handset.agent,
                 )
-                if row is None:
-                    raise Refused(Reason.UNKNOWN_ACCOUNT)
-                amount = int(op.field("amount"))
-                self._pay(
+                paid = sales.cash_payment(
+                    row is not None,
                     int(device),
                     handset.agent,
-                    AGENT,
-                    f"{handset.handset}:{op.seq}",
-                    amount,
-                    op.at * 1000,
-                    now_ms,
+                    handset.handset,
+                    op.seq,
+                    int(op.field("amount")),
+                    op.at,
                 )
-                self._credit(int(device), handset.handset, op.seq, now_ms)
+                self._pay(paid, now_ms)
+                self._credit(paid.device, handset.handset, op.seq, now_ms)
 
     def _sale(self, handset: Handset, op: Operation, now_ms: int) -> None:
         customer = self._one(
@@ -591,68 +578,55 @@ class Store:
             handset.handset,
             op.field("customer"),
         )
-        if customer is None:
-            raise Refused(Reason.UNKNOWN_CUSTOMER)
         plan = self._one(  # only the agent's distributor's catalog
             "SELECT p.price_per_day FROM plans p JOIN agents a ON a.distributor = p.distributor"
             " WHERE p.plan = ? AND a.agent = ?",
             op.field("plan"),
             handset.agent,
         )
-        if plan is None:
-            raise Refused(Reason.UNKNOWN_PLAN)
         device = self._one(
             "SELECT agent, customer, format FROM devices WHERE device = ?", op.field("device")
         )
-        if device is None or device[0] != handset.agent:
-            raise Refused(Reason.NOT_IN_STOCK)
-        if device[1] is not None:
-            raise Refused(Reason.ALREADY_SOLD)
-        if int(op.field("down_payment")) < plan[0]:
-            raise Refused(Reason.AMOUNT_TOO_LOW)
+        sale = sales.sale(
+            handset.agent,
+            int(op.field("device")),
+            int(op.field("plan")),
+            int(op.field("down_payment")),
+            op.at,
+            None if customer is None else int(customer[0]),
+            None if plan is None else int(plan[0]),
+            None
+            if device is None
+            else sales.InStock(device[0], device[1], KeycodeFormat(device[2])),
+        )
         self.db.execute(
             "UPDATE devices SET customer = ?, plan = ?, balance = ?, last_paid_ms = ?"
             " WHERE device = ?",
-            (customer[0], op.field("plan"), op.field("down_payment"), now_ms, op.field("device")),
+            (sale.customer, sale.plan, sale.balance, now_ms, sale.device),
         )
         self.db.execute(
             "INSERT INTO sales(device, agent, handset, day, down_payment, received_ms)"
             " VALUES (?, ?, ?, ?, ?, ?)",
-            (
-                op.field("device"),
-                handset.agent,
-                handset.handset,
-                day_of(op.at * 1000),
-                op.field("down_payment"),
-                now_ms,
-            ),
+            (sale.device, handset.agent, handset.handset, sale.day, sale.balance, now_ms),
         )
-        self._roll(
-            day_of(op.at * 1000),
-            handset.agent,
-            sales=1,
-            down_payments=int(op.field("down_payment")),
-        )
-        gone = Stock(int(op.field("device")), KeycodeFormat(device[2]), False)
+        self._roll(sale.day, handset.agent, **sale.rollup)
         for (sibling,) in self.db.execute(  # every handset of the agent stops offering it
             "SELECT handset FROM handsets WHERE agent = ? ORDER BY handset", (handset.agent,)
         ).fetchall():
-            self._emit(sibling, gone)
-        self._credit(int(op.field("device")), handset.handset, op.seq, now_ms)
+            self._emit(sibling, sale.gone)
+        self._credit(sale.device, handset.handset, op.seq, now_ms)
 
-    def _pay(
-        self, device: int, agent: int, source: str, ref: str, amount: int, at_ms: int, now_ms: int
-    ) -> None:
+    def _pay(self, paid: sales.Paid, now_ms: int) -> None:
         """Add money to a device's balance and to the collections ledger."""
         self.db.execute(
             "UPDATE devices SET balance = balance + ?, last_paid_ms = ? WHERE device = ?",
-            (amount, now_ms, device),
+            (paid.amount, now_ms, paid.device),
         )
         self.db.execute(
-            self._insert_payment, (device, agent, source, ref, amount, day_of(at_ms), now_ms)
+            self._insert_payment,
+            (paid.device, paid.agent, paid.source, paid.ref, paid.amount, paid.day, now_ms),
         )
-        channel = "mobile_money" if source == MM else "agent_cash"
-        self._roll(day_of(at_ms), agent, payments=1, amount=amount, **{channel: amount})
+        self._roll(paid.day, paid.agent, **paid.rollup)
 
     def _roll(self, day: str, agent: int, **add: int) -> None:
         """Keep the per-(day, agent) rollup the sales and collections reports page through,
@@ -675,29 +649,30 @@ class Store:
         operator transaction `txn` (mobile money, `op_seq` 0), so an auditor needs no join."""
         row = self._one(
             "SELECT d.format, d.key, d.starting_code, d.time_divider, d.next_id, d.balance,"
-            " p.price_per_day FROM devices d JOIN plans p ON p.plan = d.plan WHERE d.device = ?",
+            " p.price_per_day, d.credit_until_ms FROM devices d JOIN plans p ON p.plan = d.plan"
+            " WHERE d.device = ?",
             device,
         )
-        fmt, key, starting_code, divider, next_id, balance, price = row
-        secret = DeviceSecret(KeycodeFormat(fmt), key, starting_code, divider)
-        paid = creditable_days(secret.format, balance // price, divider)
-        if paid == 0:
+        fmt, key, starting_code, divider, next_id, balance, price, until = row
+        account = credit.Account(
+            device,
+            DeviceSecret(KeycodeFormat(fmt), key, starting_code, divider),
+            next_id,
+            balance,
+            price,
+            until,
+        )
+        given = credit.grant(account, self.faults.credit_factor)
+        if given is None:
             return None
-        spent = paid * price
-        # correct: exactly the days paid for; the credit_factor fault grants more, clamped
-        # to what one keycode can express (never below `paid`: creditable_days is monotone)
-        days = creditable_days(secret.format, paid * self.faults.credit_factor, divider)
-        codes = [(next_id, issue(secret, next_id, days))]
-        if self._apply_twice.hit():  # the fault: the same payment issued again
-            codes.append((codes[0][1].next_id, issue(secret, codes[0][1].next_id, days)))
-        # the platform's view of paid-up time: credit stacks on whatever is left
+        copies = 2 if self._apply_twice.hit() else 1  # the fault: one payment issued again
+        done = credit.credit(account, given, now_ms, copies)
         self.db.execute(
-            "UPDATE devices SET next_id = ?, balance = balance - ?,"
-            " credit_until_ms = max(credit_until_ms, ?) + ? WHERE device = ?",
-            (codes[-1][1].next_id, spent, now_ms, sum(c.credit_s for _, c in codes) * 1000, device),
+            "UPDATE devices SET next_id = ?, balance = ?, credit_until_ms = ? WHERE device = ?",
+            (done.next_id, done.balance, done.credit_until_ms, device),
         )
         written: list[Issued] = []
-        for message_id, issued in codes:
+        for message_id, issued in done.codes:
             keycode = self.db.execute(
                 "INSERT INTO keycodes(device, message_id, handset, op_seq, text, days, credit_s,"
                 " amount, issued_ms, txn) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -707,17 +682,15 @@ class Store:
                     handset,
                     op_seq,
                     issued.text,
-                    days,
+                    given.days,
                     issued.credit_s,
-                    spent,
+                    given.spent,
                     now_ms,
                     txn,
                 ),
             ).lastrowid
             assert keycode is not None
-            entry = self._emit(
-                handset, Keycode(op_seq, device, secret.format, issued.number, issued.credit_s)
-            )
+            entry = self._emit(handset, done.entry(issued, op_seq, account))
             written.append(Issued(keycode, issued.text, entry))
         return written[0]
 
@@ -733,7 +706,7 @@ class Store:
         with self.transaction() as db:
             row = self._one("SELECT digest, outcome, keycode FROM mm_txns WHERE txn = ?", cb.txn)
             if row is not None and not self.faults.replays_apply_again:
-                if row[0] != cb.digest():
+                if replay.conflicts(row[0], cb.digest()):
                     raise RequestError(
                         409, "txn_conflict", f"transaction {cb.txn} was sent with other content"
                     )
@@ -744,12 +717,7 @@ class Store:
                 " JOIN handsets h ON h.handset = c.handset WHERE d.device = ?",
                 int(cb.account),
             )
-            if cb.status != "success":
-                outcome = Outcome.FAILED
-            elif sold is None:
-                outcome = Outcome.UNKNOWN_ACCOUNT
-            else:
-                outcome = Outcome.CONFIRMED
+            outcome = sales.mobile_money_outcome(cb.status, sold is not None)
             db.execute(
                 self._insert_txn,
                 (
@@ -767,7 +735,7 @@ class Store:
             if outcome is not Outcome.CONFIRMED:
                 return Answer(outcome, duplicate=False)
             device, handset, agent = sold
-            self._pay(device, agent, MM, cb.txn, cb.amount, cb.paid_ms, now_ms)
+            self._pay(sales.payment(device, agent, MM, cb.txn, cb.amount, cb.paid_ms), now_ms)
             self._emit(handset, Payment(device, cb.amount, cb.txn))
             issued = self._credit(device, handset, 0, now_ms, cb.txn)
             db.execute(
@@ -786,7 +754,7 @@ class Store:
             if issued is not None and sms:
                 db.execute(
                     "INSERT INTO sms(txn, msisdn, text, created_ms) VALUES (?, ?, ?, ?)",
-                    (cb.txn, cb.msisdn, f"PAYG {device}: enter {issued.text}", now_ms),
+                    (cb.txn, cb.msisdn, sales.keycode_sms(device, issued.text), now_ms),
                 )
             return Answer(outcome, duplicate=False, keycode=issued is not None)
 

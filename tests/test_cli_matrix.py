@@ -181,22 +181,6 @@ def _cases() -> dict[str, Case]:
         ),
         "stub revoke without db": Case(s, "--db new.db revoke-token x", 2, "does not exist"),
         "stub export from nothing": Case(s, "--db new.db export-devices", 2, "does not exist"),
-        "stub pay without secret": Case(s, "mm-pay 10000001 100 +2330", 2, "PAYG_MM_SECRET"),
-        "stub pay unreachable": Case(
-            s,
-            "mm-pay 10000001 100 +2330 --url http://127.0.0.1:{closed}/cb",
-            1,
-            "unreachable",
-            secret,
-        ),
-        "stub pay bad url": Case(s, "mm-pay 10000001 100 +2330 --url notaurl", 2, "--url", secret),
-        "stub pay url port out of range": Case(
-            s, "mm-pay 1 100 +2330 --url http://127.0.0.1:99999/cb", 2, "--url", secret
-        ),
-        "stub pay negative amount": Case(s, "mm-pay 10000001 -2 +2330", 2, "amount", secret),
-        "stub pay duplicate rate": Case(
-            s, "mm-pay 10000001 1 +2330 --duplicate-rate 7", 2, "duplicate_rate", secret
-        ),
         "stub check-reports unreachable": Case(
             s, "check-reports --url http://127.0.0.1:{closed} --token t", 1, "unreachable"
         ),
@@ -268,6 +252,22 @@ def _cases() -> dict[str, Case]:
         ),
         "handset no command": Case(a, "", 2, "command"),
         # field-lab: scenarios, overrides, targets and fixtures, outputs, seeds, links
+        "lab pay without secret": Case(f, "mm-pay 10000001 100 +2330", 2, "PAYG_MM_SECRET"),
+        "lab pay unreachable": Case(
+            f,
+            "mm-pay 10000001 100 +2330 --url http://127.0.0.1:{closed}/cb",
+            1,
+            "unreachable",
+            secret,
+        ),
+        "lab pay bad url": Case(f, "mm-pay 10000001 100 +2330 --url notaurl", 2, "--url", secret),
+        "lab pay url port out of range": Case(
+            f, "mm-pay 1 100 +2330 --url http://127.0.0.1:99999/cb", 2, "--url", secret
+        ),
+        "lab pay negative amount": Case(f, "mm-pay 10000001 -2 +2330", 2, "amount", secret),
+        "lab pay duplicate rate": Case(
+            f, "mm-pay 10000001 1 +2330 --duplicate-rate 7", 2, "duplicate_rate", secret
+        ),
         "lab missing scenario": Case(f, "run nope.toml", 2, "nope.toml"),
         "lab scenario not toml": Case(f, "run notes.txt", 2, "TOML"),
         "lab negative agents": Case(f, "run --agents -1", 2, "fleet.agents"),

@@ -38,10 +38,10 @@ from field_lab.errors import ConfigError
 from field_lab.measure.history import History
 from field_lab.net import LOOPBACK, free_port, listening
 from field_lab.world.fixture import Fixture
+from field_lab.world.mno import MnoConfig, MnoSimulator
 from field_lab.world.platform import serving
 from server_stub.cli import AUDIT_TOKEN_ENV, SECRET_ENV
 from server_stub.faults import PlatformFaults
-from server_stub.mno import MnoConfig, MnoSimulator
 
 from . import ChaosError
 from .children import Child, spawn

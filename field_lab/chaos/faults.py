@@ -24,8 +24,8 @@ from field_lab.check.judge import Claim
 from field_lab.check.keys import MOBILE_MONEY, mm_key, op_key
 from field_lab.measure.history import History
 from field_lab.net import LOOPBACK
+from field_lab.world.mno import MnoConfig, MnoSimulator
 from field_lab.world.platform import serving
-from server_stub.mno import MnoConfig, MnoSimulator
 
 from . import ChaosError
 from .proxy import DOWN, UP, FaultProxy

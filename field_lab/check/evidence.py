@@ -22,7 +22,7 @@ from field_lab.check.keys import mm_key, op_key
 from field_lab.errors import AuditError
 from field_lab.measure.history import History, Status
 from field_lab.protocols import format_named
-from server_stub.mno import Final, Txn
+from field_lab.world.mno import Final, Txn
 
 AUDIT_PATH = "/v1/audit/"
 PAGE_SIZE = 500
@@ -265,7 +265,7 @@ def learn_from_handset(history: History, handset: HandsetEvidence, at: float) ->
 
 class OperatorRecord(Protocol):
     """What the judge reads of a mobile-money operator: every transaction and its attempts
-    (`server_stub.mno.MnoSimulator` in real time, the simulation's operator in virtual time)."""
+    (`field_lab.world.mno.MnoSimulator` in real time, the simulation's operator in virtual time)."""
 
     @property
     def history(self) -> Mapping[str, Txn]: ...

@@ -34,7 +34,13 @@ from field_lab.measure.slo import EXIT_HARNESS_ERROR, evaluate, exit_code
 from field_lab.scenario import DEFAULT, Scenario, load
 from field_lab.world.fixture import Fixture, Stocking, seed
 from field_lab.world.traces import TraceBook
-from server_stub.cli import AUDIT_TOKEN_ENV, DATABASE_ERRORS, SECRET_ENV, seeded_agents
+from server_stub.cli import (
+    AUDIT_TOKEN_ENV,
+    DATABASE_ERRORS,
+    REPORT_TOKEN_ENV,
+    SECRET_ENV,
+    seeded_agents,
+)
 from server_stub.errors import SetupError
 
 EXIT_USAGE = 2
@@ -56,6 +62,11 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     run.add_argument("--out", type=Path, help="results folder (default results/<run>)")
     run.add_argument("--target", help="run the handsets against this platform URL")
     run.add_argument("--fixture", type=Path, help="with --target: agents and device secrets")
+    run.add_argument(
+        "--report-token",
+        help=f"with --target: the report token readers send when the fixture names no"
+        f" distributors (default ${REPORT_TOKEN_ENV}); a fixture's distributors send their own",
+    )
     run.add_argument(
         "--audit-token",
         help=f"with --target: the platform's audit API token (default ${AUDIT_TOKEN_ENV});"
@@ -124,8 +135,8 @@ def seed_command(args: argparse.Namespace) -> int:
     except DATABASE_ERRORS as exc:
         return _seed_failed(db, created, exc)
     print(
-        f"seeded {db}: {len(fixture.agents)} agents, {len(fixture.secrets)} devices; "
-        f"fixture in {args.fixture}"
+        f"seeded {db}: {len(fixture.agents)} agents of {len(fixture.distributors)} distributors,"
+        f" {len(fixture.secrets)} devices; fixture (with their report tokens) in {args.fixture}"
     )
     return 0
 
@@ -341,11 +352,14 @@ def target_from(args: argparse.Namespace) -> Target | None:
     """`--target URL --fixture FILE`, the audit token and the operator's secret (from the
     environment, never argv, where it can be read)."""
     if args.target is None:
-        if args.fixture is not None or args.audit_token is not None:
-            raise ConfigError("--fixture and --audit-token go with --target URL")
+        if args.fixture is not None or args.audit_token is not None or args.report_token:
+            raise ConfigError("--fixture, --audit-token and --report-token go with --target URL")
         return None
     if args.fixture is None:
         raise ConfigError("--target needs --fixture (write one with field-lab seed)")
     token = args.audit_token or os.environ.get(AUDIT_TOKEN_ENV) or None
     secret = os.environ.get(SECRET_ENV, "").encode() or None
-    return Target(args.target, Fixture.load(args.fixture), token, secret)
+    fixture = Fixture.load(args.fixture)
+    # a fixture's distributors read with their own tokens; without any, this one (or none)
+    report = args.report_token or os.environ.get(REPORT_TOKEN_ENV) or None
+    return Target(args.target, fixture, token, secret, report)

@@ -77,6 +77,22 @@ class Target:
     """Without it the server-side checks are unchecked."""
     mm_secret: bytes | None = None
     """The mobile-money operator's shared secret; without it customers pay cash only."""
+    report_token: str | None = None
+    """What the report readers send when the fixture names no distributors (their tokens)."""
+
+    def reach(
+        self, scenario: Scenario, shard: Shard | None = None
+    ) -> contextlib.AbstractAsyncContextManager[Platform]:
+        """The platform as the lab drives it (a shard's own operator when `shard` is given)."""
+        return target(
+            self.url,
+            self.fixture,
+            scenario,
+            audit_token=self.audit_token,
+            mm_secret=self.mm_secret,
+            shard=shard,
+            report_token=self.report_token,
+        )
 
 
 @dataclass
@@ -169,15 +185,7 @@ class Lab:
     def _platform(self) -> contextlib.AbstractAsyncContextManager[Platform]:
         if self.target is None:
             return embedded(self.workdir, self.scenario, faults=self.faults)
-        t = self.target
-        return target(
-            t.url,
-            t.fixture,
-            self.scenario,
-            audit_token=t.audit_token,
-            mm_secret=t.mm_secret,
-            shard=self.shard,
-        )
+        return self.target.reach(self.scenario, self.shard)
 
     @property
     def devices(self) -> int:
@@ -281,13 +289,12 @@ class Lab:
         stop = asyncio.Event()
         syncs = SyncScheduler(field.agent.sync_every_s, self.max_syncing)
         syncs.start(fleet.handsets)
+        readers = platform.fixture.readers(s.reports.readers, platform.report_token)
         background = [
             asyncio.create_task(
-                read_reports(
-                    platform.url, i, s, clock, start, self.stats, stop, platform.report_token
-                )
+                read_reports(platform.url, i, s, clock, start, self.stats, stop, token, name)
             )
-            for i in range(s.reports.readers if self.readers else 0)
+            for i, (name, token) in enumerate(readers if self.readers else [])
         ]
         background.append(asyncio.create_task(self._sample(fleet, field, clock, stop)))
         metering = Metering(s, self.sites, platform.url, clock)
@@ -366,8 +373,9 @@ class Lab:
         for seen in handsets:
             learn_from_handset(field.history, seen, now)
         for handset in fleet.handsets:
-            self.stats.add_exchanges(handset.profile.name, handset.transport.exchanges)
-            for group in self.stats.groups(handset.profile.name):
+            profile, distributor = handset.profile.name, handset.spec.distributor
+            self.stats.add_exchanges(profile, handset.transport.exchanges, distributor)
+            for group in self.stats.groups(profile, distributor):
                 group.syncs += handset.syncs
         if platform.operator is not None:
             await platform.operator.drain(timeout_s=10)

@@ -31,7 +31,7 @@ from rich.table import Table
 from field_lab.check.keys import FIGURES
 from field_lab.lab.stats import Figures, RunStats
 from field_lab.measure.latency import Latency
-from field_lab.measure.slo import Verdict
+from field_lab.measure.slo import RateMetric, Verdict
 from field_lab.report import page
 from field_lab.scenario import Scenario, to_dict
 
@@ -46,6 +46,14 @@ def _latency(h: Latency) -> dict[str, Any]:
 
 def _rate_ok(failed_hits: int, total: int) -> float | None:
     return None if total == 0 else (total - failed_hits) / total
+
+
+def reading(failed: RateMetric, latency: Latency) -> dict[str, Any]:
+    """Question 3's figures: the share of report reads answered, and how long they took."""
+    return {
+        "report_availability": _rate_ok(failed.hits, failed.total),
+        "report_latency_s": _latency(latency),
+    }
 
 
 def figures(group: Figures) -> dict[str, Any]:
@@ -81,18 +89,22 @@ def summary(
 ) -> dict[str, Any]:
     total = figures(stats.total)
     reports = stats.report_failed
+    by_distributor = {
+        d: {**figures(g), **reading(g.report_failed, g.report)}
+        for d, g in sorted(stats.by_distributor.items())
+    }
     doc: dict[str, Any] = {
         "run": name,
         "scenario": to_dict(scenario),
         **total,
-        "report_availability": _rate_ok(reports.hits, reports.total),
-        "report_latency_s": _latency(stats.report),
+        **reading(reports, stats.report),
         **{name: stats.checks.get(name) for name in FIGURES},
         "late_starts": stats.late_starts,
         "visits_without_stock": stats.no_stock,
         "slo": {v.threshold.label(): v.as_dict() for v in verdicts},
         "slo_pass": all(v.passed for v in verdicts),
         "by_profile": {p: figures(g) for p, g in sorted(stats.by_profile.items())},
+        "by_distributor": by_distributor,
     }
     doc.update(stats.sections)
     doc.update(extra)

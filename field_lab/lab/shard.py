@@ -29,8 +29,8 @@ from field_lab.measure.slo import EXIT_HARNESS_ERROR
 from field_lab.scenario import parse
 from field_lab.workload.plan import Shard
 from field_lab.world.fixture import Fixture
+from field_lab.world.sms import Message
 from field_lab.world.traces import TraceBook
-from server_stub.sms import Message
 
 REPORT_EVERY_S = 2.0
 EXIT_USAGE = 2

@@ -42,8 +42,8 @@ from field_lab.workload.plan import digest
 from field_lab.workload.runner import read_reports
 from field_lab.world.clock import LabClock
 from field_lab.world.fleet import SETUP_CONCURRENCY
-from field_lab.world.platform import Platform, embedded, target
-from server_stub.sms import Message
+from field_lab.world.platform import Platform, embedded
+from field_lab.world.sms import Message
 
 PHASES = ("setup", "set-up", "field", "settle", "end of day", "check", "done")
 PIPE_LIMIT = 1 << 30
@@ -119,10 +119,7 @@ class ShardedLab:
     def _platform(self) -> contextlib.AbstractAsyncContextManager[Platform]:
         if self.target is None:
             return embedded(self.workdir, self.scenario)
-        t = self.target
-        return target(
-            t.url, t.fixture, self.scenario, audit_token=t.audit_token, mm_secret=t.mm_secret
-        )
+        return self.target.reach(self.scenario)
 
     async def run(self) -> RunStats:
         if self.target is None:  # the platform's end of every shard's connections is here
@@ -251,13 +248,12 @@ class ShardedLab:
         s = self.scenario
         clock = LabClock.start(s.time_scale)
         stop = asyncio.Event()
+        readers = platform.fixture.readers(s.reports.readers, platform.report_token)
         tasks = [
             asyncio.create_task(
-                read_reports(
-                    platform.url, i, s, clock, 0.0, self._readers, stop, platform.report_token
-                )
+                read_reports(platform.url, i, s, clock, 0.0, self._readers, stop, token, name)
             )
-            for i in range(s.reports.readers)
+            for i, (name, token) in enumerate(readers)
         ]
         try:
             await self._left_field.wait()

@@ -1,4 +1,5 @@
-"""The run's figures, overall and per link profile, as the SLO metrics the scenario names."""
+"""The run's figures, overall, per link profile and per distributor, as the SLO metrics the
+scenario names."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
 
 @dataclass
 class Figures:
-    """One group's figures (the whole run, or one link profile)."""
+    """One group's figures (the whole run, one link profile, or one distributor)."""
 
     activation: Latency = field(default_factory=Latency)
     sale_activation: Latency = field(default_factory=Latency)
@@ -37,12 +38,16 @@ class Figures:
     bytes_up: int = 0
     bytes_down: int = 0
     failed_exchanges: int = 0
+    report: Latency = field(default_factory=Latency)
+    """Report reads (distributors only: reports are read from the office, not over a link)."""
+    report_failed: RateMetric = field(default_factory=RateMetric)
 
 
 @dataclass
 class RunStats:
     total: Figures = field(default_factory=Figures)
     by_profile: dict[str, Figures] = field(default_factory=lambda: defaultdict(Figures))
+    by_distributor: dict[str, Figures] = field(default_factory=lambda: defaultdict(Figures))
     report: Latency = field(default_factory=Latency)
     report_failed: RateMetric = field(default_factory=RateMetric)
     checks: dict[str, int | None] = field(default_factory=dict)
@@ -52,14 +57,31 @@ class RunStats:
     sections: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Figures of optional parts of a run (e.g. `metering`), each a summary.json section."""
 
-    def groups(self, profile: str) -> tuple[Figures, Figures]:
-        return self.total, self.by_profile[profile]
+    def groups(self, profile: str, distributor: str | None = None) -> tuple[Figures, ...]:
+        """Where a handset's figures count: the run, its link profile, its distributor."""
+        if distributor is None:
+            return self.total, self.by_profile[profile]
+        return self.total, self.by_profile[profile], self.by_distributor[distributor]
 
-    def add_exchanges(self, profile: str, exchanges: Iterable[Exchange]) -> None:
+    def read_report(self, distributor: str | None, seconds: float | None) -> None:
+        """One report read, answered after `seconds` or failed (None)."""
+        ok = seconds is not None
+        self.report_failed.add(not ok)
+        group = None if distributor is None else self.by_distributor[distributor]
+        if group is not None:
+            group.report_failed.add(not ok)
+        if seconds is not None:
+            self.report.record(seconds)
+            if group is not None:
+                group.report.record(seconds)
+
+    def add_exchanges(
+        self, profile: str, exchanges: Iterable[Exchange], distributor: str | None = None
+    ) -> None:
         """Count one handset's measured exchanges: bytes, time, and time over the floor."""
         for exchange in exchanges:
             both = exchange.bytes_up + exchange.bytes_down
-            for group in self.groups(profile):
+            for group in self.groups(profile, distributor):
                 group.exchanges += 1
                 group.bytes_up += exchange.bytes_up
                 group.bytes_down += exchange.bytes_down

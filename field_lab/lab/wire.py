@@ -66,6 +66,7 @@ def stats_to_wire(stats: RunStats) -> dict[str, Any]:
     return {
         "total": _figures(stats.total),
         "by_profile": {name: _figures(g) for name, g in stats.by_profile.items()},
+        "by_distributor": {name: _figures(g) for name, g in stats.by_distributor.items()},
         "report": _latency(stats.report),
         "report_failed": [stats.report_failed.hits, stats.report_failed.total],
         "late_starts": stats.late_starts,
@@ -79,6 +80,8 @@ def add_stats(into: RunStats, doc: dict[str, Any]) -> None:
         _add_figures(into.total, doc["total"])
         for name, group in doc["by_profile"].items():
             _add_figures(into.by_profile[name], group)
+        for name, group in doc["by_distributor"].items():
+            _add_figures(into.by_distributor[name], group)
         _add_latency(into.report, doc["report"])
         into.report_failed.hits += int(doc["report_failed"][0])
         into.report_failed.total += int(doc["report_failed"][1])

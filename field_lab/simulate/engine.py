@@ -2,7 +2,7 @@
 
 The parts are the lab's own: the real `server_stub` application and SQLite store (in process,
 `inproc`), real `agent_client.Agent`s on their 2G links (`wire.LinkTransport`), real
-`meter_sim` meters in the homes (`household`), the SMS gateway of `server_stub.sms`, and the
+`meter_sim` meters in the homes (`household`), the SMS gateway of `field_lab.world.sms`, and the
 operator (`operator`). Only the clock is virtual (`vloop`).
 
 Phases: set-up (simulated day -1: handsets provisioned, every device sold, codes typed at
@@ -47,11 +47,11 @@ from field_lab.simulate.wire import Door, LinkTransport, Windows
 from field_lab.workload.plan import link_profiles
 from field_lab.world.fixture import Fixture
 from field_lab.world.sites import meter_for, phone_of
+from field_lab.world.sms import Message, SmsConfig, SmsGateway
 from server_stub.app import RUNNER, STORE, create_app
 from server_stub.app import Platform as StubConfig
 from server_stub.faults import PlatformFaults
-from server_stub.notify import ResendRule
-from server_stub.sms import Message, Receipt, SmsConfig, SmsGateway
+from server_stub.notify import Receipt, ResendRule
 
 EPOCH = 1_767_571_200.0
 """Unix time of simulated second 0: Monday 2026-01-05 00:00 UTC (set-up starts then)."""

@@ -1,5 +1,5 @@
 """The mobile-money operator on the simulated clock: the same seeded decisions as
-`server_stub.mno` (`MnoPlan`: delay, failure, duplicates, lost answers), the same signed
+`field_lab.world.mno` (`MnoPlan`: delay, failure, duplicates, lost answers), the same signed
 callbacks, carried into the platform through its `Door` instead of a socket.
 
 Incidents enter here: a payment made while an `operator_delay` incident lasts has its callback
@@ -16,8 +16,8 @@ from typing import Any
 
 from field_lab.simulate.month import HOUR, Incident
 from field_lab.simulate.wire import Door, PlatformDown
+from field_lab.world.mno import Attempt, Final, MnoConfig, MnoPlan, Txn, retryable
 from server_stub.callbacks import SIGNATURE_HEADER, MoneyCallback, sign
-from server_stub.mno import Attempt, Final, MnoConfig, MnoPlan, Txn, retryable
 
 CALLBACK_PATH = "/v1/mm/callback"
 RETRY_S = (30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 1800.0) + (3600.0,) * 12

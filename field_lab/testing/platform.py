@@ -22,12 +22,12 @@ from field_lab.errors import HarnessError
 from field_lab.protocols import SCENARIO_PROTOCOLS
 from field_lab.testing.errors import FixtureError
 from field_lab.world.fixture import PRICE_PER_DAY, AgentSpec, Fixture, Stocking, seed
+from field_lab.world.mno import Final, MnoConfig, MnoSimulator, Txn
 from field_lab.world.platform import serving
 from field_lab.world.sites import meter_for, phone_of
 from meter_sim import Meter
 from server_stub.app import Platform as StubConfig
 from server_stub.faults import PlatformFaults
-from server_stub.mno import Final, MnoConfig, MnoSimulator, Txn
 
 MAX_AGENTS = 10_000
 MAX_DEVICES = 100_000

@@ -26,9 +26,9 @@ from field_lab.workload.plan import Shard
 from field_lab.world.clock import LabClock
 from field_lab.world.fixture import Fixture
 from field_lab.world.handset import Handset
+from field_lab.world.mno import MnoSimulator
 from field_lab.world.sites import BY_OPERATOR, Site, Waiter, phone_of
-from server_stub.mno import MnoSimulator
-from server_stub.sms import Message
+from field_lab.world.sms import Message
 
 DAY_S = 86_400
 
@@ -118,7 +118,7 @@ class Field:
     def _count_ops(self, handset: Handset, n: int) -> None:
         self.counters["handset_ops"] += n
         if self.measured:
-            for group in self.stats.groups(handset.profile.name):
+            for group in self.stats.groups(handset.profile.name, handset.spec.distributor):
                 group.ops += n
 
     async def sell(self, handset: Handset, serial: int, intended: float) -> Waiter:
@@ -132,7 +132,10 @@ class Field:
             op_key(handset.handset_id, customer), Kind.REGISTER_CUSTOMER.name.lower(), intended
         )
         sale = await agent.record_sale(
-            customer, serial, self.fixture.plan, days * self.fixture.price_per_day
+            customer,
+            serial,
+            self.fixture.plan_of(handset.spec),
+            days * self.fixture.price_per_day,
         )
         key = op_key(handset.handset_id, sale)
         self.history.invoke(key, Kind.RECORD_SALE.name.lower(), intended)
@@ -154,7 +157,7 @@ class Field:
             await self._until_applied(waiter, deadline)
         finally:  # also when the run's end cancels the visit: it counts, as a failure
             ok = waiter.applied_at is not None and waiter.applied_at <= deadline
-            for group in self.stats.groups(handset.profile.name):
+            for group in self.stats.groups(handset.profile.name, handset.spec.distributor):
                 group.sale_failed.add(not ok)
                 if waiter.applied_at is not None and ok:
                     group.sale_activation.record(waiter.applied_at - intended)
@@ -184,7 +187,7 @@ class Field:
         try:
             await self._until_applied(waiter, self.settle_by)
         finally:  # a payment still dark when the run ends counts as not activated
-            for group in self.stats.groups(handset.profile.name):
+            for group in self.stats.groups(handset.profile.name, handset.spec.distributor):
                 group.payment_unactivated.add(waiter.applied_at is None)
                 if waiter.applied_at is not None:
                     group.activation.record(waiter.applied_at - intended)

@@ -58,9 +58,10 @@ async def read_reports(
     stats: RunStats,
     stop: asyncio.Event,
     token: str | None = None,
+    distributor: str | None = None,
 ) -> None:
     """A distributor polling reports, one request every `interval_s` from its planned time,
-    with its bearer `token` when it has one."""
+    with its bearer `token` when it has one; counted under its name when it has one."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     interval = scenario.reports.interval_s
     first = start + reader_start(scenario, reader)
@@ -84,6 +85,4 @@ async def read_reports(
                     ok = response.status == 200
             except (aiohttp.ClientError, OSError, TimeoutError):
                 ok = False
-            stats.report_failed.add(not ok)
-            if ok:
-                stats.report.record(max(0.001, clock.real() - intended))
+            stats.read_report(distributor, max(0.001, clock.real() - intended) if ok else None)

@@ -4,6 +4,11 @@ the one seeder that creates them in a `server_stub` database.
 An embedded run seeds a fresh database and builds the fixture from it; a run against another
 platform (`--target`) reads the same fixture from a JSON file, which `field-lab seed` writes
 for a server-stub database. The fault harness seeds through the same function.
+
+Agents work for distributors (the platform's tenants): each distributor has its own plan and
+report token, and the lab's report readers read as one distributor each, so question 3 is
+answered per distributor. A fixture without distributors (an older file, or a platform that
+has none) reads reports with the token given on the command line, if any.
 """
 
 from __future__ import annotations
@@ -36,6 +41,21 @@ class AgentSpec:
     name: str
     code: str
     devices: tuple[int, ...]
+    distributor: str | None = None
+    """Who the agent works for; None: the fixture does not say (one tenant)."""
+    plan: int | None = None
+    """The plan its sales use (its distributor's); None: the fixture's `plan`."""
+
+
+@dataclass(frozen=True)
+class DistributorSpec:
+    name: str
+    token: str
+    """Its report API token (a secret, like the agents' codes in the same file)."""
+
+
+Reader = tuple[str | None, str | None]
+"""Which distributor a report reader reads as (None: unnamed), and the token it sends."""
 
 
 @dataclass(frozen=True)
@@ -44,14 +64,35 @@ class Fixture:
     price_per_day: int
     agents: tuple[AgentSpec, ...]
     secrets: dict[int, DeviceSecret]
+    distributors: tuple[DistributorSpec, ...] = ()
+
+    def plan_of(self, agent: AgentSpec) -> int:
+        return self.plan if agent.plan is None else agent.plan
+
+    def readers(self, count: int, token: str | None = None) -> list[Reader]:
+        """Report reader i reads as distributor i mod n with its token, and every distributor
+        reads (so `count` > 0 gives at least one reader each); without distributors every
+        reader sends `token` (None: no token, and a tenant-aware platform answers 401)."""
+        if not self.distributors:
+            return [(None, token)] * count
+        ds = self.distributors
+        count = max(count, len(ds)) if count > 0 else 0
+        return [(ds[i % len(ds)].name, ds[i % len(ds)].token) for i in range(count)]
 
     def to_json(self) -> str:
         return json.dumps(
             {
                 "plan": self.plan,
                 "price_per_day": self.price_per_day,
+                "distributors": [{"name": d.name, "token": d.token} for d in self.distributors],
                 "agents": [
-                    {"name": a.name, "code": a.code, "devices": list(a.devices)}
+                    {
+                        "name": a.name,
+                        "code": a.code,
+                        "devices": list(a.devices),
+                        **({} if a.distributor is None else {"distributor": a.distributor}),
+                        **({} if a.plan is None else {"plan": a.plan}),
+                    }
                     for a in self.agents
                 ],
                 "devices": [
@@ -82,12 +123,31 @@ class Fixture:
                 for d in doc["devices"]
             }
             agents = tuple(
-                AgentSpec(str(a["name"]), str(a["code"]), tuple(int(x) for x in a["devices"]))
+                AgentSpec(
+                    str(a["name"]),
+                    str(a["code"]),
+                    tuple(int(x) for x in a["devices"]),
+                    None if a.get("distributor") is None else str(a["distributor"]),
+                    None if a.get("plan") is None else int(a["plan"]),
+                )
                 for a in doc["agents"]
             )
-            fixture = cls(int(doc["plan"]), int(doc["price_per_day"]), agents, secrets)
-        except (ValueError, KeyError, TypeError, SetupError) as exc:
+            distributors = tuple(
+                DistributorSpec(str(d["name"]), str(d["token"]))
+                for d in doc.get("distributors", ())
+            )
+            fixture = cls(
+                int(doc["plan"]), int(doc["price_per_day"]), agents, secrets, distributors
+            )
+        except (ValueError, KeyError, TypeError, AttributeError, SetupError) as exc:
             raise FixtureError(f"fixture is not valid: {type(exc).__name__}: {exc}") from exc
+        names = {d.name for d in fixture.distributors}
+        for agent in agents:
+            if agent.distributor is not None and agent.distributor not in names:
+                raise FixtureError(
+                    f"agent {agent.name}: distributor {agent.distributor!r} is not in the"
+                    " fixture's distributors"
+                )
         for agent in agents:
             missing = [d for d in agent.devices if d not in secrets]
             if missing:
@@ -108,13 +168,17 @@ class Fixture:
 
 @dataclass(frozen=True)
 class Stocking:
-    """What to put on a fresh platform: agents, their devices (protocol mix), one plan."""
+    """What to put on a fresh platform: agents, their devices (protocol mix), and the
+    distributors they work for (round robin), each with one plan and a report token."""
 
     agents: int
     devices: int
     protocols: Mapping[str, float] = field(default_factory=lambda: {"nexus-full": 1.0})
     price_per_day: int = PRICE_PER_DAY
     seed: int = 1
+    distributors: int = 1
+    """1: every agent works for the database's `default` distributor; more: for
+    distributor-1 .. distributor-N (at most one per agent)."""
 
     @classmethod
     def of(cls, scenario: Scenario) -> Stocking:
@@ -124,6 +188,7 @@ class Stocking:
             dict(scenario.devices.protocols),
             PRICE_PER_DAY,
             scenario.seed,
+            scenario.fleet.distributors,
         )
 
 
@@ -153,14 +218,16 @@ def seed(db_path: str | Path, stocking: Stocking) -> Fixture:
     # a seed that does not finish is seeded again: no commit needs the disk until the end
     store.db.execute("PRAGMA synchronous=OFF")
     try:
-        plan = store.add_plan(PLAN_NAME, stocking.price_per_day)
+        tenants = _tenants(store, stocking)
         agents: list[AgentSpec] = []
         secrets: dict[int, DeviceSecret] = {}
         serial = FIRST_SERIAL
         per_agent, extra = divmod(stocking.devices, stocking.agents)
         for index in range(stocking.agents):
             name = f"agent-{index:05d}"
-            _, code = store.add_agent(name, f"code-{index:05d}-{rng.randbytes(8).hex()}")
+            tenant, owner, plan = tenants[index % len(tenants)]
+            code_text = f"code-{index:05d}-{rng.randbytes(8).hex()}"
+            _, code = store.add_agent(name, code_text, owner)
             records = []
             for _ in range(per_agent + (1 if index < extra else 0)):
                 fmt = FORMATS[rng.choices(names, weights)[0]]
@@ -168,9 +235,28 @@ def seed(db_path: str | Path, stocking: Stocking) -> Fixture:
                 records.append(DeviceRecord(serial, secrets[serial]))
                 serial += 1
             store.add_devices(store.agent_id(name), records)
-            agents.append(AgentSpec(name, code, tuple(r.device for r in records)))
+            devices = tuple(r.device for r in records)
+            agents.append(AgentSpec(name, code, devices, tenant.name, plan))
         store.db.execute("PRAGMA synchronous=FULL")
         store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # now all of it is on the disk
-        return Fixture(plan, stocking.price_per_day, tuple(agents), secrets)
+        first_plan = tenants[0][2]
+        ds = tuple(t for t, _, _ in tenants)
+        return Fixture(first_plan, stocking.price_per_day, tuple(agents), secrets, ds)
     finally:
         store.close()
+
+
+def _tenants(store: Store, stocking: Stocking) -> list[tuple[DistributorSpec, int, int]]:
+    """The distributors to stock: (spec with its token, id, its plan)."""
+    count = max(1, min(stocking.distributors, stocking.agents))
+    made: list[tuple[DistributorSpec, int, int]] = []
+    for n in range(count):
+        if count == 1:
+            name = "default"
+            owner, token = store.distributor_id(name), store.issue_token(name, 0)
+        else:
+            name = f"distributor-{n + 1}"
+            owner, token = store.add_distributor(name, 0)
+        plan = store.add_plan(PLAN_NAME, stocking.price_per_day, owner)
+        made.append((DistributorSpec(name, token), owner, plan))
+    return made

@@ -19,13 +19,13 @@ from field_lab.errors import ConfigError
 from field_lab.net import LOOPBACK
 from field_lab.scenario import Scenario
 from field_lab.workload.plan import Shard
-from field_lab.world.fixture import Fixture, Stocking, distributor_token, seed
+from field_lab.world.fixture import Fixture, Stocking, seed
+from field_lab.world.mno import MnoConfig, MnoSimulator
+from field_lab.world.sms import SmsConfig, SmsGateway
 from server_stub.app import Platform as StubConfig
 from server_stub.app import create_app
 from server_stub.faults import PlatformFaults
-from server_stub.mno import MnoConfig, MnoSimulator
 from server_stub.notify import ResendRule
-from server_stub.sms import SmsConfig, SmsGateway
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,8 @@ class Platform:
     mm_secret: bytes | None = None
     """The operator's shared secret (shards run their own operators with it)."""
     report_token: str | None = None
-    """The distributor's bearer token the report readers send; None: they send none."""
+    """The token report readers send when the fixture names no distributors (each named
+    distributor's readers send its own token, from the fixture)."""
 
 
 @asynccontextmanager
@@ -94,7 +95,6 @@ async def embedded(
 ) -> AsyncIterator[Platform]:
     """A fresh, seeded `server_stub` with an operator, an SMS gateway and an audit token."""
     fixture = await asyncio.to_thread(seed, workdir / "server.db", Stocking.of(scenario))
-    report_token = await asyncio.to_thread(distributor_token, workdir / "server.db")
     s = scenario.sms
     gateway = SmsGateway(SmsConfig(delay_s=s.delay_s, loss_rate=s.loss_rate, seed=scenario.seed))
     mm_secret, audit_token = secrets.token_bytes(16), secrets.token_urlsafe(24)
@@ -110,7 +110,7 @@ async def embedded(
         await mno.start()
         try:
             audit = AuditClient(url, audit_token)
-            yield Platform(url, fixture, audit, mno, gateway, mm_secret, report_token)
+            yield Platform(url, fixture, audit, mno, gateway, mm_secret)
         finally:
             await mno.stop(timeout_s=5)
 
@@ -124,6 +124,7 @@ async def target(
     audit_token: str | None = None,
     mm_secret: bytes | None = None,
     shard: Shard | None = None,
+    report_token: str | None = None,
 ) -> AsyncIterator[Platform]:
     """A platform someone else runs. Mobile money needs the operator's shared secret and a
     loopback target (the operator simulator sends real callbacks)."""
@@ -138,7 +139,7 @@ async def target(
         mno = operator(url, mm_secret, scenario, shard)
         await mno.start()
     try:
-        yield Platform(url, fixture, audit, mno, None, mm_secret)
+        yield Platform(url, fixture, audit, mno, None, mm_secret, report_token)
     finally:
         if mno is not None:
             await mno.stop(timeout_s=5)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..scope import SCOPE
-
 if TYPE_CHECKING:
     from ..reports import Query, Reports
 
@@ -33,7 +31,7 @@ def usage(reports: Reports, q: Query, distributor: int | None) -> dict[str, Any]
         " o.hours_of_use, o.tokens_sent, o.bytes_in, o.bytes_out, o.first_ms, o.last_ms"
         " FROM opm_devices o JOIN devices d ON d.device = o.device"
         " JOIN agents a ON a.agent = d.agent"
-        f" WHERE o.device > :after AND (:agent IS NULL OR d.agent = :agent) AND {SCOPE}"
+        f" WHERE o.device > :after AND (:agent IS NULL OR d.agent = :agent) AND {reports.scope}"
         " ORDER BY o.device LIMIT :limit",
         {"after": after, "agent": q.agent, "limit": q.limit + 1, "distributor": distributor},
     ).fetchall()

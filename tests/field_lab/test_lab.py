@@ -71,6 +71,12 @@ async def test_a_small_run_is_clean(tmp_path: Path) -> None:
     assert lab.verdict.valid, lab.verdict.details()
     assert s.total.exchanges > 0
     assert lab.history.counts()["ok"] > 0
+    # question 3 per distributor: each read its own reports with its own token, all answered
+    assert set(s.by_distributor) == {"distributor-1", "distributor-2", "distributor-3"}
+    for group in s.by_distributor.values():
+        assert group.report_failed.total > 0
+        assert group.report_failed.hits == 0
+    assert sum(g.sale_failed.total for g in s.by_distributor.values()) == s.total.sale_failed.total
 
 
 async def test_a_target_run_is_judged_as_an_embedded_one(tmp_path: Path) -> None:
@@ -255,6 +261,11 @@ def test_cli_against_a_target_checks_exactly_what_its_audit_token_allows(tmp_pat
     doc = json.loads((tmp_path / "seeing" / "summary.json").read_text())
     assert set(doc["checks"].values()) == {"checked"}
     assert doc["lost_ops"] == doc["duplicate_ops"] == 0
+    # a target run's readers send the fixture's distributors' tokens: every read answered
+    assert set(doc["by_distributor"]) == {"distributor-1", "distributor-2"}
+    for d in doc["by_distributor"].values():
+        assert d["report_availability"] == 1.0
+        assert d["report_latency_s"]["count"] > 0
 
 
 def wait_until(done: Callable[[], bool], seconds: float) -> bool:

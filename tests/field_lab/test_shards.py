@@ -81,6 +81,8 @@ def test_figures_merge_as_if_recorded_in_one_process(
     for i, hit in enumerate(hits):
         (left if i % 2 else right).total.sale_failed.add(hit)
         one.total.sale_failed.add(hit)
+        (left if i % 3 else right).read_report("d-1", None if hit else 0.5)
+        one.read_report("d-1", None if hit else 0.5)
     left.late_starts, right.late_starts, one.late_starts = late, 1, late + 1
     wire = [json.loads(json.dumps(stats_to_wire(s))) for s in (left, right)]
     merged = merged_stats(wire)
@@ -93,6 +95,12 @@ def test_figures_merge_as_if_recorded_in_one_process(
     assert merged.total.sale_failed.hits == one.total.sale_failed.hits
     assert merged.total.sale_failed.total == one.total.sale_failed.total
     assert merged.late_starts == one.late_starts
+    mine, theirs = merged.by_distributor["d-1"], one.by_distributor["d-1"]
+    assert (mine.report_failed.hits, mine.report_failed.total) == (
+        theirs.report_failed.hits,
+        theirs.report_failed.total,
+    )
+    assert mine.report.count == theirs.report.count == merged.report.count
 
 
 def evidence(handset: int, ops: int) -> FieldEvidence:
@@ -157,5 +165,9 @@ def test_a_sharded_run_acts_on_the_whole_plan_and_is_judged_clean(tmp_path: Path
     }
     assert doc["handsets"] == 4
     assert doc["report_availability"] == 1.0  # the parent's readers hold a distributor's token
+    assert set(doc["by_distributor"]) == {"distributor-1", "distributor-2", "distributor-3"}
+    by = doc["by_distributor"].values()
+    assert all(d["report_availability"] == 1.0 for d in by)  # each read with its own token
+    assert sum(d["sale_attempts"] for d in by) == doc["sale_attempts"]  # shards merged them
     for name in FIGURES:
         assert doc[name] == 0, (name, doc["check_details"])

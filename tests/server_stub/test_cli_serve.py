@@ -1,5 +1,5 @@
 """The real process: ``server-stub serve`` with the operator secret from the environment,
-a payment through ``server-stub mm-pay``, JSON log lines on stderr without the secret, and a
+a payment through ``field-lab mm-pay``, JSON log lines on stderr without the secret, and a
 clean exit on SIGTERM; the audit API with its token from the environment."""
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from field_lab.cli import main as field_lab_main
 from field_lab.net import free_port
 from server_stub.cli import AUDIT_TOKEN_ENV, SECRET_ENV, main
 
@@ -51,12 +52,12 @@ def test_serve_pay_and_stop_on_sigterm(
         monkeypatch.setenv(SECRET_ENV, SECRET)
         account = str(seeded.stock["ama"][0])  # in stock, not sold: the platform refuses it
         url = f"{base}/v1/mm/callback"
-        assert main(["mm-pay", "--url", url, account, "100", "+233200000001"]) == 1
+        assert field_lab_main(["mm-pay", "--url", url, account, "100", "+233200000001"]) == 1
         out = json.loads(capsys.readouterr().out)
         assert out["final"] == "refused"
         assert out["answers"][0]["error"] == "unknown_account"
         monkeypatch.delenv(SECRET_ENV)
-        assert main(["mm-pay", "--url", url, account, "100", "+233200000001"]) == 2
+        assert field_lab_main(["mm-pay", "--url", url, account, "100", "+233200000001"]) == 2
     finally:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)

@@ -12,11 +12,11 @@ import aiohttp
 import pytest
 
 from field_lab.testing.platform import PaygPlatform
+from field_lab.world.mno import Final, MnoConfig, MnoPlan, MnoSimulator
+from field_lab.world.sms import SmsConfig, SmsGateway, SmsPlan
 from server_stub.app import Platform
 from server_stub.callbacks import SIGNATURE_HEADER, sign
-from server_stub.mno import Final, MnoConfig, MnoPlan, MnoSimulator
 from server_stub.notify import ResendRule
-from server_stub.sms import SmsConfig, SmsGateway, SmsPlan
 from server_stub.store import Store
 
 from .fixtures import PRICE_PER_DAY, seed_platform

@@ -7,6 +7,7 @@ from __future__ import annotations
 import random
 import re
 import sqlite3
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from server_stub.errors import RequestError, SetupError
 from server_stub.ledger.throttle import Backoff
 from server_stub.migrations import VERSION
 from server_stub.reports import KEYS, REPORTS, Query, Reports, decode_cursor, encode_cursor
+from server_stub.scope import TENANT, Scope
 from server_stub.store import DeviceRecord, Store
 
 from .fixtures import PRICE_PER_DAY, secret_for, seed_platform
@@ -108,15 +110,12 @@ def all_cursors(reports: Reports, name: str, distributor: int) -> list[str]:
     raise AssertionError("a walk did not end")
 
 
-@settings(max_examples=150, deadline=None)
-@given(data=st.data())
-def test_no_query_with_a_token_reaches_the_other_tenants_rows(
-    tenants: tuple[Path, dict[str, Any]], data: st.DataObject
-) -> None:
-    path, who = tenants
+def no_leak(path: Path, who: dict[str, Any], data: st.DataObject, scope: Scope) -> None:
+    """The isolation property for one drawn query: the page a tenant gets names none of the
+    other tenant's agents or devices."""
     me, other = data.draw(st.permutations(["default", "beta"]))
     name = data.draw(st.sampled_from(REPORTS))
-    reports = Reports.open(path)
+    reports = Reports.open(path, scope)
     try:
         theirs = all_cursors(reports, name, who[other]["id"])
         mine = all_cursors(reports, name, who[me]["id"])
@@ -147,6 +146,33 @@ def test_no_query_with_a_token_reaches_the_other_tenants_rows(
     seen_agents, seen_devices = rows_of(page)
     assert not seen_agents & who[other]["agents"]
     assert not seen_devices & who[other]["devices"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.data())
+def test_no_query_with_a_token_reaches_the_other_tenants_rows(
+    tenants: tuple[Path, dict[str, Any]], data: st.DataObject
+) -> None:
+    no_leak(*tenants, data, TENANT)
+
+
+@dataclass(frozen=True)
+class Unscoped:
+    """The injected fault: a report query that forgot its tenant (every distributor's rows)."""
+
+    where: str = "1 = 1"
+
+
+def test_the_isolation_property_catches_a_query_that_forgot_its_tenant(
+    tenants: tuple[Path, dict[str, Any]],
+) -> None:
+    @settings(max_examples=150, deadline=None, database=None, report_multiple_bugs=False)
+    @given(data=st.data())
+    def leaky(data: st.DataObject) -> None:
+        no_leak(*tenants, data, Unscoped())
+
+    with pytest.raises(AssertionError):
+        leaky()
 
 
 async def test_http_scoping_401_and_404(tenants: tuple[Path, dict[str, Any]]) -> None:

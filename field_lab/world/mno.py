@@ -23,7 +23,7 @@ from typing import Any
 
 import aiohttp
 
-from .callbacks import SIGNATURE_HEADER, MoneyCallback, sign
+from server_stub.callbacks import SIGNATURE_HEADER, MoneyCallback, sign
 
 
 @dataclass(frozen=True)

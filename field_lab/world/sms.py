@@ -16,7 +16,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-Receipt = Callable[[int, float], None]  # (platform's reference, delivered at)
+from server_stub.notify import Receipt
 
 
 @dataclass(frozen=True)
