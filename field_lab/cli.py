@@ -4,6 +4,7 @@
                    [--profiles FILE] [--seed N] [--outages FILE] [--stats-json FILE] [--duration S]
     field-lab conformance URL [--agent NAME --code CODE]    (field_lab/conformance/command.py)
     field-lab mm-pay ACCOUNT AMOUNT MSISDN [--url URL]       (field_lab/world/pay.py)
+    field-lab simulate [SCENARIO] --days N [--agents N] [--devices N] [--seed N] [--out DIR]
 
 Exit codes: 0 done, 2 bad arguments or configuration (the message says which file/key), 1 a
 runtime failure such as an address already in use.
@@ -25,6 +26,7 @@ from field_lab.link.errors import ConfigError
 from field_lab.link.outages import Outage, load_outages
 from field_lab.link.profiles import BUILTIN_PROFILES, Profile, get_profile, load_profiles
 from field_lab.link.proxy import LinkProxy
+from field_lab.simulate.command import add_parser as add_simulate_parser
 from field_lab.world.pay import add_parser as add_pay_parser
 
 EXIT_OK = 0
@@ -83,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_lab_parsers(sub)
     add_conformance_parser(sub)
     add_pay_parser(sub)
+    add_simulate_parser(sub)
     return parser
 
 

@@ -561,9 +561,11 @@ def create_app(
     clock: Clock = time.time,
     platform: Platform | None = None,
     faults: PlatformFaults | None = None,
+    inline_store: bool = False,
 ) -> web.Application:
     """The platform on `db_path`. `faults` builds bugs in on purpose (tests of the lab's
-    judge only); nothing else can switch them on."""
+    judge only); nothing else can switch them on. `inline_store`: the store's work runs on the
+    event loop's thread (a virtual-time loop must see no thread)."""
     config = platform or Platform()
     app = web.Application(middlewares=[observe, errors], client_max_size=MAX_BODY_BYTES)
     app[CLOCK] = clock
@@ -576,7 +578,7 @@ def create_app(
     app[SYNC_KEYS] = {}
     app[CODE_GUESSES] = Throttle(config.backoff)
     app[TOKEN_GUESSES] = Throttle(config.backoff)
-    runner = StoreThread()
+    runner = StoreThread(inline=inline_store)
     app[RUNNER] = runner
     readers = ThreadPoolExecutor(max_workers=config.report_threads, thread_name_prefix="report")
     app[READERS] = readers

@@ -36,15 +36,20 @@ Job = tuple[int, int, "Future[Any]", Callable[[], Any], bool]  # ..., groupable
 
 
 class StoreThread(Executor):
-    def __init__(self, name: str = "store") -> None:
+    """`inline=True`: no thread, each job runs when submitted on the caller's thread (a
+    virtual-time loop must never wait on a thread it cannot see)."""
+
+    def __init__(self, name: str = "store", *, inline: bool = False) -> None:
         self._jobs: list[Job] = []
         self._ready = threading.Condition()
         self._order = itertools.count()
         self._closed = False
         self.grouping: Callable[[], AbstractContextManager[None]] | None = None
         """Opens a group commit (set once the store is open); None: each job alone."""
-        self._thread = threading.Thread(target=self._work, name=name, daemon=True)
-        self._thread.start()
+        self._thread: threading.Thread | None = None
+        if not inline:
+            self._thread = threading.Thread(target=self._work, name=name, daemon=True)
+            self._thread.start()
 
     def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
         return self.submit_at(NORMAL, lambda: fn(*args, **kwargs))
@@ -56,6 +61,10 @@ class StoreThread(Executor):
         with self._ready:
             if self._closed:
                 raise RuntimeError("the store thread is shut down")
+            if self._thread is None:  # inline: a job alone is its own transaction
+                if future.set_running_or_notify_cancel():
+                    _settle(future, job)
+                return future
             heapq.heappush(self._jobs, (priority, next(self._order), future, job, groupable))
             self._ready.notify()
         return future
@@ -111,7 +120,7 @@ class StoreThread(Executor):
                 for _, _, future, _, _ in self._jobs:
                     future.cancel()
             self._ready.notify_all()
-        if wait:
+        if wait and self._thread is not None:
             self._thread.join()
 
 

@@ -324,6 +324,11 @@ def _cases() -> dict[str, Case]:
         "conformance wrong code": Case(
             f, "conformance {url} --agent ama --code nope", 2, "--agent 'ama' --code"
         ),
+        "simulate zero days": Case(f, "simulate --days 0", 2, "--days"),
+        "simulate missing scenario": Case(f, "simulate nope.toml --days 1", 2, "nope.toml"),
+        "simulate fewer devices than agents": Case(
+            f, "simulate --days 1 --agents 5 --devices 2", 2, "fleet.devices (2)"
+        ),
     }
 
 

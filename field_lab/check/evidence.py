@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, overload
+from typing import Any, Protocol, overload
 
 import aiohttp
 
@@ -23,7 +23,7 @@ from field_lab.check.keys import mm_key, op_key
 from field_lab.errors import AuditError
 from field_lab.measure.history import History, Status
 from field_lab.protocols import format_named
-from field_lab.world.mno import Final, MnoSimulator
+from field_lab.world.mno import Final, Txn
 
 AUDIT_PATH = "/v1/audit/"
 PAGE_SIZE = 500
@@ -294,7 +294,15 @@ def learn_from_handset(history: History, handset: HandsetEvidence, at: float) ->
         learn(history, op_key(handset.handset, seq), status, at, state.value)
 
 
-def learn_from_operator(history: History, operator: MnoSimulator, at: float) -> None:
+class OperatorRecord(Protocol):
+    """What the judge reads of a mobile-money operator: every transaction and its attempts
+    (`field_lab.world.mno.MnoSimulator` in real time, the simulation's operator in virtual time)."""
+
+    @property
+    def history(self) -> Mapping[str, Txn]: ...
+
+
+def learn_from_operator(history: History, operator: OperatorRecord, at: float) -> None:
     """Each payment as the operator knows it: confirmed (ok); refused or answered otherwise
     (fail); given up on without an answer (unknown). Payments still in flight stay open."""
     for txn, record in operator.history.items():
