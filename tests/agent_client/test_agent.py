@@ -150,11 +150,14 @@ async def test_failures_back_off_and_stay_bounded(
     url, seeded = platform
     agent = await Agent.provision(tmp_path / "h.db", url, seeded.name, seeded.code, config=FAST)
     await agent.close()
-    agent = await Agent.open(tmp_path / "h.db", server_url="http://127.0.0.1:9", config=FAST)
+    # backoffs long enough (0.1 s doubling: 0.8 s after the 4th failure) that a loaded machine
+    # cannot reach retry_at between the sync's return and the checks below
+    slow = SyncConfig(backoff_base_s=0.1, backoff_cap_s=10.0)
+    agent = await Agent.open(tmp_path / "h.db", server_url="http://127.0.0.1:9", config=slow)
     await agent.register_customer("Esi", "+233200000001")
     report = await agent.sync(max_exchanges=4, max_wait_s=5.0)
     assert (report.exchanges, report.failures, report.pending) == (4, 4, 1)
-    assert agent.core.batch_size == FAST.initial_batch // 2**4  # halved per failure
+    assert agent.core.batch_size == slow.initial_batch // 2**4  # halved per failure
     assert agent.core.retry_at > time.time()
     quick = await agent.sync(max_wait_s=0.0)  # still backing off: no exchange at all
     assert quick.exchanges == 0
