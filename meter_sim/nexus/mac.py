@@ -29,14 +29,28 @@ def prng(seed: bytes) -> bytes:
     return siphash24(KEY_00, b"\x00" + seed).to_bytes(8, "little")
 
 
+_full_message = struct.Struct("<IBI").pack
+_small_message = struct.Struct("<IBB").pack
+"""Compiled once: `struct.pack(format, ...)` looks its format up in a cache on every call."""
+
+
+_u32_seed_message = struct.Struct("<xI").pack
+
+
+def prng_u32(seed: int) -> bytes:
+    """`prng(seed.to_bytes(4, "little"))` with its message made by one pack (a zero byte and
+    the seed): the full protocol seeds the PRNG with its MAC on every code."""
+    return siphash24(KEY_00, _u32_seed_message(seed)).to_bytes(8, "little")
+
+
 def full_mac(key: bytes, full_id: int, type_code: int, value: int) -> int:
     """The 6-digit full-protocol MAC: low 32 bits of SipHash, last six decimal digits."""
-    return (siphash24(key, struct.pack("<IBI", full_id, type_code, value)) & 0xFFFFFFFF) % 1_000_000
+    return (siphash24(key, _full_message(full_id, type_code, value)) & 0xFFFFFFFF) % 1_000_000
 
 
 def small_mac(key: bytes, full_id: int, type_code: int, body: int) -> int:
     """The 12-bit small-protocol MAC: the top 12 bits of SipHash."""
-    return siphash24(key, struct.pack("<IBB", full_id, type_code, body)) >> 52
+    return siphash24(key, _small_message(full_id, type_code, body)) >> 52
 
 
 def extended_mac(key: bytes, full_id: int, ext_type: int, increment: int, trunc_id: int) -> int:

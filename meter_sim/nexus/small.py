@@ -58,6 +58,8 @@ class SmallType(IntEnum):
 
 _SMALL_TYPES = tuple(SmallType)
 """By value (a tuple index is cheaper than the enum's lookup by value)."""
+_ADD_CREDIT, _SET_CREDIT, _MAINTENANCE_OR_TEST = _SMALL_TYPES[0], _SMALL_TYPES[2], _SMALL_TYPES[3]
+"""Members read once (an enum attribute costs ~900 instructions on 3.11: `credit._UNLOCKED`)."""
 EXTENDED_SET_CREDIT_CLEAR_RESTRICTED = 0
 """The only extended-small type: SET credit and clear the restricted flag."""
 MAINTENANCE_BIT = 0x80
@@ -88,11 +90,11 @@ def decide_small(
     if not _SYMBOLS.issuperset(symbols):
         return invalid(state, f"frame holds a key outside {ALPHABET}")
     cid, kind, body, mac = decode(symbols)
-    if kind is SmallType.ADD_CREDIT:
+    if kind is _ADD_CREDIT:
         return _add(key, state, payg, cid, body, mac, policy)
-    if kind is SmallType.SET_CREDIT:
+    if kind is _SET_CREDIT:
         return _set(key, state, cid, body, mac, policy)
-    if kind is SmallType.MAINTENANCE_OR_TEST:
+    if kind is _MAINTENANCE_OR_TEST:
         return _maintenance_or_test(key, state, payg, cid, body, mac, policy)
     return _extended(key, state, cid, body, mac, policy)
 
@@ -120,7 +122,7 @@ def _add(
     policy: NexusPolicy,
 ) -> Verdict:
     id_ = infer_id(state, cid)
-    refused = rules.gate(state, id_, _mac_check(key, SmallType.ADD_CREDIT, body, mac), policy)
+    refused = rules.gate(state, id_, _mac_check(key, _ADD_CREDIT, body, mac), policy)
     if refused is not None:
         return refused
     if body == UNLOCK:
@@ -153,7 +155,7 @@ def _set(
     if policy.strict and body in SET_RESERVED:
         return invalid(state, f"reserved SET increment {body}")
     id_ = infer_id(state, cid)
-    refused = rules.gate(state, id_, _mac_check(key, SmallType.SET_CREDIT, body, mac), policy)
+    refused = rules.gate(state, id_, _mac_check(key, _SET_CREDIT, body, mac), policy)
     if refused is not None:
         return refused
     action, what = _set_action(body)

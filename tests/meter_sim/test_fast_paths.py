@@ -7,6 +7,8 @@ plain reference here, written the obvious way; the shortcut must agree on every 
 from __future__ import annotations
 
 import dataclasses
+import math
+import struct
 
 import pytest
 from hypothesis import given
@@ -26,11 +28,24 @@ from meter_sim.keypad import (
     step,
 )
 from meter_sim.meter import Result
-from meter_sim.nexus.full import deobscure
-from meter_sim.nexus.mac import prng
+from meter_sim.nexus.encode import full_activation
+from meter_sim.nexus.full import FullType, deobscure, process_full
+from meter_sim.nexus.mac import prng, prng_u32
 from meter_sim.nexus.small import ALPHABET, SmallType, decode
-from meter_sim.nexus.state import NexusState
-from meter_sim.outcomes import PaygState
+from meter_sim.nexus.state import (
+    MAX_MESSAGE_ID,
+    PD_INITIAL,
+    PD_MAX,
+    WINDOW_ABOVE_PD,
+    WINDOW_BELOW_PD,
+    NexusState,
+    is_set,
+    mask_below,
+)
+from meter_sim.nv import Kind, decode_payload, encode_nexus_state
+from meter_sim.outcomes import Outcome, PaygState
+
+KEY = bytes.fromhex("deadbeef1020304004030201feebdaed")
 
 digits = st.text("0123456789", min_size=14, max_size=14)
 
@@ -126,3 +141,70 @@ def test_credit_apply_follows_the_nexus_product_rules(
     else:
         assert after == Credit(now, True)
     assert after.state(now) in set(PaygState)
+
+
+@given(st.integers(0, 2**32 - 1))
+def test_the_full_protocols_prng_packs_its_seed_as_four_little_endian_bytes(seed: int) -> None:
+    assert prng_u32(seed) == prng(seed.to_bytes(4, "little"))
+
+
+@given(until=times, unlocked=st.booleans(), now=times)
+def test_credit_remaining_is_max_of_zero_and_what_is_left(
+    until: float, unlocked: bool, now: float
+) -> None:
+    left = Credit(until, unlocked).remaining(now)
+    assert left == (math.inf if unlocked else max(0.0, until - now))
+
+
+@given(
+    state=st.builds(
+        NexusState,
+        pd=st.integers(PD_INITIAL, PD_MAX),
+        received=st.integers(0, 2**24 - 1),
+        qc_long=st.integers(0, 15),
+        qc_short=st.integers(0, 15),
+        restricted=st.booleans(),
+    ),
+    credit=st.builds(Credit, times, st.booleans()),
+    grace=st.integers(0, 255),
+)
+def test_the_nexus_state_encodes_as_its_documented_fields(
+    state: NexusState, credit: Credit, grace: int
+) -> None:
+    """pd u32, mask u24, QC u8, flags u8, grace u8, credit until i48 ms (docs in `nv`)."""
+    plain = struct.pack(
+        "<I3sBBB",
+        state.pd,
+        state.received.to_bytes(3, "little"),
+        state.qc_long << 4 | state.qc_short,
+        state.restricted | credit.unlocked << 1,
+        grace,
+    )
+    encoded = encode_nexus_state(state, credit, grace)
+    assert encoded[:10] == plain
+    assert decode_payload(encoded + bytes(10), Kind.NEXUS_FULL).nexus == state
+
+
+@given(
+    pd=st.integers(PD_INITIAL, MAX_MESSAGE_ID - WINDOW_ABOVE_PD),
+    offset=st.integers(-WINDOW_BELOW_PD, WINDOW_ABOVE_PD),
+    kind=st.sampled_from([FullType.ADD_CREDIT, FullType.SET_CREDIT]),
+    hours=st.integers(0, 99_998),
+)
+def test_a_full_code_in_the_window_applies_at_its_own_id(
+    pd: int, offset: int, kind: FullType, hours: int
+) -> None:
+    """The inferred id and the digits (type, id, body) read from the deobscured code."""
+    id_ = pd + offset
+    state = NexusState(pd=pd)
+    frame = full_activation(KEY, id_, kind, hours)[1:-1]
+    decision = process_full(frame, secret_key=KEY, state=state, payg=PaygState.ENABLED)
+    assert decision.outcome is Outcome.APPLIED
+    if kind is FullType.ADD_CREDIT:
+        assert decision.action == AddCredit(hours * 3600)
+        assert decision.reason == f"add {hours} h, id {id_}"
+        assert is_set(decision.state, id_)
+    else:
+        assert decision.action == SetCredit(hours * 3600)
+        assert decision.reason == f"set {hours} h, id {id_}"
+        assert decision.state == mask_below(state, id_ + 1)
