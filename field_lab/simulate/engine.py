@@ -245,6 +245,7 @@ class Engine:
             delays=[i for i in incidents if i.kind == "operator_delay"],
             base=BASE,
         )
+        await operator.start()
         try:
             await self._set_up(door)
             self.setting_up = False
@@ -255,7 +256,7 @@ class Engine:
             await self._settle(operator)
             evidence = await self._evidence(operator, end)
         finally:
-            await operator.stop()
+            await operator.stop(timeout_s=0)
             for h in self.handsets:
                 with contextlib.suppress(AgentError, OSError):
                     await h.agent.close()
