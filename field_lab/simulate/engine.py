@@ -218,8 +218,8 @@ class Engine:
         config = StubConfig(
             mm_secret=self.mm_secret,
             sms=lossy,
-            resend=ResendRule(
-                resend_after_s=max(s.resend_after_s, 600.0), max_attempts=5, poll_s=60.0
+            resend=ResendRule(  # resends wake the sender when due: no poll needed
+                resend_after_s=max(s.resend_after_s, 600.0), max_attempts=5, poll_s=86_400.0
             ),
             audit_token=self.audit_token,
             synchronous="normal",
