@@ -34,6 +34,7 @@ from agent_client.protocol.sync import Result
 from field_lab.check.evidence import HandsetEvidence, learn_from_handset, learn_from_operator
 from field_lab.check.judge import Claim
 from field_lab.check.keys import MOBILE_MONEY, mm_key, op_key
+from field_lab.lab.collector import field_collector
 from field_lab.link import Profile, get_profile
 from field_lab.measure.history import History
 from field_lab.scenario import Scenario
@@ -251,9 +252,10 @@ class Engine:
             self.setting_up = False
             await asyncio.sleep(BASE - loop.time())
             await self._to_field(door)
-            await self._month(operator)
-            end = BASE + self.month.end
-            await self._settle(operator)
+            with field_collector():  # set-up's heap frozen: collections scan the month's only
+                await self._month(operator)
+                end = BASE + self.month.end
+                await self._settle(operator)
             evidence = await self._evidence(operator, end)
         finally:
             await operator.stop(timeout_s=0)
