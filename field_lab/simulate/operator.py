@@ -1,6 +1,6 @@
-"""The mobile-money operator on the simulated clock: the same seeded decisions as
-`field_lab.world.mno` (`MnoPlan`: delay, failure, duplicates, lost answers), the same signed
-callbacks, carried into the platform through its `Door` instead of a socket.
+"""The mobile-money operator on the simulated clock: `field_lab.world.mno`'s `MnoSimulator`
+itself (its seeded decisions, signing, delivery and retries), with a `CallbackSender` that
+carries each callback into the platform through its `Door` instead of a socket.
 
 Incidents enter here: a payment made while an `operator_delay` incident lasts has its callback
 held back `delay_hours` more; while the platform is down every attempt is refused and the
