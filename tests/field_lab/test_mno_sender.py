@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from field_lab.world.mno import Final, MnoConfig, MnoSimulator, NoReply, Reply
+from field_lab.world.mno import Final, MnoConfig, MnoSimulator, NoReply, Reply, Txn
 from server_stub.callbacks import SIGNATURE_HEADER, sign
 
 SECRET = b"operator-secret"
@@ -59,22 +59,21 @@ async def test_no_answer_and_5xx_are_retried_until_a_2xx() -> None:
     assert doc["account"] == "42"
 
 
-async def test_a_4xx_is_final_and_silence_gives_up_after_the_ladder() -> None:
-    refused = Scripted([409])
-    mno = MnoSimulator(refused, SECRET, config())
+async def one_payment(sender: Scripted) -> Txn:
+    """One payment through `sender`, drained; its record."""
+    mno = MnoSimulator(sender, SECRET, config())
     await mno.start()
-    first = mno.history[mno.pay(1, 500, "+233200000001")]
+    txn = mno.history[mno.pay(1, 500, "+233200000001")]
     assert await mno.drain(5.0)
     await mno.stop()
+    return txn
+
+
+async def test_a_4xx_is_final_and_silence_gives_up_after_the_ladder() -> None:
+    first = await one_payment(Scripted([409]))
     assert first.final is Final.REFUSED
     assert len(first.attempts) == 1
-
-    silent = Scripted(["timeout"] * 4)
-    mno = MnoSimulator(silent, SECRET, config())
-    await mno.start()
-    second = mno.history[mno.pay(1, 500, "+233200000001")]
-    assert await mno.drain(5.0)
-    await mno.stop()
+    second = await one_payment(Scripted(["timeout"] * 4))
     assert second.final is Final.GAVE_UP
     assert len(second.attempts) == config().max_attempts
 
