@@ -3,7 +3,9 @@
 The outbox row is written in the same transaction that issues the keycode, so a message is
 never lost to a crash; this task only hands due rows to the gateway (`Store.sms_due` counts the
 attempt as it claims them) and records receipts. A message with no receipt after
-`resend_after_s` is sent again, up to `max_attempts` times.
+`resend_after_s` is sent again, up to `max_attempts` times. Between claims the task sleeps until
+the earliest resend falls due (the store says when), a new message wakes it, or `poll_s` passes
+(a safety net, not the schedule): an idle platform does not query its outbox to find nothing.
 """
 
 from __future__ import annotations
@@ -28,13 +30,13 @@ class Gateway(Protocol):
 class ResendRule:
     resend_after_s: float = 5.0
     max_attempts: int = 3
-    poll_s: float = 0.05  # how often to look for due resends when nothing wakes us
+    poll_s: float = 0.05  # the longest the sender sleeps without looking at the outbox
 
     def __post_init__(self) -> None:
         if not (0 < self.resend_after_s <= 86_400 and 1 <= self.max_attempts <= 100):
             raise ValueError("resend_after_s must be in (0, 86400] and max_attempts in 1..100")
-        if not 0 < self.poll_s <= 60:
-            raise ValueError("poll_s must be in (0, 60]")
+        if not 0 < self.poll_s <= 86_400:
+            raise ValueError("poll_s must be in (0, 86400]")
 
 
 class SmsSender:
@@ -63,18 +65,26 @@ class SmsSender:
     async def _run(self) -> None:
         while True:
             self._wake.clear()
-            due = await self.call(self._claim)
+            due, wait_s = await self.call(self._claim)
             for sms, msisdn, text in due:
                 self.gateway.submit(msisdn, text, sms, self._receipt)
             if len(due) == 0:
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self.rule.poll_s):
+                    async with asyncio.timeout(wait_s):
                         await self._wake.wait()
 
-    def _claim(self, store: Store) -> list[tuple[int, str, str]]:
-        """On the store thread: the clock is read when the claim runs, not when queued."""
+    def _claim(self, store: Store) -> tuple[list[tuple[int, str, str]], float]:
+        """On the store thread (the clock is read when the claim runs, not when queued): the
+        messages to send now and, when there are none, how long to sleep before looking again."""
         rule = self.rule
-        return store.sms_due(self.now_ms(), int(rule.resend_after_s * 1000), rule.max_attempts)
+        after_ms, now_ms = int(rule.resend_after_s * 1000), self.now_ms()
+        due = store.sms_due(now_ms, after_ms, rule.max_attempts)
+        if due:
+            return due, 0.0
+        next_ms = store.sms_next_due_ms(after_ms, rule.max_attempts)
+        if next_ms is None:
+            return due, rule.poll_s
+        return due, min(rule.poll_s, max(0.001, (next_ms - now_ms) / 1000))
 
     def _receipt(self, ref: int, _delivered_at: float) -> None:
         task: asyncio.Task[Any] = asyncio.get_running_loop().create_task(

@@ -947,6 +947,16 @@ class Store:
             )
         return [(int(a), str(b), str(c)) for a, b, c in rows]
 
+    def sms_next_due_ms(self, resend_after_ms: int, max_attempts: int) -> int | None:
+        """When the earliest message sent without a receipt falls due for a resend (None: no
+        message is waiting for one), so the sender can sleep until then instead of polling."""
+        (sent,) = self._one(
+            "SELECT min(sent_ms) FROM sms WHERE delivered_ms IS NULL AND attempts < ?"
+            " AND sent_ms IS NOT NULL",
+            max_attempts,
+        )
+        return None if sent is None else int(sent) + resend_after_ms
+
     def sms_delivered(self, sms: int, now_ms: int) -> bool:
         """A delivery receipt; the first one counts, repeats change nothing."""
         with self.transaction() as db:

@@ -18,9 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import time
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,7 @@ from field_lab.check.evidence import (
 from field_lab.check.judge import Claim, Verdict, judge
 from field_lab.errors import ConfigError, HarnessError
 from field_lab.lab.budget import Budget, Limits, ProcessLimits
+from field_lab.lab.collector import field_collector
 from field_lab.lab.stats import RunStats
 from field_lab.measure.history import History
 from field_lab.measure.slo import Verdict as SloVerdict
@@ -255,7 +255,7 @@ class Lab:
         if platform.sms is not None:
             platform.sms.inbox.listen(field.sms_arrived)
         await self._set_up(platform, fleet, field, clock)
-        with _field_collector():
+        with field_collector():
             await self._field(platform, fleet, field, clock)
         self.phase = "end of day"
         fleet.back_in_coverage()  # agents of villages without coverage come back to town
@@ -428,27 +428,6 @@ class Lab:
             audited = await platform.audit.evidence()
         self.verdict = judged(self.evidence, audited)
         self.stats.checks = self.verdict.figures()
-
-
-FIELD_GC_THRESHOLD = 50_000
-"""Allocations between young collections in the field (Python's default is 700): an
-exchange's objects mostly die by reference counting before a collection would scan them."""
-
-
-@contextlib.contextmanager
-def _field_collector() -> Iterator[None]:
-    """Set-up's objects (handsets, sites, meters: most of the heap) live to the end: frozen out
-    of the collector's sight, so the field's collections scan only what the field makes, and
-    less often. Measured in benchmarks/lab_scale.py (`field_gc_s`)."""
-    thresholds = gc.get_threshold()
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(FIELD_GC_THRESHOLD, *thresholds[1:])
-    try:
-        yield
-    finally:
-        gc.set_threshold(*thresholds)
-        gc.unfreeze()
 
 
 class _Laps:

@@ -15,6 +15,7 @@ import json
 import os
 import sys
 import tempfile
+import time
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -101,7 +102,11 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def _progress(line: str) -> None:
-    print(f"field-lab simulate: {line}", file=sys.stderr, flush=True)
+    """A progress line with the process's CPU seconds so far: the figure to compare on a
+    shared machine, where wall time says more about the neighbours than about the run."""
+    print(
+        f"field-lab simulate: {line} (cpu {time.process_time():.1f} s)", file=sys.stderr, flush=True
+    )
 
 
 def scratch() -> str | None:

@@ -34,6 +34,7 @@ from agent_client.protocol.sync import Result
 from field_lab.check.evidence import HandsetEvidence, learn_from_handset, learn_from_operator
 from field_lab.check.judge import Claim
 from field_lab.check.keys import MOBILE_MONEY, mm_key, op_key
+from field_lab.lab.collector import field_collector
 from field_lab.link import Profile, get_profile
 from field_lab.measure.history import History
 from field_lab.scenario import Scenario
@@ -218,8 +219,8 @@ class Engine:
         config = StubConfig(
             mm_secret=self.mm_secret,
             sms=lossy,
-            resend=ResendRule(
-                resend_after_s=max(s.resend_after_s, 600.0), max_attempts=5, poll_s=60.0
+            resend=ResendRule(  # resends wake the sender when due: no poll needed
+                resend_after_s=max(s.resend_after_s, 600.0), max_attempts=5, poll_s=86_400.0
             ),
             audit_token=self.audit_token,
             synchronous="normal",
@@ -245,17 +246,19 @@ class Engine:
             delays=[i for i in incidents if i.kind == "operator_delay"],
             base=BASE,
         )
+        await operator.start()
         try:
             await self._set_up(door)
             self.setting_up = False
             await asyncio.sleep(BASE - loop.time())
             await self._to_field(door)
-            await self._month(operator)
-            end = BASE + self.month.end
-            await self._settle(operator)
+            with field_collector():  # set-up's heap frozen: collections scan the month's only
+                await self._month(operator)
+                end = BASE + self.month.end
+                await self._settle(operator)
             evidence = await self._evidence(operator, end)
         finally:
-            await operator.stop()
+            await operator.stop(timeout_s=0)
             for h in self.handsets:
                 with contextlib.suppress(AgentError, OSError):
                     await h.agent.close()

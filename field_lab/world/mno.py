@@ -5,8 +5,11 @@ way operators do — late, twice, out of order, retried after timeouts, sometime
 delay (base plus a reorder jitter), whether the payment fails, how many duplicate callbacks
 follow and when, and which attempts lose the platform's answer (the operator then sees a
 timeout and retries). Deciding up front keeps a run reproducible whatever the network timing.
-`MnoSimulator` is the asyncio shell: it POSTs signed JSON callbacks to the platform over real
-HTTP and records every attempt and answer per transaction for the lab's checks.
+`MnoSimulator` is the asyncio shell: it signs JSON callbacks, hands each attempt to its
+`CallbackSender` and records every attempt and answer per transaction for the lab's checks.
+The sender is the seam for how a callback travels: `HttpCallbacks` POSTs over real HTTP (the
+lab, chaos and load benchmarks); `field-lab simulate` carries it through the platform's door on
+its virtual clock, with the same decisions, signing, retries and records.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 
@@ -121,35 +124,105 @@ def retryable(status: int | None) -> bool:
     return status is None or status >= 500
 
 
+@dataclass(frozen=True)
+class Reply:
+    """What came back for one attempt: the HTTP status and the JSON object, if it was one."""
+
+    status: int
+    answer: dict[str, object] | None
+
+
+class NoReply(Exception):
+    """An attempt got no answer at all; `reason` is what the operator records ("timeout",
+    "refused", a connection error's name). The operator retries on its ladder."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class CallbackSender(Protocol):
+    """How a signed callback reaches the platform (a socket, or a door on a virtual clock)."""
+
+    async def open(self) -> None: ...
+
+    async def send(self, body: bytes, headers: dict[str, str], timeout_s: float) -> Reply:
+        """Deliver one attempt; raise `NoReply` when no answer came back."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class HttpCallbacks:
+    """POSTs callbacks to the platform over real HTTP on 127.0.0.1."""
+
+    def __init__(self, url: str) -> None:
+        if not url.startswith("http://127.0.0.1"):
+            raise ValueError("the simulator calls back on 127.0.0.1 only")
+        self.url = url
+        self._session: aiohttp.ClientSession | None = None
+
+    async def open(self) -> None:
+        connector = aiohttp.TCPConnector(limit=64)
+        self._session = aiohttp.ClientSession(connector=connector)
+
+    async def send(self, body: bytes, headers: dict[str, str], timeout_s: float) -> Reply:
+        if self._session is None:
+            raise RuntimeError("start() the simulator first")
+        timeout = aiohttp.ClientTimeout(total=timeout_s)
+        answer: object = None
+        try:
+            async with self._session.post(
+                self.url, data=body, headers=headers, timeout=timeout
+            ) as response:
+                status = response.status
+                with contextlib.suppress(ValueError, aiohttp.ContentTypeError):
+                    answer = await response.json()
+        except TimeoutError:
+            raise NoReply("timeout") from None
+        except aiohttp.ClientError as exc:
+            raise NoReply(type(exc).__name__) from None
+        return Reply(status, answer if isinstance(answer, dict) else None)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
 class MnoSimulator:
     def __init__(
         self,
-        callback_url: str,
+        callbacks: str | CallbackSender,
         secret: bytes,
         config: MnoConfig | None = None,
         *,
         clock: Callable[[], float] = time.time,
+        epoch: float = 0.0,
         prefix: str = "MM",
     ) -> None:
-        if not callback_url.startswith("http://127.0.0.1"):
-            raise ValueError("the simulator calls back on 127.0.0.1 only")
-        self.url = callback_url
+        """`callbacks`: the platform's callback URL (sent over HTTP) or a `CallbackSender`;
+        `clock`: seconds on the caller's clock; `epoch`: the Unix time of that clock's zero
+        (what a callback's `paid_ms` says; 0 for a clock that reads Unix time)."""
+        self.sender = HttpCallbacks(callbacks) if isinstance(callbacks, str) else callbacks
         self.secret = secret
         self.config = config or MnoConfig()
         self.clock = clock
+        self.epoch = epoch
         self.prefix = prefix
         self.history: dict[str, Txn] = {}
         self._plan = MnoPlan(self.config)
-        self._session: aiohttp.ClientSession | None = None
+        self._started = False
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(limit=64)
-        self._session = aiohttp.ClientSession(connector=connector)
+        await self.sender.open()
+        self._started = True
 
-    def pay(self, account: int | str, amount: int, msisdn: str) -> str:
-        """A customer pays; returns the operator's transaction id. Callbacks follow."""
-        if self._session is None:
+    def pay(self, account: int | str, amount: int, msisdn: str, *, hold_s: float = 0.0) -> str:
+        """A customer pays; returns the operator's transaction id. Callbacks follow, `hold_s`
+        later than the plan says (an operator having a bad day)."""
+        if not self._started:
             raise RuntimeError("start() the simulator first")
         txn_id = f"{self.prefix}{len(self.history) + 1:08d}"
         plan = self._plan.decide()
@@ -160,11 +233,11 @@ class MnoSimulator:
             amount=amount,
             msisdn=msisdn,
             status="failed" if plan.fails else "success",
-            paid_ms=int(paid_at * 1000),
+            paid_ms=int((self.epoch + paid_at) * 1000),
         )
         txn = Txn(callback, plan, paid_at)
         self.history[txn_id] = txn
-        self._spawn(self._deliver(txn))
+        self._spawn(self._deliver(txn, plan.delay_s + hold_s))
         return txn_id
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -172,9 +245,9 @@ class MnoSimulator:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _deliver(self, txn: Txn) -> None:
+    async def _deliver(self, txn: Txn, delay_s: float) -> None:
         try:
-            await asyncio.sleep(txn.plan.delay_s)
+            await asyncio.sleep(delay_s)
             for offset in txn.plan.duplicates_s:
                 self._spawn(self._duplicate(txn, offset))
             for attempt in range(self.config.max_attempts):
@@ -197,28 +270,21 @@ class MnoSimulator:
         await self._send(txn, "duplicate", lost=False)
 
     async def _send(self, txn: Txn, kind: str, lost: bool) -> Attempt:
-        assert self._session is not None
         body = json.dumps(txn.callback.to_json()).encode()
         headers = {"Content-Type": "application/json", SIGNATURE_HEADER: sign(self.secret, body)}
         attempt = Attempt(kind, self.clock())
         txn.attempts.append(attempt)
-        timeout = aiohttp.ClientTimeout(total=self.config.timeout_s)
         try:
-            async with self._session.post(
-                self.url, data=body, headers=headers, timeout=timeout
-            ) as response:
-                attempt.status = response.status
-                with contextlib.suppress(ValueError, aiohttp.ContentTypeError):
-                    answer = await response.json()
-                    attempt.answer = answer if isinstance(answer, dict) else None
-            attempt.answered_at = self.clock()
-            attempt.seen = not lost
-            if lost:
-                attempt.error = "answer_lost"
-        except TimeoutError:
-            attempt.error = "timeout"
-        except aiohttp.ClientError as exc:
-            attempt.error = type(exc).__name__
+            reply = await self.sender.send(body, headers, self.config.timeout_s)
+        except NoReply as exc:
+            attempt.error = exc.reason
+            return attempt
+        attempt.status = reply.status
+        attempt.answer = reply.answer
+        attempt.answered_at = self.clock()
+        attempt.seen = not lost
+        if lost:
+            attempt.error = "answer_lost"
         return attempt
 
     @property
@@ -236,12 +302,12 @@ class MnoSimulator:
         return True
 
     async def stop(self, timeout_s: float = 5.0) -> None:
-        """Drain for up to `timeout_s`, cancel what is left, close the HTTP session."""
-        await self.drain(timeout_s)
+        """Drain for up to `timeout_s` (0: not at all), cancel what is left, close the sender."""
+        if timeout_s > 0:
+            await self.drain(timeout_s)
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
             await asyncio.wait(set(self._tasks))
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self.sender.close()
+        self._started = False

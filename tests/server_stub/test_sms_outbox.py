@@ -4,13 +4,18 @@ than `max_attempts` times; receipts count once. Checked against a model by Hypot
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from server_stub.callbacks import MoneyCallback
+from server_stub.notify import Receipt, ResendRule, SmsSender
 from server_stub.store import Store
 
 from .fixtures import PRICE_PER_DAY
@@ -82,9 +87,60 @@ def test_resend_rule_matches_its_model(
                 for s in due:
                     attempts[s] += 1
                     sent_at[s] = now
+            waiting = [
+                sent_at[s] + RESEND_MS
+                for s in sent_at
+                if s not in delivered and attempts[s] < MAX_ATTEMPTS
+            ]
+            assert store.sms_next_due_ms(RESEND_MS, MAX_ATTEMPTS) == min(waiting, default=None)
         rows = store.db.execute("SELECT sms, attempts, delivered_ms FROM sms").fetchall()
         for sms, count, delivered_ms in rows:
             assert count == attempts[sms] <= MAX_ATTEMPTS
             assert (delivered_ms is not None) == (sms in delivered)
     finally:
+        store.close()
+
+
+class FirstLost:
+    """A gateway that loses every message's first copy and delivers the rest."""
+
+    def __init__(self) -> None:
+        self.submitted: list[tuple[int, float]] = []
+        self.resent = asyncio.Event()
+
+    def submit(self, msisdn: str, text: str, ref: int, on_receipt: Receipt) -> None:
+        self.submitted.append((ref, time.monotonic()))
+        if [r for r, _ in self.submitted].count(ref) > 1:
+            on_receipt(ref, time.time())
+            self.resent.set()
+
+
+async def test_sender_resends_when_due_not_at_its_poll(
+    template: tuple[Path, Sold], tmp_path: Path
+) -> None:
+    """With a safety poll far longer than the resend wait, the resend still goes out on time:
+    the sender sleeps until the store says the message falls due, not until the next poll."""
+    path, sold = template
+    store = Store.open(copy_db(path, tmp_path / "s.db"))
+
+    async def call(fn: Callable[..., Any], *args: Any) -> Any:
+        return fn(store, *args)
+
+    gateway = FirstLost()
+    rule = ResendRule(resend_after_s=0.3, max_attempts=3, poll_s=3600.0)
+    sender = SmsSender(gateway, call, lambda: int(time.time() * 1000), rule)
+    cb = MoneyCallback("W1", str(sold.devices[0]), PRICE_PER_DAY, "+233200000001", "success", T0)
+    try:
+        assert store.mobile_money(cb, int(time.time() * 1000)).keycode
+        sender.start()
+        sender.wake()
+        async with asyncio.timeout(10):
+            await gateway.resent.wait()
+        await sender.stop()
+        (first, at1), (again, at2) = gateway.submitted
+        assert first == again
+        assert at2 - at1 >= 0.29  # not before it fell due (the store's clock counts whole ms)
+        assert store.sms_next_due_ms(300, 3) is None  # delivered: nothing waits for a resend
+    finally:
+        await sender.stop()
         store.close()
