@@ -308,8 +308,9 @@ class Engine:
             )
             self.handsets.append(Handset(index, agent, transport, perfect, Windows()))
             await agent.sync(max_exchanges=8)  # stock and catalog
+            plan = self.fixture.plan_of(spec)  # its distributor's catalog: others refuse the sale
             for serial in by_agent.get(index, []):
-                await self._sell(agent, serial)
+                await self._sell(agent, serial, plan)
             await agent.sync(max_exchanges=FINAL_SYNC_EXCHANGES)
 
         for index in range(len(self.schedule.agents)):
@@ -319,13 +320,13 @@ class Engine:
         self.handsets.sort(key=lambda h: h.index)
         await self._typed()
 
-    async def _sell(self, agent: Agent, serial: int) -> None:
+    async def _sell(self, agent: Agent, serial: int, plan: int) -> None:
         now = asyncio.get_running_loop().time()
         customer = self.customers[serial]
         ref = await agent.register_customer(f"Customer {serial}", phone_of(serial))
         self.history.invoke(op_key(agent.handset, ref), Kind.REGISTER_CUSTOMER.name.lower(), now)
         price = self.fixture.price_per_day
-        seq = await agent.record_sale(ref, serial, self.fixture.plan, customer.down_days * price)
+        seq = await agent.record_sale(ref, serial, plan, customer.down_days * price)
         key = op_key(agent.handset, seq)
         self.history.invoke(key, Kind.RECORD_SALE.name.lower(), now)
         self.claims[key] = Claim(serial, customer.down_days * DAY)

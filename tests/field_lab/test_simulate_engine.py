@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from agent_client.store import OpState
 from field_lab.cli import main
 from field_lab.scenario import Scenario
 from field_lab.scenario import parse as parse_scenario
@@ -146,6 +147,16 @@ def test_the_same_seed_gives_the_same_figures(tmp_path: Path) -> None:
     assert docs[0] == docs[1]
     assert docs[0]["all_checks_verified"] is True
     assert docs[0]["household_dark_hours"]["unpaid"] > 0
+
+
+def test_every_agent_sells_on_its_own_distributors_plan(tmp_path: Path) -> None:
+    """Agents of several distributors: a sale on another tenant's plan would be refused, its
+    device never sold, and that household's mobile-money payments answered unknown_account."""
+    scenario, month = _small(7)
+    outcome = simulate(scenario, month, tmp_path)
+    assert len({a.distributor for a in outcome.fixture.agents}) > 1
+    states = [s for h in outcome.evidence.handsets for s in h.states.values()]
+    assert OpState.REJECTED not in states
 
 
 def test_an_over_crediting_platform_turns_the_credit_check_red(tmp_path: Path) -> None:
