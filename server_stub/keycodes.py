@@ -8,7 +8,9 @@ the counts its device's chain has not walked before.
 One function per question: how many days of credit a protocol can express without granting
 more than was paid for (`creditable_days`), and the keycode that adds them (`issue`). Message
 ids (Nexus) and counts (OpenPAYGO) come in and the next one goes out, so the caller can keep
-them strictly in order per device inside its transaction.
+them strictly in order per device inside its transaction. An OpenPAYGO token may skip a count
+(about once in a million): one whose token an earlier count also makes would be read by the
+device as that earlier count (`meter_sim.openpaygo.encode`).
 """
 
 from __future__ import annotations
@@ -89,5 +91,6 @@ def issue(secret: DeviceSecret, next_id: int, days: int) -> Issued:
             Kind.ADD,
             days * secret.time_divider,
             restricted=secret.format is KeycodeFormat.OPENPAYGO_RESTRICTED,
+            unambiguous=True,  # a count sharing an earlier one's token would be read as that
         )
     return Issued(text, pack_keycode(secret.format, text), days, days * DAY_S, following)

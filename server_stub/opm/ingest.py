@@ -22,8 +22,10 @@ def compact(doc: Any) -> str:
 
 
 def token_count_of(message_id: int) -> int:
-    """The count an OpenPAYGO Add Time token issued at `message_id` carries (the next even
-    number above it: the package's encoder keeps even counts for Add Time)."""
+    """The lowest count an OpenPAYGO Add Time token issued at `message_id` may carry (the next
+    even number above it: the package's encoder keeps even counts for Add Time, and skips one
+    now and then, `server_stub.keycodes`). Still exact for "is it due": a device's count is its
+    initial count or an issued token's, so below this token's count it is at most `message_id`."""
     return message_id + (1 if message_id % 2 else 2)
 
 

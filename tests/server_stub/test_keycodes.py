@@ -4,7 +4,7 @@ credit the server announces, for every format, at any creditable day count."""
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from agent_client.protocol.keycodes import KeycodeFormat, keycode_text
@@ -34,6 +34,20 @@ def test_small_protocol_uses_its_table(days: int, expected: int) -> None:
 
 
 @settings(max_examples=25)
+@example(  # the 30-day simulation's device whose third ADD 7 token was also a SET at count 5
+    fmt=KeycodeFormat.OPENPAYGO,
+    key=bytes.fromhex("5635874cca99a45a782c4ce996c8d941"),
+    starting_code=190496368,
+    divider=1,
+    wanted=[7, 7, 7],
+)
+@example(  # a device whose ADD 7 tokens at counts 8 and 10 would be the same token
+    fmt=KeycodeFormat.OPENPAYGO,
+    key=bytes.fromhex("35bf98b887851fc2b148e6e3cb068bdc"),
+    starting_code=168530243,
+    divider=1,
+    wanted=[7, 7, 7, 7, 7],
+)
 @given(
     fmt=st.sampled_from(KeycodeFormat),
     key=st.binary(min_size=16, max_size=16),
@@ -48,11 +62,14 @@ def test_meter_applies_the_announced_credit(
     meter = meter_for(secret)
     next_id = 1
     now = 0.0
+    texts: set[str] = set()
     for days in wanted:
         credit_days = creditable_days(fmt, days, divider)
         issued = issue(secret, next_id, credit_days)
         assert issued.credit_s == credit_days * DAY_S
         assert keycode_text(fmt, issued.number) == issued.text
+        assert issued.text not in texts, "the same keycode issued twice for one device"
+        texts.add(issued.text)
         now += 720
         before = meter.credit_remaining(now)
         result = meter.enter_keycode(issued.text, now)
