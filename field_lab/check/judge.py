@@ -115,9 +115,19 @@ class Verdict:
         if self.credit is not None:
             out["credit"] = {
                 "meters": self.credit.checked,
-                "over": few([f"{r.name}: {r.observed:g} > {r.upper:g}" for r in self.credit.over]),
+                "over": few(
+                    [
+                        f"{r.name}: credited {r.observed:.0f} s, paid for at most {r.upper:.0f} s"
+                        f" (over by {r.observed - r.upper:.0f} s)"
+                        for r in self.credit.over
+                    ]
+                ),
                 "under": few(
-                    [f"{r.name}: {r.observed:g} < {r.lower:g}" for r in self.credit.under]
+                    [
+                        f"{r.name}: credited {r.observed:.0f} s, confirmed {r.lower:.0f} s"
+                        f" (short by {r.lower - r.observed:.0f} s)"
+                        for r in self.credit.under
+                    ]
                 ),
             }
         out["strays"] = few(self.strays)
@@ -256,8 +266,15 @@ def _keycodes(history: History, platform: PlatformEvidence) -> tuple[list[str], 
         for k in platform.keycodes
         if k.paid_by is None
     ]
-    issued = Counter((k.device, k.text) for k in platform.keycodes)
-    twice = [f"device {d}: keycode {t} issued {n} times" for (d, t), n in issued.items() if n > 1]
+    issued: defaultdict[tuple[int, str], list[int]] = defaultdict(list)
+    for k in platform.keycodes:
+        issued[(k.device, k.text)].append(k.message_id)
+    twice = [
+        f"device {d}: keycode {t} issued {len(ids)} times (message ids"
+        f" {', '.join(str(i) for i in sorted(ids))})"
+        for (d, t), ids in issued.items()
+        if len(ids) > 1
+    ]
     return strays, twice
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from field_lab.errors import ConfigError, HarnessError
 from field_lab.measure.slo import EXIT_HARNESS_ERROR, EXIT_SLO_FAILED
+from field_lab.report import page
 from field_lab.scenario import DEFAULT
 from field_lab.simulate import month as months
 from field_lab.simulate import postmortem
@@ -134,6 +135,8 @@ def summary(outcome: Outcome) -> dict[str, Any]:
         "postmortem": postmortem.lines(outcome.dark),
         "checks": figures,
         "all_checks_verified": verified,
+        "check_details": outcome.verdict.details(),
+        "findings": outcome.findings,
         "counters": dict(sorted(outcome.evidence.counters.items())),
         "wall": {
             "seconds": round(outcome.wall_s, 3),
@@ -154,9 +157,14 @@ def write(out: Path, outcome: Outcome) -> dict[str, Any]:
 
 
 def report_html(doc: dict[str, Any], svg: str) -> str:
-    """One self-contained page: the post-mortem lines, the plot, the checks."""
-    rows = "".join(
-        f"<tr><td>{escape(k)}</td><td>{escape(str(v))}</td></tr>" for k, v in doc["checks"].items()
+    """One self-contained page: the post-mortem lines, the plot, the checks with the devices
+    they name, and the evidence on those devices."""
+    checks = page.invariant_table({**doc["checks"], "check_details": doc["check_details"]})
+    found = doc["findings"]
+    evidence = (
+        f"<h2>Evidence on the devices named</h2><pre>{escape(json.dumps(found, indent=1))}</pre>"
+        if found
+        else ""
     )
     lines = "".join(f"<li>{escape(line)}</li>" for line in doc["postmortem"])
     title = (
@@ -168,5 +176,5 @@ def report_html(doc: dict[str, Any], svg: str) -> str:
         f"<h1>A month in minutes: {escape(title)}</h1><h2>Dark households</h2>{svg}"
         f"<h2>Post-mortem</h2><ul>{lines}</ul>"
         f"<h2>Checks ({'all verified' if doc['all_checks_verified'] else 'FAILED'})</h2>"
-        f"<table>{rows}</table></body></html>\n"
+        f"{checks}{evidence}</body></html>\n"
     )

@@ -39,7 +39,7 @@ from field_lab.link import Profile, get_profile
 from field_lab.measure.history import History
 from field_lab.scenario import Scenario
 from field_lab.simulate import darkness
-from field_lab.simulate.household import Household, Paid
+from field_lab.simulate.household import Household, Keyed, Paid
 from field_lab.simulate.inproc import AppDispatch
 from field_lab.simulate.month import DAY, Month, agent_scope, village_scope
 from field_lab.simulate.operator import Operator, operator_config
@@ -78,6 +78,8 @@ class Evidence:
     outages: list[darkness.Outage]
     counters: dict[str, int]
     sim_seconds: float
+    keyed: dict[int, list[Keyed]] = field(default_factory=dict)
+    """Every code at each meter's keypad and its outcome (evidence for failed checks)."""
 
 
 class LossyGateway:
@@ -496,4 +498,5 @@ class Engine:
             outages,
             dict(self.counters),
             now,
+            keyed={serial: home.keyed for serial, home in self.homes.items()},
         )

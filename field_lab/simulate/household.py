@@ -61,6 +61,20 @@ class Paid:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class Keyed:
+    """One code at the keypad and what the meter made of it (evidence for failed checks)."""
+
+    at: float
+    text: str
+    via: str
+    outcome: str
+    """The meter's outcome, or `not retyped`: the customer had typed this text before."""
+    reason: str
+    credit_s: float
+    """Credit the meter added for it."""
+
+
 @dataclass
 class Household:
     serial: int
@@ -77,6 +91,7 @@ class Household:
     by_op: dict[str, Paid] = field(default_factory=dict)
     mobile_waiting: deque[Paid] = field(default_factory=deque)
     typed: set[str] = field(default_factory=set)
+    keyed: list[Keyed] = field(default_factory=list)
     rejected: int = 0
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -97,10 +112,11 @@ class Household:
 
     async def reached(self, text: str, via: str, op_key: str | None, *, instant: bool) -> None:
         """A code reached the customer (by SMS, or from the agent); they type it once."""
+        loop = asyncio.get_running_loop()
         if text in self.typed:
+            self.keyed.append(Keyed(loop.time(), text, via, "not retyped", "", 0.0))
             return
         self.typed.add(text)
-        loop = asyncio.get_running_loop()
         paid = self._payment_for(op_key)
         if paid is not None and paid.reached_at is None:
             paid.reached_at, paid.via = loop.time(), via
@@ -112,17 +128,20 @@ class Household:
                     )
                 now = loop.time()
                 before = self.meter.credit_remaining(now)
-                outcome = self.meter.enter_keycode(text, now).outcome
+                result = self.meter.enter_keycode(text, now)
+                outcome, gained = result.outcome, 0.0
+                if outcome is Outcome.APPLIED:
+                    gained = self._applied(now, before, paid)
+                elif outcome is Outcome.INVALID:
+                    self.rejected += 1
+                self.keyed.append(Keyed(now, text, via, outcome.value, result.reason, gained))
                 if outcome is Outcome.RATE_LIMITED:
                     await asyncio.sleep(RATE_LIMIT_WAIT_S)
                     continue
-                if outcome is Outcome.APPLIED:
-                    self._applied(now, before, paid)
-                elif outcome is Outcome.INVALID:
-                    self.rejected += 1
                 return
 
-    def _applied(self, now: float, before: float, paid: Paid | None) -> None:
+    def _applied(self, now: float, before: float, paid: Paid | None) -> float:
+        """Book an applied code; the credit it added."""
         after = self.meter.credit_remaining(now)
         self.granted += after - before
         if before <= 0 and now > self.lit_until:
@@ -132,6 +151,7 @@ class Household:
             paid.applied_at = now
             if paid.mobile and paid in self.mobile_waiting:
                 self.mobile_waiting.remove(paid)
+        return after - before
 
     def dark_intervals(self, base: float, end: float) -> list[Dark]:
         """When the output was off within [base, end), relative to `base`."""

@@ -10,15 +10,17 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from field_lab.check.evidence import AuditClient, PlatformEvidence
 from field_lab.check.judge import Verdict, judge
 from field_lab.errors import ConfigError
 from field_lab.scenario import Scenario
 from field_lab.simulate import darkness, vloop
-from field_lab.simulate.engine import Engine, Evidence
+from field_lab.simulate.engine import BASE, Engine, Evidence
+from field_lab.simulate.findings import findings
 from field_lab.simulate.month import Month
 from field_lab.simulate.schedule import Schedule, schedule_of
 from field_lab.world.fixture import Fixture, Stocking, seed
@@ -39,6 +41,8 @@ class Outcome:
     """Wall-clock seconds of the whole run (set-up, month, judge)."""
     month_wall_s: float
     """Wall-clock seconds of the virtual phase alone."""
+    findings: list[dict[str, Any]] = field(default_factory=list)
+    """The evidence on each device a failed check names (`findings`)."""
 
 
 def simulate(
@@ -77,6 +81,15 @@ def simulate(
         handsets=evidence.handsets,
         meters=evidence.meters,
     )
+    named = findings(
+        verdict.details(),
+        audited,
+        evidence.history,
+        evidence.claims,
+        evidence.meters,
+        evidence.keyed,
+        base=BASE,
+    )
     dark = darkness.attribute(
         dark=evidence.dark,
         deliveries=evidence.deliveries,
@@ -94,6 +107,7 @@ def simulate(
         dark,
         time.perf_counter() - began,
         month_wall,
+        named,
     )
 
 

@@ -19,7 +19,8 @@ from field_lab.scenario import Scenario
 from field_lab.scenario import parse as parse_scenario
 from field_lab.simulate import month as months
 from field_lab.simulate import vloop
-from field_lab.simulate.command import summary
+from field_lab.simulate.command import report_html, summary
+from field_lab.simulate.findings import MAX_DEVICES, named
 from field_lab.simulate.month import DAY, HOUR, Payment
 from field_lab.simulate.run import simulate
 from field_lab.simulate.schedule import AgentPlan, Customer, Schedule
@@ -171,7 +172,18 @@ def test_an_over_crediting_platform_turns_the_credit_check_red(tmp_path: Path) -
     over = figures["overcredited_meters"]
     assert over is not None
     assert over > 0
-    assert summary(outcome)["all_checks_verified"] is False
+    doc = summary(outcome)
+    assert doc["all_checks_verified"] is False
+    # the output names the meters, and puts the keycodes and the keypad beside each
+    named = doc["check_details"]["credit"]["over"]
+    found = doc["findings"]
+    assert len(found) == min(len(named), MAX_DEVICES)
+    first = found[0]
+    assert named[0].startswith(f"device {first['device']}: credited ")
+    assert sum(e["credit_s"] for e in first["keypad"]) == pytest.approx(first["credited_s"])
+    paid = sum(p["credit_s"] for p in first["paid"] if p["status"] == "ok")
+    assert sum(k["credit_s"] for k in first["issued"]) == 2 * paid  # the fault's double credit
+    assert f"device {first['device']}: credited" in report_html(doc, "<svg></svg>")
 
 
 def test_the_command_writes_its_files_and_refuses_bad_input(
@@ -188,6 +200,22 @@ def test_the_command_writes_its_files_and_refuses_bad_input(
     bad.write_text('[[incident]]\nkind = "meteor"\nday = 0\nat = "10:00"\nhours = 1\n')
     assert main(["simulate", str(bad), "--out", str(tmp_path / "o2")]) == 2
     assert "incident[0].kind" in capsys.readouterr().err
+
+
+def test_the_devices_a_verdict_names_are_found_wherever_it_names_them() -> None:
+    details = {
+        "credit": {"meters": 3, "over": [], "under": ["device 7: credited 1 s, confirmed 2 s"]},
+        "keycodes_twice": ["device 12: keycode 123 issued 2 times (message ids 8, 10)"],
+        "undelivered": ["handset 3 lacks device 7 keycode 555"],
+        "strays": None,
+    }
+    assert named(details) == {
+        7: [
+            "credit.under: device 7: credited 1 s, confirmed 2 s",
+            "undelivered: handset 3 lacks device 7 keycode 555",
+        ],
+        12: ["keycodes_twice: device 12: keycode 123 issued 2 times (message ids 8, 10)"],
+    }
 
 
 @given(
