@@ -5,7 +5,6 @@ payment that buys a day, message ids in order per device, and balances that add 
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -13,7 +12,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent_client.protocol.auth import Claim
 from server_stub.callbacks import MoneyCallback, Outcome, parse_callback
 from server_stub.errors import RequestError
 from server_stub.store import Store
@@ -132,42 +130,6 @@ def check_ledger(store: Store, sold: Sold, txns: dict[str, MoneyCallback]) -> No
             before = meter.credit_remaining(now)
             assert meter.enter_keycode(text, now).outcome == "applied"  # the meter accepts each
             assert meter.credit_remaining(now) - before == credit_s
-
-
-def test_a_sync_exchange_stamps_mobile_money_keycodes_with_index_searches_only(
-    template: tuple[Path, Sold], tmp_path: Path
-) -> None:
-    """Each exchange of a handset with mobile-money keycodes on their way stamps them
-    downlinked, then synced; those updates must search the index of unsynced keycodes, not
-    scan every transaction of the month (a month at 20,000 meters made each such exchange
-    cost milliseconds more every simulated day)."""
-    path, sold = template
-    store = Store.open(copy_db(path, tmp_path / "s.db"))
-    try:
-        for i, device in enumerate(sold.devices[:3]):
-            cb = MoneyCallback(f"T{i}", str(device), PRICE_PER_DAY, "+233200000001", "success", NOW)
-            assert store.mobile_money(cb, NOW + i).keycode
-        statements: list[str] = []
-        store.db.set_trace_callback(statements.append)
-        page = store.exchange(Claim(sold.handset, 3_000, b""), [], 0, NOW + 10)
-        assert not page.more  # the whole downlink went down in this page
-        last = page.first_entry + len(page.entries) - 1
-        stamps = "SELECT downlinked_ms, synced_ms FROM mm_txns ORDER BY txn"
-        assert store.db.execute(stamps).fetchall() == [(NOW + 10, None)] * 3
-        store.exchange(Claim(sold.handset, 4_000, b""), [], last, NOW + 20)  # it has them all
-        assert store.db.execute(stamps).fetchall() == [(NOW + 10, NOW + 20)] * 3
-        store.db.set_trace_callback(None)
-        scans = [
-            (sql, detail)
-            for sql in statements
-            if sql.lstrip().upper().startswith(("SELECT", "UPDATE", "INSERT", "DELETE"))
-            for *_, detail in store.db.execute(f"EXPLAIN QUERY PLAN {sql}").fetchall()
-            if re.fullmatch(r"SCAN \w+", detail)
-        ]
-        assert any("mm_txns" in sql for sql in statements)
-        assert scans == []
-    finally:
-        store.close()
 
 
 @given(body=st.binary(max_size=200))
