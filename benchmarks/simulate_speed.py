@@ -2,7 +2,9 @@
 sizes, one JSON line per size (the issue's four incidents, the example month's habits).
 
 Wall time depends on what else the machine runs; each line also gives the process's CPU
-seconds and the load average, so a figure from a busy machine can be read for what it is.
+seconds and the load average, so a figure from a busy machine can be read for what it is, and
+the CPU seconds of set-up with day 0 and of each later whole day (a cost per day that climbs
+through the month is something growing with its history).
 
     python benchmarks/simulate_speed.py [--sizes 10x100 50x500 100x1000] [--days 7] [--seed 1]
 """
@@ -10,6 +12,7 @@ seconds and the load average, so a figure from a busy machine can be read for wh
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import tempfile
@@ -39,10 +42,17 @@ def one(agents: int, devices: int, days: int, seed: int) -> dict[str, object]:
         if incident["kind"] == "agent_offline":
             incident["agent"] = 0
     month = months.parse(raw)
+    days_at: list[float] = []  # CPU seconds when each simulated day from day 1 began
+
+    def progress(line: str) -> None:
+        if line.startswith("day "):
+            days_at.append(time.process_time())
+
     cpu, wall = time.process_time(), time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="simulate-bench-", dir=scratch()) as work:
-        outcome = simulate(scenario, month, Path(work))
+        outcome = simulate(scenario, month, Path(work), progress=progress)
     wall = time.perf_counter() - wall
+    per_day = [round(b - a, 2) for a, b in itertools.pairwise(days_at)]
     figures = outcome.verdict.figures()
     return {
         "agents": agents,
@@ -53,6 +63,8 @@ def one(agents: int, devices: int, days: int, seed: int) -> dict[str, object]:
         "month_wall_s": round(outcome.month_wall_s, 2),
         "cpu_s": round(time.process_time() - cpu, 2),
         "sim_s_per_wall_s": round(month.end / wall, 1),
+        "setup_and_day0_cpu_s": round(days_at[0] - cpu, 2) if days_at else None,
+        "day_cpu_s": per_day,  # days 1 to N-2: flat unless something grows with the month
         "device_days_per_cpu_s": round(devices * days / (time.process_time() - cpu), 1),
         "payments": outcome.evidence.counters.get("payments_mobile", 0)
         + outcome.evidence.counters.get("payments_cash", 0),

@@ -20,7 +20,7 @@ import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -120,15 +120,22 @@ def now_ms(app: web.Application) -> int:
     return int(app[CLOCK]() * 1000)
 
 
+async def settled(job: Future[T]) -> T:
+    """A store job's result. An inline store (`create_app(inline_store=True)`) has run it
+    already: its result is taken at once, not after two turns of the event loop."""
+    if job.done():
+        return job.result()
+    return await asyncio.wrap_future(job)
+
+
 async def run(app: web.Application, fn: Callable[..., T], *args: Any) -> T:
     """Run `fn(store, *args)` on the store thread: one request's transaction at a time."""
-    loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(app[RUNNER], partial(fn, app[STORE], *args))
+    return await settled(app[RUNNER].submit(partial(fn, app[STORE], *args)))
 
 
 async def run_urgent(app: web.Application, fn: Callable[..., T], *args: Any) -> T:
     """Like `run`, ahead of queued sync work: for short jobs whose wait someone feels."""
-    return await asyncio.wrap_future(app[RUNNER].submit_at(URGENT, partial(fn, app[STORE], *args)))
+    return await settled(app[RUNNER].submit_at(URGENT, partial(fn, app[STORE], *args)))
 
 
 def refusal(
@@ -298,7 +305,7 @@ async def exchange(request: web.Request, claim: auth.Claim, body: bytes) -> byte
         return store.exchange(claim, frame.ops, frame.cursor, now_ms(request.app), bad=frame.bad)
 
     runner = request.app[RUNNER]  # shares one commit with the exchanges waiting beside it
-    reply = await asyncio.wrap_future(runner.submit_grouped(partial(apply, request.app[STORE])))
+    reply = await settled(runner.submit_grouped(partial(apply, request.app[STORE])))
     metrics = request.app[METRICS]
     metrics.sync_ops.observe(len(frame.ops))
     metrics.sync_bytes.observe(len(body))
@@ -430,7 +437,7 @@ async def mm_callback(request: web.Request) -> web.Response:
 
     # activation latency: ahead of queued sync exchanges, sharing the next group's commit
     future = app[RUNNER].submit_grouped(partial(apply, app[STORE]), URGENT)
-    answer = await asyncio.wrap_future(future)
+    answer = await settled(future)
     if sender is not None and answer.keycode and not answer.duplicate:
         sender.wake()
     status, doc = answer_body(callback.txn, answer)

@@ -138,6 +138,15 @@ CREATE TABLE escrow_events (
 """Version 4: offline sales' escrow (docs/offline-sales.md): one row per reserved code, the
 revocations each handset has not yet heard, and the append-only trail the audit API serves."""
 
+BY_AGENT = """
+CREATE INDEX devices_by_agent ON devices(agent, device);
+CREATE INDEX handsets_by_agent ON handsets(agent, handset);
+"""
+"""Version 5: an agent's stock and handsets by index. Provisioning a handset lists its agent's
+unsold devices, and the agent's first sale after it its handsets; without these each read every
+row of the table, once per handset (2,000 handsets over 20,000 devices in a simulated month's
+set-up)."""
+
 DEFAULT_DISTRIBUTOR = 1
 
 
@@ -166,6 +175,7 @@ MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _script(TENANTS),
     _script(SYNC_KEYS),
     _script(ESCROW),
+    _script(BY_AGENT),
 )
 """MIGRATIONS[n - 1] brings version n - 1 to n."""
 VERSION = len(MIGRATIONS)

@@ -506,13 +506,17 @@ class Store:
                 self._escrow_sync(handset, cursor, now_ms)
             first, entries, more = self._page(handset.handset, cursor)
             if paging and handset.handset in self._unsynced():
+                # Both stamps only among keycodes not yet synced, so each update is a search
+                # of the partial index `mm_txns_unsynced`, never a scan of the month's
+                # transactions; downlinked first: a row is stamped downlinked no later than
+                # in the exchange that stamps it synced, so no synced row still lacks it.
                 for column, upto in (
-                    ("synced_ms", cursor),
                     ("downlinked_ms", cursor + len(entries)),
+                    ("synced_ms", cursor),
                 ):
                     self.db.execute(
                         f"UPDATE mm_txns SET {column} = ? WHERE handset = ? AND downlink_n <= ?"
-                        f" AND {column} IS NULL AND downlink_n IS NOT NULL",
+                        f" AND {column} IS NULL AND synced_ms IS NULL AND downlink_n IS NOT NULL",
                         (now_ms, handset.handset, upto),
                     )
                 if (

@@ -19,6 +19,9 @@ from contextvars import Context
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+REAL_POLL_EVERY = 64
+"""While callbacks are ready, the real descriptors are polled once per this many turns of the
+loop (a system call each, for I/O that a simulation does not do); always before time jumps."""
 
 
 class _VirtualSelector(selectors.DefaultSelector):
@@ -27,8 +30,14 @@ class _VirtualSelector(selectors.DefaultSelector):
     def __init__(self) -> None:
         super().__init__()
         self.loop: VirtualLoop | None = None
+        self._busy_turns = 0
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        if timeout is not None and timeout <= 0:  # callbacks are ready: they go first
+            self._busy_turns += 1
+            if self._busy_turns < REAL_POLL_EVERY:
+                return []
+        self._busy_turns = 0
         ready = super().select(0)
         if ready or (timeout is not None and timeout <= 0):
             return ready

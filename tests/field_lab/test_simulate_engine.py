@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import socket
 import time
 from pathlib import Path
 
@@ -63,6 +64,32 @@ def test_the_clock_jumps_and_nothing_waits_in_real_time() -> None:
     assert ended == pytest.approx(24 * HOUR)
     assert loop.jumps == 24
     assert time.perf_counter() - began < 60  # a day of timers, not a day of waiting
+
+
+def test_real_io_is_seen_while_callbacks_keep_the_loop_busy() -> None:
+    """The loop polls real descriptors only every few busy turns, but it does poll them: a
+    byte on a socket is read while another task never lets the loop idle."""
+
+    async def main_() -> int:
+        loop = asyncio.get_running_loop()
+        ours, theirs = socket.socketpair()
+        heard = asyncio.Event()
+        loop.add_reader(ours, heard.set)
+        theirs.send(b"x")
+        turns = 0
+        try:
+            while not heard.is_set() and turns < 100 * vloop.REAL_POLL_EVERY:
+                await asyncio.sleep(0)  # always a callback ready: the clock never jumps
+                turns += 1
+        finally:
+            loop.remove_reader(ours)
+            ours.close()
+            theirs.close()
+        return turns
+
+    turns, loop = vloop.run(main_())
+    assert turns <= vloop.REAL_POLL_EVERY
+    assert loop.time() == 0.0
 
 
 def test_a_two_hour_outage_at_payment_time_is_charged_to_it(tmp_path: Path) -> None:
