@@ -79,9 +79,13 @@ class ProcessShard:
 
 
 class Processes:
-    """Shards as `python -m field_lab.lab.shard` processes on this machine."""
+    """Shards as `python -m <module>` processes on this machine (`field_lab.lab.shard` for
+    `run`; `field_lab.simulate.shard` for `simulate`)."""
 
     host = LOOPBACK
+
+    def __init__(self, module: str = "field_lab.lab.shard") -> None:
+        self.module = module
 
     def cores(self) -> int:
         return os.cpu_count() or 1
@@ -97,7 +101,7 @@ class Processes:
                 proc = await asyncio.create_subprocess_exec(
                     sys.executable,
                     "-m",
-                    "field_lab.lab.shard",
+                    self.module,
                     stdin=asyncio.subprocess.PIPE,
                     stdout=asyncio.subprocess.PIPE,
                     stderr=asyncio.subprocess.PIPE,
