@@ -85,18 +85,19 @@ def _simulate(args: argparse.Namespace) -> int:
     scenario = scenario.with_overrides(agents=args.agents, devices=args.devices, seed=args.seed)
     if args.days is not None:
         month = month.with_days(args.days)
+    shard_count = shards.count(scenario, args.shards)
     out: Path = args.out or Path(tempfile.mkdtemp(prefix="simulate-"))
     if out.exists() and any(out.iterdir()):
         raise ConfigError(f"--out {out} is not empty: name a new or empty folder")
     out.mkdir(parents=True, exist_ok=True)
-    count = args.shards or shards.default_count(scenario)
     try:
         with tempfile.TemporaryDirectory(prefix="simulate-", dir=scratch()) as work:
-            if count == 1:
-                outcome = simulate(scenario, month, Path(work), progress=_progress)
-                doc = write_doc(out, {**summary(outcome), "shards": 1}, outcome.dark)
+            if shard_count == 1:
+                doc = write(out, simulate(scenario, month, Path(work), progress=_progress))
             else:
-                merged = shards.ShardedMonth(scenario, month, count, Path(work), progress=_say)
+                merged = shards.ShardedMonth(
+                    scenario, month, shard_count, Path(work), progress=_say
+                )
                 doc = shards.write(out, merged.run(), write_doc)
     except HarnessError as exc:
         print(f"field-lab simulate: harness error: {exc}", file=sys.stderr)
@@ -105,7 +106,7 @@ def _simulate(args: argparse.Namespace) -> int:
     dark = doc["household_dark_hours"]
     print(
         f"field-lab simulate: {month.days} day(s), {scenario.fleet.agents} agents,"
-        f" {doc['devices']} meters in {doc['wall']['seconds']:.1f} s ({count} shard(s));"
+        f" {doc['devices']} meters in {doc['wall']['seconds']:.1f} s ({shard_count} shard(s));"
         f" dark {dark['unpaid']:.1f} h unpaid, {dark['paid_waiting']:.1f} h after payment;"
         f" checks {'all verified' if verified else 'FAILED'}; {out / SUMMARY}"
     )
@@ -159,7 +160,8 @@ def summary(outcome: Outcome) -> dict[str, Any]:
 
 
 def write(out: Path, outcome: Outcome) -> dict[str, Any]:
-    return write_doc(out, summary(outcome), outcome.dark)
+    """A single-process run's files (`shards.write`: a sharded run's)."""
+    return write_doc(out, {**summary(outcome), "shards": 1}, outcome.dark)
 
 
 def write_doc(out: Path, doc: dict[str, Any], dark: DarkHours) -> dict[str, Any]:

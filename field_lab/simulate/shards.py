@@ -63,9 +63,18 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def default_count(scenario: Scenario) -> int:
-    """One shard per usable core, as `run --shards` picks, but none smaller than it allows."""
-    return default_shards(scenario.fleet.agents, usable_cores())
+def count(scenario: Scenario, asked: int | None = None) -> int:
+    """The shards to run: `asked` (`--shards`) if the fleet has an agent for each, else by
+    default one per usable core, as `run --shards` picks, but none smaller than it allows."""
+    agents = scenario.fleet.agents
+    if asked is None:
+        return default_shards(agents, usable_cores())
+    if not 1 <= asked <= agents:
+        raise ConfigError(
+            f"--shards {asked}: expected 1 to the fleet's {agents} agents"
+            " (each shard runs at least one agent)"
+        )
+    return asked
 
 
 # -- the split -----------------------------------------------------------------------------
@@ -276,14 +285,9 @@ class ShardedMonth:
         progress: Callable[[str], None] | None = None,
         silence_s: float = SILENCE_S,
     ) -> None:
-        if not 1 <= shards <= scenario.fleet.agents:
-            raise ConfigError(
-                f"--shards {shards}: expected 1 to the fleet's {scenario.fleet.agents} agents"
-                " (each shard runs at least one agent)"
-            )
         self.scenario = scenario
         self.month = month
-        self.shards = shards
+        self.shards = count(scenario, shards)
         self.workdir = workdir
         self.launcher: Launcher = launcher or Processes(SHARD_MODULE)
         self.progress = progress
@@ -360,7 +364,7 @@ def write(out: Path, merged: Merged, write_doc: Write) -> dict[str, Any]:
 __all__ = [
     "Merged",
     "ShardedMonth",
-    "default_count",
+    "count",
     "merged_dark",
     "merged_doc",
     "part",
