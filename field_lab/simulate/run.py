@@ -76,6 +76,8 @@ def simulate(
     virtual = time.perf_counter()
     evidence, _ = vloop.run(engine.run())
     month_wall = time.perf_counter() - virtual
+    if progress is not None:  # the quiet part of a big run: say it is not stuck
+        progress("month settled: the judge reads the platform's audit")
     audited = asyncio.run(_audit(db, engine.audit_token))
     verdict = judge(
         evidence.history,

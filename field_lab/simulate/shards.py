@@ -45,9 +45,10 @@ from field_lab.workload.plan import Shard
 from field_lab.world.fixture import Fixture
 
 SHARD_MODULE = "field_lab.simulate.shard"
-SILENCE_S = 900.0
-"""A shard says a line at least every simulated day and every 250 handsets set up; at the
-full size (a few tens of CPU seconds a day) 15 minutes of silence means it is stuck."""
+SILENCE_S = 1800.0
+"""A shard says a line every 250 handsets set up, every simulated day and when the month has
+settled: at the full size a few tens of CPU seconds apart, a few minutes on a machine shared
+ten ways; half an hour of silence means it is stuck."""
 RUN_FIELDS = ("scenario", "seed", "days", "agents", "incidents")
 """summary.json fields that describe the whole run: the same in every shard, kept once."""
 DARK_FIELDS = ("household_dark_hours", "postmortem")
