@@ -84,8 +84,12 @@ class Processes:
 
     host = LOOPBACK
 
-    def __init__(self, module: str = "field_lab.lab.shard") -> None:
+    def __init__(self, module: str = "field_lab.lab.shard", *, own_session: bool = False) -> None:
+        """`own_session`: each shard in a session of its own. Where Linux shares the CPU by
+        session (autogroup), shards in the parent's session split one session's share of a
+        busy machine; in their own sessions each gets a session's share."""
         self.module = module
+        self.own_session = own_session
 
     def cores(self) -> int:
         return os.cpu_count() or 1
@@ -106,6 +110,7 @@ class Processes:
                     stdout=asyncio.subprocess.PIPE,
                     stderr=asyncio.subprocess.PIPE,
                     limit=PIPE_LIMIT,
+                    start_new_session=self.own_session,
                 )
                 procs.append(proc)
                 assert proc.stdin is not None

@@ -290,7 +290,7 @@ class ShardedMonth:
         self.month = month
         self.shards = count(scenario, shards)
         self.workdir = workdir
-        self.launcher: Launcher = launcher or Processes(SHARD_MODULE)
+        self.launcher: Launcher = launcher or Processes(SHARD_MODULE, own_session=True)
         self.progress = progress
         self.silence_s = silence_s
 
