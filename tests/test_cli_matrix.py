@@ -329,6 +329,10 @@ def _cases() -> dict[str, Case]:
         "simulate fewer devices than agents": Case(
             f, "simulate --days 1 --agents 5 --devices 2", 2, "fleet.devices (2)"
         ),
+        "simulate zero shards": Case(f, "simulate --days 1 --shards 0", 2, "--shards"),
+        "simulate more shards than agents": Case(
+            f, "simulate --days 1 --agents 2 --devices 4 --shards 3", 2, "--shards 3"
+        ),
     }
 
 

@@ -79,9 +79,17 @@ class ProcessShard:
 
 
 class Processes:
-    """Shards as `python -m field_lab.lab.shard` processes on this machine."""
+    """Shards as `python -m <module>` processes on this machine (`field_lab.lab.shard` for
+    `run`; `field_lab.simulate.shard` for `simulate`)."""
 
     host = LOOPBACK
+
+    def __init__(self, module: str = "field_lab.lab.shard", *, own_session: bool = False) -> None:
+        """`own_session`: each shard in a session of its own. Where Linux shares the CPU by
+        session (autogroup), shards in the parent's session split one session's share of a
+        busy machine; in their own sessions each gets a session's share."""
+        self.module = module
+        self.own_session = own_session
 
     def cores(self) -> int:
         return os.cpu_count() or 1
@@ -97,11 +105,12 @@ class Processes:
                 proc = await asyncio.create_subprocess_exec(
                     sys.executable,
                     "-m",
-                    "field_lab.lab.shard",
+                    self.module,
                     stdin=asyncio.subprocess.PIPE,
                     stdout=asyncio.subprocess.PIPE,
                     stderr=asyncio.subprocess.PIPE,
                     limit=PIPE_LIMIT,
+                    start_new_session=self.own_session,
                 )
                 procs.append(proc)
                 assert proc.stdin is not None

@@ -110,14 +110,21 @@ async def serve(inbox: asyncio.StreamReader, send: Send) -> int:
     What carries the lines is the launcher's (a pipe here; a Ray actor's queues elsewhere)."""
     try:
         return await _serve(inbox, send)
-    except ConfigError as exc:
+    except Exception as exc:
+        last = failed(exc)
+        send(last)
+        return int(last["code"])
+
+
+def failed(exc: Exception) -> dict[str, Any]:
+    """A failed shard's last word: the exit code its failure means and one line saying it."""
+    if isinstance(exc, ConfigError):
         code, message = EXIT_USAGE, str(exc)
-    except HarnessError as exc:
+    elif isinstance(exc, HarnessError):
         code, message = EXIT_HARNESS_ERROR, str(exc)
-    except Exception as exc:  # a lab bug: say what, in one line
+    else:  # a lab bug: say what, in one line
         code, message = EXIT_HARNESS_ERROR, f"{type(exc).__name__}: {exc}"
-    send({"t": "error", "code": code, "message": message})
-    return code
+    return {"t": "error", "code": code, "message": message}
 
 
 async def _serve(inbox: asyncio.StreamReader, send: Send) -> int:

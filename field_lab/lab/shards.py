@@ -59,6 +59,10 @@ def default_shards(handsets: int, cores: int | None = None) -> int:
     return max(1, min(cores, handsets // HANDSETS_PER_SHARD_AT_LEAST))
 
 
+DEATH_S = 10.0
+"""How long a shard that closed its output may take to end before the run stops waiting."""
+
+
 class ShardFailed(HarnessError):
     """A shard reported a failure or died."""
 
@@ -174,22 +178,15 @@ class ShardedLab:
 
     async def _follow(self, index: int, link: ShardLink) -> dict[str, Any]:
         """Read shard `index` until it is done; its failure or death ends the run."""
-        while line := await link.readline():
-            doc = json.loads(line)
-            if doc["t"] == "report":
-                self._phases[index] = doc["phase"]
-                self._latest[index] = doc
-                self._live()
-            elif doc["t"] == "done":
-                self._phases[index] = "done"
-                self._left_field.set()
-                return dict(doc)
-            elif doc["t"] == "error":
-                message = f"shard {index}: {doc['message']}"
-                if doc["code"] == 2:
-                    raise ConfigError(message)
-                raise ShardFailed(message)
-        raise PlatformGone(f"shard {index} {await link.death()}")
+        final = await follow(index, link, lambda doc: self._reported(index, doc))
+        self._phases[index] = "done"
+        self._left_field.set()
+        return final
+
+    def _reported(self, index: int, doc: dict[str, Any]) -> None:
+        self._phases[index] = doc["phase"]
+        self._latest[index] = doc
+        self._live()
 
     def _live(self) -> None:
         docs = [d["stats"] for d in self._latest.values()]
@@ -258,6 +255,45 @@ class ShardedLab:
         self.stats.checks = self.verdict.figures()
 
 
+async def follow(
+    index: int,
+    link: ShardLink,
+    reported: Callable[[dict[str, Any]], None],
+    *,
+    silence_s: float | None = None,
+) -> dict[str, Any]:
+    """Read shard `index` until its last word: each `report` to `reported`, `done` returned,
+    `error` raised (`ConfigError` for the user's mistakes, else `ShardFailed`). A shard that
+    dies, or says nothing for `silence_s` (None: no limit), is raised as `PlatformGone`:
+    every wait here is bounded when `silence_s` is."""
+    while True:
+        try:
+            async with asyncio.timeout(silence_s):
+                line = await link.readline()
+        except TimeoutError:
+            raise PlatformGone(
+                f"shard {index} said nothing for {silence_s:.0f} s: stopped it"
+            ) from None
+        if not line:
+            break
+        doc = json.loads(line)
+        if doc["t"] == "report":
+            reported(doc)
+        elif doc["t"] == "done":
+            return dict(doc)
+        elif doc["t"] == "error":
+            message = f"shard {index}: {doc['message']}"
+            if doc["code"] == 2:
+                raise ConfigError(message)
+            raise ShardFailed(message)
+    try:
+        async with asyncio.timeout(DEATH_S):
+            why = await link.death()
+    except TimeoutError:
+        why = f"closed its output and had not ended {DEATH_S:.0f} s later"
+    raise PlatformGone(f"shard {index} {why}")
+
+
 async def _reachable(url: str) -> None:
     """A target that is down at the start is the user's to fix (exit 2), not a lab failure."""
     parts = urlsplit(url)
@@ -286,4 +322,4 @@ def _merged_rows(rows: list[dict[str, float]]) -> dict[str, float]:
     return merged
 
 
-__all__ = ["EXIT_HARNESS_ERROR", "ShardedLab", "default_shards"]
+__all__ = ["EXIT_HARNESS_ERROR", "ShardFailed", "ShardedLab", "default_shards", "follow"]

@@ -1,6 +1,7 @@
 """`field-lab simulate`: a month of field life on the virtual clock, and what it cost households.
 
     field-lab simulate [SCENARIO.toml] --days N [--agents N] [--devices N] [--seed N] [--out DIR]
+                       [--shards N]
 
 Writes DIR/summary.json (deterministic for a seed, apart from its `wall` block), the per-day
 CSV, the SVG of dark households, and report.html (the databases live in a scratch folder,
@@ -25,7 +26,8 @@ from field_lab.measure.slo import EXIT_HARNESS_ERROR, EXIT_SLO_FAILED
 from field_lab.report import page
 from field_lab.scenario import DEFAULT
 from field_lab.simulate import month as months
-from field_lab.simulate import postmortem
+from field_lab.simulate import postmortem, shards
+from field_lab.simulate.darkness import DarkHours
 from field_lab.simulate.run import Outcome, simulate
 
 EXIT_OK = 0
@@ -59,6 +61,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--devices", type=_count, help="override fleet.devices")
     p.add_argument("--seed", type=int, help="override seed")
     p.add_argument("--out", type=Path, help="results folder (default: a new temporary one)")
+    p.add_argument(
+        "--shards",
+        type=_count,
+        help="split the agents over this many processes (default: one per usable core, one"
+        " per 50 agents at most); the figures depend on the seed and this count",
+    )
     p.set_defaults(run=simulate_command)
 
 
@@ -78,22 +86,28 @@ def _simulate(args: argparse.Namespace) -> int:
     scenario = scenario.with_overrides(agents=args.agents, devices=args.devices, seed=args.seed)
     if args.days is not None:
         month = month.with_days(args.days)
+    shard_count = shards.count(scenario, args.shards)
     out: Path = args.out or Path(tempfile.mkdtemp(prefix="simulate-"))
     if out.exists() and any(out.iterdir()):
         raise ConfigError(f"--out {out} is not empty: name a new or empty folder")
     out.mkdir(parents=True, exist_ok=True)
     try:
         with tempfile.TemporaryDirectory(prefix="simulate-", dir=scratch()) as work:
-            outcome = simulate(scenario, month, Path(work), progress=_progress)
+            if shard_count == 1:
+                doc = write(out, simulate(scenario, month, Path(work), progress=_progress))
+            else:
+                merged = shards.ShardedMonth(
+                    scenario, month, shard_count, Path(work), progress=_say
+                )
+                doc = shards.write(out, merged.run(), write_doc)
     except HarnessError as exc:
         print(f"field-lab simulate: harness error: {exc}", file=sys.stderr)
         return EXIT_HARNESS
-    doc = write(out, outcome)
     verified = doc["all_checks_verified"]
     dark = doc["household_dark_hours"]
     print(
         f"field-lab simulate: {month.days} day(s), {scenario.fleet.agents} agents,"
-        f" {len(outcome.evidence.meters)} meters in {outcome.wall_s:.1f} s;"
+        f" {doc['devices']} meters in {doc['wall']['seconds']:.1f} s ({shard_count} shard(s));"
         f" dark {dark['unpaid']:.1f} h unpaid, {dark['paid_waiting']:.1f} h after payment;"
         f" checks {'all verified' if verified else 'FAILED'}; {out / SUMMARY}"
     )
@@ -105,9 +119,11 @@ def _simulate(args: argparse.Namespace) -> int:
 def _progress(line: str) -> None:
     """A progress line with the process's CPU seconds so far: the figure to compare on a
     shared machine, where wall time says more about the neighbours than about the run."""
-    print(
-        f"field-lab simulate: {line} (cpu {time.process_time():.1f} s)", file=sys.stderr, flush=True
-    )
+    _say(f"{line} (cpu {time.process_time():.1f} s)")
+
+
+def _say(line: str) -> None:
+    print(f"field-lab simulate: {line}", file=sys.stderr, flush=True)
 
 
 def scratch() -> str | None:
@@ -147,9 +163,14 @@ def summary(outcome: Outcome) -> dict[str, Any]:
 
 
 def write(out: Path, outcome: Outcome) -> dict[str, Any]:
-    doc = summary(outcome)
+    """A single-process run's files (`shards.write`: a sharded run's)."""
+    return write_doc(out, {**summary(outcome), "shards": 1}, outcome.dark)
+
+
+def write_doc(out: Path, doc: dict[str, Any], dark: DarkHours) -> dict[str, Any]:
+    """summary.json `doc`, and the CSV, plot and report of `dark`, into `out`."""
     (out / SUMMARY).write_text(json.dumps(doc, indent=2, sort_keys=False) + "\n")
-    files = postmortem.files(outcome.dark)
+    files = postmortem.files(dark)
     for name, text in files.items():
         (out / name).write_text(text)
     (out / REPORT).write_text(report_html(doc, files[postmortem.SVG_NAME]))

@@ -18,15 +18,18 @@ from field_lab.check.evidence import AuditClient, PlatformEvidence
 from field_lab.check.judge import Verdict, judge
 from field_lab.errors import ConfigError
 from field_lab.scenario import Scenario
-from field_lab.simulate import darkness, vloop
+from field_lab.simulate import darkness, shards, vloop
 from field_lab.simulate.engine import BASE, Engine, Evidence
 from field_lab.simulate.findings import findings
 from field_lab.simulate.month import Month
 from field_lab.simulate.schedule import Schedule, schedule_of
+from field_lab.workload.plan import Shard
 from field_lab.world.fixture import Fixture, Stocking, seed
 from field_lab.world.platform import serving
 from server_stub.app import Platform as StubConfig
 from server_stub.faults import PlatformFaults
+
+WHOLE = Shard()
 
 
 @dataclass(frozen=True)
@@ -53,10 +56,12 @@ def simulate(
     faults: PlatformFaults | None = None,
     schedule: Schedule | None = None,
     progress: Callable[[str], None] | None = None,
+    shard: Shard = WHOLE,
 ) -> Outcome:
     """Run the month in `workdir` (a fresh platform database and one file per handset).
     `faults` breaks the platform on purpose (tests of the judge only); `schedule` replaces
-    the month's generated one (hand-checkable scenarios)."""
+    the month's generated one (hand-checkable scenarios); `shard` runs only that shard's
+    agents and households (`field_lab.simulate.shards`)."""
     began = time.perf_counter()
     db = workdir / "server.db"
     fixture = seed(db, Stocking.of(scenario))
@@ -69,10 +74,14 @@ def simulate(
             f"the schedule names devices the fleet does not have ({unknown[:3]}) or more than"
             f" its {len(agents)} agents: build it from this scenario's fixture"
         )
-    engine = Engine(scenario, month, fixture, schedule, db, workdir, faults, progress=progress)
+    fixture, schedule = shards.part(fixture, schedule, shard)
+    own = shards.seeded(scenario, shard)
+    engine = Engine(own, month, fixture, schedule, db, workdir, faults, progress=progress)
     virtual = time.perf_counter()
     evidence, _ = vloop.run(engine.run())
     month_wall = time.perf_counter() - virtual
+    if progress is not None:  # the quiet part of a big run: say it is not stuck
+        progress("month settled: the judge reads the platform's audit")
     audited = asyncio.run(_audit(db, engine.audit_token))
     verdict = judge(
         evidence.history,
