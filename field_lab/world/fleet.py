@@ -18,7 +18,7 @@ from agent_client.protocol.frames import Keycode
 from field_lab.link import Outage, get_profile
 from field_lab.link.scheduler import LinkScheduler
 from field_lab.world.fixture import Fixture
-from field_lab.world.handset import Handset, MeasuredTransport
+from field_lab.world.handset import IDLE_CLOSE_S, Handset, MeasuredTransport
 
 SETUP_CONCURRENCY = 64
 DRAIN_ROUNDS = 8
@@ -82,13 +82,16 @@ class Fleet:
                 if not await handset.agent.store.sendable(1):
                     return
 
-    async def to_field(self, url: str, outages: dict[int, list[Outage]]) -> None:
-        """Move every handset onto its scenario link with its outages."""
+    async def to_field(
+        self, url: str, outages: dict[int, list[Outage]], keep_s: float = IDLE_CLOSE_S
+    ) -> None:
+        """Move every handset onto its scenario link with its outages; an idle connection is
+        kept `keep_s` seconds."""
         for handset in self.handsets:
             port = self.scheduler.add(
                 handset.profile, seed=handset.index, outages=outages.get(handset.index)
             )
-            await handset.use(MeasuredTransport(url, port, handset.profile), port)
+            await handset.use(MeasuredTransport(url, port, handset.profile, keep_s), port)
 
     async def leave_coverage(self, offline: frozenset[int]) -> None:
         """The handsets of agents in villages without coverage sync once more (their escrow

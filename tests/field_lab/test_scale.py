@@ -53,6 +53,16 @@ def test_the_budget_counts_databases_and_sockets() -> None:
     assert ProcessLimits().raise_soft() == resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
+def test_connections_are_kept_warm_only_where_every_handset_has_a_socket() -> None:
+    alone = Budget(1000, 1, 100, 64, embedded=False)
+    assert alone.needed_warm == alone.needed + 1000 - 100  # a socket each, not 100 at once
+    assert alone.warm(alone.needed_warm)
+    assert not alone.warm(alone.needed_warm - 1)
+    embedded = Budget(1000, 1, 100, 64, embedded=True)
+    assert embedded.needed_warm == alone.needed_warm + 1000  # the platform's ends too
+    assert not Budget(10_000, 1, 2048, 64, embedded=False).warm(20_000)
+
+
 def test_the_cli_refuses_in_one_line_when_the_machine_cannot_give_the_descriptors(
     tmp_path: Path,
 ) -> None:
