@@ -175,7 +175,7 @@ async def one(agents: int, duration: float) -> dict[str, object]:
         "rss_mb_per_1000_handsets": round((peak["rss"] - base_rss) * per_k, 1),
         "fds_per_1000_handsets": round((peak["fds"] - base_fds) * per_k),
         "descriptor_limit": lab.descriptor_limit,
-        "warm_connections": lab.warm,
+        "warm_handsets": lab.warm,
         "syncing_peak": lab.syncing_peak,
         "operations": s.total.ops,
         "exchanges": s.total.exchanges,

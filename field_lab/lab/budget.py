@@ -3,8 +3,8 @@
 Every emulated handset keeps its database open (`Storage.descriptors` each); a handset holds a
 socket while it syncs, and at most `max_syncing` sync at once (twice that when the platform is
 embedded: the server's end of each connection is in this process too). Setting-up runs
-`SETUP_CONCURRENCY` at a time. Where the limit also covers a socket for every handset
-(`Budget.warm`), the lab keeps idle handsets' connections open between polls. The lab raises
+`SETUP_CONCURRENCY` at a time. As many handsets as the rest of the limit has a
+socket for (`Budget.warm`) keep their connections open between polls. The lab raises
 its soft `RLIMIT_NOFILE` to the hard one and refuses to start, with one line saying what it
 needs and has, when that is not enough.
 """
@@ -61,15 +61,11 @@ class Budget:
         sockets = max(self.max_syncing, self.setup_concurrency) * self.per_socket
         return BASE + self.handsets * self.per_database + sockets + 1  # +1: a journal open
 
-    @property
-    def needed_warm(self) -> int:
-        """What the run needs when every handset keeps its connection open while idle."""
-        sockets = max(self.handsets, self.setup_concurrency) * self.per_socket
-        return BASE + self.handsets * self.per_database + sockets + 1
-
-    def warm(self, limit: int) -> bool:
-        """Whether `limit` covers a kept connection for every handset."""
-        return limit >= self.needed_warm
+    def warm(self, limit: int) -> int:
+        """How many handsets `limit` lets keep an idle connection open (each then holds a
+        socket, beside the `max_syncing` the others may open at once)."""
+        spare = max(0, limit - self.needed) // self.per_socket
+        return min(self.handsets, spare)
 
     def ensure(self, limits: Limits) -> int:
         """The limit in force, once raised; `BudgetError` when it cannot cover the run."""

@@ -47,7 +47,7 @@ from field_lab.workload.runner import read_reports, run_plan
 from field_lab.world.clock import LabClock
 from field_lab.world.fixture import Fixture
 from field_lab.world.fleet import SETUP_CONCURRENCY, Fleet
-from field_lab.world.handset import IDLE_CLOSE_S, KEEP_WARM_S, STORAGE
+from field_lab.world.handset import STORAGE
 from field_lab.world.metering import Metering
 from field_lab.world.platform import Platform, embedded, target
 from field_lab.world.sites import Site, build_sites
@@ -166,8 +166,8 @@ class Lab:
         self.judging = judging
         self.evidence: FieldEvidence | None = None
         self.descriptor_limit = 0
-        self.warm = False
-        """Whether idle handsets keep their connections (the limit has a socket for each)."""
+        self.warm = 0
+        """Handsets that keep their connections between polls (the limit has a socket each)."""
         self.syncing_peak = 0
         self._syncs: SyncScheduler | None = None
         self.stats = RunStats()
@@ -316,8 +316,7 @@ class Lab:
         lap("drain")
         await field.typed(TYPING_GRACE_S)
         lap("typing")
-        keep_s = KEEP_WARM_S if self.warm else IDLE_CLOSE_S
-        await fleet.to_field(platform.url, plan.outages(s, s.fleet.agents), keep_s)
+        await fleet.to_field(platform.url, plan.outages(s, s.fleet.agents), self.warm)
         await fleet.leave_coverage(plan.offline_agents(s))
         lap("to_field")
 

@@ -18,7 +18,7 @@ from agent_client.protocol.frames import Keycode
 from field_lab.link import Outage, get_profile
 from field_lab.link.scheduler import LinkScheduler
 from field_lab.world.fixture import Fixture
-from field_lab.world.handset import IDLE_CLOSE_S, Handset, MeasuredTransport
+from field_lab.world.handset import IDLE_CLOSE_S, KEEP_WARM_S, Handset, MeasuredTransport
 
 SETUP_CONCURRENCY = 64
 DRAIN_ROUNDS = 8
@@ -43,13 +43,14 @@ class Fleet:
         indexes: list[int],
         on_keycodes: Callable[[Handset, list[Keycode]], None],
     ) -> None:
-        """A handset for each of `indexes` (of the fixture's agents, on `profiles[index]`);
-        each fetches its stock."""
+        """A handset for each of `indexes` (of the fixture's agents, on `profiles[index]`).
+        Its stock and catalog come down with its first sync (`drain`), with the answer to the
+        installed base's sales: one exchange, not two."""
         perfect = get_profile("perfect")
 
         async def one(index: int) -> Handset:
             async with self._gate:
-                handset = await Handset.provision(
+                return await Handset.provision(
                     index,
                     fixture.agents[index],
                     get_profile(profiles[index]),
@@ -59,8 +60,6 @@ class Fleet:
                     on_keycodes,
                     self.adapter,
                 )
-                await handset.sync_once()  # stock and catalog
-                return handset
 
         made = await asyncio.gather(*(one(i) for i in indexes), return_exceptions=True)
         self.handsets = [h for h in made if isinstance(h, Handset)]  # closed by close()
@@ -82,15 +81,14 @@ class Fleet:
                 if not await handset.agent.store.sendable(1):
                     return
 
-    async def to_field(
-        self, url: str, outages: dict[int, list[Outage]], keep_s: float = IDLE_CLOSE_S
-    ) -> None:
-        """Move every handset onto its scenario link with its outages; an idle connection is
-        kept `keep_s` seconds."""
-        for handset in self.handsets:
+    async def to_field(self, url: str, outages: dict[int, list[Outage]], warm: int = 0) -> None:
+        """Move every handset onto its scenario link with its outages; the first `warm` keep
+        an idle connection `KEEP_WARM_S`, the others `IDLE_CLOSE_S`."""
+        for n, handset in enumerate(self.handsets):
             port = self.scheduler.add(
                 handset.profile, seed=handset.index, outages=outages.get(handset.index)
             )
+            keep_s = KEEP_WARM_S if n < warm else IDLE_CLOSE_S
             await handset.use(MeasuredTransport(url, port, handset.profile, keep_s), port)
 
     async def leave_coverage(self, offline: frozenset[int]) -> None:

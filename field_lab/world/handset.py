@@ -6,9 +6,9 @@ for its customers. Every exchange is measured on the link (bytes each way, time)
 with the link's physical floor (a cold connection's floor counts the handshake).
 
 How long an idle connection is kept is the lab's to choose (`MeasuredTransport(keep_s=...)`):
-`KEEP_WARM_S` where the descriptor budget has a socket for every handset, as a phone's HTTP
-client keeps one, so a handset polling every 15 s reuses it; otherwise `IDLE_CLOSE_S`, and an
-idle handset holds no socket.
+`KEEP_WARM_S` for as many handsets as the descriptor budget has a socket for, as a phone's
+HTTP client keeps one, so a handset polling every 15 s reuses it; `IDLE_CLOSE_S` for the
+rest, which hold no socket while idle.
 """
 
 from __future__ import annotations

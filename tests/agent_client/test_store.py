@@ -41,6 +41,18 @@ async def test_fresh_database_is_at_the_latest_schema_in_wal(tmp_path: Path) -> 
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
+async def test_the_outbox_sorts_in_memory_not_in_a_temporary_file(tmp_path: Path) -> None:
+    """`sendable` sorts two states' rows by seq: with temporary files, each call made one."""
+    store = await HandsetStore.open(tmp_path / "h.db")
+    assert (await store._one("PRAGMA temp_store"))[0] == 2  # memory
+    plan = await store._all(
+        "EXPLAIN QUERY PLAN SELECT seq FROM outbox WHERE state IN ('pending', 'in_flight')"
+        " ORDER BY seq LIMIT 1"
+    )
+    assert any("TEMP B-TREE" in str(row[-1]) for row in plan)  # why it matters
+    await store.close()
+
+
 async def test_v1_database_is_migrated_keeping_its_rows(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     with sqlite3.connect(path) as db:
