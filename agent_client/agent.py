@@ -17,7 +17,7 @@ import json
 import random
 import ssl
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,7 +29,7 @@ from .protocol.auth import HandsetKey, Stamper
 from .protocol.frames import Keycode, Reason
 from .protocol.keycodes import KeycodeFormat, keycode_text
 from .protocol.ops import Kind
-from .protocol.sync import SyncConfig, SyncCore
+from .protocol.sync import Result, SyncConfig, SyncCore
 from .store import HandsetStore, OpState
 from .transport import HttpTransport, Transport
 
@@ -48,6 +48,17 @@ class SyncReport:
     keycodes: list[Keycode] = field(default_factory=list)
     pending: int = 0
     last_error: str | None = None
+
+
+@dataclass(frozen=True)
+class NewSale:
+    """A sale to a customer not registered yet: who they are, and what they buy."""
+
+    name: str
+    phone: str
+    device: int
+    plan: int
+    down_payment: int
 
 
 @dataclass(frozen=True)
@@ -159,22 +170,20 @@ class Agent:
                 offset_ms=offset,
                 adapter_meta=json.dumps(dict(done.meta)),
             )
+            return await cls._of(
+                store,
+                transport,
+                config=config,
+                clock=clock,
+                sleep=sleep,
+                rng=rng,
+                adapter=adapter,
+            )  # the same open file: provisioning then selling opens it once
         except BaseException:
+            await store.close()
             if own:
                 await transport.close()
             raise
-        finally:
-            await store.close()
-        return await cls.open(
-            db_path,
-            transport=transport,
-            clock=clock,
-            sleep=sleep,
-            config=config,
-            rng=rng,
-            adapter=adapter,
-            storage=storage,
-        )
 
     @classmethod
     async def open(
@@ -196,16 +205,38 @@ class Agent:
         (default our compact protocol; it must be the one it was provisioned with); `storage`:
         how its file is kept and which thread serves it (`agent_client.database`)."""
         store = await HandsetStore.open(db_path, storage)
-        handset = await store.get("handset")
-        if handset is None:
+        if await store.get("handset") is None:
             await store.close()
             raise NotProvisioned(f"{db_path} has no handset identity; provision it first")
         url = server_url or str(await store.get("server_url"))
+        return await cls._of(
+            store,
+            transport or HttpTransport(url, ssl_context=ssl_context),
+            config=config,
+            clock=clock,
+            sleep=sleep,
+            rng=rng,
+            adapter=adapter,
+        )
+
+    @classmethod
+    async def _of(
+        cls,
+        store: HandsetStore,
+        transport: Transport,
+        *,
+        config: SyncConfig | None,
+        clock: Clock,
+        sleep: Sleep,
+        rng: random.Random | None,
+        adapter: PlatformAdapter | None,
+    ) -> Agent:
+        """The agent of a provisioned handset's open store."""
         stamper = Stamper(int(await store.get("offset_ms", 0)), int(await store.get("last_ms", 0)))
         return cls(
             store,
-            transport or HttpTransport(url, ssl_context=ssl_context),
-            int(handset),
+            transport,
+            int(await store.get("handset")),
             HandsetKey.from_seed(bytes(await store.get("key_seed"))),
             cursor=int(await store.get("cursor", 0)),
             stamper=stamper,
@@ -245,6 +276,29 @@ class Agent:
         if stock and device not in stock:
             raise InvalidOperation(f"device {device} is not in this agent's stock")
         return await self._enqueue(Kind.RECORD_SALE, customer, device, plan, down_payment)
+
+    async def sell_to_new_customers(self, sales: Sequence[NewSale]) -> list[tuple[int, int]]:
+        """Register each sale's customer and record the sale, all in one transaction (an agent
+        entering the day's paper sales, or an installed base imported onto the handset):
+        (customer reference, sale seq) of each, in order. Nothing is recorded if one of them
+        is refused (a device not in stock, twice in the lot, or a field out of range)."""
+        stock = await self.store.stock()
+        devices = [sale.device for sale in sales]
+        for device in devices:
+            if stock and device not in stock:
+                raise InvalidOperation(f"device {device} is not in this agent's stock")
+        if len(set(devices)) != len(devices):
+            raise InvalidOperation("a device is sold twice in one lot of sales")
+        if not sales:
+            return []
+        now = self._clock()
+        made = await self.store.enqueue_sales(
+            int(now),
+            [(s.name, s.phone, s.device, s.plan, s.down_payment) for s in sales],
+            now_ms=int(now * 1000),
+        )
+        self._wake.set()
+        return [(customer.seq, sale.seq) for customer, sale in made]
 
     async def sell_offline(
         self, customer: int, device: int, plan: int, down_payment: int
@@ -338,7 +392,8 @@ class Agent:
                 request = self.core.begin([op.seq for op in ops], self._clock(), len(body))
                 stamper = self.link.stamper
                 last_ms = stamper.stamp(int(self._clock() * 1000))
-                await self.store.mark_in_flight(request.seqs, last_ms=last_ms)
+                if request.seqs:  # a poll freezes nothing: no write (see `_unchanged`)
+                    await self.store.mark_in_flight(request.seqs, last_ms=last_ms)
                 report.exchanges += 1
                 cursor = self.core.cursor
                 sent = self._clock()
@@ -354,6 +409,9 @@ class Agent:
                     self.core.fail(request, self._clock())
                     raise
                 self.core.answered(request, result.cursor, self._clock() - sent)
+                if _unchanged(result, cursor):
+                    fetch = result.more
+                    continue
                 try:
                     await self.store.apply(
                         result,
@@ -406,3 +464,14 @@ class Agent:
     async def _alarm(self, delay: float) -> None:
         await self._sleep(delay)
         self._wake.set()
+
+
+def _unchanged(result: Result, cursor: int) -> bool:
+    """An answer that settles nothing, brings nothing and moves no cursor: nothing to store.
+
+    Such a poll writes nothing (no transaction, no commit). What it leaves unsaved is the
+    stamper's state (`last_ms`, `offset_ms`), kept in memory and stored with the next exchange
+    that changes something; a handset that dies before then reopens with an older `last_ms`,
+    and if the platform refuses its next stamp as replayed, the exchange corrects its clock
+    once from the platform's answer (`CompactAdapter.exchange`) and goes on."""
+    return not (result.acked or result.rejected or result.entries) and result.cursor == cursor

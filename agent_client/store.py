@@ -12,9 +12,9 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
@@ -190,6 +190,36 @@ class HandsetStore:
             seq = cursor.lastrowid
             assert seq is not None
         return Operation.make(seq, kind, at, *fields)
+
+    async def enqueue_sales(
+        self, at: int, sales: Sequence[tuple[str, str, int, int, int]], *, now_ms: int
+    ) -> list[tuple[Operation, Operation]]:
+        """Register a customer and record a sale to them for each (name, phone, device, plan,
+        down payment): one transaction for the lot, all or nothing. Each sale names the
+        customer registered just before it (the registration's seq, as `record_sale` does)."""
+
+        def made(kind: Kind, *fields: object) -> Operation:
+            try:  # seq 1 until the row has one: the content does not carry it
+                return Operation.make(1, kind, at, *fields)
+            except FrameError as exc:
+                raise InvalidOperation(exc.detail) from exc
+
+        insert = "INSERT INTO outbox(kind, content, created_ms) VALUES (?, ?, ?)"
+
+        def queued(db: sqlite3.Connection, op: Operation) -> Operation:
+            seq = db.execute(insert, (int(op.kind), op.content(), now_ms)).lastrowid
+            assert seq is not None
+            return replace(op, seq=seq)
+
+        def work(db: sqlite3.Connection) -> list[tuple[Operation, Operation]]:
+            pairs: list[tuple[Operation, Operation]] = []
+            for name, phone, device, plan, down_payment in sales:
+                customer = queued(db, made(Kind.REGISTER_CUSTOMER, name, phone))
+                sale = made(Kind.RECORD_SALE, customer.seq, device, plan, down_payment)
+                pairs.append((customer, queued(db, sale)))
+            return pairs
+
+        return await self._atomic(work)
 
     async def amend(self, seq: int, *fields: object) -> Operation:
         """Replace a still-pending operation's fields; frozen once a send has started."""

@@ -1,10 +1,12 @@
 """The file descriptors a run needs, counted before it starts, and the limit it may raise.
 
 Every emulated handset keeps its database open (`Storage.descriptors` each); a handset holds a
-socket only while it syncs, and at most `max_syncing` sync at once (twice that when the
-platform is embedded: the server's end of each connection is in this process too). Setting-up
-runs `SETUP_CONCURRENCY` at a time. The lab raises its soft `RLIMIT_NOFILE` to the hard one
-and refuses to start, with one line saying what it needs and has, when that is not enough.
+socket while it syncs, and at most `max_syncing` sync at once (twice that when the platform is
+embedded: the server's end of each connection is in this process too). Setting-up runs
+`SETUP_CONCURRENCY` at a time. As many handsets as the rest of the limit has a
+socket for (`Budget.warm`) keep their connections open between polls. The lab raises
+its soft `RLIMIT_NOFILE` to the hard one and refuses to start, with one line saying what it
+needs and has, when that is not enough.
 """
 
 from __future__ import annotations
@@ -51,10 +53,19 @@ class Budget:
     embedded: bool
 
     @property
+    def per_socket(self) -> int:
+        return 2 if self.embedded else 1
+
+    @property
     def needed(self) -> int:
-        per_socket = 2 if self.embedded else 1
-        sockets = max(self.max_syncing, self.setup_concurrency) * per_socket
+        sockets = max(self.max_syncing, self.setup_concurrency) * self.per_socket
         return BASE + self.handsets * self.per_database + sockets + 1  # +1: a journal open
+
+    def warm(self, limit: int) -> int:
+        """How many handsets `limit` lets keep an idle connection open (each then holds a
+        socket, beside the `max_syncing` the others may open at once)."""
+        spare = max(0, limit - self.needed) // self.per_socket
+        return min(self.handsets, spare)
 
     def ensure(self, limits: Limits) -> int:
         """The limit in force, once raised; `BudgetError` when it cannot cover the run."""

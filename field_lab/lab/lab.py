@@ -166,6 +166,8 @@ class Lab:
         self.judging = judging
         self.evidence: FieldEvidence | None = None
         self.descriptor_limit = 0
+        self.warm = 0
+        """Handsets that keep their connections between polls (the limit has a socket each)."""
         self.syncing_peak = 0
         self._syncs: SyncScheduler | None = None
         self.stats = RunStats()
@@ -186,6 +188,8 @@ class Lab:
         self.traces_written = 0
         self.setup_s: dict[str, float] = {}
         """Wall seconds of each set-up step (provision, installed_base, drain, typing, to_field)."""
+        self.setup_cpu_s: dict[str, float] = {}
+        """This process's CPU seconds in each of those steps."""
 
     def _platform(self) -> contextlib.AbstractAsyncContextManager[Platform]:
         if self.target is None:
@@ -217,7 +221,9 @@ class Lab:
         )
 
     async def run(self) -> RunStats:
-        self.descriptor_limit = self.budget().ensure(self.limits)
+        budget = self.budget()
+        self.descriptor_limit = budget.ensure(self.limits)
+        self.warm = budget.warm(self.descriptor_limit)
         fleet = Fleet(self.workdir, self.adapter)
         try:
             async with self._platform() as platform:
@@ -272,7 +278,7 @@ class Lab:
         self.phase = "set-up"
         s = self.scenario
         profiles = plan.link_profiles(s)
-        lap = _Laps(self.setup_s)
+        lap = _Laps(self.setup_s, self.setup_cpu_s)
         await fleet.provision(
             platform.url,
             platform.fixture,
@@ -297,7 +303,7 @@ class Lab:
                 handset = fleet.by_index[index]
                 for serial in serials:
                     handset.unsold.remove(serial)
-                    await field.sell(handset, serial, clock.real())
+                await field.sell_many(handset, serials, clock.real())
                 draining.append(asyncio.create_task(fleet.drain_one(handset)))
                 await asyncio.sleep(0)  # recording never waits: let the drains move on
             lap("installed_base")
@@ -310,7 +316,7 @@ class Lab:
         lap("drain")
         await field.typed(TYPING_GRACE_S)
         lap("typing")
-        await fleet.to_field(platform.url, plan.outages(s, s.fleet.agents))
+        await fleet.to_field(platform.url, plan.outages(s, s.fleet.agents), self.warm)
         await fleet.leave_coverage(plan.offline_agents(s))
         lap("to_field")
 
@@ -431,15 +437,18 @@ class Lab:
 
 
 class _Laps:
-    """Records the wall seconds since the previous lap under each name."""
+    """Records the wall seconds since the previous lap under each name, and the process's CPU
+    seconds (every thread's) in `cpu`."""
 
-    def __init__(self, into: dict[str, float]) -> None:
+    def __init__(self, into: dict[str, float], cpu: dict[str, float]) -> None:
         self.into = into
-        self.last = time.monotonic()
+        self.cpu = cpu
+        self.last = (time.monotonic(), time.process_time())
 
     def __call__(self, name: str) -> None:
-        now = time.monotonic()
-        self.into[name] = round(now - self.last, 2)
+        now = (time.monotonic(), time.process_time())
+        self.into[name] = round(now[0] - self.last[0], 2)
+        self.cpu[name] = round(now[1] - self.last[1], 2)
         self.last = now
 
 

@@ -13,7 +13,7 @@ import contextlib
 import random
 from collections import Counter
 
-from agent_client.agent import OfflineSale
+from agent_client.agent import NewSale, OfflineSale
 from agent_client.escrow import EscrowRefused
 from agent_client.protocol.frames import Keycode
 from agent_client.protocol.ops import Kind
@@ -127,38 +127,67 @@ class Field:
         """Register the customer and record the sale on the handset (queued until it syncs).
         With no signal the agent sells from the escrow: the customer types the released code
         at once; without a code to release, the sale waits for a sync like any other."""
-        days = _at_least_one(self.agent.down_payment_days(self._choices), "down_payment_days")
-        # drawn before any await: the same choices whatever the timing
-        site = self.sites[serial]
+        days = self._down_payment_days()  # drawn before any await: the same whatever the timing
+        down = days * self.fixture.price_per_day
         agent = handset.agent
         customer = await agent.register_customer(f"Customer {serial}", phone_of(serial))
-        self.history.invoke(
-            op_key(handset.handset_id, customer), Kind.REGISTER_CUSTOMER.name.lower(), intended
-        )
-        down = days * self.fixture.price_per_day
-        plan = self.fixture.plan_of(handset.spec)
         released: OfflineSale | None = None
         if not handset.covered:
             try:
-                released = await agent.sell_offline(customer, serial, plan, down)
+                released = await agent.sell_offline(customer, serial, self._plan(handset), down)
             except EscrowRefused:
                 self.counters["offline_sales_without_code"] += 1
         sale = (
             released.seq
             if released is not None
-            else await agent.record_sale(customer, serial, plan, down)
+            else await agent.record_sale(customer, serial, self._plan(handset), down)
         )
+        waiter = self._sold(handset, serial, customer, sale, days, intended)
+        if released is not None:
+            self.counters["offline_sales"] += 1
+            self.type(self.sites[serial], released.keycode, op_key(handset.handset_id, sale))
+        self._recorded(handset)
+        return waiter
+
+    async def sell_many(self, handset: Handset, serials: list[int], intended: float) -> None:
+        """Sell each of `serials` to a new customer, recorded on the handset in one go (the
+        installed base, entered before the run): the same operations, draws and history as
+        one `sell` each, in one transaction instead of two per sale."""
+        if not handset.covered:  # an escrowed sale releases its code: one at a time
+            for serial in serials:
+                await self.sell(handset, serial, intended)
+            return
+        plan = self._plan(handset)
+        days = [self._down_payment_days() for _ in serials]
+        sales = [
+            NewSale(f"Customer {s}", phone_of(s), s, plan, d * self.fixture.price_per_day)
+            for s, d in zip(serials, days, strict=True)
+        ]
+        made = await handset.agent.sell_to_new_customers(sales)
+        for serial, (customer, sale), n in zip(serials, made, days, strict=True):
+            self._sold(handset, serial, customer, sale, n, intended)
+        self._recorded(handset)
+
+    def _down_payment_days(self) -> int:
+        return _at_least_one(self.agent.down_payment_days(self._choices), "down_payment_days")
+
+    def _plan(self, handset: Handset) -> int:
+        return self.fixture.plan_of(handset.spec)
+
+    def _sold(
+        self, handset: Handset, serial: int, customer: int, sale: int, days: int, intended: float
+    ) -> Waiter:
+        """What the lab records of a sale the handset has queued: its two operations invoked
+        in the history, what the sale buys, and the customer waiting for its keycode."""
+        site = self.sites[serial]
+        register = Kind.REGISTER_CUSTOMER.name.lower()
+        self.history.invoke(op_key(handset.handset_id, customer), register, intended)
         key = op_key(handset.handset_id, sale)
         self.history.invoke(key, Kind.RECORD_SALE.name.lower(), intended)
         self.claims[key] = Claim(serial, days * DAY_S)
         self._count_ops(handset, 2)
         site.sold = True
-        waiter = site.expect(key, "sale", intended)
-        if released is not None:
-            self.counters["offline_sales"] += 1
-            self.type(site, released.keycode, key)
-        self._recorded(handset)
-        return waiter
+        return site.expect(key, "sale", intended)
 
     async def visit(self, handset: Handset, intended: float) -> None:
         """An agent visits a new customer: sell, and stay until the light comes on."""

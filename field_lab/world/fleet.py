@@ -9,16 +9,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 from agent_client.adapters import PlatformAdapter
 from agent_client.errors import AgentError
 from agent_client.protocol.frames import Keycode
+from agent_client.store import HandsetStore
 from field_lab.link import Outage, get_profile
 from field_lab.link.scheduler import LinkScheduler
 from field_lab.world.fixture import Fixture
-from field_lab.world.handset import Handset, MeasuredTransport
+from field_lab.world.handset import (
+    IDLE_CLOSE_S,
+    KEEP_WARM_S,
+    STORAGE,
+    Handset,
+    MeasuredTransport,
+)
 
 SETUP_CONCURRENCY = 64
 DRAIN_ROUNDS = 8
@@ -43,24 +51,30 @@ class Fleet:
         indexes: list[int],
         on_keycodes: Callable[[Handset, list[Keycode]], None],
     ) -> None:
-        """A handset for each of `indexes` (of the fixture's agents, on `profiles[index]`);
-        each fetches its stock."""
+        """A handset for each of `indexes` (of the fixture's agents, on `profiles[index]`),
+        its file a copy of one empty database migrated once (the same bytes each migration
+        would write, without its dozen statements per handset).
+        Its stock and catalog come down with its first sync (`drain`), with the answer to the
+        installed base's sales: one exchange, not two."""
         perfect = get_profile("perfect")
+        template = self.workdir / "handset-template.db"
+        await (await HandsetStore.open(template, STORAGE)).close()  # migrated once, copied
 
         async def one(index: int) -> Handset:
             async with self._gate:
-                handset = await Handset.provision(
+                db_path = self.workdir / f"handset-{index:05d}.db"
+                if not db_path.exists():  # a new phone: its empty, migrated database
+                    shutil.copyfile(template, db_path)
+                return await Handset.provision(
                     index,
                     fixture.agents[index],
                     get_profile(profiles[index]),
                     self.scheduler.add(perfect, seed=index),
                     url,
-                    self.workdir / f"handset-{index:05d}.db",
+                    db_path,
                     on_keycodes,
                     self.adapter,
                 )
-                await handset.sync_once()  # stock and catalog
-                return handset
 
         made = await asyncio.gather(*(one(i) for i in indexes), return_exceptions=True)
         self.handsets = [h for h in made if isinstance(h, Handset)]  # closed by close()
@@ -82,13 +96,15 @@ class Fleet:
                 if not await handset.agent.store.sendable(1):
                     return
 
-    async def to_field(self, url: str, outages: dict[int, list[Outage]]) -> None:
-        """Move every handset onto its scenario link with its outages."""
-        for handset in self.handsets:
+    async def to_field(self, url: str, outages: dict[int, list[Outage]], warm: int = 0) -> None:
+        """Move every handset onto its scenario link with its outages; the first `warm` keep
+        an idle connection `KEEP_WARM_S`, the others `IDLE_CLOSE_S`."""
+        for n, handset in enumerate(self.handsets):
             port = self.scheduler.add(
                 handset.profile, seed=handset.index, outages=outages.get(handset.index)
             )
-            await handset.use(MeasuredTransport(url, port, handset.profile), port)
+            keep_s = KEEP_WARM_S if n < warm else IDLE_CLOSE_S
+            await handset.use(MeasuredTransport(url, port, handset.profile, keep_s), port)
 
     async def leave_coverage(self, offline: frozenset[int]) -> None:
         """The handsets of agents in villages without coverage sync once more (their escrow

@@ -3,9 +3,12 @@
 The handset's sync habit is the lab's to drive (`field_lab.world.syncs`: one scheduler for the
 fleet): sync when something was recorded, and every `sync_interval_s` to fetch what came down
 for its customers. Every exchange is measured on the link (bytes each way, time) and compared
-with the link's physical floor. An idle handset holds no socket: its connection closes
-`IDLE_CLOSE_S` after its last exchange, as a phone's data session does, so the next sync
-starts cold (and its floor counts the handshake).
+with the link's physical floor (a cold connection's floor counts the handshake).
+
+How long an idle connection is kept is the lab's to choose (`MeasuredTransport(keep_s=...)`):
+`KEEP_WARM_S` for as many handsets as the descriptor budget has a socket for, as a phone's
+HTTP client keeps one, so a handset polling every 15 s reuses it; `IDLE_CLOSE_S` for the
+rest, which hold no socket while idle.
 """
 
 from __future__ import annotations
@@ -32,7 +35,13 @@ from field_lab.link.scheduler import LinkPort
 from field_lab.world.fixture import AgentSpec
 
 IDLE_CLOSE_S = 5.0
-"""An idle handset's connection closes this long after its last exchange."""
+"""An idle handset's connection closes this long after its last exchange, when the lab cannot
+give every handset a socket (then the next poll starts cold)."""
+KEEP_WARM_S = 30.0
+"""An idle connection kept this long otherwise: a phone's HTTP client keeps an idle connection
+for minutes (OkHttp: 5), and a radio that went idle meanwhile costs the link's wake-up, not a
+new connection; longer than the default 15 s poll, shorter than the platform's 75 s
+keep-alive (aiohttp's), so the platform does not close it under a request."""
 STORAGE = Storage(journal="truncate", synchronous="off", runner=Inline())
 """How emulated handsets keep their files: each commit handed to the OS (it survives the
 handset's process dying, not the lab machine losing power), one descriptor per idle file, no
@@ -72,10 +81,13 @@ class Metered:
 class MeasuredTransport(HttpTransport):
     """The agent's transport over a link port, recording each exchange."""
 
-    def __init__(self, base_url: str, port: LinkPort, profile: Profile) -> None:
+    def __init__(
+        self, base_url: str, port: LinkPort, profile: Profile, keep_s: float = IDLE_CLOSE_S
+    ) -> None:
+        """`keep_s`: how long an idle connection is kept open."""
         super().__init__(
             base_url,
-            connector=lambda: LinkConnector(port, limit=1, keepalive_timeout=IDLE_CLOSE_S),
+            connector=lambda: LinkConnector(port, limit=1, keepalive_timeout=keep_s),
         )
         self.port = port
         self.profile = profile

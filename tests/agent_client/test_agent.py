@@ -13,7 +13,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from agent_client.agent import Agent
+from agent_client.agent import Agent, NewSale
 from agent_client.errors import InvalidOperation, NotProvisioned, ServerRefused, TransientError
 from agent_client.protocol import envelope
 from agent_client.protocol.auth import HandsetKey
@@ -290,4 +290,64 @@ async def test_a_sync_cancelled_mid_exchange_leaves_the_handset_able_to_sync(
     agent.transport = real
     report = await agent.sync(max_wait_s=1.0)
     assert (report.pending, report.failures) == (0, 0)
+    await agent.close()
+
+
+async def test_a_poll_that_changes_nothing_writes_nothing(
+    platform: tuple[str, Seeded], tmp_path: Path
+) -> None:
+    """No commit for an empty poll (a fleet polls far more often than it sells); the next
+    exchange that changes something stores the stamp, and a reopened handset syncs on."""
+    url, seeded = platform
+    agent = await Agent.provision(tmp_path / "h.db", url, seeded.name, seeded.code)
+    await agent.sync()  # stock and catalog come down: written
+    watcher = sqlite3.connect(tmp_path / "h.db")
+    try:
+
+        def version() -> int:
+            return int(watcher.execute("PRAGMA data_version").fetchone()[0])
+
+        before = version()
+        report = await agent.sync()
+        assert (report.exchanges, report.failures) == (1, 0)
+        assert version() == before  # nothing committed by another connection
+        await agent.record_payment(seeded.stock[0], 100)
+        report = await agent.sync()
+        assert (report.failures, report.pending) == (0, 0)
+        assert version() != before  # the watcher sees the handset's commits
+        stamped = agent.link.stamper.last_ms
+        await agent.sync()
+        await agent.close()
+        assert (
+            int(watcher.execute("SELECT value FROM meta WHERE key = 'last_ms'").fetchone()[0])
+            <= stamped
+        )
+    finally:
+        watcher.close()
+    agent = await Agent.open(tmp_path / "h.db")
+    await agent.record_payment(seeded.stock[0], 100)
+    report = await agent.sync()
+    assert (report.failures, report.pending) == (0, 0)
+    await agent.close()
+
+
+async def test_sales_to_new_customers_in_one_go_reach_the_platform(
+    platform: tuple[str, Seeded], tmp_path: Path
+) -> None:
+    url, seeded = platform
+    agent = await Agent.provision(tmp_path / "h.db", url, seeded.name, seeded.code)
+    await agent.sync()  # the stock, against which the lot is checked
+    down = 3 * PRICE_PER_DAY
+    lot = [NewSale(f"C{d}", f"+23320000{d:04d}", d, seeded.plan, down) for d in seeded.stock[:2]]
+    stranger = NewSale("Yaw", "+233200009999", seeded.others[0], seeded.plan, down)
+    with pytest.raises(InvalidOperation, match="not in this agent's stock"):
+        await agent.sell_to_new_customers([*lot, stranger])
+    with pytest.raises(InvalidOperation, match="twice"):
+        await agent.sell_to_new_customers([lot[0], lot[0]])
+    assert await agent.store.sendable(10) == []  # a refused lot leaves nothing queued
+    made = await agent.sell_to_new_customers(lot)
+    report = await agent.sync()
+    assert (report.failures, report.pending, report.rejected) == (0, 0, [])
+    assert sorted(report.acked) == sorted(seq for pair in made for seq in pair)
+    assert {code.device for code in report.keycodes} == set(seeded.stock[:2])
     await agent.close()

@@ -16,7 +16,7 @@ from agent_client.protocol.keycodes import KeycodeFormat
 from agent_client.protocol.ops import Kind
 from agent_client.protocol.sync import Result
 from agent_client.store import MIGRATIONS, HandsetStore, OpState
-from agent_client.strategies import fields_for
+from agent_client.strategies import fields_for, u32
 
 
 def result(**kw: object) -> Result:
@@ -39,6 +39,18 @@ async def test_fresh_database_is_at_the_latest_schema_in_wal(tmp_path: Path) -> 
     await store.close()
     with sqlite3.connect(tmp_path / "h.db") as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+async def test_the_outbox_sorts_in_memory_not_in_a_temporary_file(tmp_path: Path) -> None:
+    """`sendable` sorts two states' rows by seq: with temporary files, each call made one."""
+    store = await HandsetStore.open(tmp_path / "h.db")
+    assert (await store._one("PRAGMA temp_store"))[0] == 2  # memory
+    plan = await store._all(
+        "EXPLAIN QUERY PLAN SELECT seq FROM outbox WHERE state IN ('pending', 'in_flight')"
+        " ORDER BY seq LIMIT 1"
+    )
+    assert any("TEMP B-TREE" in str(row[-1]) for row in plan)  # why it matters
+    await store.close()
 
 
 async def test_v1_database_is_migrated_keeping_its_rows(tmp_path: Path) -> None:
@@ -78,6 +90,44 @@ async def test_queued_operations_survive_reopen_in_order(
     store = await HandsetStore.open(path)
     assert await store.sendable(100) == made
     assert [op.seq for op in made] == list(range(1, len(made) + 1))
+    await store.close()
+
+
+new_sales = st.tuples(fields_for(Kind.REGISTER_CUSTOMER), u32, u32, st.integers(0, 2**32 - 1))
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=10)
+@given(sales=st.lists(new_sales, max_size=8), before=st.integers(0, 3))
+async def test_sales_in_one_go_queue_what_one_at_a_time_would(
+    tmp_path_factory: pytest.TempPathFactory,
+    sales: list[tuple[tuple[object, ...], int, int, int]],
+    before: int,
+) -> None:
+    """`enqueue_sales` (one transaction) leaves the outbox as registering each customer and
+    recording each sale to them, one operation at a time, does."""
+    folder = tmp_path_factory.mktemp("sales")
+    batched = await HandsetStore.open(folder / "a.db")
+    single = await HandsetStore.open(folder / "b.db")
+    for store in (batched, single):  # operations already queued shift every seq
+        for _ in range(before):
+            await store.enqueue(Kind.RECORD_PAYMENT, 1000, 5, 100, now_ms=1)
+    rows = [(str(who[0]), str(who[1]), device, plan, down) for who, device, plan, down in sales]
+    made = await batched.enqueue_sales(1000, rows, now_ms=1)
+    for name, phone, device, plan, down in rows:
+        customer = await single.enqueue(Kind.REGISTER_CUSTOMER, 1000, name, phone, now_ms=1)
+        await single.enqueue(Kind.RECORD_SALE, 1000, customer.seq, device, plan, down, now_ms=1)
+    assert await batched.sendable(100) == await single.sendable(100)
+    assert [op for pair in made for op in pair] == (await single.sendable(100))[before:]
+    for store in (batched, single):
+        await store.close()
+
+
+async def test_a_refused_sale_leaves_none_of_its_lot_behind(tmp_path: Path) -> None:
+    store = await HandsetStore.open(tmp_path / "h.db")
+    lot = [("Ama", "+233201234567", 7, 1, 500), ("Kofi", "+233201234568", 8, 1, -1)]
+    with pytest.raises(InvalidOperation, match="down_payment"):
+        await store.enqueue_sales(1000, lot, now_ms=1)
+    assert await store.sendable(10) == []
     await store.close()
 
 

@@ -11,9 +11,19 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from field_lab.link import BUILTIN_PROFILES, DOWN, UP, Arrived, Established, Event, Outage
+from field_lab.link import (
+    BUILTIN_PROFILES,
+    DOWN,
+    UP,
+    Arrived,
+    Established,
+    Event,
+    Outage,
+    floor_seconds,
+)
 from field_lab.link.aio import LinkConnector
 from field_lab.link.scheduler import LinkPort, LinkScheduler
+from field_lab.world.handset import MeasuredTransport
 
 FAST = BUILTIN_PROFILES["perfect"].replace(
     name="fast", rtt_s=0.02, down_bps=4_000_000, up_bps=2_000_000
@@ -144,3 +154,25 @@ async def test_a_faulty_sink_is_reported_and_does_not_stall_the_others() -> None
     scheduler.close()
     assert established == [1]
     assert isinstance(reported[0], RuntimeError)
+
+
+@pytest.mark.parametrize(("keep_s", "opened"), [(30.0, 1), (0.1, 2)])
+async def test_a_handset_keeps_its_connection_between_polls_as_long_as_told(
+    server: str, keep_s: float, opened: int
+) -> None:
+    """Kept warm, the next poll reuses the connection (and its floor has no handshake);
+    past `keep_s` idle, it opens a new one."""
+    scheduler = LinkScheduler()
+    profile = FAST.replace(wakeup_s=0.01)
+    port = scheduler.add(profile, seed=3)
+    transport = MeasuredTransport(server, port, profile, keep_s)
+    for _ in range(2):
+        reply = await transport.post("/sized?n=5", b"p", {})
+        assert reply.status == 200
+        await asyncio.sleep(0.4)
+    await transport.close()
+    scheduler.close()
+    assert port.opened == opened
+    second = transport.exchanges[1]
+    warm = floor_seconds(profile, second.bytes_up, second.bytes_down, warm=True)
+    assert (second.floor > warm) is (opened == 2)

@@ -53,6 +53,16 @@ def test_the_budget_counts_databases_and_sockets() -> None:
     assert ProcessLimits().raise_soft() == resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
+def test_connections_are_kept_warm_for_as_many_handsets_as_have_a_socket() -> None:
+    alone = Budget(1000, 1, 100, 64, embedded=False)
+    assert alone.warm(alone.needed) == 0
+    assert alone.warm(alone.needed + 250) == 250
+    assert alone.warm(alone.needed + 5000) == 1000  # every handset, no more
+    embedded = Budget(1000, 1, 100, 64, embedded=True)
+    assert embedded.warm(embedded.needed + 250) == 125  # the platform's end is here too
+    assert Budget(10_000, 1, 2048, 64, embedded=False).warm(20_000) == 20_000 - 12_305
+
+
 def test_the_cli_refuses_in_one_line_when_the_machine_cannot_give_the_descriptors(
     tmp_path: Path,
 ) -> None:
