@@ -143,12 +143,13 @@ def _activation(
     # The usual case first, checked inline: `rules.gate` passes when the id is in the 16-bit
     # range, the MAC matches at it and its flag is clear (ids above pd read as unused, and an
     # inferred id is never below the window). Anything else gets the gate's verdict.
+    matched = full_mac(key, id_, type_digit, value) == mac
     if not (
-        id_ <= MAX_MESSAGE_ID
-        and full_mac(key, id_, type_digit, value) == mac
+        matched
+        and id_ <= MAX_MESSAGE_ID
         and (id_ > pd or not state.received >> (WINDOW_BELOW_PD - (pd - id_)) & 1)
     ):
-        refused = rules.gate(state, id_, _mac_check(key, type_digit, value, mac), policy)
+        refused = rules.gate(state, id_, _mac_check(key, type_digit, value, mac), policy, matched)
         if refused is not None:
             return refused
     if kind is _ADD_CREDIT:  # _APPLY[kind], the commonest code without the dictionary

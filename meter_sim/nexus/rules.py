@@ -71,12 +71,19 @@ def flag_id(id_: int, policy: NexusPolicy) -> int:
 
 
 def gate(
-    state: NexusState, id_: int, mac_ok: Callable[[int], bool], policy: NexusPolicy = FIRMWARE
+    state: NexusState,
+    id_: int,
+    mac_ok: Callable[[int], bool],
+    policy: NexusPolicy = FIRMWARE,
+    matched: bool | None = None,
 ) -> Verdict | None:
-    """The check every id-carrying activation passes first: range, MAC, then not yet used."""
+    """The check every id-carrying activation passes first: range, MAC, then not yet used.
+
+    `matched`: whether the MAC matches at `id_`, when the caller has computed it already.
+    """
     if id_ > MAX_MESSAGE_ID and not policy.id16:
         return invalid(state, f"id {id_} beyond the device's 16-bit id range")
-    if not mac_ok(id_):
+    if not (mac_ok(id_) if matched is None else matched):
         return invalid(state, mismatch_reason(id_, mac_ok))
     # flag_id(id_, policy), inline: past the range check the id fits 16 bits or the quirk is on.
     if is_set(state, id_ & MAX_MESSAGE_ID):
