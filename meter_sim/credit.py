@@ -36,6 +36,15 @@ class Credit:
             return _UNLOCKED
         return _ENABLED if self.until > now else _DISABLED
 
+    def reading(self, now: float) -> tuple[float, PaygState]:
+        """`(remaining(now), state(now))` at once: what every `Result` reports."""
+        if self.unlocked:
+            return math.inf, _UNLOCKED
+        left = self.until - now
+        if left > 0.0:
+            return left, _ENABLED
+        return 0.0, _DISABLED
+
     def apply(self, action: Action, now: float) -> Credit:
         """Nexus product semantics: add keeps an unlock, set relocks, unlock zeroes credit."""
         # isinstance, not `match`: this runs for every applied code and the class patterns

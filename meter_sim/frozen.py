@@ -1,10 +1,11 @@
 """Positional constructors for frozen slotted dataclasses, for a meter's per-code path.
 
 A frozen dataclass's `__init__` sets each field through `object.__setattr__`, about twice the
-cost of setting the slots directly; a validated code builds five such values (state, action,
-decision, credit, result), so this is a tenth of a validation. `maker(cls)` returns a
-function taking every field in order that sets the slots directly. It runs no
-`__post_init__`: use it only where the values are valid by construction.
+cost of setting the slots directly; a validated code builds up to four such values (state,
+action, credit, result; the decision is a named tuple). `maker(cls)` returns a function taking
+every field in order that sets the slots directly (still ~900 instructions a field on 3.11:
+each is a descriptor call). It runs no `__post_init__`: use it only where the values are
+valid by construction.
 """
 
 from __future__ import annotations

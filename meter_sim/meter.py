@@ -95,6 +95,11 @@ class Meter:
         self._keyset = frozenset(engine.keypad.keys)
         self._wraps = engine.keypad.end is not None and engine.keypad.name.startswith("openpaygo")
         """OpenPAYGO tokens may be typed without their start and end keys."""
+        # Whether the engine can refuse a code (a Nexus rate limit, an OpenPAYGO entry block).
+        if isinstance(engine, NexusEngine):
+            self._guarded = engine.limit is not None
+        else:
+            self._guarded = engine.blocking is not None
         medium = storage if storage is not None else MemoryStorage()
         self._store = NVStore(medium, engine.kind, engine.fingerprint)
         self._credit = Credit(until=now)
@@ -248,14 +253,24 @@ class Meter:
 
     def enter_keycode(self, text: str, now: float) -> Result:
         """Enter a whole code at once; spaces and other separators are ignored."""
-        self._tick(now)
-        refusal = self._engine.refusal(now)
-        if refusal is not None:
-            return self._result(Outcome.RATE_LIMITED, refusal, now)
+        if now.__class__ is float and now >= self._clock:  # _tick's checks, for the usual clock
+            self._clock = now
+        else:
+            self._tick(now)
+        if self._guarded:
+            refusal = self._engine.refusal(now)
+            if refusal is not None:
+                return self._result(Outcome.RATE_LIMITED, refusal, now)
+        pad = self._pad
+        if self._whole_code and text[:1] == pad.start and self._keyset.issuperset(text):
+            # A Nexus code as issued (no separators): what `_frame_keys` would pass unchanged.
+            self._entry = IDLE
+            if pad.fixed_length is not None:
+                return self._finish(text[1 : 1 + pad.fixed_length], now)
+            return self._finish(text[1:-1], now)
         keys, problem = self._frame_keys(text)
         if problem is not None:
             return self._result(Outcome.INVALID, problem, now)
-        pad = self._pad
         if self._whole_code:
             # nexus-embedded's whole-code entry: small reads at most 14 symbols after the
             # start key, full drops the last key without checking it is `#`; either way what
@@ -387,18 +402,20 @@ class Meter:
         return keys, None
 
     def _finish(self, frame: str, now: float) -> Result:
-        before = self._credit.state(now)
-        decision = self._engine.evaluate(frame, before, now)
+        credit, engine = self._credit, self._engine
+        decision = engine.evaluate(frame, credit.state(now), now)
+        outcome = decision.outcome
         if decision.action is not None:
-            self._credit = self._credit.apply(decision.action, now)
-        self._store.save_state(self._engine.nv_state(self._credit, now), now)  # _save, inline
+            self._credit = credit = credit.apply(decision.action, now)
+        self._store.save_state(engine.nv_state(credit, now), now)  # _save, inline
         payg_id = None
-        if decision.outcome is _DISPLAY_ID and isinstance(self._engine, NexusEngine):
-            payg_id = self._engine.payg_id
-        return self._result(decision.outcome, decision.reason, now, payg_id)
+        if outcome is _DISPLAY_ID and isinstance(engine, NexusEngine):
+            payg_id = engine.payg_id
+        left, payg = credit.reading(now)  # _result, inline
+        return _make_result(outcome, decision.reason, left, payg, payg_id)
 
     def _result(
         self, outcome: Outcome, reason: str, now: float, payg_id: str | None = None
     ) -> Result:
-        credit = self._credit
-        return _make_result(outcome, reason, credit.remaining(now), credit.state(now), payg_id)
+        left, payg = self._credit.reading(now)
+        return _make_result(outcome, reason, left, payg, payg_id)

@@ -61,6 +61,7 @@ _MS = 1000
 _TIME_LIMIT = 1 << 47
 _TIME_LIMIT_S = _TIME_LIMIT / _MS
 _TIME_FLOOR_S = -_TIME_LIMIT_S
+_floor = math.floor
 
 
 class Kind(IntEnum):
@@ -134,17 +135,17 @@ def _ms(seconds: float, *, up: bool = False) -> bytes:
     float) stays that millisecond, so a snapshot encodes the same however often it goes
     round.
     """
-    if not _TIME_FLOOR_S < seconds < _TIME_LIMIT_S:
-        value = _TIME_LIMIT - 1 if seconds > 0 else -_TIME_LIMIT
+    if _TIME_FLOOR_S < seconds < _TIME_LIMIT_S:  # the usual case first (saves are hot)
+        scaled = seconds * _MS
+        value = _floor(scaled)  # a C call; `int(scaled)` goes through the type's constructor
+        if value != scaled:
+            nearest = round(scaled)
+            if abs(scaled - nearest) <= math.ulp(scaled):
+                value = nearest
+            elif up:
+                value = math.ceil(scaled)
         return value.to_bytes(6, "little", signed=True)
-    scaled = seconds * _MS
-    value = int(scaled)
-    if value != scaled:
-        nearest = round(scaled)
-        if abs(scaled - nearest) <= math.ulp(scaled):
-            value = nearest
-        else:
-            value = math.ceil(scaled) if up else math.floor(scaled)
+    value = _TIME_LIMIT - 1 if seconds > 0 else -_TIME_LIMIT
     return value.to_bytes(6, "little", signed=True)
 
 
@@ -391,8 +392,9 @@ class NVStore:
         if state == self._state:
             return False
         seq = (self._seq + 1) & 3
-        index = 1 - self._slot if self._slot in (0, 1) else 0
-        self.storage.write(index * self.size, _sealed(self._heads[seq], state, clock))
+        index = 1 - self._slot if self._slot >= 0 else 0  # the other slot (0 when none)
+        body = self._heads[seq] + state + _ms(clock) + _PADDING[len(state)]  # _sealed, inline
+        self.storage.write(index * self.size, body + _CRC.pack(binascii.crc_hqx(body, 0xFFFF)))
         self._seq, self._slot, self._state = seq, index, state
         return True
 

@@ -13,15 +13,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 from enum import IntEnum
+from functools import lru_cache
 
 from meter_sim.actions import AddCredit, Decision, SetCredit, Unlock
-from meter_sim.frozen import maker
 from meter_sim.nexus import rules
-from meter_sim.nexus.mac import KEY_00, check_secret_key, full_mac, prng_u32
+from meter_sim.nexus.mac import KEY_00, check_secret_key, full_mac, u32_seed_message
 from meter_sim.nexus.policy import FIRMWARE, NexusPolicy
 from meter_sim.nexus.rules import Verdict, WipeTarget, applied, duplicate, invalid
-from meter_sim.nexus.state import WINDOW_BELOW_PD, NexusState
+from meter_sim.nexus.state import MAX_MESSAGE_ID, WINDOW_BELOW_PD, NexusState
 from meter_sim.outcomes import Outcome, PaygState
+from meter_sim.siphash import siphash24
 
 MAX_FRAME_KEYS = 30
 """NEXUS_KEYCODE_MAX_MESSAGE_LENGTH."""
@@ -86,8 +87,7 @@ def decide_full(
 
 
 _ACTIVATION_TYPES = (FullType.ADD_CREDIT, FullType.SET_CREDIT, FullType.WIPE_STATE, FullType.DEMO)
-_add_credit = maker(AddCredit)
-_DEMO, _WIPE_STATE = FullType.DEMO, FullType.WIPE_STATE
+_ADD_CREDIT, _DEMO, _WIPE_STATE = FullType.ADD_CREDIT, FullType.DEMO, FullType.WIPE_STATE
 """Members read once (an enum attribute costs ~900 instructions on 3.11: `credit._UNLOCKED`)."""
 _MOD10 = bytes(b % 10 for b in range(256))
 _ASCII_MOD10 = bytes(48 + b % 10 for b in range(256))
@@ -95,31 +95,32 @@ _ASCII_ZERO_MINUS_TEN = int.from_bytes(b"\x26" * 8, "little")
 """Per byte: ord("0") - 10, so each byte of `typed - this - pad` is its digit + 10 - pad."""
 
 
-def _clear_digits(frame: str) -> tuple[bytes, int]:
-    """The 8 deobscured digits (ASCII) of a 14-digit activation frame, and its MAC.
+def _clear_number(frame: str) -> tuple[int, int]:
+    """The 8 deobscured digits `T II BBBBB` of a 14-digit activation frame as one number, and
+    its MAC.
 
     Digit i is (typed digit - PRNG byte i) mod 10. All eight at once: with each pad byte
     reduced mod 10, byte i of `typed + 10 - pad` is 1..19 (no carry between bytes), and one
     more mod-10 table lookup per byte (`bytes.translate`) gives the digit.
     """
     mac = int(frame[8:])
-    pad = prng_u32(mac).translate(_MOD10)
+    # prng_u32(mac), inline: the PRNG is seeded with the MAC on every code
+    pad = siphash24(KEY_00, u32_seed_message(mac)).to_bytes(8, "little").translate(_MOD10)
     typed = int.from_bytes(frame[:8].encode(), "little")
     clear = typed - _ASCII_ZERO_MINUS_TEN - int.from_bytes(pad, "little")
-    return clear.to_bytes(8, "little").translate(_ASCII_MOD10), mac
+    return int(clear.to_bytes(8, "little").translate(_ASCII_MOD10)), mac
 
 
 def deobscure(frame: str) -> str:
     """The cleartext of a 14-digit activation frame (the MAC digits travel in the clear)."""
-    digits, _ = _clear_digits(frame)
-    return digits.decode() + frame[8:]
+    number, _ = _clear_number(frame)
+    return f"{number:08d}{frame[8:]}"
 
 
 def _activation(
     frame: str, key: bytes, state: NexusState, payg: PaygState, policy: NexusPolicy
 ) -> Verdict:
-    d, mac = _clear_digits(frame)
-    n = int(d)  # T II BBBBB, read once
+    n, mac = _clear_number(frame)  # T II BBBBB
     type_digit, cid, body = n // 10_000_000, n // 100_000 % 100, n % 100_000
     if type_digit > _DEMO:
         return invalid(state, f"activation type {type_digit} does not exist")
@@ -136,21 +137,41 @@ def _activation(
         value = body % 10
     if kind is _DEMO and not policy.demo:
         return invalid(state, "demo codes not accepted")
-
-    def mac_ok(id_: int) -> bool:
-        return full_mac(key, id_, kind, value) == mac
-
-    low = state.pd - WINDOW_BELOW_PD
+    pd = state.pd
+    low = pd - WINDOW_BELOW_PD
     id_ = low + (cid - low) % 64  # infer_id(state, cid), inline: cid is 0..63 here
-    refused = rules.gate(state, id_, mac_ok, policy)
-    if refused is not None:
-        return refused
+    # The usual case first, checked inline: `rules.gate` passes when the id is in the 16-bit
+    # range, the MAC matches at it and its flag is clear (ids above pd read as unused, and an
+    # inferred id is never below the window). Anything else gets the gate's verdict.
+    matched = full_mac(key, id_, type_digit, value) == mac
+    if not (
+        matched
+        and id_ <= MAX_MESSAGE_ID
+        and (id_ > pd or not state.received >> (WINDOW_BELOW_PD - (pd - id_)) & 1)
+    ):
+        refused = rules.gate(state, id_, _mac_check(key, type_digit, value, mac), policy, matched)
+        if refused is not None:
+            return refused
+    if kind is _ADD_CREDIT:  # _APPLY[kind], the commonest code without the dictionary
+        return _add(state, payg, id_, value, policy)
     return _APPLY[kind](state, payg, id_, value, policy)
 
 
+def _mac_check(key: bytes, type_code: int, value: int, mac: int) -> Callable[[int], bool]:
+    """Whether the MAC matches at an id (a closure outside `_activation`: a closure inside
+    would make its variables cells, slower to read, on every code)."""
+    return lambda id_: full_mac(key, id_, type_code, value) == mac
+
+
+@lru_cache(maxsize=1024)
+def _add_action(hours: int) -> tuple[AddCredit, str]:
+    """A full ADD's action and description by hours: a few amounts recur (actions are values)."""
+    return AddCredit(hours * 3600), f"add {hours} h"
+
+
 def _add(state: NexusState, payg: PaygState, id_: int, hours: int, policy: NexusPolicy) -> Verdict:
-    action = _add_credit(hours * 3600)
-    return rules.add_credit(state, payg, id_, action, f"add {hours} h", policy)
+    action, what = _add_action(hours)
+    return rules.add_credit(state, payg, id_, action, what, policy)
 
 
 def _set(state: NexusState, payg: PaygState, id_: int, hours: int, policy: NexusPolicy) -> Verdict:

@@ -34,13 +34,14 @@ _small_message = struct.Struct("<IBB").pack
 """Compiled once: `struct.pack(format, ...)` looks its format up in a cache on every call."""
 
 
-_u32_seed_message = struct.Struct("<xI").pack
+u32_seed_message = struct.Struct("<xI").pack
+"""The PRNG's message for a u32 seed: a zero byte (iteration 0) and the seed."""
 
 
 def prng_u32(seed: int) -> bytes:
     """`prng(seed.to_bytes(4, "little"))` with its message made by one pack (a zero byte and
     the seed): the full protocol seeds the PRNG with its MAC on every code."""
-    return siphash24(KEY_00, _u32_seed_message(seed)).to_bytes(8, "little")
+    return siphash24(KEY_00, u32_seed_message(seed)).to_bytes(8, "little")
 
 
 def full_mac(key: bytes, full_id: int, type_code: int, value: int) -> int:

@@ -12,7 +12,6 @@ from enum import IntEnum
 from typing import NamedTuple
 
 from meter_sim.actions import Action, AddCredit, Decision, SetCredit
-from meter_sim.frozen import maker
 from meter_sim.nexus.policy import FIRMWARE, NexusPolicy
 from meter_sim.nexus.state import (
     MAX_MESSAGE_ID,
@@ -35,22 +34,23 @@ QC_SHORT_MAX_SECONDS = 600
 """QC codes up to 10 minutes count against the short lifetime limit."""
 
 
-_decision = maker(Decision)
 _APPLIED, _DUPLICATE, _INVALID = Outcome.APPLIED, Outcome.DUPLICATE, Outcome.INVALID
 _UNLOCKED = PaygState.UNLOCKED
 """Members read once (an enum attribute costs ~900 instructions on 3.11: `credit._UNLOCKED`)."""
+_tuple = tuple.__new__
+"""`_tuple(Decision, fields)` is `Decision(*fields)` without the named tuple's Python `__new__`."""
 
 
 def invalid(state: NexusState, reason: str) -> Verdict:
-    return _decision(_INVALID, state, None, reason)
+    return _tuple(Decision, (_INVALID, state, None, reason))
 
 
 def duplicate(state: NexusState, reason: str) -> Verdict:
-    return _decision(_DUPLICATE, state, None, reason)
+    return _tuple(Decision, (_DUPLICATE, state, None, reason))
 
 
 def applied(state: NexusState, action: Action | None, reason: str) -> Verdict:
-    return _decision(_APPLIED, state, action, reason)
+    return _tuple(Decision, (_APPLIED, state, action, reason))
 
 
 def mismatch_reason(id_: int, mac_ok: Callable[[int], bool]) -> str:
@@ -71,12 +71,19 @@ def flag_id(id_: int, policy: NexusPolicy) -> int:
 
 
 def gate(
-    state: NexusState, id_: int, mac_ok: Callable[[int], bool], policy: NexusPolicy = FIRMWARE
+    state: NexusState,
+    id_: int,
+    mac_ok: Callable[[int], bool],
+    policy: NexusPolicy = FIRMWARE,
+    matched: bool | None = None,
 ) -> Verdict | None:
-    """The check every id-carrying activation passes first: range, MAC, then not yet used."""
+    """The check every id-carrying activation passes first: range, MAC, then not yet used.
+
+    `matched`: whether the MAC matches at `id_`, when the caller has computed it already.
+    """
     if id_ > MAX_MESSAGE_ID and not policy.id16:
         return invalid(state, f"id {id_} beyond the device's 16-bit id range")
-    if not mac_ok(id_):
+    if not (mac_ok(id_) if matched is None else matched):
         return invalid(state, mismatch_reason(id_, mac_ok))
     # flag_id(id_, policy), inline: past the range check the id fits 16 bits or the quirk is on.
     if is_set(state, id_ & MAX_MESSAGE_ID):
@@ -105,7 +112,7 @@ def add_credit(
     consumed = set_flag(state, flagged if flagged >= state.pd - WINDOW_BELOW_PD else state.pd)
     if payg is _UNLOCKED:
         return duplicate(consumed, f"unit unlocked: id {id_} consumed without credit")
-    return _decision(_APPLIED, consumed, action, f"{what}, id {id_}")
+    return _tuple(Decision, (_APPLIED, consumed, action, f"{what}, id {id_}"))
 
 
 def set_credit(

@@ -16,6 +16,7 @@ import struct
 from collections.abc import Callable
 from dataclasses import replace
 from enum import IntEnum
+from functools import lru_cache
 
 from meter_sim.actions import Action, AddCredit, SetCredit, Unlock
 from meter_sim.nexus import rules
@@ -28,11 +29,12 @@ from meter_sim.nexus.increments import (
     UNLOCK,
     days_for,
 )
-from meter_sim.nexus.mac import KEY_FF, check_secret_key, extended_mac, prng, small_mac
+from meter_sim.nexus.mac import KEY_00, KEY_FF, check_secret_key, extended_mac, small_mac
 from meter_sim.nexus.policy import FIRMWARE, NexusPolicy
 from meter_sim.nexus.rules import Verdict, WipeTarget, applied, invalid
 from meter_sim.nexus.state import (
     MAX_MESSAGE_ID,
+    WINDOW_BELOW_PD,
     NexusState,
     infer_id,
     is_set,
@@ -40,6 +42,7 @@ from meter_sim.nexus.state import (
     window_bounds,
 )
 from meter_sim.outcomes import PaygState
+from meter_sim.siphash import siphash24
 
 FRAME_SYMBOLS = 14
 ALPHABET = "2345"
@@ -103,9 +106,15 @@ def decode(symbols: str) -> tuple[int, SmallType, int, int]:
     """(cid, type, body, mac) of a well-formed frame, with the obfuscation removed."""
     bits = int(symbols.translate(_AS_BASE4), 4)  # each key its 2-bit value, read in C
     mac = bits & 0xFFF
-    pad = prng(struct.pack(">H", mac))
-    head = bits >> 12 ^ int.from_bytes(pad[:2], "big")
+    # prng(mac as 2 big-endian bytes)'s first two bytes, read big-endian: the PRNG's 64-bit
+    # value is little-endian, so they are its low byte, then its second byte.
+    pad = siphash24(KEY_00, _u16_seed_message(mac))
+    head = bits >> 12 ^ ((pad & 0xFF) << 8 | pad >> 8 & 0xFF)
     return head >> 10, _SMALL_TYPES[head >> 8 & 3], head & 0xFF, mac
+
+
+_u16_seed_message = struct.Struct(">xH").pack
+"""The PRNG's message for the small protocol's seed: a zero byte and the MAC, big-endian."""
 
 
 def _mac_check(key: bytes, kind: SmallType, body: int, mac: int) -> Callable[[int], bool]:
@@ -121,17 +130,32 @@ def _add(
     mac: int,
     policy: NexusPolicy,
 ) -> Verdict:
-    id_ = infer_id(state, cid)
-    refused = rules.gate(state, id_, _mac_check(key, _ADD_CREDIT, body, mac), policy)
-    if refused is not None:
-        return refused
-    if body == UNLOCK:
+    pd = state.pd
+    low = pd - WINDOW_BELOW_PD
+    id_ = low + (cid - low) % 64  # infer_id(state, cid), inline: cid is 0..63 here
+    # `rules.gate`'s usual pass checked inline, as in the full protocol's activation.
+    matched = small_mac(key, id_, _ADD_CREDIT, body) == mac
+    if not (
+        matched
+        and id_ <= MAX_MESSAGE_ID
+        and (id_ > pd or not state.received >> (WINDOW_BELOW_PD - (pd - id_)) & 1)
+    ):
+        refused = rules.gate(state, id_, _mac_check(key, _ADD_CREDIT, body, mac), policy, matched)
+        if refused is not None:
+            return refused
+    action, what = _add_action(body)
+    return rules.add_credit(state, payg, id_, action, what, policy)
+
+
+@lru_cache(maxsize=256)
+def _add_action(increment: int) -> tuple[Action, str]:
+    """A small ADD's action and description by increment (256 of them; actions are values)."""
+    if increment == UNLOCK:
         # Increment 255 of the ADD type unlocks, with ADD's id rules (UnlockSmallMessage).
-        return rules.add_credit(state, payg, id_, Unlock(), "unlock", policy)
-    days = days_for(ADD_DAYS, body)
+        return Unlock(), "unlock"
+    days = days_for(ADD_DAYS, increment)
     assert days is not None  # every ADD increment below 255 has a row
-    action = AddCredit(days * SECONDS_PER_DAY)
-    return rules.add_credit(state, payg, id_, action, f"add {days} d", policy)
+    return AddCredit(days * SECONDS_PER_DAY), f"add {days} d"
 
 
 def _set_action(increment: int) -> tuple[Action | None, str]:

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from meter_sim.actions import AddCredit, Decision, SetCredit, Unlock
+from meter_sim.actions import AddCredit, SetCredit, Unlock
 from meter_sim.credit import Credit
 from meter_sim.frozen import maker
 from meter_sim.keypad import (
@@ -27,8 +27,8 @@ from meter_sim.keypad import (
     frame_of,
     step,
 )
-from meter_sim.meter import Result
-from meter_sim.nexus.encode import full_activation
+from meter_sim.meter import Meter, Result
+from meter_sim.nexus.encode import full_activation, small_add_credit
 from meter_sim.nexus.full import FullType, deobscure, process_full
 from meter_sim.nexus.mac import prng, prng_u32
 from meter_sim.nexus.small import ALPHABET, SmallType, decode
@@ -98,7 +98,7 @@ def test_a_framed_code_finishes_the_frame_its_keys_step_to(
 values = st.integers(-(2**40), 2**40) | st.floats(allow_nan=False) | st.none() | st.text()
 
 
-@given(st.sampled_from([Decision, Credit, NexusState, Result, AddCredit]), st.data())
+@given(st.sampled_from([Credit, NexusState, Result, AddCredit]), st.data())
 def test_a_maker_builds_what_the_constructor_builds(cls: type, data: st.DataObject) -> None:
     fields = dataclasses.fields(cls)
     args = [data.draw(values) for _ in fields]
@@ -208,3 +208,40 @@ def test_a_full_code_in_the_window_applies_at_its_own_id(
         assert decision.action == SetCredit(hours * 3600)
         assert decision.reason == f"set {hours} h, id {id_}"
         assert decision.state == mask_below(state, id_ + 1)
+
+
+@given(until=times, unlocked=st.booleans(), now=times)
+def test_credit_reading_is_remaining_and_state(until: float, unlocked: bool, now: float) -> None:
+    credit = Credit(until, unlocked)
+    assert credit.reading(now) == (credit.remaining(now), credit.state(now))
+
+
+def _nexus_texts(small: bool) -> st.SearchStrategy[str]:
+    """Genuine codes near a fresh meter's window (new, replayed, out of window) and noise."""
+    ids, amounts = st.integers(0, 200), st.integers(0, 30)
+    if small:
+        genuine = st.builds(lambda i, d: small_add_credit(KEY, i, d + 1), ids, amounts)
+        framed = st.text("2345", min_size=10, max_size=16).map(lambda s: f"1{s}")
+        noise = framed | st.text("12345 -", max_size=18)
+    else:
+        kinds = st.sampled_from([FullType.ADD_CREDIT, FullType.SET_CREDIT, FullType.WIPE_STATE])
+        genuine = st.builds(lambda i, k, h: full_activation(KEY, i, k, h % 4), ids, kinds, amounts)
+        framed = st.text("0123456789", max_size=32).map(lambda s: f"*{s}#")
+        noise = framed | st.text("0123456789*# -", max_size=20)
+    return genuine | noise
+
+
+@given(st.data(), st.booleans())
+def test_a_nexus_code_without_separators_answers_as_one_with_them(
+    data: st.DataObject, small: bool
+) -> None:
+    """`enter_keycode` takes a short cut for a code typed as issued (keypad keys only);
+    a separator sends the same code the long way: both meters must agree throughout."""
+    protocol = "small" if small else "full"
+    texts = data.draw(st.lists(_nexus_texts(small), max_size=12))
+    quick = Meter.nexus(KEY, protocol, rate_limit=None)
+    plain = Meter.nexus(KEY, protocol, rate_limit=None)
+    for n, text in enumerate(texts):
+        now = float(n)
+        assert quick.enter_keycode(text, now) == plain.enter_keycode(f" {text}", now)
+        assert quick.snapshot(now) == plain.snapshot(now)

@@ -24,7 +24,9 @@ from nexus_keycode.protocols.small import (
     SmallMessage,
 )
 
+import meter_sim.nexus.full
 import meter_sim.nexus.mac
+import meter_sim.nexus.small
 from meter_sim.errors import ConfigError
 from meter_sim.nexus import NexusState, process_full, process_small
 from meter_sim.nexus.policy import FIRMWARE, STRICT, NexusPolicy
@@ -269,6 +271,9 @@ class SipHashCounter:
             return real(key, data)
 
         monkeypatch.setattr(meter_sim.nexus.mac, "siphash24", counting)
+        # both protocols' deobscuring call the PRNG's SipHash themselves (inline, per code)
+        monkeypatch.setattr(meter_sim.nexus.full, "siphash24", counting)
+        monkeypatch.setattr(meter_sim.nexus.small, "siphash24", counting)
 
 
 def test_validation_costs_a_few_siphash_calls(monkeypatch: pytest.MonkeyPatch) -> None:
