@@ -4,9 +4,10 @@ parent, `field_lab.simulate.shards`, starts it).
 It reads one JSON line of orders (scenario, month, shard index and count, its work folder),
 runs its part of the month (`simulate(..., shard=...)`) and writes JSON lines back, in the
 same words as `field_lab.lab.shard`: a `report` per progress line (with its CPU seconds), then
-`done` with its own summary.json and its dark hours, or `error` with the exit code its failure
-means. The simulation runs its own event loops, so this shell is plain blocking code; if the
-parent goes away, the next line it writes fails and the shard ends.
+`done` with its own summary.json, its dark hours and its month (agents resolved), or `error`
+with the exit code its failure means. The simulation runs its own event loops, so this shell
+is plain blocking code; if the parent goes away, the next line it writes fails and the shard
+ends.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ def run(orders: dict[str, Any]) -> dict[str, Any]:
         "t": "done",
         "summary": summary(outcome),
         "dark": dark_to_wire(outcome.dark),
+        "month": months.to_dict(outcome.month),
         "cpu": time.process_time(),
     }
 

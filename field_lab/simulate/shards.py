@@ -163,6 +163,19 @@ def dark_from_wire(doc: Mapping[str, Any], incidents: Sequence[Incident]) -> Dar
         ) from exc
 
 
+def resolved_incidents(finals: Sequence[Mapping[str, Any]]) -> tuple[Incident, ...]:
+    """The month's incidents as the shards ran them: an `agent_offline` incident's agent index
+    is named by the fleet's agent id in each shard (`Month.resolve_agents`), and so is the
+    incident's name in its dark hours; every shard resolves them alike, from the same fleet."""
+    try:
+        each = [months.parse(f["month"]).incidents for f in finals]
+    except (KeyError, TypeError, ValueError, ConfigError) as exc:
+        raise HarnessError(f"a shard's month is malformed: {type(exc).__name__}: {exc}") from exc
+    if any(e != each[0] for e in each):
+        raise HarnessError(f"shards resolved the month's incidents differently: {each!r:.200}")
+    return each[0]
+
+
 def _added(counts: Sequence[Mapping[str, int]]) -> dict[str, int]:
     total: Counter[str] = Counter()
     for c in counts:
@@ -335,7 +348,8 @@ class ShardedMonth:
         return reported
 
     def _merged(self, finals: list[dict[str, Any]], wall_s: float) -> Merged:
-        parts = tuple(dark_from_wire(f["dark"], self.month.incidents) for f in finals)
+        incidents = resolved_incidents(finals)
+        parts = tuple(dark_from_wire(f["dark"], incidents) for f in finals)
         dark = merged_dark(parts)
         docs = tuple(dict(f["summary"]) for f in finals)
         doc = merged_summary(docs, dark)

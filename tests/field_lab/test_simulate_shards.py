@@ -144,12 +144,33 @@ def test_counts_add_up_key_by_key(counts: list[dict[str, int]]) -> None:
 # -- sharded runs ------------------------------------------------------------------------------
 
 
+INCIDENTS = """
+name = "tiny-incidents"
+
+[[incident]]
+kind = "platform_down"
+day = 0
+at = "10:00"
+hours = 2
+
+[[incident]]
+kind = "agent_offline"
+day = 0
+at = "08:00"
+hours = 24
+agent = 1
+"""
+"""Two incidents, one of them an agent named by index (each shard names it by the agent's id)."""
+
+
 @pytest.fixture(scope="module")
 def two_runs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    scenario = tmp_path_factory.mktemp("scenario") / "incidents.toml"
+    scenario.write_text(INCIDENTS)
     outs = []
     for name in ("a", "b"):
         out = tmp_path_factory.mktemp("sharded") / name
-        assert main(["simulate", *TINY, "--out", str(out)]) == 0
+        assert main(["simulate", str(scenario), *TINY, "--out", str(out)]) == 0
         outs.append(out)
     return outs
 
@@ -181,6 +202,13 @@ def test_a_sharded_month_adds_up_to_its_shards(two_runs: list[Path]) -> None:
         assert dark[key] == pytest.approx(sum(p[key] for p in parts), abs=1e-6)
     for cause, hours in dark["by_cause"].items():
         assert hours == pytest.approx(sum(p["by_cause"].get(cause, 0) for p in parts), abs=1e-6)
+    names = [i["name"] for i in whole["incidents"]]
+    assert names[1].startswith("agent-00001 phone offline")  # the index named by its id
+    assert sorted(dark["by_incident"]) == sorted(names)
+    for name, inc in dark["by_incident"].items():
+        assert inc["hours"] == pytest.approx(
+            sum(p["by_incident"][name]["hours"] for p in parts), abs=1e-6
+        )
     rows = (out / "dark_hours_by_day.csv").read_text().splitlines()
     assert len(rows) == 1 + 2  # a header and one row a day
     assert whole["postmortem"][-1].endswith(f"{dark['households']} households")
