@@ -445,6 +445,7 @@ class Engine:
         door = operator.door
         await operator.drain(SETTLE_S / 2)
         for h in self.handsets:
+            self.counters["exchanges"] += h.transport.exchanges  # the month's, before the new link
             h.offline = Windows()
             h.transport = LinkTransport(door, h.profile, seed=h.index, offline=h.offline)
             h.agent.transport = h.transport

@@ -191,6 +191,8 @@ def test_a_sharded_month_adds_up_to_its_shards(two_runs: list[Path]) -> None:
     assert whole["devices"] == 16 == sum(o["devices"] for o in own)
     assert all(o["devices"] > 0 for o in own)
     assert whole["agents"] == 4
+    counters = whole["counters"]
+    assert counters["exchanges"] > counters["visits"] > 0  # set-up and visits: the whole month
     for name in ("checks", "counters"):
         for key, value in whole[name].items():
             assert value == sum(o[name].get(key, 0) for o in own), (name, key)
