@@ -20,7 +20,7 @@ from meter_sim.nexus import rules
 from meter_sim.nexus.mac import KEY_00, check_secret_key, full_mac, u32_seed_message
 from meter_sim.nexus.policy import FIRMWARE, NexusPolicy
 from meter_sim.nexus.rules import Verdict, WipeTarget, applied, duplicate, invalid
-from meter_sim.nexus.state import MAX_MESSAGE_ID, WINDOW_BELOW_PD, NexusState
+from meter_sim.nexus.state import WINDOW_BELOW_PD, NexusState
 from meter_sim.outcomes import Outcome, PaygState
 from meter_sim.siphash import siphash24
 
@@ -140,15 +140,8 @@ def _activation(
     pd = state.pd
     low = pd - WINDOW_BELOW_PD
     id_ = low + (cid - low) % 64  # infer_id(state, cid), inline: cid is 0..63 here
-    # The usual case first, checked inline: `rules.gate` passes when the id is in the 16-bit
-    # range, the MAC matches at it and its flag is clear (ids above pd read as unused, and an
-    # inferred id is never below the window). Anything else gets the gate's verdict.
     matched = full_mac(key, id_, type_digit, value) == mac
-    if not (
-        matched
-        and id_ <= MAX_MESSAGE_ID
-        and (id_ > pd or not state.received >> (WINDOW_BELOW_PD - (pd - id_)) & 1)
-    ):
+    if not (matched and rules.usual_pass(state, id_)):  # else the gate's verdict
         refused = rules.gate(state, id_, _mac_check(key, type_digit, value, mac), policy, matched)
         if refused is not None:
             return refused

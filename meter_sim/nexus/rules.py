@@ -70,6 +70,16 @@ def flag_id(id_: int, policy: NexusPolicy) -> int:
     return id_ & MAX_MESSAGE_ID if policy.id16 else id_
 
 
+def usual_pass(state: NexusState, id_: int) -> bool:
+    """`gate`'s pass for a code whose MAC matched, checked without building a MAC check: the id
+    in the 16-bit range and its flag clear (ids above pd read as unused; an inferred id is never
+    below the window). False sends the code to `gate` for its verdict."""
+    pd = state.pd
+    return id_ <= MAX_MESSAGE_ID and (
+        id_ > pd or not state.received >> (WINDOW_BELOW_PD - (pd - id_)) & 1
+    )
+
+
 def gate(
     state: NexusState,
     id_: int,

@@ -133,13 +133,8 @@ def _add(
     pd = state.pd
     low = pd - WINDOW_BELOW_PD
     id_ = low + (cid - low) % 64  # infer_id(state, cid), inline: cid is 0..63 here
-    # `rules.gate`'s usual pass checked inline, as in the full protocol's activation.
     matched = small_mac(key, id_, _ADD_CREDIT, body) == mac
-    if not (
-        matched
-        and id_ <= MAX_MESSAGE_ID
-        and (id_ > pd or not state.received >> (WINDOW_BELOW_PD - (pd - id_)) & 1)
-    ):
+    if not (matched and rules.usual_pass(state, id_)):  # else the gate's verdict
         refused = rules.gate(state, id_, _mac_check(key, _ADD_CREDIT, body, mac), policy, matched)
         if refused is not None:
             return refused
