@@ -20,7 +20,7 @@ from meter_sim.nexus import rules
 from meter_sim.nexus.mac import KEY_00, check_secret_key, full_mac, u32_seed_message
 from meter_sim.nexus.policy import FIRMWARE, NexusPolicy
 from meter_sim.nexus.rules import Verdict, WipeTarget, applied, duplicate, invalid
-from meter_sim.nexus.state import WINDOW_BELOW_PD, NexusState
+from meter_sim.nexus.state import NexusState
 from meter_sim.outcomes import Outcome, PaygState
 from meter_sim.siphash import siphash24
 
@@ -137,23 +137,12 @@ def _activation(
         value = body % 10
     if kind is _DEMO and not policy.demo:
         return invalid(state, "demo codes not accepted")
-    pd = state.pd
-    low = pd - WINDOW_BELOW_PD
-    id_ = low + (cid - low) % 64  # infer_id(state, cid), inline: cid is 0..63 here
-    matched = full_mac(key, id_, type_digit, value) == mac
-    if not (matched and rules.usual_pass(state, id_)):  # else the gate's verdict
-        refused = rules.gate(state, id_, _mac_check(key, type_digit, value, mac), policy, matched)
-        if refused is not None:
-            return refused
+    id_, refused = rules.admit(state, cid, mac, full_mac, key, type_digit, value, policy)
+    if refused is not None:
+        return refused
     if kind is _ADD_CREDIT:  # _APPLY[kind], the commonest code without the dictionary
         return _add(state, payg, id_, value, policy)
     return _APPLY[kind](state, payg, id_, value, policy)
-
-
-def _mac_check(key: bytes, type_code: int, value: int, mac: int) -> Callable[[int], bool]:
-    """Whether the MAC matches at an id (a closure outside `_activation`: a closure inside
-    would make its variables cells, slower to read, on every code)."""
-    return lambda id_: full_mac(key, id_, type_code, value) == mac
 
 
 @lru_cache(maxsize=1024)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 from enum import IntEnum
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 from meter_sim.actions import Action, AddCredit, Decision, SetCredit
 from meter_sim.nexus.policy import FIRMWARE, NexusPolicy
@@ -68,6 +68,41 @@ def mismatch_reason(id_: int, mac_ok: Callable[[int], bool]) -> str:
 def flag_id(id_: int, policy: NexusPolicy) -> int:
     """The id the window functions see: the firmware's `uint16_t` under the truncation quirk."""
     return id_ & MAX_MESSAGE_ID if policy.id16 else id_
+
+
+class MacOf(Protocol):
+    """A protocol's MAC at an id (`full_mac`, `small_mac`): the same shape for both."""
+
+    def __call__(self, key: bytes, id_: int, kind: int, value: int, /) -> int: ...
+
+
+def admit(
+    state: NexusState,
+    cid: int,
+    mac: int,
+    mac_of: MacOf,
+    key: bytes,
+    kind: int,
+    value: int,
+    policy: NexusPolicy,
+) -> tuple[int, Verdict | None]:
+    """The id a code's 6-bit id field names, and the gate's verdict at it (None: it passes).
+
+    The usual code (its MAC matches at a fresh id) is passed without building a MAC check;
+    anything else gets `gate`'s verdict."""
+    pd = state.pd
+    low = pd - WINDOW_BELOW_PD
+    id_ = low + (cid - low) % 64  # infer_id(state, cid), inline: cid is 0..63 here
+    matched = mac_of(key, id_, kind, value) == mac
+    if matched and usual_pass(state, id_):
+        return id_, None
+    return id_, gate(state, id_, _mac_check(mac_of, key, kind, value, mac), policy, matched)
+
+
+def _mac_check(mac_of: MacOf, key: bytes, kind: int, value: int, mac: int) -> Callable[[int], bool]:
+    """Whether the MAC matches at an id (a closure outside `admit`: one inside would make its
+    variables cells, slower to read, on every code)."""
+    return lambda id_: mac_of(key, id_, kind, value) == mac
 
 
 def usual_pass(state: NexusState, id_: int) -> bool:

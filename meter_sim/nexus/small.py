@@ -34,7 +34,6 @@ from meter_sim.nexus.policy import FIRMWARE, NexusPolicy
 from meter_sim.nexus.rules import Verdict, WipeTarget, applied, invalid
 from meter_sim.nexus.state import (
     MAX_MESSAGE_ID,
-    WINDOW_BELOW_PD,
     NexusState,
     infer_id,
     is_set,
@@ -130,14 +129,9 @@ def _add(
     mac: int,
     policy: NexusPolicy,
 ) -> Verdict:
-    pd = state.pd
-    low = pd - WINDOW_BELOW_PD
-    id_ = low + (cid - low) % 64  # infer_id(state, cid), inline: cid is 0..63 here
-    matched = small_mac(key, id_, _ADD_CREDIT, body) == mac
-    if not (matched and rules.usual_pass(state, id_)):  # else the gate's verdict
-        refused = rules.gate(state, id_, _mac_check(key, _ADD_CREDIT, body, mac), policy, matched)
-        if refused is not None:
-            return refused
+    id_, refused = rules.admit(state, cid, mac, small_mac, key, _ADD_CREDIT, body, policy)
+    if refused is not None:
+        return refused
     action, what = _add_action(body)
     return rules.add_credit(state, payg, id_, action, what, policy)
 
