@@ -119,6 +119,7 @@ def grant(store: Store, agent: int, now_ms: int) -> list[Reservation]:
             (r.device, r.reserved_id, agent, r.days, code.credit_s, now_ms),
         )
         _event(store, "granted", r, now_ms)
+        store.memo.escrow_held = True
         entry = Escrow(r.device, r.reserved_id, secret.format, code.number, code.credit_s)
         for handset in handsets:
             store._emit(handset, entry)
@@ -190,6 +191,8 @@ def flag(store: Store, handset: Handset, op: Operation, flagged: Flagged, now_ms
 def revoke(store: Store, device: int, now_ms: int) -> list[Reservation]:
     """The device left its agent's stock (sold online, returned, moved): its held code is
     revoked, and every handset of that agent is told to drop it."""
+    if not _any_held(store):  # the usual case without offline sales: nothing to revoke
+        return []
     book = EscrowBook(store.escrow)
     book.reservations = _load(
         store.db.execute(
@@ -217,6 +220,15 @@ def revoke(store: Store, device: int, now_ms: int) -> list[Reservation]:
                 (handset, n, device, r.reserved_id),
             )
     return revoked
+
+
+def _any_held(store: Store) -> bool:
+    """Whether any code is held in escrow (memo.escrow_held; only `grant` makes one)."""
+    held = store.memo.escrow_held
+    if held is None:
+        found = store.db.execute("SELECT 1 FROM escrow WHERE state = 'held' LIMIT 1").fetchone()
+        held = store.memo.escrow_held = found is not None
+    return held
 
 
 def heard(store: Store, handset: int, cursor: int, now_ms: int) -> None:

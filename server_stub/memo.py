@@ -4,7 +4,8 @@ At hundreds of exchanges a second each SQL statement costs (the store thread is 
 bottleneck), and several of an exchange's statements re-read what the store itself wrote or
 what never changes: the handset row, each handset's last downlink number, the entries it has
 not yet fetched, the agent's handsets, a plan's price, whether a handset has mobile-money
-keycodes still travelling. The memo keeps those.
+keycodes still travelling, the customer a sale names (usually registered in the same batch),
+a device's keys, whether any escrowed code is held at all. The memo keeps those.
 
 It is only ever a copy of committed-or-current-transaction state, and two rules keep it so:
 any rollback forgets everything (`clear`), and so does a write by another connection (the CLI
@@ -17,8 +18,12 @@ from dataclasses import dataclass, field
 
 from agent_client.protocol.frames import Entry
 
+from .keycodes import DeviceSecret
+
 TAIL_LIMIT = 1024
 """Entries remembered per handset past its cursor; past that the page is read from SQL."""
+ROWS_LIMIT = 65_536
+"""Customers and device keys remembered; past that they are forgotten and read again."""
 
 
 @dataclass
@@ -36,6 +41,12 @@ class Memo:
     """(plan, agent) -> price per day, for plans in the agent's distributor's catalog"""
     unsynced: set[int] | None = None
     """handsets with mobile-money keycodes not yet confirmed stored; None: not loaded"""
+    customers: dict[tuple[int, int], int] = field(default_factory=dict)
+    """(handset, seq of its registration) -> customer id"""
+    secrets: dict[int, DeviceSecret] = field(default_factory=dict)
+    """device -> its keys (format, key, OpenPAYGO starting code and divider)"""
+    escrow_held: bool | None = None
+    """whether any escrowed code is held (an online sale revokes its device's); None: unknown"""
 
     def clear(self) -> None:
         self.handsets.clear()
@@ -44,12 +55,25 @@ class Memo:
         self.siblings.clear()
         self.prices.clear()
         self.unsynced = None
+        self.customers.clear()
+        self.secrets.clear()
+        self.escrow_held = None
 
     def seen(self, data_version: int) -> None:
         """Another connection committed since the last look: forget everything."""
         if data_version != self.data_version:
             self.clear()
             self.data_version = data_version
+
+    def registered(self, handset: int, seq: int, customer: int) -> None:
+        if len(self.customers) >= ROWS_LIMIT:
+            self.customers.clear()
+        self.customers[handset, seq] = customer
+
+    def remember_secret(self, device: int, secret: DeviceSecret) -> None:
+        if len(self.secrets) >= ROWS_LIMIT:
+            self.secrets.clear()
+        self.secrets[device] = secret
 
     def emitted(self, handset: int, n: int, entry: Entry) -> None:
         self.last_n[handset] = n

@@ -47,13 +47,16 @@ from .faults import Every, PlatformFaults
 from .keycodes import DeviceSecret
 from .ledger import credit, replay, sales
 from .ledger.access import code_weakness, new_token, token_digest
-from .ledger.rollup import MM, day_of
+from .ledger.rollup import MM, Tally, day_of
 from .ledger.sales import Refused
 from .memo import Memo
 from .migrations import DEFAULT_DISTRIBUTOR, migrate
 
 ENTRIES_PER_RESPONSE = 256
 APPLIED = 0
+_SECRET_COLUMNS = "d.format, d.key, d.starting_code, d.time_divider"
+_CREDIT_COLUMNS = f"{_SECRET_COLUMNS}, d.next_id, d.balance, p.price_per_day, d.credit_until_ms"
+"""What `Store._account` reads of a device (and its plan, as ``p``)."""
 
 
 @dataclass(frozen=True)
@@ -122,6 +125,8 @@ class Store:
         self.escrow = escrow or EscrowPolicy(devices=0)
         """Offline-sale escrow per agent (docs/offline-sales.md); the default grants none."""
         self._grouped = False
+        self._tally: Tally | None = None
+        """While an exchange ingests: its rollup additions, written once at its end."""
         self.memo = memo or Memo()  # hot-path state; see memo.py for why it stays true
         again = self.faults.replays_apply_again
         self._insert_op = _keyed_insert(
@@ -567,6 +572,24 @@ class Store:
         that wrote first raises _WroteThenRefused, and the caller rolls back and runs again
         carefully."""
         careful = careful or bool(self.faults.lose_ack_every)  # that fault needs savepoints
+        tally = self._tally = Tally()
+        try:
+            acked, rejected = self._ingest_each(handset, ops, now_ms, bad, careful, tally)
+        finally:
+            self._tally = None
+        for (day, agent), add in tally.kept.items():
+            self._write_rollup(day, agent, add)
+        return acked, rejected
+
+    def _ingest_each(
+        self,
+        handset: Handset,
+        ops: Sequence[Operation],
+        now_ms: int,
+        bad: Sequence[BadOperation],
+        careful: bool,
+        tally: Tally,
+    ) -> tuple[list[int], list[tuple[int, Reason]]]:
         acked: list[int] = []
         rejected: list[tuple[int, Reason]] = []
         for item in bad:  # refused alone, and the refusal kept: a replay gets the same answer
@@ -588,13 +611,16 @@ class Store:
                             raise _LostAck
                 else:
                     self._apply_or_nothing(handset, op, now_ms)
+                tally.keep()
                 acked.append(op.seq)
             except _LostAck:  # the fault: acknowledged, yet nothing of it is kept
+                tally.drop()
                 self.db.execute(
                     "DELETE FROM ops WHERE handset = ? AND seq = ?", (handset.handset, op.seq)
                 )
                 acked.append(op.seq)
             except (Refused, escrow_store.Flagged) as refusal:
+                tally.drop()
                 self.db.execute(
                     "UPDATE ops SET outcome = ? WHERE handset = ? AND seq = ?",
                     (int(refusal.reason), handset.handset, op.seq),
@@ -652,39 +678,50 @@ class Store:
     def _apply(self, handset: Handset, op: Operation, now_ms: int) -> None:
         match op.kind:
             case Kind.REGISTER_CUSTOMER:
-                self.db.execute(
+                cur = self.db.execute(
                     f"{self._insert_customer} INTO customers(handset, seq, name, phone)"
                     " VALUES (?, ?, ?, ?)",
                     (handset.handset, op.seq, op.field("name"), op.field("phone")),
                 )
+                if cur.rowcount == 1 and cur.lastrowid is not None:  # not an ignored replay
+                    self.memo.registered(handset.handset, op.seq, cur.lastrowid)
             case Kind.RECORD_SALE:
                 self._sale(handset, op, now_ms)
             case Kind.RECORD_PAYMENT:
-                device = op.field("account")
-                row = self._one(
-                    "SELECT d.device FROM devices d JOIN customers c ON c.customer = d.customer"
-                    " JOIN handsets h ON h.handset = c.handset WHERE d.device = ? AND h.agent = ?",
-                    device,
-                    handset.agent,
-                )
-                paid = sales.cash_payment(
-                    row is not None,
-                    int(device),
-                    handset.agent,
-                    handset.handset,
-                    op.seq,
-                    int(op.field("amount")),
-                    op.at,
-                )
-                self._pay(paid, now_ms)
-                self._credit(paid.device, handset.handset, op.seq, now_ms)
+                self._cash(handset, op, now_ms)
+
+    def _cash(self, handset: Handset, op: Operation, now_ms: int) -> None:
+        """Cash an agent took for a device one of its handsets sold: the device is read once
+        (whose it is and its credit state) and written once (balance, credit, next id)."""
+        device = int(op.field("account"))
+        row = self._one(
+            f"SELECT h.agent, {_CREDIT_COLUMNS} FROM devices d JOIN plans p ON p.plan = d.plan"
+            " JOIN customers c ON c.customer = d.customer JOIN handsets h ON h.handset = c.handset"
+            " WHERE d.device = ?",
+            device,
+        )
+        paid = sales.cash_payment(
+            row is not None and row[0] == handset.agent,
+            device,
+            handset.agent,
+            handset.handset,
+            op.seq,
+            int(op.field("amount")),
+            op.at,
+        )
+        self._record_payment(paid, now_ms)
+        account = self._account(device, row[1:], paid.amount)
+        next_id, balance, until = self._issue(account, handset.handset, op.seq, now_ms)[0]
+        self.db.execute(
+            "UPDATE devices SET last_paid_ms = ?, next_id = ?, balance = ?, credit_until_ms = ?"
+            " WHERE device = ?",
+            (now_ms, next_id, balance, until, device),
+        )
 
     def _sale(self, handset: Handset, op: Operation, now_ms: int) -> None:
-        customer = self._one(
-            "SELECT customer FROM customers WHERE handset = ? AND seq = ?",
-            handset.handset,
-            op.field("customer"),
-        )
+        """A sale reads the device once and, unless an escrowed code it released changes the
+        balance in between, writes it once (sold to whom, balance, credit, next id)."""
+        customer = self._customer(handset.handset, int(op.field("customer")))
         price = self._price(int(op.field("plan")), handset.agent)  # the agent's catalog only
         released = None  # an offline sale: the escrowed code it released, accounted once
         if (
@@ -694,8 +731,10 @@ class Store:
             and not self.faults.escrow_unaccounted
         ):
             released = escrow_store.reconcile(self, handset, op, now_ms)
-        device = self._one(
-            "SELECT agent, customer, format FROM devices WHERE device = ?", op.field("device")
+        row = self._one(
+            f"SELECT d.agent, d.customer, {_SECRET_COLUMNS}, d.next_id, d.credit_until_ms"
+            " FROM devices d WHERE d.device = ?",
+            op.field("device"),
         )
         sale = sales.sale(
             handset.agent,
@@ -703,27 +742,66 @@ class Store:
             int(op.field("plan")),
             int(op.field("down_payment")),
             op.at,
-            None if customer is None else int(customer[0]),
+            customer,
             price,
-            None
-            if device is None
-            else sales.InStock(device[0], device[1], KeycodeFormat(device[2])),
-        )
-        self.db.execute(
-            "UPDATE devices SET customer = ?, plan = ?, balance = ?, last_paid_ms = ?"
-            " WHERE device = ?",
-            (sale.customer, sale.plan, sale.balance, now_ms, sale.device),
+            None if row is None else sales.InStock(row[0], row[1], KeycodeFormat(row[2])),
         )
         self.db.execute(
             "INSERT INTO sales(device, agent, handset, day, down_payment, received_ms)"
             " VALUES (?, ?, ?, ?, ?, ?)",
             (sale.device, handset.agent, handset.handset, sale.day, sale.balance, now_ms),
         )
-        self._roll(sale.day, handset.agent, **sale.rollup)
+        self._roll(sale.day, handset.agent, sale.rollup)
         for sibling in self._siblings(handset.agent):  # each of the agent's handsets drops it
             self._emit(sibling, sale.gone)
-        escrow_store.sold(self, sale.device, released, sale.price_per_day, now_ms)
-        self._credit(sale.device, handset.handset, op.seq, now_ms)
+        sold = "UPDATE devices SET customer = ?, plan = ?, last_paid_ms = ?, balance = ?"
+        if released is not None:  # its escrowed days come out of the balance, in SQL
+            self.db.execute(
+                f"{sold} WHERE device = ?",
+                (sale.customer, sale.plan, now_ms, sale.balance, sale.device),
+            )
+            escrow_store.sold(self, sale.device, released, sale.price_per_day, now_ms)
+            self._credit(sale.device, handset.handset, op.seq, now_ms)
+            return
+        escrow_store.sold(self, sale.device, None, sale.price_per_day, now_ms)
+        secret = self._secret(sale.device, row[2:6])
+        account = credit.Account(
+            sale.device, secret, row[6], sale.balance, sale.price_per_day, row[7]
+        )
+        next_id, balance, until = self._issue(account, handset.handset, op.seq, now_ms)[0]
+        self.db.execute(
+            f"{sold}, next_id = ?, credit_until_ms = ? WHERE device = ?",
+            (sale.customer, sale.plan, now_ms, balance, next_id, until, sale.device),
+        )
+
+    def _customer(self, handset: int, seq: int) -> int | None:
+        """The customer a handset registered under `seq` (memo.customers: rows never change)."""
+        customer = self.memo.customers.get((handset, seq))
+        if customer is None:
+            row = self._one(
+                "SELECT customer FROM customers WHERE handset = ? AND seq = ?", handset, seq
+            )
+            if row is None:
+                return None
+            customer = self.memo.customers[handset, seq] = int(row[0])
+        return customer
+
+    def _secret(self, device: int, row: Sequence[Any]) -> DeviceSecret:
+        """A device's keys from its (format, key, starting code, divider) columns
+        (memo.secrets: they never change once the device is registered)."""
+        secret = self.memo.secrets.get(device)
+        if secret is None:
+            fmt, key, starting_code, divider = row
+            secret = DeviceSecret(KeycodeFormat(fmt), key, starting_code, divider)
+            self.memo.remember_secret(device, secret)
+        return secret
+
+    def _account(self, device: int, row: Sequence[Any], paid: int = 0) -> credit.Account:
+        """A device's credit state from its `_CREDIT_COLUMNS`, `paid` added to its balance."""
+        next_id, balance, price, until = row[4:]
+        return credit.Account(
+            device, self._secret(device, row[:4]), next_id, balance + paid, price, until
+        )
 
     def _price(self, plan: int, agent: int) -> int | None:
         """A plan's price per day if it is in the agent's distributor's catalog (memo.prices:
@@ -758,15 +836,26 @@ class Store:
             "UPDATE devices SET balance = balance + ?, last_paid_ms = ? WHERE device = ?",
             (paid.amount, now_ms, paid.device),
         )
+        self._record_payment(paid, now_ms)
+
+    def _record_payment(self, paid: sales.Paid, now_ms: int) -> None:
+        """The collections ledger's row and rollup of a payment (the balance is the caller's)."""
         self.db.execute(
             self._insert_payment,
             (paid.device, paid.agent, paid.source, paid.ref, paid.amount, paid.day, now_ms),
         )
-        self._roll(paid.day, paid.agent, **paid.rollup)
+        self._roll(paid.day, paid.agent, paid.rollup)
 
-    def _roll(self, day: str, agent: int, **add: int) -> None:
+    def _roll(self, day: str, agent: int, add: dict[str, int]) -> None:
         """Keep the per-(day, agent) rollup the sales and collections reports page through,
-        in the same transaction as the rows it sums (so it never disagrees with them)."""
+        in the same transaction as the rows it sums (so it never disagrees with them); during
+        an exchange summed in its tally and written at its end."""
+        if self._tally is not None:
+            self._tally.add(day, agent, add)
+        else:
+            self._write_rollup(day, agent, add)
+
+    def _write_rollup(self, day: str, agent: int, add: dict[str, int]) -> None:
         names = ", ".join(add)
         marks = ", ".join("?" * len(add))
         sets = ", ".join(f"{n} = {n} + excluded.{n}" for n in add)
@@ -779,41 +868,48 @@ class Store:
     def _credit(
         self, device: int, handset: int, op_seq: int, now_ms: int, txn: str | None = None
     ) -> Issued | None:
-        """Turn the device's unspent balance into one keycode, carrying any remainder.
-
-        The keycode row names what paid for it: the handset operation (`op_seq` > 0) or the
-        operator transaction `txn` (mobile money, `op_seq` 0), so an auditor needs no join."""
+        """Turn the device's unspent balance into one keycode, carrying any remainder (the
+        device read and written here; see `_issue`)."""
         row = self._one(
-            "SELECT d.format, d.key, d.starting_code, d.time_divider, d.next_id, d.balance,"
-            " p.price_per_day, d.credit_until_ms FROM devices d JOIN plans p ON p.plan = d.plan"
+            f"SELECT {_CREDIT_COLUMNS} FROM devices d JOIN plans p ON p.plan = d.plan"
             " WHERE d.device = ?",
             device,
         )
-        fmt, key, starting_code, divider, next_id, balance, price, until = row
-        account = credit.Account(
-            device,
-            DeviceSecret(KeycodeFormat(fmt), key, starting_code, divider),
-            next_id,
-            balance,
-            price,
-            until,
-        )
+        account = self._account(device, row)
+        state, issued = self._issue(account, handset, op_seq, now_ms, txn)
+        if issued is not None:
+            self.db.execute(
+                "UPDATE devices SET next_id = ?, balance = ?, credit_until_ms = ? WHERE device = ?",
+                (*state, device),
+            )
+        return issued
+
+    def _issue(
+        self,
+        account: credit.Account,
+        handset: int,
+        op_seq: int,
+        now_ms: int,
+        txn: str | None = None,
+    ) -> tuple[tuple[int, int, int], Issued | None]:
+        """The keycode the account's balance buys, written and sent down to `handset`; returns
+        the device's new (next id, balance, credit until), for the caller to write, and the
+        keycode (None when the balance buys no day).
+
+        The keycode row names what paid for it: the handset operation (`op_seq` > 0) or the
+        operator transaction `txn` (mobile money, `op_seq` 0), so an auditor needs no join."""
         given = credit.grant(account, self.faults.credit_factor)
         if given is None:
-            return None
+            return (account.next_id, account.balance, account.credit_until_ms), None
         copies = 2 if self._apply_twice.hit() else 1  # the fault: one payment issued again
         done = credit.credit(account, given, now_ms, copies)
-        self.db.execute(
-            "UPDATE devices SET next_id = ?, balance = ?, credit_until_ms = ? WHERE device = ?",
-            (done.next_id, done.balance, done.credit_until_ms, device),
-        )
         written: list[Issued] = []
         for message_id, issued in done.codes:
             keycode = self.db.execute(
                 "INSERT INTO keycodes(device, message_id, handset, op_seq, text, days, credit_s,"
                 " amount, issued_ms, txn) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    device,
+                    account.device,
                     message_id,
                     handset,
                     op_seq,
@@ -828,7 +924,7 @@ class Store:
             assert keycode is not None
             entry = self._emit(handset, done.entry(issued, op_seq, account))
             written.append(Issued(keycode, issued.text, entry))
-        return written[0]
+        return (done.next_id, done.balance, done.credit_until_ms), written[0]
 
     # -- escrow (offline sales) ----------------------------------------------------------------
 

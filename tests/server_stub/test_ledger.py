@@ -115,6 +115,39 @@ def test_day_of_is_the_utc_calendar_day(ms: int) -> None:
     assert 0 <= ms - day.timestamp() * 1000 < 86_400_000
 
 
+ADDITIONS = st.lists(
+    st.tuples(
+        st.lists(  # one operation's additions: (day, agent, column, amount)
+            st.tuples(
+                st.sampled_from(["2026-11-29", "2026-11-30"]),
+                st.integers(1, 3),
+                st.sampled_from(["sales", "payments", "amount"]),
+                st.integers(0, 1000),
+            ),
+            max_size=3,
+        ),
+        st.booleans(),  # applied (kept) or refused (dropped)
+    ),
+    max_size=20,
+)
+
+
+@given(ADDITIONS)
+def test_a_tally_sums_exactly_the_additions_of_operations_that_applied(
+    ops: list[tuple[list[tuple[str, int, str, int]], bool]],
+) -> None:
+    tally = rollup.Tally()
+    want: dict[tuple[str, int], dict[str, int]] = {}
+    for additions, applied in ops:
+        for day, agent, column, amount in additions:
+            tally.add(day, agent, {column: amount})
+            if applied:
+                sums = want.setdefault((day, agent), {})
+                sums[column] = sums.get(column, 0) + amount
+        tally.keep() if applied else tally.drop()
+    assert tally.kept == want
+
+
 # -- credit --------------------------------------------------------------------------------
 
 FORMATS = st.sampled_from(list(KeycodeFormat))

@@ -141,6 +141,20 @@ def agree_now(fleet: Fleet) -> None:
                 " WHERE synced_ms IS NULL AND downlink_n IS NOT NULL"
             )
             assert memo.unsynced == {h for (h,) in rows}
+        for (h, seq), customer in memo.customers.items():
+            row = truth.execute(
+                "SELECT customer FROM customers WHERE handset = ? AND seq = ?", (h, seq)
+            ).fetchone()
+            assert row == (customer,), f"customer ({h}, {seq}) is remembered wrongly"
+        for device, s in memo.secrets.items():
+            row = truth.execute(
+                "SELECT format, key, starting_code, time_divider FROM devices WHERE device = ?",
+                (device,),
+            ).fetchone()
+            assert row == (int(s.format), s.key, s.starting_code, s.time_divider)
+        if memo.escrow_held is not None:
+            held = truth.execute("SELECT 1 FROM escrow WHERE state = 'held'").fetchone()
+            assert memo.escrow_held == (held is not None)
     finally:
         truth.close()
 
