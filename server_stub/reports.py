@@ -230,7 +230,8 @@ class Reports:
             "SELECT d.device, h.agent, d.plan, d.credit_until_ms, d.last_paid_ms, d.balance"
             " FROM devices d JOIN customers c ON c.customer = d.customer"
             " JOIN handsets h ON h.handset = c.handset JOIN agents a ON a.agent = h.agent"
-            f" WHERE d.device > :after AND (:agent IS NULL OR h.agent = :agent) AND {self.scope}"
+            " WHERE d.customer IS NOT NULL AND d.device > :after"  # the devices_sold index
+            f" AND (:agent IS NULL OR h.agent = :agent) AND {self.scope}"
             " ORDER BY d.device LIMIT :limit",
             {"after": after, "agent": q.agent, "limit": q.limit + 1, "distributor": distributor},
         ).fetchall()
