@@ -16,6 +16,7 @@ device as that earlier count (`meter_sim.openpaygo.encode`).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from agent_client.protocol.keycodes import KeycodeFormat, pack_keycode
 from meter_sim.nexus.encode import full_add_credit, small_add_credit
@@ -49,8 +50,7 @@ class DeviceSecret:
             raise SetupError(f"starting code {self.starting_code} outside {lowest}..999999999")
 
 
-@dataclass(frozen=True)
-class Issued:
+class Issued(NamedTuple):
     text: str
     number: int  # the wire form (agent_client.protocol.keycodes)
     days: int

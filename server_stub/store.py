@@ -19,7 +19,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgpack
 
@@ -59,8 +59,7 @@ _CREDIT_COLUMNS = f"{_SECRET_COLUMNS}, d.next_id, d.balance, p.price_per_day, d.
 """What `Store._account` reads of a device (and its plan, as ``p``)."""
 
 
-@dataclass(frozen=True)
-class Issued:
+class Issued(NamedTuple):
     """A keycode just written: its row id, its text, and its downlink entry number."""
 
     keycode: int

@@ -32,7 +32,6 @@ MAX_ID = 0xFFFF_FFFF
 """Both encoders take a 32-bit message id (the device infers it from its low 6 bits)."""
 MAX_FULL_HOURS = 99_999
 """Five body digits; 99999 is the unlock flag of a SET."""
-_OBSCURED_DIGITS = 8
 _pack_mac_seed = struct.Struct("<I").pack
 _pack_small_seed = struct.Struct(">H").pack
 
@@ -68,7 +67,8 @@ def full_activation(secret_key: bytes, id_: int, kind: FullType, body: int) -> s
     mac = full_mac(key, id_, kind, body)
     clear = f"{int(kind)}{id_ & 0x3F:02d}{body:05d}"
     pad = prng(_pack_mac_seed(mac))
-    obscured = "".join(str((int(clear[i]) + pad[i]) % 10) for i in range(_OBSCURED_DIGITS))
+    # each of the 8 clear digits plus its pad byte (8 bytes), mod 10, as ASCII (48 is "0")
+    obscured = bytes([48 + (c - 48 + p) % 10 for c, p in zip(clear.encode(), pad)]).decode()
     code = f"{obscured}{mac:06d}"
     assert len(code) == ACTIVATION_DIGITS
     return f"*{code}#"

@@ -8,15 +8,14 @@ the keycodes for a grant. Both are pure; the keycode encoders are `server_stub.k
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from agent_client.protocol.frames import Keycode
 
 from ..keycodes import DeviceSecret, Issued, creditable_days, issue
 
 
-@dataclass(frozen=True)
-class Account:
+class Account(NamedTuple):
     """A sold device's credit state, as the store holds it."""
 
     device: int
@@ -27,14 +26,12 @@ class Account:
     credit_until_ms: int  # the platform's view of paid-up time
 
 
-@dataclass(frozen=True)
-class Grant:
+class Grant(NamedTuple):
     days: int  # what each keycode grants
     spent: int  # what it costs the balance: the days paid for, never the days granted
 
 
-@dataclass(frozen=True)
-class Credit:
+class Credit(NamedTuple):
     """What the store writes: the keycodes in order, and the device's new state."""
 
     grant: Grant

@@ -6,7 +6,7 @@ write, or raises `Refused` with the reason the handset gets (the rest of its bat
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from agent_client.protocol.frames import Reason, Stock
 from agent_client.protocol.keycodes import KeycodeFormat
@@ -23,8 +23,7 @@ class Refused(Exception):
         self.reason = reason
 
 
-@dataclass(frozen=True)
-class InStock:
+class InStock(NamedTuple):
     """A device as a sale sees it."""
 
     agent: int | None  # whose stock it is in (None: registered to nobody)
@@ -32,8 +31,7 @@ class InStock:
     format: KeycodeFormat
 
 
-@dataclass(frozen=True)
-class Sale:
+class Sale(NamedTuple):
     """A device handed to a customer: who, for how much, counted on which day."""
 
     device: int
@@ -46,8 +44,7 @@ class Sale:
     gone: Stock  # what every handset of the agent is told: no longer in stock
 
 
-@dataclass(frozen=True)
-class Paid:
+class Paid(NamedTuple):
     """Money for a sold device: its balance grows and the collections ledger records it."""
 
     device: int
