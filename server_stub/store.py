@@ -57,6 +57,23 @@ APPLIED = 0
 _SECRET_COLUMNS = "d.format, d.key, d.starting_code, d.time_divider"
 _CREDIT_COLUMNS = f"{_SECRET_COLUMNS}, d.next_id, d.balance, p.price_per_day, d.credit_until_ms"
 """What `Store._account` reads of a device (and its plan, as ``p``)."""
+_CREDIT = (
+    f"SELECT {_CREDIT_COLUMNS} FROM devices d JOIN plans p ON p.plan = d.plan WHERE d.device = ?"
+)
+_PAID = (
+    f"SELECT h.agent, {_CREDIT_COLUMNS} FROM devices d JOIN plans p ON p.plan = d.plan"
+    " JOIN customers c ON c.customer = d.customer JOIN handsets h ON h.handset = c.handset"
+    " WHERE d.device = ?"
+)
+"""A cash payment's device: the agent whose handset sold it, and its credit state."""
+_IN_STOCK = (
+    f"SELECT d.agent, d.customer, {_SECRET_COLUMNS}, d.next_id, d.credit_until_ms"
+    " FROM devices d WHERE d.device = ?"
+)
+"""A sale's device: whose stock, whether sold, and what its keycode needs."""
+_SOLD = "UPDATE devices SET customer = ?, plan = ?, last_paid_ms = ?, balance = ?"
+_SOLD_CREDITED = f"{_SOLD}, next_id = ?, credit_until_ms = ? WHERE device = ?"
+"""A sale's one write of its device: sold to whom, and the keycode its down payment bought."""
 
 
 class Issued(NamedTuple):
@@ -693,12 +710,7 @@ class Store:
         """Cash an agent took for a device one of its handsets sold: the device is read once
         (whose it is and its credit state) and written once (balance, credit, next id)."""
         device = int(op.field("account"))
-        row = self._one(
-            f"SELECT h.agent, {_CREDIT_COLUMNS} FROM devices d JOIN plans p ON p.plan = d.plan"
-            " JOIN customers c ON c.customer = d.customer JOIN handsets h ON h.handset = c.handset"
-            " WHERE d.device = ?",
-            device,
-        )
+        row = self._one(_PAID, device)
         paid = sales.cash_payment(
             row is not None and row[0] == handset.agent,
             device,
@@ -730,11 +742,7 @@ class Store:
             and not self.faults.escrow_unaccounted
         ):
             released = escrow_store.reconcile(self, handset, op, now_ms)
-        row = self._one(
-            f"SELECT d.agent, d.customer, {_SECRET_COLUMNS}, d.next_id, d.credit_until_ms"
-            " FROM devices d WHERE d.device = ?",
-            op.field("device"),
-        )
+        row = self._one(_IN_STOCK, op.field("device"))
         sale = sales.sale(
             handset.agent,
             int(op.field("device")),
@@ -753,10 +761,9 @@ class Store:
         self._roll(sale.day, handset.agent, sale.rollup)
         for sibling in self._siblings(handset.agent):  # each of the agent's handsets drops it
             self._emit(sibling, sale.gone)
-        sold = "UPDATE devices SET customer = ?, plan = ?, last_paid_ms = ?, balance = ?"
         if released is not None:  # its escrowed days come out of the balance, in SQL
             self.db.execute(
-                f"{sold} WHERE device = ?",
+                f"{_SOLD} WHERE device = ?",  # the rare offline sale
                 (sale.customer, sale.plan, now_ms, sale.balance, sale.device),
             )
             escrow_store.sold(self, sale.device, released, sale.price_per_day, now_ms)
@@ -769,7 +776,7 @@ class Store:
         )
         next_id, balance, until = self._issue(account, handset.handset, op.seq, now_ms)[0]
         self.db.execute(
-            f"{sold}, next_id = ?, credit_until_ms = ? WHERE device = ?",
+            _SOLD_CREDITED,
             (sale.customer, sale.plan, now_ms, balance, next_id, until, sale.device),
         )
 
@@ -869,11 +876,7 @@ class Store:
     ) -> Issued | None:
         """Turn the device's unspent balance into one keycode, carrying any remainder (the
         device read and written here; see `_issue`)."""
-        row = self._one(
-            f"SELECT {_CREDIT_COLUMNS} FROM devices d JOIN plans p ON p.plan = d.plan"
-            " WHERE d.device = ?",
-            device,
-        )
+        row = self._one(_CREDIT, device)
         account = self._account(device, row)
         state, issued = self._issue(account, handset, op_seq, now_ms, txn)
         if issued is not None:

@@ -52,6 +52,8 @@ class Tally:
         self._staged.append((day, agent, add))
 
     def keep(self) -> None:
+        if not self._staged:
+            return
         for day, agent, add in self._staged:
             sums = self.kept.setdefault((day, agent), {})
             for name, value in add.items():
