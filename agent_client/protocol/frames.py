@@ -22,7 +22,17 @@ import msgpack
 
 from .errors import FrameError
 from .keycodes import LAYOUTS, KeycodeFormat, keycode_text
-from .ops import MAX_SEQ, MAX_TIME, U32, Field, Kind, Operation, check_field, check_int
+from .ops import (
+    MAX_SEQ,
+    MAX_TIME,
+    U32,
+    Field,
+    Kind,
+    Operation,
+    check_field,
+    check_int,
+    fits,
+)
 
 VERSION = 1
 MAX_BODY_BYTES = 256 * 1024
@@ -265,10 +275,13 @@ def decode_uplink(body: bytes, version: int = VERSION) -> UplinkFrame:
     for i, row in enumerate(_list(rows, "ops", MAX_OPS)):
         if not isinstance(row, list) or not row:
             raise FrameError(f"ops[{i}] is not a non-empty array [d_seq, kind, d_at, ...]")
-        seq += check_int(row[0], 0 if i == 0 else 1, 0 if i == 0 else MAX_SEQ, f"ops[{i}].d_seq")
-        check_int(seq, 1, MAX_SEQ, f"ops[{i}] seq (base_seq + d_seq)")
+        lo, hi = (0, 0) if i == 0 else (1, MAX_SEQ)  # messages formatted only to refuse
+        d_seq = row[0]
+        seq += d_seq if fits(d_seq, lo, hi) else check_int(d_seq, lo, hi, f"ops[{i}].d_seq")
+        if not 1 <= seq <= MAX_SEQ:
+            check_int(seq, 1, MAX_SEQ, f"ops[{i}] seq (base_seq + d_seq)")
         try:
-            ops.append(_operation(seq, base, row, f"ops[{i}]"))
+            ops.append(_operation(seq, base, row, i))
         except _Refused as refused:
             kind = row[1] if len(row) > 1 and type(row[1]) is int and row[1] <= MAX_SEQ else -1
             at = base + row[2] if len(row) > 2 and type(row[2]) is int else None
@@ -279,6 +292,9 @@ def decode_uplink(body: bytes, version: int = VERSION) -> UplinkFrame:
     return UplinkFrame(handset, cursor, tuple(ops), tuple(bad))
 
 
+_KINDS = {int(k): k for k in Kind}
+
+
 class _Refused(Exception):
     def __init__(self, reason: Reason, detail: str) -> None:
         super().__init__(detail)
@@ -286,19 +302,19 @@ class _Refused(Exception):
         self.detail = detail
 
 
-def _operation(seq: int, base_at: int, row: list[object], what: str) -> Operation:
-    """One op row past its key; _Refused names the reason the server refuses it with."""
+def _operation(seq: int, base_at: int, row: list[object], i: int) -> Operation:
+    """One op row (``ops[i]``) past its key; _Refused names the reason the server refuses it
+    with. Each check's message is formatted only when it fails (this runs per operation)."""
     try:
         if len(row) < 3 or len(row) > MAX_ROW:
-            raise FrameError(f"{what}: {len(row)} items, need 3..{MAX_ROW}")
-        number = check_int(row[1], 0, MAX_SEQ, f"{what}.kind")
-        try:
-            kind = Kind(number)
-        except ValueError:
-            raise _Refused(
-                Reason.UNKNOWN_KIND, f"{what}: unknown operation kind {number}"
-            ) from None
-        d_at = check_int(row[2], 0, MAX_TIME - base_at, f"{what}.d_at")
+            raise FrameError(f"ops[{i}]: {len(row)} items, need 3..{MAX_ROW}")
+        number, d_at, most = row[1], row[2], MAX_TIME - base_at
+        if not fits(number, 0, MAX_SEQ):
+            number = check_int(number, 0, MAX_SEQ, f"ops[{i}].kind")
+        kind = _KINDS.get(number)
+        if kind is None:
+            raise _Refused(Reason.UNKNOWN_KIND, f"ops[{i}]: unknown operation kind {number}")
+        d_at = d_at if fits(d_at, 0, most) else check_int(d_at, 0, most, f"ops[{i}].d_at")
         return Operation.make(seq, kind, base_at + d_at, *row[3:])
     except FrameError as exc:
         raise _Refused(Reason.BAD_FIELD, exc.detail) from exc

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import TypeGuard
 
 import msgpack
 
@@ -64,8 +65,16 @@ def schema(kind: Kind) -> tuple[Field, ...]:
     return SCHEMAS[kind] + APPENDED.get(kind, ())
 
 
+_SCHEMA = {kind: schema(kind) for kind in SCHEMAS}
+_LABELS = {kind: tuple(f"{kind.name.lower()}.{f.name}" for f in _SCHEMA[kind]) for kind in SCHEMAS}
+"""kind -> each field's name in error messages (`check_fields` runs per decoded operation)"""
 _POSITION = {kind: {f.name: i for i, f in enumerate(schema(kind))} for kind in SCHEMAS}
 """kind -> field name -> its position (`Operation.field` is on the platform's hot path)"""
+
+
+def fits(value: object, lo: int, hi: int) -> TypeGuard[int]:
+    """Whether `value` passes `check_int` (to format its message only when it fails)."""
+    return type(value) is int and lo <= value <= hi
 
 
 def check_int(value: object, lo: int, hi: int, what: str) -> int:
@@ -97,9 +106,10 @@ def check_fields(kind: Kind, values: tuple[object, ...] | list[object]) -> tuple
         raise FrameError(
             f"{kind.name.lower()}: {len(values)} fields, need {required}", code="bad_field"
         )
+    # zip stops at the shorter: absent appended fields, or unknown trailing ones dropped
     return tuple(
-        check_field(spec, value, f"{kind.name.lower()}.{spec.name}")
-        for spec, value in zip(schema(kind), values, strict=False)
+        check_field(spec, value, label)
+        for spec, value, label in zip(_SCHEMA[kind], values, _LABELS[kind], strict=False)
     )
 
 
@@ -117,7 +127,8 @@ class Operation:
         """Build a validated operation (raises FrameError naming the bad field)."""
         check_int(seq, 1, MAX_SEQ, "seq")
         check_int(at, 0, MAX_TIME, "at")
-        return cls(seq, Kind(kind), at, check_fields(Kind(kind), values))
+        kind = Kind(kind)
+        return cls(seq, kind, at, check_fields(kind, values))
 
     def field(self, name: str) -> FieldValue:
         at = _POSITION[self.kind][name]  # KeyError for a name not in the kind
