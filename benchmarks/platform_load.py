@@ -345,25 +345,30 @@ async def main(args: argparse.Namespace) -> None:
                     await mno.stop(timeout_s=10.0)
 
 
-def parse(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--seconds", type=float, default=8.0)
+def workload(p: argparse.ArgumentParser) -> None:
+    """The workload's arguments (also `store_apply`'s, which applies it without HTTP)."""
     p.add_argument("--handsets", type=int, default=8)
     p.add_argument("--batch", type=int, default=60, help="operations per sync request")
     p.add_argument("--devices", type=int, default=4000, help="stock per handset")
-    p.add_argument("--report-hz", type=float, default=40.0)
-    p.add_argument("--mm-hz", type=float, default=20.0, help="mobile-money payments per second")
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument(
-        "--in-process",
-        action="store_true",
-        help="serve in this process (sharing its interpreter) instead of a child process",
-    )
     p.add_argument(
         "--format",
         choices=[f.name.lower() for f in KeycodeFormat],
         default="nexus_full",
         help="keycode format of the devices (issuing cost differs by library)",
+    )
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--seconds", type=float, default=8.0)
+    workload(p)
+    p.add_argument("--report-hz", type=float, default=40.0)
+    p.add_argument("--mm-hz", type=float, default=20.0, help="mobile-money payments per second")
+    p.add_argument(
+        "--in-process",
+        action="store_true",
+        help="serve in this process (sharing its interpreter) instead of a child process",
     )
     return p.parse_args(argv)
 

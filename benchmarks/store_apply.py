@@ -32,7 +32,7 @@ from agent_client.protocol.ops import Operation
 from server_stub.store import Store
 
 sys.path.insert(0, str(Path(__file__).parent))
-from platform_load import Handset, seed
+from platform_load import Handset, seed, workload
 
 LITERALS = re.compile(r"\b\d+\b|x'[0-9a-fA-F]*'|'[^']*'")
 
@@ -106,13 +106,7 @@ def main(args: argparse.Namespace) -> dict[str, object]:
 def parse(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--exchanges", type=int, default=40, help="timed exchanges per handset")
-    p.add_argument("--batch", type=int, default=60, help="operations per exchange")
-    p.add_argument("--handsets", type=int, default=8)
-    p.add_argument("--devices", type=int, default=4000, help="stock per handset")
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument(
-        "--format", choices=[f.name.lower() for f in KeycodeFormat], default="nexus_full"
-    )
+    workload(p)
     p.add_argument("--statements", type=int, default=0, help="list the N most frequent")
     p.add_argument("--profile", type=int, default=0, help="cProfile's top N to stderr")
     return p.parse_args(argv)
