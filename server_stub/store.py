@@ -789,7 +789,8 @@ class Store:
             )
             if row is None:
                 return None
-            customer = self.memo.customers[handset, seq] = int(row[0])
+            customer = int(row[0])
+            self.memo.registered(handset, seq, customer)
         return customer
 
     def _secret(self, device: int, row: Sequence[Any]) -> DeviceSecret:

@@ -137,11 +137,10 @@ class Operation:
         return self.fields[at]
 
     def get(self, name: str) -> FieldValue | None:
-        """An appended field's value, None when this operation does not carry it."""
-        try:
-            return self.field(name)
-        except KeyError:
-            return None
+        """An appended field's value, None when this operation does not carry it (without
+        raising: every online sale asks for the offline one's ``reserved_id``)."""
+        at = _POSITION[self.kind].get(name)
+        return None if at is None or at >= len(self.fields) else self.fields[at]
 
     def named(self) -> dict[str, FieldValue]:
         """The fields it carries, by name."""

@@ -68,7 +68,9 @@ def full_activation(secret_key: bytes, id_: int, kind: FullType, body: int) -> s
     clear = f"{int(kind)}{id_ & 0x3F:02d}{body:05d}"
     pad = prng(_pack_mac_seed(mac))
     # each of the 8 clear digits plus its pad byte (8 bytes), mod 10, as ASCII (48 is "0")
-    obscured = bytes([48 + (c - 48 + p) % 10 for c, p in zip(clear.encode(), pad)]).decode()
+    obscured = bytes(
+        [48 + (c - 48 + p) % 10 for c, p in zip(clear.encode(), pad, strict=True)]
+    ).decode()
     code = f"{obscured}{mac:06d}"
     assert len(code) == ACTIVATION_DIGITS
     return f"*{code}#"
