@@ -415,7 +415,7 @@ class Lab:
             learn_from_handset(field.history, seen, now)
         for handset in fleet.handsets:
             distributor = handset.spec.distributor
-            self.stats.add_exchanges(handset.group, handset.transport.exchanges, distributor)
+            self.stats.add_exchanges(handset.group, handset.exchanges, distributor)
             for group in self.stats.groups(handset.group, distributor):
                 group.syncs += handset.syncs
         if platform.operator is not None:
