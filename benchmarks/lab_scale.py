@@ -161,6 +161,7 @@ async def one(agents: int, duration: float) -> dict[str, object]:
         "setup_steps_s": {"seed_platform": round(seeded - start[0], 2), **lab.setup_s},
         "setup_cpu_s": round(field_start[1] - start[1], 2),
         "setup_steps_cpu_s": lab.setup_cpu_s,
+        "setup_gc_s": round(gc_at.get("field", 0.0), 2),
         "field_wall_s": round(wall, 1),
         "field_cpu_s": round(cpu, 2),
         "field_gc_s": round(gc_at.get("settle", 0.0) - gc_at.get("field", 0.0), 2),

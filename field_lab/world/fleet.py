@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -68,12 +68,13 @@ class Fleet:
         session = self._setup
         template = self.workdir / "handset-template.db"
         await (await HandsetStore.open(template, STORAGE)).close()  # migrated once, copied
+        image = template.read_bytes()
 
         async def one(index: int) -> Handset:
             async with self._gate:
                 db_path = self.workdir / f"handset-{index:05d}.db"
-                if not db_path.exists():  # a new phone: its empty, migrated database
-                    shutil.copyfile(template, db_path)
+                with contextlib.suppress(FileExistsError):  # a phone set up before keeps it
+                    _create(db_path, image)  # a new phone: its empty, migrated database
                 return await Handset.provision(
                     index,
                     fixture.agents[index],
@@ -151,3 +152,15 @@ class Fleet:
             with contextlib.suppress(AgentError, OSError):
                 await handset.close()
         await self._close_setup()
+
+
+def _create(path: Path, image: bytes) -> None:
+    """A new file holding `image` (FileExistsError if there is one): a copy of the template
+    from memory, without opening it or checking it exists for each handset."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        view = memoryview(image)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
