@@ -245,6 +245,21 @@ async def test_another_agents_devices_are_refused_per_operation(
         ({"agent": AMA, "code": AMA_CODE, "public_key": "zz"}, 400, "bad_public_key"),
         ({"agent": AMA, "code": AMA_CODE, "public_key": "00"}, 400, "bad_public_key"),
         ({"agent": 1, "code": AMA_CODE, "public_key": "00"}, 400, "bad_field"),
+        (
+            {"agent": AMA, "code": AMA_CODE, "public_key": "11" * 32, "sync_key": "zz"},
+            400,
+            "bad_sync_key",
+        ),
+        (
+            {"agent": AMA, "code": AMA_CODE, "public_key": "11" * 32, "sync_key": "00" * 31},
+            400,
+            "bad_sync_key",
+        ),
+        (
+            {"agent": AMA, "code": AMA_CODE, "public_key": "11" * 32, "sync_key": 7},
+            400,
+            "bad_field",
+        ),
         ([1, 2], 400, "malformed_json"),
         ("{not json", 400, "malformed_json"),
         (
