@@ -4,7 +4,8 @@ For each fleet size the default scenario runs against `server-stub` in its own p
 generator's cost is measured without the platform under test's), seeded afresh. The lab
 process's CPU seconds (user + system, all threads) over the field phase give the CPU one
 handset costs at the scenario's activity rate, so `handsets_per_core` = how many such handsets
-one busy core carries. Set-up (seeding, provisioning, stock, installed base) is timed apart.
+one busy core carries. Set-up (seeding, provisioning, stock, installed base) is timed apart,
+with the garbage collector's share of it (`setup_gc_s`).
 Memory (RSS) and open file descriptors are sampled once a second during the field phase; the
 per-1000 figures are over the process's level before the lab started. The machine's load
 average is printed with each line: other work on the machine slows everything down.
