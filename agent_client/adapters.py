@@ -116,14 +116,16 @@ class CompactAdapter:
         self.version = version
 
     async def provision(self, link: Link, *, agent: str, code: str) -> Provisioned:
+        """One request: v2 sends its sync key with the public key, so the first sync is one
+        round trip (a platform that ignores `sync_key` answers that sync `no_sync_key`, and
+        `exchange` registers it at `/v2/key` then)."""
         doc: dict[str, object] = {"agent": agent, "code": code, "public_key": link.key.public.hex()}
+        if self.version != 1:
+            doc["sync_key"] = envelope.sync_key(link.key.seed).hex()
         answer = await provision_json(link, PROVISION_PATH, doc)
         handset, server_ms = answer.get("handset"), answer.get("server_ms")
         if not (isinstance(handset, int) and isinstance(server_ms, int)):
             raise TransientError(f"provisioning answer lacks handset/server_ms: {answer!r:.200}")
-        if self.version != 1:  # now, so the first sync is one round trip (stamped in server time)
-            stamper = Stamper(offset_ms=server_ms - link.now_ms(), last_ms=server_ms)
-            await register_sync_key(Link(link.transport, link.key, link.clock, stamper, handset))
         return Provisioned(handset, server_ms)
 
     def _request(self, link: Link, frame: bytes, ts_ms: int) -> tuple[str, bytes, dict[str, str]]:

@@ -232,20 +232,20 @@ class Agent:
         adapter: PlatformAdapter | None,
     ) -> Agent:
         """The agent of a provisioned handset's open store."""
-        stamper = Stamper(int(await store.get("offset_ms", 0)), int(await store.get("last_ms", 0)))
+        meta = await store.meta()
         return cls(
             store,
             transport,
-            int(await store.get("handset")),
-            HandsetKey.from_seed(bytes(await store.get("key_seed"))),
-            cursor=int(await store.get("cursor", 0)),
-            stamper=stamper,
+            int(meta["handset"]),
+            HandsetKey.from_seed(bytes(meta["key_seed"])),
+            cursor=int(meta.get("cursor", 0)),
+            stamper=Stamper(int(meta.get("offset_ms", 0)), int(meta.get("last_ms", 0))),
             config=config,
             clock=clock,
             rng=rng,
             sleep=sleep,
             adapter=adapter,
-            meta=json.loads(str(await store.get("adapter_meta", "{}"))),
+            meta=json.loads(str(meta.get("adapter_meta", "{}"))),
         )
 
     async def close(self) -> None:

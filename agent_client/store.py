@@ -116,6 +116,8 @@ class HandsetStore:
         return int((await self._one("PRAGMA user_version"))[0])
 
     async def _migrate(self) -> None:
+        if await self.schema_version() == len(MIGRATIONS):
+            return  # the usual open: current already, no write lock taken
         async with self.transaction():
             version = await self.schema_version()
             if version > len(MIGRATIONS):
@@ -166,6 +168,10 @@ class HandsetStore:
     async def get(self, key: str, default: Any = None) -> Any:
         row = await self._one("SELECT value FROM meta WHERE key = ?", (key,))
         return default if row is None else row[0]
+
+    async def meta(self) -> dict[str, Any]:
+        """Every meta value by key, in one read (opening an agent needs most of them)."""
+        return dict(await self._all("SELECT key, value FROM meta"))
 
     async def put(self, **values: Any) -> None:
         async with self.transaction() as db:

@@ -36,6 +36,7 @@ __all__ = [
     "Request",
     "Timeouts",
     "Transport",
+    "client_session",
     "raise_for_transient",
     "refusal",
     "refusal_int",
@@ -108,6 +109,21 @@ def _link_failures(*also: type[BaseException]) -> Iterator[None]:
         raise TransientError(f"{type(exc).__name__}: {exc}") from exc
 
 
+def client_session(
+    connector: aiohttp.BaseConnector, timeouts: Timeouts | None = None
+) -> aiohttp.ClientSession:
+    """An aiohttp session as a handset's `HttpTransport` makes one: 2G-sized timeouts, and
+    only the headers the server needs (every header costs airtime)."""
+    t = timeouts or Timeouts()
+    return aiohttp.ClientSession(
+        connector=connector,
+        timeout=aiohttp.ClientTimeout(
+            total=t.total_s, sock_connect=t.connect_s, sock_read=t.read_s
+        ),
+        skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
+    )
+
+
 class HttpTransport:
     """aiohttp over one kept-alive connection, with 2G-sized timeouts."""
 
@@ -118,31 +134,29 @@ class HttpTransport:
         timeouts: Timeouts | None = None,
         ssl_context: ssl.SSLContext | bool = True,
         connector: Callable[[], aiohttp.BaseConnector] | None = None,
+        session: aiohttp.ClientSession | None = None,
     ) -> None:
         """`connector` makes the connection pool (e.g. one that routes over an emulated link);
-        by default a single kept-alive TCP connection."""
+        by default a single kept-alive TCP connection. `session`: one shared with other
+        transports (`client_session`; e.g. a lab setting up thousands of handsets over one
+        pool of connections): used as it is, never closed by this transport."""
         self.base_url = base_url.rstrip("/")
         self._connector = connector
-        t = timeouts or Timeouts()
-        self._timeout = aiohttp.ClientTimeout(
-            total=t.total_s, sock_connect=t.connect_s, sock_read=t.read_s
-        )
+        self._timeouts = timeouts or Timeouts()
         self._ssl = ssl_context
+        self._shared = session
         self._session: aiohttp.ClientSession | None = None
 
     def _client(self) -> aiohttp.ClientSession:
+        if self._shared is not None:
+            return self._shared
         if self._session is None or self._session.closed:
             connector = (
                 self._connector()
                 if self._connector is not None
                 else aiohttp.TCPConnector(limit=1, keepalive_timeout=300, ssl=self._ssl)
             )
-            self._session = aiohttp.ClientSession(
-                connector=connector,
-                timeout=self._timeout,
-                # every header costs airtime: send only what the server needs
-                skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
-            )
+            self._session = client_session(connector, self._timeouts)
         return self._session
 
     async def post(self, path: str, body: bytes, headers: dict[str, str]) -> Reply:
@@ -154,6 +168,7 @@ class HttpTransport:
         return raise_for_transient(reply)
 
     async def close(self) -> None:
+        """Close this transport's own session (a shared one stays open: its owner closes it)."""
         if self._session is not None:
             await self._session.close()
             await asyncio.sleep(0)  # let the connector finish closing its transport

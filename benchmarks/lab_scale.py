@@ -4,7 +4,8 @@ For each fleet size the default scenario runs against `server-stub` in its own p
 generator's cost is measured without the platform under test's), seeded afresh. The lab
 process's CPU seconds (user + system, all threads) over the field phase give the CPU one
 handset costs at the scenario's activity rate, so `handsets_per_core` = how many such handsets
-one busy core carries. Set-up (seeding, provisioning, stock, installed base) is timed apart.
+one busy core carries. Set-up (seeding, provisioning, stock, installed base) is timed apart,
+with the garbage collector's share of it (`setup_gc_s`).
 Memory (RSS) and open file descriptors are sampled once a second during the field phase; the
 per-1000 figures are over the process's level before the lab started. The machine's load
 average is printed with each line: other work on the machine slows everything down.
@@ -161,6 +162,7 @@ async def one(agents: int, duration: float) -> dict[str, object]:
         "setup_steps_s": {"seed_platform": round(seeded - start[0], 2), **lab.setup_s},
         "setup_cpu_s": round(field_start[1] - start[1], 2),
         "setup_steps_cpu_s": lab.setup_cpu_s,
+        "setup_gc_s": round(gc_at.get("field", 0.0), 2),
         "field_wall_s": round(wall, 1),
         "field_cpu_s": round(cpu, 2),
         "field_gc_s": round(gc_at.get("settle", 0.0) - gc_at.get("field", 0.0), 2),

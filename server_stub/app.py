@@ -373,18 +373,36 @@ async def provision(request: web.Request) -> web.Response:
         public_key = bytes.fromhex(key)
     except ValueError as exc:
         raise RequestError(400, "bad_public_key", "public_key must be hex") from exc
+    sync_key = _sync_key(doc.get("sync_key"))
     keys = (f"agent:{agent[:100]}", f"source:{request.remote}")
     wait = blocked(app, app[CODE_GUESSES], keys)
     if wait is not None:
         return too_many(app, "provision", wait)
     try:
-        handset = await run(app, Store.provision, agent, code, public_key, now_ms(app))
+        handset = await run(app, Store.provision, agent, code, public_key, now_ms(app), sync_key)
     except RequestError as exc:
         if exc.code == "bad_provisioning_code":
             await failed_attempt(request, "provision", app[CODE_GUESSES], keys, agent)
         raise
+    app[SYNC_KEYS].pop(handset, None)  # read again from the store at its next sync
     app[CODE_GUESSES].succeeded(keys[0])
     return web.json_response({"handset": handset, "server_ms": now_ms(app)}, status=201)
+
+
+def _sync_key(value: object) -> bytes | None:
+    """The optional `sync_key` of a provisioning request: 32 bytes as hex, or absent."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise RequestError(400, "bad_field", "sync_key, when given, must be a string (hex)")
+    digits = 2 * envelope.KEY_BYTES
+    try:  # exactly that many hex digits: fromhex would also skip spaces
+        key = bytes.fromhex(value) if len(value) == digits else b""
+    except ValueError:
+        key = b""
+    if len(key) != envelope.KEY_BYTES:
+        raise RequestError(400, "bad_sync_key", f"sync_key must be {digits} hex digits")
+    return key
 
 
 async def json_body(request: web.Request) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 
 import msgpack
 
-from agent_client.protocol import auth
+from agent_client.protocol import auth, envelope
 from agent_client.protocol.frames import (
     MAX_ENTRIES,
     BadOperation,
@@ -412,10 +412,21 @@ class Store:
 
     # -- provisioning --------------------------------------------------------------------------
 
-    def provision(self, agent_name: str, code: str, public_key: bytes, now_ms: int) -> int:
-        """Register a handset's key for an agent; idempotent per (agent, key)."""
+    def provision(
+        self,
+        agent_name: str,
+        code: str,
+        public_key: bytes,
+        now_ms: int,
+        sync_key: bytes | None = None,
+    ) -> int:
+        """Register a handset's key for an agent; idempotent per (agent, key). With `sync_key`
+        its v2 sync key too (as secret as the code that comes with it), unless it has one: a
+        retry never replaces the key registered first."""
         if len(public_key) != 32:
             raise RequestError(400, "bad_public_key", "an Ed25519 public key is 32 bytes")
+        if sync_key is not None and len(sync_key) != envelope.KEY_BYTES:
+            raise RequestError(400, "bad_sync_key", f"a sync key is {envelope.KEY_BYTES} bytes")
         row = self._one("SELECT agent, code FROM agents WHERE name = ?", agent_name)
         if row is None and agent_name.isascii() and agent_name.isdigit() and len(agent_name) < 19:
             row = self._one("SELECT agent, code FROM agents WHERE agent = ?", int(agent_name))
@@ -433,6 +444,7 @@ class Store:
                     (agent, public_key, now_ms),
                 ).lastrowid
                 assert handset is not None
+                self._first_sync_key(handset, sync_key)
                 self.memo.siblings.pop(agent, None)
                 for plan, name, price in db.execute(
                     "SELECT p.plan, p.name, p.price_per_day FROM plans p"
@@ -454,8 +466,17 @@ class Store:
             )
             if existing is None:
                 raise RequestError(409, "key_already_registered", "key in use elsewhere") from exc
+            with self.transaction():
+                self._first_sync_key(int(existing[0]), sync_key)
             return int(existing[0])
         return handset
+
+    def _first_sync_key(self, handset: int, key: bytes | None) -> None:
+        if key is not None:
+            self.db.execute(
+                "INSERT INTO sync_keys(handset, key) VALUES (?, ?) ON CONFLICT(handset) DO NOTHING",
+                (handset, key),
+            )
 
     def handset(self, handset: int) -> Handset:
         row = self._one(

@@ -1,17 +1,26 @@
-"""The garbage collector while a run is in the field: what set-up built is frozen out of sight.
+"""The garbage collector while a run sets up and while it is in the field: what set-up builds is
+frozen out of sight.
 
 Set-up's objects (handsets, sites, meters: most of the heap) live to the end. Frozen, they are
 never scanned again, so the field's collections look only at what the field makes, and less
 often: a full collection over a heap that grows through a run is what made a long run's later
 hours cost more than its first. Used by `field-lab run` and `field-lab simulate`; measured in
 benchmarks/lab_scale.py (`field_gc_s`) and benchmarks/simulate_speed.py.
+
+Set-up is the same story earlier: it builds the sites (a meter each, ten per handset) and then
+provisions and fills every handset, and with the default thresholds the collector scanned the
+growing heap over and over (2.9 s of a 1,000-handset set-up's 16 s of CPU, measured in
+benchmarks/lab_scale.py as `setup_gc_s`; 5.7 s at 4,000 with young collections every 50,000
+allocations). Almost nothing set-up makes is garbage in a cycle (643 objects for 1,000
+handsets: the rest dies by reference counting), so set-up runs with no automatic collection,
+and the field's first collection takes those few.
 """
 
 from __future__ import annotations
 
 import contextlib
 import gc
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 FIELD_GC_THRESHOLD = 50_000
 """Allocations between young collections in the field (Python's default is 700): an
@@ -20,13 +29,31 @@ exchange's objects mostly die by reference counting before a collection would sc
 
 @contextlib.contextmanager
 def field_collector() -> Iterator[None]:
-    """Collect once, freeze what survives, collect the young less often; all undone after."""
-    thresholds = gc.get_threshold()
+    """Collect once, freeze what survives, collect the young less often (on, also inside
+    `setup_collector`); all undone after."""
+    thresholds, enabled = gc.get_threshold(), gc.isenabled()
     gc.collect()
     gc.freeze()
     gc.set_threshold(FIELD_GC_THRESHOLD, *thresholds[1:])
+    gc.enable()
     try:
         yield
     finally:
+        if not enabled:
+            gc.disable()
         gc.set_threshold(*thresholds)
+        gc.unfreeze()
+
+
+@contextlib.contextmanager
+def setup_collector() -> Iterator[Callable[[], None]]:
+    """No automatic collection while setting up; yields `keep`, which freezes what exists now
+    (call it once what was built lives to the end of the run). All undone after."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield gc.freeze
+    finally:
+        if enabled:
+            gc.enable()
         gc.unfreeze()

@@ -34,7 +34,7 @@ from field_lab.check.evidence import (
 from field_lab.check.judge import Claim, Verdict, judge
 from field_lab.errors import ConfigError, HarnessError
 from field_lab.lab.budget import Budget, Limits, ProcessLimits
-from field_lab.lab.collector import field_collector
+from field_lab.lab.collector import field_collector, setup_collector
 from field_lab.lab.stats import RunStats
 from field_lab.measure.history import History
 from field_lab.measure.slo import Verdict as SloVerdict
@@ -242,27 +242,29 @@ class Lab:
         clock = LabClock.start(s.time_scale)
         agent = agent_behaviour(s, self.behaviours[0])
         customer = customer_behaviour(s, self.behaviours[1])
-        self.sites = build_sites(
-            platform.fixture, s, s.fleet.agents, customer, self.traces, keep=self.shard.owns
-        )
-        field = Field(
-            s,
-            platform.fixture,
-            self.sites,
-            clock,
-            self.stats,
-            platform.operator,
-            agent,
-            customer,
-            self.shard,
-        )
-        self.history = field.history
-        self.field = field
-        if platform.sms is not None:
-            platform.sms.inbox.listen(field.sms_arrived)
-        await self._set_up(platform, fleet, field, clock)
-        with field_collector():
-            await self._field(platform, fleet, field, clock)
+        with setup_collector() as keep:
+            self.sites = build_sites(
+                platform.fixture, s, s.fleet.agents, customer, self.traces, keep=self.shard.owns
+            )
+            keep()  # the sites and their meters live to the end: never scanned again
+            field = Field(
+                s,
+                platform.fixture,
+                self.sites,
+                clock,
+                self.stats,
+                platform.operator,
+                agent,
+                customer,
+                self.shard,
+            )
+            self.history = field.history
+            self.field = field
+            if platform.sms is not None:
+                platform.sms.inbox.listen(field.sms_arrived)
+            await self._set_up(platform, fleet, field, clock)
+            with field_collector():  # collects only what set-up made after the sites
+                await self._field(platform, fleet, field, clock)
         self.phase = "end of day"
         fleet.back_in_coverage()  # agents of villages without coverage come back to town
         with contextlib.suppress(TimeoutError):  # agents sync once more before going home
@@ -415,7 +417,7 @@ class Lab:
             learn_from_handset(field.history, seen, now)
         for handset in fleet.handsets:
             distributor = handset.spec.distributor
-            self.stats.add_exchanges(handset.group, handset.transport.exchanges, distributor)
+            self.stats.add_exchanges(handset.group, handset.exchanges, distributor)
             for group in self.stats.groups(handset.group, distributor):
                 group.syncs += handset.syncs
         if platform.operator is not None:

@@ -1,7 +1,9 @@
 """The agents' handsets: one real `agent_client.Agent` each, its HTTP on its own emulated link.
 
-Provisioning and the installed base run over perfect links (set-up is not measured); then every
-handset moves onto its scenario link, with its scripted outages, for the field phase. A fleet
+Provisioning and the installed base run over one pool of loopback connections the fleet shares
+(`SETUP_CONCURRENCY` of them; no link is emulated: set-up is not measured), each handset its own
+`agent_client` transport on it; then every handset moves onto its scenario link, with its
+scripted outages, for the field phase. A fleet
 may be one shard's part of a larger one: handsets keep their index in the whole fleet.
 """
 
@@ -9,14 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
+import os
 from collections.abc import Callable
 from pathlib import Path
+
+import aiohttp
 
 from agent_client.adapters import PlatformAdapter
 from agent_client.errors import AgentError
 from agent_client.protocol.frames import Keycode
 from agent_client.store import HandsetStore
+from agent_client.transport import client_session
 from field_lab.link import Outage, get_profile
 from field_lab.link.scheduler import LinkScheduler
 from field_lab.world.fixture import Fixture
@@ -42,6 +47,8 @@ class Fleet:
         self.handsets: list[Handset] = []
         self.by_index: dict[int, Handset] = {}
         self._gate = asyncio.Semaphore(SETUP_CONCURRENCY)
+        self._setup: aiohttp.ClientSession | None = None
+        """The loopback pool the handsets are set up over (until `to_field`)."""
 
     async def provision(
         self,
@@ -56,20 +63,23 @@ class Fleet:
         would write, without its dozen statements per handset).
         Its stock and catalog come down with its first sync (`drain`), with the answer to the
         installed base's sales: one exchange, not two."""
-        perfect = get_profile("perfect")
+        if self._setup is None:
+            self._setup = client_session(aiohttp.TCPConnector(limit=SETUP_CONCURRENCY))
+        session = self._setup
         template = self.workdir / "handset-template.db"
         await (await HandsetStore.open(template, STORAGE)).close()  # migrated once, copied
+        image = template.read_bytes()
 
         async def one(index: int) -> Handset:
             async with self._gate:
                 db_path = self.workdir / f"handset-{index:05d}.db"
-                if not db_path.exists():  # a new phone: its empty, migrated database
-                    shutil.copyfile(template, db_path)
+                with contextlib.suppress(FileExistsError):  # a phone set up before keeps it
+                    _create(db_path, image)  # a new phone: its empty, migrated database
                 return await Handset.provision(
                     index,
                     fixture.agents[index],
                     get_profile(profiles[index]),
-                    self.scheduler.add(perfect, seed=index),
+                    session,
                     url,
                     db_path,
                     on_keycodes,
@@ -105,6 +115,12 @@ class Fleet:
             )
             keep_s = KEEP_WARM_S if n < warm else IDLE_CLOSE_S
             await handset.use(MeasuredTransport(url, port, handset.profile, keep_s), port)
+        await self._close_setup()
+
+    async def _close_setup(self) -> None:
+        if self._setup is not None:
+            await self._setup.close()
+            self._setup = None
 
     async def leave_coverage(self, offline: frozenset[int]) -> None:
         """The handsets of agents in villages without coverage sync once more (their escrow
@@ -135,3 +151,16 @@ class Fleet:
         for handset in self.handsets:
             with contextlib.suppress(AgentError, OSError):
                 await handset.close()
+        await self._close_setup()
+
+
+def _create(path: Path, image: bytes) -> None:
+    """A new file holding `image` (FileExistsError if there is one): a copy of the template
+    from memory, without opening it or checking it exists for each handset."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        view = memoryview(image)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)

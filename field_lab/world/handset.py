@@ -128,11 +128,13 @@ class Handset:
     index: int
     spec: AgentSpec
     profile: Profile
-    port: LinkPort
     agent: Agent
-    transport: MeasuredTransport
     on_keycodes: Callable[[Handset, list[Keycode]], None]
     unsold: list[int] = field(default_factory=list)
+    port: LinkPort | None = None
+    """Its link (None while it is set up: over the lab's shared loopback pool, no link)."""
+    transport: MeasuredTransport | None = None
+    """Its measured transport over `port` (None while it is set up)."""
     waker: Callable[[Handset], None] | None = None
     """Who syncs this handset when something is recorded (the fleet's sync scheduler)."""
     offline_village: bool = False
@@ -150,27 +152,25 @@ class Handset:
         index: int,
         spec: AgentSpec,
         profile: Profile,
-        port: LinkPort,
+        session: aiohttp.ClientSession,
         url: str,
         db_path: Path,
         on_keycodes: Callable[[Handset, list[Keycode]], None],
         adapter: PlatformAdapter,
     ) -> Handset:
-        transport = MeasuredTransport(url, port, profile)
-        try:
-            agent = await Agent.provision(
-                db_path,
-                url,
-                spec.name,
-                spec.code,
-                transport=transport,
-                adapter=Metered(adapter),
-                storage=STORAGE,
-            )
-        except BaseException:
-            await transport.close()  # ours, not the agent's: it was never handed over
-            raise
-        return cls(index, spec, profile, port, agent, transport, on_keycodes, list(spec.devices))
+        """A new handset, provisioned (and later set up) over `session`: a loopback pool the
+        fleet shares while it sets up, where no link is emulated (set-up is not measured);
+        `use` moves it onto its own link for the field."""
+        agent = await Agent.provision(
+            db_path,
+            url,
+            spec.name,
+            spec.code,
+            transport=HttpTransport(url, session=session),
+            adapter=Metered(adapter),
+            storage=STORAGE,
+        )
+        return cls(index, spec, profile, agent, on_keycodes, list(spec.devices))
 
     @property
     def handset_id(self) -> int:
@@ -181,7 +181,14 @@ class Handset:
         """The figures group it counts in: its link profile, or the villages without coverage."""
         return NO_COVERAGE if self.offline_village else self.profile.name
 
+    @property
+    def exchanges(self) -> list[Exchange]:
+        """Its exchanges on its link (none before it has one)."""
+        return [] if self.transport is None else self.transport.exchanges
+
     def link_down(self, now: float) -> bool:
+        if self.port is None:
+            return False
         link = self.port.link
         rel = now - link.epoch
         return link.outages.next_up(rel) > rel
@@ -208,7 +215,7 @@ class Handset:
 
     async def use(self, transport: MeasuredTransport, port: LinkPort) -> None:
         """Carry this handset's exchanges over another link from now on."""
-        await self.transport.close()
+        await self.agent.transport.close()
         self.transport = transport
         self.agent.transport = transport
         self.port = port

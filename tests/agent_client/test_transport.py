@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
@@ -15,6 +16,7 @@ from agent_client.transport import (
     Reply,
     Request,
     Transport,
+    client_session,
     raise_for_transient,
 )
 
@@ -53,6 +55,34 @@ async def test_both_transports_apply_the_same_status_rule(status: int, echo_stat
         else:
             assert (await transport.post(f"/status/{status}", b"", {})).status == status
         await transport.close()
+
+
+async def test_transports_on_a_shared_session_leave_it_to_its_owner() -> None:
+    """Many handsets over one pool: each transport's close keeps the shared session open (its
+    owner closes it), and the pool's kept-alive connection serves every transport."""
+    peers: list[object] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        peers.append(request.transport.get_extra_info("peername") if request.transport else None)
+        return web.Response(status=201, body=b"x")
+
+    app = web.Application()
+    app.router.add_post("/p", handler)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    session = client_session(aiohttp.TCPConnector(limit=2))
+    try:
+        transports = [HttpTransport(str(server.make_url("")), session=session) for _ in range(5)]
+        for transport in transports:
+            assert (await transport.post("/p", b"", {})).status == 201
+            await transport.close()
+            assert not session.closed
+        assert (await transports[0].post("/p", b"", {})).status == 201  # usable after close
+        assert len(peers) == 6
+        assert len(set(peers)) == 1  # one connection, kept alive, served all of them
+    finally:
+        await session.close()
+        await server.close()
 
 
 @pytest.mark.parametrize("status", STATUSES)

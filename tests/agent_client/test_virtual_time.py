@@ -47,9 +47,13 @@ class VirtualClock:
 class FlakyPlatform:
     """Answers provisioning, then `failures` syncs with 503, then acknowledges every op."""
 
-    def __init__(self, clock: VirtualClock, failures: int) -> None:
+    def __init__(self, clock: VirtualClock, failures: int, *, key_in_provisioning: bool = True):
+        """`key_in_provisioning=False`: a platform that ignores the `sync_key` sent with the
+        public key and takes it only at `/v2/key` (refusing v2 syncs `no_sync_key` before)."""
         self.clock = clock
         self.failures = failures
+        self.key_in_provisioning = key_in_provisioning
+        self.key_requests = 0
         self.public = b""
         self.sync_key = b""
         self.last_ms = 0
@@ -60,8 +64,11 @@ class FlakyPlatform:
         return int(self.clock.now * 1000)
 
     def __call__(self, request: Request) -> Reply:
-        if request.path == PROVISION_PATH:
-            self.public = bytes.fromhex(json.loads(request.body)["public_key"])
+        if request.path == PROVISION_PATH:  # the sync key comes with the public key (v2)
+            doc = json.loads(request.body)
+            self.public = bytes.fromhex(doc["public_key"])
+            if self.key_in_provisioning:
+                self.sync_key = bytes.fromhex(doc["sync_key"])
             return Reply(201, json.dumps({"handset": HANDSET, "server_ms": self.ms()}).encode())
         if request.path == envelope.KEY_PATH:  # Ed25519-signed, as v1 requests are
             claim = parse_claim(request.headers)
@@ -69,9 +76,12 @@ class FlakyPlatform:
                 claim, self.public, "POST", request.path, request.body, now_ms=self.ms(), last_ms=0
             )
             self.sync_key = request.body
+            self.key_requests += 1
             return Reply(201, json.dumps({"server_ms": self.ms()}).encode())
         assert request.path == envelope.SYNC_PATH
         claim, body = envelope.open_envelope(request.body)
+        if not self.sync_key:
+            return Reply(401, json.dumps({"error": "no_sync_key", "server_ms": self.ms()}).encode())
         envelope.check_tag(claim, self.sync_key, body)
         assert claim.ts_ms > self.last_ms
         self.last_ms = claim.ts_ms
@@ -181,3 +191,20 @@ async def test_provision_and_sync_over_a_mock_open_no_socket(
     again = await Agent.open(tmp_path / "h.db", transport=MockTransport(platform))
     assert again.handset == HANDSET
     await again.close()
+
+
+@pytest.mark.parametrize("key_in_provisioning", [True, False])
+async def test_the_sync_key_goes_with_provisioning_or_when_refused(
+    tmp_path: Path, key_in_provisioning: bool
+) -> None:
+    """The sync key travels in the provisioning request (one request, no `/v2/key`); a
+    platform that ignores it refuses the first sync `no_sync_key`, and the handset registers
+    it then and the same sync goes through."""
+    clock = VirtualClock()
+    platform = FlakyPlatform(clock, failures=0, key_in_provisioning=key_in_provisioning)
+    agent = await provision(tmp_path, clock, platform)
+    seq = await agent.record_payment(1001, 500)
+    assert (await agent.sync()).acked == [seq]
+    assert platform.sync_key == envelope.sync_key(agent.link.key.seed)
+    assert platform.key_requests == (0 if key_in_provisioning else 1)
+    await agent.close()

@@ -64,18 +64,22 @@ def figures(lab: Lab) -> dict[str, int | None]:
 
 
 async def test_a_small_run_is_clean(tmp_path: Path) -> None:
-    frozen: dict[str, tuple[int, int]] = {}
+    frozen: dict[str, tuple[int, int, bool]] = {}
     thresholds = gc.get_threshold()
 
     def progress(current: Lab) -> None:
-        frozen.setdefault(current.phase, (gc.get_freeze_count(), gc.get_threshold()[0]))
+        seen = (gc.get_freeze_count(), gc.get_threshold()[0], gc.isenabled())
+        frozen.setdefault(current.phase, seen)
 
     lab = await run(tmp_path, progress=progress)
-    # set-up's objects are out of the collector's sight in the field only, never after
+    # set-up's objects are out of the collector's sight in the field only, never after; the
+    # collector, off while setting up, collects in the field and after
     assert frozen["field"][0] > 0
     assert frozen["field"][1] > thresholds[0]
+    assert frozen["field"][2]
     assert gc.get_freeze_count() == 0
     assert gc.get_threshold() == thresholds
+    assert gc.isenabled()
     assert lab.setup_s.keys() == {"provision", "installed_base", "drain", "typing", "to_field"}
     s = lab.stats
     assert s.total.sale_failed.total > 0

@@ -245,6 +245,21 @@ async def test_another_agents_devices_are_refused_per_operation(
         ({"agent": AMA, "code": AMA_CODE, "public_key": "zz"}, 400, "bad_public_key"),
         ({"agent": AMA, "code": AMA_CODE, "public_key": "00"}, 400, "bad_public_key"),
         ({"agent": 1, "code": AMA_CODE, "public_key": "00"}, 400, "bad_field"),
+        (
+            {"agent": AMA, "code": AMA_CODE, "public_key": "11" * 32, "sync_key": "zz"},
+            400,
+            "bad_sync_key",
+        ),
+        (
+            {"agent": AMA, "code": AMA_CODE, "public_key": "11" * 32, "sync_key": "00" * 31},
+            400,
+            "bad_sync_key",
+        ),
+        (
+            {"agent": AMA, "code": AMA_CODE, "public_key": "11" * 32, "sync_key": 7},
+            400,
+            "bad_field",
+        ),
         ([1, 2], 400, "malformed_json"),
         ("{not json", 400, "malformed_json"),
         (
@@ -312,4 +327,44 @@ async def test_no_signed_garbage_is_ever_a_500(env: Env, body: bytes) -> None:
     assert 400 <= status < 500, doc
     assert isinstance(doc, dict)
     assert isinstance(doc["error"], str)
+    assert fingerprint(db) == before
+
+
+HEX = "0123456789abcdefABCDEF"
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=30)
+@given(
+    sync_key=st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(),
+        st.lists(st.integers(), max_size=3),
+        st.text(max_size=70),
+        st.text(alphabet=HEX, max_size=70),
+        st.text(alphabet=HEX, min_size=64, max_size=64),
+        st.text(alphabet=HEX + " \n", min_size=60, max_size=70),
+    ),
+    seed=st.binary(min_size=32, max_size=32),
+)
+async def test_a_provisioning_sync_key_is_taken_or_refused_with_its_code(
+    env: Env, sync_key: object, seed: bytes
+) -> None:
+    """Whatever `sync_key` holds, a new handset is provisioned (32 bytes as hex, or none) or
+    the request is refused 400 `bad_sync_key` (a string that is not) or `bad_field` (not a
+    string), and a refusal writes nothing."""
+    h, platform, db = env
+    ama = platform.agents[0]
+    public = HandsetKey.from_seed(seed).public.hex()
+    doc = {"agent": ama.name, "code": ama.code, "public_key": public, "sync_key": sync_key}
+    before = fingerprint(db)
+    async with h.client.post("/v1/provision", json=doc) as response:
+        status, answer = response.status, await response.json()
+    if sync_key is None or (
+        isinstance(sync_key, str) and len(sync_key) == 64 and set(sync_key) <= set(HEX)
+    ):
+        assert status == 201, answer
+        return
+    expected = "bad_sync_key" if isinstance(sync_key, str) else "bad_field"
+    assert (status, answer["error"]) == (400, expected)
     assert fingerprint(db) == before

@@ -10,6 +10,7 @@ import msgpack
 import pytest
 
 from agent_client.protocol import envelope
+from agent_client.protocol.auth import HandsetKey
 from agent_client.protocol.frames import decode_downlink
 from agent_client.protocol.ops import Kind, Operation
 
@@ -90,3 +91,21 @@ async def test_v1_is_still_served_beside_v2(env: Env) -> None:
     assert status == 200
     assert isinstance(body, bytes)
     assert decode_downlink(body).acked == (1,)
+
+
+async def test_provisioning_with_a_sync_key_needs_no_registration(env: Env) -> None:
+    """`sync_key` in the provisioning request registers it: the first v2 sync is accepted with
+    no `/v2/key` request; a retry of that provisioning with another key replaces nothing."""
+    h, platform, _ = env
+    new = HandsetKey.from_seed(b"n" * 32)
+    ama = platform.agents[0]
+    doc = {"agent": ama.name, "code": ama.code, "public_key": new.public.hex()}
+    sync_key = envelope.sync_key(new.seed)
+    for sent in (sync_key, envelope.sync_key(b"x" * 32)):  # the retry's key is not taken
+        async with h.client.post("/v1/provision", json={**doc, "sync_key": sent.hex()}) as reply:
+            assert reply.status == 201
+            handset = (await reply.json())["handset"]
+    h.ts += 1
+    body = envelope.seal(sync_key, handset, h.ts, frame(handset))
+    status, _, raw = await post_v2(env, body)
+    assert status == 200, raw
