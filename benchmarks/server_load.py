@@ -39,6 +39,7 @@ from agent_client.protocol.ops import Kind, Operation
 from field_lab.chaos.world import CONFIG, MM_SECRET
 from field_lab.world.fixture import distributor_token
 from field_lab.world.mno import Final, MnoConfig, MnoSimulator
+from server_stub.eventloop import run
 from server_stub.store import Store
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -245,4 +246,4 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(parse(sys.argv[1:])))
+    run(main(parse(sys.argv[1:])))  # uvloop when installed: the generator's CPU is the server's

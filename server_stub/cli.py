@@ -28,6 +28,7 @@ from agent_client.protocol.version import distribution_version
 from .app import Platform, bearer_safe, create_app
 from .devices import MAX_SERIAL, make_devices, parse_devices_csv, write_devices_csv
 from .errors import SetupError
+from .eventloop import new_loop
 from .escrow import EscrowPolicy
 from .health import DEFAULT_BUDGET_MS, check_reports, healthy, over_http, table
 from .logs import configure
@@ -362,6 +363,7 @@ def run(args: argparse.Namespace) -> int:
             shutdown_timeout=args.shutdown_timeout,
             access_log=None,  # the app writes its own structured access log
             print=lambda text: print(text, file=sys.stderr),
+            loop=new_loop(),
         )
         return 0
     records: list[DeviceRecord] = []
