@@ -28,8 +28,8 @@ from agent_client.protocol.version import distribution_version
 from .app import Platform, bearer_safe, create_app
 from .devices import MAX_SERIAL, make_devices, parse_devices_csv, write_devices_csv
 from .errors import SetupError
-from .eventloop import new_loop
 from .escrow import EscrowPolicy
+from .eventloop import new_loop
 from .health import DEFAULT_BUDGET_MS, check_reports, healthy, over_http, table
 from .logs import configure
 from .store import DeviceRecord, Store
