@@ -178,19 +178,24 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         seconds = time.perf_counter() - began
         route, method = route_of(request)
         metrics.observe_request(route, method, status, seconds)
-        fields: dict[str, object] = {
-            "method": method,
-            "route": route,
-            "status": status,
-            "duration_s": round(seconds, 6),
-            "bytes_in": request.content_length or 0,
-        }
-        handset = request.headers.get(auth.HANDSET_HEADER, "")
-        if handset.isdigit() and len(handset) <= 10:
-            fields["handset"] = int(handset)
-        elif HANDSET in request:  # v2: named inside the body's envelope
-            fields["handset"] = request[HANDSET]
-        log.info("request", extra={"fields": fields})
+        if log.isEnabledFor(logging.INFO):  # nobody reads the line: do not build it
+            access_line(request, method, route, status, seconds)
+
+
+def access_line(request: web.Request, method: str, route: str, status: int, seconds: float) -> None:
+    fields: dict[str, object] = {
+        "method": method,
+        "route": route,
+        "status": status,
+        "duration_s": round(seconds, 6),
+        "bytes_in": request.content_length or 0,
+    }
+    handset = request.headers.get(auth.HANDSET_HEADER, "")
+    if handset.isdigit() and len(handset) <= 10:
+        fields["handset"] = int(handset)
+    elif HANDSET in request:  # v2: named inside the body's envelope
+        fields["handset"] = request[HANDSET]
+    log.info("request", extra={"fields": fields})
 
 
 @web.middleware

@@ -265,10 +265,14 @@ def decode_uplink(body: bytes, version: int = VERSION) -> UplinkFrame:
     for i, row in enumerate(_list(rows, "ops", MAX_OPS)):
         if not isinstance(row, list) or not row:
             raise FrameError(f"ops[{i}] is not a non-empty array [d_seq, kind, d_at, ...]")
-        seq += check_int(row[0], 0 if i == 0 else 1, 0 if i == 0 else MAX_SEQ, f"ops[{i}].d_seq")
-        check_int(seq, 1, MAX_SEQ, f"ops[{i}] seq (base_seq + d_seq)")
+        d_seq, lo, hi = row[0], 0 if i == 0 else 1, 0 if i == 0 else MAX_SEQ
+        if type(d_seq) is not int or not lo <= d_seq <= hi:  # names built only to refuse
+            d_seq = check_int(d_seq, lo, hi, f"ops[{i}].d_seq")  # raises
+        seq += d_seq
+        if not 1 <= seq <= MAX_SEQ:
+            check_int(seq, 1, MAX_SEQ, f"ops[{i}] seq (base_seq + d_seq)")
         try:
-            ops.append(_operation(seq, base, row, f"ops[{i}]"))
+            ops.append(_operation(seq, base, row, i))
         except _Refused as refused:
             kind = row[1] if len(row) > 1 and type(row[1]) is int and row[1] <= MAX_SEQ else -1
             at = base + row[2] if len(row) > 2 and type(row[2]) is int else None
@@ -286,22 +290,26 @@ class _Refused(Exception):
         self.detail = detail
 
 
-def _operation(seq: int, base_at: int, row: list[object], what: str) -> Operation:
-    """One op row past its key; _Refused names the reason the server refuses it with."""
+def _operation(seq: int, base_at: int, row: list[object], i: int) -> Operation:
+    """One op row (`ops[i]`) past its key; _Refused names the reason the server refuses it
+    with. Field names are built only for a refusal."""
     try:
         if len(row) < 3 or len(row) > MAX_ROW:
-            raise FrameError(f"{what}: {len(row)} items, need 3..{MAX_ROW}")
-        number = check_int(row[1], 0, MAX_SEQ, f"{what}.kind")
-        try:
-            kind = Kind(number)
-        except ValueError:
-            raise _Refused(
-                Reason.UNKNOWN_KIND, f"{what}: unknown operation kind {number}"
-            ) from None
-        d_at = check_int(row[2], 0, MAX_TIME - base_at, f"{what}.d_at")
+            raise FrameError(f"ops[{i}]: {len(row)} items, need 3..{MAX_ROW}")
+        number, d_at = row[1], row[2]
+        if type(number) is not int or not 0 <= number <= MAX_SEQ:
+            number = check_int(number, 0, MAX_SEQ, f"ops[{i}].kind")  # raises
+        kind = _KINDS.get(number)
+        if kind is None:
+            raise _Refused(Reason.UNKNOWN_KIND, f"ops[{i}]: unknown operation kind {number}")
+        if type(d_at) is not int or not 0 <= d_at <= MAX_TIME - base_at:
+            d_at = check_int(d_at, 0, MAX_TIME - base_at, f"ops[{i}].d_at")  # raises
         return Operation.make(seq, kind, base_at + d_at, *row[3:])
     except FrameError as exc:
         raise _Refused(Reason.BAD_FIELD, exc.detail) from exc
+
+
+_KINDS = {int(kind): kind for kind in Kind}
 
 
 # -- downlink ---------------------------------------------------------------------------------
@@ -387,6 +395,70 @@ def _code(fmt: object, number: object, credit: object, what: str) -> tuple[Keyco
     )
 
 
+_FORMATS = {int(f): f for f in KeycodeFormat}
+_LIMITS = {f: LAYOUTS[f].limit - 1 for f in KeycodeFormat}
+
+
+def _entry_fast(row: object) -> Entry | None:
+    """The usual entries (keycode, payment, stock, plan), well formed, decoded without building
+    field names (a handset decodes every entry of every sync); None: ask `entry_from_row`,
+    which decodes the rest and names what it refuses."""
+    if type(row) is not list or not 1 <= len(row) <= MAX_ROW:
+        return None
+    kind = row[0]
+    if type(kind) is not int:
+        return None
+    if kind == EntryKind.KEYCODE and len(row) >= 6:
+        op_seq, device, fmt, number, credit = row[1:6]
+        keycode_format = _FORMATS.get(fmt) if type(fmt) is int else None
+        if (
+            keycode_format is not None
+            and type(op_seq) is int
+            and 0 <= op_seq <= MAX_SEQ
+            and type(device) is int
+            and 1 <= device <= U32
+            and type(number) is int
+            and 0 <= number <= _LIMITS[keycode_format]
+            and type(credit) is int
+            and 0 <= credit <= MAX_TIME
+        ):
+            return Keycode(op_seq, device, keycode_format, number, credit)
+    elif kind == EntryKind.STOCK and len(row) >= 4:
+        device, fmt, present = row[1:4]
+        keycode_format = _FORMATS.get(fmt) if type(fmt) is int else None
+        if (
+            keycode_format is not None
+            and type(device) is int
+            and 1 <= device <= U32
+            and type(present) is int
+            and 0 <= present <= 1
+        ):
+            return Stock(device, keycode_format, bool(present))
+    elif kind == EntryKind.PAYMENT and len(row) >= 4:
+        device, amount, ref = row[1:4]
+        if (
+            type(device) is int
+            and 1 <= device <= U32
+            and type(amount) is int
+            and 0 <= amount <= U32
+            and type(ref) is str
+            and _REF.lo <= len(ref) <= _REF.hi
+        ):
+            return Payment(device, amount, ref)
+    elif kind == EntryKind.PLAN and len(row) >= 4:
+        plan, name, price = row[1:4]
+        if (
+            type(plan) is int
+            and 1 <= plan <= U32
+            and type(name) is str
+            and _NAME.lo <= len(name) <= _NAME.hi
+            and type(price) is int
+            and 1 <= price <= U32
+        ):
+            return Plan(plan, name, price)
+    return None
+
+
 def entry_from_row(row: object, what: str = "entry") -> Entry:
     items = _list(row, what, MAX_ROW, 1)
     kind = check_int(items[0], 0, 127, f"{what}.kind")
@@ -466,7 +538,7 @@ def decode_downlink(body: bytes, version: int = VERSION) -> DownlinkFrame:
     if not set(rejected) <= set(done):
         raise FrameError("rejected seqs missing from done", code="bad_field")
     entries = tuple(
-        entry_from_row(row, f"entries[{i}]")
+        _entry_fast(row) or entry_from_row(row, f"entries[{i}]")
         for i, row in enumerate(_list(rows, "entries", MAX_ENTRIES))
     )
     return DownlinkFrame(
