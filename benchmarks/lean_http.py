@@ -7,6 +7,8 @@ response object, a stream reader); this one writes a request line, `Host`, `Cont
 and the body on an idle connection and reads back one status line, the headers and a
 `Content-Length` body: still real HTTP on a real socket, which is all the benchmark needs.
 
+`LeanCallbacks` carries the operator simulator's callbacks the same way.
+
 It refuses what it does not speak (chunked answers, answers without a length) with
 `HttpError`, and never reuses a connection the server asked to close.
 """
@@ -15,7 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import json
 from urllib.parse import urlsplit
+
+from field_lab.world.mno import NoReply, Reply
 
 
 class HttpError(Exception):
@@ -33,8 +38,7 @@ class _Connection(asyncio.Protocol):
         self.keep = True
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]  # a stream transport
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
@@ -103,12 +107,13 @@ class Client:
         if self.open < self.limit:
             self.open += 1
             try:
-                _, conn = await asyncio.get_running_loop().create_connection(
+                transport, conn = await asyncio.get_running_loop().create_connection(
                     _Connection, self.host, self.port
                 )
             except OSError:
                 self.open -= 1
                 raise
+            conn.transport = transport  # uvloop may call connection_made only later
             return conn
         waiter: asyncio.Future[_Connection] = asyncio.get_running_loop().create_future()
         self.waiting.append(waiter)
@@ -157,3 +162,34 @@ class Client:
                 conn.transport.close()
         self.idle.clear()
         await asyncio.sleep(0)  # let the transports finish closing
+
+
+class LeanCallbacks:
+    """The operator simulator's `CallbackSender` on a lean `Client`: its callbacks are the
+    load generator's CPU too."""
+
+    def __init__(self, url: str, connections: int = 16) -> None:
+        parts = urlsplit(url)
+        self.path = parts.path
+        self.client = Client(f"{parts.scheme}://{parts.netloc}", connections)
+
+    async def open(self) -> None:
+        pass
+
+    async def send(self, body: bytes, headers: dict[str, str], timeout_s: float) -> Reply:
+        lines = b"".join(b"%s: %s\r\n" % (k.encode(), v.encode()) for k, v in headers.items())
+        try:
+            async with asyncio.timeout(timeout_s):
+                status, raw = await self.client.request("POST", self.path, body, lines)
+        except TimeoutError:
+            raise NoReply("timeout") from None
+        except (HttpError, OSError) as exc:
+            raise NoReply(type(exc).__name__) from None
+        try:
+            answer = json.loads(raw)
+        except ValueError:
+            answer = None
+        return Reply(status, answer if isinstance(answer, dict) else None)
+
+    async def close(self) -> None:
+        await self.client.close()

@@ -44,7 +44,7 @@ from server_stub.store import Store
 
 sys.path.insert(0, str(Path(__file__).parent))
 from apart import cpu_seconds, load_average, serving_apart, serving_here
-from lean_http import Client, HttpError
+from lean_http import Client, HttpError, LeanCallbacks
 from platform_load import Handset, seed
 
 REPORTS = ("sales", "collections", "devices", "activation")
@@ -117,7 +117,7 @@ async def run_step(handsets: int, args: argparse.Namespace) -> dict[str, object]
             http = Client(url, args.connections)
             auth = f"Authorization: Bearer {token}\r\n".encode()
             mm_config = MnoConfig(delay_s=(0.0, 0.0), duplicate_rate=0.1, seed=args.seed)
-            mno = MnoSimulator(f"{url}/v1/mm/callback", MM_SECRET, mm_config)
+            mno = MnoSimulator(LeanCallbacks(f"{url}/v1/mm/callback"), MM_SECRET, mm_config)
             await mno.start()
             pending: dict[asyncio.Task[None], tuple[str, float]] = {}
 
