@@ -310,7 +310,7 @@ async def exchange(request: web.Request, claim: auth.Claim, body: bytes) -> byte
         return store.exchange(claim, frame.ops, frame.cursor, now_ms(request.app), bad=frame.bad)
 
     runner = request.app[RUNNER]  # shares one commit with the exchanges waiting beside it
-    reply = await settled(runner.submit_grouped(partial(apply, request.app[STORE])))
+    reply = await runner.answer_grouped(partial(apply, request.app[STORE]))
     metrics = request.app[METRICS]
     metrics.sync_ops.observe(len(frame.ops))
     metrics.sync_bytes.observe(len(body))
@@ -441,8 +441,7 @@ async def mm_callback(request: web.Request) -> web.Response:
         return store.mobile_money(callback, now_ms(app), sender is not None)
 
     # activation latency: ahead of queued sync exchanges, sharing the next group's commit
-    future = app[RUNNER].submit_grouped(partial(apply, app[STORE]), URGENT)
-    answer = await settled(future)
+    answer = await app[RUNNER].answer_grouped(partial(apply, app[STORE]), URGENT)
     if sender is not None and answer.keycode and not answer.duplicate:
         sender.wake()
     status, doc = answer_body(callback.txn, answer)
