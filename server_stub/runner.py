@@ -40,7 +40,6 @@ GROUPED = 2  # sync exchanges: after other normal work (reports wait on them les
 MAX_GROUP = 256
 
 
-
 @dataclass(frozen=True)
 class _OnLoop:
     """Where a job's answer goes when its caller waits on an event loop."""
