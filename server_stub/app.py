@@ -79,7 +79,8 @@ HANDSET = web.RequestKey("handset", int)
 KEYS = web.AppKey("keys", dict[int, bytes])
 """Handset public keys read so far (they never change)."""
 SYNC_KEYS = web.AppKey("sync_keys", dict[int, bytes])
-"""v2 sync keys read or registered so far (only `/v2/key` changes one, in this process)."""
+"""v2 sync keys: all of them, read at start, and those registered since (only `/v2/key`
+changes one, in this process)."""
 CODE_GUESSES = web.AppKey("code_guesses", Throttle)
 TOKEN_GUESSES = web.AppKey("token_guesses", Throttle)
 
@@ -615,6 +616,7 @@ def create_app(
         )
         app[STORE] = await asyncio.get_running_loop().run_in_executor(runner, opening)
         runner.grouping = app[STORE].group
+        app[SYNC_KEYS].update(await run(app, Store.sync_keys))
         if config.sms is not None:
             sender = SmsSender(config.sms, partial(run, app), partial(now_ms, app), config.resend)
             sender.start()

@@ -22,13 +22,14 @@ state each, on both threads).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
 import threading
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
-from dataclasses import dataclass
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
 
 P = ParamSpec("P")
@@ -179,10 +180,8 @@ def _deliver(outcomes: list[Outcome], *, inline: bool = False) -> None:
         if inline:
             _resolve(answers)
             continue
-        try:
+        with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits any more
             loop.call_soon_threadsafe(_resolve, answers)
-        except RuntimeError:  # that loop is closed: nobody is waiting any more
-            pass
 
 
 def _resolve(answers: list[Outcome]) -> None:
