@@ -17,6 +17,7 @@ import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import TypeGuard
 
 import msgpack
 
@@ -399,62 +400,44 @@ _FORMATS = {int(f): f for f in KeycodeFormat}
 _LIMITS = {f: LAYOUTS[f].limit - 1 for f in KeycodeFormat}
 
 
+def _within(value: object, lo: int, hi: int) -> TypeGuard[int]:
+    return type(value) is int and lo <= value <= hi
+
+
+def _text_within(value: object, spec: Field) -> TypeGuard[str]:
+    return type(value) is str and spec.lo <= len(value) <= spec.hi
+
+
 def _entry_fast(row: object) -> Entry | None:
     """The usual entries (keycode, payment, stock, plan), well formed, decoded without building
     field names (a handset decodes every entry of every sync); None: ask `entry_from_row`,
     which decodes the rest and names what it refuses."""
-    if type(row) is not list or not 1 <= len(row) <= MAX_ROW:
+    if type(row) is not list or not 1 <= len(row) <= MAX_ROW or type(row[0]) is not int:
         return None
     kind = row[0]
-    if type(kind) is not int:
-        return None
     if kind == EntryKind.KEYCODE and len(row) >= 6:
         op_seq, device, fmt, number, credit = row[1:6]
-        keycode_format = _FORMATS.get(fmt) if type(fmt) is int else None
+        f = _FORMATS.get(fmt) if type(fmt) is int else None
         if (
-            keycode_format is not None
-            and type(op_seq) is int
-            and 0 <= op_seq <= MAX_SEQ
-            and type(device) is int
-            and 1 <= device <= U32
-            and type(number) is int
-            and 0 <= number <= _LIMITS[keycode_format]
-            and type(credit) is int
-            and 0 <= credit <= MAX_TIME
+            f is not None
+            and _within(op_seq, 0, MAX_SEQ)
+            and _within(device, 1, U32)
+            and _within(number, 0, _LIMITS[f])
+            and _within(credit, 0, MAX_TIME)
         ):
-            return Keycode(op_seq, device, keycode_format, number, credit)
+            return Keycode(op_seq, device, f, number, credit)
     elif kind == EntryKind.STOCK and len(row) >= 4:
         device, fmt, present = row[1:4]
-        keycode_format = _FORMATS.get(fmt) if type(fmt) is int else None
-        if (
-            keycode_format is not None
-            and type(device) is int
-            and 1 <= device <= U32
-            and type(present) is int
-            and 0 <= present <= 1
-        ):
-            return Stock(device, keycode_format, bool(present))
+        f = _FORMATS.get(fmt) if type(fmt) is int else None
+        if f is not None and _within(device, 1, U32) and _within(present, 0, 1):
+            return Stock(device, f, bool(present))
     elif kind == EntryKind.PAYMENT and len(row) >= 4:
         device, amount, ref = row[1:4]
-        if (
-            type(device) is int
-            and 1 <= device <= U32
-            and type(amount) is int
-            and 0 <= amount <= U32
-            and type(ref) is str
-            and _REF.lo <= len(ref) <= _REF.hi
-        ):
+        if _within(device, 1, U32) and _within(amount, 0, U32) and _text_within(ref, _REF):
             return Payment(device, amount, ref)
     elif kind == EntryKind.PLAN and len(row) >= 4:
         plan, name, price = row[1:4]
-        if (
-            type(plan) is int
-            and 1 <= plan <= U32
-            and type(name) is str
-            and _NAME.lo <= len(name) <= _NAME.hi
-            and type(price) is int
-            and 1 <= price <= U32
-        ):
+        if _within(plan, 1, U32) and _text_within(name, _NAME) and _within(price, 1, U32):
             return Plan(plan, name, price)
     return None
 
