@@ -137,12 +137,14 @@ class StoreThread(Executor):
         """Stop taking work; what is queued still runs (nothing accepted is dropped)."""
         with self._ready:
             self._closed = True
-            if cancel_futures:
+            if cancel_futures:  # nothing queued runs: every waiter is told it was cancelled
                 for _, _, reply, _, _ in self._jobs:
-                    if isinstance(reply, _OnLoop):
-                        reply.loop.call_soon_threadsafe(reply.future.cancel)
-                    else:
+                    if isinstance(reply, Future):
                         reply.cancel()
+                    else:
+                        with contextlib.suppress(RuntimeError):  # its loop is closed
+                            reply.loop.call_soon_threadsafe(reply.future.cancel)
+                self._jobs.clear()
             self._ready.notify_all()
         if wait and self._thread is not None:
             self._thread.join()
