@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,plots,fast]'
+	$(BIN)/python -m pip install --quiet -e '.[test,plots]'
 	@$(MAKE) --no-print-directory chromium
 	touch $(STAMP)
 
@@ -49,7 +49,7 @@ test: lint typecheck unit
 # `make test`): installs the ray extra (a 79 MB wheel, about 250 MB installed) into the venv first.
 RAY_STAMP := $(VENV)/.installed-ray
 $(RAY_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[test,plots,ray,fast]'
+	$(BIN)/python -m pip install --quiet -e '.[test,plots,ray]'
 	touch $(RAY_STAMP)
 
 test-ray: $(RAY_STAMP)

@@ -21,7 +21,6 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 
 from server_stub.app import Platform
-from server_stub.eventloop import run
 
 TICKS = os.sysconf("SC_CLK_TCK")
 START_TIMEOUT_S = 60.0
@@ -52,7 +51,7 @@ def _serve(db: str, platform: Platform, conn: Connection) -> None:
             conn.send(url)
             await asyncio.get_running_loop().run_in_executor(None, _wait, conn)
 
-    run(main())  # on uvloop when installed, as `server-stub serve` runs
+    asyncio.run(main())
 
 
 def _wait(conn: Connection) -> None:

@@ -39,7 +39,6 @@ from agent_client.protocol.ops import Kind, Operation
 from field_lab.chaos.world import CONFIG, MM_SECRET
 from field_lab.world.fixture import distributor_token
 from field_lab.world.mno import Final, MnoConfig, MnoSimulator
-from server_stub.eventloop import run
 from server_stub.store import Store
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -246,4 +245,4 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 
 if __name__ == "__main__":
-    run(main(parse(sys.argv[1:])))  # uvloop when installed: the generator's CPU is the server's
+    asyncio.run(main(parse(sys.argv[1:])))

@@ -29,7 +29,6 @@ from .app import Platform, bearer_safe, create_app
 from .devices import MAX_SERIAL, make_devices, parse_devices_csv, write_devices_csv
 from .errors import SetupError
 from .escrow import EscrowPolicy
-from .eventloop import new_loop
 from .health import DEFAULT_BUDGET_MS, check_reports, healthy, over_http, table
 from .logs import configure
 from .store import DeviceRecord, Store
@@ -363,7 +362,6 @@ def run(args: argparse.Namespace) -> int:
             shutdown_timeout=args.shutdown_timeout,
             access_log=None,  # the app writes its own structured access log
             print=lambda text: print(text, file=sys.stderr),
-            loop=new_loop(),
         )
         return 0
     records: list[DeviceRecord] = []
