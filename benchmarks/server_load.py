@@ -3,9 +3,15 @@
 Each emulated handset syncs every `--interval` seconds (a batch of 3 operations: register,
 sell or pay, pay) on an open-loop schedule, as agents do through the day; mobile-money callbacks
 arrive at a rate proportional to the fleet, and distributors read reports at `--report-hz`.
-The fleet grows step by step (`--steps`); a step is held when under 1 % of requests fail,
-sync p99 stays under `--p99-budget` seconds and the server keeps up with the offered rate.
+The fleet grows step by step (`--steps`); a step is held when no request fails, sync p99
+stays under `--p99-budget` (issue 18: 100 ms) and the server keeps up with the offered rate.
 Latency counts from each request's intended start (no coordinated omission).
+
+The load generator shares the machine with the server, so it is lean: each handset's batches
+are recorded before the step (they wait in its outbox), and syncs and reports go through
+`lean_http` (kept-alive HTTP/1.1 on 127.0.0.1) instead of aiohttp's client; every sync is
+still a real exchange (frame encoded with the handset's cursor, envelope sealed, answer decoded
+and its cursor kept).
 
 Prints one JSON line per step and a final line with the largest step held.
 Usage: python benchmarks/server_load.py [--steps 200,600,1500] [--seconds 6]
@@ -20,15 +26,16 @@ import random
 import sys
 import tempfile
 import time
+from collections.abc import Coroutine
 from pathlib import Path
 
-import aiohttp
 from hdrh.histogram import HdrHistogram
 
 from agent_client.protocol import envelope
 from agent_client.protocol.auth import Claim
 from agent_client.protocol.frames import UplinkFrame, decode_downlink, encode_uplink
 from agent_client.protocol.keycodes import KeycodeFormat
+from agent_client.protocol.ops import Kind, Operation
 from field_lab.chaos.world import CONFIG, MM_SECRET
 from field_lab.world.fixture import distributor_token
 from field_lab.world.mno import Final, MnoConfig, MnoSimulator
@@ -36,9 +43,12 @@ from server_stub.store import Store
 
 sys.path.insert(0, str(Path(__file__).parent))
 from apart import cpu_seconds, load_average, serving_apart, serving_here
+from lean_http import Client, HttpError, LeanCallbacks
 from platform_load import Handset, seed
 
 REPORTS = ("sales", "collections", "devices", "activation")
+STRAGGLER_TIMEOUT_S = 30.0
+"""How long after the last send an unanswered request still counts (then: failed)."""
 
 
 class Step:
@@ -47,7 +57,7 @@ class Step:
         self.sent = dict.fromkeys(self.hist, 0)
         self.errors = dict.fromkeys(self.hist, 0)
 
-    def record(self, kind: str, due: float, ok: bool) -> None:
+    def record(self, kind: str, due: float, *, ok: bool) -> None:
         self.sent[kind] += 1
         if ok:
             self.hist[kind].record_value(max(1, int((time.perf_counter() - due) * 1e6)))
@@ -58,24 +68,30 @@ class Step:
         return round(self.hist[kind].get_value_at_percentile(q) / 1000, 1)
 
 
-async def sync(http: aiohttp.ClientSession, url: str, h: Handset, rng: random.Random) -> bool:
-    frame = encode_uplink(UplinkFrame(h.handset, h.cursor, tuple(h.batch(3, rng))))
-    body = envelope.seal(envelope.sync_key(h.key.seed), h.handset, h.stamp(), frame)
-    async with http.post(url + envelope.SYNC_PATH, data=body) as r:  # sync v2, as handsets do
-        raw = await r.read()
-    if r.status != 200:
+async def sync(
+    http: Client, h: Handset, key: bytes, ops: tuple[Operation, ...], sold: list[int]
+) -> bool:
+    """One exchange as a handset makes it (sync v2): frame with its cursor, sealed envelope,
+    POST, downlink decoded and its cursor kept; ok when every operation was taken (then the
+    devices it sold join `sold`, the accounts customers can pay by mobile money)."""
+    frame = encode_uplink(UplinkFrame(h.handset, h.cursor, ops))
+    body = envelope.seal(key, h.handset, h.stamp(), frame)
+    status, raw = await http.request("POST", envelope.SYNC_PATH, body)
+    if status != 200:
         return False
     reply = decode_downlink(raw)
     if reply.entries:
         h.cursor = reply.last_entry
-    return not reply.rejected
+    if reply.rejected:
+        return False
+    sold += (int(op.field("device")) for op in ops if op.kind is Kind.RECORD_SALE)
+    return True
 
 
-async def report(http: aiohttp.ClientSession, url: str, i: int, token: str) -> bool:
-    path = f"{url}/v1/reports/{REPORTS[i % 4]}?limit=100"
-    async with http.get(path, headers={"Authorization": f"Bearer {token}"}) as r:
-        await r.read()
-        return r.status == 200
+async def report(http: Client, i: int, auth: bytes) -> bool:
+    path = f"/v1/reports/{REPORTS[i % 4]}?limit=100"
+    status, _ = await http.request("GET", path, headers=auth)
+    return status == 200
 
 
 async def run_step(handsets: int, args: argparse.Namespace) -> dict[str, object]:
@@ -84,59 +100,71 @@ async def run_step(handsets: int, args: argparse.Namespace) -> dict[str, object]
         db = Path(tmp) / "server.db"
         fleet = seed(db, handsets, 12, rng, KeycodeFormat.NEXUS_FULL)
         token = distributor_token(db)  # the seeded agents work for the default distributor
+        keys = [envelope.sync_key(h.key.seed) for h in fleet]  # each handset keeps its own
         store = Store.open(db)  # each handset registered its v2 sync key when provisioned
-        for h in fleet:
-            store.set_sync_key(Claim(h.handset, 1, b""), envelope.sync_key(h.key.seed))
+        for h, key in zip(fleet, keys, strict=True):
+            store.set_sync_key(Claim(h.handset, 1, b""), key)
         store.close()
         step = Step()
-        tasks: list[asyncio.Task[None]] = []
         serve = serving_here if args.in_process else serving_apart
+        # the handsets' outboxes: each round's batch recorded before the step starts (what a
+        # sync sends is already on the handset; the exchange is what is measured)
+        rounds = max(1, int(args.seconds / args.interval))
+        batches = [[tuple(h.batch(3, rng)) for h in fleet] for _ in range(rounds)]
         async with serve(db, CONFIG) as served:
             url = served.url
-            connector = aiohttp.TCPConnector(limit=args.connections)
-            timeout = aiohttp.ClientTimeout(total=30)
+            http = Client(url, args.connections)
+            auth = f"Authorization: Bearer {token}\r\n".encode()
             mm_config = MnoConfig(delay_s=(0.0, 0.0), duplicate_rate=0.1, seed=args.seed)
-            mno = MnoSimulator(f"{url}/v1/mm/callback", MM_SECRET, mm_config)
+            mno = MnoSimulator(LeanCallbacks(f"{url}/v1/mm/callback"), MM_SECRET, mm_config)
             await mno.start()
-            async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
+            pending: dict[asyncio.Task[None], tuple[str, float]] = {}
 
-                async def timed(kind: str, due: float, call: asyncio.Future[bool] | None) -> None:
-                    try:
-                        ok = await call if call is not None else False
-                    except (aiohttp.ClientError, TimeoutError):
-                        ok = False
-                    step.record(kind, due, ok)
+            async def timed(kind: str, due: float, call: Coroutine[None, None, bool]) -> None:
+                try:
+                    ok = await call
+                except (HttpError, OSError):
+                    ok = False
+                step.record(kind, due, ok=ok)
 
-                # the schedule: every handset once per interval, spread evenly; reports too
-                events: list[tuple[float, str, int]] = []
-                rounds = max(1, int(args.seconds / args.interval))
-                for r in range(rounds):
-                    for i in range(handsets):
-                        events.append((r * args.interval + i * args.interval / handsets, "sync", i))
-                events += [
-                    (i / args.report_hz, "report", i)
-                    for i in range(int(args.seconds * args.report_hz))
-                ]
-                events.sort()
-                cpu_server, cpu_client = served.cpu_seconds(), cpu_seconds()
-                cpu_loop = served.loop_cpu_seconds()
-                start = time.perf_counter()
-                for offset, kind, i in events:
-                    due = start + offset
-                    await asyncio.sleep(max(0.0, due - time.perf_counter()))
-                    if kind == "sync":
-                        h = fleet[i]
-                        call = asyncio.ensure_future(sync(http, url, h, rng))
-                        if h.sold and rng.random() < args.mm_share:
-                            mno.pay(rng.choice(h.sold), 300, "+233240000001")
-                    else:
-                        call = asyncio.ensure_future(report(http, url, i, token))
-                    tasks.append(asyncio.create_task(timed(kind, due, call)))
-                await asyncio.gather(*tasks)
-                elapsed = time.perf_counter() - start
-                cpu_server = served.cpu_seconds() - cpu_server
-                cpu_client = cpu_seconds() - cpu_client
-                cpu_loop = served.loop_cpu_seconds() - cpu_loop
+            # the schedule: every handset once per interval, spread evenly; reports too
+            events: list[tuple[float, str, int]] = []
+            for r in range(rounds):
+                for i in range(handsets):
+                    events.append((r * args.interval + i * args.interval / handsets, "sync", i))
+            events += [
+                (i / args.report_hz, "report", i) for i in range(int(args.seconds * args.report_hz))
+            ]
+            events.sort()
+            sent = [0] * handsets
+            sold: list[list[int]] = [[] for _ in fleet]  # devices the platform knows sold
+            cpu_server, cpu_client = served.cpu_seconds(), cpu_seconds()
+            cpu_loop = served.loop_cpu_seconds()
+            start = time.perf_counter()
+            for offset, kind, i in events:
+                due = start + offset
+                wait = due - time.perf_counter()
+                if wait > 0:  # behind schedule: send at once (latency counts from `due`)
+                    await asyncio.sleep(wait)
+                if kind == "sync":
+                    h = fleet[i]
+                    call = sync(http, h, keys[i], batches[sent[i]][i], sold[i])
+                    sent[i] += 1
+                    if sold[i] and rng.random() < args.mm_share:
+                        mno.pay(rng.choice(sold[i]), 300, "+233240000001")
+                else:
+                    call = report(http, i, auth)
+                pending[asyncio.create_task(timed(kind, due, call))] = (kind, due)
+            _, late = await asyncio.wait(pending, timeout=STRAGGLER_TIMEOUT_S)
+            for task in late:  # never answered: counted as failed
+                task.cancel()
+                step.record(*pending[task], ok=False)
+            await asyncio.gather(*late, return_exceptions=True)
+            elapsed = time.perf_counter() - start
+            cpu_server = served.cpu_seconds() - cpu_server
+            cpu_client = cpu_seconds() - cpu_client
+            cpu_loop = served.loop_cpu_seconds() - cpu_loop
+            await http.close()
             await mno.drain(60.0)
             txns = list(mno.history.values())
             await mno.stop()
@@ -157,6 +185,7 @@ async def run_step(handsets: int, args: argparse.Namespace) -> dict[str, object]
         "sync_p99_ms": step.p("sync", 99),
         "report_p99_ms": step.p("report", 99),
         "mm_callbacks": len(txns),
+        "errors": {**step.errors, "mm": len(txns) - acked},
         "seconds": round(elapsed, 1),
         # CPU per sync exchange (reports and callbacks included) on each side; in-process the
         # two are one figure (server_cpu_ms_per_exchange holds the sum, client's is null)
@@ -173,7 +202,7 @@ async def run_step(handsets: int, args: argparse.Namespace) -> dict[str, object]
         "server_process": "in-process" if args.in_process else "apart",
     }
     doc["held"] = (
-        doc["error_rate"] < 0.01  # type: ignore[operator]
+        errors == 0
         and step.p("sync", 99) < args.p99_budget * 1000
         and achieved >= 0.9 * offered * min(1.0, elapsed / args.seconds)
     )
@@ -202,7 +231,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--interval", type=float, default=2.0, help="seconds between a handset's syncs")
     p.add_argument("--report-hz", type=float, default=10.0)
     p.add_argument("--mm-share", type=float, default=0.1, help="chance a sync brings a payment")
-    p.add_argument("--p99-budget", type=float, default=2.0, help="sync p99 budget, seconds")
+    p.add_argument(
+        "--p99-budget", type=float, default=0.1, help="sync p99 budget, seconds (issue 18: 100 ms)"
+    )
     p.add_argument("--connections", type=int, default=200)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument(

@@ -79,7 +79,8 @@ HANDSET = web.RequestKey("handset", int)
 KEYS = web.AppKey("keys", dict[int, bytes])
 """Handset public keys read so far (they never change)."""
 SYNC_KEYS = web.AppKey("sync_keys", dict[int, bytes])
-"""v2 sync keys read or registered so far (only `/v2/key` changes one, in this process)."""
+"""v2 sync keys: all of them, read at start, and those registered since (only `/v2/key`
+changes one, in this process)."""
 CODE_GUESSES = web.AppKey("code_guesses", Throttle)
 TOKEN_GUESSES = web.AppKey("token_guesses", Throttle)
 
@@ -178,19 +179,24 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         seconds = time.perf_counter() - began
         route, method = route_of(request)
         metrics.observe_request(route, method, status, seconds)
-        fields: dict[str, object] = {
-            "method": method,
-            "route": route,
-            "status": status,
-            "duration_s": round(seconds, 6),
-            "bytes_in": request.content_length or 0,
-        }
-        handset = request.headers.get(auth.HANDSET_HEADER, "")
-        if handset.isdigit() and len(handset) <= 10:
-            fields["handset"] = int(handset)
-        elif HANDSET in request:  # v2: named inside the body's envelope
-            fields["handset"] = request[HANDSET]
-        log.info("request", extra={"fields": fields})
+        if log.isEnabledFor(logging.INFO):  # nobody reads the line: do not build it
+            access_line(request, method, route, status, seconds)
+
+
+def access_line(request: web.Request, method: str, route: str, status: int, seconds: float) -> None:
+    fields: dict[str, object] = {
+        "method": method,
+        "route": route,
+        "status": status,
+        "duration_s": round(seconds, 6),
+        "bytes_in": request.content_length or 0,
+    }
+    handset = request.headers.get(auth.HANDSET_HEADER, "")
+    if handset.isdigit() and len(handset) <= 10:
+        fields["handset"] = int(handset)
+    elif HANDSET in request:  # v2: named inside the body's envelope
+        fields["handset"] = request[HANDSET]
+    log.info("request", extra={"fields": fields})
 
 
 @web.middleware
@@ -305,7 +311,7 @@ async def exchange(request: web.Request, claim: auth.Claim, body: bytes) -> byte
         return store.exchange(claim, frame.ops, frame.cursor, now_ms(request.app), bad=frame.bad)
 
     runner = request.app[RUNNER]  # shares one commit with the exchanges waiting beside it
-    reply = await settled(runner.submit_grouped(partial(apply, request.app[STORE])))
+    reply = await runner.answer_grouped(partial(apply, request.app[STORE]))
     metrics = request.app[METRICS]
     metrics.sync_ops.observe(len(frame.ops))
     metrics.sync_bytes.observe(len(body))
@@ -454,8 +460,7 @@ async def mm_callback(request: web.Request) -> web.Response:
         return store.mobile_money(callback, now_ms(app), sender is not None)
 
     # activation latency: ahead of queued sync exchanges, sharing the next group's commit
-    future = app[RUNNER].submit_grouped(partial(apply, app[STORE]), URGENT)
-    answer = await settled(future)
+    answer = await app[RUNNER].answer_grouped(partial(apply, app[STORE]), URGENT)
     if sender is not None and answer.keycode and not answer.duplicate:
         sender.wake()
     status, doc = answer_body(callback.txn, answer)
@@ -629,6 +634,7 @@ def create_app(
         )
         app[STORE] = await asyncio.get_running_loop().run_in_executor(runner, opening)
         runner.grouping = app[STORE].group
+        app[SYNC_KEYS].update(await run(app, Store.sync_keys))
         if config.sms is not None:
             sender = SmsSender(config.sms, partial(run, app), partial(now_ms, app), config.resend)
             sender.start()

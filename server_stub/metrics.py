@@ -100,12 +100,25 @@ class Metrics:
         )
         self.store_totals = StoreTotals()
         r.register(self.store_totals)
+        self._children: dict[tuple[str, str, int], tuple[Counter, Histogram, Counter | None]] = {}
+        """Each request's metric children by (route, method, status): a bounded set."""
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
-        self.requests.labels(route, method, str(status)).inc()
-        self.duration.labels(route, method).observe(seconds)
-        if status >= 400:
-            self.errors.labels(route, method, "server" if status >= 500 else "client").inc()
+        key = (route, method, status)
+        children = self._children.get(key)
+        if children is None:  # labels() validates and locks: once per distinct label set
+            children = self._children[key] = (
+                self.requests.labels(route, method, str(status)),
+                self.duration.labels(route, method),
+                None
+                if status < 400
+                else self.errors.labels(route, method, "server" if status >= 500 else "client"),
+            )
+        count, duration, error = children
+        count.inc()
+        duration.observe(seconds)
+        if error is not None:
+            error.inc()
 
     def render(self, totals: Mapping[str, int]) -> bytes:
         self.store_totals.totals = totals

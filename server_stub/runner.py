@@ -12,16 +12,24 @@ every one of them is answered only after that commit: nothing is acknowledged be
 durable. A job that fails rolls back alone; a failed commit fails the whole group. Urgent jobs
 can be grouped too (mobile-money callbacks): a group starts with them, so they keep their lead
 without paying a commit (an fsync, tens of milliseconds on a busy disk) each.
+
+`answer_grouped` answers on the caller's event loop instead of through a thread-safe future:
+after the commit, a group's answers reach each waiting loop in one wake-up (one
+`call_soon_threadsafe`), not one per request (a future's callback, a wake-up and a copy of its
+state each, on both threads).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import heapq
 import itertools
 import threading
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
 
 P = ParamSpec("P")
@@ -32,7 +40,18 @@ NORMAL = 1
 GROUPED = 2  # sync exchanges: after other normal work (reports wait on them less), in groups
 MAX_GROUP = 256
 
-Job = tuple[int, int, "Future[Any]", Callable[[], Any], bool]  # ..., groupable
+
+@dataclass(frozen=True)
+class _OnLoop:
+    """Where a job's answer goes when its caller waits on an event loop."""
+
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[Any]
+
+
+Reply = Future[Any] | _OnLoop
+Job = tuple[int, int, Reply, Callable[[], Any], bool]  # ..., groupable
+Outcome = tuple[Reply, bool, Any]  # where to, ok, result or exception
 
 
 class StoreThread(Executor):
@@ -58,20 +77,30 @@ class StoreThread(Executor):
         self, priority: int, job: Callable[[], T], *, groupable: bool = False
     ) -> Future[T]:
         future: Future[T] = Future()
-        with self._ready:
-            if self._closed:
-                raise RuntimeError("the store thread is shut down")
-            if self._thread is None:  # inline: a job alone is its own transaction
-                if future.set_running_or_notify_cancel():
-                    _settle(future, job)
-                return future
-            heapq.heappush(self._jobs, (priority, next(self._order), future, job, groupable))
-            self._ready.notify()
+        self._queue(priority, future, job, groupable)
         return future
 
     def submit_grouped(self, job: Callable[[], T], priority: int = GROUPED) -> Future[T]:
         """Like `submit_at`, allowed to share one commit with other grouped jobs."""
         return self.submit_at(priority, job, groupable=True)
+
+    def answer_grouped(self, job: Callable[[], T], priority: int = GROUPED) -> asyncio.Future[T]:
+        """Like `submit_grouped`, answered on the running event loop (call it from there)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._queue(priority, _OnLoop(loop, future), job, True)
+        return future
+
+    def _queue(self, priority: int, reply: Reply, job: Callable[[], Any], groupable: bool) -> None:
+        with self._ready:
+            if self._closed:
+                raise RuntimeError("the store thread is shut down")
+            if self._thread is None:  # inline: a job alone is its own transaction
+                if _start(reply):
+                    _deliver([_outcome(reply, job)], inline=True)
+                return
+            heapq.heappush(self._jobs, (priority, next(self._order), reply, job, groupable))
+            self._ready.notify()
 
     def _take(self) -> list[Job] | None:
         """The next job, and when it is groupable every groupable job queued right behind it
@@ -89,45 +118,81 @@ class StoreThread(Executor):
 
     def _work(self) -> None:
         while (taken := self._take()) is not None:
-            running = [(f, job) for _, _, f, job, _ in taken if f.set_running_or_notify_cancel()]
+            running = [(reply, job) for _, _, reply, job, _ in taken if _start(reply)]
             if len(taken) == 1 or self.grouping is None:
-                for future, job in running:
-                    _settle(future, job)
+                for reply, job in running:
+                    _deliver([_outcome(reply, job)])
                 continue
-            outcomes: list[tuple[Future[Any], bool, Any]] = []
+            outcomes: list[Outcome] = []
             try:
                 with self.grouping():
-                    for future, job in running:
-                        try:
-                            outcomes.append((future, True, job()))
-                        except Exception as exc:  # this job's savepoint is rolled back
-                            outcomes.append((future, False, exc))
+                    # each job's failure is its own (its savepoint is rolled back)
+                    outcomes = [_outcome(reply, job, catch=Exception) for reply, job in running]
             except BaseException as exc:  # the commit failed: nobody's work is durable
-                for future, _ in running:
-                    future.set_exception(exc)
+                _deliver([(reply, False, exc) for reply, _ in running])
                 continue
-            for future, ok, value in outcomes:  # answered only now, after the commit
-                if ok:
-                    future.set_result(value)
-                else:
-                    future.set_exception(value)
+            _deliver(outcomes)  # answered only now, after the commit
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Stop taking work; what is queued still runs (nothing accepted is dropped)."""
         with self._ready:
             self._closed = True
-            if cancel_futures:
-                for _, _, future, _, _ in self._jobs:
-                    future.cancel()
+            if cancel_futures:  # nothing queued runs: every waiter is told it was cancelled
+                for _, _, reply, _, _ in self._jobs:
+                    if isinstance(reply, Future):
+                        reply.cancel()
+                    else:
+                        with contextlib.suppress(RuntimeError):  # its loop is closed
+                            reply.loop.call_soon_threadsafe(reply.future.cancel)
+                self._jobs.clear()
             self._ready.notify_all()
         if wait and self._thread is not None:
             self._thread.join()
 
 
-def _settle(future: Future[Any], job: Callable[[], Any]) -> None:
+def _start(reply: Reply) -> bool:
+    """Whether the job is still wanted (not cancelled while it waited)."""
+    if isinstance(reply, _OnLoop):
+        return not reply.future.cancelled()
+    return reply.set_running_or_notify_cancel()
+
+
+def _outcome(
+    reply: Reply, job: Callable[[], Any], catch: type[BaseException] = BaseException
+) -> Outcome:
     try:
-        result = job()
-    except BaseException as exc:  # handed to the awaiting request, as a pool would
-        future.set_exception(exc)
-    else:
-        future.set_result(result)
+        return reply, True, job()
+    except catch as exc:  # handed to the awaiting request, as a pool would
+        return reply, False, exc
+
+
+def _deliver(outcomes: list[Outcome], *, inline: bool = False) -> None:
+    """Answer each job: a thread-safe future at once, a loop's futures in one wake-up per loop
+    (`inline`: on that loop's own thread, at once)."""
+    on_loops: dict[asyncio.AbstractEventLoop, list[Outcome]] = {}
+    for outcome in outcomes:
+        reply = outcome[0]
+        if isinstance(reply, _OnLoop):
+            on_loops.setdefault(reply.loop, []).append(outcome)
+        elif outcome[1]:
+            reply.set_result(outcome[2])
+        else:
+            reply.set_exception(outcome[2])
+    for loop, answers in on_loops.items():
+        if inline:
+            _resolve(answers)
+            continue
+        with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits any more
+            loop.call_soon_threadsafe(_resolve, answers)
+
+
+def _resolve(answers: list[Outcome]) -> None:
+    """On the loop's thread: set each answer whose request still waits."""
+    for reply, ok, value in answers:
+        assert isinstance(reply, _OnLoop)
+        if reply.future.cancelled():
+            continue
+        if ok:
+            reply.future.set_result(value)
+        else:
+            reply.future.set_exception(value)

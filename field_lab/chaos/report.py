@@ -30,7 +30,7 @@ SIZES: dict[str, dict[str, Any]] = {
         "outage_s": 1.0,
         "fuzz": PLANS["suite"],
         "guesses": 4000,
-        "load": ["--steps", "100,200,300", "--seconds", "4"],
+        "load": ["--steps", "100,200,300", "--seconds", "4", "--p99-budget", "2"],
     },
     "chaos": {
         "crash": CrashPlan(cut=8000, server_kills=1000, handset_kills=1000),  # = make chaos
@@ -39,7 +39,7 @@ SIZES: dict[str, dict[str, Any]] = {
         "outage_s": 8.0,
         "fuzz": PLANS["chaos"],
         "guesses": 20000,
-        "load": [],
+        "load": ["--p99-budget", "2"],  # this report's bar (issue 18's is 0.1 s)
     },
 }
 LOAD = Path(__file__).resolve().parents[2] / "benchmarks" / "server_load.py"
@@ -241,9 +241,9 @@ def render(f: dict[str, Any]) -> str:
     ]
     lines += [
         "",
-        "`benchmarks/server_load.py`: one in-process platform on 127.0.0.1, an open-loop fleet"
-        " (each handset syncs every 2 s; 10 % of syncs bring a mobile-money payment with 10 %"
-        " duplicate callbacks; reports at 10 Hz). Held: < 1 % errors, sync p99 < 2 s, keeps up.",
+        "`benchmarks/server_load.py`: the platform in its own process on 127.0.0.1, an open-loop"
+        " fleet (each handset syncs every 2 s; 10 % of syncs bring a mobile-money payment with 10 %"
+        " duplicate callbacks; reports at 10 Hz). Held: no errors, sync p99 < 2 s, keeps up.",
         "",
         "## Raw figures",
         "",

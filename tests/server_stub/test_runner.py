@@ -4,6 +4,7 @@ commit and are answered only after it."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import threading
 from collections.abc import Callable, Iterator
@@ -155,3 +156,21 @@ def test_a_failed_commit_fails_every_job_of_the_group() -> None:
         with pytest.raises(OSError, match="disk full"):
             f.result(0)
     assert (normal.result(0), urgent.result(0)) == (6, 2)  # not in that group
+
+
+async def test_shutdown_cancelling_futures_runs_nothing_queued_and_tells_each_waiter() -> None:
+    thread = StoreThread()
+    gate = threading.Event()
+    ran: list[str] = []
+    try:
+        hold(thread, gate)
+        on_loop = thread.answer_grouped(lambda: ran.append("loop"))
+        threadsafe = thread.submit_grouped(lambda: ran.append("pool"))
+        thread.shutdown(wait=False, cancel_futures=True)
+    finally:
+        gate.set()
+    thread.shutdown()
+    await asyncio.sleep(0)  # the loop's cancellation arrives by call_soon_threadsafe
+    assert ran == []
+    assert on_loop.cancelled()
+    assert threadsafe.cancelled()
