@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import math
 import ssl
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -282,15 +283,14 @@ class Http1Transport:
         self.keep_alive_s = keep_alive_s
         self._conn: _Connection | None = None
         self._idle: asyncio.TimerHandle | None = None
+        self._idle_until = math.inf
 
     async def post(self, path: str, body: bytes, headers: dict[str, str]) -> Reply:
         request = encode_request("POST", self._host, self._prefix + path, headers, body)
         loop = asyncio.get_running_loop()
         t = self._timeouts
         start = loop.time()
-        if self._idle is not None:
-            self._idle.cancel()
-            self._idle = None
+        self._idle_until = math.inf  # busy: the idle timer, if armed, leaves it open
         conn = self._conn
         cold = conn is None or conn.closed
         first = min(t.connect_s if cold else t.read_s, t.total_s)
@@ -314,8 +314,24 @@ class Http1Transport:
         if not response.keep_alive or conn.parser.pending or conn.closed:
             conn.shut()
         else:
-            self._idle = loop.call_at(loop.time() + self.keep_alive_s, conn.shut)
+            self._idle_until = loop.time() + self.keep_alive_s
+            if self._idle is None:
+                self._idle = loop.call_at(self._idle_until, self._reap)
         return raise_for_transient(Reply(response.status, response.body))
+
+    def _reap(self) -> None:
+        """The idle timer: close the connection if it stayed idle, else look again later.
+
+        One timer per keep-alive period, not one armed and cancelled per exchange."""
+        self._idle = None
+        conn = self._conn
+        if conn is None or conn.closed:
+            return
+        loop = asyncio.get_running_loop()
+        if loop.time() >= self._idle_until:
+            conn.shut()
+        elif not math.isinf(self._idle_until):  # (inf: an exchange under way re-arms it)
+            self._idle = loop.call_at(self._idle_until, self._reap)
 
     async def _open(self) -> _Connection:
         _, protocol = await self._opener(_Connection, self._hostname, self._port, self._tls)
