@@ -138,6 +138,8 @@ class LinkScheduler:
         self._timer_at: float | None = None
         self._closed = False
         self.polls = 0
+        self.wakeups = 0
+        """Times the timer fired (each serves every port due by then)."""
 
     def now(self) -> float:
         return self._loop.time()
@@ -177,6 +179,7 @@ class LinkScheduler:
         self._timer_at = at
 
     def _fire(self) -> None:
+        self.wakeups += 1
         self._timer = None
         self._timer_at = None
         now = self.now()
