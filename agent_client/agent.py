@@ -426,8 +426,7 @@ class Agent:
                 report.rejected += result.rejected
                 report.keycodes += [e for _, e in result.entries if isinstance(e, Keycode)]
                 fetch = result.more
-            counts = await self.store.counts()
-            report.pending = counts[OpState.PENDING] + counts[OpState.IN_FLIGHT]
+            report.pending = await self.store.unsettled()
             return report
 
     # -- background ----------------------------------------------------------------------------
