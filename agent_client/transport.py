@@ -18,10 +18,13 @@ is the server saying "not now" and becomes `TransientError`, as does every link 
 from __future__ import annotations
 
 import asyncio
+import heapq
 import inspect
+import itertools
 import json
 import math
 import ssl
+import weakref
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -247,6 +250,60 @@ class _Connection(asyncio.Protocol):
             self.transport.abort()
 
 
+class _Reaper:
+    """One timer for the idle connections of every `Http1Transport` on a loop.
+
+    A transport hands itself over when an exchange leaves its connection idle, with the time
+    it may close it; the reaper keeps a heap of (when, transport) and one timer for the
+    earliest, and asks each due transport (`_reap`), which closes its connection or names a
+    later time (it was used meanwhile). A process with thousands of handsets has one timer for
+    their idle connections, not one each armed and cancelled per exchange. Transports are held
+    weakly: one dropped without `close` is not kept alive.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._heap: list[tuple[float, int, weakref.ref[Http1Transport]]] = []
+        self._seq = itertools.count()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = math.inf
+
+    def watch(self, transport: Http1Transport, at: float) -> None:
+        heapq.heappush(self._heap, (at, next(self._seq), weakref.ref(transport)))
+        if at < self._timer_at:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = self._loop.call_at(at, self._fire)
+            self._timer_at = at
+
+    def _fire(self) -> None:
+        self._timer, self._timer_at = None, math.inf
+        now = self._loop.time()
+        heap = self._heap
+        due = []
+        while heap and heap[0][0] <= now:
+            due.append(heapq.heappop(heap)[2])
+        for ref in due:
+            transport = ref()
+            if transport is not None and (later := transport._reap(now)) is not None:
+                heapq.heappush(heap, (later, next(self._seq), ref))
+        if heap:
+            self._timer_at = heap[0][0]
+            self._timer = self._loop.call_at(self._timer_at, self._fire)
+
+
+_reapers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Reaper] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _reaper(loop: asyncio.AbstractEventLoop) -> _Reaper:
+    reaper = _reapers.get(loop)
+    if reaper is None:
+        reaper = _reapers[loop] = _Reaper(loop)
+    return reaper
+
+
 class Http1Transport:
     """Our HTTP/1.1 codec on one kept-alive asyncio connection, with 2G-sized timeouts.
 
@@ -282,7 +339,7 @@ class Http1Transport:
         self._opener = opener or _direct
         self.keep_alive_s = keep_alive_s
         self._conn: _Connection | None = None
-        self._idle: asyncio.TimerHandle | None = None
+        self._watched = False  # on the loop's reaper (see `_Reaper`)
         self._idle_until = math.inf
 
     async def post(self, path: str, body: bytes, headers: dict[str, str]) -> Reply:
@@ -290,7 +347,7 @@ class Http1Transport:
         loop = asyncio.get_running_loop()
         t = self._timeouts
         start = loop.time()
-        self._idle_until = math.inf  # busy: the idle timer, if armed, leaves it open
+        self._idle_until = math.inf  # busy: the reaper, if it looks now, leaves it open
         conn = self._conn
         cold = conn is None or conn.closed
         first = min(t.connect_s if cold else t.read_s, t.total_s)
@@ -315,23 +372,23 @@ class Http1Transport:
             conn.shut()
         else:
             self._idle_until = loop.time() + self.keep_alive_s
-            if self._idle is None:
-                self._idle = loop.call_at(self._idle_until, self._reap)
+            if not self._watched:
+                self._watched = True
+                _reaper(loop).watch(self, self._idle_until)
         return raise_for_transient(Reply(response.status, response.body))
 
-    def _reap(self) -> None:
-        """The idle timer: close the connection if it stayed idle, else look again later.
-
-        One timer per keep-alive period, not one armed and cancelled per exchange."""
-        self._idle = None
+    def _reap(self, now: float) -> float | None:
+        """The reaper's call: close the connection if it stayed idle; else when to look again
+        (None: not at all; an exchange under way hands it over again when it ends)."""
+        self._watched = False
         conn = self._conn
-        if conn is None or conn.closed:
-            return
-        loop = asyncio.get_running_loop()
-        if loop.time() >= self._idle_until:
+        if conn is None or conn.closed or math.isinf(self._idle_until):
+            return None
+        if now >= self._idle_until:
             conn.shut()
-        elif not math.isinf(self._idle_until):  # (inf: an exchange under way re-arms it)
-            self._idle = loop.call_at(self._idle_until, self._reap)
+            return None
+        self._watched = True
+        return self._idle_until
 
     async def _open(self) -> _Connection:
         _, protocol = await self._opener(_Connection, self._hostname, self._port, self._tls)
@@ -339,9 +396,7 @@ class Http1Transport:
         return protocol
 
     async def close(self) -> None:
-        if self._idle is not None:
-            self._idle.cancel()
-            self._idle = None
+        self._idle_until = math.inf
         if self._conn is not None:
             self._conn.shut()
             self._conn = None

@@ -296,3 +296,24 @@ async def test_http1_a_bad_header_is_the_callers_error_not_a_link_failure(platfo
     with pytest.raises(ValueError, match="line break"):
         await transport.post("/echo", b"", {"X-A": "1\r\nX-B: 2"})
     await transport.close()
+
+
+async def test_http1_idle_connections_close_on_one_timer_and_use_keeps_them(
+    platform: str,
+) -> None:
+    """Twenty handsets' idle connections close after keep-alive; one used again meanwhile
+    stays open until it has been idle that long (the reaper looks again, later)."""
+    idle = [Http1Transport(platform, keep_alive_s=0.1) for _ in range(20)]
+    busy = Http1Transport(platform, keep_alive_s=0.3)
+    for transport in [*idle, busy]:
+        await transport.post("/echo", b"", {})
+    await asyncio.sleep(0.2)
+    await busy.post("/echo", b"", {})  # used at 0.2 s: kept until about 0.5 s
+    await asyncio.sleep(0.2)
+    assert all(t._conn is not None and t._conn.closed for t in idle)
+    assert busy._conn is not None
+    assert not busy._conn.closed
+    await asyncio.sleep(0.4)
+    assert busy._conn.closed
+    for transport in [*idle, busy]:
+        await transport.close()
