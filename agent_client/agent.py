@@ -31,7 +31,7 @@ from .protocol.keycodes import KeycodeFormat, keycode_text
 from .protocol.ops import Kind
 from .protocol.sync import Result, SyncConfig, SyncCore
 from .store import HandsetStore, OpState
-from .transport import HttpTransport, Transport
+from .transport import Http1Transport, Transport
 
 Clock = Callable[[], float]
 """Seconds since the epoch (or any origin the server's clock agrees with, give or take)."""
@@ -146,10 +146,10 @@ class Agent:
         default our compact protocol) and store the identity.
 
         The returned Agent keeps using `transport` (and its warm connection); without one it
-        makes an `HttpTransport` to `server_url`."""
+        makes an `Http1Transport` to `server_url`."""
         store = await HandsetStore.open(db_path, storage)
         own = transport is None
-        transport = transport or HttpTransport(server_url, ssl_context=ssl_context)
+        transport = transport or Http1Transport(server_url, ssl_context=ssl_context)
         adapter = adapter or CompactAdapter()
         try:
             if await store.get("handset") is not None:
@@ -200,7 +200,7 @@ class Agent:
         adapter: PlatformAdapter | None = None,
         storage: Storage | None = None,
     ) -> Agent:
-        """The provisioned handset at `db_path`, over `transport` (default: an `HttpTransport`
+        """The provisioned handset at `db_path`, over `transport` (default: an `Http1Transport`
         to `server_url`, or to the server it was provisioned with), speaking through `adapter`
         (default our compact protocol; it must be the one it was provisioned with); `storage`:
         how its file is kept and which thread serves it (`agent_client.database`)."""
@@ -211,7 +211,7 @@ class Agent:
         url = server_url or str(await store.get("server_url"))
         return await cls._of(
             store,
-            transport or HttpTransport(url, ssl_context=ssl_context),
+            transport or Http1Transport(url, ssl_context=ssl_context),
             config=config,
             clock=clock,
             sleep=sleep,
@@ -426,8 +426,7 @@ class Agent:
                 report.rejected += result.rejected
                 report.keycodes += [e for _, e in result.entries if isinstance(e, Keycode)]
                 fetch = result.more
-            counts = await self.store.counts()
-            report.pending = counts[OpState.PENDING] + counts[OpState.IN_FLIGHT]
+            report.pending = await self.store.unsettled()
             return report
 
     # -- background ----------------------------------------------------------------------------

@@ -5,6 +5,8 @@
     ├── OperationFrozen     the caller tried to change an operation whose send has started
     ├── InvalidOperation    the caller's values do not make a valid operation
     ├── TransientError      the link or the server failed; retrying later is safe and expected
+    ├── HttpProtocolError   a response is not HTTP/1.1 the handset can read (the transport
+    │                       turns it into TransientError: the server's or the link's fault)
     └── ServerRefused       the server answered 4xx: this request will not succeed as it is
 
 Wire-level problems (`agent_client.protocol.errors.ProtocolError`) are wrapped in
@@ -32,6 +34,10 @@ class InvalidOperation(AgentError):
 
 
 class TransientError(AgentError):
+    pass
+
+
+class HttpProtocolError(AgentError):
     pass
 
 

@@ -283,6 +283,12 @@ class HandsetStore:
             for seq, content, state, reason, attempts in rows
         ]
 
+    async def unsettled(self) -> int:
+        """Operations still to be acknowledged or refused (pending or in flight): what a sync
+        reports as left over, read from the state index (no count per state)."""
+        row = await self._one("SELECT count(*) FROM outbox WHERE state IN ('pending', 'in_flight')")
+        return int(row[0])
+
     async def counts(self) -> dict[OpState, int]:
         rows = await self._all("SELECT state, count(*) FROM outbox GROUP BY state")
         counts = dict.fromkeys(OpState, 0)

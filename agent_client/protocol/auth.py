@@ -54,6 +54,7 @@ class HandsetKey:
 
     def __init__(self, private: Ed25519PrivateKey) -> None:
         self._private = private
+        self._seed: bytes | None = None
 
     @classmethod
     def generate(cls) -> HandsetKey:
@@ -65,7 +66,10 @@ class HandsetKey:
 
     @property
     def seed(self) -> bytes:
-        return self._private.private_bytes_raw()
+        """The 32-byte private seed (read once from the key: every v2 exchange needs it)."""
+        if self._seed is None:
+            self._seed = self._private.private_bytes_raw()
+        return self._seed
 
     @property
     def public(self) -> bytes:

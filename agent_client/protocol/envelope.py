@@ -13,6 +13,7 @@ Pure functions; the platform parses the envelope before it inflates or decodes t
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 
@@ -31,8 +32,10 @@ KEY_PATH = "/v2/key"
 _DOMAIN = b"payg-sync-v2"
 
 
+@functools.lru_cache(maxsize=16384)
 def sync_key(seed: bytes) -> bytes:
-    """The handset's sync key, derived from its Ed25519 seed (the platform learns it once)."""
+    """The handset's sync key, derived from its Ed25519 seed (the platform learns it once);
+    remembered for the last 16,384 seeds, as every exchange of a handset derives it again."""
     return hmac.new(seed, _DOMAIN + b" key", hashlib.sha256).digest()
 
 

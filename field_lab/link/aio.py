@@ -1,4 +1,8 @@
-"""Put one handset's emulated link under an aiohttp ClientSession, in process.
+"""Put one handset's emulated link under its HTTP client, in process.
+
+`LinkOpener` opens a connection over the link for `agent_client.transport.Http1Transport` (its
+`opener` seam, what the lab's handsets use); `LinkConnector` does the same for an aiohttp
+ClientSession.
 
 `LinkConnector` is an aiohttp `TCPConnector` whose connections are real loopback TCP
 connections with the link model spliced in between the socket and aiohttp's protocol: aiohttp
@@ -17,6 +21,7 @@ TLS is not carried through the model byte-for-byte (the connector sees plaintext
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -24,7 +29,7 @@ import aiohttp
 from aiohttp.client_proto import ResponseHandler
 
 from field_lab.link.core import DOWN, UP, Arrived, Connection, EofArrived, Established, Event, Reset
-from field_lab.link.errors import LinkReset
+from field_lab.link.errors import LinkReset, UsageError
 from field_lab.link.scheduler import LinkPort, Valve
 
 
@@ -194,6 +199,41 @@ class _HandsetTransport(asyncio.Transport):
 
     def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
         """Limits are the link's (see scheduler.HIGH_WATER); accepted for API compatibility."""
+
+
+class LinkOpener:
+    """Opens connections over one handset's link (an `agent_client.transport.Opener`)."""
+
+    __slots__ = ("port",)
+
+    def __init__(self, port: LinkPort) -> None:
+        self.port = port
+
+    async def __call__(
+        self,
+        factory: Callable[[], asyncio.Protocol],
+        host: str,
+        port: int,
+        tls: ssl.SSLContext | None,
+    ) -> tuple[asyncio.Transport, asyncio.Protocol]:
+        """The SYN / SYN-ACK over the link, then the real loopback connection under it.
+
+        A reset during the handshake raises `LinkReset` (a ConnectionResetError)."""
+        if tls is not None:
+            raise UsageError(
+                "TLS is not carried through the link model; put a LinkProxy in front instead"
+            )
+        channel = _Channel(self.port)
+        await channel.handshake()
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.create_connection(lambda: channel.wrap(factory()), host, port)
+        except BaseException:  # the platform refused: the link's connection goes too
+            if channel.conn is not None and channel.conn.alive:
+                self.port.abort(channel.conn)
+            raise
+        assert channel.inner is not None
+        return channel.transport, channel.inner
 
 
 class LinkConnector(aiohttp.TCPConnector):

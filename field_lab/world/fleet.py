@@ -34,6 +34,9 @@ from field_lab.world.handset import (
 )
 
 SETUP_CONCURRENCY = 64
+LINK_QUANTUM_S = 0.002
+"""The fleet's link timer wakes on this grid: one turn of the loop for every handset whose link
+has an event within it (see `LinkScheduler`)."""
 DRAIN_ROUNDS = 8
 BACKOFF_WAIT_S = 10.0
 """A draining handset waits out its backoff this long (after a failed exchange), no more."""
@@ -43,7 +46,7 @@ class Fleet:
     def __init__(self, workdir: Path, adapter: PlatformAdapter) -> None:
         self.workdir = workdir
         self.adapter = adapter
-        self.scheduler = LinkScheduler()
+        self.scheduler = LinkScheduler(quantum_s=LINK_QUANTUM_S)
         self.handsets: list[Handset] = []
         self.by_index: dict[int, Handset] = {}
         self._gate = asyncio.Semaphore(SETUP_CONCURRENCY)

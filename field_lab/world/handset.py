@@ -27,10 +27,10 @@ from agent_client.errors import ServerRefused
 from agent_client.protocol.frames import Keycode
 from agent_client.protocol.ops import Operation
 from agent_client.protocol.sync import Result
-from agent_client.transport import HttpTransport, Reply
+from agent_client.transport import Http1Transport, HttpTransport, Reply
 from field_lab.lab.stats import NO_COVERAGE
 from field_lab.link import DOWN, UP, Profile, floor_seconds
-from field_lab.link.aio import LinkConnector
+from field_lab.link.aio import LinkOpener
 from field_lab.link.scheduler import LinkPort
 from field_lab.world.fixture import AgentSpec
 
@@ -78,17 +78,15 @@ class Metered:
         return await self.inner.exchange(link, ops, cursor)
 
 
-class MeasuredTransport(HttpTransport):
-    """The agent's transport over a link port, recording each exchange."""
+class MeasuredTransport(Http1Transport):
+    """The agent's transport (agent_client's HTTP/1.1 client) over a link port, recording each
+    exchange."""
 
     def __init__(
         self, base_url: str, port: LinkPort, profile: Profile, keep_s: float = IDLE_CLOSE_S
     ) -> None:
         """`keep_s`: how long an idle connection is kept open."""
-        super().__init__(
-            base_url,
-            connector=lambda: LinkConnector(port, limit=1, keepalive_timeout=keep_s),
-        )
+        super().__init__(base_url, opener=LinkOpener(port), keep_alive_s=keep_s)
         self.port = port
         self.profile = profile
         self.exchanges: list[Exchange] = []

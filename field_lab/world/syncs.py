@@ -5,7 +5,9 @@ when something is recorded on it, but never before its agent's backoff ends. The
 keeps one heap of (when, handset) and one loop timer armed for the earliest; a due handset
 gets a task only while it syncs. At most `max_active` handsets sync at once (each holds a
 socket while it does): the rest wait their turn in order, so the descriptors a run needs are
-known before it starts. First polls are spread over one interval, as phones' are.
+known before it starts. First polls are spread over one interval, as phones' are. The timer
+wakes on a grid of `QUANTUM_S` (rounded up): the handsets due within one step start together,
+one turn of the loop for them all, each at most one step late.
 """
 
 from __future__ import annotations
@@ -13,12 +15,15 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import math
 import time
 from collections import deque
 from collections.abc import Iterable
 
 from field_lab.world.handset import Handset
 
+QUANTUM_S = 0.005
+"""The timer's grid: a 10,000-handset fleet's polls are due every 1.5 ms on average."""
 GOLDEN = 0.6180339887498949
 """Spreads first polls evenly over the interval whatever the fleet's size."""
 
@@ -82,6 +87,9 @@ class SyncScheduler:
             self._arm(when)
 
     def _arm(self, when: float) -> None:
+        when = math.ceil(when / QUANTUM_S) * QUANTUM_S
+        if self._timer_at is not None and when >= self._timer_at:
+            return  # the armed wake-up serves it
         if self._timer is not None:
             self._timer.cancel()
         self._timer = self._loop.call_at(when, self._fire)

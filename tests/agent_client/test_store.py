@@ -188,6 +188,12 @@ async def test_result_settles_ops_and_stores_entries_once(tmp_path: Path) -> Non
     assert (rows[b.seq].state, rows[b.seq].reason) == (OpState.REJECTED, "not_in_stock")
     assert rows[c.seq].state is OpState.PENDING
     assert await store.sendable(10) == [c]
+    counts = await store.counts()
+    assert await store.unsettled() == counts[OpState.PENDING] + counts[OpState.IN_FLIGHT] == 1
+    await store.mark_in_flight([c.seq])
+    assert await store.unsettled() == 1  # in flight is still unsettled
+    await store.apply(result(acked=(c.seq,), cursor=4), 12)
+    assert await store.unsettled() == 0
     await store.apply(
         result(entries=((5, Stock(9, KeycodeFormat.OPENPAYGO, False)),), cursor=5), 12
     )

@@ -1,7 +1,10 @@
-"""The transport seam: MockTransport's contract, and the one 5xx/429 rule both transports share."""
+"""The transport seam: MockTransport's contract, the one 5xx/429 rule every transport shares,
+and Http1Transport against real servers (keep-alive, framings, failures, timeouts)."""
 
 from __future__ import annotations
 
+import asyncio
+import socket
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -11,10 +14,12 @@ from aiohttp.test_utils import TestServer
 
 from agent_client.errors import TransientError
 from agent_client.transport import (
+    Http1Transport,
     HttpTransport,
     MockTransport,
     Reply,
     Request,
+    Timeouts,
     Transport,
     client_session,
     raise_for_transient,
@@ -47,7 +52,11 @@ async def test_both_transports_apply_the_same_status_rule(status: int, echo_stat
     def handler(request: Request) -> Reply:
         return Reply(int(request.path.rsplit("/", 1)[1]), b"x")
 
-    transports: list[Transport] = [HttpTransport(echo_status), MockTransport(handler)]
+    transports: list[Transport] = [
+        HttpTransport(echo_status),
+        Http1Transport(echo_status),
+        MockTransport(handler),
+    ]
     for transport in transports:
         if transient(status):
             with pytest.raises(TransientError, match=f"server answered {status}"):
@@ -159,3 +168,182 @@ async def test_a_closed_mock_still_answers_like_a_reopened_connection() -> None:
     transport = MockTransport(lambda r: Reply(200, b"ok"))
     await transport.close()
     assert (await transport.post("/", b"", {})).body == b"ok"
+
+
+@pytest.fixture
+async def platform() -> AsyncIterator[str]:
+    """A real server: /echo answers with what it got, /who with its connection and the request's
+    header names, /chunked in pieces, /slow late, /close with Connection: close."""
+
+    async def echo(request: web.Request) -> web.Response:
+        return web.Response(body=await request.read())
+
+    async def who(request: web.Request) -> web.Response:
+        names = ",".join(sorted(k.lower() for k in request.headers))
+        return web.Response(body=f"{id(request.transport)}|{names}".encode())
+
+    async def chunked(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        for i in range(5):
+            await response.write(bytes([65 + i]) * (i * 300 + 1))
+        await response.write_eof()
+        return response
+
+    async def slow(request: web.Request) -> web.Response:
+        await asyncio.sleep(5)
+        return web.Response(body=b"late")
+
+    async def close(request: web.Request) -> web.Response:
+        return web.Response(body=b"bye", headers={"Connection": "close"})
+
+    app = web.Application()
+    app.router.add_post("/echo", echo)
+    app.router.add_post("/who", who)
+    app.router.add_post("/chunked", chunked)
+    app.router.add_post("/slow", slow)
+    app.router.add_post("/close", close)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    yield str(server.make_url(""))
+    await server.close()
+
+
+async def test_http1_keeps_one_connection_and_sends_only_what_it_is_given(platform: str) -> None:
+    transport = Http1Transport(platform + "/")
+    assert transport.base_url == platform.rstrip("/")
+    replies = [await transport.post("/who", b"\x00body", {"X-Handset": "7"}) for _ in range(3)]
+    assert {r.status for r in replies} == {200}
+    conns = {r.body.split(b"|")[0] for r in replies}
+    assert len(conns) == 1  # one kept-alive connection for all three
+    # Host, Content-Length and the caller's: no User-Agent, Accept or Content-Type
+    assert replies[0].body.split(b"|")[1] == b"content-length,host,x-handset"
+    assert (await transport.post("/echo", b"\x00\x01body", {})).body == b"\x00\x01body"
+    await transport.close()
+    again = await transport.post("/who", b"", {})  # closed: the next post opens a new one
+    assert again.body.split(b"|")[0] not in conns
+    await transport.close()
+
+
+async def test_http1_a_chunked_answer_reads_whole(platform: str) -> None:
+    transport = Http1Transport(platform)
+    reply = await transport.post("/chunked", b"", {})
+    assert reply.body == b"".join(bytes([65 + i]) * (i * 300 + 1) for i in range(5))
+    assert (await transport.post("/echo", b"after", {})).body == b"after"
+    await transport.close()
+
+
+async def test_http1_a_server_that_closes_gets_a_new_connection_next(platform: str) -> None:
+    transport = Http1Transport(platform)
+    assert (await transport.post("/close", b"", {})).body == b"bye"
+    first = transport._conn
+    assert first is not None
+    assert first.closed
+    assert (await transport.post("/echo", b"z", {})).body == b"z"
+    assert transport._conn is not first
+    await transport.close()
+
+
+async def test_http1_an_idle_connection_closes_after_keep_alive(platform: str) -> None:
+    transport = Http1Transport(platform, keep_alive_s=0.05)
+    await transport.post("/echo", b"", {})
+    first = transport._conn
+    await asyncio.sleep(0.2)
+    assert first is not None
+    assert first.closed
+    await transport.post("/echo", b"", {})
+    assert transport._conn is not first
+    await transport.close()
+
+
+async def test_http1_a_timeout_is_transient_and_the_next_exchange_works(platform: str) -> None:
+    transport = Http1Transport(platform, timeouts=Timeouts(connect_s=5, read_s=0.2, total_s=10))
+    with pytest.raises(TransientError, match="TimeoutError"):
+        await transport.post("/slow", b"", {})
+    assert (await transport.post("/echo", b"ok", {})).body == b"ok"
+    await transport.close()
+
+
+async def test_http1_a_refused_connection_is_transient() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens here once it is closed
+    transport = Http1Transport(f"http://127.0.0.1:{port}")
+    with pytest.raises(TransientError, match="ConnectionRefusedError"):
+        await transport.post("/echo", b"", {})
+    await transport.close()
+
+
+@pytest.mark.parametrize(
+    ("answer", "match"),
+    [
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nshort", "mid-response"),
+        (b"SMTP ready\r\n\r\n", "not an HTTP/1.x status line"),
+        (b"", "before answering"),
+    ],
+)
+async def test_http1_a_garbled_or_cut_answer_is_transient(answer: bytes, match: str) -> None:
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(answer)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    transport = Http1Transport(f"http://127.0.0.1:{port}")
+    with pytest.raises(TransientError, match=match):
+        await transport.post("/x", b"", {})
+    await transport.close()
+    server.close()
+    await server.wait_closed()
+
+
+async def test_http1_a_cancelled_exchange_drops_its_connection(platform: str) -> None:
+    transport = Http1Transport(platform)
+    task = asyncio.create_task(transport.post("/slow", b"", {}))
+    await asyncio.sleep(0.1)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    conn = transport._conn
+    assert conn is not None
+    assert conn.closed
+    assert (await transport.post("/echo", b"again", {})).body == b"again"
+    await transport.close()
+
+
+def test_http1_refuses_a_url_it_cannot_reach() -> None:
+    with pytest.raises(ValueError, match="http:// or https:// URL"):
+        Http1Transport("ftp://example.test")
+    with pytest.raises(ValueError, match="http:// or https:// URL"):
+        Http1Transport("127.0.0.1:8080")
+
+
+async def test_http1_a_bad_header_is_the_callers_error_not_a_link_failure(platform: str) -> None:
+    transport = Http1Transport(platform)
+    with pytest.raises(ValueError, match="line break"):
+        await transport.post("/echo", b"", {"X-A": "1\r\nX-B: 2"})
+    await transport.close()
+
+
+async def test_http1_idle_connections_close_on_one_timer_and_use_keeps_them(
+    platform: str,
+) -> None:
+    """Twenty handsets' idle connections close after keep-alive; one used again meanwhile
+    stays open until it has been idle that long (the reaper looks again, later)."""
+    idle = [Http1Transport(platform, keep_alive_s=0.1) for _ in range(20)]
+    busy = Http1Transport(platform, keep_alive_s=0.3)
+    for transport in [*idle, busy]:
+        await transport.post("/echo", b"", {})
+    await asyncio.sleep(0.2)
+    await busy.post("/echo", b"", {})  # used at 0.2 s: kept until about 0.5 s
+    await asyncio.sleep(0.2)
+    assert all(t._conn is not None and t._conn.closed for t in idle)
+    assert busy._conn is not None
+    assert not busy._conn.closed
+    await asyncio.sleep(0.4)
+    assert busy._conn.closed
+    for transport in [*idle, busy]:
+        await transport.close()

@@ -1,16 +1,22 @@
-"""LinkConnector: an aiohttp ClientSession over one handset's emulated link; and the fleet
-scheduler carrying 2,000 handsets' links in one process."""
+"""LinkOpener and LinkConnector: agent_client's HTTP/1.1 client and an aiohttp ClientSession
+over one handset's emulated link; and the fleet scheduler carrying 2,000 handsets' links in one
+process, on a grid or not."""
 
 from __future__ import annotations
 
 import asyncio
 import inspect
+import math
+import socket
+import ssl
 from collections.abc import AsyncIterator, Callable
 
 import aiohttp
 import pytest
 from aiohttp import web
 
+from agent_client.errors import TransientError
+from agent_client.transport import Http1Transport
 from field_lab.link import (
     BUILTIN_PROFILES,
     DOWN,
@@ -21,7 +27,8 @@ from field_lab.link import (
     Outage,
     floor_seconds,
 )
-from field_lab.link.aio import LinkConnector
+from field_lab.link.aio import LinkConnector, LinkOpener
+from field_lab.link.errors import UsageError
 from field_lab.link.scheduler import LinkPort, LinkScheduler
 from field_lab.world.handset import MeasuredTransport
 
@@ -176,3 +183,88 @@ async def test_a_handset_keeps_its_connection_between_polls_as_long_as_told(
     second = transport.exchanges[1]
     warm = floor_seconds(profile, second.bytes_up, second.bytes_down, warm=True)
     assert (second.floor > warm) is (opened == 2)
+
+
+async def test_http1_requests_travel_over_the_link_and_reuse_the_connection(server: str) -> None:
+    """agent_client's own HTTP/1.1 client over a LinkOpener: the bytes cross the link model,
+    one connection carries every request."""
+    scheduler = LinkScheduler()
+    port = scheduler.add(FAST.replace(wakeup_s=0.01), seed=2)
+    transport = Http1Transport(server, opener=LinkOpener(port))
+    for size in (10, 50_000, 300):
+        reply = await transport.post(f"/sized?n={size}", b"k" * 700, {})
+        assert (reply.status, reply.body) == (200, b"k" * size)
+    link = port.link
+    assert link.up.stats.payload_bytes > 3 * 700
+    assert link.down.stats.payload_bytes > 50_310
+    assert port.opened == 1
+    await transport.close()
+    scheduler.close()
+
+
+async def test_http1_a_long_outage_is_a_transient_failure(server: str) -> None:
+    scheduler = LinkScheduler()
+    port = scheduler.add(FAST.replace(reset_after_s=0.2), outages=[Outage(0.0, 100.0)])
+    transport = Http1Transport(server, opener=LinkOpener(port))
+    with pytest.raises(TransientError, match="LinkReset"):
+        await transport.post("/sized?n=1", b"x", {})
+    await transport.close()
+    scheduler.close()
+
+
+async def test_a_refused_platform_leaves_no_connection_on_the_link() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    scheduler = LinkScheduler()
+    port = scheduler.add(FAST)
+    transport = Http1Transport(f"http://127.0.0.1:{closed}", opener=LinkOpener(port))
+    with pytest.raises(TransientError, match="ConnectionRefusedError"):
+        await transport.post("/sized?n=1", b"x", {})
+    assert port.link.connections == ()
+    with pytest.raises(UsageError, match="TLS is not carried"):
+        await LinkOpener(port)(asyncio.Protocol, "127.0.0.1", closed, ssl.create_default_context())
+    scheduler.close()
+
+
+@pytest.mark.parametrize("quantum_s", [0.0, 0.02])
+async def test_a_quantum_serves_every_link_due_within_it_with_one_wake_up(
+    quantum_s: float,
+) -> None:
+    """Forty handsets' SYNs, a millisecond apart: on a 20 ms grid a handful of wake-ups serve
+    them all, each at most one step late."""
+    loop = asyncio.get_running_loop()
+    scheduler = LinkScheduler(quantum_s=quantum_s)
+    seen: list[tuple[float, float]] = []  # (when the model says, when the shell saw it)
+    profile = FAST.replace(rtt_s=0.05, wakeup_s=0.0, jitter_s=0.0)
+    ports = []
+    began = loop.time()
+    for i in range(40):
+        port = scheduler.add(profile, seed=i)
+        ports.append(port)
+
+        def sink(event: Event) -> None:
+            if isinstance(event, Established):
+                assert event.conn.stats.established_at is not None
+                seen.append((event.conn.stats.established_at, loop.time()))
+
+        port.open(sink)
+        await asyncio.sleep(0.001)
+    span = loop.time() - began
+    for _ in range(200):
+        if len(seen) == 40:
+            break
+        await asyncio.sleep(0.01)
+    scheduler.close()
+    assert len(seen) == 40
+    late = [shell - model for model, shell in seen]
+    assert max(late) < quantum_s + 0.015  # the loop's own lateness on a busy machine
+    assert min(late) >= -1e-9
+    if quantum_s:  # a wake-up for the SYNs' arrivals and one for the SYN-ACKs' per step
+        assert scheduler.wakeups <= 2 * (span / quantum_s + 2)
+
+
+async def test_a_quantum_must_be_a_finite_step() -> None:
+    for bad in (-0.1, math.inf, math.nan):
+        with pytest.raises(ValueError, match="quantum_s"):
+            LinkScheduler(quantum_s=bad)
