@@ -3,14 +3,14 @@
 At 1,500 requests a second the load generator shares the machine's two cores with the server,
 so what it spends per request is taken from the server. aiohttp's client costs 0.3-0.5 ms of
 CPU a request here (session, connector, tracing hooks, cookie jar, header multidicts, a
-response object, a stream reader); this one writes a request line, `Host`, `Content-Length`
-and the body on an idle connection and reads back one status line, the headers and a
-`Content-Length` body: still real HTTP on a real socket, which is all the benchmark needs.
+response object, a stream reader); this one writes and reads with agent_client's sans-I/O
+HTTP/1.1 codec (`agent_client.http1`, the handsets' own client) on a pool of connections:
+still real HTTP on a real socket, which is all the benchmark needs.
 
 `LeanCallbacks` carries the operator simulator's callbacks the same way.
 
-It refuses what it does not speak (chunked answers, answers without a length) with
-`HttpError`, and never reuses a connection the server asked to close.
+A broken connection or an answer the codec refuses is `HttpError`; a connection the server
+asked to close is never reused.
 """
 
 from __future__ import annotations
@@ -18,8 +18,11 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
+from collections.abc import Mapping
 from urllib.parse import urlsplit
 
+from agent_client.errors import HttpProtocolError
+from agent_client.http1 import ResponseParser, encode_request
 from field_lab.world.mno import NoReply, Reply
 
 
@@ -32,7 +35,7 @@ class _Connection(asyncio.Protocol):
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
-        self.buffer = bytearray()
+        self.parser = ResponseParser()
         self.waiter: asyncio.Future[tuple[int, bytes]] | None = None
         self.closed = False
         self.keep = True
@@ -41,46 +44,26 @@ class _Connection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]  # a stream transport
 
     def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        if self.waiter is not None and not self.waiter.done():
-            self._answer(self.waiter)
+        waiter = self.waiter
+        try:
+            response = self.parser.feed(data)
+        except HttpProtocolError as exc:
+            self.keep = False
+            if waiter is not None and not waiter.done():
+                waiter.set_exception(HttpError(str(exc)))
+            return
+        if response is None:
+            return
+        self.keep = response.keep_alive and not self.parser.pending
+        if waiter is not None and not waiter.done():
+            waiter.set_result((response.status, response.body))
+        else:
+            self.keep = False  # an answer nobody asked for: the stream is not to be trusted
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_exception(HttpError(f"connection lost: {exc or 'closed by server'}"))
-
-    def _answer(self, waiter: asyncio.Future[tuple[int, bytes]]) -> None:
-        """Resolve `waiter` once a whole answer is buffered (else wait for more bytes)."""
-        end = self.buffer.find(b"\r\n\r\n")
-        if end < 0:
-            return
-        head = bytes(self.buffer[:end]).split(b"\r\n")
-        try:
-            status = int(head[0].split(b" ", 2)[1])
-        except (IndexError, ValueError):
-            waiter.set_exception(HttpError(f"not an HTTP status line: {head[0][:80]!r}"))
-            return
-        length = None
-        for line in head[1:]:
-            name, _, value = line.partition(b":")
-            name = name.strip().lower()
-            if name == b"content-length":
-                length = int(value)
-            elif name == b"connection" and value.strip().lower() == b"close":
-                self.keep = False
-            elif name == b"transfer-encoding":
-                waiter.set_exception(HttpError("chunked answers are not read by this client"))
-                return
-        if length is None:
-            waiter.set_exception(HttpError("an answer without Content-Length"))
-            return
-        start = end + 4
-        if len(self.buffer) < start + length:
-            return
-        body = bytes(self.buffer[start : start + length])
-        del self.buffer[: start + length]
-        waiter.set_result((status, body))
 
 
 class Client:
@@ -92,7 +75,7 @@ class Client:
         if parts.scheme != "http" or parts.hostname is None or parts.port is None:
             raise ValueError(f"need http://host:port, got {url!r}")
         self.host, self.port = parts.hostname, parts.port
-        self._host_line = f"Host: {parts.hostname}:{parts.port}\r\n".encode()
+        self._host = f"{parts.hostname}:{parts.port}"
         self.limit = connections
         self.open = 0
         self.idle: list[_Connection] = []
@@ -133,20 +116,16 @@ class Client:
         self.idle.append(conn)
 
     async def request(
-        self, method: str, path: str, body: bytes = b"", headers: bytes = b""
+        self, method: str, path: str, body: bytes = b"", headers: Mapping[str, str] | None = None
     ) -> tuple[int, bytes]:
-        """(status, body). `headers`: extra header lines, each ending in CRLF."""
+        """(status, body)."""
+        request = encode_request(method, self._host, path, headers or {}, body)
         conn = await self._acquire()
         ok = False
         try:
             assert conn.transport is not None
             waiter = conn.waiter = asyncio.get_running_loop().create_future()
-            conn.transport.write(
-                b"%s %s HTTP/1.1\r\n%s%sContent-Length: %d\r\n\r\n%s"
-                % (method.encode(), path.encode(), self._host_line, headers, len(body), body)
-            )
-            if conn.buffer:  # a stray early byte: let the parser judge it
-                conn._answer(waiter)
+            conn.transport.write(request)
             answer = await waiter
             ok = True
             return answer
@@ -177,10 +156,9 @@ class LeanCallbacks:
         pass
 
     async def send(self, body: bytes, headers: dict[str, str], timeout_s: float) -> Reply:
-        lines = b"".join(b"%s: %s\r\n" % (k.encode(), v.encode()) for k, v in headers.items())
         try:
             async with asyncio.timeout(timeout_s):
-                status, raw = await self.client.request("POST", self.path, body, lines)
+                status, raw = await self.client.request("POST", self.path, body, headers)
         except TimeoutError:
             raise NoReply("timeout") from None
         except (HttpError, OSError) as exc:

@@ -88,7 +88,7 @@ async def sync(
     return True
 
 
-async def report(http: Client, i: int, auth: bytes) -> bool:
+async def report(http: Client, i: int, auth: dict[str, str]) -> bool:
     path = f"/v1/reports/{REPORTS[i % 4]}?limit=100"
     status, _ = await http.request("GET", path, headers=auth)
     return status == 200
@@ -114,7 +114,7 @@ async def run_step(handsets: int, args: argparse.Namespace) -> dict[str, object]
         async with serve(db, CONFIG) as served:
             url = served.url
             http = Client(url, args.connections)
-            auth = f"Authorization: Bearer {token}\r\n".encode()
+            auth = {"Authorization": f"Bearer {token}"}
             mm_config = MnoConfig(delay_s=(0.0, 0.0), duplicate_rate=0.1, seed=args.seed)
             mno = MnoSimulator(LeanCallbacks(f"{url}/v1/mm/callback"), MM_SECRET, mm_config)
             await mno.start()
