@@ -23,6 +23,7 @@ import json
 import os
 import resource
 import secrets
+import signal
 import socket
 import subprocess
 import sys
@@ -198,6 +199,8 @@ def main() -> None:
     parser.add_argument("--agents", type=int, nargs="+", default=[1000, 4000, 10000])
     parser.add_argument("--duration", type=float, default=30.0)
     args = parser.parse_args()
+    # A plain SIGTERM would skip the `finally` that stops the platform's process.
+    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
     print(json.dumps({"cores": os.cpu_count(), "duration_s": args.duration}))
     for agents in args.agents:
         print(json.dumps(asyncio.run(one(agents, args.duration))), flush=True)
