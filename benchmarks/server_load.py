@@ -21,18 +21,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import random
 import sys
 import tempfile
 import time
 from collections.abc import Coroutine
+from functools import partial
 from pathlib import Path
 
 from hdrh.histogram import HdrHistogram
 
 from agent_client.protocol import envelope
 from agent_client.protocol.auth import Claim
+from agent_client.protocol.errors import ProtocolError
 from agent_client.protocol.frames import UplinkFrame, decode_downlink, encode_uplink
 from agent_client.protocol.keycodes import KeycodeFormat
 from agent_client.protocol.ops import Kind, Operation
@@ -43,7 +46,7 @@ from server_stub.store import Store
 
 sys.path.insert(0, str(Path(__file__).parent))
 from apart import cpu_seconds, load_average, serving_apart, serving_here
-from lean_http import Client, HttpError, LeanCallbacks
+from lean_http import Answer, Client, HttpError, LeanCallbacks
 from platform_load import Handset, seed
 
 REPORTS = ("sales", "collections", "devices", "activation")
@@ -68,18 +71,23 @@ class Step:
         return round(self.hist[kind].get_value_at_percentile(q) / 1000, 1)
 
 
-async def sync(
-    http: Client, h: Handset, key: bytes, ops: tuple[Operation, ...], sold: list[int]
-) -> bool:
-    """One exchange as a handset makes it (sync v2): frame with its cursor, sealed envelope,
-    POST, downlink decoded and its cursor kept; ok when every operation was taken (then the
-    devices it sold join `sold`, the accounts customers can pay by mobile money)."""
+def seal(h: Handset, key: bytes, ops: tuple[Operation, ...]) -> bytes:
+    """The body of one exchange as a handset makes it (sync v2): the frame with its cursor,
+    in a sealed envelope."""
     frame = encode_uplink(UplinkFrame(h.handset, h.cursor, ops))
-    body = envelope.seal(key, h.handset, h.stamp(), frame)
-    status, raw = await http.request("POST", envelope.SYNC_PATH, body)
-    if status != 200:
+    return envelope.seal(key, h.handset, h.stamp(), frame)
+
+
+def taken(h: Handset, ops: tuple[Operation, ...], sold: list[int], answer: Answer) -> bool:
+    """The answer read as the handset reads it: downlink decoded and its cursor kept; ok when
+    every operation was taken (then the devices it sold join `sold`, the accounts customers
+    can pay by mobile money)."""
+    if isinstance(answer, HttpError) or answer[0] != 200:
         return False
-    reply = decode_downlink(raw)
+    try:
+        reply = decode_downlink(answer[1])
+    except ProtocolError:
+        return False
     if reply.entries:
         h.cursor = reply.last_entry
     if reply.rejected:
@@ -119,6 +127,8 @@ async def run_step(handsets: int, args: argparse.Namespace) -> dict[str, object]
             mno = MnoSimulator(LeanCallbacks(f"{url}/v1/mm/callback"), MM_SECRET, mm_config)
             await mno.start()
             pending: dict[asyncio.Task[None], tuple[str, float]] = {}
+            syncing: dict[int, float] = {}  # exchanges unanswered: number -> intended start
+            settled = asyncio.Event()
 
             async def timed(kind: str, due: float, call: Coroutine[None, None, bool]) -> None:
                 try:
@@ -126,6 +136,15 @@ async def run_step(handsets: int, args: argparse.Namespace) -> dict[str, object]
                 except (HttpError, OSError):
                     ok = False
                 step.record(kind, due, ok=ok)
+
+            def answered(
+                number: int, h: Handset, ops: tuple[Operation, ...], sold: list[int], a: Answer
+            ) -> None:
+                due = syncing.pop(number, None)
+                if due is not None:  # else given up on, and counted failed, already
+                    step.record("sync", due, ok=taken(h, ops, sold, a))
+                    if not syncing:
+                        settled.set()
 
             # the schedule: every handset once per interval, spread evenly; reports too
             events: list[tuple[float, str, int]] = []
@@ -141,21 +160,32 @@ async def run_step(handsets: int, args: argparse.Namespace) -> dict[str, object]
             cpu_server, cpu_client = served.cpu_seconds(), cpu_seconds()
             cpu_loop = served.loop_cpu_seconds()
             start = time.perf_counter()
-            for offset, kind, i in events:
+            for number, (offset, kind, i) in enumerate(events):
                 due = start + offset
                 wait = due - time.perf_counter()
                 if wait > 0:  # behind schedule: send at once (latency counts from `due`)
                     await asyncio.sleep(wait)
-                if kind == "sync":
-                    h = fleet[i]
-                    call = sync(http, h, keys[i], batches[sent[i]][i], sold[i])
+                if kind == "sync":  # a callback, not a task: the generator's CPU is the server's
+                    h, ops = fleet[i], batches[sent[i]][i]
                     sent[i] += 1
+                    syncing[number] = due
+                    done = partial(answered, number, h, ops, sold[i])
+                    http.submit("POST", envelope.SYNC_PATH, seal(h, keys[i], ops), done)
                     if sold[i] and rng.random() < args.mm_share:
                         mno.pay(rng.choice(sold[i]), 300, "+233240000001")
                 else:
                     call = report(http, i, auth)
-                pending[asyncio.create_task(timed(kind, due, call))] = (kind, due)
-            _, late = await asyncio.wait(pending, timeout=STRAGGLER_TIMEOUT_S)
+                    pending[asyncio.create_task(timed(kind, due, call))] = (kind, due)
+            settled.clear()  # set whenever none was in flight; now: when the last one lands
+            if syncing:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(settled.wait(), STRAGGLER_TIMEOUT_S)
+            for due in syncing.values():  # never answered: counted as failed
+                step.record("sync", due, ok=False)
+            syncing.clear()
+            _, late = (
+                await asyncio.wait(pending, timeout=STRAGGLER_TIMEOUT_S) if pending else ((), ())
+            )
             for task in late:  # never answered: counted as failed
                 task.cancel()
                 step.record(*pending[task], ok=False)
