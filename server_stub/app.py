@@ -166,7 +166,7 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     metrics = request.app[METRICS]
     began = time.perf_counter()
     status = 500
-    metrics.in_flight.inc()
+    metrics.requests.in_flight += 1
     try:
         response = await handler(request)
         status = response.status
@@ -175,7 +175,7 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         status = CLIENT_CLOSED  # the client went away mid-request: not the server's fault
         raise
     finally:
-        metrics.in_flight.dec()
+        metrics.requests.in_flight -= 1
         seconds = time.perf_counter() - began
         route, method = route_of(request)
         metrics.observe_request(route, method, status, seconds)
