@@ -625,15 +625,20 @@ def create_app(
     app[READER] = reader
 
     async def open_store(app: web.Application) -> None:
+        # "full" on a store thread: each commit's fsync on the runner's syncer, off the writer
+        deferred = config.synchronous == "full" and not inline_store
         opening = partial(
             Store.open,
             db_path,
             faults=faults,
-            synchronous=config.synchronous,
+            synchronous="deferred" if deferred else config.synchronous,
             escrow=config.escrow,
         )
-        app[STORE] = await asyncio.get_running_loop().run_in_executor(runner, opening)
-        runner.grouping = app[STORE].group
+        store = app[STORE] = await asyncio.get_running_loop().run_in_executor(runner, opening)
+        runner.grouping = store.group
+        if deferred:
+            runner.changes = store.changes
+            runner.durable = store.sync_wal
         app[SYNC_KEYS].update(await run(app, Store.sync_keys))
         if config.sms is not None:
             sender = SmsSender(config.sms, partial(run, app), partial(now_ms, app), config.resend)
