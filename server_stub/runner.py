@@ -17,9 +17,10 @@ Durable off the store thread: when `durable` is set (`Store.sync_wal`: the store
 `synchronous=NORMAL` and the WAL file is fsynced here instead of inside each COMMIT), answers
 go to a second thread, the syncer, which makes every commit so far durable with one fsync and
 only then answers. Meanwhile the store thread applies the next jobs: the fsync (milliseconds on
-a busy disk) no longer stalls the single writer, and one fsync covers every commit made while
-the previous one ran. Answers keep their order, and nothing is answered before its commit is
-on the disk.
+a busy disk) no longer stalls the single writer. Grouped jobs that arrive while an fsync is in
+flight join the open group, which commits when that fsync ends: they would wait for it anyway,
+and the group pays one commit (its pages written to the WAL once) instead of one each.
+Answers keep their order, and nothing is answered before its commit is on the disk.
 
 `answer_grouped` answers on the caller's event loop instead of through a thread-safe future:
 after the commit, a group's answers reach each waiting loop in one wake-up (one
@@ -80,6 +81,7 @@ class StoreThread(Executor):
         """The store's count of changed rows (on the store thread): when it has not grown
         since the last `durable`, an answer needs no fsync."""
         self._syncing: list[tuple[int, list[Outcome]]] = []
+        self._fsyncing = False  # guarded by _ready: an open group may wait for its end
         self._synced = threading.Condition()
         self._syncer: threading.Thread | None = None
         self._thread: threading.Thread | None = None
@@ -137,15 +139,15 @@ class StoreThread(Executor):
         try:
             while (taken := self._take()) is not None:
                 running = [(reply, job) for _, _, reply, job, _ in taken if _start(reply)]
-                if len(taken) == 1 or self.grouping is None:
+                alone = len(taken) == 1 and not (taken[0][4] and self._fsyncing)
+                if alone or self.grouping is None:  # (a group now: others may join it)
                     for reply, job in running:
                         self._answer([_outcome(reply, job)])
                     continue
                 outcomes: list[Outcome] = []
                 try:
                     with self.grouping():
-                        # each job's failure is its own (its savepoint is rolled back)
-                        outcomes = [_outcome(reply, job, catch=Exception) for reply, job in running]
+                        outcomes = self._run_group(running)
                 except BaseException as exc:  # the commit failed: nobody's work is durable
                     self._answer([(reply, False, exc) for reply, _ in running])
                     continue
@@ -154,6 +156,32 @@ class StoreThread(Executor):
             with self._synced:
                 self._syncing.append((-1, []))  # the syncer's last batch: stop after it
                 self._synced.notify()
+
+    def _run_group(self, running: list[tuple[Reply, Callable[[], Any]]]) -> list[Outcome]:
+        """Each job of the open group (its failure is its own: its savepoint is rolled back),
+        and, while an fsync is in flight, the groupable jobs that arrive meanwhile: they would
+        wait for that fsync anyway, and joining makes one commit instead of one each. Jobs
+        that join are added to `running` (a failed commit fails them too)."""
+        outcomes = [_outcome(reply, job, catch=Exception) for reply, job in running]
+        while len(running) < MAX_GROUP and (more := self._joining(MAX_GROUP - len(running))):
+            joined = [(reply, job) for _, _, reply, job, _ in more if _start(reply)]
+            running += joined
+            outcomes += [_outcome(reply, job, catch=Exception) for reply, job in joined]
+        return outcomes
+
+    def _joining(self, room: int) -> list[Job]:
+        """Groupable jobs queued next (at most `room`), waiting for them while an fsync is in
+        flight; [] once it is done, at shutdown, or when a job that cannot join is next."""
+        with self._ready:
+            while True:
+                if self._jobs and self._jobs[0][4]:
+                    taken: list[Job] = []
+                    while self._jobs and self._jobs[0][4] and len(taken) < room:
+                        taken.append(heapq.heappop(self._jobs))
+                    return taken
+                if self._jobs or self._closed or not self._fsyncing:
+                    return []
+                self._ready.wait()
 
     def _answer(self, outcomes: list[Outcome]) -> None:
         """Deliver now when commits are durable as they return; else through the syncer."""
@@ -181,14 +209,22 @@ class StoreThread(Executor):
             outcomes = [o for _, batch in batches for o in batch]
             mark = max(m for m, _ in batches)
             if mark > synced:
+                self._set_fsyncing(True)
                 try:
                     self.durable()
                     synced = mark
                 except BaseException as exc:
                     outcomes = [(reply, False, exc) for reply, _, _ in outcomes]
+                finally:
+                    self._set_fsyncing(False)
             _deliver(outcomes)
             if batches[-1][0] == -1:  # the store thread has stopped
                 return
+
+    def _set_fsyncing(self, on: bool) -> None:
+        with self._ready:  # the store thread may be waiting for the end of this fsync
+            self._fsyncing = on
+            self._ready.notify_all()
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Stop taking work; what is queued still runs (nothing accepted is dropped)."""

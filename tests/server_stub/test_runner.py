@@ -235,3 +235,29 @@ def test_a_failed_fsync_fails_the_answers_it_was_to_make_durable() -> None:
             thread.submit_grouped(lambda: "wrote").result(10)
     finally:
         thread.shutdown()
+
+
+def test_grouped_jobs_arriving_during_an_fsync_join_the_open_group() -> None:
+    disk = Disk()
+    recorder = Recorder()
+    thread = StoreThread()
+    thread.grouping = recorder.group
+    thread.durable = disk.sync
+    thread.changes = lambda: len(recorder.log)
+    try:
+        first = thread.submit_grouped(lambda: recorder.log.append("a"))
+        assert disk.entered.wait(10)  # a's commit is being made durable
+        ran = threading.Event()
+        later = [thread.submit_grouped(lambda: (recorder.log.append("b"), ran.set()))]
+        assert ran.wait(10)  # b opened a group (others may join it while the fsync runs)
+        ran.clear()
+        later.append(thread.submit_grouped(lambda: (recorder.log.append("c"), ran.set())))
+        assert ran.wait(10)  # c came after b ran, while the fsync was still in flight...
+        assert "commit" not in recorder.log[recorder.log.index("b") :]  # ...uncommitted
+        disk.gate.set()
+        for f in (first, *later):
+            f.result(10)
+    finally:
+        disk.gate.set()
+        thread.shutdown()
+    assert recorder.log == ["a", "begin", "b", "c", "commit"]  # a alone: nothing to wait for
