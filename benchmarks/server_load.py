@@ -159,13 +159,11 @@ async def run_step(handsets: int, args: argparse.Namespace) -> dict[str, object]
             sold: list[list[int]] = [[] for _ in fleet]  # devices the platform knows sold
             cpu_server, cpu_client = served.cpu_seconds(), cpu_seconds()
             cpu_loop = served.loop_cpu_seconds()
-            start = time.perf_counter()
-            for number, (offset, kind, i) in enumerate(events):
-                due = start + offset
-                wait = due - time.perf_counter()
-                if wait > 0:  # behind schedule: send at once (latency counts from `due`)
-                    await asyncio.sleep(wait)
-                if kind == "sync":  # a callback, not a task: the generator's CPU is the server's
+            fired = asyncio.Event()
+
+            def fire(number: int, kind: str, i: int, due: float) -> None:
+                """One event at its time, straight from the loop's timer: no task, no sleep."""
+                if kind == "sync":
                     h, ops = fleet[i], batches[sent[i]][i]
                     sent[i] += 1
                     syncing[number] = due
@@ -176,6 +174,17 @@ async def run_step(handsets: int, args: argparse.Namespace) -> dict[str, object]
                 else:
                     call = report(http, i, auth)
                     pending[asyncio.create_task(timed(kind, due, call))] = (kind, due)
+                if number == len(events) - 1:
+                    fired.set()
+
+            # every event on the loop's timers before the step starts (latency counts from
+            # each one's intended time, `due`; a timer that fires late is counted late)
+            loop = asyncio.get_running_loop()
+            lead = 0.2 + len(events) * 5e-6
+            start, at = time.perf_counter() + lead, loop.time() + lead
+            for number, (offset, kind, i) in enumerate(events):
+                loop.call_at(at + offset, fire, number, kind, i, start + offset)
+            await fired.wait()
             settled.clear()  # set whenever none was in flight; now: when the last one lands
             if syncing:
                 with contextlib.suppress(TimeoutError):
