@@ -82,6 +82,7 @@ class StoreThread(Executor):
         since the last `durable`, an answer needs no fsync."""
         self._syncing: list[tuple[int, list[Outcome]]] = []
         self._fsyncing = False  # guarded by _ready: an open group may wait for its end
+        self._joining_waits = False  # guarded by _ready: it does
         self._synced = threading.Condition()
         self._syncer: threading.Thread | None = None
         self._thread: threading.Thread | None = None
@@ -181,7 +182,9 @@ class StoreThread(Executor):
                     return taken
                 if self._jobs or self._closed or not self._fsyncing:
                     return []
+                self._joining_waits = True  # (the end of the fsync wakes it only then)
                 self._ready.wait()
+                self._joining_waits = False
 
     def _answer(self, outcomes: list[Outcome]) -> None:
         """Deliver now when commits are durable as they return; else through the syncer."""
@@ -224,7 +227,8 @@ class StoreThread(Executor):
     def _set_fsyncing(self, on: bool) -> None:
         with self._ready:  # the store thread may be waiting for the end of this fsync
             self._fsyncing = on
-            self._ready.notify_all()
+            if not on and self._joining_waits:
+                self._ready.notify()
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Stop taking work; what is queued still runs (nothing accepted is dropped)."""
