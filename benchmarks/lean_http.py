@@ -5,7 +5,8 @@ so what it spends per request is taken from the server. aiohttp's client costs 0
 CPU a request here (session, connector, tracing hooks, cookie jar, header multidicts, a
 response object, a stream reader); this one writes and reads with agent_client's sans-I/O
 HTTP/1.1 codec (`agent_client.http1`, the handsets' own client) on a pool of connections:
-still real HTTP on a real socket, which is all the benchmark needs.
+still real HTTP on a real socket, which is all the benchmark needs. `Client.submit` hands the
+answer to a callback (no task or future per request); `Client.request` awaits it.
 
 `LeanCallbacks` carries the operator simulator's callbacks the same way.
 

@@ -9,9 +9,10 @@ Latency counts from each request's intended start (no coordinated omission).
 
 The load generator shares the machine with the server, so it is lean: each handset's batches
 are recorded before the step (they wait in its outbox), and syncs and reports go through
-`lean_http` (kept-alive HTTP/1.1 on 127.0.0.1) instead of aiohttp's client; every sync is
-still a real exchange (frame encoded with the handset's cursor, envelope sealed, answer decoded
-and its cursor kept).
+`lean_http` (kept-alive HTTP/1.1 on 127.0.0.1) instead of aiohttp's client; each sync fires
+from its own timer on the event loop and its answer reaches a callback (no task, no sleep per
+sync). Every sync is still a real exchange (frame encoded with the handset's cursor, envelope
+sealed, answer decoded and its cursor kept).
 
 Prints one JSON line per step and a final line with the largest step held.
 Usage: python benchmarks/server_load.py [--steps 200,600,1500] [--seconds 6]
