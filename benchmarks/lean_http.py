@@ -139,8 +139,10 @@ class Client:
             )
         except OSError as exc:
             self.open -= 1
-            if self.queued:  # the request that asked for it fails, the rest wait on
+            self.opening.discard(asyncio.current_task())  # this attempt: over
+            if self.queued:  # one waiting request fails per failed attempt (bounded)...
                 self.queued.popleft()[1](HttpError(f"cannot connect: {exc}"))
+                self._grow()  # ...and the rest try again
             return
         conn.transport = transport  # uvloop may call connection_made only later
         self._release(conn)
