@@ -5,7 +5,8 @@ so what it spends per request is taken from the server. aiohttp's client costs 0
 CPU a request here (session, connector, tracing hooks, cookie jar, header multidicts, a
 response object, a stream reader); this one writes and reads with agent_client's sans-I/O
 HTTP/1.1 codec (`agent_client.http1`, the handsets' own client) on a pool of connections:
-still real HTTP on a real socket, which is all the benchmark needs.
+still real HTTP on a real socket, which is all the benchmark needs. `Client.submit` hands the
+answer to a callback (no task or future per request); `Client.request` awaits it.
 
 `LeanCallbacks` carries the operator simulator's callbacks the same way.
 
@@ -18,7 +19,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from functools import partial
 from urllib.parse import urlsplit
 
 from agent_client.errors import HttpProtocolError
@@ -30,45 +32,68 @@ class HttpError(Exception):
     """The connection broke or the answer was not one this client reads."""
 
 
-class _Connection(asyncio.Protocol):
-    """One kept-alive connection: one request in flight at a time."""
+Answer = tuple[int, bytes] | HttpError
+"""What a request ends with: (status, body), or why there is none."""
+OnAnswer = Callable[[Answer], None]
 
-    def __init__(self) -> None:
+
+class _Connection(asyncio.Protocol):
+    """One kept-alive connection: one request in flight at a time, its answer handed to the
+    callback that came with it."""
+
+    def __init__(self, pool: Client) -> None:
+        self.pool = pool
         self.transport: asyncio.Transport | None = None
         self.parser = ResponseParser()
-        self.waiter: asyncio.Future[tuple[int, bytes]] | None = None
+        self.on_answer: OnAnswer | None = None
         self.closed = False
-        self.keep = True
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # a stream transport
 
+    def send(self, request: bytes, on_answer: OnAnswer) -> None:
+        assert self.transport is not None
+        self.on_answer = on_answer
+        self.transport.write(request)
+
     def data_received(self, data: bytes) -> None:
-        waiter = self.waiter
         try:
             response = self.parser.feed(data)
         except HttpProtocolError as exc:
-            self.keep = False
-            if waiter is not None and not waiter.done():
-                waiter.set_exception(HttpError(str(exc)))
+            self._fail(HttpError(str(exc)))
             return
         if response is None:
             return
-        self.keep = response.keep_alive and not self.parser.pending
-        if waiter is not None and not waiter.done():
-            waiter.set_result((response.status, response.body))
+        on_answer, self.on_answer = self.on_answer, None
+        if on_answer is None or not response.keep_alive or self.parser.pending:
+            # an answer nobody asked for, or the server's last: the stream is not to be reused
+            self._fail(HttpError("answer out of turn") if on_answer is None else None)
         else:
-            self.keep = False  # an answer nobody asked for: the stream is not to be trusted
+            self.pool._release(self)
+        if on_answer is not None:
+            on_answer((response.status, response.body))
+
+    def _fail(self, error: HttpError | None) -> None:
+        """Stop using this connection; the request on it (if any) fails with `error`."""
+        on_answer, self.on_answer = self.on_answer, None
+        if not self.closed:
+            self.closed = True
+            if self.transport is not None:
+                self.transport.close()
+            self.pool._lost(self)
+        if on_answer is not None and error is not None:
+            on_answer(error)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_exception(HttpError(f"connection lost: {exc or 'closed by server'}"))
+        self._fail(HttpError(f"connection lost: {exc or 'closed by server'}"))
 
 
 class Client:
     """Requests to one `http://127.0.0.1:port` origin over at most `connections` connections;
-    a request waits for an idle one when all are busy."""
+    a request waits its turn (first come, first served) when all are busy.
+
+    `submit` is the cheap form (no task, no future: the answer goes to a callback, on the
+    event loop's thread); `request` awaits the answer."""
 
     def __init__(self, url: str, connections: int) -> None:
         parts = urlsplit(url)
@@ -79,63 +104,82 @@ class Client:
         self.limit = connections
         self.open = 0
         self.idle: list[_Connection] = []
-        self.waiting: collections.deque[asyncio.Future[_Connection]] = collections.deque()
+        self.queued: collections.deque[tuple[bytes, OnAnswer]] = collections.deque()
+        self.opening: set[asyncio.Task[None]] = set()
 
-    async def _acquire(self) -> _Connection:
-        while self.idle:
-            conn = self.idle.pop()
-            if not conn.closed:
-                return conn
-            self.open -= 1
-        if self.open < self.limit:
+    def submit(
+        self,
+        method: str,
+        path: str,
+        body: bytes,
+        on_answer: OnAnswer,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        """Send a request on an idle connection (a new one if the pool has room; else it
+        queues); `on_answer` gets the answer, or the HttpError that stopped it."""
+        request = encode_request(method, self._host, path, headers or {}, body)
+        if self.idle:
+            self.idle.pop().send(request, on_answer)
+        else:
+            self.queued.append((request, on_answer))
+            self._grow()
+
+    def _grow(self) -> None:
+        """Open connections while requests wait and the pool has room."""
+        while self.open < self.limit and len(self.opening) < len(self.queued):
             self.open += 1
-            try:
-                transport, conn = await asyncio.get_running_loop().create_connection(
-                    _Connection, self.host, self.port
-                )
-            except OSError:
-                self.open -= 1
-                raise
-            conn.transport = transport  # uvloop may call connection_made only later
-            return conn
-        waiter: asyncio.Future[_Connection] = asyncio.get_running_loop().create_future()
-        self.waiting.append(waiter)
-        return await waiter
+            task = asyncio.get_running_loop().create_task(self._connect())
+            self.opening.add(task)
+            task.add_done_callback(self.opening.discard)
+
+    async def _connect(self) -> None:
+        try:
+            transport, conn = await asyncio.get_running_loop().create_connection(
+                partial(_Connection, self), self.host, self.port
+            )
+        except OSError as exc:
+            self.open -= 1
+            self.opening.discard(asyncio.current_task())  # this attempt: over
+            if self.queued:  # one waiting request fails per failed attempt (bounded)...
+                self.queued.popleft()[1](HttpError(f"cannot connect: {exc}"))
+                self._grow()  # ...and the rest try again
+            return
+        conn.transport = transport  # uvloop may call connection_made only later
+        self._release(conn)
 
     def _release(self, conn: _Connection) -> None:
-        if conn.closed or not conn.keep:
-            if conn.transport is not None:
-                conn.transport.close()
-            self.open -= 1
-            return
-        while self.waiting:
-            waiter = self.waiting.popleft()
-            if not waiter.done():
-                waiter.set_result(conn)
-                return
-        self.idle.append(conn)
+        """A connection free for the next request: the longest queued one, else idle."""
+        if self.queued:
+            conn.send(*self.queued.popleft())
+        else:
+            self.idle.append(conn)
+
+    def _lost(self, conn: _Connection) -> None:
+        self.open -= 1
+        if conn in self.idle:
+            self.idle.remove(conn)
+        if self.queued:
+            self._grow()
 
     async def request(
         self, method: str, path: str, body: bytes = b"", headers: Mapping[str, str] | None = None
     ) -> tuple[int, bytes]:
-        """(status, body)."""
-        request = encode_request(method, self._host, path, headers or {}, body)
-        conn = await self._acquire()
-        ok = False
-        try:
-            assert conn.transport is not None
-            waiter = conn.waiter = asyncio.get_running_loop().create_future()
-            conn.transport.write(request)
-            answer = await waiter
-            ok = True
-            return answer
-        finally:
-            conn.waiter = None
-            if not ok:
-                conn.closed = True  # a half-read answer leaves the stream unusable
-            self._release(conn)
+        """(status, body); HttpError when the connection broke or the answer was unreadable."""
+        answered: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+
+        def done(answer: Answer) -> None:
+            if not answered.done():  # a request given up on still holds its connection
+                answered.set_result(answer)
+
+        self.submit(method, path, body, done, headers)
+        answer = await answered
+        if isinstance(answer, HttpError):
+            raise answer
+        return answer
 
     async def close(self) -> None:
+        for task in list(self.opening):
+            task.cancel()
         for conn in self.idle:
             if conn.transport is not None:
                 conn.transport.close()

@@ -9,9 +9,10 @@ Latency counts from each request's intended start (no coordinated omission).
 
 The load generator shares the machine with the server, so it is lean: each handset's batches
 are recorded before the step (they wait in its outbox), and syncs and reports go through
-`lean_http` (kept-alive HTTP/1.1 on 127.0.0.1) instead of aiohttp's client; every sync is
-still a real exchange (frame encoded with the handset's cursor, envelope sealed, answer decoded
-and its cursor kept).
+`lean_http` (kept-alive HTTP/1.1 on 127.0.0.1) instead of aiohttp's client; each sync fires
+from its own timer on the event loop and its answer reaches a callback (no task, no sleep per
+sync). Every sync is still a real exchange (frame encoded with the handset's cursor, envelope
+sealed, answer decoded and its cursor kept).
 
 Prints one JSON line per step and a final line with the largest step held.
 Usage: python benchmarks/server_load.py [--steps 200,600,1500] [--seconds 6]
@@ -21,18 +22,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import random
 import sys
 import tempfile
 import time
 from collections.abc import Coroutine
+from functools import partial
 from pathlib import Path
 
 from hdrh.histogram import HdrHistogram
 
 from agent_client.protocol import envelope
 from agent_client.protocol.auth import Claim
+from agent_client.protocol.errors import ProtocolError
 from agent_client.protocol.frames import UplinkFrame, decode_downlink, encode_uplink
 from agent_client.protocol.keycodes import KeycodeFormat
 from agent_client.protocol.ops import Kind, Operation
@@ -43,7 +47,7 @@ from server_stub.store import Store
 
 sys.path.insert(0, str(Path(__file__).parent))
 from apart import cpu_seconds, load_average, serving_apart, serving_here
-from lean_http import Client, HttpError, LeanCallbacks
+from lean_http import Answer, Client, HttpError, LeanCallbacks
 from platform_load import Handset, seed
 
 REPORTS = ("sales", "collections", "devices", "activation")
@@ -68,18 +72,23 @@ class Step:
         return round(self.hist[kind].get_value_at_percentile(q) / 1000, 1)
 
 
-async def sync(
-    http: Client, h: Handset, key: bytes, ops: tuple[Operation, ...], sold: list[int]
-) -> bool:
-    """One exchange as a handset makes it (sync v2): frame with its cursor, sealed envelope,
-    POST, downlink decoded and its cursor kept; ok when every operation was taken (then the
-    devices it sold join `sold`, the accounts customers can pay by mobile money)."""
+def seal(h: Handset, key: bytes, ops: tuple[Operation, ...]) -> bytes:
+    """The body of one exchange as a handset makes it (sync v2): the frame with its cursor,
+    in a sealed envelope."""
     frame = encode_uplink(UplinkFrame(h.handset, h.cursor, ops))
-    body = envelope.seal(key, h.handset, h.stamp(), frame)
-    status, raw = await http.request("POST", envelope.SYNC_PATH, body)
-    if status != 200:
+    return envelope.seal(key, h.handset, h.stamp(), frame)
+
+
+def taken(h: Handset, ops: tuple[Operation, ...], sold: list[int], answer: Answer) -> bool:
+    """The answer read as the handset reads it: downlink decoded and its cursor kept; ok when
+    every operation was taken (then the devices it sold join `sold`, the accounts customers
+    can pay by mobile money)."""
+    if isinstance(answer, HttpError) or answer[0] != 200:
         return False
-    reply = decode_downlink(raw)
+    try:
+        reply = decode_downlink(answer[1])
+    except ProtocolError:
+        return False
     if reply.entries:
         h.cursor = reply.last_entry
     if reply.rejected:
@@ -119,6 +128,8 @@ async def run_step(handsets: int, args: argparse.Namespace) -> dict[str, object]
             mno = MnoSimulator(LeanCallbacks(f"{url}/v1/mm/callback"), MM_SECRET, mm_config)
             await mno.start()
             pending: dict[asyncio.Task[None], tuple[str, float]] = {}
+            syncing: dict[int, float] = {}  # exchanges unanswered: number -> intended start
+            settled = asyncio.Event()
 
             async def timed(kind: str, due: float, call: Coroutine[None, None, bool]) -> None:
                 try:
@@ -126,6 +137,15 @@ async def run_step(handsets: int, args: argparse.Namespace) -> dict[str, object]
                 except (HttpError, OSError):
                     ok = False
                 step.record(kind, due, ok=ok)
+
+            def answered(
+                number: int, h: Handset, ops: tuple[Operation, ...], sold: list[int], a: Answer
+            ) -> None:
+                due = syncing.pop(number, None)
+                if due is not None:  # else given up on, and counted failed, already
+                    step.record("sync", due, ok=taken(h, ops, sold, a))
+                    if not syncing:
+                        settled.set()
 
             # the schedule: every handset once per interval, spread evenly; reports too
             events: list[tuple[float, str, int]] = []
@@ -140,22 +160,42 @@ async def run_step(handsets: int, args: argparse.Namespace) -> dict[str, object]
             sold: list[list[int]] = [[] for _ in fleet]  # devices the platform knows sold
             cpu_server, cpu_client = served.cpu_seconds(), cpu_seconds()
             cpu_loop = served.loop_cpu_seconds()
-            start = time.perf_counter()
-            for offset, kind, i in events:
-                due = start + offset
-                wait = due - time.perf_counter()
-                if wait > 0:  # behind schedule: send at once (latency counts from `due`)
-                    await asyncio.sleep(wait)
+            fired = asyncio.Event()
+
+            def fire(number: int, kind: str, i: int, due: float) -> None:
+                """One event at its time, straight from the loop's timer: no task, no sleep."""
                 if kind == "sync":
-                    h = fleet[i]
-                    call = sync(http, h, keys[i], batches[sent[i]][i], sold[i])
+                    h, ops = fleet[i], batches[sent[i]][i]
                     sent[i] += 1
+                    syncing[number] = due
+                    done = partial(answered, number, h, ops, sold[i])
+                    http.submit("POST", envelope.SYNC_PATH, seal(h, keys[i], ops), done)
                     if sold[i] and rng.random() < args.mm_share:
                         mno.pay(rng.choice(sold[i]), 300, "+233240000001")
                 else:
                     call = report(http, i, auth)
-                pending[asyncio.create_task(timed(kind, due, call))] = (kind, due)
-            _, late = await asyncio.wait(pending, timeout=STRAGGLER_TIMEOUT_S)
+                    pending[asyncio.create_task(timed(kind, due, call))] = (kind, due)
+                if number == len(events) - 1:
+                    fired.set()
+
+            # every event on the loop's timers before the step starts (latency counts from
+            # each one's intended time, `due`; a timer that fires late is counted late)
+            loop = asyncio.get_running_loop()
+            lead = 0.2 + len(events) * 5e-6
+            start, at = time.perf_counter() + lead, loop.time() + lead
+            for number, (offset, kind, i) in enumerate(events):
+                loop.call_at(at + offset, fire, number, kind, i, start + offset)
+            await fired.wait()
+            settled.clear()  # set whenever none was in flight; now: when the last one lands
+            if syncing:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(settled.wait(), STRAGGLER_TIMEOUT_S)
+            for due in syncing.values():  # never answered: counted as failed
+                step.record("sync", due, ok=False)
+            syncing.clear()
+            _, late = (
+                await asyncio.wait(pending, timeout=STRAGGLER_TIMEOUT_S) if pending else ((), ())
+            )
             for task in late:  # never answered: counted as failed
                 task.cancel()
                 step.record(*pending[task], ok=False)

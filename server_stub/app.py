@@ -166,7 +166,7 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     metrics = request.app[METRICS]
     began = time.perf_counter()
     status = 500
-    metrics.in_flight.inc()
+    metrics.requests.in_flight += 1
     try:
         response = await handler(request)
         status = response.status
@@ -175,7 +175,7 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         status = CLIENT_CLOSED  # the client went away mid-request: not the server's fault
         raise
     finally:
-        metrics.in_flight.dec()
+        metrics.requests.in_flight -= 1
         seconds = time.perf_counter() - began
         route, method = route_of(request)
         metrics.observe_request(route, method, status, seconds)
@@ -625,15 +625,20 @@ def create_app(
     app[READER] = reader
 
     async def open_store(app: web.Application) -> None:
+        # "full" on a store thread: each commit's fsync on the runner's syncer, off the writer
+        deferred = config.synchronous == "full" and not inline_store
         opening = partial(
             Store.open,
             db_path,
             faults=faults,
-            synchronous=config.synchronous,
+            synchronous="deferred" if deferred else config.synchronous,
             escrow=config.escrow,
         )
-        app[STORE] = await asyncio.get_running_loop().run_in_executor(runner, opening)
-        runner.grouping = app[STORE].group
+        store = app[STORE] = await asyncio.get_running_loop().run_in_executor(runner, opening)
+        runner.grouping = store.group
+        if deferred:
+            runner.changes = store.changes
+            runner.durable = store.sync_wal
         app[SYNC_KEYS].update(await run(app, Store.sync_keys))
         if config.sms is not None:
             sender = SmsSender(config.sms, partial(run, app), partial(now_ms, app), config.resend)

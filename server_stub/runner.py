@@ -13,6 +13,15 @@ durable. A job that fails rolls back alone; a failed commit fails the whole grou
 can be grouped too (mobile-money callbacks): a group starts with them, so they keep their lead
 without paying a commit (an fsync, tens of milliseconds on a busy disk) each.
 
+Durable off the store thread: when `durable` is set (`Store.sync_wal`: the store commits with
+`synchronous=NORMAL` and the WAL file is fsynced here instead of inside each COMMIT), answers
+go to a second thread, the syncer, which makes every commit so far durable with one fsync and
+only then answers. Meanwhile the store thread applies the next jobs: the fsync (milliseconds on
+a busy disk) no longer stalls the single writer. Grouped jobs that arrive while an fsync is in
+flight join the open group, which commits when that fsync ends: they would wait for it anyway,
+and the group pays one commit (its pages written to the WAL once) instead of one each.
+Answers keep their order, and nothing is answered before its commit is on the disk.
+
 `answer_grouped` answers on the caller's event loop instead of through a thread-safe future:
 after the commit, a group's answers reach each waiting loop in one wake-up (one
 `call_soon_threadsafe`), not one per request (a future's callback, a wake-up and a copy of its
@@ -65,6 +74,17 @@ class StoreThread(Executor):
         self._closed = False
         self.grouping: Callable[[], AbstractContextManager[None]] | None = None
         """Opens a group commit (set once the store is open); None: each job alone."""
+        self.durable: Callable[[], None] | None = None
+        """Makes every commit so far durable (set once the store is open, by a store that
+        defers its fsync); None: each commit is durable when it returns."""
+        self.changes: Callable[[], int] = lambda: 0
+        """The store's count of changed rows (on the store thread): when it has not grown
+        since the last `durable`, an answer needs no fsync."""
+        self._syncing: list[tuple[int, list[Outcome]]] = []
+        self._fsyncing = False  # guarded by _ready: an open group may wait for its end
+        self._joining_waits = False  # guarded by _ready: it does
+        self._synced = threading.Condition()
+        self._syncer: threading.Thread | None = None
         self._thread: threading.Thread | None = None
         if not inline:
             self._thread = threading.Thread(target=self._work, name=name, daemon=True)
@@ -117,21 +137,98 @@ class StoreThread(Executor):
             return taken
 
     def _work(self) -> None:
-        while (taken := self._take()) is not None:
-            running = [(reply, job) for _, _, reply, job, _ in taken if _start(reply)]
-            if len(taken) == 1 or self.grouping is None:
-                for reply, job in running:
-                    _deliver([_outcome(reply, job)])
-                continue
-            outcomes: list[Outcome] = []
-            try:
-                with self.grouping():
-                    # each job's failure is its own (its savepoint is rolled back)
-                    outcomes = [_outcome(reply, job, catch=Exception) for reply, job in running]
-            except BaseException as exc:  # the commit failed: nobody's work is durable
-                _deliver([(reply, False, exc) for reply, _ in running])
-                continue
-            _deliver(outcomes)  # answered only now, after the commit
+        try:
+            while (taken := self._take()) is not None:
+                running = [(reply, job) for _, _, reply, job, _ in taken if _start(reply)]
+                alone = len(taken) == 1 and not (taken[0][4] and self._fsyncing)
+                if alone or self.grouping is None:  # (a group now: others may join it)
+                    for reply, job in running:
+                        self._answer([_outcome(reply, job)])
+                    continue
+                outcomes: list[Outcome] = []
+                try:
+                    with self.grouping():
+                        outcomes = self._run_group(running)
+                except BaseException as exc:  # the commit failed: nobody's work is durable
+                    self._answer([(reply, False, exc) for reply, _ in running])
+                    continue
+                self._answer(outcomes)  # answered only after the commit (and its fsync)
+        finally:
+            with self._synced:
+                self._syncing.append((-1, []))  # the syncer's last batch: stop after it
+                self._synced.notify()
+
+    def _run_group(self, running: list[tuple[Reply, Callable[[], Any]]]) -> list[Outcome]:
+        """Each job of the open group (its failure is its own: its savepoint is rolled back),
+        and, while an fsync is in flight, the groupable jobs that arrive meanwhile: they would
+        wait for that fsync anyway, and joining makes one commit instead of one each. Jobs
+        that join are added to `running` (a failed commit fails them too)."""
+        outcomes = [_outcome(reply, job, catch=Exception) for reply, job in running]
+        while len(running) < MAX_GROUP and (more := self._joining(MAX_GROUP - len(running))):
+            joined = [(reply, job) for _, _, reply, job, _ in more if _start(reply)]
+            running += joined
+            outcomes += [_outcome(reply, job, catch=Exception) for reply, job in joined]
+        return outcomes
+
+    def _joining(self, room: int) -> list[Job]:
+        """Groupable jobs queued next (at most `room`), waiting for them while an fsync is in
+        flight; [] once it is done, at shutdown, or when a job that cannot join is next."""
+        with self._ready:
+            while True:
+                if self._jobs and self._jobs[0][4]:
+                    taken: list[Job] = []
+                    while self._jobs and self._jobs[0][4] and len(taken) < room:
+                        taken.append(heapq.heappop(self._jobs))
+                    return taken
+                if self._jobs or self._closed or not self._fsyncing:
+                    return []
+                self._joining_waits = True  # (the end of the fsync wakes it only then)
+                self._ready.wait()
+                self._joining_waits = False
+
+    def _answer(self, outcomes: list[Outcome]) -> None:
+        """Deliver now when commits are durable as they return; else through the syncer."""
+        if self.durable is None:
+            _deliver(outcomes)
+            return
+        mark = self.changes()  # read here, on the store thread, after the commit
+        with self._synced:
+            if self._syncer is None:
+                self._syncer = threading.Thread(target=self._sync, name="syncer", daemon=True)
+                self._syncer.start()
+            self._syncing.append((mark, outcomes))
+            self._synced.notify()
+
+    def _sync(self) -> None:
+        """The syncer: one `durable` call for every batch waiting, then their answers (a
+        failed one fails them all: their commits may not be on the disk)."""
+        assert self.durable is not None
+        synced = 0
+        while True:
+            with self._synced:
+                while not self._syncing:
+                    self._synced.wait()
+                batches, self._syncing = self._syncing, []
+            outcomes = [o for _, batch in batches for o in batch]
+            mark = max(m for m, _ in batches)
+            if mark > synced:
+                self._set_fsyncing(True)
+                try:
+                    self.durable()
+                    synced = mark
+                except BaseException as exc:
+                    outcomes = [(reply, False, exc) for reply, _, _ in outcomes]
+                finally:
+                    self._set_fsyncing(False)
+            _deliver(outcomes)
+            if batches[-1][0] == -1:  # the store thread has stopped
+                return
+
+    def _set_fsyncing(self, on: bool) -> None:
+        with self._ready:  # the store thread may be waiting for the end of this fsync
+            self._fsyncing = on
+            if not on and self._joining_waits:
+                self._ready.notify()
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Stop taking work; what is queued still runs (nothing accepted is dropped)."""
@@ -148,6 +245,10 @@ class StoreThread(Executor):
             self._ready.notify_all()
         if wait and self._thread is not None:
             self._thread.join()
+            with self._synced:
+                syncer = self._syncer
+            if syncer is not None:
+                syncer.join()
 
 
 def _start(reply: Reply) -> bool:

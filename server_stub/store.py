@@ -13,8 +13,10 @@ even from another process on the same file, fails the insert and is answered as 
 from __future__ import annotations
 
 import hmac
+import os
 import secrets
 import sqlite3
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -141,6 +143,10 @@ class Store:
         self.escrow = escrow or EscrowPolicy(devices=0)
         """Offline-sale escrow per agent (docs/offline-sales.md); the default grants none."""
         self._grouped = False
+        self._wal: int | None = None  # the WAL file, when its fsync is deferred to sync_wal
+        self._wal_lock = threading.Lock()
+        self._closed = False
+        self._changes = 0
         self._tally: Tally | None = None
         """While an exchange ingests: its rollup additions, written once at its end."""
         self.memo = memo or Memo()  # hot-path state; see memo.py for why it stays true
@@ -189,19 +195,47 @@ class Store:
         memo: Memo | None = None,
     ) -> Store:
         """`synchronous`: "full" syncs every commit to the disk; "normal" (WAL) only at
-        checkpoints, so a commit survives the process dying but not the machine's power."""
-        if synchronous not in ("full", "normal"):
-            raise ValueError(f"synchronous must be full or normal, got {synchronous!r}")
+        checkpoints, so a commit survives the process dying but not the machine's power;
+        "deferred" commits as "normal" does and leaves the fsync that "full" makes inside each
+        COMMIT to `sync_wal`, which whoever answers for a commit must call first (the store
+        thread's syncer does: `server_stub.runner`)."""
+        if synchronous not in ("full", "normal", "deferred"):
+            raise ValueError(f"synchronous must be full, normal or deferred, got {synchronous!r}")
         db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         db.execute("PRAGMA journal_mode=WAL")
-        db.execute(f"PRAGMA synchronous={synchronous.upper()}")
+        deferred = synchronous == "deferred"
+        db.execute(f"PRAGMA synchronous={'NORMAL' if deferred else synchronous.upper()}")
         db.execute("PRAGMA foreign_keys=ON")
         db.execute("PRAGMA busy_timeout=10000")
         migrate(db)
-        return cls(db, faults=faults, escrow=escrow, memo=memo)
+        store = cls(db, faults=faults, escrow=escrow, memo=memo)
+        if deferred:  # the WAL lives as long as this connection: the same file to the end
+            store._wal = os.open(f"{path}-wal", os.O_RDONLY)
+            store.sync_wal()
+        return store
+
+    def sync_wal(self) -> None:
+        """Make every commit so far durable: what ``synchronous=FULL`` does at the end of each
+        COMMIT in WAL mode (an fsync of the WAL file), for all of them at once, on any thread.
+        A no-op unless opened "deferred", or once closed (closing syncs)."""
+        with self._wal_lock:
+            if self._wal is not None:
+                os.fsync(self._wal)
+
+    def changes(self) -> int:
+        """Rows changed through this connection so far (on its thread); after close, the
+        count it closed with."""
+        return self._changes if self._closed else self.db.total_changes
 
     def close(self) -> None:
+        self._changes = self.db.total_changes
+        self._closed = True
         self.db.close()
+        with self._wal_lock:  # a commit whose answer still waits for the syncer: durable now
+            if self._wal is not None:
+                os.fsync(self._wal)
+                os.close(self._wal)
+                self._wal = None
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:

@@ -17,7 +17,13 @@ import msgpack
 
 from agent_client.protocol.auth import HandsetKey
 from agent_client.protocol.errors import FrameError
-from agent_client.protocol.frames import VERSION, DownlinkFrame, Entry, decode_downlink
+from agent_client.protocol.frames import (
+    MIN_DEFLATE_BYTES,
+    VERSION,
+    DownlinkFrame,
+    Entry,
+    decode_downlink,
+)
 
 from .wire import JSON, MSGPACK, Answer, Auth, Forgery, Wire
 
@@ -48,7 +54,8 @@ def expect(condition: object, message: str) -> None:
 
 
 def uplink(handset: int, cursor: int, ops: Sequence[Row], compress: bool | None = None) -> bytes:
-    """An uplink body; `compress` None deflates only when smaller (the rule), True always."""
+    """An uplink body; `compress` None deflates only when smaller, and never a frame under
+    `MIN_DEFLATE_BYTES` (the rule), True always."""
     base_seq = ops[0].seq if ops else 0
     base_at = min((op.at for op in ops), default=0)
     rows: list[list[object]] = []
@@ -62,6 +69,8 @@ def uplink(handset: int, cursor: int, ops: Sequence[Row], compress: bool | None 
 
 def envelope(raw: bytes, compress: bool | None = None) -> bytes:
     """`raw` as a body: the frame itself, or a msgpack bin holding it deflated."""
+    if compress is None and len(raw) < MIN_DEFLATE_BYTES:
+        return raw
     packed = msgpack.packb(zlib.compress(raw, 9))
     if compress or (compress is None and len(packed) < len(raw)):
         return packed

@@ -174,3 +174,90 @@ async def test_shutdown_cancelling_futures_runs_nothing_queued_and_tells_each_wa
     assert ran == []
     assert on_loop.cancelled()
     assert threadsafe.cancelled()
+
+
+class Disk:
+    """A `durable` seam: counts its calls, can be held (an fsync taking its time) or fail."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.calls = 0
+        self.gate = threading.Event()
+        self.entered = threading.Event()
+        self.fail = fail
+
+    def sync(self) -> None:
+        self.entered.set()
+        assert self.gate.wait(10)
+        self.calls += 1
+        if self.fail:
+            raise OSError("fsync failed")
+
+
+def syncing(disk: Disk, changes: list[int]) -> StoreThread:
+    """A store thread whose commits are made durable by `disk`; `changes` is the store's
+    count of changed rows (the last item), as the test moves it."""
+    thread = StoreThread()
+    thread.grouping = Recorder().group
+    thread.durable = disk.sync
+    thread.changes = lambda: changes[-1]
+    return thread
+
+
+def test_answers_wait_for_the_fsync_while_the_store_thread_goes_on() -> None:
+    disk = Disk()
+    changes = [1]
+    thread = syncing(disk, changes)
+    try:
+        first = thread.submit_grouped(lambda: "wrote")
+        assert disk.entered.wait(10)  # its fsync has begun: the answer waits for it
+        ran = threading.Event()
+        second = thread.submit(lambda: (changes.append(2), ran.set()))
+        assert ran.wait(10)  # the writer was not held up by the fsync in flight
+        assert not first.done()
+        assert not second.done()
+        disk.gate.set()
+        assert first.result(10) == "wrote"
+        second.result(10)
+        assert disk.calls == 2  # the second job changed rows after the first fsync began
+        thread.submit(lambda: "read").result(10)
+        assert disk.calls == 2  # nothing changed since: answered without an fsync
+    finally:
+        disk.gate.set()
+        thread.shutdown()
+
+
+def test_a_failed_fsync_fails_the_answers_it_was_to_make_durable() -> None:
+    disk = Disk(fail=True)
+    thread = syncing(disk, [1])
+    disk.gate.set()
+    try:
+        with pytest.raises(OSError, match="fsync failed"):
+            thread.submit_grouped(lambda: "wrote").result(10)
+    finally:
+        thread.shutdown()
+
+
+def test_grouped_jobs_arriving_during_an_fsync_join_the_open_group() -> None:
+    disk = Disk()
+    recorder = Recorder()
+    thread = StoreThread()
+    thread.grouping = recorder.group
+    thread.durable = disk.sync
+    thread.changes = lambda: len(recorder.log)
+    try:
+        first = thread.submit_grouped(lambda: recorder.log.append("a"))
+        assert disk.entered.wait(10)  # a's commit is being made durable
+        ran = threading.Event()
+        later = [thread.submit_grouped(lambda: (recorder.log.append("b"), ran.set()))]
+        assert ran.wait(10)  # b opened a group (others may join it while the fsync runs)
+        ran.clear()
+        later.append(thread.submit_grouped(lambda: (recorder.log.append("c"), ran.set())))
+        assert ran.wait(10)  # c came after b ran, while the fsync was still in flight...
+        assert "commit" not in recorder.log[recorder.log.index("b") :]  # ...uncommitted
+        disk.gate.set()
+        for f in (first, *later):
+            f.result(10)
+    finally:
+        disk.gate.set()
+        thread.shutdown()
+    assert recorder.log == ["a", "begin", "b", "c", "commit"]  # a alone: nothing to wait for

@@ -3,6 +3,7 @@ carry-forward of money that does not buy a whole day."""
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -155,3 +156,21 @@ def test_payments_carry_the_remainder_and_credit_whole_days(
         "SELECT balance FROM devices WHERE device = ?", (device,)
     ).fetchone()
     assert balance == 4 * (PRICE_PER_DAY // 3) - PRICE_PER_DAY
+
+
+def test_a_deferred_store_commits_without_fsync_and_syncs_its_wal_on_demand(tmp_path: Path) -> None:
+    path = tmp_path / "p.db"
+    store = Store.open(path, synchronous="deferred")
+    try:
+        assert store.db.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+        wal = store._wal
+        assert wal is not None
+        assert os.path.samestat(os.fstat(wal), os.stat(f"{path}-wal"))
+        before = store.changes()
+        store.add_agent("ama")
+        assert store.changes() > before
+        store.sync_wal()
+    finally:
+        store.close()
+    store.sync_wal()  # closed: nothing left to sync, no error
+    assert store.changes() > before
