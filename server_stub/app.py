@@ -315,8 +315,8 @@ async def exchange(request: web.Request, claim: auth.Claim, body: bytes) -> byte
     metrics = request.app[METRICS]
     metrics.sync_ops.observe(len(frame.ops))
     metrics.sync_bytes.observe(len(body))
-    for op in frame.ops:
-        metrics.ingest_lag.observe(max(0.0, received / 1000 - op.at))
+    received_s = received / 1000
+    metrics.ingest_lag.observe_many([max(0.0, received_s - op.at) for op in frame.ops])
     return encode_downlink(reply)
 
 

@@ -8,11 +8,13 @@ are monotonic across restarts and never disagree with what was committed.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from bisect import bisect_left
+from collections.abc import Iterable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -51,6 +53,34 @@ class StoreTotals(Collector):
             yield family
 
 
+class BatchHistogram(Collector):
+    """A histogram observed a batch at a time on one thread (the event loop): plain counts per
+    bucket, no lock and no object per value. Ingest lag is one value per operation, and a
+    `Histogram.observe` each (lock, bucket search in Python) cost ~3.7 µs per operation."""
+
+    def __init__(self, name: str, documentation: str, buckets: tuple[float, ...]) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.bounds = buckets
+        self.counts = [0] * (len(buckets) + 1)  # the last one: above every bound (+Inf)
+        self.sum = 0.0
+
+    def observe_many(self, values: Iterable[float]) -> None:
+        counts, bounds = self.counts, self.bounds
+        for value in values:
+            counts[bisect_left(bounds, value)] += 1  # bucket `le` counts values <= its bound
+            self.sum += value
+
+    def collect(self) -> Iterator[Metric]:
+        cumulative, running = [], 0
+        for bound, count in zip((*self.bounds, float("inf")), self.counts, strict=True):
+            running += count
+            cumulative.append((floatToGoString(bound), running))
+        yield HistogramMetricFamily(
+            self.name, self.documentation, buckets=cumulative, sum_value=self.sum
+        )
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -86,12 +116,12 @@ class Metrics:
         self.sync_bytes = Histogram(
             "payg_sync_request_bytes", "Sync request body size", buckets=BYTES_BUCKETS, registry=r
         )
-        self.ingest_lag = Histogram(
+        self.ingest_lag = BatchHistogram(
             "payg_sync_ingest_lag_seconds",
             "Server receive time minus the handset's record time, per operation",
-            buckets=LAG_BUCKETS,
-            registry=r,
+            LAG_BUCKETS,
         )
+        r.register(self.ingest_lag)
         self.auth_failures = Counter(
             "payg_auth_failures",
             "Provisioning codes and distributor tokens refused (wrong) or throttled (not checked)",
