@@ -9,7 +9,7 @@ are monotonic across restarts and never disagree with what was committed.
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
@@ -20,6 +20,7 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 BYTES_BUCKETS = (64, 256, 1024, 4096, 16384, 65536, 262144)
+_le: Callable[[float], str] = floatToGoString  # a bucket's `le` as prometheus_client writes it
 LAG_BUCKETS = (0.1, 1, 5, 30, 60, 300, 900, 3600, 4 * 3600, 86400, 7 * 86400)
 
 
@@ -75,7 +76,7 @@ class BatchHistogram(Collector):
         cumulative, running = [], 0
         for bound, count in zip((*self.bounds, float("inf")), self.counts, strict=True):
             running += count
-            cumulative.append((floatToGoString(bound), running))
+            cumulative.append((_le(bound), running))
         yield HistogramMetricFamily(
             self.name, self.documentation, buckets=cumulative, sum_value=self.sum
         )
