@@ -47,6 +47,7 @@ from .callbacks import (
     json_object,
     parse_callback,
 )
+from .checkpoint import Checkpointer
 from .errors import RequestError
 from .escrow import EscrowPolicy
 from .faults import PlatformFaults
@@ -633,6 +634,7 @@ def create_app(
     app[READERS] = readers
     local = threading.local()
     opened: list[Reports] = []
+    checkpointers: list[Checkpointer] = []
 
     def reader() -> Reports:
         mine: Reports | None = getattr(local, "reports", None)
@@ -653,6 +655,9 @@ def create_app(
         )
         app[STORE] = await asyncio.get_running_loop().run_in_executor(runner, opening)
         runner.grouping = app[STORE].group
+        if not inline_store:  # checkpoints off the store thread (checkpoint.py)
+            start = partial(Checkpointer.start_for, app[STORE].db, db_path)
+            checkpointers.append(await asyncio.get_running_loop().run_in_executor(runner, start))
         app[SYNC_KEYS].update(await run(app, Store.sync_keys))
         if config.sms is not None:
             sender = SmsSender(config.sms, partial(run, app), partial(now_ms, app), config.resend)
@@ -667,6 +672,8 @@ def create_app(
             await sender.stop()
 
     async def close_store(app: web.Application) -> None:
+        for checkpointer in checkpointers:
+            await asyncio.get_running_loop().run_in_executor(None, checkpointer.stop)
         await asyncio.get_running_loop().run_in_executor(runner, app[STORE].close)
         runner.shutdown(wait=True)
         readers.shutdown(wait=True)
