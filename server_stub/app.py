@@ -47,6 +47,7 @@ from .callbacks import (
     json_object,
     parse_callback,
 )
+from .checkpoint import Checkpointer
 from .errors import RequestError
 from .escrow import EscrowPolicy
 from .faults import PlatformFaults
@@ -315,8 +316,8 @@ async def exchange(request: web.Request, claim: auth.Claim, body: bytes) -> byte
     metrics = request.app[METRICS]
     metrics.sync_ops.observe(len(frame.ops))
     metrics.sync_bytes.observe(len(body))
-    for op in frame.ops:
-        metrics.ingest_lag.observe(max(0.0, received / 1000 - op.at))
+    received_s = received / 1000
+    metrics.ingest_lag.observe_many([max(0.0, received_s - op.at) for op in frame.ops])
     return encode_downlink(reply)
 
 
@@ -473,9 +474,11 @@ def unauthorized(app: web.Application, challenge: str, detail: str) -> web.Respo
     return response
 
 
-async def tenant(request: web.Request) -> int | web.Response:
-    """The distributor whose token the request carries, or the refusal to send: 401 without
-    a live token, 429 while this source is backing off after wrong ones."""
+async def as_tenant(request: web.Request, fn: Callable[[Reports, int], T]) -> T | web.Response:
+    """`fn(reports, distributor)` for the distributor whose token the request carries, the
+    token's check and `fn` in one trip to a reader thread (each trip is two thread wake-ups,
+    most of a report's cost); or the refusal to send: 401 without a live token, 429 while
+    this source is backing off after wrong ones."""
     app = request.app
     token = bearer(request.headers.get("Authorization", ""))
     if token is None:
@@ -484,33 +487,50 @@ async def tenant(request: web.Request) -> int | web.Response:
     wait = blocked(app, app[TOKEN_GUESSES], keys)
     if wait is not None:
         return too_many(app, "token", wait)
-    distributor = await read(app, Reports.tenant, token)
-    if distributor is None:
+
+    def checked(reports: Reports) -> tuple[T] | None:  # None: no live token
+        distributor = reports.tenant(token)
+        return None if distributor is None else (fn(reports, distributor),)
+
+    answer = await read(app, checked)
+    if answer is None:
         await failed_attempt(request, "token", app[TOKEN_GUESSES], keys, "distributor token")
         return unauthorized(
             app, 'Bearer error="invalid_token"', "unknown or revoked distributor token"
         )
-    return distributor
+    return answer[0]
 
 
 async def report(request: web.Request) -> web.Response:
-    distributor = await tenant(request)
-    if isinstance(distributor, web.Response):
-        return distributor
     name = request.match_info["name"]
     if name not in REPORTS:
-        raise RequestError(404, "not_found", f"no report {name!r}; reports: {', '.join(REPORTS)}")
-    query = parse_query(name, request.query)
-    page = await read(request.app, getattr(Reports, name), query, now_ms(request.app), distributor)
-    return web.json_response({**page, "server_ms": now_ms(request.app)})
+        query: Query | RequestError = RequestError(
+            404, "not_found", f"no report {name!r}; reports: {', '.join(REPORTS)}"
+        )
+    else:
+        try:
+            query = parse_query(name, request.query)
+        except RequestError as exc:  # answered after the token's check, as before
+            query = exc
+    at_ms = now_ms(request.app)
+
+    def page(reports: Reports, distributor: int) -> dict[str, Any]:
+        if isinstance(query, RequestError):
+            raise query
+        result: dict[str, Any] = getattr(reports, name)(query, at_ms, distributor)
+        return result
+
+    answer = await as_tenant(request, page)
+    if isinstance(answer, web.Response):
+        return answer
+    return web.json_response({**answer, "server_ms": now_ms(request.app)})
 
 
 async def payment_steps(request: web.Request) -> web.Response:
-    distributor = await tenant(request)
-    if isinstance(distributor, web.Response):
-        return distributor
     txn = request.match_info["txn"]
-    steps = await read(request.app, Reports.payment, txn, distributor)
+    steps = await as_tenant(request, lambda reports, distributor: reports.payment(txn, distributor))
+    if isinstance(steps, web.Response):
+        return steps
     if steps is None:
         raise RequestError(404, "not_found", "no such transaction for this distributor")
     return web.json_response({**steps, "server_ms": now_ms(request.app)})
@@ -614,6 +634,7 @@ def create_app(
     app[READERS] = readers
     local = threading.local()
     opened: list[Reports] = []
+    checkpointers: list[Checkpointer] = []
 
     def reader() -> Reports:
         mine: Reports | None = getattr(local, "reports", None)
@@ -639,6 +660,9 @@ def create_app(
         if deferred:
             runner.changes = store.changes
             runner.durable = store.sync_wal
+        if not inline_store:  # checkpoints off the store thread (checkpoint.py)
+            start = partial(Checkpointer.start_for, store.db, db_path)
+            checkpointers.append(await asyncio.get_running_loop().run_in_executor(runner, start))
         app[SYNC_KEYS].update(await run(app, Store.sync_keys))
         if config.sms is not None:
             sender = SmsSender(config.sms, partial(run, app), partial(now_ms, app), config.resend)
@@ -653,6 +677,8 @@ def create_app(
             await sender.stop()
 
     async def close_store(app: web.Application) -> None:
+        for checkpointer in checkpointers:
+            await asyncio.get_running_loop().run_in_executor(None, checkpointer.stop)
         await asyncio.get_running_loop().run_in_executor(runner, app[STORE].close)
         runner.shutdown(wait=True)
         readers.shutdown(wait=True)

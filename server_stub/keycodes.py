@@ -80,8 +80,11 @@ def issue(secret: DeviceSecret, next_id: int, days: int) -> Issued:
     if days < 1 or creditable_days(secret.format, days, secret.time_divider) != days:
         raise ValueError(f"{days} days is not creditable by one {secret.format.name} keycode")
     if secret.format is KeycodeFormat.NEXUS_FULL:
-        text, following = full_add_credit(secret.key, next_id, days * 24), next_id + 1
-    elif secret.format is KeycodeFormat.NEXUS_SMALL:
+        text = full_add_credit(secret.key, next_id, days * 24)
+        # `*` 14 decimal digits `#`: the wire number is the digits (what pack_keycode
+        # computes, without checking the frame of a code this encoder just made)
+        return Issued(text, int(text[1:-1]), days, days * DAY_S, next_id + 1)
+    if secret.format is KeycodeFormat.NEXUS_SMALL:
         text, following = small_add_credit(secret.key, next_id, days), next_id + 1
     else:
         following, text = issue_token(

@@ -14,7 +14,7 @@ each (about 40 µs) were a tenth of the server's event loop.
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.core import (
@@ -24,11 +24,13 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 BYTES_BUCKETS = (64, 256, 1024, 4096, 16384, 65536, 262144)
+_le: Callable[[float], str] = floatToGoString  # a bucket's `le` as prometheus_client writes it
 LAG_BUCKETS = (0.1, 1, 5, 30, 60, 300, 900, 3600, 4 * 3600, 86400, 7 * 86400)
 
 
@@ -76,13 +78,21 @@ class Buckets:
         self.counts[bisect_left(self.bounds, value)] += 1  # bucket i: value <= bounds[i]
         self.sum += value
 
+    def observe_many(self, values: Iterable[float]) -> None:
+        """A batch at once: ingest lag is one value per operation, and a prometheus_client
+        `Histogram.observe` each (a lock, a bucket search in Python) cost ~3.7 µs."""
+        counts, bounds = self.counts, self.bounds
+        for value in values:
+            counts[bisect_left(bounds, value)] += 1
+            self.sum += value
+
     def cumulative(self) -> list[tuple[str, float]]:
         """(le, observations at or below it) per bound, then +Inf: Prometheus' buckets."""
         out: list[tuple[str, float]] = []
         seen = 0
         for bound, count in zip((*self.bounds, float("inf")), self.counts, strict=True):
             seen += count
-            out.append(("+Inf" if bound == float("inf") else repr(float(bound)), seen))
+            out.append((_le(bound), seen))
         return out
 
 

@@ -59,7 +59,8 @@ def grant(account: Account, factor: int = 1) -> Grant | None:
     paid = creditable_days(fmt, max(0, account.balance) // account.price_per_day, divider)
     if paid == 0:
         return None
-    return Grant(creditable_days(fmt, paid * factor, divider), paid * account.price_per_day)
+    granted = paid if factor == 1 else creditable_days(fmt, paid * factor, divider)
+    return Grant(granted, paid * account.price_per_day)
 
 
 def credit(account: Account, given: Grant, now_ms: int, copies: int = 1) -> Credit:

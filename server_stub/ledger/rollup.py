@@ -42,23 +42,28 @@ def payment_rollup(source: str, amount: int) -> dict[str, int]:
 class Tally:
     """An exchange's rollup additions summed per (day, agent), so each rollup row is written
     once per exchange. An operation's additions are staged until it has applied (`keep`); one
-    that is refused or rolled back is forgotten (`drop`)."""
+    that is refused or rolled back is forgotten (`drop`). Additions are summed once, at the
+    end (`kept`): keeping or dropping one is a mark in a list, not a sum per operation."""
 
     def __init__(self) -> None:
-        self.kept: dict[tuple[str, int], dict[str, int]] = {}
-        self._staged: list[tuple[str, int, dict[str, int]]] = []
+        self._added: list[tuple[str, int, dict[str, int]]] = []
+        self._kept = 0  # how many of `_added` belong to applied operations; the rest is staged
 
     def add(self, day: str, agent: int, add: dict[str, int]) -> None:
-        self._staged.append((day, agent, add))
+        self._added.append((day, agent, add))
 
     def keep(self) -> None:
-        if not self._staged:
-            return
-        for day, agent, add in self._staged:
-            sums = self.kept.setdefault((day, agent), {})
-            for name, value in add.items():
-                sums[name] = sums.get(name, 0) + value
-        self._staged.clear()
+        self._kept = len(self._added)
 
     def drop(self) -> None:
-        self._staged.clear()
+        del self._added[self._kept :]
+
+    @property
+    def kept(self) -> dict[tuple[str, int], dict[str, int]]:
+        """The kept additions summed per (day, agent)."""
+        sums: dict[tuple[str, int], dict[str, int]] = {}
+        for day, agent, add in self._added[: self._kept]:
+            row = sums.setdefault((day, agent), {})
+            for name, value in add.items():
+                row[name] = row.get(name, 0) + value
+        return sums
