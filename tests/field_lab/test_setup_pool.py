@@ -24,12 +24,9 @@ async def platform() -> AsyncIterator[str]:
         return web.Response(body=b"bye", headers={"Connection": "close"})
 
     app = web.Application()
-    app.router.add_post("/who", who)
-    app.router.add_post("/close", close)
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
-    yield str(server.make_url(""))
-    await server.close()
+    app.add_routes([web.post("/who", who), web.post("/close", close)])
+    async with TestServer(app, host="127.0.0.1") as server:
+        yield str(server.make_url(""))
 
 
 async def test_many_exchanges_share_the_pools_connections(platform: str) -> None:
