@@ -46,7 +46,8 @@ keep-alive (aiohttp's), so the platform does not close it under a request."""
 STORAGE = Storage(journal="truncate", synchronous="off", runner=Inline(), locks=False)
 """How emulated handsets keep their files: each commit handed to the OS (it survives the
 handset's process dying, not the lab machine losing power), one descriptor per idle file, no
-thread (see docs/scale.md for what was measured)."""
+thread, no file locks (each file has one connection, in this process: an open costs the same
+however many files are open; see docs/scale.md for what was measured)."""
 
 
 @dataclass(frozen=True)
