@@ -241,16 +241,16 @@ async def test_storage_without_locks_takes_none(tmp_path: Path, storage: Storage
 
 _CRASH_MID_TRANSACTION = """
 import asyncio, os, sys
+from agent_client.database import Inline, Storage
 from agent_client.store import HandsetStore
-from tests.agent_client.test_store import UNLOCKED
 
 async def main():
-    store = await HandsetStore.open(sys.argv[1], UNLOCKED)
-    await store.put(kept=1)
+    unlocked = Storage(journal="truncate", synchronous="off", runner=Inline(), locks=False)
+    store = await HandsetStore.open(sys.argv[1], unlocked)
+    await store.put(**{f"k{n}": b"a" * 4000 for n in range(100)})
+    await store._one("PRAGMA cache_size=2")  # spills: the file's pages change before a commit
     async with store.transaction() as db:
-        await db.execute("PRAGMA cache_size=2")  # spill: the file changes before the commit
-        for n in range(200):
-            await db.execute("INSERT INTO meta(key, value) VALUES (?, ?)", (str(n), b"x" * 4000))
+        await db.execute("UPDATE meta SET value = ?", (b"b" * 4000,))
         os._exit(0)  # the process dies mid-transaction
 
 asyncio.run(main())
@@ -275,4 +275,4 @@ def test_a_crash_mid_transaction_without_locks_is_rolled_back_at_the_next_open(
         finally:
             await store.close()
 
-    assert asyncio.run(reopened()) == {"kept": 1}
+    assert asyncio.run(reopened()) == {f"k{n}": b"a" * 4000 for n in range(100)}
