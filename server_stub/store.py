@@ -429,30 +429,29 @@ class Store:
         return int(row[0])
 
     def add_devices(self, agent: int | None, devices: Sequence[DeviceRecord]) -> None:
-        """Register devices (into `agent`'s stock when given), telling the agent's handsets."""
+        """Register devices (into `agent`'s stock when given), telling the agent's handsets
+        (looked up once for the lot, not once per device)."""
+        first_id = 1
+        rows = [
+            (r.device, int(s.format), s.key, s.starting_code, s.time_divider, first_id, agent)
+            for r in devices
+            for s in (r.secret,)
+        ]
         try:
             with self.transaction() as db:
+                db.executemany(
+                    "INSERT INTO devices(device, format, key, starting_code, time_divider,"
+                    " next_id, agent) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
+                if agent is None:
+                    return
+                handsets = db.execute(
+                    "SELECT handset FROM handsets WHERE agent = ?", (agent,)
+                ).fetchall()
                 for record in devices:
-                    s = record.secret
-                    first_id = 1
-                    db.execute(
-                        "INSERT INTO devices(device, format, key, starting_code, time_divider,"
-                        " next_id, agent) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        (
-                            record.device,
-                            int(s.format),
-                            s.key,
-                            s.starting_code,
-                            s.time_divider,
-                            first_id,
-                            agent,
-                        ),
-                    )
-                    if agent is not None:
-                        for (handset,) in db.execute(
-                            "SELECT handset FROM handsets WHERE agent = ?", (agent,)
-                        ).fetchall():
-                            self._emit(handset, Stock(record.device, s.format, True))
+                    for (handset,) in handsets:
+                        self._emit(handset, Stock(record.device, record.secret.format, True))
         except sqlite3.IntegrityError as exc:
             raise SetupError(f"device already registered: {exc}") from exc
 

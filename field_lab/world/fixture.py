@@ -30,6 +30,8 @@ from server_stub.store import DeviceRecord, Store
 PRICE_PER_DAY = 500
 FIRST_SERIAL = 20_000_001
 PLAN_NAME = "solar-home"
+SEED_GROUP = 500
+"""Agents (with their devices) seeded per commit."""
 
 
 class FixtureError(ConfigError):
@@ -223,20 +225,22 @@ def seed(db_path: str | Path, stocking: Stocking) -> Fixture:
         secrets: dict[int, DeviceSecret] = {}
         serial = FIRST_SERIAL
         per_agent, extra = divmod(stocking.devices, stocking.agents)
-        for index in range(stocking.agents):
-            name = f"agent-{index:05d}"
-            tenant, owner, plan = tenants[index % len(tenants)]
-            code_text = f"code-{index:05d}-{rng.randbytes(8).hex()}"
-            _, code = store.add_agent(name, code_text, owner)
-            records = []
-            for _ in range(per_agent + (1 if index < extra else 0)):
-                fmt = FORMATS[rng.choices(names, weights)[0]]
-                secrets[serial] = _secret(rng, fmt)
-                records.append(DeviceRecord(serial, secrets[serial]))
-                serial += 1
-            store.add_devices(store.agent_id(name), records)
-            devices = tuple(r.device for r in records)
-            agents.append(AgentSpec(name, code, devices, tenant.name, plan))
+        for first in range(0, stocking.agents, SEED_GROUP):
+            with store.group():  # one commit for the group's agents and their devices
+                for index in range(first, min(first + SEED_GROUP, stocking.agents)):
+                    name = f"agent-{index:05d}"
+                    tenant, owner, plan = tenants[index % len(tenants)]
+                    code_text = f"code-{index:05d}-{rng.randbytes(8).hex()}"
+                    agent, code = store.add_agent(name, code_text, owner)
+                    records = []
+                    for _ in range(per_agent + (1 if index < extra else 0)):
+                        fmt = FORMATS[rng.choices(names, weights)[0]]
+                        secrets[serial] = _secret(rng, fmt)
+                        records.append(DeviceRecord(serial, secrets[serial]))
+                        serial += 1
+                    store.add_devices(agent, records)
+                    devices = tuple(r.device for r in records)
+                    agents.append(AgentSpec(name, code, devices, tenant.name, plan))
         store.db.execute("PRAGMA synchronous=FULL")
         store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # now all of it is on the disk
         first_plan = tenants[0][2]

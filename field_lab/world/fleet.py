@@ -1,9 +1,9 @@
 """The agents' handsets: one real `agent_client.Agent` each, its HTTP on its own emulated link.
 
 Provisioning and the installed base run over one pool of loopback connections the fleet shares
-(`SETUP_CONCURRENCY` of them; no link is emulated: set-up is not measured), each handset its own
-`agent_client` transport on it; then every handset moves onto its scenario link, with its
-scripted outages, for the field phase. A fleet
+(`SETUP_CONCURRENCY` of agent_client's `Http1Transport`, `field_lab.world.pool`; no link is
+emulated: set-up is not measured), each handset's exchanges through its own `Agent`; then every
+handset moves onto its scenario link, with its scripted outages, for the field phase. A fleet
 may be one shard's part of a larger one: handsets keep their index in the whole fleet.
 """
 
@@ -15,13 +15,10 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-import aiohttp
-
 from agent_client.adapters import PlatformAdapter
 from agent_client.errors import AgentError
 from agent_client.protocol.frames import Keycode
 from agent_client.store import HandsetStore
-from agent_client.transport import client_session
 from field_lab.link import Outage, get_profile
 from field_lab.link.scheduler import LinkScheduler
 from field_lab.world.fixture import Fixture
@@ -32,6 +29,7 @@ from field_lab.world.handset import (
     Handset,
     MeasuredTransport,
 )
+from field_lab.world.pool import SetupPool
 
 SETUP_CONCURRENCY = 64
 LINK_QUANTUM_S = 0.002
@@ -50,7 +48,7 @@ class Fleet:
         self.handsets: list[Handset] = []
         self.by_index: dict[int, Handset] = {}
         self._gate = asyncio.Semaphore(SETUP_CONCURRENCY)
-        self._setup: aiohttp.ClientSession | None = None
+        self._setup: SetupPool | None = None
         """The loopback pool the handsets are set up over (until `to_field`)."""
 
     async def provision(
@@ -67,8 +65,8 @@ class Fleet:
         Its stock and catalog come down with its first sync (`drain`), with the answer to the
         installed base's sales: one exchange, not two."""
         if self._setup is None:
-            self._setup = client_session(aiohttp.TCPConnector(limit=SETUP_CONCURRENCY))
-        session = self._setup
+            self._setup = SetupPool(url, SETUP_CONCURRENCY)
+        pool = self._setup
         template = self.workdir / "handset-template.db"
         await (await HandsetStore.open(template, STORAGE)).close()  # migrated once, copied
         image = template.read_bytes()
@@ -82,8 +80,7 @@ class Fleet:
                     index,
                     fixture.agents[index],
                     get_profile(profiles[index]),
-                    session,
-                    url,
+                    pool,
                     db_path,
                     on_keycodes,
                     self.adapter,

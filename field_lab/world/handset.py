@@ -27,12 +27,13 @@ from agent_client.errors import ServerRefused
 from agent_client.protocol.frames import Keycode
 from agent_client.protocol.ops import Operation
 from agent_client.protocol.sync import Result
-from agent_client.transport import Http1Transport, HttpTransport, Reply
+from agent_client.transport import Http1Transport, Reply
 from field_lab.lab.stats import NO_COVERAGE
 from field_lab.link import DOWN, UP, Profile, floor_seconds
 from field_lab.link.aio import LinkOpener
 from field_lab.link.scheduler import LinkPort
 from field_lab.world.fixture import AgentSpec
+from field_lab.world.pool import SetupPool
 
 IDLE_CLOSE_S = 5.0
 """An idle handset's connection closes this long after its last exchange, when the lab cannot
@@ -42,10 +43,11 @@ KEEP_WARM_S = 30.0
 for minutes (OkHttp: 5), and a radio that went idle meanwhile costs the link's wake-up, not a
 new connection; longer than the default 15 s poll, shorter than the platform's 75 s
 keep-alive (aiohttp's), so the platform does not close it under a request."""
-STORAGE = Storage(journal="truncate", synchronous="off", runner=Inline())
+STORAGE = Storage(journal="truncate", synchronous="off", runner=Inline(), locks=False)
 """How emulated handsets keep their files: each commit handed to the OS (it survives the
 handset's process dying, not the lab machine losing power), one descriptor per idle file, no
-thread (see docs/scale.md for what was measured)."""
+thread, no file locks (each file has one connection, in this process: an open costs the same
+however many files are open; see docs/scale.md for what was measured)."""
 
 
 @dataclass(frozen=True)
@@ -150,21 +152,20 @@ class Handset:
         index: int,
         spec: AgentSpec,
         profile: Profile,
-        session: aiohttp.ClientSession,
-        url: str,
+        pool: SetupPool,
         db_path: Path,
         on_keycodes: Callable[[Handset, list[Keycode]], None],
         adapter: PlatformAdapter,
     ) -> Handset:
-        """A new handset, provisioned (and later set up) over `session`: a loopback pool the
+        """A new handset, provisioned (and later set up) over `pool`: loopback connections the
         fleet shares while it sets up, where no link is emulated (set-up is not measured);
         `use` moves it onto its own link for the field."""
         agent = await Agent.provision(
             db_path,
-            url,
+            pool.base_url,
             spec.name,
             spec.code,
-            transport=HttpTransport(url, session=session),
+            transport=pool.transport(),
             adapter=Metered(adapter),
             storage=STORAGE,
         )

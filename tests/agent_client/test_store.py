@@ -3,13 +3,18 @@ applied all-or-nothing."""
 
 from __future__ import annotations
 
+import asyncio
+import os
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from agent_client.database import Inline, Storage
 from agent_client.errors import InvalidOperation, OperationFrozen
 from agent_client.protocol.frames import Keycode, Payment, Plan, Reason, Stock
 from agent_client.protocol.keycodes import KeycodeFormat
@@ -211,3 +216,63 @@ async def test_a_failing_apply_leaves_nothing_behind(tmp_path: Path) -> None:
     assert (await store.counts())[OpState.PENDING] == 1
     assert await store.get("cursor") is None
     await store.close()
+
+
+UNLOCKED = Storage(journal="truncate", synchronous="off", runner=Inline(), locks=False)
+
+
+def _posix_locks() -> set[int]:
+    """Pids holding a POSIX lock on any file now (Linux's /proc/locks)."""
+    with open("/proc/locks") as locks:
+        return {int(line.split()[4]) for line in locks if " POSIX " in line}
+
+
+@pytest.mark.parametrize("storage", [Storage(), UNLOCKED], ids=["locks", "no-locks"])
+async def test_storage_without_locks_takes_none(tmp_path: Path, storage: Storage) -> None:
+    """`locks=False` (SQLite's unix-none VFS): a write transaction holds no file lock."""
+    store = await HandsetStore.open(tmp_path / "h.db", storage)
+    async with store.transaction() as db:
+        await db.execute("INSERT INTO meta(key, value) VALUES ('k', 1)")
+        held = os.getpid() in _posix_locks()
+    assert held is storage.locks
+    assert await store.get("k") == 1
+    await store.close()
+
+
+_CRASH_MID_TRANSACTION = """
+import asyncio, os, sys
+from agent_client.database import Inline, Storage
+from agent_client.store import HandsetStore
+
+async def main():
+    unlocked = Storage(journal="truncate", synchronous="off", runner=Inline(), locks=False)
+    store = await HandsetStore.open(sys.argv[1], unlocked)
+    await store.put(**{f"k{n}": b"a" * 4000 for n in range(100)})
+    await store._one("PRAGMA cache_size=2")  # spills: the file's pages change before a commit
+    async with store.transaction() as db:
+        await db.execute("UPDATE meta SET value = ?", (b"b" * 4000,))
+        os._exit(0)  # the process dies mid-transaction
+
+asyncio.run(main())
+"""
+
+
+def test_a_crash_mid_transaction_without_locks_is_rolled_back_at_the_next_open(
+    tmp_path: Path,
+) -> None:
+    """No locks, but the rollback journal still works: the next open rolls the torn
+    transaction back (a hot journal), as with SQLite's default VFS."""
+    path = tmp_path / "h.db"
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    subprocess.run([sys.executable, "-c", _CRASH_MID_TRANSACTION, str(path)], env=env, check=True)
+    assert Path(f"{path}-journal").stat().st_size > 0  # torn: a hot journal is left
+
+    async def reopened() -> dict[str, object]:
+        store = await HandsetStore.open(path, UNLOCKED)
+        try:
+            return await store.meta()
+        finally:
+            await store.close()
+
+    assert asyncio.run(reopened()) == {f"k{n}": b"a" * 4000 for n in range(100)}

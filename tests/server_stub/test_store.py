@@ -13,8 +13,8 @@ import pytest
 from agent_client.protocol.auth import Claim, HandsetKey
 from agent_client.protocol.frames import Keycode, Reason, Stock
 from agent_client.protocol.ops import Kind, Operation
-from server_stub.errors import RequestError
-from server_stub.store import Store
+from server_stub.errors import RequestError, SetupError
+from server_stub.store import DeviceRecord, Store
 
 from .fixtures import PRICE_PER_DAY, Seeded, seed_platform
 
@@ -174,3 +174,27 @@ def test_a_deferred_store_commits_without_fsync_and_syncs_its_wal_on_demand(tmp_
         store.close()
     store.sync_wal()  # closed: nothing left to sync, no error
     assert store.changes() > before
+
+
+def test_devices_added_reach_every_handset_of_their_agent_in_order_all_or_nothing(
+    tmp_path: Path, seeded: Seeded
+) -> None:
+    """`add_devices` (seeding, `import-devices`): one Stock entry per device for each of the
+    agent's handsets, in the devices' order; a device already registered refuses the lot."""
+    path = tmp_path / "s.db"
+    handsets = [provisioned(path), provisioned(path)]
+    store = Store.open(path)
+    try:
+        agent = seeded.agents["ama"][0]
+        secret = seeded.secrets[seeded.stock["ama"][0]]
+        new = [DeviceRecord(30_000_000 + n, secret) for n in range(3)]
+        before = [store.exchange(Claim(h, 10, b""), [], 0, 1, paging=False) for h in handsets]
+        store.add_devices(agent, new)
+        for handset, seen in zip(handsets, before, strict=True):
+            later = store.exchange(Claim(handset, 11, b""), [], seen.last_entry, 2, paging=False)
+            assert list(later.entries) == [Stock(r.device, secret.format, True) for r in new]
+        with pytest.raises(SetupError, match="already registered"):
+            store.add_devices(agent, [DeviceRecord(30_000_010, secret), new[0]])
+        assert 30_000_010 not in store.device_secrets()
+    finally:
+        store.close()
