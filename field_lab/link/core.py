@@ -281,6 +281,7 @@ class Link:
         self._scanned_to = epoch
         self._outage_version = 0
         """Bumped whenever the outages or `reset_after_s` change (connections' memos expire)."""
+        self._radio_memo = (math.inf, -math.inf, False, -1)  # see `radio_down`
         self.resets = 0
         self.bytes_written = {UP: 0, DOWN: 0}
         """Application bytes written into each direction over the link's life (TCP payload)."""
@@ -289,6 +290,23 @@ class Link:
         if now < self._now:
             raise UsageError(f"time went backwards: {now} < {self._now}")
         self._now = now
+
+    def radio_down(self, now: float) -> bool:
+        """Whether an outage covers `now`. Remembered until the next outage starts or the
+        current one ends (a lab asks for every handset once a second)."""
+        since, until, down, version = self._radio_memo
+        if version == self._outage_version and since <= now < until:
+            return down
+        rel = now - self.epoch
+        outage = self.outages.first_ending_after(rel)
+        if outage is None:
+            down, until = False, math.inf
+        elif outage.start_s > rel:
+            down, until = False, outage.start_s + self.epoch
+        else:
+            down, until = True, outage.end_s + self.epoch
+        self._radio_memo = (now, until, down, self._outage_version)
+        return down
 
     @property
     def interrupted(self) -> bool:
