@@ -43,7 +43,7 @@ def test_remembered_answers_are_fresh_answers(
         outages, end = [], 0.0
         for gap, duration in scripted:  # sorted and disjoint
             outages.append(Outage(end + gap, duration))
-            end += gap + duration
+            end = outages[-1].end_s
         link = Link(PROFILE, seed=seed, outages=outages)
     now = 0.0
     scanned = 0.0
