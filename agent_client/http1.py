@@ -32,7 +32,7 @@ MAX_HEAD = 64 * 1024
 MAX_BODY = 32 * 1024 * 1024
 """A response body, at most: far beyond any sync answer (the platform's frames are kilobytes)."""
 
-_TOKEN = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_TOKEN_BYTES = b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _NO_BODY = frozenset({204, 304})
 
 
@@ -56,8 +56,13 @@ class Response:
         return found
 
 
+def _is_token(name: bytes) -> bool:
+    """Whether `name` is a non-empty HTTP token (one C call: this runs per header)."""
+    return bool(name) and not name.translate(None, _TOKEN_BYTES)
+
+
 def _check_token(name: str) -> None:
-    if not name or not all(b in _TOKEN for b in name.encode("latin-1", "replace")):
+    if not _is_token(name.encode("latin-1", "replace")):
         raise ValueError(f"header name {name!r} is not an HTTP token")
 
 
@@ -278,6 +283,6 @@ def _status_line(line: bytes) -> tuple[int, str, int]:
 
 def _header(line: bytes) -> tuple[str, str]:
     name, colon, value = line.partition(b":")
-    if not colon or not name or any(b not in _TOKEN for b in name):
+    if not colon or not _is_token(name):
         raise HttpProtocolError(f"malformed header line {line[:60]!r}")
     return name.decode("ascii").lower(), value.strip(b" \t").decode("latin-1")

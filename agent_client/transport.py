@@ -358,6 +358,13 @@ class Http1Transport:
         self._idle_until = math.inf
 
     async def post(self, path: str, body: bytes, headers: dict[str, str]) -> Reply:
+        return raise_for_transient(await self.request(path, body, headers))
+
+    async def request(self, path: str, body: bytes, headers: Mapping[str, str]) -> Reply:
+        """POST `body` to `path` and return whatever status came back (`post` without the
+        transient rule: a caller that records a 5xx as an answer, as an operator does).
+
+        Raises `TransientError` when the link failed (no answer at all)."""
         request = encode_request("POST", self._host, self._prefix + path, headers, body)
         loop = asyncio.get_running_loop()
         t = self._timeouts
@@ -390,7 +397,7 @@ class Http1Transport:
             if not self._watched:
                 self._watched = True
                 _reaper(loop).watch(self, self._idle_until)
-        return raise_for_transient(Reply(response.status, response.body))
+        return Reply(response.status, response.body)
 
     def _reap(self, now: float) -> float | None:
         """The reaper's call: close the connection if it stayed idle; else when to look again

@@ -263,8 +263,8 @@ class Lab:
             if platform.sms is not None:
                 platform.sms.inbox.listen(field.sms_arrived)
             await self._set_up(platform, fleet, field, clock)
-            with field_collector():  # collects only what set-up made after the sites
-                await self._field(platform, fleet, field, clock)
+            with field_collector() as settle:  # collects only what set-up made after the sites
+                await self._field(platform, fleet, field, clock, settle)
         self.phase = "end of day"
         fleet.back_in_coverage()  # agents of villages without coverage come back to town
         with contextlib.suppress(TimeoutError):  # agents sync once more before going home
@@ -322,7 +322,14 @@ class Lab:
         await fleet.leave_coverage(plan.offline_agents(s))
         lap("to_field")
 
-    async def _field(self, platform: Platform, fleet: Fleet, field: Field, clock: LabClock) -> None:
+    async def _field(
+        self,
+        platform: Platform,
+        fleet: Fleet,
+        field: Field,
+        clock: LabClock,
+        settle: Callable[[], None],
+    ) -> None:
         s = self.scenario
         self.phase = "field"
         field.measured = True
@@ -339,7 +346,7 @@ class Lab:
             )
             for i, (name, token) in enumerate(readers if self.readers else [])
         ]
-        background.append(asyncio.create_task(self._sample(fleet, field, clock, stop)))
+        background.append(asyncio.create_task(self._sample(fleet, field, clock, stop, settle)))
         metering = Metering(s, self.sites, platform.url, clock)
         if s.metering.metered_share > 0:
             background.append(asyncio.create_task(metering.run(stop)))
@@ -387,10 +394,18 @@ class Lab:
         return plan.installed_base(self.scenario, stock)
 
     async def _sample(
-        self, fleet: Fleet, field: Field, clock: LabClock, stop: asyncio.Event
+        self,
+        fleet: Fleet,
+        field: Field,
+        clock: LabClock,
+        stop: asyncio.Event,
+        settle: Callable[[], None],
     ) -> None:
+        """Once a second: a point of the series, the progress callback, and `settle` (the
+        collector's: what lives on is frozen, see `field_lab.lab.collector`)."""
         start = clock.real()
         while not stop.is_set():
+            settle()
             sales = self.stats.total.sale_failed
             self.series.append(
                 {

@@ -30,7 +30,7 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from field_lab.link.direction import Delivery, Direction, Radio
+from field_lab.link.direction import Direction, Radio
 from field_lab.link.errors import UsageError
 from field_lab.link.outages import Outage, OutageSchedule
 from field_lab.link.profiles import Profile
@@ -135,14 +135,14 @@ class _Pipe:
             size = min(mss, len(pending) - head)
             if (size < mss and d.busy(now)) or d.space(now) < size:
                 break
-            d.send(now, self.stream, size)
+            d.enqueue(now, self.stream, size)
             self.inflight.append(bytes(pending[head : head + size]))
             head += size
         del pending[:head]  # one move per push, not one per packet
         if pending:
             return
         if self.eof and not self.fin_sent:
-            d.send(now, self.stream, 0)
+            d.enqueue(now, self.stream, 0)
             self.fin_sent = True
 
     def wake_time(self, now: float) -> float | None:
@@ -150,6 +150,10 @@ class _Pipe:
         if self.open and self.pending:
             return self.direction.next_space_time(now)
         return None
+
+
+_ResetMemo = tuple[int, float, float, "tuple[float, bool] | None"]
+"""(outage version, scanned from, limit, what `Link._next_reset` found then)."""
 
 
 class Connection:
@@ -163,6 +167,7 @@ class Connection:
         self._pipes = {UP: _Pipe(link.up, stream), DOWN: _Pipe(link.down, stream)}
         self._control_seen = {UP: False, DOWN: False}  # SYN / SYN-ACK already arrived
         self._fin_in = {UP: False, DOWN: False}
+        self._reset_memo: _ResetMemo | None = None  # see `Link._reset_lookup`
 
     def _fire(self, event: str) -> None:
         key = (self.state, event)
@@ -210,39 +215,39 @@ class Connection:
             raise UsageError(f"connection {self.id}: {direction} was already closed")
         return pipe
 
-    def _arrive(self, direction: str, delivery: Delivery, now: float) -> list[Event]:
+    def _arrive(self, direction: str, at: float, nbytes: int, now: float) -> Event:
+        """The event a packet of `nbytes` arriving at `at` in `direction` makes."""
         pipe = self._pipes[direction]
         stats = self.stats
-        if delivery.nbytes == 0:
+        if nbytes == 0:
             if not self._control_seen[direction]:
                 self._control_seen[direction] = True
                 if direction == UP:
                     self._fire("syn_arrived")
                     down = self._pipes[DOWN]
-                    at = down.direction.earliest(delivery.at)
-                    down.direction.send(at, self.id, 0)  # the SYN-ACK, ahead of any data
+                    start = down.direction.earliest(at)
+                    down.direction.enqueue(start, self.id, 0)  # the SYN-ACK, ahead of any data
                     down.open = True
-                    down.push(at)
-                    return [Accepted(self)]
+                    down.push(start)
+                    return Accepted(self)
                 self._fire("synack_arrived")
-                stats.established_at = delivery.at
+                stats.established_at = at
                 up = self._pipes[UP]
                 up.open = True
-                up.push(up.direction.earliest(delivery.at))
-                return [Established(self)]
+                up.push(up.direction.earliest(at))
+                return Established(self)
             self._fin_in[direction] = True
-            events: list[Event] = [EofArrived(self, direction)]
             if self._fin_in[UP] and self._fin_in[DOWN]:
                 self._fire("closed")
-                stats.closed_at = delivery.at
+                stats.closed_at = at
                 self.link._forget(now, self)
-            return events
+            return EofArrived(self, direction)
         data = pipe.inflight.popleft()
         stats.bytes[direction] += len(data)
         if stats.first_at[direction] is None:
-            stats.first_at[direction] = delivery.at
-        stats.last_at[direction] = delivery.at
-        return [Arrived(self, direction, data)]
+            stats.first_at[direction] = at
+        stats.last_at[direction] = at
+        return Arrived(self, direction, data)
 
 
 class Link:
@@ -274,6 +279,9 @@ class Link:
         self._next_id = 1
         self._now = epoch
         self._scanned_to = epoch
+        self._outage_version = 0
+        """Bumped whenever the outages or `reset_after_s` change (connections' memos expire)."""
+        self._radio_memo = (math.inf, -math.inf, False, -1)  # see `radio_down`
         self.resets = 0
         self.bytes_written = {UP: 0, DOWN: 0}
         """Application bytes written into each direction over the link's life (TCP payload)."""
@@ -282,6 +290,23 @@ class Link:
         if now < self._now:
             raise UsageError(f"time went backwards: {now} < {self._now}")
         self._now = now
+
+    def radio_down(self, now: float) -> bool:
+        """Whether an outage covers `now`. Remembered until the next outage starts or the
+        current one ends (a lab asks for every handset once a second)."""
+        since, until, down, version = self._radio_memo
+        if version == self._outage_version and since <= now < until:
+            return down
+        rel = now - self.epoch
+        outage = self.outages.first_ending_after(rel)
+        if outage is None:
+            down, until = False, math.inf
+        elif outage.start_s > rel:
+            down, until = False, outage.start_s + self.epoch
+        else:
+            down, until = True, outage.end_s + self.epoch
+        self._radio_memo = (now, until, down, self._outage_version)
+        return down
 
     @property
     def interrupted(self) -> bool:
@@ -295,6 +320,7 @@ class Link:
         if self.outages.live:
             raise UsageError("interrupt() twice: the link is already interrupted")
         self.outages.begin(now - self.epoch)
+        self._outage_version += 1
         self._retime(now)
 
     def restore(self, now: float) -> None:
@@ -304,6 +330,7 @@ class Link:
         if not self.outages.live:
             raise UsageError("restore() without interrupt(): the link is not interrupted")
         self.outages.end(now - self.epoch)
+        self._outage_version += 1
         self._retime(now)
 
     def retune(self, now: float, profile: Profile) -> None:
@@ -317,6 +344,7 @@ class Link:
             )
         self._advance_clock(now)
         self.profile = profile
+        self._outage_version += 1  # another `reset_after_s`
         self.radio.retune(profile)
         self.radio.settle(now)
         self.up.retune(now, profile)
@@ -338,7 +366,7 @@ class Link:
         conn = Connection(self, self._next_id, now)
         self._next_id += 1
         self._connections[conn.id] = conn
-        self.up.send(now, conn.id, 0)
+        self.up.enqueue(now, conn.id, 0)
         return conn
 
     @property
@@ -368,18 +396,45 @@ class Link:
                 return outage.end_s + self.epoch, False
             t = outage.end_s
 
+    def _reset_lookup(
+        self, conn: Connection, scan_from: float, limit: float
+    ) -> tuple[float, bool] | None:
+        """`_next_reset`, remembered per connection: the shell asks after every packet, with
+        a scan start and a limit that only grow, and the answer stays what it was while
+        (a reset) the scan has not reached it, (a time to look again) the limit has not
+        reached it, or (None) always, unless the outages or the profile changed."""
+        memo = conn._reset_memo
+        version = self._outage_version
+        if memo is not None:
+            seen_version, seen_from, seen_limit, found = memo
+            if seen_version == version and scan_from >= seen_from and limit >= seen_limit:
+                if found is None:
+                    return None
+                at, is_reset = found
+                if (scan_from < at) if is_reset else (limit < at):
+                    return found
+        found = self._next_reset(conn, scan_from, limit)
+        conn._reset_memo = (version, scan_from, limit, found)
+        return found
+
     def next_event_time(self) -> float | None:
         """The earliest time `poll` has something to do, or None if nothing is pending."""
         now = self._now
-        times = [self.up.next_delivery_time(), self.down.next_delivery_time()]
+        best = math.inf
+        for t in (self.up.next_delivery_time(), self.down.next_delivery_time()):
+            if t is not None and t < best:
+                best = t
         for conn in self._connections.values():
-            found_reset = self._next_reset(conn, self._scanned_to, now)
+            found_reset = self._reset_lookup(conn, self._scanned_to, now)
             if found_reset is not None:
-                times.append(max(found_reset[0], now))
+                at = max(found_reset[0], now)
+                if at < best:
+                    best = at
             for pipe in conn._pipes.values():
-                times.append(pipe.wake_time(now))
-        found = [t for t in times if t is not None and not math.isinf(t)]
-        return min(found) if found else None
+                wake = pipe.wake_time(now)
+                if wake is not None and wake < best:
+                    best = wake
+        return None if math.isinf(best) else best
 
     def poll(self, now: float) -> list[Event]:
         """Everything that happened by `now`, in time order: arrivals, handshakes, resets."""
@@ -408,7 +463,7 @@ class Link:
         first: float | None = None
         victims: list[Connection] = []
         for conn in self._connections.values():
-            found = self._next_reset(conn, self._scanned_to, now)
+            found = self._reset_lookup(conn, self._scanned_to, now)
             if found is None or not found[1] or found[0] > now:
                 continue
             if first is None or found[0] < first:
@@ -418,12 +473,19 @@ class Link:
         return first, victims
 
     def _deliver(self, upto: float) -> list[Event]:
+        up = self.up.arrived(upto)
+        down = self.down.arrived(upto)
+        if up and down:  # both ways at once (rare): in time order, the uplink's first on ties
+            arrivals = [(at, stream, n, UP) for at, stream, n in up]
+            arrivals += [(at, stream, n, DOWN) for at, stream, n in down]
+            arrivals.sort(key=lambda arrival: arrival[0])
+        else:
+            way = UP if up else DOWN
+            arrivals = [(at, stream, n, way) for at, stream, n in up or down]
+        connections = self._connections
         events: list[Event] = []
-        arrivals = [(d, UP) for d in self.up.deliverable(upto)]
-        arrivals += [(d, DOWN) for d in self.down.deliverable(upto)]
-        arrivals.sort(key=lambda pair: pair[0].at)
-        for delivery, direction in arrivals:
-            conn = self._connections.get(delivery.stream)
+        for at, stream, nbytes, direction in arrivals:
+            conn = connections.get(stream)
             if conn is not None:
-                events.extend(conn._arrive(direction, delivery, upto))
+                events.append(conn._arrive(direction, at, nbytes, upto))
         return events

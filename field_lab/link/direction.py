@@ -203,31 +203,43 @@ class Direction:
 
         Raises UsageError if `nbytes` is negative or more than `space(now)`.
         """
+        queued = len(self._queue)
+        self.enqueue(now, stream, nbytes)
+        return tuple(Delivery(p.deliver, stream, p.payload) for p in list(self._queue)[queued:])
+
+    def enqueue(self, now: float, stream: int, nbytes: int) -> None:
+        """`send` without the schedule handed back (the link's own packets: no object each)."""
         if nbytes < 0:
             raise UsageError(f"nbytes must be >= 0, got {nbytes}")
-        if nbytes > self.space(now):
+        if nbytes and nbytes > self.space(now):
             raise UsageError(f"{nbytes} bytes do not fit the queue ({self.space(now)} free)")
-        out = []
-        for size in self.profile.packet_sizes(nbytes):
+        self._advance(now)
+        profile, stats = self.profile, self.stats
+        header = profile.header_bytes
+        for size in profile.packet_sizes(nbytes):
             packet = _Packet(stream, size, now, self._chain.losses_before_success())
             self._schedule(packet)
             self._queue.append(packet)
-            self.stats.packets += 1
-            self.stats.payload_bytes += size
-            self.stats.wire_bytes += (size + self.profile.header_bytes) * (packet.losses + 1)
-            self.stats.lost_attempts += packet.losses
-            serialise = (size + self.profile.header_bytes) * self._mean_seconds_per_byte
-            self.stats.retransmit_delay_s += packet.losses * (self.profile.retransmit_s + serialise)
-            out.append(Delivery(packet.deliver, stream, size))
-        return tuple(out)
+            stats.packets += 1
+            stats.payload_bytes += size
+            losses = packet.losses
+            stats.wire_bytes += (size + header) * (losses + 1)
+            if losses:
+                stats.lost_attempts += losses
+                serialise = (size + header) * self._mean_seconds_per_byte
+                stats.retransmit_delay_s += losses * (profile.retransmit_s + serialise)
 
     def deliverable(self, now: float) -> list[Delivery]:
         """Pop, in order, every packet that has arrived by `now`."""
-        out: list[Delivery] = []
+        return [Delivery(at, stream, nbytes) for at, stream, nbytes in self.arrived(now)]
+
+    def arrived(self, now: float) -> list[tuple[float, int, int]]:
+        """`deliverable` as (at, stream, nbytes) tuples (the link's own use: per packet)."""
+        out: list[tuple[float, int, int]] = []
         queue = self._queue
         while queue and queue[0].deliver <= now:
             packet = queue.popleft()
-            out.append(Delivery(packet.deliver, packet.stream, packet.payload))
+            out.append((packet.deliver, packet.stream, packet.payload))
         return out
 
     def next_delivery_time(self) -> float | None:

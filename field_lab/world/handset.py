@@ -186,11 +186,7 @@ class Handset:
         return [] if self.transport is None else self.transport.exchanges
 
     def link_down(self, now: float) -> bool:
-        if self.port is None:
-            return False
-        link = self.port.link
-        rel = now - link.epoch
-        return link.outages.next_up(rel) > rel
+        return self.port is not None and self.port.link.radio_down(now)
 
     async def sync_once(self, max_exchanges: int = 16, max_wait_s: float = 0.0) -> None:
         if not self.covered:

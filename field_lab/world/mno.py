@@ -23,9 +23,10 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
-import aiohttp
-
+from agent_client.errors import TransientError
+from agent_client.transport import Http1Transport, Timeouts
 from server_stub.callbacks import SIGNATURE_HEADER, MoneyCallback, sign
 
 
@@ -67,6 +68,8 @@ class TxnPlan:
 
 
 MAX_DUPLICATES = 5
+KEEP_ALIVE_S = 30.0
+"""An idle callback connection is closed after this (the platform keeps one 75 s)."""
 
 
 class MnoPlan:
@@ -154,40 +157,57 @@ class CallbackSender(Protocol):
 
 
 class HttpCallbacks:
-    """POSTs callbacks to the platform over real HTTP on 127.0.0.1."""
+    """POSTs callbacks to the platform over real HTTP on 127.0.0.1: agent_client's HTTP/1.1
+    client (`Http1Transport`), a pool of up to `connections` kept-alive connections (an
+    operator's gateway holds a few; aiohttp's client cost several times the CPU a request)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, connections: int = 64) -> None:
         if not url.startswith("http://127.0.0.1"):
             raise ValueError("the simulator calls back on 127.0.0.1 only")
+        if connections < 1:
+            raise ValueError(f"connections must be >= 1, got {connections}")
+        parts = urlsplit(url)
         self.url = url
-        self._session: aiohttp.ClientSession | None = None
+        self._origin = f"{parts.scheme}://{parts.netloc}"
+        self._path = parts.path or "/"
+        self._idle: list[Http1Transport] = []
+        self._slots: asyncio.Semaphore | None = None
+        self._limit = connections
+        self._open = False
 
     async def open(self) -> None:
-        connector = aiohttp.TCPConnector(limit=64)
-        self._session = aiohttp.ClientSession(connector=connector)
+        self._slots = asyncio.Semaphore(self._limit)
+        self._open = True
 
     async def send(self, body: bytes, headers: dict[str, str], timeout_s: float) -> Reply:
-        if self._session is None:
+        if not self._open or self._slots is None:
             raise RuntimeError("start() the simulator first")
-        timeout = aiohttp.ClientTimeout(total=timeout_s)
+        async with self._slots:
+            client = self._idle.pop() if self._idle else self._client(timeout_s)
+            try:
+                async with asyncio.timeout(timeout_s):
+                    reply = await client.request(self._path, body, headers)
+            except TimeoutError:
+                raise NoReply("timeout") from None
+            except TransientError as exc:  # the connection failed: no answer
+                cause = exc.__cause__
+                raise NoReply(type(cause or exc).__name__) from None
+            finally:  # a failed exchange closed its connection: the next one opens anew
+                self._idle.append(client)
         answer: object = None
-        try:
-            async with self._session.post(
-                self.url, data=body, headers=headers, timeout=timeout
-            ) as response:
-                status = response.status
-                with contextlib.suppress(ValueError, aiohttp.ContentTypeError):
-                    answer = await response.json()
-        except TimeoutError:
-            raise NoReply("timeout") from None
-        except aiohttp.ClientError as exc:
-            raise NoReply(type(exc).__name__) from None
-        return Reply(status, answer if isinstance(answer, dict) else None)
+        with contextlib.suppress(ValueError):
+            answer = json.loads(reply.body)
+        return Reply(reply.status, answer if isinstance(answer, dict) else None)
+
+    def _client(self, timeout_s: float) -> Http1Transport:
+        timeouts = Timeouts(connect_s=timeout_s, read_s=timeout_s, total_s=timeout_s)
+        return Http1Transport(self._origin, timeouts=timeouts, keep_alive_s=KEEP_ALIVE_S)
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        self._open = False
+        idle, self._idle = self._idle, []
+        for client in idle:
+            await client.close()
 
 
 class MnoSimulator:

@@ -42,6 +42,24 @@ def test_downlink_round_trip(frame: DownlinkFrame) -> None:
     assert decode_downlink(encode_downlink(frame)) == frame
 
 
+@given(uplink_frames(), st.integers(0, 2**20), st.booleans())
+def test_the_last_uplink_remembered_is_the_frame_s_own(
+    frame: UplinkFrame, cursor: int, compress: bool
+) -> None:
+    """Encoding the same ops (the same tuple, as a sync sizes its batch and then sends it)
+    gives what a fresh encoding of an equal frame gives, whatever header or option changed."""
+    first = encode_uplink(frame, compress=compress)
+    same_ops = UplinkFrame(frame.handset, cursor, frame.ops)
+    assert encode_uplink(same_ops, compress=compress) == encode_uplink(
+        UplinkFrame(frame.handset, cursor, tuple(iter(frame.ops))), compress=compress
+    )
+    assert decode_uplink(encode_uplink(same_ops, compress=compress)).cursor == cursor
+    assert encode_uplink(frame, compress=compress) == first
+    assert encode_uplink(frame, compress=not compress) == encode_uplink(
+        UplinkFrame(frame.handset, frame.cursor, tuple(iter(frame.ops))), compress=not compress
+    )
+
+
 @given(uplink_frames())
 def test_compressed_only_when_smaller(frame: UplinkFrame) -> None:
     body = encode_uplink(frame)
