@@ -5,6 +5,7 @@ process, on a grid or not."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import math
 import socket
@@ -238,6 +239,15 @@ async def test_a_quantum_serves_every_link_due_within_it_with_one_wake_up(
     seen: list[tuple[float, float]] = []  # (when the model says, when the shell saw it)
     profile = FAST.replace(rtt_s=0.05, wakeup_s=0.0, jitter_s=0.0)
     ports = []
+    stalls = [0.0]  # the loop's own lateness (a busy machine stalls it), measured alongside
+
+    async def ticker() -> None:
+        while True:
+            before = loop.time()
+            await asyncio.sleep(0.001)
+            stalls.append(loop.time() - before - 0.001)
+
+    ticking = asyncio.create_task(ticker())
     began = loop.time()
     for i in range(40):
         port = scheduler.add(profile, seed=i)
@@ -256,9 +266,12 @@ async def test_a_quantum_serves_every_link_due_within_it_with_one_wake_up(
             break
         await asyncio.sleep(0.01)
     scheduler.close()
+    ticking.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await ticking
     assert len(seen) == 40
     late = [shell - model for model, shell in seen]
-    assert max(late) < quantum_s + 0.015  # the loop's own lateness on a busy machine
+    assert max(late) < quantum_s + 0.015 + max(stalls)  # a step, plus the loop's own lateness
     assert min(late) >= -1e-9
     if quantum_s:  # a wake-up for the SYNs' arrivals and one for the SYN-ACKs' per step
         assert scheduler.wakeups <= 2 * (span / quantum_s + 2)
