@@ -55,6 +55,7 @@ from .health import OVER_BUDGET, TIMED_OUT, ReportFailed, check_reports, healthy
 from .ledger.access import bearer
 from .ledger.throttle import Backoff, Throttle
 from .metrics import CONTENT_TYPE, Metrics
+from .metrics_share import PUBLISH_S, MetricsShare
 from .notify import Gateway, ResendRule, SmsSender
 from .openapi import document
 from .opm import routes as opm_routes
@@ -76,6 +77,8 @@ METRICS = web.AppKey("metrics", Metrics)
 CONFIG: web.AppKey[Platform] = web.AppKey("config")
 SENDER: web.AppKey[SmsSender | None] = web.AppKey("sender")
 DRAINING = web.AppKey("draining", asyncio.Event)
+SHARE: web.AppKey[MetricsShare | None] = web.AppKey("share")
+"""Several workers: where each publishes its request counts for the others' scrapes."""
 HANDSET = web.RequestKey("handset", int)
 KEYS = web.AppKey("keys", dict[int, bytes])
 """Handset public keys read so far (they never change)."""
@@ -86,6 +89,9 @@ CODE_GUESSES = web.AppKey("code_guesses", Throttle)
 TOKEN_GUESSES = web.AppKey("token_guesses", Throttle)
 
 log = logging.getLogger("server_stub.access")
+
+
+MAX_WORKERS = 64
 
 
 @dataclass(frozen=True)
@@ -102,10 +108,23 @@ class Platform:
     backoff: Backoff = field(default_factory=Backoff)  # after failed codes and tokens
     escrow: EscrowPolicy = field(default_factory=lambda: EscrowPolicy(devices=0))
     """Offline-sale escrow per agent (docs/offline-sales.md); the default grants none."""
+    workers: int = 1
+    """Processes serving this database (`serve --workers N`, docs/platform.md); above 1,
+    transactions take the cross-process write lock and only worker 0 checkpoints."""
+    worker: int = 0
+    """This process's number among them, 0..workers-1."""
+    write_lock: bool = True
+    """With several workers: order their writers with writelock.py; False leaves it to
+    SQLite's busy handler alone (kept to measure the difference)."""
 
     def __post_init__(self) -> None:
         if self.audit_token is not None and not bearer_safe(self.audit_token):
             raise ValueError("audit_token must be non-empty visible ASCII without spaces")
+        if not (1 <= self.workers <= MAX_WORKERS and 0 <= self.worker < self.workers):
+            raise ValueError(
+                f"workers must be in 1..{MAX_WORKERS} and worker in 0..workers-1, got"
+                f" workers={self.workers} worker={self.worker}"
+            )
 
 
 def bearer_safe(token: str) -> bool:
@@ -275,7 +294,18 @@ async def sync_v2(request: web.Request) -> web.Response:
                 f"handset {claim.handset} has no sync key: POST {envelope.KEY_PATH}",
             )
         keys[claim.handset] = key
-    envelope.check_tag(claim, key, frame)
+    try:
+        envelope.check_tag(claim, key, frame)
+    except AuthError:
+        if app[CONFIG].workers == 1:  # this process is the only writer: the key is current
+            raise
+        # another worker may have registered a new key (`/v2/key`): read it once more
+        key = (await run(app, Store.sync_key, claim.handset))[1]
+        if key is None:
+            keys.pop(claim.handset, None)
+            raise
+        keys[claim.handset] = key
+        envelope.check_tag(claim, key, frame)
     if abs(claim.ts_ms - now_ms(app)) > auth.MAX_SKEW_MS:
         await stale(app, claim)
     return web.Response(body=await exchange(request, claim, frame))
@@ -296,7 +326,7 @@ async def register_key(request: web.Request) -> web.Response:
     if len(body) != envelope.KEY_BYTES:
         raise RequestError(400, "bad_field", f"a sync key is {envelope.KEY_BYTES} raw bytes")
     await run(request.app, Store.set_sync_key, claim, body)
-    request.app[SYNC_KEYS][claim.handset] = body  # this process is the only writer
+    request.app[SYNC_KEYS][claim.handset] = body  # (other workers read it at a mismatch)
     return web.json_response({"server_ms": now_ms(request.app)}, status=201)
 
 
@@ -596,8 +626,13 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    totals = await read(request.app, Reports.totals)
-    body = request.app[METRICS].render(totals)
+    app = request.app
+    totals = await read(app, Reports.totals)
+    ours, share = app[METRICS], app[SHARE]
+    if share is not None:  # every worker's counts, not only this one's share of the traffic
+        peers = await asyncio.get_running_loop().run_in_executor(app[READERS], share.peers)
+        ours = Metrics.merged([ours.snapshot(), *peers])
+    body = ours.render(totals)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
 
@@ -624,6 +659,7 @@ def create_app(
     app[METRICS] = Metrics()
     app[DRAINING] = asyncio.Event()
     app[SENDER] = None
+    app[SHARE] = None
     app[KEYS] = {}
     app[SYNC_KEYS] = {}
     app[CODE_GUESSES] = Throttle(config.backoff)
@@ -635,6 +671,7 @@ def create_app(
     local = threading.local()
     opened: list[Reports] = []
     checkpointers: list[Checkpointer] = []
+    publishing: list[asyncio.Task[None]] = []
 
     def reader() -> Reports:
         mine: Reports | None = getattr(local, "reports", None)
@@ -655,28 +692,45 @@ def create_app(
             synchronous="deferred" if deferred else config.synchronous,
             escrow=config.escrow,
         )
+        opening = partial(opening, write_lock=config.workers > 1 and config.write_lock)
         store = app[STORE] = await asyncio.get_running_loop().run_in_executor(runner, opening)
         runner.grouping = store.group
         if deferred:
             runner.changes = store.changes
             runner.durable = store.sync_wal
-        if not inline_store:  # checkpoints off the store thread (checkpoint.py)
+        if not inline_store and config.worker == 0:  # off the store thread (checkpoint.py)
             start = partial(Checkpointer.start_for, store.db, db_path)
             checkpointers.append(await asyncio.get_running_loop().run_in_executor(runner, start))
+        elif config.workers > 1:  # worker 0 checkpoints for everyone, off its store thread
+            await run(app, Store.no_autocheckpoint)
         app[SYNC_KEYS].update(await run(app, Store.sync_keys))
+        if config.workers > 1:
+            share = app[SHARE] = MetricsShare(db_path, config.worker, config.workers)
+            share.publish(app[METRICS].snapshot())  # (replaces a previous run's counts)
+            publishing.append(asyncio.get_running_loop().create_task(publish(share)))
         if config.sms is not None:
             sender = SmsSender(config.sms, partial(run, app), partial(now_ms, app), config.resend)
             sender.start()
             app[SENDER] = sender
 
+    async def publish(share: MetricsShare) -> None:
+        while True:
+            await asyncio.sleep(PUBLISH_S)
+            share.publish(app[METRICS].snapshot())
+
     async def drain(app: web.Application) -> None:
         """Runs while in-flight requests still finish: stop being ready, stop sending SMS."""
         app[DRAINING].set()
+        for task in publishing:
+            task.cancel()
         sender = app[SENDER]
         if sender is not None:
             await sender.stop()
 
     async def close_store(app: web.Application) -> None:
+        share = app[SHARE]
+        if share is not None:  # the last counts, for the workers still serving
+            share.publish(app[METRICS].snapshot())
         for checkpointer in checkpointers:
             await asyncio.get_running_loop().run_in_executor(None, checkpointer.stop)
         await asyncio.get_running_loop().run_in_executor(runner, app[STORE].close)

@@ -15,7 +15,8 @@ import socket
 import sqlite3
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -25,7 +26,7 @@ from aiohttp import web
 from agent_client.protocol.keycodes import KeycodeFormat
 from agent_client.protocol.version import distribution_version
 
-from .app import Platform, bearer_safe, create_app
+from .app import MAX_WORKERS, Platform, bearer_safe, create_app
 from .devices import MAX_SERIAL, make_devices, parse_devices_csv, write_devices_csv
 from .errors import SetupError
 from .escrow import EscrowPolicy
@@ -33,6 +34,7 @@ from .health import DEFAULT_BUDGET_MS, check_reports, healthy, over_http, table
 from .logs import configure
 from .store import DeviceRecord, Store
 from .tls import self_signed
+from .workers import serve_forked
 
 DEFAULT_DB = "server-stub.db"
 SECRET_ENV = "PAYG_MM_SECRET"
@@ -58,6 +60,12 @@ def _port(text: str) -> int:
 def _count(text: str) -> int:
     if not text.isdigit():
         raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return int(text)
+
+
+def _workers(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= MAX_WORKERS:
+        raise argparse.ArgumentTypeError(f"workers is an integer in 1..{MAX_WORKERS}, got {text!r}")
     return int(text)
 
 
@@ -106,6 +114,13 @@ def parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--escrow-days", type=int, default=1, help="days of credit one escrowed code grants"
+    )
+    serve.add_argument(
+        "--workers",
+        type=_workers,
+        default=1,
+        help="processes serving the port and database (default 1); more use more cores"
+        " (docs/platform.md, Several processes)",
     )
     serve.add_argument(
         "--shutdown-timeout",
@@ -161,6 +176,24 @@ def parser() -> argparse.ArgumentParser:
         help=f"each first page's budget (default {DEFAULT_BUDGET_MS:g} ms)",
     )
     return p
+
+
+def worker_main(serve: Callable[[int], int]) -> Callable[[int], int]:
+    """A worker's `serve`, its failures answered as `main` answers them (one line, a code)."""
+
+    def serve_worker(worker: int) -> int:
+        try:
+            return serve(worker)
+        except sqlite3.Error as exc:
+            message, code = f"worker {worker}: {exc}", EXIT_USAGE
+        except (OSError, RuntimeError) as exc:
+            message, code = f"worker {worker}: {exc}", EXIT_UNAVAILABLE
+        except KeyboardInterrupt:
+            return 0
+        print(f"server-stub: {message}", file=sys.stderr)
+        return code
+
+    return serve_worker
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -275,7 +308,9 @@ def report_token() -> str | None:
     return os.environ.get(REPORT_TOKEN_ENV) or None
 
 
-def platform(synchronous: str = "full", escrow: EscrowPolicy | None = None) -> Platform:
+def platform(
+    synchronous: str = "full", escrow: EscrowPolicy | None = None, workers: int = 1
+) -> Platform:
     """`escrow`: EscrowPolicy checks its own bounds (a SetupError naming the flag's value)."""
     try:
         return Platform(
@@ -283,6 +318,7 @@ def platform(synchronous: str = "full", escrow: EscrowPolicy | None = None) -> P
             audit_token=audit_token(),
             synchronous=synchronous,
             escrow=escrow or EscrowPolicy(devices=0),
+            workers=workers,
         )
     except ValueError as exc:
         raise SetupError(f"${AUDIT_TOKEN_ENV}: {exc}") from exc
@@ -345,9 +381,8 @@ def run(args: argparse.Namespace) -> int:
             raise SetupError(f"--escrow-devices/--escrow-days: {exc}") from None
     check_db(args.db, create=args.command not in ("export-devices", "revoke-token", "issue-token"))
     if args.command == "serve":
-        config = platform(
-            args.synchronous, escrow
-        )  # before anything starts: a bad token is a setup error
+        # before anything starts: a bad token is a setup error
+        config = platform(args.synchronous, escrow, args.workers)
         if args.cert_out is not None and not args.cert_out.parent.is_dir():
             raise SetupError(f"--cert-out {args.cert_out}: its directory does not exist")
         sock = listen(args.host, args.port)
@@ -355,15 +390,23 @@ def run(args: argparse.Namespace) -> int:
         if args.tls:
             context, _ = self_signed(args.host, args.cert_out)
         configure()
-        web.run_app(
-            create_app(args.db, platform=config),
-            sock=sock,
-            ssl_context=context,
-            shutdown_timeout=args.shutdown_timeout,
-            access_log=None,  # the app writes its own structured access log
-            print=lambda text: print(text, file=sys.stderr),
-        )
-        return 0
+        if args.workers > 1:  # the schema made once, before the workers open the file
+            Store.open(args.db).close()
+
+        def serve_one(worker: int) -> int:
+            web.run_app(
+                create_app(args.db, platform=replace(config, worker=worker)),
+                sock=sock,
+                ssl_context=context,
+                shutdown_timeout=args.shutdown_timeout,
+                access_log=None,  # the app writes its own structured access log
+                print=lambda text: print(text, file=sys.stderr),
+            )
+            return 0
+
+        if args.workers == 1:
+            return serve_one(0)
+        return serve_forked(args.workers, worker_main(serve_one), args.shutdown_timeout)
     records: list[DeviceRecord] = []
     if args.command == "import-devices":
         try:

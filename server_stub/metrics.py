@@ -15,8 +15,9 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -86,6 +87,13 @@ class Buckets:
             counts[bisect_left(bounds, value)] += 1
             self.sum += value
 
+    def absorb(self, counts: list[int], total: float) -> None:
+        """Add another process's counts of the same buckets (several workers)."""
+        if len(counts) != len(self.counts):
+            raise ValueError(f"expected {len(self.counts)} bucket counts, got {len(counts)}")
+        self.counts = [a + b for a, b in zip(self.counts, counts, strict=True)]
+        self.sum += total
+
     def cumulative(self) -> list[tuple[str, float]]:
         """(le, observations at or below it) per bound, then +Inf: Prometheus' buckets."""
         out: list[tuple[str, float]] = []
@@ -107,6 +115,34 @@ class RequestMetrics(Collector):
         self.sync_ops = Buckets(BATCH_BUCKETS)
         self.sync_bytes = Buckets(BYTES_BUCKETS)
         self.ingest_lag = Buckets(LAG_BUCKETS)
+
+    def snapshot(self) -> dict[str, Any]:
+        """Everything counted so far, as JSON-ready data (what a worker shares)."""
+        return {
+            "in_flight": self.in_flight,
+            "counts": [[*key, n] for key, n in self.counts.items()],
+            "durations": [[*key, b.counts, b.sum] for key, b in self.durations.items()],
+            **{name: [b.counts, b.sum] for name, b in self._histograms()},
+        }
+
+    def absorb(self, snapshot: Mapping[str, Any]) -> None:
+        """Add a `snapshot` (another worker's) to these counts."""
+        self.in_flight += int(snapshot["in_flight"])
+        for route, method, status, n in snapshot["counts"]:
+            key = (str(route), str(method), int(status))
+            self.counts[key] = self.counts.get(key, 0) + int(n)
+        for route, method, counts, total in snapshot["durations"]:
+            buckets = self.durations.setdefault((route, method), Buckets(LATENCY_BUCKETS))
+            buckets.absorb(counts, total)
+        for name, buckets in self._histograms():
+            buckets.absorb(*snapshot[name])
+
+    def _histograms(self) -> tuple[tuple[str, Buckets], ...]:
+        return (
+            ("sync_ops", self.sync_ops),
+            ("sync_bytes", self.sync_bytes),
+            ("ingest_lag", self.ingest_lag),
+        )
 
     def collect(self) -> Iterator[Metric]:
         labels = ["route", "method"]
@@ -186,3 +222,30 @@ class Metrics:
     def render(self, totals: Mapping[str, int]) -> bytes:
         self.store_totals.totals = totals
         return generate_latest(self.registry)
+
+    def snapshot(self) -> dict[str, Any]:
+        """This process's counts, to be added up with the other workers' (`merged`)."""
+        auth = [
+            [s.labels["kind"], s.labels["outcome"], s.value]
+            for family in self.auth_failures.collect()
+            for s in family.samples
+            if s.name.endswith("_total")
+        ]
+        return {"requests": self.requests.snapshot(), "auth_failures": auth}
+
+    @classmethod
+    def merged(cls, snapshots: Iterable[Mapping[str, Any]]) -> Metrics:
+        """One registry counting what every worker counted (each one's `snapshot`)."""
+        total = cls()
+        workers = 0
+        for snapshot in snapshots:
+            workers += 1
+            total.requests.absorb(snapshot["requests"])
+            for kind, outcome, n in snapshot["auth_failures"]:
+                total.auth_failures.labels(kind, outcome).inc(n)
+        Gauge(
+            "payg_workers_reporting",
+            "Worker processes whose counts this scrape adds up (serve --workers)",
+            registry=total.registry,
+        ).set(workers)
+        return total

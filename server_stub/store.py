@@ -54,6 +54,7 @@ from .ledger.rollup import MM, Tally, day_of
 from .ledger.sales import Refused
 from .memo import Memo
 from .migrations import DEFAULT_DISTRIBUTOR, migrate
+from .writelock import WriteLock
 
 ENTRIES_PER_RESPONSE = 256
 APPLIED = 0
@@ -150,8 +151,11 @@ class Store:
         faults: PlatformFaults | None = None,
         escrow: EscrowPolicy | None = None,
         memo: Memo | None = None,
+        write_lock: WriteLock | None = None,
     ) -> None:
         self.db = db
+        self.write_lock = write_lock
+        """Taken before each transaction when other processes write the same file."""
         self.faults = faults or PlatformFaults()
         self.escrow = escrow or EscrowPolicy(devices=0)
         """Offline-sale escrow per agent (docs/offline-sales.md); the default grants none."""
@@ -206,12 +210,14 @@ class Store:
         synchronous: str = "full",
         escrow: EscrowPolicy | None = None,
         memo: Memo | None = None,
+        write_lock: bool = False,
     ) -> Store:
         """`synchronous`: "full" syncs every commit to the disk; "normal" (WAL) only at
         checkpoints, so a commit survives the process dying but not the machine's power;
         "deferred" commits as "normal" does and leaves the fsync that "full" makes inside each
         COMMIT to `sync_wal`, which whoever answers for a commit must call first (the store
-        thread's syncer does: `server_stub.runner`)."""
+        thread's syncer does: `server_stub.runner`). `write_lock`: other processes serve the
+        same file; each transaction first takes the cross-process lock (writelock.py)."""
         if synchronous not in ("full", "normal", "deferred"):
             raise ValueError(f"synchronous must be full, normal or deferred, got {synchronous!r}")
         db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
@@ -226,7 +232,8 @@ class Store:
         # undo of an open transaction: a crash loses nothing of it that was committed.
         db.execute("PRAGMA temp_store=MEMORY")
         migrate(db)
-        store = cls(db, faults=faults, escrow=escrow, memo=memo)
+        lock = WriteLock(path) if write_lock else None
+        store = cls(db, faults=faults, escrow=escrow, memo=memo, write_lock=lock)
         if deferred:  # the WAL lives as long as this connection: the same file to the end
             store._wal = os.open(f"{path}-wal", os.O_RDONLY)
             store.sync_wal()
@@ -240,6 +247,11 @@ class Store:
             if self._wal is not None:
                 os.fsync(self._wal)
 
+    def no_autocheckpoint(self) -> None:
+        """Never checkpoint in a commit: another process's `Checkpointer` does it for this
+        file (several workers, checkpoint.py)."""
+        self.db.execute("PRAGMA wal_autocheckpoint=0")
+
     def changes(self) -> int:
         """Rows changed through this connection so far (on its thread); after close, the
         count it closed with."""
@@ -249,6 +261,8 @@ class Store:
         self._changes = self.db.total_changes
         self._closed = True
         self.db.close()
+        if self.write_lock is not None:
+            self.write_lock.close()
         with self._wal_lock:  # a commit whose answer still waits for the syncer: durable now
             if self._wal is not None:
                 os.fsync(self._wal)
@@ -275,14 +289,34 @@ class Store:
             yield self.db
         except BaseException:
             self.memo.clear()
-            self.db.execute("ROLLBACK")
+            self._end("ROLLBACK")
             raise
-        self.db.execute("COMMIT")
+        self._end("COMMIT")
 
     def _begin(self) -> None:
-        """Take the write lock; the memo survives only if nobody else wrote meanwhile."""
-        self.db.execute("BEGIN IMMEDIATE")
-        self.memo.seen(self.db.execute("PRAGMA data_version").fetchone()[0])
+        """Take the write lock (first the other processes', when they share the file); the
+        memo survives only if nobody else wrote meanwhile."""
+        lock = self.write_lock
+        if lock is not None:
+            lock.acquire()
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.memo.seen(self.db.execute("PRAGMA data_version").fetchone()[0])
+        except BaseException:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            if lock is not None:
+                lock.release()
+            raise
+
+    def _end(self, sql: str) -> None:
+        """COMMIT or ROLLBACK, then let the other processes' writers in (even when it failed:
+        SQLite has then rolled back, or holds nothing another writer could wait for)."""
+        try:
+            self.db.execute(sql)
+        finally:
+            if self.write_lock is not None:
+                self.write_lock.release()
 
     @contextmanager
     def group(self) -> Iterator[None]:
@@ -295,11 +329,11 @@ class Store:
             yield
         except BaseException:
             self.memo.clear()
-            self.db.execute("ROLLBACK")
+            self._end("ROLLBACK")
             raise
         finally:
             self._grouped = False
-        self.db.execute("COMMIT")
+        self._end("COMMIT")
 
     @contextmanager
     def _savepoint(self) -> Iterator[None]:
