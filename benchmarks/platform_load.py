@@ -67,7 +67,15 @@ from server_stub.reports import Reports
 from server_stub.store import Store
 
 sys.path.insert(0, str(Path(__file__).parent))
-from apart import Served, cpu_seconds, load_average, serving_apart, serving_here
+from apart import (
+    Served,
+    cpu_seconds,
+    load_average,
+    lock_use,
+    served_by,
+    serving_options,
+    settled_lock_counters,
+)
 
 PRICE = 100
 HELD_INTERVAL_S = 0.1  # by default each held-phase handset syncs at most this often
@@ -324,6 +332,7 @@ def cpu_per_op(
         "server_cpu_share": round(server / seconds, 2),
         "load_average": load_average(),
         "server_process": "in-process" if in_process else "apart",
+        "workers": served.workers,
     }
 
 
@@ -339,8 +348,7 @@ async def main(args: argparse.Namespace) -> None:
         everyone = seed(db, max(args.handsets, held_handsets(args)), args.devices, rng, fmt)
         handsets = everyone[: args.handsets]  # the closed-loop phases' handsets
         token = distributor_token(db)  # the seeded agents work for the default distributor
-        serve = serving_here if args.in_process else serving_apart
-        async with serve(db, Platform(mm_secret=SECRET)) as served:
+        async with served_by(args, db, Platform(mm_secret=SECRET)) as served:
             base = served.url
             url = base + SYNC_PATH
             async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as http:
@@ -434,6 +442,12 @@ async def held_phase(
     """ingest_held: `--held-ops` offered on an open-loop schedule, reports running."""
     rng = random.Random(args.seed + 1)
     handsets = everyone[: held_handsets(args)]
+
+    async def metrics() -> str:
+        async with http.get(served.url + "/metrics") as response:
+            return await response.text()
+
+    lock_before = await settled_lock_counters(metrics)
     cpu = served.cpu_seconds(), cpu_seconds(), served.loop_cpu_seconds()
     ingest_task = asyncio.create_task(
         ingest_open(
@@ -444,6 +458,8 @@ async def held_phase(
     held = await ingest_task
     achieved = held.acked / held.elapsed
     sync = latency(held.syncs)
+    spent = cpu_per_op(served, cpu, held.acked, held.elapsed, args.in_process)
+    lock = lock_use(lock_before, await settled_lock_counters(metrics), held.elapsed)
     return {
         "offered_ops_s": args.held_ops,
         "achieved_ops_s": round(achieved, 1),
@@ -460,7 +476,8 @@ async def held_phase(
         "report_hz": args.report_hz,
         "report_p50_ms": busy["p50_ms"],
         "report_p99_ms": busy["p99_ms"],
-        **cpu_per_op(served, cpu, held.acked, held.elapsed, args.in_process),
+        **spent,
+        **lock,
     }
 
 
@@ -503,11 +520,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
         default=0,
         help="handsets in ingest_held (0: enough that each syncs every ~100 ms)",
     )
-    p.add_argument(
-        "--in-process",
-        action="store_true",
-        help="serve in this process (sharing its interpreter) instead of a child process",
-    )
+    serving_options(p)
     return p.parse_args(argv)
 
 

@@ -46,7 +46,14 @@ from field_lab.world.mno import Final, MnoConfig, MnoSimulator
 from server_stub.store import Store
 
 sys.path.insert(0, str(Path(__file__).parent))
-from apart import cpu_seconds, load_average, serving_apart, serving_here
+from apart import (
+    cpu_seconds,
+    load_average,
+    lock_use,
+    served_by,
+    serving_options,
+    settled_lock_counters,
+)
 from lean_http import Answer, Client, HttpError, LeanCallbacks
 from platform_load import Handset, seed
 
@@ -115,12 +122,11 @@ async def run_step(handsets: int, args: argparse.Namespace) -> dict[str, object]
             store.set_sync_key(Claim(h.handset, 1, b""), key)
         store.close()
         step = Step()
-        serve = serving_here if args.in_process else serving_apart
         # the handsets' outboxes: each round's batch recorded before the step starts (what a
         # sync sends is already on the handset; the exchange is what is measured)
         rounds = max(1, int(args.seconds / args.interval))
         batches = [[tuple(h.batch(3, rng)) for h in fleet] for _ in range(rounds)]
-        async with serve(db, CONFIG) as served:
+        async with served_by(args, db, CONFIG) as served:
             url = served.url
             http = Client(url, args.connections)
             auth = {"Authorization": f"Bearer {token}"}
@@ -158,6 +164,11 @@ async def run_step(handsets: int, args: argparse.Namespace) -> dict[str, object]
             events.sort()
             sent = [0] * handsets
             sold: list[list[int]] = [[] for _ in fleet]  # devices the platform knows sold
+
+            async def metrics() -> str:
+                return (await http.request("GET", "/metrics"))[1].decode()
+
+            lock_before = await settled_lock_counters(metrics)
             cpu_server, cpu_client = served.cpu_seconds(), cpu_seconds()
             cpu_loop = served.loop_cpu_seconds()
             fired = asyncio.Event()
@@ -204,6 +215,7 @@ async def run_step(handsets: int, args: argparse.Namespace) -> dict[str, object]
             cpu_server = served.cpu_seconds() - cpu_server
             cpu_client = cpu_seconds() - cpu_client
             cpu_loop = served.loop_cpu_seconds() - cpu_loop
+            lock = lock_use(lock_before, await settled_lock_counters(metrics), elapsed)
             await http.close()
             await mno.drain(60.0)
             txns = list(mno.history.values())
@@ -240,6 +252,8 @@ async def run_step(handsets: int, args: argparse.Namespace) -> dict[str, object]
         "server_cpu_share": round(cpu_server / elapsed, 2),
         "load_average": load_average(),
         "server_process": "in-process" if args.in_process else "apart",
+        "workers": args.workers,
+        **lock,
     }
     doc["held"] = (
         errors == 0
@@ -276,11 +290,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     )
     p.add_argument("--connections", type=int, default=200)
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument(
-        "--in-process",
-        action="store_true",
-        help="serve in this process (sharing its interpreter) instead of a child process",
-    )
+    serving_options(p)
     return p.parse_args(argv)
 
 

@@ -27,6 +27,8 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
+from .writelock import WriteLock
+
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
@@ -62,6 +64,39 @@ class StoreTotals(Collector):
         ):
             family = CounterMetricFamily(f"payg_{name}", doc)
             family.add_metric([], t.get(name, 0))
+            yield family
+
+
+class LockTotals(Collector):
+    """The cross-process write lock's counters (writelock.py), added up over the workers."""
+
+    NAMES = ("waited_s", "held_s", "held_cpu_s", "taken")
+
+    def __init__(self) -> None:
+        self.lock: WriteLock | None = None
+        """The store's `WriteLock` (its counters are read as attributes); None: not shared."""
+        self.absorbed = dict.fromkeys(self.NAMES, 0.0)
+
+    def values(self) -> dict[str, float]:
+        mine = {n: float(getattr(self.lock, n)) for n in self.NAMES} if self.lock else {}
+        return {n: self.absorbed[n] + mine.get(n, 0.0) for n in self.NAMES}
+
+    def collect(self) -> Iterator[Metric]:
+        if self.lock is None and not any(self.absorbed.values()):
+            return
+        v = self.values()
+        for name, doc, value in (
+            ("payg_write_lock_wait_seconds", "Time writers waited for the write lock", "waited_s"),
+            ("payg_write_lock_held_seconds", "Time writers held the write lock", "held_s"),
+            (
+                "payg_write_lock_held_cpu_seconds",
+                "CPU time writers spent holding the write lock (the rest they waited)",
+                "held_cpu_s",
+            ),
+            ("payg_write_lock_transactions", "Transactions that took the write lock", "taken"),
+        ):
+            family = CounterMetricFamily(name, doc)
+            family.add_metric([], v[value])
             yield family
 
 
@@ -208,6 +243,8 @@ class Metrics:
         )
         self.store_totals = StoreTotals()
         r.register(self.store_totals)
+        self.write_lock = LockTotals()
+        r.register(self.write_lock)
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         """One request's rate, error and duration (the event loop's thread only)."""
@@ -231,7 +268,11 @@ class Metrics:
             for s in family.samples
             if s.name.endswith("_total")
         ]
-        return {"requests": self.requests.snapshot(), "auth_failures": auth}
+        return {
+            "requests": self.requests.snapshot(),
+            "auth_failures": auth,
+            "write_lock": self.write_lock.values(),
+        }
 
     @classmethod
     def merged(cls, snapshots: Iterable[Mapping[str, Any]]) -> Metrics:
@@ -243,6 +284,8 @@ class Metrics:
             total.requests.absorb(snapshot["requests"])
             for kind, outcome, n in snapshot["auth_failures"]:
                 total.auth_failures.labels(kind, outcome).inc(n)
+            for name in LockTotals.NAMES:
+                total.write_lock.absorbed[name] += float(snapshot["write_lock"][name])
         Gauge(
             "payg_workers_reporting",
             "Worker processes whose counts this scrape adds up (serve --workers)",

@@ -52,6 +52,9 @@ class MetricsShare:
                 continue
             with contextlib.suppress(OSError, ValueError):
                 doc = json.loads(self._path(worker).read_text())
-                if isinstance(doc, dict) and {"requests", "auth_failures"} <= doc.keys():
+                if (
+                    isinstance(doc, dict)
+                    and {"requests", "auth_failures", "write_lock"} <= doc.keys()
+                ):
                     found.append(doc)
         return found

@@ -77,6 +77,10 @@ class StoreThread(Executor):
         self.durable: Callable[[], None] | None = None
         """Makes every commit so far durable (set once the store is open, by a store that
         defers its fsync); None: each commit is durable when it returns."""
+        self.hold_open = True
+        """While an fsync is in flight, keep a group's transaction open for grouped jobs that
+        arrive. False when other processes share the database: an open transaction holds the
+        write lock they wait for, and they would wait out the fsync too."""
         self.changes: Callable[[], int] = lambda: 0
         """The store's count of changed rows (on the store thread): when it has not grown
         since the last `durable`, an answer needs no fsync."""
@@ -140,7 +144,7 @@ class StoreThread(Executor):
         try:
             while (taken := self._take()) is not None:
                 running = [(reply, job) for _, _, reply, job, _ in taken if _start(reply)]
-                alone = len(taken) == 1 and not (taken[0][4] and self._fsyncing)
+                alone = len(taken) == 1 and not (taken[0][4] and self._fsyncing and self.hold_open)
                 if alone or self.grouping is None:  # (a group now: others may join it)
                     for reply, job in running:
                         self._answer([_outcome(reply, job)])
@@ -180,7 +184,7 @@ class StoreThread(Executor):
                     while self._jobs and self._jobs[0][4] and len(taken) < room:
                         taken.append(heapq.heappop(self._jobs))
                     return taken
-                if self._jobs or self._closed or not self._fsyncing:
+                if self._jobs or self._closed or not (self._fsyncing and self.hold_open):
                     return []
                 self._joining_waits = True  # (the end of the fsync wakes it only then)
                 self._ready.wait()

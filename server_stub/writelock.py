@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import time
 from pathlib import Path
 
 
@@ -25,19 +26,36 @@ def lock_path(db: str | Path) -> Path:
 
 
 class WriteLock:
-    """An exclusive lock on `lock_path(db)`, held by one transaction at a time."""
+    """An exclusive lock on `lock_path(db)`, held by one transaction at a time. It counts the
+    seconds spent waiting for it and holding it (/metrics): their sum over the workers, per
+    second, is how busy the one writer's seat is, the resource no added worker multiplies."""
 
     def __init__(self, db: str | Path) -> None:
         self._fd: int | None = os.open(lock_path(db), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        self.waited_s = 0.0
+        self.held_s = 0.0
+        self.held_cpu_s = 0.0
+        """Of `held_s`, the holder's own CPU time; the rest it waited, lock in hand, for its
+        process's GIL or for a core."""
+        self.taken = 0
+        self._since = 0.0
+        self._since_cpu = 0.0
 
     def acquire(self) -> None:
         """Block until no other process holds it (flock releases the GIL while it waits)."""
         assert self._fd is not None, "the write lock is closed"
+        asked = time.perf_counter()
         fcntl.flock(self._fd, fcntl.LOCK_EX)
+        self._since = time.perf_counter()
+        self._since_cpu = time.thread_time()
+        self.waited_s += self._since - asked
+        self.taken += 1
 
     def release(self) -> None:
         if self._fd is not None:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
+            self.held_s += time.perf_counter() - self._since
+            self.held_cpu_s += time.thread_time() - self._since_cpu
 
     def close(self) -> None:
         if self._fd is not None:

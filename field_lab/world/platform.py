@@ -56,13 +56,16 @@ async def serving(
     faults: PlatformFaults | None = None,
     port: int = 0,
     host: str = LOOPBACK,
+    reuse_port: bool = False,
 ) -> AsyncIterator[str]:
     """`server_stub` in this process on `host` (`port` 0: any free one); yields its URL.
-    `faults` is the only way a deliberately broken platform is built (tests, `make chaos`)."""
+    `faults` is the only way a deliberately broken platform is built (tests, `make chaos`).
+    `reuse_port`: other processes may listen on the same port (the platform's other workers,
+    `config.workers`); the kernel spreads new connections among them."""
     runner = web.AppRunner(create_app(db, platform=config, faults=faults), access_log=None)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, host, port)
+        site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None)
         await site.start()
         yield f"http://{host}:{runner.addresses[0][1]}"
     finally:
