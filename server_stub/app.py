@@ -216,6 +216,9 @@ def access_line(request: web.Request, method: str, route: str, status: int, seco
         fields["handset"] = int(handset)
     elif HANDSET in request:  # v2: named inside the body's envelope
         fields["handset"] = request[HANDSET]
+    config = request.app[CONFIG]
+    if config.workers > 1:  # which process answered (serve --workers)
+        fields["worker"] = config.worker
     log.info("request", extra={"fields": fields})
 
 
