@@ -14,7 +14,6 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import pytest
 import requests
 
 from agent_client.agent import Agent
