@@ -7,7 +7,9 @@ SQL, keycode issuing, downlink) so a change to it can be compared back to back w
 checkout. Prints one JSON object: CPU and wall time per operation and SQL statements per
 operation (counted with sqlite3's trace callback in a separate pass, as tracing costs time).
 `--statements` adds the count of each statement shape; `--profile N` prints cProfile's top N
-functions (by own time) to stderr.
+functions (by own time) to stderr. `--writers N` applies the exchanges in turn through N
+stores on the file (as N workers of `serve --workers N` do, each with the cross-process write
+lock): each store's memo is then forgotten at nearly every transaction, because another wrote.
 
 Usage: python benchmarks/store_apply.py [--exchanges 40] [--batch 60] [--handsets 8]
 """
@@ -38,11 +40,13 @@ LITERALS = re.compile(r"\b\d+\b|x'[0-9a-fA-F]*'|'[^']*'")
 
 
 def run(
-    store: Store, batches: list[tuple[Handset, list[Operation]]], stamp: list[int]
+    stores: list[Store], batches: list[tuple[Handset, list[Operation]]], stamp: list[int]
 ) -> tuple[float, float]:
-    """Apply every batch as one exchange in its own group commit; (CPU s, wall s)."""
+    """Apply every batch as one exchange in its own group commit, the stores taking turns;
+    (CPU s, wall s)."""
     cpu, wall = time.process_time(), time.perf_counter()
-    for h, ops in batches:
+    for i, (h, ops) in enumerate(batches):
+        store = stores[i % len(stores)]
         stamp[0] += 1
         with store.group():
             page = store.exchange(Claim(h.handset, stamp[0], b""), ops, h.cursor, stamp[0])
@@ -56,11 +60,11 @@ def main(args: argparse.Namespace) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "store.db"
         handsets = seed(db, args.handsets, args.devices, rng, KeycodeFormat[args.format.upper()])
-        store = Store.open(db)
+        stores = [Store.open(db, write_lock=args.writers > 1) for _ in range(args.writers)]
         try:
             stamp = [int(time.time() * 1000)]
             warm = [(h, []) for h in handsets] * 20  # download the stock (256 entries a page)
-            run(store, warm + [(h, h.batch(args.batch, rng)) for h in handsets], stamp)
+            run(stores, warm + [(h, h.batch(args.batch, rng)) for h in handsets], stamp)
 
             def batches() -> list[tuple[Handset, list[Operation]]]:
                 return [
@@ -72,22 +76,26 @@ def main(args: argparse.Namespace) -> dict[str, object]:
             profile = cProfile.Profile() if args.profile else None
             if profile is not None:
                 profile.enable()
-            cpu, wall = run(store, timed, stamp)
+            cpu, wall = run(stores, timed, stamp)
             if profile is not None:
                 profile.disable()
                 pstats.Stats(profile, stream=sys.stderr).sort_stats("tottime").print_stats(
                     args.profile
                 )
             shapes: Counter[str] = Counter()
-            store.db.set_trace_callback(lambda sql: shapes.update([LITERALS.sub("?", sql)]))
+            for each in stores:
+                each.db.set_trace_callback(lambda sql: shapes.update([LITERALS.sub("?", sql)]))
             traced = batches()
-            run(store, traced, stamp)
-            store.db.set_trace_callback(None)
+            run(stores, traced, stamp)
+            for each in stores:
+                each.db.set_trace_callback(None)
             traced_ops = sum(len(b) for _, b in traced)
         finally:
-            store.close()
+            for each in stores:
+                each.close()
     doc: dict[str, object] = {
         "bench": "store_apply",
+        "writers": args.writers,
         "ops": ops,
         "batch": args.batch,
         "handsets": args.handsets,
@@ -109,6 +117,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     workload(p)
     p.add_argument("--statements", type=int, default=0, help="list the N most frequent")
     p.add_argument("--profile", type=int, default=0, help="cProfile's top N to stderr")
+    p.add_argument(
+        "--writers", type=int, choices=range(1, 9), default=1, help="stores taking turns"
+    )
     return p.parse_args(argv)
 
 
