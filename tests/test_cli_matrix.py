@@ -138,6 +138,8 @@ def _cases() -> dict[str, Case]:
         ),
         # server-stub: ports, databases, CSVs, numbers, the operator simulator
         "stub port out of range": Case(s, "--db p.db serve --port 99999", 2, "--port"),
+        "stub no workers": Case(s, "--db p.db serve --workers 0", 2, "--workers"),
+        "stub workers not a number": Case(s, "--db p.db serve --workers two", 2, "--workers"),
         "stub negative port": Case(s, "--db p.db serve --port -1", 2, "--port"),
         "stub port not a number": Case(s, "--db p.db serve --port abc", 2, "--port"),
         "stub busy port": Case(s, "--db p.db serve --port {busy}", 1, "already in use"),
