@@ -9,6 +9,7 @@ import contextlib
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
+from functools import partial
 from typing import Any
 
 import pytest
@@ -261,3 +262,40 @@ def test_grouped_jobs_arriving_during_an_fsync_join_the_open_group() -> None:
         disk.gate.set()
         thread.shutdown()
     assert recorder.log == ["a", "begin", "b", "c", "commit"]  # a alone: nothing to wait for
+
+
+def test_without_hold_open_no_group_stays_open_across_an_fsync() -> None:
+    """Several workers: an open transaction holds the write lock the others wait for, so jobs
+    arriving during an fsync are committed at once, not kept open until it ends."""
+    disk = Disk()
+    recorder = Recorder()
+    thread = StoreThread()
+    thread.grouping = recorder.group
+    thread.durable = disk.sync
+    thread.changes = lambda: len(recorder.log)
+    thread.hold_open = False
+    try:
+        first = thread.submit_grouped(lambda: recorder.log.append("a"))
+        assert disk.entered.wait(10)  # a's commit is being made durable
+        ran = threading.Event()
+        later = [
+            thread.submit_grouped(partial(lambda x: (recorder.log.append(x), ran.set()), x))
+            for x in "bc"
+        ]
+
+        def settled() -> bool:  # b and c ran, and any group they share is committed
+            log = recorder.log
+            return "c" in log and (log[-1] == "commit" or "begin" not in log)
+
+        for _ in range(100):  # bounded
+            if settled():
+                break
+            ran.wait(0.1)
+        assert settled()  # while the fsync is still in flight: no group waits for its end
+        assert not disk.gate.is_set()
+        disk.gate.set()
+        for f in (first, *later):
+            f.result(10)
+    finally:
+        disk.gate.set()
+        thread.shutdown()
