@@ -721,7 +721,10 @@ def create_app(
     async def publish(share: MetricsShare) -> None:
         while True:
             await asyncio.sleep(PUBLISH_S)
-            share.publish(app[METRICS].snapshot())
+            try:
+                share.publish(app[METRICS].snapshot())
+            except OSError as exc:  # e.g. the disk is full: the peers see older counts
+                logging.getLogger(__name__).warning("metrics not shared: %s", exc)
 
     async def drain(app: web.Application) -> None:
         """Runs while in-flight requests still finish: stop being ready, stop sending SMS."""
