@@ -238,25 +238,30 @@ def test_a_failed_fsync_fails_the_answers_it_was_to_make_durable() -> None:
         thread.shutdown()
 
 
+@contextlib.contextmanager
 def fsync_in_flight(
     disk: Disk, recorder: Recorder, *, hold_open: bool = True
-) -> tuple[StoreThread, Future[None]]:
-    """A store thread with job "a" committed and its fsync in flight (until `disk.gate`)."""
+) -> Iterator[tuple[StoreThread, Future[None]]]:
+    """A store thread with job "a" committed and its fsync in flight (until `disk.gate`);
+    shut down on exit."""
     thread = StoreThread()
     thread.grouping = recorder.group
     thread.durable = disk.sync
     thread.changes = lambda: len(recorder.log)
     thread.hold_open = hold_open
-    first = thread.submit_grouped(lambda: recorder.log.append("a"))
-    assert disk.entered.wait(10)  # a's commit is being made durable
-    return thread, first
+    try:
+        first = thread.submit_grouped(lambda: recorder.log.append("a"))
+        assert disk.entered.wait(10)  # a's commit is being made durable
+        yield thread, first
+    finally:
+        disk.gate.set()
+        thread.shutdown()
 
 
 def test_grouped_jobs_arriving_during_an_fsync_join_the_open_group() -> None:
     disk = Disk()
     recorder = Recorder()
-    thread, first = fsync_in_flight(disk, recorder)
-    try:
+    with fsync_in_flight(disk, recorder) as (thread, first):
         ran = threading.Event()
         later = [thread.submit_grouped(lambda: (recorder.log.append("b"), ran.set()))]
         assert ran.wait(10)  # b opened a group (others may join it while the fsync runs)
@@ -267,9 +272,6 @@ def test_grouped_jobs_arriving_during_an_fsync_join_the_open_group() -> None:
         disk.gate.set()
         for f in (first, *later):
             f.result(10)
-    finally:
-        disk.gate.set()
-        thread.shutdown()
     assert recorder.log == ["a", "begin", "b", "c", "commit"]  # a alone: nothing to wait for
 
 
@@ -278,8 +280,7 @@ def test_without_hold_open_no_group_stays_open_across_an_fsync() -> None:
     arriving during an fsync are committed at once, not kept open until it ends."""
     disk = Disk()
     recorder = Recorder()
-    thread, first = fsync_in_flight(disk, recorder, hold_open=False)
-    try:
+    with fsync_in_flight(disk, recorder, hold_open=False) as (thread, first):
         ran = threading.Event()
         later = [
             thread.submit_grouped(partial(lambda x: (recorder.log.append(x), ran.set()), x))
@@ -299,6 +300,3 @@ def test_without_hold_open_no_group_stays_open_across_an_fsync() -> None:
         disk.gate.set()
         for f in (first, *later):
             f.result(10)
-    finally:
-        disk.gate.set()
-        thread.shutdown()
