@@ -698,7 +698,7 @@ def create_app(
         opening = partial(opening, write_lock=config.workers > 1 and config.write_lock)
         store = app[STORE] = await asyncio.get_running_loop().run_in_executor(runner, opening)
         runner.grouping = store.group
-        runner.hold_open = store.write_lock is None  # (a lock held over an fsync stalls peers)
+        runner.hold_open = config.workers == 1  # (a lock held over an fsync stalls the others)
         app[METRICS].write_lock.lock = store.write_lock
         if deferred:
             runner.changes = store.changes
