@@ -69,6 +69,13 @@ _PAID = (
     " WHERE d.device = ?"
 )
 """A cash payment's device: the agent whose handset sold it, and its credit state."""
+_MM_PAID = (
+    f"SELECT c.handset, h.agent, d.device, {_CREDIT_COLUMNS} FROM devices d"
+    " JOIN plans p ON p.plan = d.plan JOIN customers c ON c.customer = d.customer"
+    " JOIN handsets h ON h.handset = c.handset WHERE d.device = ?"
+)
+"""A mobile-money payment's device, when sold: the handset that sold it (told of the payment
+and its keycode), that handset's agent, and its credit state."""
 _IN_STOCK = (
     f"SELECT d.agent, d.customer, {_SECRET_COLUMNS}, d.next_id, d.credit_until_ms"
     " FROM devices d WHERE d.device = ?"
@@ -189,6 +196,12 @@ class Store:
                 "paid_ms",
                 "day",
                 "received_ms",
+                "device",
+                "handset",
+                "confirmed_ms",
+                "keycode",
+                "issued_ms",
+                "downlink_n",
             ),
             again,
         )
@@ -799,13 +812,28 @@ class Store:
             op.at,
         )
         self._record_payment(paid, now_ms)
-        account = self._account(device, row[1:], paid.amount)
-        next_id, balance, until = self._issue(account, handset.handset, op.seq, now_ms)[0]
+        self._credit_paid(device, row[1:], paid.amount, handset.handset, op.seq, now_ms)
+
+    def _credit_paid(
+        self,
+        device: int,
+        row: Sequence[Any],
+        amount: int,
+        handset: int,
+        op_seq: int,
+        now_ms: int,
+        txn: str | None = None,
+    ) -> Issued | None:
+        """A payment of `amount` into a device read as its `_CREDIT_COLUMNS` (`row`): its
+        balance, credit and next id written once, with the keycode the balance now buys."""
+        account = self._account(device, row, amount)
+        (next_id, balance, until), issued = self._issue(account, handset, op_seq, now_ms, txn)
         self.db.execute(
             "UPDATE devices SET last_paid_ms = ?, next_id = ?, balance = ?, credit_until_ms = ?"
             " WHERE device = ?",
             (now_ms, next_id, balance, until, device),
         )
+        return issued
 
     def _sale(self, handset: Handset, op: Operation, now_ms: int) -> None:
         """A sale reads the device once and, unless an escrowed code it released changes the
@@ -915,14 +943,6 @@ class Store:
             ).fetchall()
             handsets = self.memo.siblings[agent] = tuple(int(h) for (h,) in rows)
         return handsets
-
-    def _pay(self, paid: sales.Paid, now_ms: int) -> None:
-        """Add money to a device's balance and to the collections ledger."""
-        self.db.execute(
-            "UPDATE devices SET balance = balance + ?, last_paid_ms = ? WHERE device = ?",
-            (paid.amount, now_ms, paid.device),
-        )
-        self._record_payment(paid, now_ms)
 
     def _record_payment(self, paid: sales.Paid, now_ms: int) -> None:
         """The collections ledger's row and rollup of a payment (the balance is the caller's)."""
@@ -1054,48 +1074,25 @@ class Store:
                         409, "txn_conflict", f"transaction {cb.txn} was sent with other content"
                     )
                 return Answer(Outcome(row[1]), duplicate=True, keycode=row[2] is not None)
-            sold = self._one(
-                "SELECT d.device, c.handset, h.agent FROM devices d"
-                " JOIN customers c ON c.customer = d.customer"
-                " JOIN handsets h ON h.handset = c.handset WHERE d.device = ?",
-                int(cb.account),
-            )
+            sold = self._one(_MM_PAID, int(cb.account))
             outcome = sales.mobile_money_outcome(cb.status, sold is not None)
-            db.execute(
-                self._insert_txn,
-                (
-                    cb.txn,
-                    cb.digest(),
-                    outcome.value,
-                    cb.account,
-                    cb.amount,
-                    cb.msisdn,
-                    cb.paid_ms,
-                    day_of(cb.paid_ms),
-                    now_ms,
-                ),
-            )
+            txn = [cb.txn, cb.digest(), outcome.value, cb.account, cb.amount, cb.msisdn]
+            txn += [cb.paid_ms, day_of(cb.paid_ms), now_ms, None, None, None, None, None, None]
             if outcome is not Outcome.CONFIRMED:
+                db.execute(self._insert_txn, txn)
                 return Answer(outcome, duplicate=False)
-            device, handset, agent = sold
-            self._pay(sales.payment(device, agent, MM, cb.txn, cb.amount, cb.paid_ms), now_ms)
-            self._emit(handset, Payment(device, cb.amount, cb.txn))
-            issued = self._credit(device, handset, 0, now_ms, cb.txn)
-            db.execute(
-                "UPDATE mm_txns SET device = ?, handset = ?, confirmed_ms = ?, keycode = ?,"
-                " issued_ms = ?, downlink_n = ? WHERE txn = ?",
-                (
-                    device,
-                    handset,
-                    now_ms,
-                    issued and issued.keycode,
-                    issued and now_ms,
-                    issued and issued.entry,
-                    cb.txn,
-                ),
+            handset, agent, device = sold[:3]
+            self._record_payment(
+                sales.payment(device, agent, MM, cb.txn, cb.amount, cb.paid_ms), now_ms
             )
+            self._emit(handset, Payment(device, cb.amount, cb.txn))
+            issued = self._credit_paid(device, sold[3:], cb.amount, handset, 0, now_ms, cb.txn)
             if issued is not None:
+                txn[9:] = (device, handset, now_ms, issued.keycode, now_ms, issued.entry)
                 self._unsynced().add(handset)
+            else:
+                txn[9:12] = (device, handset, now_ms)
+            db.execute(self._insert_txn, txn)  # the key is free: read under the write lock
             if issued is not None and sms:
                 db.execute(
                     "INSERT INTO sms(txn, msisdn, text, created_ms) VALUES (?, ?, ?, ?)",
