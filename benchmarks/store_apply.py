@@ -188,7 +188,10 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument(
         "--profile-kind", choices=("mixed", *KINDS), default="mixed", help="the phase profiled"
     )
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.per_kind and args.per_kind < args.batch:
+        p.error(f"--per-kind must be 0 (none) or at least --batch ({args.batch})")
+    return args
 
 
 if __name__ == "__main__":
