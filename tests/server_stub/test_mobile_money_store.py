@@ -107,10 +107,12 @@ def check_ledger(store: Store, sold: Sold, txns: dict[str, MoneyCallback]) -> No
     ):
         named = (device, handset, confirmed_ms)
         if outcome == "confirmed":
-            assert device == int(txns[txn].account) and None not in named
+            assert device == int(txns[txn].account)
+            assert None not in named
             assert (keycode is None) == (downlink_n is None)
         else:
-            assert named == (None, None, None) and keycode is None
+            assert named == (None, None, None)
+            assert keycode is None
     keycodes = [r[4] for r in confirmed if r[4] is not None]
     assert len(keycodes) == len(set(keycodes))  # never two payments on one keycode
     for _, _, amount, _, keycode in confirmed:
