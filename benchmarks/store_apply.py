@@ -11,7 +11,15 @@ functions (by own time) to stderr. `--writers N` applies the exchanges in turn t
 stores on the file (as N workers of `serve --workers N` do, each with the cross-process write
 lock): each store's memo is then forgotten at nearly every transaction, because another wrote.
 
+`per_kind` then times each kind of operation alone, `--per-kind` of each per handset in
+exchanges of `--batch` (CPU µs per operation): `register` (customers), `sale` (of those
+customers, a Nexus keycode for each down payment), `payment` (cash for those devices, a keycode
+each) and `mobile_money` (operator callbacks for them, one transaction each, `--batch` to a
+group commit as the store thread groups them under load). `--profile-kind KIND` profiles that
+phase instead of the mixed one.
+
 Usage: python benchmarks/store_apply.py [--exchanges 40] [--batch 60] [--handsets 8]
+[--per-kind 600]
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import json
+import os
 import pstats
 import random
 import re
@@ -26,15 +35,17 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 from agent_client.protocol.auth import Claim
 from agent_client.protocol.keycodes import KeycodeFormat
-from agent_client.protocol.ops import Operation
+from agent_client.protocol.ops import Kind, Operation
+from server_stub.callbacks import MoneyCallback
 from server_stub.store import Store
 
 sys.path.insert(0, str(Path(__file__).parent))
-from platform_load import Handset, seed, workload
+from platform_load import PRICE, Handset, seed, workload
 
 LITERALS = re.compile(r"\b\d+\b|x'[0-9a-fA-F]*'|'[^']*'")
 
@@ -55,6 +66,75 @@ def run(
     return time.process_time() - cpu, time.perf_counter() - wall
 
 
+KINDS = ("register", "sale", "payment", "mobile_money")
+
+
+def per_kind(
+    store: Store, handsets: list[Handset], args: argparse.Namespace, stamp: list[int]
+) -> dict[str, float]:
+    """CPU µs per operation of each kind applied alone (see the module's docstring)."""
+    at = int(time.time())
+    customers: dict[int, list[int]] = {h.handset: [] for h in handsets}
+    devices: list[int] = []
+
+    def register(h: Handset) -> Operation:
+        h.seq += 1
+        customers[h.handset].append(h.seq)
+        return Operation.make(h.seq, Kind.REGISTER_CUSTOMER, at, "Esi", "+233200000001")
+
+    def sale(h: Handset) -> Operation:
+        h.seq += 1
+        device = h.stock.pop()
+        h.sold.append(device)
+        devices.append(device)
+        customer = customers[h.handset].pop()
+        return Operation.make(h.seq, Kind.RECORD_SALE, at, customer, device, 1, 7 * PRICE)
+
+    def payment(h: Handset) -> Operation:
+        h.seq += 1
+        return Operation.make(h.seq, Kind.RECORD_PAYMENT, at, h.sold[-1 - h.seq % 50], PRICE)
+
+    figures: dict[str, float] = {}
+    for kind, make in (("register", register), ("sale", sale), ("payment", payment)):
+        n = args.per_kind // args.batch
+        timed = [(h, [make(h) for _ in range(args.batch)]) for _ in range(n) for h in handsets]
+        cpu, _ = profiled(args, kind, lambda timed=timed: run([store], timed, stamp))
+        figures[kind] = round(1e6 * cpu / (n * args.batch * len(handsets)), 1)
+    calls = [
+        MoneyCallback(f"mm-{stamp[0]}-{i}", str(d), PRICE, "+233200000002", "success", stamp[0])
+        for i, d in enumerate(devices)
+    ]
+
+    def money() -> tuple[float, float]:
+        cpu = time.process_time()
+        for i in range(0, len(calls), args.batch):
+            stamp[0] += 1
+            with store.group():
+                for cb in calls[i : i + args.batch]:
+                    store.mobile_money(cb, stamp[0])
+        return time.process_time() - cpu, 0.0
+
+    cpu, _ = profiled(args, "mobile_money", money)
+    figures["mobile_money"] = round(1e6 * cpu / len(calls), 1)
+    return figures
+
+
+def profiled(
+    args: argparse.Namespace, phase: str, work: Callable[[], tuple[float, float]]
+) -> tuple[float, float]:
+    """`work()`, under cProfile when `phase` is the one asked for (top N to stderr)."""
+    if not args.profile or args.profile_kind != phase:
+        return work()
+    profile = cProfile.Profile()
+    profile.enable()
+    try:
+        return work()
+    finally:
+        profile.disable()
+        stats = pstats.Stats(profile, stream=sys.stderr).sort_stats("tottime")
+        stats.print_stats(args.profile)
+
+
 def main(args: argparse.Namespace) -> dict[str, object]:
     rng = random.Random(args.seed)
     with tempfile.TemporaryDirectory() as tmp:
@@ -73,15 +153,7 @@ def main(args: argparse.Namespace) -> dict[str, object]:
 
             timed = batches()
             ops = sum(len(b) for _, b in timed)
-            profile = cProfile.Profile() if args.profile else None
-            if profile is not None:
-                profile.enable()
-            cpu, wall = run(stores, timed, stamp)
-            if profile is not None:
-                profile.disable()
-                pstats.Stats(profile, stream=sys.stderr).sort_stats("tottime").print_stats(
-                    args.profile
-                )
+            cpu, wall = profiled(args, "mixed", lambda: run(stores, timed, stamp))
             shapes: Counter[str] = Counter()
             for each in stores:
                 each.db.set_trace_callback(lambda sql: shapes.update([LITERALS.sub("?", sql)]))
@@ -90,6 +162,7 @@ def main(args: argparse.Namespace) -> dict[str, object]:
             for each in stores:
                 each.db.set_trace_callback(None)
             traced_ops = sum(len(b) for _, b in traced)
+            kinds = per_kind(stores[0], handsets, args, stamp) if args.per_kind else {}
         finally:
             for each in stores:
                 each.close()
@@ -103,6 +176,8 @@ def main(args: argparse.Namespace) -> dict[str, object]:
         "cpu_us_per_op": round(1e6 * cpu / ops, 1),
         "wall_us_per_op": round(1e6 * wall / ops, 1),  # includes each group's commit (fsync)
         "statements_per_op": round(sum(shapes.values()) / traced_ops, 2),
+        "per_kind_cpu_us": kinds,
+        "load_average": [round(x, 2) for x in os.getloadavg()],
     }
     if args.statements:
         doc["statements"] = {
@@ -116,11 +191,18 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--exchanges", type=int, default=40, help="timed exchanges per handset")
     workload(p)
     p.add_argument("--statements", type=int, default=0, help="list the N most frequent")
+    p.add_argument("--per-kind", type=int, default=600, help="operations of each kind per handset")
     p.add_argument("--profile", type=int, default=0, help="cProfile's top N to stderr")
     p.add_argument(
         "--writers", type=int, choices=range(1, 9), default=1, help="stores taking turns"
     )
-    return p.parse_args(argv)
+    p.add_argument(
+        "--profile-kind", choices=("mixed", *KINDS), default="mixed", help="the phase profiled"
+    )
+    args = p.parse_args(argv)
+    if args.per_kind and args.per_kind < args.batch:
+        p.error(f"--per-kind must be 0 (none) or at least --batch ({args.batch})")
+    return args
 
 
 if __name__ == "__main__":

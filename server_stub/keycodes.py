@@ -26,6 +26,7 @@ from .errors import SetupError
 
 DAY_S = 86_400
 FULL_MAX_HOURS = 99_999
+FULL_MAX_DAYS = FULL_MAX_HOURS // 24
 SMALL_EXACT_DAYS = 180
 SMALL_MAX_DAYS = 405
 OPENPAYGO_MAX_VALUE = 995
@@ -64,7 +65,7 @@ def creditable_days(fmt: KeycodeFormat, days: int, time_divider: int = 1) -> int
         return 0
     match fmt:
         case KeycodeFormat.NEXUS_FULL:
-            return min(days, FULL_MAX_HOURS // 24)
+            return min(days, FULL_MAX_DAYS)
         case KeycodeFormat.NEXUS_SMALL:
             # 1..180 exact; then 183, 186, ... 405 (the device credits the bucket's top value)
             if days <= SMALL_EXACT_DAYS:
@@ -77,13 +78,13 @@ def creditable_days(fmt: KeycodeFormat, days: int, time_divider: int = 1) -> int
 
 def issue(secret: DeviceSecret, next_id: int, days: int) -> Issued:
     """An add-credit keycode for exactly `days` (which must be creditable)."""
-    if days < 1 or creditable_days(secret.format, days, secret.time_divider) != days:
-        raise ValueError(f"{days} days is not creditable by one {secret.format.name} keycode")
-    if secret.format is KeycodeFormat.NEXUS_FULL:
+    if secret.format is KeycodeFormat.NEXUS_FULL and 1 <= days <= FULL_MAX_DAYS:
         text = full_add_credit(secret.key, next_id, days * 24)
         # `*` 14 decimal digits `#`: the wire number is the digits (what pack_keycode
         # computes, without checking the frame of a code this encoder just made)
         return Issued(text, int(text[1:-1]), days, days * DAY_S, next_id + 1)
+    if days < 1 or creditable_days(secret.format, days, secret.time_divider) != days:
+        raise ValueError(f"{days} days is not creditable by one {secret.format.name} keycode")
     if secret.format is KeycodeFormat.NEXUS_SMALL:
         text, following = small_add_credit(secret.key, next_id, days), next_id + 1
     else:

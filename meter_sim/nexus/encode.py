@@ -24,7 +24,15 @@ from meter_sim.nexus.increments import (
     UNLOCK,
     increment_for,
 )
-from meter_sim.nexus.mac import KEY_00, KEY_FF, check_secret_key, full_mac, prng, small_mac
+from meter_sim.nexus.mac import (
+    KEY_00,
+    KEY_FF,
+    check_secret_key,
+    full_mac,
+    prng,
+    prng_u32,
+    small_mac,
+)
 from meter_sim.nexus.rules import WipeTarget
 from meter_sim.nexus.small import ALPHABET, MAINTENANCE_BIT, TEST_OQC, TEST_SHORT, SmallType
 
@@ -32,7 +40,6 @@ MAX_ID = 0xFFFF_FFFF
 """Both encoders take a 32-bit message id (the device infers it from its low 6 bits)."""
 MAX_FULL_HOURS = 99_999
 """Five body digits; 99999 is the unlock flag of a SET."""
-_pack_mac_seed = struct.Struct("<I").pack
 _pack_small_seed = struct.Struct(">H").pack
 
 
@@ -66,7 +73,7 @@ def full_activation(secret_key: bytes, id_: int, kind: FullType, body: int) -> s
         raise EncodeError(f"body must be an integer 0..{MAX_FULL_HOURS}, got {body!r}")
     mac = full_mac(key, id_, kind, body)
     clear = f"{int(kind)}{id_ & 0x3F:02d}{body:05d}"
-    pad = prng(_pack_mac_seed(mac))
+    pad = prng_u32(mac)
     # each of the 8 clear digits plus its pad byte (8 bytes), mod 10, as ASCII (48 is "0")
     obscured = bytes(
         [48 + (c - 48 + p) % 10 for c, p in zip(clear.encode(), pad, strict=True)]

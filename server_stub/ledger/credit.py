@@ -69,17 +69,15 @@ def credit(account: Account, given: Grant, now_ms: int, copies: int = 1) -> Cred
     now when the device has run out."""
     if copies < 1:
         raise ValueError(f"copies must be at least 1, got {copies}")
-    codes: list[tuple[int, Issued]] = []
-    next_id = account.next_id
-    for _ in range(copies):
-        issued = issue(account.secret, next_id, given.days)
-        codes.append((next_id, issued))
-        next_id = issued.next_id
-    credit_s = sum(issued.credit_s for _, issued in codes)
+    issued = issue(account.secret, account.next_id, given.days)
+    codes = [(account.next_id, issued)]
+    for _ in range(copies - 1):  # the fault's copies, each under the next id
+        codes.append((issued.next_id, issue(account.secret, issued.next_id, given.days)))
+        issued = codes[-1][1]
     return Credit(
         given,
         tuple(codes),
-        next_id,
+        issued.next_id,
         account.balance - given.spent,
-        max(account.credit_until_ms, now_ms) + credit_s * 1000,
+        max(account.credit_until_ms, now_ms) + issued.credit_s * 1000 * copies,  # alike
     )

@@ -100,6 +100,19 @@ def check_ledger(store: Store, sold: Sold, txns: dict[str, MoneyCallback]) -> No
     rows = db.execute("SELECT txn, outcome, amount, device, keycode FROM mm_txns").fetchall()
     assert {r[0] for r in rows} == set(txns)
     confirmed = [r for r in rows if r[1] == "confirmed"]
+    # the row is written whole, once: a confirmed payment names its device, the handset that
+    # sold it and when it was confirmed (even one buying no day); any other names none
+    for txn, outcome, device, handset, confirmed_ms, keycode, downlink_n in db.execute(
+        "SELECT txn, outcome, device, handset, confirmed_ms, keycode, downlink_n FROM mm_txns"
+    ):
+        named = (device, handset, confirmed_ms)
+        if outcome == "confirmed":
+            assert device == int(txns[txn].account)
+            assert None not in named
+            assert (keycode is None) == (downlink_n is None)
+        else:
+            assert named == (None, None, None)
+            assert keycode is None
     keycodes = [r[4] for r in confirmed if r[4] is not None]
     assert len(keycodes) == len(set(keycodes))  # never two payments on one keycode
     for _, _, amount, _, keycode in confirmed:
