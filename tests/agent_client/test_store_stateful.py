@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -174,8 +175,44 @@ async def test_a_shared_file_is_read_every_time(tmp_path: Path) -> None:
     another writer queued is offered at once."""
     mine = await HandsetStore.open(tmp_path / "h.db")
     theirs = await HandsetStore.open(tmp_path / "h.db")
-    assert await mine.sendable(10) == [] and await mine.unsettled() == 0
+    assert await mine.sendable(10) == []
+    assert await mine.unsettled() == 0
     op = await theirs.enqueue(Kind.RECORD_PAYMENT, 100, 5, 700, now_ms=1)
-    assert await mine.sendable(10) == [op] and await mine.unsettled() == 1
+    assert await mine.sendable(10) == [op]
+    assert await mine.unsettled() == 1
     await theirs.close()
     await mine.close()
+
+
+class Counting(Inline):
+    """Runs inline, counting the calls that reach the database."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def call(self, fn: Callable[[], T]) -> T:
+        self.calls += 1
+        return await super().call(fn)
+
+
+async def test_a_sole_writer_with_nothing_unsettled_does_not_read_its_outbox(
+    tmp_path: Path,
+) -> None:
+    """A poll's sync asks what to send before and after its exchange, and how many are left:
+    with everything settled none of that reaches the database."""
+    runner = Counting()
+    store = await HandsetStore.open(tmp_path / "h.db", replace(SOLE, runner=runner))
+    op = await store.enqueue(Kind.RECORD_PAYMENT, 100, 5, 700, now_ms=1)
+    assert await store.sendable(512) == [op]  # read: all there is, so the count is known
+    await store.mark_in_flight([op.seq], last_ms=2)
+    await store.apply(answer((op.seq,), ()), 3, last_ms=4)
+    before = runner.calls
+    assert await store.sendable(512) == []
+    assert await store.unsettled() == 0
+    assert runner.calls == before
+    await store.enqueue(Kind.RECORD_PAYMENT, 100, 5, 800, now_ms=5)
+    before = runner.calls
+    assert await store.unsettled() == 1
+    assert len(await store.sendable(512)) == 1  # something to send: read
+    assert runner.calls == before + 1
+    await store.close()
