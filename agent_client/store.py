@@ -91,18 +91,25 @@ class OutboxRow:
 
 
 class HandsetStore:
-    def __init__(self, db: Connection) -> None:
+    def __init__(self, db: Connection, *, sole_writer: bool = False) -> None:
+        """`sole_writer`: nothing but this store writes its file (`Storage(locks=False)`), so
+        it may keep the count of unsettled operations in memory (see `unsettled`)."""
         self._db = db
         self._lock = asyncio.Lock()
+        self._sole = sole_writer
+        self._unsettled: int | None = None
+        """Operations pending or in flight, when known without a read: counted once, then
+        moved by this store's own commits; None: unknown (the next read counts them)."""
 
     @classmethod
     async def open(cls, path: str | Path, storage: Storage | None = None) -> HandsetStore:
         """`storage`: journal, sync and runner (default: WAL, synced commits, shared thread)."""
-        db = await Connection.connect(path, storage or Storage())
+        storage = storage or Storage()
+        db = await Connection.connect(path, storage)
         try:
             await db.execute("PRAGMA foreign_keys=ON")
             await db.execute("PRAGMA busy_timeout=5000")
-            store = cls(db)
+            store = cls(db, sole_writer=not storage.locks)
             await store._migrate()
         except BaseException:
             await db.close()
@@ -118,7 +125,7 @@ class HandsetStore:
     async def _migrate(self) -> None:
         if await self.schema_version() == len(MIGRATIONS):
             return  # the usual open: current already, no write lock taken
-        async with self.transaction():
+        async with self._transaction():
             version = await self.schema_version()
             if version > len(MIGRATIONS):
                 raise RuntimeError(f"database schema v{version} is newer than this code")
@@ -129,14 +136,33 @@ class HandsetStore:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:
+        """One write transaction of the caller's own statements: afterwards the store counts
+        its unsettled operations afresh (the caller may have changed any of them)."""
+        try:
+            async with self._transaction() as db:
+                yield db
+        finally:
+            self._unsettled = None
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[Connection]:
         async with self._lock:
-            await self._db.execute("BEGIN IMMEDIATE")
             try:
-                yield self._db
+                await self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._db
+                except BaseException:
+                    await self._db.execute("ROLLBACK")
+                    raise
+                await self._db.execute("COMMIT")
             except BaseException:
-                await self._db.execute("ROLLBACK")
+                self._unsettled = None  # whatever happened to the file, count it afresh
                 raise
-            await self._db.execute("COMMIT")
+
+    def _moved(self, delta: int) -> None:
+        """A commit of this store's added (or settled: negative) `delta` unsettled operations."""
+        if self._unsettled is not None:
+            self._unsettled += delta
 
     async def _atomic(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """`work`'s statements as one transaction in one hand-off to the database's thread
@@ -153,7 +179,11 @@ class HandsetStore:
             return done
 
         async with self._lock:
-            return await self._db.run(run)
+            try:
+                return await self._db.run(run)
+            except BaseException:
+                self._unsettled = None  # whatever happened to the file, count it afresh
+                raise
 
     async def _one(self, sql: str, args: Iterable[Any] = ()) -> Any:
         async with self._db.execute(sql, tuple(args)) as cursor:
@@ -174,7 +204,7 @@ class HandsetStore:
         return dict(await self._all("SELECT key, value FROM meta"))
 
     async def put(self, **values: Any) -> None:
-        async with self.transaction() as db:
+        async with self._transaction() as db:
             await self._put(db, values)
 
     @staticmethod
@@ -188,13 +218,14 @@ class HandsetStore:
             Operation.make(1, kind, at, *fields)
         except FrameError as exc:
             raise InvalidOperation(exc.detail) from exc
-        async with self.transaction() as db:
+        async with self._transaction() as db:
             cursor = await db.execute(
                 "INSERT INTO outbox(kind, content, created_ms) VALUES (?, ?, ?)",
                 (int(kind), Operation.make(1, kind, at, *fields).content(), now_ms),
             )
             seq = cursor.lastrowid
             assert seq is not None
+        self._moved(1)
         return Operation.make(seq, kind, at, *fields)
 
     async def enqueue_sales(
@@ -225,11 +256,13 @@ class HandsetStore:
                 pairs.append((customer, queued(db, sale)))
             return pairs
 
-        return await self._atomic(work)
+        pairs = await self._atomic(work)
+        self._moved(2 * len(pairs))
+        return pairs
 
     async def amend(self, seq: int, *fields: object) -> Operation:
         """Replace a still-pending operation's fields; frozen once a send has started."""
-        async with self.transaction() as db:
+        async with self._transaction() as db:
             row = await self._one("SELECT content, state FROM outbox WHERE seq = ?", (seq,))
             if row is None:
                 raise InvalidOperation(f"no operation {seq}")
@@ -244,11 +277,16 @@ class HandsetStore:
         return new
 
     async def sendable(self, limit: int) -> list[Operation]:
+        """The first `limit` unsettled operations in seq order (no read when none are)."""
+        if self._unsettled == 0:
+            return []  # a poll's sync asks twice: the outbox is not read for nothing
         rows = await self._all(
             "SELECT seq, content FROM outbox WHERE state IN ('pending', 'in_flight') "
             "ORDER BY seq LIMIT ?",
             (limit,),
         )
+        if self._sole and len(rows) < limit:
+            self._unsettled = len(rows)  # all of them: the count is known for free
         return [Operation.from_content(seq, content) for seq, content in rows]
 
     async def mark_in_flight(self, seqs: Iterable[int], **meta: Any) -> None:
@@ -285,8 +323,17 @@ class HandsetStore:
 
     async def unsettled(self) -> int:
         """Operations still to be acknowledged or refused (pending or in flight): what a sync
-        reports as left over, read from the state index (no count per state)."""
+        reports as left over, read from the state index (no count per state).
+
+        A store that is its file's sole writer counts them once and then keeps the count as
+        its own commits move it (enqueued: up; acknowledged or refused: down), so a poll's
+        sync reads nothing from the outbox; any failed write, or a caller's own
+        `transaction`, makes it count afresh."""
+        if self._unsettled is not None:
+            return self._unsettled
         row = await self._one("SELECT count(*) FROM outbox WHERE state IN ('pending', 'in_flight')")
+        if self._sole:
+            self._unsettled = int(row[0])
         return int(row[0])
 
     async def counts(self) -> dict[OpState, int]:
@@ -300,17 +347,22 @@ class HandsetStore:
     async def apply(self, result: Result, now_ms: int, **meta: Any) -> None:
         """Acks, rejections, downlink entries and the cursor: all or nothing."""
 
+        settled = [0]  # operations this answer settled (an ack heard twice settles one once)
+
         def work(db: sqlite3.Connection) -> list[Escrow | EscrowRevoked]:
-            db.executemany(
-                "UPDATE outbox SET state = 'acknowledged', settled_ms = ? "
-                "WHERE seq = ? AND state IN ('pending', 'in_flight')",
-                [(now_ms, seq) for seq in result.acked],
-            )
-            db.executemany(
-                "UPDATE outbox SET state = 'rejected', reason = ?, settled_ms = ? "
-                "WHERE seq = ? AND state IN ('pending', 'in_flight')",
-                [(reason.name.lower(), now_ms, seq) for seq, reason in result.rejected],
-            )
+            settled[0] = 0
+            if result.acked:
+                settled[0] += db.executemany(
+                    "UPDATE outbox SET state = 'acknowledged', settled_ms = ? "
+                    "WHERE seq = ? AND state IN ('pending', 'in_flight')",
+                    [(now_ms, seq) for seq in result.acked],
+                ).rowcount
+            if result.rejected:
+                settled[0] += db.executemany(
+                    "UPDATE outbox SET state = 'rejected', reason = ?, settled_ms = ? "
+                    "WHERE seq = ? AND state IN ('pending', 'in_flight')",
+                    [(reason.name.lower(), now_ms, seq) for seq, reason in result.rejected],
+                ).rowcount
             escrowed: list[Escrow | EscrowRevoked] = []
             for n, entry in result.entries:
                 if self._store_entry(db, n, entry, now_ms) and isinstance(
@@ -322,11 +374,12 @@ class HandsetStore:
 
         if not any(isinstance(entry, Escrow | EscrowRevoked) for _, entry in result.entries):
             await self._atomic(work)  # the common answer: one hand-off to the database thread
-            return
-        async with self.transaction() as db:  # the vault is opened and sealed in the same one
-            escrowed = await db.run(work)
-            if escrowed:
-                await self._escrow_update(db, escrowed)
+        else:
+            async with self._transaction() as db:  # the vault is opened and sealed in it too
+                escrowed = await db.run(work)
+                if escrowed:
+                    await self._escrow_update(db, escrowed)
+        self._moved(-settled[0])
 
     @staticmethod
     def _store_entry(db: sqlite3.Connection, n: int, entry: object, now_ms: int) -> bool:
@@ -423,7 +476,7 @@ class HandsetStore:
         """Release `device`'s escrowed code and queue the sale that carries its reserved id,
         in one transaction: a code is never released without its sale, nor twice, nor for a
         down payment that does not pay for the code's days."""
-        async with self.transaction() as db:
+        async with self._transaction() as db:
             vault = await self._vault()
             sold = {
                 int(row.op.field("device"))
@@ -449,6 +502,7 @@ class HandsetStore:
             )
             assert cursor.lastrowid is not None
             await self._seal(db, vault)
+        self._moved(1)
         return Operation.make(cursor.lastrowid, Kind.RECORD_SALE, at, *fields), code
 
     async def keycodes(self, device: int | None = None) -> list[Keycode]:

@@ -124,24 +124,28 @@ class Field:
                 group.ops += n
 
     async def sell(self, handset: Handset, serial: int, intended: float) -> Waiter:
-        """Register the customer and record the sale on the handset (queued until it syncs).
-        With no signal the agent sells from the escrow: the customer types the released code
-        at once; without a code to release, the sale waits for a sync like any other."""
+        """Register the customer and record the sale on the handset (queued until it syncs):
+        one form, one transaction (`Agent.sell_to_new_customers`). With no signal the agent
+        sells from the escrow: the customer types the released code at once; without a code
+        to release, the sale waits for a sync like any other."""
         days = self._down_payment_days()  # drawn before any await: the same whatever the timing
         down = days * self.fixture.price_per_day
         agent = handset.agent
-        customer = await agent.register_customer(f"Customer {serial}", phone_of(serial))
         released: OfflineSale | None = None
-        if not handset.covered:
+        if handset.covered:
+            new = NewSale(f"Customer {serial}", phone_of(serial), serial, self._plan(handset), down)
+            [(customer, sale)] = await agent.sell_to_new_customers([new])
+        else:
+            customer = await agent.register_customer(f"Customer {serial}", phone_of(serial))
             try:
                 released = await agent.sell_offline(customer, serial, self._plan(handset), down)
             except EscrowRefused:
                 self.counters["offline_sales_without_code"] += 1
-        sale = (
-            released.seq
-            if released is not None
-            else await agent.record_sale(customer, serial, self._plan(handset), down)
-        )
+            sale = (
+                released.seq
+                if released is not None
+                else await agent.record_sale(customer, serial, self._plan(handset), down)
+            )
         waiter = self._sold(handset, serial, customer, sale, days, intended)
         if released is not None:
             self.counters["offline_sales"] += 1

@@ -43,11 +43,15 @@ KEEP_WARM_S = 30.0
 for minutes (OkHttp: 5), and a radio that went idle meanwhile costs the link's wake-up, not a
 new connection; longer than the default 15 s poll, shorter than the platform's 75 s
 keep-alive (aiohttp's), so the platform does not close it under a request."""
-STORAGE = Storage(journal="truncate", synchronous="off", runner=Inline(), locks=False)
+STORAGE = Storage(journal="persist", synchronous="off", runner=Inline(), locks=False)
 """How emulated handsets keep their files: each commit handed to the OS (it survives the
 handset's process dying, not the lab machine losing power), one descriptor per idle file, no
 thread, no file locks (each file has one connection, in this process: an open costs the same
-however many files are open; see docs/scale.md for what was measured)."""
+however many files are open; see docs/scale.md for what was measured). The rollback journal
+persists: a commit zeroes its header instead of truncating the file (the file system frees
+and allocates its blocks again at every commit otherwise), so each handset keeps a journal of
+its largest transaction's size (about 15-30 KiB) beside its file; a crash mid-transaction
+still leaves it hot, rolled back at the next open."""
 
 
 @dataclass(frozen=True)

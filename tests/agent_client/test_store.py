@@ -8,6 +8,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -245,7 +246,7 @@ from agent_client.database import Inline, Storage
 from agent_client.store import HandsetStore
 
 async def main():
-    unlocked = Storage(journal="truncate", synchronous="off", runner=Inline(), locks=False)
+    unlocked = Storage(journal=sys.argv[2], synchronous="off", runner=Inline(), locks=False)
     store = await HandsetStore.open(sys.argv[1], unlocked)
     await store.put(**{f"k{n}": b"a" * 4000 for n in range(100)})
     await store._one("PRAGMA cache_size=2")  # spills: the file's pages change before a commit
@@ -257,19 +258,23 @@ asyncio.run(main())
 """
 
 
+@pytest.mark.parametrize("journal", ["truncate", "persist"])
 def test_a_crash_mid_transaction_without_locks_is_rolled_back_at_the_next_open(
-    tmp_path: Path,
+    tmp_path: Path, journal: str
 ) -> None:
     """No locks, but the rollback journal still works: the next open rolls the torn
-    transaction back (a hot journal), as with SQLite's default VFS."""
+    transaction back (a hot journal), as with SQLite's default VFS. A persistent journal
+    (the lab's handsets) keeps its file between commits, its header zeroed at each: the
+    transaction committed before the crash stays, only the torn one is undone."""
     path = tmp_path / "h.db"
     root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": str(root)}
-    subprocess.run([sys.executable, "-c", _CRASH_MID_TRANSACTION, str(path)], env=env, check=True)
+    script = [sys.executable, "-c", _CRASH_MID_TRANSACTION, str(path), journal]
+    subprocess.run(script, env=env, check=True)
     assert Path(f"{path}-journal").stat().st_size > 0  # torn: a hot journal is left
 
     async def reopened() -> dict[str, object]:
-        store = await HandsetStore.open(path, UNLOCKED)
+        store = await HandsetStore.open(path, replace(UNLOCKED, journal=journal))
         try:
             return await store.meta()
         finally:
