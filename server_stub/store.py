@@ -543,19 +543,24 @@ class Store:
                 assert handset is not None
                 self._first_sync_key(handset, sync_key)
                 self.memo.siblings.pop(agent, None)
-                for plan, name, price in db.execute(
-                    "SELECT p.plan, p.name, p.price_per_day FROM plans p"
-                    " JOIN agents a ON a.distributor = p.distributor WHERE a.agent = ?"
-                    " ORDER BY p.plan",
-                    (agent,),
-                ).fetchall():
-                    self._emit(handset, Plan(plan, name, price))
-                for device, fmt in db.execute(
-                    "SELECT device, format FROM devices WHERE agent = ? AND customer IS NULL"
-                    " ORDER BY device",
-                    (agent,),
-                ).fetchall():
-                    self._emit(handset, Stock(device, KeycodeFormat(fmt), True))
+                catalog: list[Entry] = [
+                    Plan(plan, name, price)
+                    for plan, name, price in db.execute(
+                        "SELECT p.plan, p.name, p.price_per_day FROM plans p"
+                        " JOIN agents a ON a.distributor = p.distributor WHERE a.agent = ?"
+                        " ORDER BY p.plan",
+                        (agent,),
+                    )
+                ]
+                catalog += [
+                    Stock(device, KeycodeFormat(fmt), True)
+                    for device, fmt in db.execute(
+                        "SELECT device, format FROM devices WHERE agent = ? AND customer IS NULL"
+                        " ORDER BY device",
+                        (agent,),
+                    )
+                ]
+                self._emit_first(handset, catalog)
         except sqlite3.IntegrityError as exc:
             # a retry after a lost answer (same key, same agent) gets the same handset back
             existing = self._one(
@@ -1195,6 +1200,15 @@ class Store:
         )
         self.memo.emitted(handset, n, entry)
         return n
+
+    def _emit_first(self, handset: int, entries: list[Entry]) -> None:
+        """`_emit` each of `entries`, in order, onto the downlink of a handset created in this
+        transaction (its first entry is number 1): one statement for the lot, its numbers
+        known without reading them (a provisioning's catalog and stock)."""
+        rows = [(handset, n, msgpack.packb(entry_to_row(e))) for n, e in enumerate(entries, 1)]
+        self.db.executemany("INSERT INTO downlink(handset, n, body) VALUES (?, ?, ?)", rows)
+        for n, entry in enumerate(entries, 1):
+            self.memo.emitted(handset, n, entry)
 
     def _page(self, handset: int, cursor: int) -> tuple[int, tuple[Entry, ...], bool]:
         """The entries past `cursor`: from the memo when it holds them all (the common case:

@@ -102,9 +102,9 @@ class Fleet:
         """Sync `handset` until its outbox is empty (bounded rounds)."""
         async with self._gate:
             for _ in range(DRAIN_ROUNDS):
-                await handset.sync_once(max_exchanges=32, max_wait_s=BACKOFF_WAIT_S)
-                if not await handset.agent.store.sendable(1):
-                    return
+                left = await handset.sync_once(max_exchanges=32, max_wait_s=BACKOFF_WAIT_S)
+                if left == 0 or (left is None and not await handset.agent.store.sendable(1)):
+                    return  # the sync's own count, read after its last exchange
 
     async def to_field(self, url: str, outages: dict[int, list[Outage]], warm: int = 0) -> None:
         """Move every handset onto its scenario link with its outages; the first `warm` keep

@@ -192,20 +192,23 @@ class Handset:
     def link_down(self, now: float) -> bool:
         return self.port is not None and self.port.link.radio_down(now)
 
-    async def sync_once(self, max_exchanges: int = 16, max_wait_s: float = 0.0) -> None:
+    async def sync_once(self, max_exchanges: int = 16, max_wait_s: float = 0.0) -> int | None:
+        """Sync once; the operations its outbox still holds after (None: no sync was made,
+        or it failed before the count)."""
         if not self.covered:
-            return  # no signal: the phone does not try (what it recorded waits in its outbox)
+            return None  # no signal: the phone does not try (what it recorded waits)
         try:
             report = await self.agent.sync(max_exchanges=max_exchanges, max_wait_s=max_wait_s)
         except ServerRefused:
             self.refused += 1
-            return
+            return None
         except (aiohttp.ClientError, OSError, TimeoutError):
-            return
+            return None
         self.syncs += 1
         self.finished += len(report.acked) + len(report.rejected)
         if report.keycodes:
             self.on_keycodes(self, report.keycodes)
+        return report.pending
 
     def wake(self) -> None:
         """Something was recorded: sync soon (at once, or when the backoff ends)."""

@@ -198,3 +198,39 @@ def test_devices_added_reach_every_handset_of_their_agent_in_order_all_or_nothin
         assert 30_000_010 not in store.device_secrets()
     finally:
         store.close()
+
+
+def test_provisionings_in_one_group_each_get_their_catalog_and_stock_from_one(
+    tmp_path: Path, seeded: Seeded
+) -> None:
+    """Provisionings sharing a group commit (as the store thread runs a fleet set up at once):
+    each new handset's downlink is its plan then its agent's stock in device order, numbered
+    from 1, the same from the memo as read back from SQL; a refused one in the group costs
+    the others nothing."""
+    path = tmp_path / "s.db"
+    store = Store.open(path)
+    try:
+        with store.group():
+            handsets = [
+                store.provision("ama", "code-ama-7f3a9c", HandsetKey.generate().public, 1)
+                for _ in range(2)
+            ]
+            with pytest.raises(RequestError, match="unknown agent or wrong code"):
+                store.provision("ama", "wrong-code", HandsetKey.generate().public, 1)
+        ama = seeded.stock["ama"]
+        stock = [Stock(d, seeded.secrets[d].format, True) for d in ama]
+        remembered = [store.exchange(Claim(h, 10, b""), [], 0, 1, paging=False) for h in handsets]
+    finally:
+        store.close()
+    reopened = Store.open(path)  # a new memo: the pages are read from SQL
+    try:
+        for handset, seen in zip(handsets, remembered, strict=True):
+            read = reopened.exchange(Claim(handset, 11, b""), [], 0, 2, paging=False)
+            for page in (seen, read):
+                assert (page.first_entry, page.last_entry) == (1, 1 + len(stock))
+                assert list(page.entries[1:]) == stock
+                assert page.entries[0].plan == seeded.plan  # type: ignore[union-attr]
+            past_plan = reopened.exchange(Claim(handset, 12, b""), [], 1, 3, paging=False)
+            assert list(past_plan.entries) == stock  # numbered in SQL as the memo numbered them
+    finally:
+        reopened.close()
