@@ -8,13 +8,18 @@ keycodes still travelling, the customer a sale names (usually registered in the 
 a device's keys, whether any escrowed code is held at all. The memo keeps those.
 
 It is only ever a copy of committed-or-current-transaction state, and two rules keep it so:
-any rollback forgets everything (`clear`), and so does a write by another connection (the CLI
-on the same file), seen as a changed ``PRAGMA data_version`` when a transaction starts.
+any rollback forgets everything (`clear`), and a write by another connection (the CLI on the
+same file, another worker), seen as a changed ``PRAGMA data_version`` when a transaction
+starts, forgets everything another writer could have changed (`seen`). What no writer ever
+changes stays: a handset's agent and public key, a registered customer, a plan's price, a
+device's keys. A handset's last accepted stamp stays too, as a lower bound: stamps only grow,
+and the store's update of it checks the table's (`Store._fresh`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from agent_client.protocol.frames import Entry
 
@@ -30,7 +35,7 @@ ROWS_LIMIT = 65_536
 class Memo:
     data_version: int | None = None
     handsets: dict[int, tuple[int, bytes, int]] = field(default_factory=dict)
-    """handset -> (agent, public key, last accepted request stamp)"""
+    """handset -> (agent, public key, last accepted request stamp: at most the table's)"""
     last_n: dict[int, int] = field(default_factory=dict)
     """handset -> number of its last downlink entry"""
     tails: dict[int, dict[int, Entry]] = field(default_factory=dict)
@@ -47,23 +52,40 @@ class Memo:
     """device -> its keys (format, key, OpenPAYGO starting code and divider)"""
     escrow_held: bool | None = None
     """whether any escrowed code is held (an online sale revokes its device's); None: unknown"""
+    paid: dict[int, tuple[Any, ...]] = field(default_factory=dict)
+    """sold device -> what a payment reads of it (`store._PAID`'s row: the selling handset,
+    its agent, the device, its keys, next id, balance, price per day, credit until), kept
+    as the store writes it"""
 
     def clear(self) -> None:
+        """Forget everything (a rollback: any of it may have been undone)."""
         self.handsets.clear()
+        self.prices.clear()
+        self.customers.clear()
+        self.secrets.clear()
+        self.forget_mutable()
+
+    def forget_mutable(self) -> None:
+        """Forget what another writer may change: downlinks, an agent's handsets, mobile-money
+        keycodes in flight, escrow, devices' credit state."""
         self.last_n.clear()
         self.tails.clear()
         self.siblings.clear()
-        self.prices.clear()
         self.unsynced = None
-        self.customers.clear()
-        self.secrets.clear()
         self.escrow_held = None
+        self.paid.clear()
 
     def seen(self, data_version: int) -> None:
-        """Another connection committed since the last look: forget everything."""
+        """Another connection committed since the last look: forget what it may have changed
+        (a handset's stamp is kept as what it is: a lower bound)."""
         if data_version != self.data_version:
-            self.clear()
+            self.forget_mutable()
             self.data_version = data_version
+
+    def remember_paid(self, device: int, row: tuple[Any, ...]) -> None:
+        if len(self.paid) >= ROWS_LIMIT:
+            self.paid.clear()
+        self.paid[device] = row
 
     def registered(self, handset: int, seq: int, customer: int) -> None:
         if len(self.customers) >= ROWS_LIMIT:

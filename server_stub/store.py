@@ -77,9 +77,17 @@ _IN_STOCK = (
     " FROM devices d WHERE d.device = ?"
 )
 """A sale's device: whose stock, whether sold, and what its keycode needs."""
-_SOLD = "UPDATE devices SET customer = ?, plan = ?, last_paid_ms = ?, balance = ?"
+_STAMP = "UPDATE handsets SET last_ms = ? WHERE handset = ? AND last_ms < ?"
+"""A handset's newest accepted request stamp; no row changed: another writer accepted a newer
+one (the memo's is a lower bound)."""
+_SOLD = (
+    "UPDATE devices SET sold_handset = ?, sale_day = ?, down_payment = ?, sold_ms = ?,"
+    " customer = ?, plan = ?, last_paid_ms = ?, balance = ?"
+)
+"""A sale, kept in its device's row (the `sales` view reads it there)."""
 _SOLD_CREDITED = f"{_SOLD}, next_id = ?, credit_until_ms = ? WHERE device = ?"
-"""A sale's one write of its device: sold to whom, and the keycode its down payment bought."""
+"""A sale's one write of its device: the sale, sold to whom, and the keycode its down payment
+bought."""
 
 
 def _required(kind: Kind, *names: str) -> Callable[[tuple[Any, ...]], tuple[Any, ...]]:
@@ -166,6 +174,9 @@ class Store:
         self.escrow = escrow or EscrowPolicy(devices=0)
         """Offline-sale escrow per agent (docs/offline-sales.md); the default grants none."""
         self._grouped = False
+        self._clean = False
+        """In a group: nothing done since its BEGIN, so the next request's undo is a rollback
+        of the whole transaction and it needs no savepoint (two statements)."""
         self._wal: int | None = None  # the WAL file, when its fsync is deferred to sync_wal
         self._wal_lock = threading.Lock()
         self._closed = False
@@ -285,7 +296,17 @@ class Store:
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """One request's all-or-nothing unit: its own transaction, or inside a `group` a
         savepoint that the group's single commit makes durable."""
+        if self._clean:  # the group's first request: the transaction is its savepoint
+            self._clean = False
+            try:
+                yield self.db
+            except BaseException:
+                self._restart()
+                raise
+            return
         if self._grouped:
+            if not self.db.in_transaction:  # a restart failed: nothing may run unguarded
+                raise sqlite3.OperationalError("the group's transaction was lost")
             self.db.execute("SAVEPOINT request")
             try:
                 yield self.db
@@ -321,6 +342,15 @@ class Store:
                 lock.release()
             raise
 
+    def _restart(self) -> None:
+        """Undo a group's first request: roll the transaction back and begin it again, still
+        holding the write lock, as clean as it started."""
+        self.memo.clear()
+        self.db.execute("ROLLBACK")
+        self.db.execute("BEGIN IMMEDIATE")
+        self.memo.seen(self.db.execute("PRAGMA data_version").fetchone()[0])
+        self._clean = True
+
     def _end(self, sql: str) -> None:
         """COMMIT or ROLLBACK, then let the other processes' writers in (even when it failed:
         SQLite has then rolled back, or holds nothing another writer could wait for)."""
@@ -336,15 +366,15 @@ class Store:
         durable by one commit (one fsync) at the end. Nobody may be answered before it: the
         store thread resolves the group's requests only after this exits."""
         self._begin()
-        self._grouped = True
+        self._grouped = self._clean = True
         try:
             yield
         except BaseException:
             self.memo.clear()
-            self._end("ROLLBACK")
+            self._end("ROLLBACK" if self.db.in_transaction else "SELECT 1")
             raise
         finally:
-            self._grouped = False
+            self._grouped = self._clean = False
         self._end("COMMIT")
 
     @contextmanager
@@ -692,14 +722,17 @@ class Store:
         return self.memo.unsynced
 
     def _fresh(self, claim: auth.Claim) -> Handset:
+        """The claim's handset, its stamp checked strictly newer than the last accepted and
+        stored: one statement when the memo knows the handset (its agent and key never change;
+        its stamp is a lower bound, and the update checks the table's)."""
+        ts = claim.ts_ms
         known = self.memo.handsets.get(claim.handset)
         handset = Handset(claim.handset, *known) if known else self.handset(claim.handset)
-        if claim.ts_ms <= handset.last_ms:
+        if ts <= handset.last_ms:
             raise _replayed(handset.last_ms)
-        self._run(
-            "UPDATE handsets SET last_ms = ? WHERE handset = ?", (claim.ts_ms, handset.handset)
-        )
-        self.memo.handsets[handset.handset] = (handset.agent, handset.public_key, claim.ts_ms)
+        if self._run(_STAMP, (ts, handset.handset, ts)).rowcount != 1:
+            raise _replayed(self.handset(handset.handset).last_ms)  # another writer's newer
+        self.memo.handsets[handset.handset] = (handset.agent, handset.public_key, ts)
         return handset
 
     def _ingest(
@@ -839,7 +872,7 @@ class Store:
         (whose it is and its credit state) and written once (balance, credit, next id)."""
         account, amount = _PAYMENT_FIELDS(op.fields)
         device = int(account)
-        row = self._one(_PAID, device)
+        row = self._paid(device)
         paid = sales.cash_payment(
             row is not None and row[1] == handset.agent,
             device,
@@ -850,27 +883,34 @@ class Store:
             op.at,
         )
         self._record_payment(paid, now_ms)
-        self._credit_paid(device, row[3:], paid.amount, handset.handset, op.seq, now_ms)
+        self._credit_paid(device, row, paid.amount, handset.handset, op.seq, now_ms)
+
+    def _paid(self, device: int) -> Any:
+        """A device as a payment reads it (`_PAID`'s row; None: unsold or unknown), from the
+        memo when this store wrote it last (memo.paid)."""
+        row = self.memo.paid.get(device)
+        return row if row is not None else self._one(_PAID, device)
 
     def _credit_paid(
         self,
         device: int,
-        row: Sequence[Any],
+        sold: tuple[Any, ...],
         amount: int,
         handset: int,
         op_seq: int,
         now_ms: int,
         txn: str | None = None,
     ) -> Issued | None:
-        """A payment of `amount` into a device read as its `_CREDIT_COLUMNS` (`row`): its
+        """A payment of `amount` into a sold device read as `_PAID`'s row (`sold`): its
         balance, credit and next id written once, with the keycode the balance now buys."""
-        account = self._account(device, row, amount)
+        account = self._account(device, sold[3:], amount)
         (next_id, balance, until), issued = self._issue(account, handset, op_seq, now_ms, txn)
         self._run(
             "UPDATE devices SET last_paid_ms = ?, next_id = ?, balance = ?, credit_until_ms = ?"
             " WHERE device = ?",
             (now_ms, next_id, balance, until, device),
         )
+        self.memo.remember_paid(device, (*sold[:7], next_id, balance, sold[9], until))
         return issued
 
     def _sale(self, handset: Handset, op: Operation, now_ms: int) -> None:
@@ -898,19 +938,13 @@ class Store:
             price,
             None if row is None else sales.InStock(row[0], row[1], KeycodeFormat(row[2])),
         )
-        self._run(
-            "INSERT INTO sales(device, agent, handset, day, down_payment, received_ms)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (sale.device, handset.agent, handset.handset, sale.day, sale.balance, now_ms),
-        )
+        sold = (handset.handset, sale.day, sale.balance, now_ms, sale.customer, sale.plan, now_ms)
         self._roll(sale.day, handset.agent, sale.rollup)
         for sibling in self._siblings(handset.agent):  # each of the agent's handsets drops it
             self._emit(sibling, sale.gone)
         if released is not None:  # its escrowed days come out of the balance, in SQL
-            self._run(
-                f"{_SOLD} WHERE device = ?",  # the rare offline sale
-                (sale.customer, sale.plan, now_ms, sale.balance, sale.device),
-            )
+            self.memo.paid.pop(sale.device, None)
+            self._run(f"{_SOLD} WHERE device = ?", (*sold, sale.balance, sale.device))
             escrow_store.sold(self, sale.device, released, sale.price_per_day, now_ms)
             self._credit(sale.device, handset.handset, op.seq, now_ms)
             return
@@ -920,10 +954,9 @@ class Store:
             sale.device, secret, row[6], sale.balance, sale.price_per_day, row[7]
         )
         next_id, balance, until = self._issue(account, handset.handset, op.seq, now_ms)[0]
-        self._run(
-            _SOLD_CREDITED,
-            (sale.customer, sale.plan, now_ms, balance, next_id, until, sale.device),
-        )
+        self._run(_SOLD_CREDITED, (*sold, balance, next_id, until, sale.device))
+        seller, price = (handset.handset, handset.agent, sale.device), sale.price_per_day
+        self.memo.remember_paid(sale.device, (*seller, *row[2:6], next_id, balance, price, until))
 
     def _customer(self, handset: int, seq: int) -> int | None:
         """The customer a handset registered under `seq` (memo.customers: rows never change)."""
@@ -1014,6 +1047,7 @@ class Store:
     ) -> Issued | None:
         """Turn the device's unspent balance into one keycode, carrying any remainder (the
         device read and written here; see `_issue`)."""
+        self.memo.paid.pop(device, None)
         row = self._one(_CREDIT, device)
         account = self._account(device, row)
         state, issued = self._issue(account, handset, op_seq, now_ms, txn)
@@ -1085,6 +1119,7 @@ class Store:
             if row[1] is not None:
                 raise SetupError(f"device {device} is sold; only stock moves")
             fmt = KeycodeFormat(row[2])
+            self.memo.paid.pop(device, None)
             escrow_store.revoke(self, device, now_ms)
             db.execute("UPDATE devices SET agent = ? WHERE device = ?", (agent, device))
             for owner, present in ((row[0], False), (agent, True)):
@@ -1112,7 +1147,7 @@ class Store:
                         409, "txn_conflict", f"transaction {cb.txn} was sent with other content"
                     )
                 return Answer(Outcome(row[1]), duplicate=True, keycode=row[2] is not None)
-            sold = self._one(_PAID, int(cb.account))
+            sold = self._paid(int(cb.account))
             outcome = sales.mobile_money_outcome(cb.status, sold is not None)
             txn = [cb.txn, cb.digest(), outcome.value, cb.account, cb.amount, cb.msisdn]
             txn += [cb.paid_ms, day_of(cb.paid_ms), now_ms, None, None, None, None, None, None]
@@ -1124,7 +1159,7 @@ class Store:
                 sales.payment(device, agent, MM, cb.txn, cb.amount, cb.paid_ms), now_ms
             )
             self._emit(handset, Payment(device, cb.amount, cb.txn))
-            issued = self._credit_paid(device, sold[3:], cb.amount, handset, 0, now_ms, cb.txn)
+            issued = self._credit_paid(device, sold, cb.amount, handset, 0, now_ms, cb.txn)
             if issued is not None:
                 txn[9:] = (device, handset, now_ms, issued.keycode, now_ms, issued.entry)
                 self._unsynced().add(handset)

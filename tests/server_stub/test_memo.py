@@ -25,6 +25,7 @@ from server_stub.callbacks import MoneyCallback
 from server_stub.errors import RequestError
 from server_stub.faults import PlatformFaults
 from server_stub.memo import Memo
+from server_stub.store import _PAID as PAID
 from server_stub.store import DeviceRecord, Store
 
 from .fixtures import PRICE_PER_DAY, Seeded, secret_for, seed_platform
@@ -128,8 +129,10 @@ def agree_now(fleet: Fleet) -> None:
             (agent, key, last_ms) = truth.execute(
                 "SELECT agent, public_key, last_ms FROM handsets WHERE handset = ?", (h,)
             ).fetchone()
-            if h in memo.handsets:
-                assert memo.handsets[h] == (agent, key, last_ms)
+            if h in memo.handsets:  # the stamp a lower bound: stamps only grow
+                remembered = memo.handsets[h]
+                assert remembered[:2] == (agent, key)
+                assert remembered[2] <= last_ms
         for agent, handsets in memo.siblings.items():
             rows = truth.execute(
                 "SELECT handset FROM handsets WHERE agent = ? ORDER BY handset", (agent,)
@@ -152,6 +155,9 @@ def agree_now(fleet: Fleet) -> None:
                 (device,),
             ).fetchone()
             assert row == (int(s.format), s.key, s.starting_code, s.time_divider)
+        for device, paid in memo.paid.items():
+            row = truth.execute(PAID, (device,)).fetchone()
+            assert row == paid, f"device {device}'s credit state is remembered wrongly"
         if memo.escrow_held is not None:
             held = truth.execute("SELECT 1 FROM escrow WHERE state = 'held'").fetchone()
             assert memo.escrow_held == (held is not None)
