@@ -20,6 +20,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from operator import itemgetter
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -80,6 +81,12 @@ _IN_STOCK = (
 _STAMP = "UPDATE handsets SET last_ms = ? WHERE handset = ? AND last_ms < ?"
 """A handset's newest accepted request stamp; no row changed: another writer accepted a newer
 one (the memo's is a lower bound)."""
+_UNSYNCED = (
+    "SELECT 1 FROM mm_txns WHERE handset = ? AND synced_ms IS NULL AND downlink_n IS NOT NULL"
+    " LIMIT 1"
+)
+"""Whether a handset has a mobile-money keycode not yet confirmed stored (the partial index
+``mm_txns_unsynced``)."""
 _SOLD = (
     "UPDATE devices SET sold_handset = ?, sale_day = ?, down_payment = ?, sold_ms = ?,"
     " customer = ?, plan = ?, last_paid_ms = ?, balance = ?"
@@ -100,6 +107,17 @@ def _required(kind: Kind, *names: str) -> Callable[[tuple[Any, ...]], tuple[Any,
 _CUSTOMER_FIELDS = _required(Kind.REGISTER_CUSTOMER, "name", "phone")
 _SALE_FIELDS = _required(Kind.RECORD_SALE, "customer", "device", "plan", "down_payment")
 _PAYMENT_FIELDS = _required(Kind.RECORD_PAYMENT, "account", "amount")
+
+
+@lru_cache(maxsize=64)
+def _rollup_upsert(names: tuple[str, ...]) -> str:
+    """The upsert adding to `names` of one (day, agent) rollup row (a few shapes, made once)."""
+    columns, marks = ", ".join(names), ", ".join("?" * len(names))
+    sets = ", ".join(f"{n} = {n} + excluded.{n}" for n in names)
+    return (
+        f"INSERT INTO daily(day, agent, {columns}) VALUES (?, ?, {marks})"
+        f" ON CONFLICT(day, agent) DO UPDATE SET {sets}"
+    )
 
 
 class Issued(NamedTuple):
@@ -684,7 +702,7 @@ class Store:
             if paging:
                 self._escrow_sync(handset, cursor, now_ms)
             first, entries, more = self._page(handset.handset, cursor)
-            if paging and handset.handset in self._unsynced():
+            if paging and self._in_flight(handset.handset):
                 # Both stamps only among keycodes not yet synced, so each update is a search
                 # of the partial index `mm_txns_unsynced`, never a scan of the month's
                 # transactions; downlinked first: a row is stamped downlinked no later than
@@ -698,16 +716,18 @@ class Store:
                         f" AND {column} IS NULL AND synced_ms IS NULL AND downlink_n IS NOT NULL",
                         (now_ms, handset.handset, upto),
                     )
-                if (
-                    self._one(
-                        "SELECT 1 FROM mm_txns WHERE handset = ? AND synced_ms IS NULL"
-                        " AND downlink_n IS NOT NULL LIMIT 1",
-                        handset.handset,
-                    )
-                    is None
-                ):
-                    self._unsynced().discard(handset.handset)
+                if self._one(_UNSYNCED, handset.handset) is None and self.memo.unsynced:
+                    self.memo.unsynced.discard(handset.handset)
         return DownlinkFrame(now_ms, tuple(acked), tuple(rejected), first, entries, more)
+
+    def _in_flight(self, handset: int) -> bool:
+        """Whether the handset has mobile-money keycodes not yet confirmed stored: from the
+        memo's set of them, read whole when this store is the only writer. With other writers
+        the memo is forgotten at nearly every transaction, so then only this handset's are
+        looked for (one search of the partial index, not a read of every one in flight)."""
+        if self.memo.unsynced is None and self.write_lock is not None:
+            return self._one(_UNSYNCED, handset) is not None
+        return handset in self._unsynced()
 
     def _unsynced(self) -> set[int]:
         """Handsets with mobile-money keycodes not yet confirmed stored (memo.unsynced)."""
@@ -1033,14 +1053,7 @@ class Store:
             self._write_rollup(day, agent, add)
 
     def _write_rollup(self, day: str, agent: int, add: dict[str, int]) -> None:
-        names = ", ".join(add)
-        marks = ", ".join("?" * len(add))
-        sets = ", ".join(f"{n} = {n} + excluded.{n}" for n in add)
-        self._run(
-            f"INSERT INTO daily(day, agent, {names}) VALUES (?, ?, {marks})"
-            f" ON CONFLICT(day, agent) DO UPDATE SET {sets}",
-            (day, agent, *add.values()),
-        )
+        self._run(_rollup_upsert(tuple(add)), (day, agent, *add.values()))
 
     def _credit(
         self, device: int, handset: int, op_seq: int, now_ms: int, txn: str | None = None
@@ -1162,7 +1175,8 @@ class Store:
             issued = self._credit_paid(device, sold, cb.amount, handset, 0, now_ms, cb.txn)
             if issued is not None:
                 txn[9:] = (device, handset, now_ms, issued.keycode, now_ms, issued.entry)
-                self._unsynced().add(handset)
+                if self.memo.unsynced is not None:  # (else read when it is needed)
+                    self.memo.unsynced.add(handset)
             else:
                 txn[9:12] = (device, handset, now_ms)
             self._run(self._insert_txn, txn)  # the key is free: read under the write lock
