@@ -267,3 +267,24 @@ def test_a_broken_memo_is_caught(
             run(fleet, actions)
     finally:
         fleet.store.close()
+
+
+def test_a_stamp_another_writer_outdated_is_refused_though_the_memo_kept_it(
+    tmp_path: Path,
+) -> None:
+    """A handset's stamp survives another writer's commit in the memo as a lower bound only:
+    a request newer than it but not newer than what the other writer accepted is a replay."""
+    fleet = open_fleet(tmp_path)
+    other = Store.open(fleet.path)
+    try:
+        handset = fleet.handsets[0]
+        fleet.store.exchange(Claim(handset, 2000, b""), [], 0, 5)
+        other.exchange(Claim(handset, 3000, b""), [], 0, 5)
+        with pytest.raises(RequestError, match="timestamp") as refused:
+            fleet.store.exchange(Claim(handset, 2500, b""), [], 0, 5)
+        assert refused.value.extra == {"last_ms": 3000}
+        fleet.store.exchange(Claim(handset, 3001, b""), [], 0, 5)  # newer than both: accepted
+        agree(fleet)
+    finally:
+        other.close()
+        fleet.store.close()
