@@ -209,11 +209,9 @@ class Store:
             ("handset", "seq", "digest", "kind", "at", "received_ms", "outcome"),
             again,
         )
-        self._insert_payment = _keyed_insert(
-            "payments",
-            ("source", "ref"),
-            ("device", "agent", "source", "ref", "amount", "day", "received_ms"),
-            again,
+        self._insert_payment = (  # keyed elsewhere: a replay applied again pays again
+            "INSERT INTO payments(device, agent, source, ref, amount, day, received_ms)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)"
         )
         self._insert_txn = _keyed_insert(
             "mm_txns",
