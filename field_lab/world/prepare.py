@@ -42,6 +42,7 @@ and the lab's own bookkeeping take their share of them)."""
 MIN_HANDSETS = 500
 """Fewer handsets are set up in the lab's own process: starting a worker (importing the lab)
 costs about a second of CPU, what 150 handsets' set-up costs."""
+WORKER = (sys.executable, "-m", __name__)
 STDERR_TAIL = 2000
 """Characters of a dead worker's stderr quoted in the lab's error."""
 
@@ -120,15 +121,15 @@ async def prepare(
     orders: Sequence[Order],
     workers: int,
     ready: Callable[[Prepared], Awaitable[None]],
+    command: Sequence[str] = WORKER,
 ) -> float:
     """Set up every handset of `orders` in `workers` processes (order i in worker i mod
     `workers`), awaiting `ready` for each as its worker reports it; returns the workers' CPU
-    seconds. The first failure stops every worker and is raised here."""
+    seconds. The first failure stops every worker and is raised here. `command`: what a
+    worker runs (this module's `main`)."""
     procs = [
         await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            __name__,
+            *command,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
