@@ -1,5 +1,6 @@
-"""The aiohttp application: ``POST /v1/sync`` (the compact contract), ``POST /v1/provision``,
-``POST /v1/ops`` (one JSON operation per request, for naive REST clients), ``GET /v1/health``;
+"""The aiohttp application: ``POST /v1/sync`` (the compact contract), ``POST /v1/provision``
+(and ``/v1/provision/many``, a fleet's handsets at once), ``POST /v1/ops`` (one JSON operation per
+request, for naive REST clients), ``GET /v1/health``;
 the mobile-money callback ``POST /v1/mm/callback``, distributor reports ``GET /v1/reports/*``
 and payment steps ``GET /v1/payments/{txn}`` (a distributor's bearer token: its rows only),
 the audit API ``GET /v1/audit/*`` (the operator's bearer token),
