@@ -33,6 +33,7 @@ from agent_client.agent import NewSale
 from agent_client.protocol.frames import Keycode
 from agent_client.protocol.keycodes import KeycodeFormat
 from field_lab.errors import HarnessError
+from field_lab.lab.collector import setup_collector
 from field_lab.link import get_profile
 from field_lab.world.fixture import AgentSpec
 
@@ -237,7 +238,8 @@ def main() -> int:
 
     try:
         settings = Settings.of(lines[0])
-        asyncio.run(serve(settings, [Order.of(line) for line in lines[1:]], write))
+        with setup_collector():  # as set-up in the lab's process: almost nothing is in a cycle
+            asyncio.run(serve(settings, [Order.of(line) for line in lines[1:]], write))
     except BaseException as exc:  # the lab raises it: its type says whose fault it is
         try:
             blob = pickle.dumps(exc)
