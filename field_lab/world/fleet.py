@@ -5,6 +5,9 @@ Provisioning and the installed base run over one pool of loopback connections th
 emulated: set-up is not measured), each handset's exchanges through its own `Agent`; then every
 handset moves onto its scenario link, with its scripted outages, for the field phase. A fleet
 may be one shard's part of a larger one: handsets keep their index in the whole fleet.
+
+A large fleet is set up in worker processes instead (`prepare`, `field_lab.world.prepare`):
+the same code per handset there, and each prepared file opened here.
 """
 
 from __future__ import annotations
