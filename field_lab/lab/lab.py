@@ -282,36 +282,28 @@ class Lab:
         workers = self.setup_workers
         if workers is None:
             workers = workers_for(len(indexes), self.shard.count)
+        job = _SetUp(platform, fleet, field, clock, profiles, indexes, sold)
         if workers > 0:
-            await self._prepare(platform, fleet, field, clock, profiles, indexes, sold, workers)
+            await self._prepare(job, workers)
             lap("prepare")
         else:
-            await self._set_up_here(platform, fleet, field, clock, profiles, indexes, sold, lap)
+            await self._set_up_here(job, lap)
         await field.typed(TYPING_GRACE_S)
         lap("typing")
         await fleet.to_field(platform.url, plan.outages(s, s.fleet.agents), self.warm)
         await fleet.leave_coverage(plan.offline_agents(s))
         lap("to_field")
 
-    async def _prepare(
-        self,
-        platform: Platform,
-        fleet: Fleet,
-        field: Field,
-        clock: LabClock,
-        profiles: list[str],
-        indexes: list[int],
-        sold: dict[int, list[int]],
-        workers: int,
-    ) -> None:
+    async def _prepare(self, job: _SetUp, workers: int) -> None:
         """Set-up in `workers` processes (`field_lab.world.prepare`): the sales drawn here in
         the plan's order, and recorded here (history, claims, keycodes typed) as each handset
         is reported set up, as `_set_up_here` records them."""
-        agents = platform.fixture.agents
+        field, sold = job.field, job.sold
+        agents = job.platform.fixture.agents
         drawn = {index: field.draw_sales(agents[index], serials) for index, serials in sold.items()}
         orders = [
-            Order(i, agents[i], profiles[i], tuple(drawn[i][0]) if i in drawn else ())
-            for i in indexes
+            Order(i, agents[i], job.profiles[i], tuple(drawn[i][0]) if i in drawn else ())
+            for i in job.indexes
         ]
 
         def ready(handset: Handset, done: Prepared) -> None:
@@ -320,29 +312,24 @@ class Lab:
                 handset.unsold.remove(serial)
             if serials:
                 days = drawn[handset.index][1]
-                field.record_sales(handset, serials, days, done.made, clock.real())
+                field.record_sales(handset, serials, days, done.made, job.clock.real())
             if done.keycodes:
                 handset.on_keycodes(handset, done.keycodes)
 
-        self.setup_workers_cpu_s = await fleet.prepare(
-            platform.url, self.adapter_name, orders, workers, field.keycodes_arrived, ready
+        self.setup_workers_cpu_s = await job.fleet.prepare(
+            job.platform.url, self.adapter_name, orders, workers, field.keycodes_arrived, ready
         )
-        self.handsets = len(fleet.handsets)
+        self.handsets = len(job.fleet.handsets)
 
-    async def _set_up_here(
-        self,
-        platform: Platform,
-        fleet: Fleet,
-        field: Field,
-        clock: LabClock,
-        profiles: list[str],
-        indexes: list[int],
-        sold: dict[int, list[int]],
-        lap: _Laps,
-    ) -> None:
+    async def _set_up_here(self, job: _SetUp, lap: _Laps) -> None:
         """Set-up in this process: provisioning, the installed base, the drain."""
+        fleet, field, clock, sold = job.fleet, job.field, job.clock, job.sold
         await fleet.provision(
-            platform.url, platform.fixture, profiles, indexes, field.keycodes_arrived
+            job.platform.url,
+            job.platform.fixture,
+            job.profiles,
+            job.indexes,
+            field.keycodes_arrived,
         )
         self.handsets = len(fleet.handsets)
         lap("provision")
@@ -495,6 +482,20 @@ class Lab:
             audited = await platform.audit.evidence()
         self.verdict = judged(self.evidence, audited)
         self.stats.checks = self.verdict.figures()
+
+
+@dataclass(frozen=True)
+class _SetUp:
+    """What setting the handsets up needs, in this process or in workers."""
+
+    platform: Platform
+    fleet: Fleet
+    field: Field
+    clock: LabClock
+    profiles: list[str]
+    indexes: list[int]
+    sold: dict[int, list[int]]
+    """Handset index -> the installed base's serials it sells, in the plan's order."""
 
 
 class _Laps:
