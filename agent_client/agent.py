@@ -20,6 +20,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .adapters import CompactAdapter, Link, PlatformAdapter
 from .database import Storage
@@ -205,10 +206,11 @@ class Agent:
         (default our compact protocol; it must be the one it was provisioned with); `storage`:
         how its file is kept and which thread serves it (`agent_client.database`)."""
         store = await HandsetStore.open(db_path, storage)
-        if await store.get("handset") is None:
+        meta = await store.meta()  # one read: the identity, its server and the agent's state
+        if meta.get("handset") is None:
             await store.close()
             raise NotProvisioned(f"{db_path} has no handset identity; provision it first")
-        url = server_url or str(await store.get("server_url"))
+        url = server_url or str(meta.get("server_url"))
         return await cls._of(
             store,
             transport or Http1Transport(url, ssl_context=ssl_context),
@@ -217,6 +219,7 @@ class Agent:
             sleep=sleep,
             rng=rng,
             adapter=adapter,
+            meta=meta,
         )
 
     @classmethod
@@ -230,9 +233,11 @@ class Agent:
         sleep: Sleep,
         rng: random.Random | None,
         adapter: PlatformAdapter | None,
+        meta: dict[str, Any] | None = None,
     ) -> Agent:
-        """The agent of a provisioned handset's open store."""
-        meta = await store.meta()
+        """The agent of a provisioned handset's open store (`meta`: its meta, if just read)."""
+        if meta is None:
+            meta = await store.meta()
         return cls(
             store,
             transport,

@@ -5,7 +5,9 @@ generator's cost is measured without the platform under test's), seeded afresh. 
 process's CPU seconds (user + system, all threads) over the field phase give the CPU one
 handset costs at the scenario's activity rate, so `handsets_per_core` = how many such handsets
 one busy core carries. Set-up (seeding, provisioning, stock, installed base) is timed apart,
-with the garbage collector's share of it (`setup_gc_s`).
+with the garbage collector's share of it (`setup_gc_s`); `setup_cpu_s` is the lab process's,
+`setup_workers_cpu_s` its set-up workers' (`field_lab.world.prepare`), and the platform's is in
+`platform_cpu_s`.
 Memory (RSS) and open file descriptors are sampled once a second during the field phase; the
 per-1000 figures are over the process's level before the lab started. Listing the
 descriptors is this script's own cost, not the lab's (about 30 ms of CPU at 18,000 open, once
@@ -167,6 +169,7 @@ async def one(agents: int, duration: float) -> dict[str, object]:
         "setup_wall_s": round(field_start[0] - start[0], 1),
         "setup_steps_s": {"seed_platform": round(seeded - start[0], 2), **lab.setup_s},
         "setup_cpu_s": round(field_start[1] - start[1], 2),
+        "setup_workers_cpu_s": round(lab.setup_workers_cpu_s, 2),
         "setup_steps_cpu_s": lab.setup_cpu_s,
         "setup_gc_s": round(gc_at.get("field", 0.0), 2),
         "field_wall_s": round(wall, 1),

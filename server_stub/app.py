@@ -1,5 +1,6 @@
-"""The aiohttp application: ``POST /v1/sync`` (the compact contract), ``POST /v1/provision``,
-``POST /v1/ops`` (one JSON operation per request, for naive REST clients), ``GET /v1/health``;
+"""The aiohttp application: ``POST /v1/sync`` (the compact contract), ``POST /v1/provision``
+(and ``/v1/provision/many``, a fleet's handsets at once), ``POST /v1/ops`` (one JSON operation per
+request, for naive REST clients), ``GET /v1/health``;
 the mobile-money callback ``POST /v1/mm/callback``, distributor reports ``GET /v1/reports/*``
 and payment steps ``GET /v1/payments/{txn}`` (a distributor's bearer token: its rows only),
 the audit API ``GET /v1/audit/*`` (the operator's bearer token),
@@ -59,6 +60,7 @@ from .metrics_share import PUBLISH_S, MetricsShare
 from .notify import Gateway, ResendRule, SmsSender
 from .openapi import document
 from .opm import routes as opm_routes
+from .provisioning import PROVISION_MANY_PATH, Provisioning, provisioning, provisionings
 from .reports import REPORTS, Query, Reports, parse_query
 from .runner import URGENT, StoreThread
 from .store import Store
@@ -404,49 +406,52 @@ def blocked(app: web.Application, throttle: Throttle, keys: tuple[str, ...]) -> 
 
 
 async def provision(request: web.Request) -> web.Response:
-    app = request.app
-    doc = await json_body(request)
-    agent, code, key = (doc.get(k) for k in ("agent", "code", "public_key"))
-    if not (isinstance(agent, str) and isinstance(code, str) and isinstance(key, str)):
-        raise RequestError(400, "bad_field", "need string agent, code and public_key (hex)")
-    try:
-        public_key = bytes.fromhex(key)
-    except ValueError as exc:
-        raise RequestError(400, "bad_public_key", "public_key must be hex") from exc
-    sync_key = _sync_key(doc.get("sync_key"))
-    keys = (f"agent:{agent[:100]}", f"source:{request.remote}")
-    wait = blocked(app, app[CODE_GUESSES], keys)
-    if wait is not None:
-        return too_many(app, "provision", wait)
+    """`POST /v1/provision`: one handset."""
+    made = await _provision(request, [provisioning(await json_body(request))], numbered=False)
+    if isinstance(made, web.Response):
+        return made
+    return web.json_response({"handset": made[0], "server_ms": now_ms(request.app)}, status=201)
 
-    def apply(store: Store) -> int:  # stamped when the transaction runs
-        return store.provision(agent, code, public_key, now_ms(app), sync_key)
+
+async def provision_many(request: web.Request) -> web.Response:
+    """`POST /v1/provision/many`: many handsets in one request and one transaction, all or
+    nothing (a fleet set up at once: the per-request half of provisioning paid once)."""
+    made = await _provision(request, provisionings(await json_body(request)), numbered=True)
+    if isinstance(made, web.Response):
+        return made
+    server_ms = now_ms(request.app)
+    answer = [{"handset": handset, "server_ms": server_ms} for handset in made]
+    return web.json_response({"handsets": answer}, status=201)
+
+
+async def _provision(
+    request: web.Request, wanted: list[Provisioning], *, numbered: bool
+) -> list[int] | web.Response:
+    """The handsets registered for `wanted`, or the throttle's 429 if any of their agents (or
+    the source) is blocked for guessing; a wrong code counts against its agent and the source."""
+    app = request.app
+    source = f"source:{request.remote}"
+    keys = [(f"agent:{p.agent[:100]}", source) for p in wanted]
+    waits = [w for k in keys if (w := blocked(app, app[CODE_GUESSES], k)) is not None]
+    if waits:
+        return too_many(app, "provision", max(waits))
+
+    def apply(store: Store) -> list[int]:  # stamped when the transaction runs
+        return store.provision_many(wanted, now_ms(app), numbered=numbered)
 
     try:  # a fleet set up at once shares commits, as exchanges do (answered after the commit)
-        handset = await app[RUNNER].answer_grouped(partial(apply, app[STORE]))
+        made = await app[RUNNER].answer_grouped(partial(apply, app[STORE]))
     except RequestError as exc:
         if exc.code == "bad_provisioning_code":
-            await failed_attempt(request, "provision", app[CODE_GUESSES], keys, agent)
+            bad = exc.extra.get("item", 0)
+            agent = wanted[bad].agent
+            await failed_attempt(request, "provision", app[CODE_GUESSES], keys[bad], agent)
         raise
-    app[SYNC_KEYS].pop(handset, None)  # read again from the store at its next sync
-    app[CODE_GUESSES].succeeded(keys[0])
-    return web.json_response({"handset": handset, "server_ms": now_ms(app)}, status=201)
-
-
-def _sync_key(value: object) -> bytes | None:
-    """The optional `sync_key` of a provisioning request: 32 bytes as hex, or absent."""
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise RequestError(400, "bad_field", "sync_key, when given, must be a string (hex)")
-    digits = 2 * envelope.KEY_BYTES
-    try:  # exactly that many hex digits: fromhex would also skip spaces
-        key = bytes.fromhex(value) if len(value) == digits else b""
-    except ValueError:
-        key = b""
-    if len(key) != envelope.KEY_BYTES:
-        raise RequestError(400, "bad_sync_key", f"sync_key must be {digits} hex digits")
-    return key
+    for handset in made:
+        app[SYNC_KEYS].pop(handset, None)  # read again from the store at its next sync
+    for agent_key, _ in keys:
+        app[CODE_GUESSES].succeeded(agent_key)
+    return made
 
 
 async def json_body(request: web.Request) -> dict[str, Any]:
@@ -760,6 +765,7 @@ def create_app(
     app.on_response_prepare.append(lean)
     app.router.add_post(OPS_PATH, one_op)
     app.router.add_post("/v1/provision", provision)
+    app.router.add_post(PROVISION_MANY_PATH, provision_many)
     app.router.add_get("/v1/health", health)
     app.router.add_post("/v1/mm/callback", mm_callback)
     app.router.add_get("/v1/reports/{name}", report)

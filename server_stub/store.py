@@ -55,6 +55,7 @@ from .ledger.rollup import MM, Tally, day_of
 from .ledger.sales import Refused
 from .memo import Memo
 from .migrations import DEFAULT_DISTRIBUTOR, migrate
+from .provisioning import Provisioning, refused
 from .writelock import WriteLock
 
 ENTRIES_PER_RESPONSE = 256
@@ -566,57 +567,89 @@ class Store:
         """Register a handset's key for an agent; idempotent per (agent, key). With `sync_key`
         its v2 sync key too (as secret as the code that comes with it), unless it has one: a
         retry never replaces the key registered first."""
-        if len(public_key) != 32:
-            raise RequestError(400, "bad_public_key", "an Ed25519 public key is 32 bytes")
-        if sync_key is not None and len(sync_key) != envelope.KEY_BYTES:
-            raise RequestError(400, "bad_sync_key", f"a sync key is {envelope.KEY_BYTES} bytes")
-        row = self._one("SELECT agent, code FROM agents WHERE name = ?", agent_name)
-        if row is None and agent_name.isascii() and agent_name.isdigit() and len(agent_name) < 19:
-            row = self._one("SELECT agent, code FROM agents WHERE agent = ?", int(agent_name))
-        if row is None or not hmac.compare_digest(row[1].encode(), code.encode()):
-            raise RequestError(
+        wanted = Provisioning(agent_name, code, public_key, sync_key)
+        return self.provision_many([wanted], now_ms, numbered=False)[0]
+
+    def provision_many(
+        self, wanted: Sequence[Provisioning], now_ms: int, *, numbered: bool = True
+    ) -> list[int]:
+        """`provision` each of `wanted` in one transaction, all or nothing: a refusal of any
+        one (its code, or its key under another agent) writes none, and names the item
+        (`numbered`: `handsets[i]` in its detail, `item` in the answer)."""
+        agents = [
+            self._provisioning_agent(p, i if numbered else None) for i, p in enumerate(wanted)
+        ]
+        with self.transaction() as db:
+            return [
+                self._register(db, agent, p, now_ms, i if numbered else None)
+                for i, (agent, p) in enumerate(zip(agents, wanted, strict=True))
+            ]
+
+    def _provisioning_agent(self, wanted: Provisioning, item: int | None) -> int:
+        """The agent `wanted` names (by name, or by its decimal id), if its code is right."""
+        if len(wanted.public_key) != 32:
+            raise refused(400, "bad_public_key", "an Ed25519 public key is 32 bytes", item)
+        if wanted.sync_key is not None and len(wanted.sync_key) != envelope.KEY_BYTES:
+            raise refused(400, "bad_sync_key", f"a sync key is {envelope.KEY_BYTES} bytes", item)
+        name = wanted.agent
+        row = self._one("SELECT agent, code FROM agents WHERE name = ?", name)
+        if row is None and name.isascii() and name.isdigit() and len(name) < 19:
+            row = self._one("SELECT agent, code FROM agents WHERE agent = ?", int(name))
+        if row is None or not hmac.compare_digest(row[1].encode(), wanted.code.encode()):
+            raise refused(
                 403,
                 "bad_provisioning_code",
                 "unknown agent or wrong code (the agent is named by its name or id)",
+                item,
             )
-        agent = int(row[0])
+        return int(row[0])
+
+    def _register(
+        self,
+        db: sqlite3.Connection,
+        agent: int,
+        wanted: Provisioning,
+        now_ms: int,
+        item: int | None,
+    ) -> int:
+        """The handset of `wanted` (new, with its catalog and stock on its downlink; or the one
+        its key got before, for a retry after a lost answer), inside the caller's transaction."""
         try:
-            with self.transaction() as db:
-                handset = db.execute(
-                    "INSERT INTO handsets(agent, public_key, created_ms) VALUES (?, ?, ?)",
-                    (agent, public_key, now_ms),
-                ).lastrowid
-                assert handset is not None
-                self._first_sync_key(handset, sync_key)
-                self.memo.siblings.pop(agent, None)
-                catalog: list[Entry] = [
-                    Plan(plan, name, price)
-                    for plan, name, price in db.execute(
-                        "SELECT p.plan, p.name, p.price_per_day FROM plans p"
-                        " JOIN agents a ON a.distributor = p.distributor WHERE a.agent = ?"
-                        " ORDER BY p.plan",
-                        (agent,),
-                    )
-                ]
-                catalog += [
-                    Stock(device, KeycodeFormat(fmt), True)
-                    for device, fmt in db.execute(
-                        "SELECT device, format FROM devices WHERE agent = ? AND customer IS NULL"
-                        " ORDER BY device",
-                        (agent,),
-                    )
-                ]
-                self._emit_first(handset, catalog)
-        except sqlite3.IntegrityError as exc:
-            # a retry after a lost answer (same key, same agent) gets the same handset back
+            handset = db.execute(
+                "INSERT INTO handsets(agent, public_key, created_ms) VALUES (?, ?, ?)",
+                (agent, wanted.public_key, now_ms),
+            ).lastrowid
+        except sqlite3.IntegrityError as exc:  # the statement alone failed: nothing written
             existing = self._one(
-                "SELECT handset FROM handsets WHERE public_key = ? AND agent = ?", public_key, agent
+                "SELECT handset FROM handsets WHERE public_key = ? AND agent = ?",
+                wanted.public_key,
+                agent,
             )
             if existing is None:
-                raise RequestError(409, "key_already_registered", "key in use elsewhere") from exc
-            with self.transaction():
-                self._first_sync_key(int(existing[0]), sync_key)
+                raise refused(409, "key_already_registered", "key in use elsewhere", item) from exc
+            self._first_sync_key(int(existing[0]), wanted.sync_key)
             return int(existing[0])
+        assert handset is not None
+        self._first_sync_key(handset, wanted.sync_key)
+        self.memo.siblings.pop(agent, None)
+        catalog: list[Entry] = [
+            Plan(plan, name, price)
+            for plan, name, price in db.execute(
+                "SELECT p.plan, p.name, p.price_per_day FROM plans p"
+                " JOIN agents a ON a.distributor = p.distributor WHERE a.agent = ?"
+                " ORDER BY p.plan",
+                (agent,),
+            )
+        ]
+        catalog += [
+            Stock(device, KeycodeFormat(fmt), True)
+            for device, fmt in db.execute(
+                "SELECT device, format FROM devices WHERE agent = ? AND customer IS NULL"
+                " ORDER BY device",
+                (agent,),
+            )
+        ]
+        self._emit_first(handset, catalog)
         return handset
 
     def _first_sync_key(self, handset: int, key: bytes | None) -> None:

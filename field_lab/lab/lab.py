@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agent_client.adapters import ADAPTERS, PlatformAdapter
 from field_lab.check.evidence import (
     HandsetEvidence,
     PlatformEvidence,
@@ -40,16 +39,18 @@ from field_lab.measure.history import History
 from field_lab.measure.slo import Verdict as SloVerdict
 from field_lab.scenario import Scenario
 from field_lab.workload import plan
-from field_lab.workload.behaviour import agent_behaviour, customer_behaviour, load_class
+from field_lab.workload.behaviour import agent_behaviour, customer_behaviour
 from field_lab.workload.field import Field
 from field_lab.workload.plan import Shard
 from field_lab.workload.runner import read_reports, run_plan
+from field_lab.world.adapters import platform_adapter
 from field_lab.world.clock import LabClock
 from field_lab.world.fixture import Fixture
 from field_lab.world.fleet import SETUP_CONCURRENCY, Fleet
-from field_lab.world.handset import STORAGE
+from field_lab.world.handset import STORAGE, Handset
 from field_lab.world.metering import Metering
 from field_lab.world.platform import Platform, embedded, target
+from field_lab.world.prepare import Order, Prepared, workers_for
 from field_lab.world.sites import Site, build_sites
 from field_lab.world.syncs import SyncScheduler
 from field_lab.world.traces import TraceBook
@@ -108,23 +109,6 @@ class FieldEvidence:
     meters: dict[int, float]
 
 
-def platform_adapter(name: str) -> PlatformAdapter:
-    """A built-in adapter by name (`compact`, `naive`) or MODULE:CLASS of your own."""
-    if name in ADAPTERS:
-        return ADAPTERS[name]()
-    if ":" not in name:
-        raise ConfigError(
-            f"unknown adapter {name!r}; built in: {', '.join(ADAPTERS)}, or MODULE:CLASS"
-        )
-    made = load_class(name, "--adapter")()
-    if not isinstance(made, PlatformAdapter):
-        raise ConfigError(
-            f"--adapter: {name} is not a PlatformAdapter (needs max_batch, polls, provision,"
-            " exchange; see docs/library.md)"
-        )
-    return made
-
-
 class Lab:
     def __init__(
         self,
@@ -143,11 +127,14 @@ class Lab:
         max_syncing: int = MAX_SYNCING,
         readers: bool = True,
         judging: bool = True,
+        setup_workers: int | None = None,
     ) -> None:
         """`behaviour` / `customer_behaviour`: MODULE:CLASS overriding the scenario's.
         `shard`: run only this part of the fleet; `limits`: where the descriptor limit comes
         from (default this process's); `readers`: run the distributors' report readers;
-        `judging`: judge at the end (a shard leaves its `evidence` to its parent)."""
+        `judging`: judge at the end (a shard leaves its `evidence` to its parent);
+        `setup_workers`: processes that set the handsets up (0: this one; None: as many as
+        `field_lab.world.prepare.workers_for` gives)."""
         self.adapter = platform_adapter(adapter)
         if target is not None and faults is not None:
             raise ConfigError("faults are built into the embedded platform; a target has its own")
@@ -164,6 +151,9 @@ class Lab:
         self.max_syncing = max_syncing
         self.readers = readers
         self.judging = judging
+        self.setup_workers = setup_workers
+        self.setup_workers_cpu_s = 0.0
+        """The set-up workers' CPU seconds (not in this process's)."""
         self.evidence: FieldEvidence | None = None
         self.descriptor_limit = 0
         self.warm = 0
@@ -281,15 +271,7 @@ class Lab:
         s = self.scenario
         profiles = plan.link_profiles(s)
         lap = _Laps(self.setup_s, self.setup_cpu_s)
-        await fleet.provision(
-            platform.url,
-            platform.fixture,
-            profiles,
-            [i for i in range(len(profiles)) if self.shard.owns(i)],
-            field.keycodes_arrived,
-        )
-        self.handsets = len(fleet.handsets)
-        lap("provision")
+        indexes = [i for i in range(len(profiles)) if self.shard.owns(i)]
         stock = [list(spec.devices) for spec in platform.fixture.agents[: s.fleet.agents]]
         base = plan.installed_base(s, stock)
         self.paying = sorted(serial for _, serial in base)
@@ -297,6 +279,60 @@ class Lab:
         for index, serial in base:
             if self.shard.owns(index):
                 sold.setdefault(index, []).append(serial)
+        workers = self.setup_workers
+        if workers is None:
+            workers = workers_for(len(indexes), self.shard.count)
+        job = _SetUp(platform, fleet, field, clock, profiles, indexes, sold)
+        if workers > 0:
+            await self._prepare(job, workers)
+            lap("prepare")
+        else:
+            await self._set_up_here(job, lap)
+        await field.typed(TYPING_GRACE_S)
+        lap("typing")
+        await fleet.to_field(platform.url, plan.outages(s, s.fleet.agents), self.warm)
+        await fleet.leave_coverage(plan.offline_agents(s))
+        lap("to_field")
+
+    async def _prepare(self, job: _SetUp, workers: int) -> None:
+        """Set-up in `workers` processes (`field_lab.world.prepare`): the sales drawn here in
+        the plan's order, and recorded here (history, claims, keycodes typed) as each handset
+        is reported set up, as `_set_up_here` records them."""
+        field, sold = job.field, job.sold
+        agents = job.platform.fixture.agents
+        drawn = {index: field.draw_sales(agents[index], serials) for index, serials in sold.items()}
+        orders = [
+            Order(i, agents[i], job.profiles[i], tuple(drawn[i][0]) if i in drawn else ())
+            for i in job.indexes
+        ]
+
+        def ready(handset: Handset, done: Prepared) -> None:
+            serials = sold.get(handset.index, [])
+            for serial in serials:
+                handset.unsold.remove(serial)
+            if serials:
+                days = drawn[handset.index][1]
+                field.record_sales(handset, serials, days, done.made, job.clock.real())
+            if done.keycodes:
+                handset.on_keycodes(handset, done.keycodes)
+
+        self.setup_workers_cpu_s = await job.fleet.prepare(
+            job.platform.url, self.adapter_name, orders, workers, field.keycodes_arrived, ready
+        )
+        self.handsets = len(job.fleet.handsets)
+
+    async def _set_up_here(self, job: _SetUp, lap: _Laps) -> None:
+        """Set-up in this process: provisioning, the installed base, the drain."""
+        fleet, field, clock, sold = job.fleet, job.field, job.clock, job.sold
+        await fleet.provision(
+            job.platform.url,
+            job.platform.fixture,
+            job.profiles,
+            job.indexes,
+            field.keycodes_arrived,
+        )
+        self.handsets = len(fleet.handsets)
+        lap("provision")
         # sales are recorded in the plan's order (their choices are drawn in it); each handset
         # drains as soon as its sales are recorded, while the next handsets record theirs
         draining: list[asyncio.Task[None]] = []
@@ -316,11 +352,6 @@ class Lab:
             await asyncio.gather(*draining, return_exceptions=True)
         await fleet.drain([h for h in fleet.handsets if h.index not in sold])
         lap("drain")
-        await field.typed(TYPING_GRACE_S)
-        lap("typing")
-        await fleet.to_field(platform.url, plan.outages(s, s.fleet.agents), self.warm)
-        await fleet.leave_coverage(plan.offline_agents(s))
-        lap("to_field")
 
     async def _field(
         self,
@@ -451,6 +482,20 @@ class Lab:
             audited = await platform.audit.evidence()
         self.verdict = judged(self.evidence, audited)
         self.stats.checks = self.verdict.figures()
+
+
+@dataclass(frozen=True)
+class _SetUp:
+    """What setting the handsets up needs, in this process or in workers."""
+
+    platform: Platform
+    fleet: Fleet
+    field: Field
+    clock: LabClock
+    profiles: list[str]
+    indexes: list[int]
+    sold: dict[int, list[int]]
+    """Handset index -> the installed base's serials it sells, in the plan's order."""
 
 
 class _Laps:

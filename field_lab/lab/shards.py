@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 from field_lab.check.judge import Verdict
 from field_lab.errors import ConfigError, HarnessError, PlatformGone
 from field_lab.lab.budget import Budget, ProcessLimits
-from field_lab.lab.lab import MAX_SYNCING, Target, _watched, judged, platform_adapter
+from field_lab.lab.lab import MAX_SYNCING, Target, _watched, judged
 from field_lab.lab.launch import Launcher, Processes, ShardLink
 from field_lab.lab.stats import RunStats
 from field_lab.lab.wire import add_stats, merged_evidence, merged_stats, stats_to_wire
@@ -40,6 +40,7 @@ from field_lab.workload.behaviour import agent_behaviour
 from field_lab.workload.behaviour import customer_behaviour as customer_behaviour_of
 from field_lab.workload.plan import digest
 from field_lab.workload.runner import read_reports
+from field_lab.world.adapters import platform_adapter
 from field_lab.world.clock import LabClock
 from field_lab.world.fleet import SETUP_CONCURRENCY
 from field_lab.world.platform import Platform, embedded

@@ -26,7 +26,7 @@ from field_lab.scenario import Scenario
 from field_lab.workload.behaviour import AgentBehaviour, CustomerBehaviour
 from field_lab.workload.plan import Shard
 from field_lab.world.clock import LabClock
-from field_lab.world.fixture import Fixture
+from field_lab.world.fixture import AgentSpec, Fixture
 from field_lab.world.handset import Handset
 from field_lab.world.mno import MnoSimulator
 from field_lab.world.sites import BY_OPERATOR, Site, Waiter, phone_of
@@ -161,13 +161,31 @@ class Field:
             for serial in serials:
                 await self.sell(handset, serial, intended)
             return
-        plan = self._plan(handset)
+        sales, days = self.draw_sales(handset.spec, serials)
+        made = await handset.agent.sell_to_new_customers(sales)
+        self.record_sales(handset, serials, days, made, intended)
+
+    def draw_sales(self, spec: AgentSpec, serials: list[int]) -> tuple[list[NewSale], list[int]]:
+        """The sales of `serials` by `spec`'s agent to new customers, and the days each down
+        payment buys (drawn in order: the same draws wherever the sales are then recorded)."""
+        plan = self.fixture.plan_of(spec)
         days = [self._down_payment_days() for _ in serials]
         sales = [
             NewSale(f"Customer {s}", phone_of(s), s, plan, d * self.fixture.price_per_day)
             for s, d in zip(serials, days, strict=True)
         ]
-        made = await handset.agent.sell_to_new_customers(sales)
+        return sales, days
+
+    def record_sales(
+        self,
+        handset: Handset,
+        serials: list[int],
+        days: list[int],
+        made: list[tuple[int, int]],
+        intended: float,
+    ) -> None:
+        """What the lab records of sales `handset` has queued: (customer, sale) seqs `made`
+        for `serials`, whose down payments buy `days` each."""
         for serial, (customer, sale), n in zip(serials, made, days, strict=True):
             self._sold(handset, serial, customer, sale, n, intended)
         self._recorded(handset)

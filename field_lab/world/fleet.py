@@ -5,6 +5,9 @@ Provisioning and the installed base run over one pool of loopback connections th
 emulated: set-up is not measured), each handset's exchanges through its own `Agent`; then every
 handset moves onto its scenario link, with its scripted outages, for the field phase. A fleet
 may be one shard's part of a larger one: handsets keep their index in the whole fleet.
+
+A large fleet is set up in worker processes instead (`prepare`, `field_lab.world.prepare`):
+the same code per handset there, and each prepared file opened here.
 """
 
 from __future__ import annotations
@@ -16,20 +19,23 @@ from collections.abc import Callable
 from pathlib import Path
 
 from agent_client.adapters import PlatformAdapter
+from agent_client.agent import Agent
 from agent_client.errors import AgentError
 from agent_client.protocol.frames import Keycode
 from agent_client.store import HandsetStore
-from field_lab.link import Outage, get_profile
+from field_lab.link import Outage, Profile, get_profile
 from field_lab.link.scheduler import LinkScheduler
-from field_lab.world.fixture import Fixture
+from field_lab.world.fixture import AgentSpec, Fixture
 from field_lab.world.handset import (
     IDLE_CLOSE_S,
     KEEP_WARM_S,
     STORAGE,
     Handset,
     MeasuredTransport,
+    Metered,
 )
 from field_lab.world.pool import SetupPool
+from field_lab.world.prepare import Order, Prepared, Settings, prepare
 
 SETUP_CONCURRENCY = 64
 LINK_QUANTUM_S = 0.002
@@ -41,13 +47,17 @@ BACKOFF_WAIT_S = 10.0
 
 
 class Fleet:
-    def __init__(self, workdir: Path, adapter: PlatformAdapter) -> None:
+    def __init__(
+        self, workdir: Path, adapter: PlatformAdapter, concurrency: int = SETUP_CONCURRENCY
+    ) -> None:
+        """`concurrency`: handsets set up at once (and the set-up pool's connections)."""
         self.workdir = workdir
         self.adapter = adapter
+        self.concurrency = concurrency
         self.scheduler = LinkScheduler(quantum_s=LINK_QUANTUM_S)
         self.handsets: list[Handset] = []
         self.by_index: dict[int, Handset] = {}
-        self._gate = asyncio.Semaphore(SETUP_CONCURRENCY)
+        self._gate = asyncio.Semaphore(concurrency)
         self._setup: SetupPool | None = None
         """The loopback pool the handsets are set up over (until `to_field`)."""
 
@@ -64,27 +74,12 @@ class Fleet:
         would write, without its dozen statements per handset).
         Its stock and catalog come down with its first sync (`drain`), with the answer to the
         installed base's sales: one exchange, not two."""
-        if self._setup is None:
-            self._setup = SetupPool(url, SETUP_CONCURRENCY)
-        pool = self._setup
-        template = self.workdir / "handset-template.db"
-        await (await HandsetStore.open(template, STORAGE)).close()  # migrated once, copied
-        image = template.read_bytes()
+        pool = self.pool(url)
+        image = (await self.template()).read_bytes()
 
         async def one(index: int) -> Handset:
-            async with self._gate:
-                db_path = self.workdir / f"handset-{index:05d}.db"
-                with contextlib.suppress(FileExistsError):  # a phone set up before keeps it
-                    _create(db_path, image)  # a new phone: its empty, migrated database
-                return await Handset.provision(
-                    index,
-                    fixture.agents[index],
-                    get_profile(profiles[index]),
-                    pool,
-                    db_path,
-                    on_keycodes,
-                    self.adapter,
-                )
+            spec, profile = fixture.agents[index], get_profile(profiles[index])
+            return await self.provision_one(index, spec, profile, pool, image, on_keycodes)
 
         made = await asyncio.gather(*(one(i) for i in indexes), return_exceptions=True)
         self.handsets = [h for h in made if isinstance(h, Handset)]  # closed by close()
@@ -92,6 +87,80 @@ class Fleet:
         for outcome in made:
             if isinstance(outcome, BaseException):
                 raise outcome
+
+    def pool(self, url: str) -> SetupPool:
+        """The loopback pool the handsets are set up over (one per fleet, until `to_field`)."""
+        if self._setup is None:
+            self._setup = SetupPool(url, self.concurrency)
+        return self._setup
+
+    async def template(self) -> Path:
+        """An empty handset database, migrated once: each new handset's file is a copy."""
+        template = self.workdir / "handset-template.db"
+        await (await HandsetStore.open(template, STORAGE)).close()
+        return template
+
+    async def provision_one(
+        self,
+        index: int,
+        spec: AgentSpec,
+        profile: Profile,
+        pool: SetupPool,
+        image: bytes,
+        on_keycodes: Callable[[Handset, list[Keycode]], None],
+    ) -> Handset:
+        """Handset `index`, its file written from `image` and provisioned over `pool`."""
+        async with self._gate:
+            db_path = self.db_path(index)
+            with contextlib.suppress(FileExistsError):  # a phone set up before keeps it
+                _create(db_path, image)  # a new phone: its empty, migrated database
+            return await Handset.provision(
+                index, spec, profile, pool, db_path, on_keycodes, self.adapter
+            )
+
+    def db_path(self, index: int) -> Path:
+        return self.workdir / f"handset-{index:05d}.db"
+
+    async def prepare(
+        self,
+        url: str,
+        adapter: str,
+        orders: list[Order],
+        workers: int,
+        on_keycodes: Callable[[Handset, list[Keycode]], None],
+        ready: Callable[[Handset, Prepared], None],
+    ) -> float:
+        """Set up the handsets of `orders` in `workers` processes (`field_lab.world.prepare`:
+        provisioned, their sales recorded, drained), speaking `adapter` (by name), and open
+        each here as its worker reports it, calling `ready` with what set-up did on it;
+        returns the workers' CPU seconds."""
+        await self.template()
+        pool = self.pool(url)  # the handsets' transport until `to_field`, as if set up here
+        by_index = {order.index: order for order in orders}
+        made: dict[int, Handset] = {}
+
+        async def opened(done: Prepared) -> None:
+            order = by_index[done.index]
+            agent = await Agent.open(
+                self.db_path(done.index),
+                transport=pool.transport(),
+                adapter=Metered(self.adapter),
+                storage=STORAGE,
+            )
+            profile = get_profile(order.profile)
+            handset = Handset(
+                order.index, order.spec, profile, agent, on_keycodes, list(order.spec.devices)
+            )
+            handset.syncs, handset.refused, handset.finished = done.counters
+            made[order.index] = handset
+            ready(handset, done)
+
+        share = Settings(url, adapter, self.workdir, max(1, self.concurrency // workers))
+        try:
+            return await prepare(share, orders, workers, opened)
+        finally:  # what was opened is closed by close(), whatever happened
+            self.handsets = [made[o.index] for o in orders if o.index in made]
+            self.by_index = {h.index: h for h in self.handsets}
 
     async def drain(self, handsets: list[Handset] | None = None) -> None:
         """Sync every handset (or each of `handsets`) until its outbox is empty."""

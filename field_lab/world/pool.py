@@ -6,23 +6,39 @@ Each connection is agent_client's own HTTP/1.1 client (`Http1Transport`, the han
 transport too); an exchange borrows an idle one and gives it back when its answer is in. Every
 handset's exchanges still go through its own `Agent`, adapter and store; only the socket is
 shared.
+
+Provisionings are coalesced: the handsets' own `POST /v1/provision` bodies that wait together
+go as one `POST /v1/provision/many` (docs/sync-protocol.md), and each handset gets its item of
+the answer as the answer to its own request. A platform that refuses the lot (all or nothing),
+or has no such endpoint, gets each request on its own instead, so every handset sees the answer
+its own request gets.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
+from typing import Any
 
+from agent_client.adapters import PROVISION_PATH
+from agent_client.errors import AgentError
 from agent_client.transport import Http1Transport, Reply
+from server_stub.provisioning import MAX_PROVISIONINGS, PROVISION_MANY_PATH
 
 KEEP_ALIVE_S = 30.0
 """An idle pooled connection closes after this (shorter than the platform's 75 s keep-alive, so
 the platform does not close one under a request)."""
+JSON = {"Content-Type": "application/json"}
+
+Waiting = tuple[bytes, dict[str, str], "asyncio.Future[Reply]"]
 
 
 class SetupPool:
     """`size` connections to `base_url`, lent one exchange at a time."""
 
-    def __init__(self, base_url: str, size: int) -> None:
+    def __init__(self, base_url: str, size: int, *, coalesce: bool = True) -> None:
+        """`coalesce`: provisionings waiting together go in one request (see above)."""
         if size < 1:
             raise ValueError(f"a pool needs at least one connection, got {size}")
         self.base_url = base_url.rstrip("/")
@@ -30,19 +46,92 @@ class SetupPool:
         self._idle: asyncio.Queue[Http1Transport] = asyncio.Queue()
         for transport in self._all:
             self._idle.put_nowait(transport)
+        self._coalesce = coalesce
+        self._waiting: list[Waiting] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self.coalesced = 0
+        """Provisionings answered from a `POST /v1/provision/many`."""
 
     def transport(self) -> Borrower:
         """A handset's transport on this pool (closing it leaves the pool open)."""
         return Borrower(self)
 
     async def post(self, path: str, body: bytes, headers: dict[str, str]) -> Reply:
+        if path == PROVISION_PATH and self._coalesce:
+            future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+            self._waiting.append((body, headers, future))
+            if self._flusher is None:  # started after this turn: the others waiting join in
+                self._flusher = asyncio.get_running_loop().create_task(self._flush())
+            return await future
+        return await self._send(path, body, headers)
+
+    async def _send(self, path: str, body: bytes, headers: dict[str, str]) -> Reply:
         transport = await self._idle.get()
         try:
             return await transport.post(path, body, headers)
         finally:  # a failed exchange closed its connection: the next one opens a new one
             self._idle.put_nowait(transport)
 
+    async def _flush(self) -> None:
+        """Send what waits, a lot at a time, until nothing does (one lot in flight at once:
+        what arrives meanwhile makes the next one)."""
+        try:
+            while self._waiting:
+                lot = self._waiting[:MAX_PROVISIONINGS]
+                del self._waiting[:MAX_PROVISIONINGS]
+                try:
+                    await self._provision(lot)
+                finally:  # nobody is left waiting for an answer that will not come
+                    for _, _, future in lot:
+                        future.cancel()
+        finally:
+            self._flusher = None
+
+    async def _provision(self, lot: list[Waiting]) -> None:
+        answers = await self._together(lot) if len(lot) > 1 else None
+        if answers is None:  # alone, or refused together: each on its own, its own answer
+            await asyncio.gather(*(self._alone(waiting) for waiting in lot))
+            return
+        self.coalesced += len(lot)
+        for (_, _, future), answer in zip(lot, answers, strict=True):
+            if not future.done():
+                future.set_result(Reply(201, json.dumps(answer).encode()))
+
+    async def _together(self, lot: list[Waiting]) -> list[Any] | None:
+        """The platform's answer for each of `lot`, in one request; None if it has none."""
+        try:
+            docs = [json.loads(body) for body, _, _ in lot]
+            reply = await self._send(
+                PROVISION_MANY_PATH, json.dumps({"handsets": docs}).encode(), JSON
+            )
+            answers = json.loads(reply.body)["handsets"] if reply.status == 201 else None
+        except (AgentError, OSError, ValueError, TypeError, KeyError):
+            return None  # each request on its own says what went wrong with it
+        if reply.status in (404, 405):
+            self._coalesce = False  # a platform without the endpoint: never ask again
+        if not isinstance(answers, list) or len(answers) != len(lot):
+            return None
+        return answers
+
+    async def _alone(self, waiting: Waiting) -> None:
+        body, headers, future = waiting
+        try:
+            reply = await self._send(PROVISION_PATH, body, headers)
+        except (AgentError, OSError) as exc:  # its own request's error: its post raises it
+            if not future.done():
+                future.set_exception(exc)
+            return
+        if not future.done():
+            future.set_result(reply)
+
     async def close(self) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+        for _, _, future in self._waiting:
+            future.cancel()
+        self._waiting.clear()
         for transport in self._all:
             await transport.close()
 

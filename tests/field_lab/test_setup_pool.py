@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from agent_client.adapters import PROVISION_PATH
 from field_lab.world.pool import SetupPool
+from server_stub.provisioning import PROVISION_MANY_PATH
 
 
 @pytest.fixture
@@ -63,3 +66,73 @@ async def test_a_connection_the_platform_closed_is_opened_again(platform: str) -
 def test_a_pool_needs_a_connection() -> None:
     with pytest.raises(ValueError, match="at least one connection"):
         SetupPool("http://127.0.0.1:1", 0)
+
+
+class Provisioner:
+    """A platform's provisioning: each body's `n` is its handset; `n` = 0 is a wrong code. With
+    `many`, the lot endpoint too (all or nothing, as the platform's)."""
+
+    def __init__(self, many: bool) -> None:
+        self.lots: list[int] = []
+        self.alone = 0
+        self.many = many
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.add_routes([web.post(PROVISION_PATH, self.one)])
+        if self.many:
+            app.add_routes([web.post(PROVISION_MANY_PATH, self.lot)])
+        return app
+
+    async def one(self, request: web.Request) -> web.Response:
+        self.alone += 1
+        n = (await request.json())["n"]
+        if n == 0:
+            return web.json_response({"error": "bad_provisioning_code"}, status=403)
+        return web.json_response({"handset": n, "server_ms": 5}, status=201)
+
+    async def lot(self, request: web.Request) -> web.Response:
+        items = (await request.json())["handsets"]
+        self.lots.append(len(items))
+        if any(i["n"] == 0 for i in items):
+            return web.json_response({"error": "bad_provisioning_code"}, status=403)
+        return web.json_response(
+            {"handsets": [{"handset": i["n"], "server_ms": 5} for i in items]}, status=201
+        )
+
+
+async def provision(pool: SetupPool, numbers: list[int]) -> list[tuple[int, bytes]]:
+    replies = await asyncio.gather(
+        *(pool.transport().post(PROVISION_PATH, json.dumps({"n": n}).encode(), {}) for n in numbers)
+    )
+    return [(r.status, r.body) for r in replies]
+
+
+@pytest.mark.parametrize("many", [True, False])
+async def test_provisionings_waiting_together_go_in_one_request(many: bool) -> None:
+    platform = Provisioner(many)
+    async with TestServer(platform.app(), host="127.0.0.1") as server:
+        pool = SetupPool(str(server.make_url("")), 4)
+        try:
+            first = await provision(pool, list(range(1, 11)))
+            second = await provision(pool, [11, 12])
+        finally:
+            await pool.close()
+    assert {status for status, _ in first + second} == {201}
+    assert [json.loads(b)["handset"] for _, b in first + second] == list(range(1, 13))
+    if many:  # each handset got its item of one answer as the answer to its own request
+        assert (platform.lots, platform.alone, pool.coalesced) == ([10, 2], 0, 12)
+    else:  # no such endpoint: asked once, then each on its own
+        assert (platform.alone, pool.coalesced) == (12, 0)
+
+
+async def test_a_refused_lot_goes_one_by_one_and_each_hears_its_own_answer() -> None:
+    platform = Provisioner(many=True)
+    async with TestServer(platform.app(), host="127.0.0.1") as server:
+        pool = SetupPool(str(server.make_url("")), 2)
+        try:
+            replies = await provision(pool, [1, 0, 3])
+        finally:
+            await pool.close()
+    assert [status for status, _ in replies] == [201, 403, 201]
+    assert (platform.lots, platform.alone, pool.coalesced) == ([3], 3, 0)
