@@ -185,6 +185,7 @@ async def one(agents: int, duration: float) -> dict[str, object]:
         "fds_per_1000_handsets": round((peak["fds"] - base_fds) * per_k),
         "descriptor_limit": lab.descriptor_limit,
         "warm_handsets": lab.warm,
+        "warmed_before_field": lab.warmed,
         "syncing_peak": lab.syncing_peak,
         "operations": s.total.ops,
         "exchanges": s.total.exchanges,
