@@ -324,7 +324,7 @@ class Lab:
         await fleet.to_field(platform.url, plan.outages(s, s.fleet.agents), self.warm)
         await fleet.leave_coverage(plan.offline_agents(s))
         lap("to_field")
-        self.warmed = await fleet.warm_up(self.max_syncing)
+        self.warmed = await fleet.warm_up()
         lap("warm_up")
 
     async def _field(

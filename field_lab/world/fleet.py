@@ -35,10 +35,12 @@ SETUP_CONCURRENCY = 64
 LINK_QUANTUM_S = 0.002
 """The fleet's link timer wakes on this grid: one turn of the loop for every handset whose link
 has an event within it (see `LinkScheduler`)."""
-WARM_UP_S = 30.0
-"""The longest `warm_up` waits for its handshakes (a 2G round trip and the radio's wake-up are
-seconds; a link in an outage, or a lost SYN, can take longer: those handsets' first polls open
-their connections instead, as a cold poll does)."""
+WARM_UP_S = 8.0
+"""The longest one handset's `warm_up` handshake may take (a 2G round trip and the radio's
+wake-up are a second or two; a link in an outage, or a lost SYN, can take longer: that
+handset's first poll opens its connection instead, as a cold poll does). All of them start
+together, so the step takes at most this long and the connections are still well within
+`KEEP_WARM_S` of their opening when the field's first polls (spread over one interval) come."""
 DRAIN_ROUNDS = 8
 BACKOFF_WAIT_S = 10.0
 """A draining handset waits out its backoff this long (after a failed exchange), no more."""
@@ -121,39 +123,29 @@ class Fleet:
             await handset.use(MeasuredTransport(url, port, handset.profile, keep_s), port)
         await self._close_setup()
 
-    async def warm_up(self, at_once: int) -> int:
+    async def warm_up(self) -> int:
         """Open, over its field link, the connection of every covered handset that keeps one
-        (`KEEP_WARM_S`), at most `at_once` opening together, before the field starts: a handset
-        that was already in the field would have it from its last poll, so the field's first
-        poll is not a cold one only because set-up ran over a shared pool. Each handshake
-        crosses the link (SYN, SYN-ACK, the radio's wake-up) and the platform accepts a real
-        connection, as a cold poll's would; the lab's CPU for it is set-up's. Returns how
-        many were opened (a handshake that fails or outlasts `WARM_UP_S` leaves its handset's
-        first poll cold)."""
-        gate = asyncio.Semaphore(at_once)
+        (`KEEP_WARM_S`), all together, before the field starts: a handset that was already in
+        the field would have it from its last poll, so the field's first poll is not a cold one
+        only because set-up ran over a shared pool. Each handshake crosses the link (SYN,
+        SYN-ACK, the radio's wake-up) and the platform accepts a real connection, as a cold
+        poll's would; the lab's CPU for it is set-up's. Returns how many were opened (one that
+        fails or outlasts `WARM_UP_S` leaves its handset's first poll cold)."""
 
         async def one(transport: MeasuredTransport) -> bool:
-            async with gate:
-                try:
+            try:
+                async with asyncio.timeout(WARM_UP_S):
                     return await transport.connect()
-                except TransientError:
-                    return False
+            except (TransientError, TimeoutError):
+                return False
 
         warm = [
             h.transport
             for h in self.handsets
             if h.covered and h.transport is not None and h.transport.keep_alive_s == KEEP_WARM_S
         ]
-        tasks = [asyncio.ensure_future(one(t)) for t in warm]
-        if not tasks:
-            return 0
-        try:
-            await asyncio.wait(tasks, timeout=WARM_UP_S)
-        finally:
-            for task in tasks:
-                task.cancel()
-            outcomes = await asyncio.gather(*tasks, return_exceptions=True)
-        return sum(1 for outcome in outcomes if outcome is True)
+        opened = await asyncio.gather(*(one(t) for t in warm))
+        return sum(opened)
 
     async def _close_setup(self) -> None:
         if self._setup is not None:

@@ -22,7 +22,7 @@ async def test_handsets_that_keep_a_connection_open_it_over_their_link_before_th
             await fleet.drain()
             await fleet.to_field(platform.url, {}, warm=2)  # the third has no socket to keep
             fleet.handsets[1].covered = False  # no signal: it does not try
-            assert await fleet.warm_up(at_once=8) == 1
+            assert await fleet.warm_up() == 1
             warm, offline, cold = fleet.handsets
             assert warm.transport is not None
             assert warm.port is not None
@@ -39,7 +39,7 @@ async def test_handsets_that_keep_a_connection_open_it_over_their_link_before_th
             assert cold.transport is not None
             assert cold.transport.handshakes == []
             # a second warm-up opens nothing: the connection is there
-            assert await fleet.warm_up(at_once=8) == 0
+            assert await fleet.warm_up() == 0
 
             for handset in (warm, cold):
                 assert await handset.sync_once() is not None
