@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from agent_client.adapters import CompactAdapter
+from field_lab.link import Outage
 from field_lab.testing.platform import PlatformSpec, running_platform
 from field_lab.world.fleet import Fleet
 from field_lab.world.handset import KEEP_WARM_S
@@ -48,5 +50,28 @@ async def test_handsets_that_keep_a_connection_open_it_over_their_link_before_th
             assert [e.cold for e in cold.exchanges] == [True]  # it opened its own
             assert cold.port.opened == 1
             assert cold.exchanges[0].floor > warm.exchanges[0].floor  # the handshake counted
+        finally:
+            await fleet.close()
+
+
+async def test_a_handshake_stuck_in_an_outage_is_left_for_the_first_poll(tmp_path: Path) -> None:
+    async with running_platform(tmp_path, PlatformSpec(agents=2, devices=4)) as platform:
+        fleet = Fleet(tmp_path, CompactAdapter())
+        try:
+            await fleet.provision(
+                platform.url, platform.fixture, ["gprs-typ"] * 2, [0, 1], lambda h, k: None
+            )
+            await fleet.drain()
+            await fleet.to_field(platform.url, {1: [Outage(0.0, 60.0)]}, warm=2)
+            loop = asyncio.get_running_loop()
+            began = loop.time()
+            assert await fleet.warm_up(within_s=3.0) == 1  # the one in coverage
+            assert loop.time() - began < 3.5  # bounded: the stuck one was not waited for
+            stuck = fleet.handsets[1]
+            assert stuck.port is not None
+            assert stuck.port.opened == 1  # its SYN went up the link, and never came back
+            assert stuck.port.link.connections == ()  # given up: nothing left on its link
+            assert stuck.transport is not None
+            assert stuck.transport.handshakes == []
         finally:
             await fleet.close()
