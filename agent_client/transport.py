@@ -110,14 +110,21 @@ def raise_for_transient(reply: Reply) -> Reply:
     return reply
 
 
+_LINK_FAILURES: tuple[type[BaseException], ...] = (TimeoutError, OSError)
+"""What a failed link raises: a timeout, a reset, a refused connection."""
+
+
+def _transient(exc: BaseException) -> TransientError:
+    return TransientError(f"{type(exc).__name__}: {exc}")
+
+
 @contextmanager
 def _link_failures(*also: type[BaseException]) -> Iterator[None]:
-    """Translate a link failure (timeout, reset, refused, plus `also`) into TransientError."""
-    caught: tuple[type[BaseException], ...] = (TimeoutError, OSError, *also)
+    """Translate a link failure (`_LINK_FAILURES`, plus `also`) into TransientError."""
     try:
         yield
-    except caught as exc:
-        raise TransientError(f"{type(exc).__name__}: {exc}") from exc
+    except (*_LINK_FAILURES, *also) as exc:
+        raise _transient(exc) from exc
 
 
 def client_session(
@@ -373,23 +380,23 @@ class Http1Transport:
         conn = self._conn
         cold = conn is None or conn.closed
         first = min(t.connect_s if cold else t.read_s, t.total_s)
-        with _link_failures(HttpProtocolError):
-            try:
-                async with asyncio.timeout_at(start + first) as deadline:
-                    if conn is None or conn.closed:
-                        conn = self._install(await self._open())
-                        deadline.reschedule(min(loop.time() + t.read_s, start + t.total_s))
-                    assert conn.transport is not None
-                    waiter = conn.waiter = loop.create_future()
-                    conn.transport.write(request)
-                    response = await waiter
-            except BaseException:
-                if conn is not None:
-                    conn.drop()
-                raise
-            finally:
-                if conn is not None:
-                    conn.waiter = None
+        try:  # `_link_failures` written out: no context manager object per exchange
+            async with asyncio.timeout_at(start + first) as deadline:
+                if conn is None or conn.closed:
+                    conn = self._install(await self._open())
+                    deadline.reschedule(min(loop.time() + t.read_s, start + t.total_s))
+                assert conn.transport is not None
+                waiter = conn.waiter = loop.create_future()
+                conn.transport.write(request)
+                response = await waiter
+        except BaseException as exc:
+            if conn is not None:
+                conn.waiter = None
+                conn.drop()
+            if isinstance(exc, (*_LINK_FAILURES, HttpProtocolError)):
+                raise _transient(exc) from exc
+            raise
+        conn.waiter = None
         if not response.keep_alive or conn.parser.pending or conn.closed:
             conn.shut()
         else:
