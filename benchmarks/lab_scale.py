@@ -5,7 +5,9 @@ generator's cost is measured without the platform under test's), seeded afresh. 
 process's CPU seconds (user + system, all threads) over the field phase give the CPU one
 handset costs at the scenario's activity rate, so `handsets_per_core` = how many such handsets
 one busy core carries. Set-up (seeding, provisioning, stock, installed base) is timed apart,
-with the garbage collector's share of it (`setup_gc_s`).
+with the garbage collector's share of it (`setup_gc_s`). Handsets that keep a connection between
+polls open it over their links at the end of set-up, as a handset long in the field has it
+from its last poll (`warmed_before_field`; its CPU is set-up's step `warm_up`, not the field's).
 Memory (RSS) and open file descriptors are sampled once a second during the field phase; the
 per-1000 figures are over the process's level before the lab started. Listing the
 descriptors is this script's own cost, not the lab's (about 30 ms of CPU at 18,000 open, once
