@@ -148,18 +148,19 @@ class Fleet:
             if h.covered and h.transport is not None and h.transport.keep_alive_s == KEEP_WARM_S
         ]
         tasks = [asyncio.ensure_future(one(t)) for t in warm]
-        left = [len(tasks) - int(len(tasks) * WARM_UP_STRAGGLERS)]  # to wait for
+        left = len(tasks) - int(len(tasks) * WARM_UP_STRAGGLERS)  # to wait for
         enough = asyncio.Event()
 
         def done(_: object) -> None:
-            left[0] -= 1
-            if left[0] <= 0:
+            nonlocal left
+            left -= 1
+            if left <= 0:
                 enough.set()
 
         for task in tasks:
             task.add_done_callback(done)
         try:
-            if left[0] > 0:
+            if left > 0:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(enough.wait(), within_s)
         finally:
