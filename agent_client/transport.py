@@ -110,14 +110,21 @@ def raise_for_transient(reply: Reply) -> Reply:
     return reply
 
 
+_LINK_FAILURES: tuple[type[BaseException], ...] = (TimeoutError, OSError)
+"""What a failed link raises: a timeout, a reset, a refused connection."""
+
+
+def _transient(exc: BaseException) -> TransientError:
+    return TransientError(f"{type(exc).__name__}: {exc}")
+
+
 @contextmanager
 def _link_failures(*also: type[BaseException]) -> Iterator[None]:
-    """Translate a link failure (timeout, reset, refused, plus `also`) into TransientError."""
-    caught: tuple[type[BaseException], ...] = (TimeoutError, OSError, *also)
+    """Translate a link failure (`_LINK_FAILURES`, plus `also`) into TransientError."""
     try:
         yield
-    except caught as exc:
-        raise TransientError(f"{type(exc).__name__}: {exc}") from exc
+    except (*_LINK_FAILURES, *also) as exc:
+        raise _transient(exc) from exc
 
 
 def client_session(
@@ -373,31 +380,65 @@ class Http1Transport:
         conn = self._conn
         cold = conn is None or conn.closed
         first = min(t.connect_s if cold else t.read_s, t.total_s)
-        with _link_failures(HttpProtocolError):
-            try:
-                async with asyncio.timeout_at(start + first) as deadline:
-                    if conn is None or conn.closed:
-                        conn = self._conn = await self._open()
-                        deadline.reschedule(min(loop.time() + t.read_s, start + t.total_s))
-                    assert conn.transport is not None
-                    waiter = conn.waiter = loop.create_future()
-                    conn.transport.write(request)
-                    response = await waiter
-            except BaseException:
-                if conn is not None:
-                    conn.drop()
-                raise
-            finally:
-                if conn is not None:
-                    conn.waiter = None
+        try:  # `_link_failures` written out: no context manager object per exchange
+            async with asyncio.timeout_at(start + first) as deadline:
+                if conn is None or conn.closed:
+                    conn = self._install(await self._open())
+                    deadline.reschedule(min(loop.time() + t.read_s, start + t.total_s))
+                assert conn.transport is not None
+                waiter = conn.waiter = loop.create_future()
+                conn.transport.write(request)
+                response = await waiter
+        except BaseException as exc:
+            if conn is not None:
+                conn.waiter = None
+                conn.drop()
+            if isinstance(exc, (*_LINK_FAILURES, HttpProtocolError)):
+                raise _transient(exc) from exc
+            raise
+        conn.waiter = None
         if not response.keep_alive or conn.parser.pending or conn.closed:
             conn.shut()
         else:
-            self._idle_until = loop.time() + self.keep_alive_s
-            if not self._watched:
-                self._watched = True
-                _reaper(loop).watch(self, self._idle_until)
+            self._idle(loop)
         return Reply(response.status, response.body)
+
+    async def connect(self) -> bool:
+        """Open the connection now if there is none, as a phone's client may before it has a
+        request to make (an app coming to the foreground); the next `post` uses it. Until
+        then it is idle, closed after `keep_alive_s` like one an exchange left. True if this
+        call opened one (False: one was open already).
+
+        Raises `TransientError` when the link failed (the next `post` tries again)."""
+        if self._conn is not None and not self._conn.closed:
+            return False
+        loop = asyncio.get_running_loop()
+        t = self._timeouts
+        with _link_failures():
+            async with asyncio.timeout(min(t.connect_s, t.total_s)):
+                conn = await self._open()
+        if self._conn is not None and not self._conn.closed:  # a `post` opened one meanwhile
+            conn.shut()
+            return False
+        self._install(conn)
+        self._idle(loop)
+        return True
+
+    def _install(self, conn: _Connection) -> _Connection:
+        """`conn` is the connection from now on; one left open meanwhile (a `connect` that
+        finished while this exchange opened its own) is closed, never left behind."""
+        old = self._conn
+        if old is not None and old is not conn and not old.closed and old.waiter is None:
+            old.shut()
+        self._conn = conn
+        return conn
+
+    def _idle(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The connection waits for the next exchange, at most `keep_alive_s` (the reaper)."""
+        self._idle_until = loop.time() + self.keep_alive_s
+        if not self._watched:
+            self._watched = True
+            _reaper(loop).watch(self, self._idle_until)
 
     def _reap(self, now: float) -> float | None:
         """The reaper's call: close the connection if it stayed idle; else when to look again

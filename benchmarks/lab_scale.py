@@ -7,7 +7,9 @@ handset costs at the scenario's activity rate, so `handsets_per_core` = how many
 one busy core carries. Set-up (seeding, provisioning, stock, installed base) is timed apart,
 with the garbage collector's share of it (`setup_gc_s`); `setup_cpu_s` is the lab process's,
 `setup_workers_cpu_s` its set-up workers' (`field_lab.world.prepare`), and the platform's is in
-`platform_cpu_s`.
+`platform_cpu_s`. Handsets that keep a connection between polls open it over their links at the
+end of set-up, as a handset long in the field has it from its last poll (`warmed_before_field`;
+its CPU is set-up's step `warm_up`, not the field's).
 Memory (RSS) and open file descriptors are sampled once a second during the field phase; the
 per-1000 figures are over the process's level before the lab started. Listing the
 descriptors is this script's own cost, not the lab's (about 30 ms of CPU at 18,000 open, once
@@ -188,6 +190,7 @@ async def one(agents: int, duration: float) -> dict[str, object]:
         "fds_per_1000_handsets": round((peak["fds"] - base_fds) * per_k),
         "descriptor_limit": lab.descriptor_limit,
         "warm_handsets": lab.warm,
+        "warmed_before_field": lab.warmed,
         "syncing_peak": lab.syncing_peak,
         "operations": s.total.ops,
         "exchanges": s.total.exchanges,

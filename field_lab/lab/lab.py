@@ -158,6 +158,8 @@ class Lab:
         self.descriptor_limit = 0
         self.warm = 0
         """Handsets that keep their connections between polls (the limit has a socket each)."""
+        self.warmed = 0
+        """Of those, how many opened theirs over their links before the field (`Fleet.warm_up`)."""
         self.syncing_peak = 0
         self._syncs: SyncScheduler | None = None
         self.stats = RunStats()
@@ -177,7 +179,8 @@ class Lab:
         self.shards = self.shard.count
         self.traces_written = 0
         self.setup_s: dict[str, float] = {}
-        """Wall seconds of each set-up step (provision, installed_base, drain, typing, to_field)."""
+        """Wall seconds of each set-up step (provision, installed_base, drain, typing, to_field,
+        warm_up)."""
         self.setup_cpu_s: dict[str, float] = {}
         """This process's CPU seconds in each of those steps."""
 
@@ -293,6 +296,8 @@ class Lab:
         await fleet.to_field(platform.url, plan.outages(s, s.fleet.agents), self.warm)
         await fleet.leave_coverage(plan.offline_agents(s))
         lap("to_field")
+        self.warmed = await fleet.warm_up()
+        lap("warm_up")
 
     async def _prepare(self, job: _SetUp, workers: int) -> None:
         """Set-up in `workers` processes (`field_lab.world.prepare`): the sales drawn here in

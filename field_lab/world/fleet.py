@@ -20,7 +20,7 @@ from pathlib import Path
 
 from agent_client.adapters import PlatformAdapter
 from agent_client.agent import Agent
-from agent_client.errors import AgentError
+from agent_client.errors import AgentError, TransientError
 from agent_client.protocol.frames import Keycode
 from agent_client.store import HandsetStore
 from field_lab.link import Outage, Profile, get_profile
@@ -41,6 +41,15 @@ SETUP_CONCURRENCY = 64
 LINK_QUANTUM_S = 0.002
 """The fleet's link timer wakes on this grid: one turn of the loop for every handset whose link
 has an event within it (see `LinkScheduler`)."""
+WARM_UP_S = 8.0
+"""The longest `warm_up` waits (a 2G round trip and the radio's wake-up are a second or two,
+and thousands of handshakes take the lab seconds of CPU; a link in an outage, or a lost SYN,
+can take longer). The step ends sooner, once all but `WARM_UP_STRAGGLERS` of the handshakes
+are done: the handsets left over open their connections at their first polls, as a cold poll
+does. The connections are then well within `KEEP_WARM_S` of their opening when the field's
+first polls (spread over one interval) come."""
+WARM_UP_STRAGGLERS = 0.01
+"""The share of `warm_up`'s handshakes it does not wait for."""
 DRAIN_ROUNDS = 8
 BACKOFF_WAIT_S = 10.0
 """A draining handset waits out its backoff this long (after a failed exchange), no more."""
@@ -185,6 +194,49 @@ class Fleet:
             keep_s = KEEP_WARM_S if n < warm else IDLE_CLOSE_S
             await handset.use(MeasuredTransport(url, port, handset.profile, keep_s), port)
         await self._close_setup()
+
+    async def warm_up(self, within_s: float = WARM_UP_S) -> int:
+        """Open, over its field link, the connection of every covered handset that keeps one
+        (`KEEP_WARM_S`), all together, before the field starts: a handset that was already in
+        the field would have it from its last poll, so the field's first poll is not a cold one
+        only because set-up ran over a shared pool. Each handshake crosses the link (SYN,
+        SYN-ACK, the radio's wake-up) and the platform accepts a real connection, as a cold
+        poll's would; the lab's CPU for it is set-up's. Returns how many were opened (one that
+        fails, or is still under way when the step ends, leaves its handset's first poll
+        cold: see `WARM_UP_S`, the default `within_s`)."""
+
+        async def one(transport: MeasuredTransport) -> bool:
+            try:
+                return await transport.connect()
+            except TransientError:
+                return False
+
+        warm = [
+            h.transport
+            for h in self.handsets
+            if h.covered and h.transport is not None and h.transport.keep_alive_s == KEEP_WARM_S
+        ]
+        tasks = [asyncio.ensure_future(one(t)) for t in warm]
+        left = len(tasks) - int(len(tasks) * WARM_UP_STRAGGLERS)  # to wait for
+        enough = asyncio.Event()
+
+        def done(_: object) -> None:
+            nonlocal left
+            left -= 1
+            if left <= 0:
+                enough.set()
+
+        for task in tasks:
+            task.add_done_callback(done)
+        try:
+            if left > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(enough.wait(), within_s)
+        finally:
+            for task in tasks:
+                task.cancel()  # the stragglers (the others are done)
+            outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+        return sum(1 for outcome in outcomes if outcome is True)
 
     async def _close_setup(self) -> None:
         if self._setup is not None:

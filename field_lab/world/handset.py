@@ -64,6 +64,8 @@ class Exchange:
     floor: float
     ops: int
     """Operations the request carried (0: a poll for downlink only)."""
+    cold: bool = False
+    """It opened its connection (its time and floor include the handshake)."""
 
 
 class Metered:
@@ -96,6 +98,8 @@ class MeasuredTransport(Http1Transport):
         self.port = port
         self.profile = profile
         self.exchanges: list[Exchange] = []
+        self.handshakes: list[tuple[float, float]] = []
+        """(at, seconds) of each connection opened ahead of an exchange (`connect`)."""
         self.carrying = 0
         """Operations the next request carries (`Metered` says; a one-per-request adapter
         carries its one in each of its requests)."""
@@ -114,6 +118,7 @@ class MeasuredTransport(Http1Transport):
             return reply
         finally:
             up, down = written[UP] - up0, written[DOWN] - down0
+            cold = self.port.opened != opened
             self.exchanges.append(
                 Exchange(
                     at=start,
@@ -121,10 +126,19 @@ class MeasuredTransport(Http1Transport):
                     bytes_up=up,
                     bytes_down=down,
                     ok=ok,
-                    floor=floor_seconds(self.profile, up, down, warm=self.port.opened == opened),
+                    floor=floor_seconds(self.profile, up, down, warm=not cold),
                     ops=ops,
+                    cold=cold,
                 )
             )
+
+    async def connect(self) -> bool:
+        """`Http1Transport.connect`, recording how long the handshake took (`handshakes`)."""
+        start = self._loop.time()
+        opened = await super().connect()
+        if opened:
+            self.handshakes.append((start, self._loop.time() - start))
+        return opened
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import aiohttp
 import pytest
@@ -347,3 +347,57 @@ async def test_http1_idle_connections_close_on_one_timer_and_use_keeps_them(
     assert busy._conn.closed
     for transport in [*idle, busy]:
         await transport.close()
+
+
+async def test_http1_connect_opens_ahead_and_the_next_exchange_uses_it(platform: str) -> None:
+    transport = Http1Transport(platform, keep_alive_s=0.2)
+    assert await transport.connect()
+    opened = transport._conn
+    assert opened is not None
+    assert not opened.closed
+    assert not await transport.connect()  # one is open: nothing more
+    first = await transport.post("/who", b"", {})
+    assert transport._conn is opened  # the exchange used it
+    await asyncio.sleep(0.4)  # idle past keep-alive: closed, as one an exchange left
+    assert opened.closed
+    assert await transport.connect()
+    again = await transport.post("/who", b"", {})
+    assert again.body.split(b"|")[0] != first.body.split(b"|")[0]
+    await transport.close()
+
+
+async def test_http1_a_connect_racing_an_exchange_leaves_one_connection_open(
+    platform: str,
+) -> None:
+    """An exchange that opens its own connection while `connect` opens one: whichever
+    finishes second, one of the two is closed, never left holding a socket."""
+    opened: list[asyncio.Protocol] = []
+
+    async def recording(
+        factory: Callable[[], asyncio.Protocol], host: str, port: int, tls: object
+    ) -> tuple[asyncio.BaseTransport, asyncio.Protocol]:
+        made = await asyncio.get_running_loop().create_connection(factory, host, port)
+        opened.append(made[1])
+        return made
+
+    transport = Http1Transport(platform, opener=recording)
+    opening = asyncio.create_task(transport.connect())
+    reply = await transport.post("/who", b"", {})
+    await opening
+    assert reply.status == 200
+    assert len(opened) == 2
+    assert transport._conn in opened
+    assert [c.closed for c in opened if c is not transport._conn] == [True]  # type: ignore[attr-defined]
+    assert not transport._conn.closed
+    await transport.close()
+
+
+async def test_http1_connect_to_nothing_is_transient() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    transport = Http1Transport(f"http://127.0.0.1:{port}")
+    with pytest.raises(TransientError, match="ConnectionRefusedError"):
+        await transport.connect()
+    assert transport._conn is None
+    await transport.close()

@@ -80,7 +80,9 @@ async def test_a_small_run_is_clean(tmp_path: Path) -> None:
     assert gc.get_freeze_count() == 0
     assert gc.get_threshold() == thresholds
     assert gc.isenabled()
-    assert lab.setup_s.keys() == {"provision", "installed_base", "drain", "typing", "to_field"}
+    steps = {"provision", "installed_base", "drain", "typing", "to_field", "warm_up"}
+    assert lab.setup_s.keys() == steps
+    assert lab.warmed == lab.warm == lab.handsets  # every handset opened its connection early
     s = lab.stats
     assert s.total.sale_failed.total > 0
     assert s.total.activation.count > 0

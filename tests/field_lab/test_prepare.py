@@ -75,7 +75,7 @@ async def run(tmp_path: Path, workers: int) -> Lab:
 async def test_set_up_in_workers_is_recorded_and_judged_as_set_up_here(tmp_path: Path) -> None:
     here = await run(tmp_path / "here", 0)
     there = await run(tmp_path / "there", 2)
-    assert set(there.setup_s) == {"prepare", "typing", "to_field"}
+    assert set(there.setup_s) == {"prepare", "typing", "to_field", "warm_up"}
     assert there.setup_workers_cpu_s > 0
     assert here.setup_workers_cpu_s == 0
     assert there.handsets == here.handsets == SMALL.fleet.agents
