@@ -136,6 +136,15 @@ class Lab:
         `setup_workers`: processes that set the handsets up (0: this one; None: as many as
         `field_lab.world.prepare.workers_for` gives)."""
         self.adapter = platform_adapter(adapter)
+        if setup_workers is not None and (
+            isinstance(setup_workers, bool)
+            or not isinstance(setup_workers, int)
+            or setup_workers < 0
+        ):
+            raise ConfigError(
+                "setup_workers must be a whole number of processes, 0 to set up in this one,"
+                f" or None for the default; got {setup_workers!r}"
+            )
         if target is not None and faults is not None:
             raise ConfigError("faults are built into the embedded platform; a target has its own")
         self.scenario = scenario

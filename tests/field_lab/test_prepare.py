@@ -125,3 +125,12 @@ async def test_a_worker_that_dies_is_a_harness_error_quoting_it(tmp_path: Path) 
     spec = AgentSpec("a", "b", ())
     with pytest.raises(HarnessError, match="exited with 3 before it was done: out of memory"):
         await prepare(settings, [Order(0, spec, "gprs-typ", ())], 1, nobody, command=dying)
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, True, "2"])
+def test_a_lab_refuses_a_number_of_set_up_workers_that_is_not_one(
+    tmp_path: Path, bad: object
+) -> None:
+    with pytest.raises(ConfigError, match="setup_workers must be a whole number"):
+        Lab(SMALL, tmp_path, setup_workers=bad)  # type: ignore[arg-type]
+    assert list(tmp_path.iterdir()) == []  # nothing written
