@@ -9,9 +9,11 @@ shared.
 
 Provisionings are coalesced: the handsets' own `POST /v1/provision` bodies that wait together
 go as one `POST /v1/provision/many` (docs/sync-protocol.md), and each handset gets its item of
-the answer as the answer to its own request. A platform that refuses the lot (all or nothing),
-or has no such endpoint, gets each request on its own instead, so every handset sees the answer
-its own request gets.
+the answer as the answer to its own request. A lot refused for one item (all or nothing: a 4xx
+naming it) gives that handset the refusal and goes again without it, so a wrong code is tried,
+and counted against the platform's guessing throttle, once. A platform that refuses a lot
+without naming an item, or has no such endpoint, gets each request on its own instead, so every
+handset sees the answer its own request gets.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from agent_client.adapters import PROVISION_PATH
@@ -32,6 +35,30 @@ the platform does not close one under a request)."""
 JSON = {"Content-Type": "application/json"}
 
 Waiting = tuple[bytes, dict[str, str], "asyncio.Future[Reply]"]
+
+
+@dataclass(frozen=True)
+class Refused:
+    """The platform refused a lot for its item `item`: `reply` is that handset's answer."""
+
+    item: int
+    reply: Reply
+
+
+def refused_item(status: int, answer: object, size: int) -> Refused | None:
+    """The refusal of a lot of `size` as its item's own answer, if it names one (a 4xx with
+    `item`, docs/sync-protocol.md): the answer one request alone gets, without the item's place
+    in a lot the handset never sent."""
+    if not (400 <= status < 500 and isinstance(answer, dict)):
+        return None
+    item = answer.get("item")
+    if not isinstance(item, int) or isinstance(item, bool) or not 0 <= item < size:
+        return None
+    alone = {k: v for k, v in answer.items() if k != "item"}
+    detail = alone.get("detail")
+    if isinstance(detail, str):
+        alone["detail"] = detail.removeprefix(f"handsets[{item}]: ")
+    return Refused(item, Reply(status, json.dumps(alone).encode()))
 
 
 class SetupPool:
@@ -88,30 +115,40 @@ class SetupPool:
             self._flusher = None
 
     async def _provision(self, lot: list[Waiting]) -> None:
-        answers = await self._together(lot) if len(lot) > 1 else None
-        if answers is None:  # alone, or refused together: each on its own, its own answer
-            await asyncio.gather(*(self._alone(waiting) for waiting in lot))
+        while len(lot) > 1:
+            outcome = await self._together(lot)
+            if isinstance(outcome, Refused):  # its handset hears it; the rest go again
+                _, _, future = lot.pop(outcome.item)
+                if not future.done():
+                    future.set_result(outcome.reply)
+                continue
+            if outcome is None:
+                break
+            self.coalesced += len(lot)
+            for (_, _, future), answer in zip(lot, outcome, strict=True):
+                if not future.done():
+                    future.set_result(Reply(201, json.dumps(answer).encode()))
             return
-        self.coalesced += len(lot)
-        for (_, _, future), answer in zip(lot, answers, strict=True):
-            if not future.done():
-                future.set_result(Reply(201, json.dumps(answer).encode()))
+        # alone, or refused together without a culprit: each on its own, its own answer
+        await asyncio.gather(*(self._alone(waiting) for waiting in lot))
 
-    async def _together(self, lot: list[Waiting]) -> list[Any] | None:
-        """The platform's answer for each of `lot`, in one request; None if it has none."""
+    async def _together(self, lot: list[Waiting]) -> list[Any] | Refused | None:
+        """The platform's answer for each of `lot`, in one request; its refusal of one item of
+        it; None if it has neither."""
         try:
             docs = [json.loads(body) for body, _, _ in lot]
             reply = await self._send(
                 PROVISION_MANY_PATH, json.dumps({"handsets": docs}).encode(), JSON
             )
-            answers = json.loads(reply.body)["handsets"] if reply.status == 201 else None
-        except (AgentError, OSError, ValueError, TypeError, KeyError):
+            answer = json.loads(reply.body)
+        except (AgentError, OSError, ValueError, TypeError):
             return None  # each request on its own says what went wrong with it
         if reply.status in (404, 405):
             self._coalesce = False  # a platform without the endpoint: never ask again
-        if not isinstance(answers, list) or len(answers) != len(lot):
-            return None
-        return answers
+        if reply.status == 201 and isinstance(answer, dict):
+            answers = answer.get("handsets")
+            return answers if isinstance(answers, list) and len(answers) == len(lot) else None
+        return refused_item(reply.status, answer, len(lot))
 
     async def _alone(self, waiting: Waiting) -> None:
         body, headers, future = waiting

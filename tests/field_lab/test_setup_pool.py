@@ -6,11 +6,13 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 
+import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from agent_client.adapters import PROVISION_PATH
+from field_lab.testing.platform import PaygPlatform
 from field_lab.world.pool import SetupPool
 from server_stub.provisioning import PROVISION_MANY_PATH
 
@@ -70,12 +72,14 @@ def test_a_pool_needs_a_connection() -> None:
 
 class Provisioner:
     """A platform's provisioning: each body's `n` is its handset; `n` = 0 is a wrong code. With
-    `many`, the lot endpoint too (all or nothing, as the platform's)."""
+    `many`, the lot endpoint too (all or nothing, as the platform's; naming the refused item if
+    `names_item`)."""
 
-    def __init__(self, many: bool) -> None:
+    def __init__(self, many: bool, *, names_item: bool = True) -> None:
         self.lots: list[int] = []
         self.alone = 0
         self.many = many
+        self.names_item = names_item
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -94,7 +98,12 @@ class Provisioner:
     async def lot(self, request: web.Request) -> web.Response:
         items = (await request.json())["handsets"]
         self.lots.append(len(items))
-        if any(i["n"] == 0 for i in items):
+        wrong = [i for i, doc in enumerate(items) if doc["n"] == 0]
+        if wrong and self.names_item:
+            detail = f"handsets[{wrong[0]}]: wrong code"
+            answer = {"error": "bad_provisioning_code", "detail": detail, "item": wrong[0]}
+            return web.json_response(answer, status=403)
+        if wrong:
             return web.json_response({"error": "bad_provisioning_code"}, status=403)
         return web.json_response(
             {"handsets": [{"handset": i["n"], "server_ms": 5} for i in items]}, status=201
@@ -126,8 +135,22 @@ async def test_provisionings_waiting_together_go_in_one_request(many: bool) -> N
         assert (platform.alone, pool.coalesced) == (12, 0)
 
 
-async def test_a_refused_lot_goes_one_by_one_and_each_hears_its_own_answer() -> None:
+async def test_a_lot_refused_for_one_item_answers_it_and_goes_again_without_it() -> None:
     platform = Provisioner(many=True)
+    async with TestServer(platform.app(), host="127.0.0.1") as server:
+        pool = SetupPool(str(server.make_url("")), 2)
+        try:
+            replies = await provision(pool, [1, 0, 3, 0, 5])
+        finally:
+            await pool.close()
+    assert [status for status, _ in replies] == [201, 403, 201, 403, 201]
+    # the wrong codes were each sent once, and heard as a request alone would hear them
+    assert (platform.lots, platform.alone, pool.coalesced) == ([5, 4, 3], 0, 3)
+    assert json.loads(replies[1][1]) == {"error": "bad_provisioning_code", "detail": "wrong code"}
+
+
+async def test_a_lot_refused_without_naming_an_item_goes_one_by_one() -> None:
+    platform = Provisioner(many=True, names_item=False)
     async with TestServer(platform.app(), host="127.0.0.1") as server:
         pool = SetupPool(str(server.make_url("")), 2)
         try:
@@ -136,3 +159,38 @@ async def test_a_refused_lot_goes_one_by_one_and_each_hears_its_own_answer() -> 
             await pool.close()
     assert [status for status, _ in replies] == [201, 403, 201]
     assert (platform.lots, platform.alone, pool.coalesced) == ([3], 3, 0)
+
+
+@pytest.mark.payg_platform(agents=2, devices=4)
+async def test_a_wrong_code_in_a_lot_counts_once_against_the_guessing_throttle(
+    payg_platform: PaygPlatform,
+) -> None:
+    ama, kofi = payg_platform.agents
+    bodies = [
+        json.dumps({"agent": agent, "code": code, "public_key": (bytes([n]) * 32).hex()}).encode()
+        for n, (agent, code) in enumerate(
+            [(ama.name, ama.code), (kofi.name, "not-kofis-code"), (ama.name, ama.code)], 1
+        )
+    ]
+    pool = SetupPool(payg_platform.url, 2)
+    try:
+        replies = await asyncio.gather(
+            *(pool.transport().post(PROVISION_PATH, body, {}) for body in bodies)
+        )
+    finally:
+        await pool.close()
+    assert [r.status for r in replies] == [201, 403, 201]
+    assert json.loads(replies[1].body)["error"] == "bad_provisioning_code"
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"{payg_platform.url}/metrics") as response,
+    ):
+        metrics = await response.text()
+    refused = [
+        line
+        for line in metrics.splitlines()
+        if line.startswith("payg_auth_failures_total{")
+        and 'kind="provision"' in line
+        and 'outcome="refused"' in line
+    ]
+    assert [float(line.rsplit(" ", 1)[1]) for line in refused] == [1.0]
