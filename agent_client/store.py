@@ -10,7 +10,6 @@ The inbox and the cursor are written in the same transaction as the acks they ar
 from __future__ import annotations
 
 import asyncio
-import itertools
 import os
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
@@ -364,11 +363,12 @@ class HandsetStore:
                     "WHERE seq = ? AND state IN ('pending', 'in_flight')",
                     [(reason.name.lower(), now_ms, seq) for seq, reason in result.rejected],
                 ).rowcount
-            escrowed = [
-                entry
-                for entry in self._store_entries(db, result.entries, now_ms)
-                if isinstance(entry, Escrow | EscrowRevoked)
-            ]
+            escrowed: list[Escrow | EscrowRevoked] = []
+            for n, entry in result.entries:
+                if self._store_entry(db, n, entry, now_ms) and isinstance(
+                    entry, Escrow | EscrowRevoked
+                ):
+                    escrowed.append(entry)
             db.executemany(_PUT_META, [("cursor", result.cursor), *meta.items()])
             return escrowed
 
@@ -382,68 +382,44 @@ class HandsetStore:
         self._moved(-settled[0])
 
     @staticmethod
-    def _store_entries(
-        db: sqlite3.Connection, entries: Sequence[tuple[int, object]], now_ms: int
-    ) -> list[object]:
-        """Store the downlink entries not stored yet (a late duplicate answer's are), in
-        order; return those. One statement per table, not two per entry: an answer carries
-        dozens (a new handset's stock and plans, the installed base's keycodes)."""
-        if not entries:
-            return []
-        numbers = [n for n, _ in entries]
-        stored = {
-            row[0]
-            for row in db.execute(
-                "SELECT n FROM inbox WHERE n BETWEEN ? AND ?", (min(numbers), max(numbers))
-            )
-        }
-        new: list[object] = []
-        inbox: list[tuple[int, str, int]] = []
-        keycodes: list[tuple[int, int, int, int, int, int]] = []
-        payments: list[tuple[int, int, int, str]] = []
-        plans: list[tuple[int, str, int]] = []
-        stock: list[tuple[bool, int, int]] = []  # (present, device, format), in order
-        for n, entry in entries:
-            if n in stored:
-                continue
-            stored.add(n)
-            new.append(entry)
-            inbox.append((n, type(entry).__name__.lower(), now_ms))
-            match entry:
-                case Keycode():
-                    keycodes.append(
-                        (
-                            n,
-                            entry.device,
-                            entry.op_seq,
-                            int(entry.format),
-                            entry.number,
-                            entry.credit_s,
-                        )
-                    )
-                case Payment():
-                    payments.append((n, entry.device, entry.amount, entry.ref))
-                case Stock():
-                    stock.append((entry.present, entry.device, int(entry.format)))
-                case Plan():
-                    plans.append((entry.plan, entry.name, entry.price_per_day))
-        db.executemany("INSERT INTO inbox(n, kind, received_ms) VALUES (?, ?, ?)", inbox)
-        if keycodes:
-            db.executemany("INSERT INTO keycodes VALUES (?, ?, ?, ?, ?, ?)", keycodes)
-        if payments:
-            db.executemany("INSERT INTO payments VALUES (?, ?, ?, ?)", payments)
-        if plans:
-            db.executemany("INSERT OR REPLACE INTO plans VALUES (?, ?, ?)", plans)
-        # stock in order (a device may leave and come back in one answer): one statement per
-        # run of the same change
-        for present, run in itertools.groupby(stock, key=lambda change: change[0]):
-            if present:
-                db.executemany(
-                    "INSERT OR REPLACE INTO stock VALUES (?, ?)", [(d, f) for _, d, f in run]
+    def _store_entry(db: sqlite3.Connection, n: int, entry: object, now_ms: int) -> bool:
+        """Store one downlink entry; False when it was stored already."""
+        cursor = db.execute(
+            "INSERT OR IGNORE INTO inbox(n, kind, received_ms) VALUES (?, ?, ?)",
+            (n, type(entry).__name__.lower(), now_ms),
+        )
+        if cursor.rowcount == 0:
+            return False  # already stored (a late duplicate answer)
+        match entry:
+            case Keycode():
+                db.execute(
+                    "INSERT INTO keycodes VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        n,
+                        entry.device,
+                        entry.op_seq,
+                        int(entry.format),
+                        entry.number,
+                        entry.credit_s,
+                    ),
                 )
-            else:
-                db.executemany("DELETE FROM stock WHERE device = ?", [(d,) for _, d, _ in run])
-        return new
+            case Payment():
+                db.execute(
+                    "INSERT INTO payments VALUES (?, ?, ?, ?)",
+                    (n, entry.device, entry.amount, entry.ref),
+                )
+            case Stock(present=True):
+                db.execute(
+                    "INSERT OR REPLACE INTO stock VALUES (?, ?)", (entry.device, int(entry.format))
+                )
+            case Stock(present=False):
+                db.execute("DELETE FROM stock WHERE device = ?", (entry.device,))
+            case Plan():
+                db.execute(
+                    "INSERT OR REPLACE INTO plans VALUES (?, ?, ?)",
+                    (entry.plan, entry.name, entry.price_per_day),
+                )
+        return True
 
     # -- escrow (offline sales) ----------------------------------------------------------------
 
