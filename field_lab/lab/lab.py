@@ -245,10 +245,21 @@ class Lab:
         agent = agent_behaviour(s, self.behaviours[0])
         customer = customer_behaviour(s, self.behaviours[1])
         with setup_collector() as keep:
-            self.sites = build_sites(
-                platform.fixture, s, s.fleet.agents, customer, self.traces, keep=self.shard.owns
-            )
-            keep()  # the sites and their meters live to the end: never scanned again
+            self.sites = {}  # built by `_set_up` (while its workers start, when it has some)
+
+            def build() -> None:
+                self.sites.update(
+                    build_sites(
+                        platform.fixture,
+                        s,
+                        s.fleet.agents,
+                        customer,
+                        self.traces,
+                        keep=self.shard.owns,
+                    )
+                )
+                keep()  # the sites and their meters live to the end: never scanned again
+
             field = Field(
                 s,
                 platform.fixture,
@@ -264,7 +275,7 @@ class Lab:
             self.field = field
             if platform.sms is not None:
                 platform.sms.inbox.listen(field.sms_arrived)
-            await self._set_up(platform, fleet, field, clock)
+            await self._set_up(platform, fleet, field, clock, build)
             with field_collector() as settle:  # collects only what set-up made after the sites
                 await self._field(platform, fleet, field, clock, settle)
         self.phase = "end of day"
@@ -276,9 +287,16 @@ class Lab:
         await self._check(platform, fleet, field)
 
     async def _set_up(
-        self, platform: Platform, fleet: Fleet, field: Field, clock: LabClock
+        self,
+        platform: Platform,
+        fleet: Fleet,
+        field: Field,
+        clock: LabClock,
+        build: Callable[[], None],
     ) -> None:
-        """Provision every handset and sell the installed base (not measured)."""
+        """Build the sites (`build`), provision every handset and sell the installed base (not
+        measured). The sales are drawn before the sites are built: neither draws from the
+        other's generator, so the plan is the same either way round."""
         self.phase = "set-up"
         s = self.scenario
         profiles = plan.link_profiles(s)
@@ -296,9 +314,10 @@ class Lab:
             workers = workers_for(len(indexes), self.shard.count)
         job = _SetUp(platform, fleet, field, clock, profiles, indexes, sold)
         if workers > 0:
-            await self._prepare(job, workers)
+            await self._prepare(job, workers, build)
             lap("prepare")
         else:
+            build()
             await self._set_up_here(job, lap)
         await field.typed(TYPING_GRACE_S)
         lap("typing")
@@ -308,10 +327,11 @@ class Lab:
         self.warmed = await fleet.warm_up()
         lap("warm_up")
 
-    async def _prepare(self, job: _SetUp, workers: int) -> None:
+    async def _prepare(self, job: _SetUp, workers: int, build: Callable[[], None]) -> None:
         """Set-up in `workers` processes (`field_lab.world.prepare`): the sales drawn here in
         the plan's order, and recorded here (history, claims, keycodes typed) as each handset
-        is reported set up, as `_set_up_here` records them."""
+        is reported set up, as `_set_up_here` records them; the sites are built (`build`)
+        while the workers start."""
         field, sold = job.field, job.sold
         agents = job.platform.fixture.agents
         drawn = {index: field.draw_sales(agents[index], serials) for index, serials in sold.items()}
@@ -331,7 +351,13 @@ class Lab:
                 handset.on_keycodes(handset, done.keycodes)
 
         self.setup_workers_cpu_s = await job.fleet.prepare(
-            job.platform.url, self.adapter_name, orders, workers, field.keycodes_arrived, ready
+            job.platform.url,
+            self.adapter_name,
+            orders,
+            workers,
+            field.keycodes_arrived,
+            ready,
+            meanwhile=build,
         )
         self.handsets = len(job.fleet.handsets)
 

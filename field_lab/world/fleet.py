@@ -138,11 +138,13 @@ class Fleet:
         workers: int,
         on_keycodes: Callable[[Handset, list[Keycode]], None],
         ready: Callable[[Handset, Prepared], None],
+        meanwhile: Callable[[], None] | None = None,
     ) -> float:
         """Set up the handsets of `orders` in `workers` processes (`field_lab.world.prepare`:
         provisioned, their sales recorded, drained), speaking `adapter` (by name), and open
         each here as its worker reports it, calling `ready` with what set-up did on it;
-        returns the workers' CPU seconds."""
+        returns the workers' CPU seconds. `meanwhile` runs here once the workers are started,
+        before any is opened."""
         await self.template()
         pool = self.pool(url)  # the handsets' transport until `to_field`, as if set up here
         by_index = {order.index: order for order in orders}
@@ -166,7 +168,7 @@ class Fleet:
 
         share = Settings(url, adapter, self.workdir, max(1, self.concurrency // workers))
         try:
-            return await prepare(share, orders, workers, opened)
+            return await prepare(share, orders, workers, opened, meanwhile=meanwhile)
         finally:  # what was opened is closed by close(), whatever happened
             self.handsets = [made[o.index] for o in orders if o.index in made]
             self.by_index = {h.index: h for h in self.handsets}

@@ -10,9 +10,10 @@ and opens each handset's prepared file as its worker reports it done: the lab's 
 recorded as if the handset had been set up in the lab's own process.
 
 The wire between them is JSON lines: the worker reads its settings and its orders on stdin
-(all of them, then end of file) and writes a line per handset set up (`ready`), then its CPU
-(`end`); any failure is one `error` line carrying the exception (pickled: `ServerRefused` and
-the other `AgentError`s reach the lab as they were raised), and the worker exits 1.
+(a file the lab wrote, so the lab does its own work while the workers start) and writes a line
+per handset set up (`ready`), then its CPU (`end`); any failure is one `error` line carrying the
+exception (pickled: `ServerRefused` and the other `AgentError`s reach the lab as they were
+raised), and the worker exits 1.
 """
 
 from __future__ import annotations
@@ -20,10 +21,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import fcntl
 import json
 import pickle
 import resource
 import sys
+import tempfile
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +47,9 @@ MIN_HANDSETS = 500
 """Fewer handsets are set up in the lab's own process: starting a worker (importing the lab)
 costs about a second of CPU, what 150 handsets' set-up costs."""
 WORKER = (sys.executable, "-m", __name__)
+PIPE_BYTES = 1 << 20
+"""A worker's pipe to the lab holds this much (about 4,000 handsets' reports), so that it does
+not wait while the lab builds its sites (`prepare`'s `meanwhile`)."""
 STDERR_TAIL = 2000
 """Characters of a dead worker's stderr quoted in the lab's error."""
 
@@ -123,25 +129,32 @@ async def prepare(
     workers: int,
     ready: Callable[[Prepared], Awaitable[None]],
     command: Sequence[str] = WORKER,
+    meanwhile: Callable[[], None] | None = None,
 ) -> float:
     """Set up every handset of `orders` in `workers` processes (order i in worker i mod
     `workers`), awaiting `ready` for each as its worker reports it; returns the workers' CPU
     seconds. The first failure stops every worker and is raised here. `command`: what a
-    worker runs (this module's `main`)."""
-    procs = [
-        await asyncio.create_subprocess_exec(
-            *command,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        for _ in range(workers)
-    ]
-    tasks = [
-        asyncio.ensure_future(_follow(proc, [settings.line(), *(o.line() for o in part)], ready))
-        for proc, part in zip(procs, [orders[i::workers] for i in range(workers)], strict=True)
-    ]
+    worker runs (this module's `main`); `meanwhile`: the lab's own work, done once the
+    workers are started (they read their orders from a file, not from this process, and have
+    room in their pipes for what they report before it is read)."""
+    procs: list[asyncio.subprocess.Process] = []
+    tasks: list[asyncio.Future[float]] = []
     try:
+        for part in [orders[i::workers] for i in range(workers)]:
+            with tempfile.TemporaryFile(dir=settings.workdir) as feed:  # gone once read
+                feed.writelines([settings.line(), *(o.line() for o in part)])
+                feed.seek(0)
+                procs.append(
+                    await asyncio.create_subprocess_exec(
+                        *command,
+                        stdin=feed,
+                        stdout=asyncio.subprocess.PIPE,
+                        stderr=asyncio.subprocess.PIPE,
+                    )
+                )
+        if meanwhile is not None:
+            meanwhile()
+        tasks = [asyncio.ensure_future(_follow(proc, ready)) for proc in procs]
         return sum(await asyncio.gather(*tasks))
     finally:
         for task in tasks:
@@ -154,23 +167,12 @@ async def prepare(
 
 
 async def _follow(
-    proc: asyncio.subprocess.Process,
-    lines: list[bytes],
-    ready: Callable[[Prepared], Awaitable[None]],
+    proc: asyncio.subprocess.Process, ready: Callable[[Prepared], Awaitable[None]]
 ) -> float:
-    """Feed one worker its lines and hand on what it reports; its CPU seconds at the end."""
-    stdin, stdout, stderr = proc.stdin, proc.stdout, proc.stderr
-    assert stdin is not None
+    """Hand on what one worker reports; its CPU seconds at the end."""
+    stdout, stderr = proc.stdout, proc.stderr
     assert stdout is not None
     assert stderr is not None
-
-    async def feed() -> None:
-        with contextlib.suppress(ConnectionError):  # a worker that died says why below
-            stdin.writelines(lines)
-            await stdin.drain()
-            stdin.close()
-
-    feeding = asyncio.ensure_future(feed())
     complaint = asyncio.ensure_future(stderr.read())
     try:
         async for line in stdout:
@@ -185,9 +187,8 @@ async def _follow(
         said = (await complaint).decode(errors="replace")[-STDERR_TAIL:]
         raise HarnessError(f"a set-up worker exited with {code} before it was done: {said}")
     finally:
-        for task in (feeding, complaint):
-            task.cancel()
-        await asyncio.gather(feeding, complaint, return_exceptions=True)
+        complaint.cancel()
+        await asyncio.gather(complaint, return_exceptions=True)
 
 
 # -- the worker --------------------------------------------------------------------------------
@@ -231,6 +232,8 @@ async def serve(settings: Settings, orders: list[Order], write: Callable[[bytes]
 def main() -> int:
     lines = sys.stdin.buffer.read().splitlines()
     out = sys.stdout.buffer
+    with contextlib.suppress(AttributeError, OSError):  # Linux; elsewhere the pipe as it is
+        fcntl.fcntl(out.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
 
     def write(line: bytes) -> None:
         out.write(line)

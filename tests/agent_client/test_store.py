@@ -281,3 +281,65 @@ def test_a_crash_mid_transaction_without_locks_is_rolled_back_at_the_next_open(
             await store.close()
 
     assert asyncio.run(reopened()) == {f"k{n}": b"a" * 4000 for n in range(100)}
+
+
+_ENTRY = st.one_of(
+    st.builds(
+        Keycode,
+        st.integers(0, 9),
+        st.integers(1, 4),
+        st.sampled_from(KeycodeFormat),
+        st.integers(0, 999),
+        st.integers(0, 10**6),
+    ),
+    st.builds(Payment, st.integers(1, 4), st.integers(0, 10**6), st.text(max_size=5)),
+    st.builds(Stock, st.integers(1, 4), st.sampled_from(KeycodeFormat), st.booleans()),
+    st.builds(Plan, st.integers(1, 3), st.text(max_size=5), st.integers(0, 999)),
+)
+_ANSWER = st.lists(st.tuples(st.integers(1, 12), _ENTRY), max_size=12)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(answers=st.lists(_ANSWER, min_size=1, max_size=3))
+def test_downlink_entries_are_stored_once_each_in_order(
+    tmp_path_factory: pytest.TempPathFactory, answers: list[list[tuple[int, object]]]
+) -> None:
+    """Each entry number is stored the first time it comes (again in the same answer, or in a
+    late duplicate answer, it is ignored); stock comes and goes in the order it was sent."""
+    keycodes: list[tuple[int, Keycode]] = []
+    payments: list[tuple[int, Payment]] = []
+    stock: dict[int, KeycodeFormat] = {}
+    plans: dict[int, Plan] = {}
+    seen: set[int] = set()
+    for answer in answers:
+        for n, entry in answer:
+            if n in seen:
+                continue
+            seen.add(n)
+            match entry:
+                case Keycode():
+                    keycodes.append((n, entry))
+                case Payment():
+                    payments.append((n, entry))
+                case Stock(present=True):
+                    stock[entry.device] = entry.format
+                case Stock():
+                    stock.pop(entry.device, None)
+                case Plan():
+                    plans[entry.plan] = entry
+
+    async def stored() -> None:
+        store = await HandsetStore.open(tmp_path_factory.mktemp("h") / "h.db")
+        try:
+            for answer in answers:
+                await store.apply(result(entries=tuple(answer)), 5)
+            assert await store.keycodes() == [k for _, k in sorted(keycodes, key=lambda e: e[0])]
+            assert await store.payments() == [p for _, p in sorted(payments, key=lambda e: e[0])]
+            assert await store.stock() == dict(sorted(stock.items()))
+            assert await store.plans() == [plans[p] for p in sorted(plans)]
+        finally:
+            await store.close()
+
+    asyncio.run(stored())
