@@ -189,7 +189,7 @@ def reply_from_fields(f: Fields) -> Reply:
     for name in POSITIONAL[verb]:
         if not f.has(name):
             raise f.error(f"{f.path}.{name} is missing (an OK {verb} answer has one)")
-    for name in [*POSITIONAL[verb], *(k for k in f.obj if k not in POSITIONAL[verb])]:
+    for name in f.obj:  # in the file's order: what was written is read back as it was
         if name in RESERVED:
             continue
         if (

@@ -85,6 +85,8 @@ def typed(name: str, word: str) -> Value:
     """The typed value of field `name` written as `word` on the wire."""
     if len(name) > MAX_NAME or len(word) > MAX_WORD:
         raise ReplyError(f"field {name[:20]!r} is longer than a trace carries")
+    if not word:
+        raise ReplyError(f"field {name[:20]!r} has no value ({name[:20]}= and nothing after)")
     if name in SECONDS:
         return _seconds(word, name)
     if name in INTEGERS:

@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from meter_sim.meter import MAX_OPENPAYGO_COUNT
@@ -285,6 +285,8 @@ answer_words = st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=12
         max_size=6,
     ),
 )
+@example("OK KEY ", ["0=0", "0"])  # a named field before the positional one: order kept
+@example("OK KEY ", ["0", "0="])  # a field with no value: not well formed, refused
 def test_whatever_a_device_answer_parses_to_a_trace_carries(prefix: str, words: list[str]) -> None:
     try:
         reply = parse_reply(prefix + " ".join(words))
@@ -292,3 +294,8 @@ def test_whatever_a_device_answer_parses_to_a_trace_carries(prefix: str, words: 
         return
     trace = Trace(HEADER, (Event("status", 0.0, None, reply),))
     assert loads(dumps(trace)).events[0].reply == reply
+
+
+def test_an_answer_field_with_no_value_is_not_well_formed() -> None:
+    with pytest.raises(ReplyError, match="'x' has no value"):
+        parse_reply("OK KEY accepted x=")
