@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from server_stub.runner import NORMAL, URGENT, StoreThread
+from server_stub.runner import JOIN_WAKE, NORMAL, URGENT, StoreThread
 
 
 @given(st.lists(st.sampled_from([URGENT, NORMAL]), max_size=20))
@@ -259,6 +259,8 @@ def fsync_in_flight(
 
 
 def test_grouped_jobs_arriving_during_an_fsync_join_the_open_group() -> None:
+    """They join when the fsync ends, before the group's commit, or as soon as JOIN_WAKE of
+    them wait (not one wake-up of the store thread each)."""
     disk = Disk()
     recorder = Recorder()
     with fsync_in_flight(disk, recorder) as (thread, first):
@@ -266,13 +268,50 @@ def test_grouped_jobs_arriving_during_an_fsync_join_the_open_group() -> None:
         later = [thread.submit_grouped(lambda: (recorder.log.append("b"), ran.set()))]
         assert ran.wait(10)  # b opened a group (others may join it while the fsync runs)
         ran.clear()
-        later.append(thread.submit_grouped(lambda: (recorder.log.append("c"), ran.set())))
-        assert ran.wait(10)  # c came after b ran, while the fsync was still in flight...
+        names = [f"c{i}" for i in range(JOIN_WAKE)]
+        for name in names[:-1]:
+            later.append(thread.submit_grouped(partial(recorder.log.append, name)))
+        assert not ran.wait(0.2)  # (nothing sets it: a bounded pause for a wrong wake-up)
+        assert recorder.log == ["a", "begin", "b"]  # they wait: the thread was not woken
+        later.append(thread.submit_grouped(lambda: (recorder.log.append(names[-1]), ran.set())))
+        assert ran.wait(10)  # JOIN_WAKE waiting: they ran while the fsync was in flight...
+        assert not disk.gate.is_set()
         assert "commit" not in recorder.log[recorder.log.index("b") :]  # ...uncommitted
         disk.gate.set()
         for f in (first, *later):
             f.result(10)
-    assert recorder.log == ["a", "begin", "b", "c", "commit"]  # a alone: nothing to wait for
+    assert recorder.log == ["a", "begin", "b", *names, "commit"]  # a alone: nothing to wait for
+
+
+def test_a_grouped_job_arriving_during_an_fsync_joins_when_it_ends() -> None:
+    disk = Disk()
+    recorder = Recorder()
+    with fsync_in_flight(disk, recorder) as (thread, first):
+        ran = threading.Event()
+        later = [thread.submit_grouped(lambda: (recorder.log.append("b"), ran.set()))]
+        assert ran.wait(10)
+        later.append(thread.submit_grouped(lambda: recorder.log.append("c")))
+        disk.gate.set()
+        for f in (first, *later):
+            f.result(10)
+    assert recorder.log == ["a", "begin", "b", "c", "commit"]
+
+
+def test_a_job_that_cannot_join_ends_the_open_group_during_the_fsync() -> None:
+    disk = Disk()
+    recorder = Recorder()
+    with fsync_in_flight(disk, recorder) as (thread, first):
+        ran = threading.Event()
+        later = [thread.submit_grouped(lambda: (recorder.log.append("b"), ran.set()))]
+        assert ran.wait(10)
+        ran.clear()
+        later.append(thread.submit(lambda: (recorder.log.append("alone"), ran.set())))
+        assert ran.wait(10)  # woken at once: it ran while the fsync was still in flight
+        assert not disk.gate.is_set()
+        disk.gate.set()
+        for f in (first, *later):
+            f.result(10)
+    assert recorder.log == ["a", "begin", "b", "commit", "alone"]
 
 
 def test_without_hold_open_no_group_stays_open_across_an_fsync() -> None:
