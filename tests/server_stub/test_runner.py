@@ -339,3 +339,52 @@ def test_without_hold_open_no_group_stays_open_across_an_fsync() -> None:
         disk.gate.set()
         for f in (first, *later):
             f.result(10)
+
+
+def company(thread: StoreThread, recorder: Recorder) -> None:
+    """Run a group of two jobs (queued behind a held worker) and wait for its answers."""
+    gate = threading.Event()
+    try:
+        hold(thread, gate)
+        first = [thread.submit_grouped(partial(recorder.log.append, x)) for x in "xy"]
+    finally:
+        gate.set()
+    for f in first:
+        f.result(10)
+
+
+def test_after_a_group_with_company_the_next_stays_open_for_the_commit_delay() -> None:
+    """No fsync in flight: a job arriving within the delay joins the group before it (one
+    commit), and the group commits once the delay is over."""
+    recorder = Recorder()
+    thread = StoreThread()
+    thread.grouping = recorder.group
+    thread.commit_delay_s = 0.5  # (long enough for the test's second job to arrive within)
+    try:
+        company(thread, recorder)
+        ran = threading.Event()
+        z = thread.submit_grouped(lambda: (recorder.log.append("z"), ran.set()))
+        assert ran.wait(10)  # z ran and its group is open, waiting for company
+        w = thread.submit_grouped(partial(recorder.log.append, "w"))
+        for f in (z, w):  # answered once the delay is over
+            f.result(10)
+    finally:
+        thread.shutdown()
+    assert recorder.log == ["begin", "x", "y", "commit", "begin", "z", "w", "commit"]
+
+
+def test_a_lone_job_after_lone_jobs_is_not_delayed() -> None:
+    recorder = Recorder()
+    thread = StoreThread()
+    thread.grouping = recorder.group
+    thread.commit_delay_s = 0.05
+    try:
+        company(thread, recorder)
+        thread.submit_grouped(partial(recorder.log.append, "z")).result(10)  # after 50 ms
+        recorder.log.append("-")
+        thread.commit_delay_s = 60.0  # (were a lone job held open, the test would time out)
+        for name in "uv":  # z had no company: each of these runs alone, not delayed
+            thread.submit_grouped(partial(recorder.log.append, name)).result(10)
+    finally:
+        thread.shutdown()
+    assert recorder.log == ["begin", "x", "y", "commit", "begin", "z", "commit", "-", "u", "v"]
