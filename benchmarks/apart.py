@@ -103,7 +103,7 @@ async def serving_apart(db: Path, platform: Platform, workers: int = 1) -> Async
         url, port = "", 0
         for worker in range(workers):
             ours, theirs = ctx.Pipe()
-            config = replace(platform, workers=workers, worker=worker)
+            config = replace(platform, workers=workers, worker=worker, owns_interpreter=True)
             child = ctx.Process(target=_serve, args=(str(db), config, port, theirs), daemon=True)
             child.start()
             children.append((child, ours))

@@ -395,7 +395,7 @@ def run(args: argparse.Namespace) -> int:
 
         def serve_one(worker: int) -> int:
             web.run_app(
-                create_app(args.db, platform=replace(config, worker=worker)),
+                create_app(args.db, platform=replace(config, worker=worker, owns_interpreter=True)),
                 sock=sock,
                 ssl_context=context,
                 shutdown_timeout=args.shutdown_timeout,

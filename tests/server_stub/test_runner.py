@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from server_stub.runner import NORMAL, URGENT, StoreThread
+from server_stub.runner import JOIN_WAKE, NORMAL, URGENT, StoreThread
 
 
 @given(st.lists(st.sampled_from([URGENT, NORMAL]), max_size=20))
@@ -259,6 +259,8 @@ def fsync_in_flight(
 
 
 def test_grouped_jobs_arriving_during_an_fsync_join_the_open_group() -> None:
+    """They join when the fsync ends, before the group's commit, or as soon as JOIN_WAKE of
+    them wait (not one wake-up of the store thread each)."""
     disk = Disk()
     recorder = Recorder()
     with fsync_in_flight(disk, recorder) as (thread, first):
@@ -266,13 +268,50 @@ def test_grouped_jobs_arriving_during_an_fsync_join_the_open_group() -> None:
         later = [thread.submit_grouped(lambda: (recorder.log.append("b"), ran.set()))]
         assert ran.wait(10)  # b opened a group (others may join it while the fsync runs)
         ran.clear()
-        later.append(thread.submit_grouped(lambda: (recorder.log.append("c"), ran.set())))
-        assert ran.wait(10)  # c came after b ran, while the fsync was still in flight...
+        names = [f"c{i}" for i in range(JOIN_WAKE)]
+        for name in names[:-1]:
+            later.append(thread.submit_grouped(partial(recorder.log.append, name)))
+        assert not ran.wait(0.2)  # (nothing sets it: a bounded pause for a wrong wake-up)
+        assert recorder.log == ["a", "begin", "b"]  # they wait: the thread was not woken
+        later.append(thread.submit_grouped(lambda: (recorder.log.append(names[-1]), ran.set())))
+        assert ran.wait(10)  # JOIN_WAKE waiting: they ran while the fsync was in flight...
+        assert not disk.gate.is_set()
         assert "commit" not in recorder.log[recorder.log.index("b") :]  # ...uncommitted
         disk.gate.set()
         for f in (first, *later):
             f.result(10)
-    assert recorder.log == ["a", "begin", "b", "c", "commit"]  # a alone: nothing to wait for
+    assert recorder.log == ["a", "begin", "b", *names, "commit"]  # a alone: nothing to wait for
+
+
+def test_a_grouped_job_arriving_during_an_fsync_joins_when_it_ends() -> None:
+    disk = Disk()
+    recorder = Recorder()
+    with fsync_in_flight(disk, recorder) as (thread, first):
+        ran = threading.Event()
+        later = [thread.submit_grouped(lambda: (recorder.log.append("b"), ran.set()))]
+        assert ran.wait(10)
+        later.append(thread.submit_grouped(lambda: recorder.log.append("c")))
+        disk.gate.set()
+        for f in (first, *later):
+            f.result(10)
+    assert recorder.log == ["a", "begin", "b", "c", "commit"]
+
+
+def test_a_job_that_cannot_join_ends_the_open_group_during_the_fsync() -> None:
+    disk = Disk()
+    recorder = Recorder()
+    with fsync_in_flight(disk, recorder) as (thread, first):
+        ran = threading.Event()
+        later = [thread.submit_grouped(lambda: (recorder.log.append("b"), ran.set()))]
+        assert ran.wait(10)
+        ran.clear()
+        later.append(thread.submit(lambda: (recorder.log.append("alone"), ran.set())))
+        assert ran.wait(10)  # woken at once: it ran while the fsync was still in flight
+        assert not disk.gate.is_set()
+        disk.gate.set()
+        for f in (first, *later):
+            f.result(10)
+    assert recorder.log == ["a", "begin", "b", "commit", "alone"]
 
 
 def test_without_hold_open_no_group_stays_open_across_an_fsync() -> None:
@@ -300,3 +339,52 @@ def test_without_hold_open_no_group_stays_open_across_an_fsync() -> None:
         disk.gate.set()
         for f in (first, *later):
             f.result(10)
+
+
+def company(thread: StoreThread, recorder: Recorder) -> None:
+    """Run a group of two jobs (queued behind a held worker) and wait for its answers."""
+    gate = threading.Event()
+    try:
+        hold(thread, gate)
+        first = [thread.submit_grouped(partial(recorder.log.append, x)) for x in "xy"]
+    finally:
+        gate.set()
+    for f in first:
+        f.result(10)
+
+
+def test_after_a_group_with_company_the_next_stays_open_for_the_commit_delay() -> None:
+    """No fsync in flight: a job arriving within the delay joins the group before it (one
+    commit), and the group commits once the delay is over."""
+    recorder = Recorder()
+    thread = StoreThread()
+    thread.grouping = recorder.group
+    thread.commit_delay_s = 0.5  # (long enough for the test's second job to arrive within)
+    try:
+        company(thread, recorder)
+        ran = threading.Event()
+        z = thread.submit_grouped(lambda: (recorder.log.append("z"), ran.set()))
+        assert ran.wait(10)  # z ran and its group is open, waiting for company
+        w = thread.submit_grouped(partial(recorder.log.append, "w"))
+        for f in (z, w):  # answered once the delay is over
+            f.result(10)
+    finally:
+        thread.shutdown()
+    assert recorder.log == ["begin", "x", "y", "commit", "begin", "z", "w", "commit"]
+
+
+def test_a_lone_job_after_lone_jobs_is_not_delayed() -> None:
+    recorder = Recorder()
+    thread = StoreThread()
+    thread.grouping = recorder.group
+    thread.commit_delay_s = 0.05
+    try:
+        company(thread, recorder)
+        thread.submit_grouped(partial(recorder.log.append, "z")).result(10)  # after 50 ms
+        recorder.log.append("-")
+        thread.commit_delay_s = 60.0  # (were a lone job held open, the test would time out)
+        for name in "uv":  # z had no company: each of these runs alone, not delayed
+            thread.submit_grouped(partial(recorder.log.append, name)).result(10)
+    finally:
+        thread.shutdown()
+    assert recorder.log == ["begin", "x", "y", "commit", "begin", "z", "commit", "-", "u", "v"]
