@@ -54,11 +54,11 @@ NORMAL = 1
 GROUPED = 2  # sync exchanges: after other normal work (reports wait on them less), in groups
 MAX_GROUP = 256
 JOIN_WAKE = 8
+"""Grouped jobs queued before a store thread waiting to join an open group is woken ahead
+of the end of the fsync it waits for (which always wakes it)."""
 COMMIT_DELAY_S = 0.002
 """How long a group stays open for more jobs, fsync or not, when the group before it had
 company (one job each time: no wait, a lone handset's answer is not delayed)."""
-"""Grouped jobs queued before a store thread waiting to join an open group is woken ahead
-of the end of the fsync it waits for (which always wakes it)."""
 
 
 @dataclass(frozen=True)
